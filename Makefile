@@ -1,0 +1,55 @@
+# Employee advocacy platform: the two commands that matter are `make up` and `make test`.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PYTEST_ARGS ?=
+
+.PHONY: help install infra-up infra-down infra-status infra-logs up down status test test-unit test-integration bench lock clean
+
+help:
+	@echo "make up            install what is missing and run the whole stack (docker compose if a Docker engine answers, local processes otherwise)"
+	@echo "make down          stop the stack"
+	@echo "make test          install what is missing and run the full test suite on real Kafka and FerretDB/MongoDB"
+	@echo "make infra-up|infra-down|infra-status|infra-logs   the local Kafka and FerretDB only"
+	@echo "make bench         run the benchmarks under bench/"
+
+$(UV):
+	@bash scripts/ensure-uv.sh
+
+install: $(UV)
+	@$(UV) sync --frozen --all-packages
+
+infra-up:
+	@bash infra/infra.sh up
+
+infra-down:
+	@bash infra/infra.sh down
+
+infra-status:
+	@bash infra/infra.sh status
+
+infra-logs:
+	@bash infra/infra.sh logs
+
+up: install
+	@bash scripts/stack.sh up
+
+down:
+	@bash scripts/stack.sh down
+
+status:
+	@bash scripts/stack.sh status
+
+test: install infra-up
+	@KAFKA_BOOTSTRAP_SERVERS=$${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$${KAFKA_PORT:-9092}} \
+	 MONGODB_URI=$${MONGODB_URI:-mongodb://127.0.0.1:$${FERRETDB_PORT:-27017}/} \
+	 $(UV) run --frozen pytest $(PYTEST_ARGS)
+
+test-unit: install
+	@$(UV) run --frozen pytest -m unit $(PYTEST_ARGS)
+
+bench: install infra-up
+	@for b in bench/*.py; do echo "== $$b"; $(UV) run --frozen python $$b || exit 1; done
+
+lock: $(UV)
+	@$(UV) lock

@@ -1,0 +1,211 @@
+"""Idempotent consumption: decoding, bounded retries, dead letters, watermarks.
+
+Offsets are committed by the FastStream subscriber only after the handler
+returned (see `worker.py`), so an effect is durable before its offset moves.
+Handlers make their effects idempotent with `apply_once`: each document keeps,
+per topic partition, the offset of the last event applied to it, written in the
+same single-document update as the effect. An event delivered again finds its
+offset at or below the watermark and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from pydantic import ValidationError
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import AutoReconnect, ConnectionFailure, DuplicateKeyError, ServerSelectionTimeoutError
+
+from .envelope import Envelope, KafkaRecord, MalformedEnvelope, from_kafka
+from .events import Event, UnknownEventType, decode_data
+from .publishing import EventPublisher
+from .telemetry import consuming_span
+from .topics import TopicNames
+
+log = logging.getLogger(__name__)
+WATERMARK_FIELD = "_wm"
+
+# Infrastructure failures: retrying the same message later will work, so the
+# message is redelivered (never dead-lettered) until the dependency is back.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionFailure, AutoReconnect, ServerSelectionTimeoutError, KafkaConnectionError,
+    KafkaTimeoutError, TimeoutError, OSError,
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One decoded event and where it came from."""
+
+    envelope: Envelope
+    event: Event
+    topic: str  # logical name
+    partition: int
+    offset: int
+
+    @property
+    def tenant_id(self) -> str:
+        return self.envelope.tenantid or ""
+
+    @property
+    def watermark_key(self) -> str:
+        return f"{self.topic.replace('.', '_')}_{self.partition}"
+
+
+Handler = Callable[[Delivery], Awaitable[Any]]
+BatchHandler = Callable[[Sequence[Delivery]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    topic: str  # physical name
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+    @classmethod
+    def from_consumer_record(cls, record: Any) -> RawRecord:
+        return cls(record.topic, record.partition, record.offset, record.key, record.value,
+                   list(record.headers or ()))
+
+
+class Dispatcher:
+    """Routes records to handlers by event class; retries, then dead-letters.
+
+    Unknown event types are skipped (a topic carries types a consumer does not
+    need). A record that cannot be decoded goes to the DLQ at once; a handler
+    that keeps failing goes there after `max_attempts`; a transient
+    infrastructure error is re-raised so the record is delivered again.
+    """
+
+    def __init__(self, names: TopicNames, publisher: EventPublisher,
+                 handlers: Mapping[type[Event], Handler] | None = None,
+                 max_attempts: int = 3, retry_backoff: float = 0.2):
+        self.names = names
+        self.publisher = publisher
+        self.handlers = dict(handlers or {})
+        self.max_attempts = max_attempts
+        self.retry_backoff = retry_backoff
+
+    def decode(self, record: RawRecord) -> Delivery | None:
+        envelope = from_kafka(record.key, record.value, record.headers)
+        event = decode_data(envelope.type, envelope.data)
+        return Delivery(envelope, event, self.names.logical(record.topic), record.partition, record.offset)
+
+    async def _decode_or_dead_letter(self, record: RawRecord) -> Delivery | None:
+        try:
+            delivery = self.decode(record)
+        except UnknownEventType:
+            return None
+        except (MalformedEnvelope, ValidationError, ValueError) as error:
+            await self.dead_letter(record, error, attempts=0)
+            return None
+        if type(delivery.event) not in self.handlers:
+            return None
+        return delivery
+
+    async def dispatch(self, record: RawRecord) -> None:
+        delivery = await self._decode_or_dead_letter(record)
+        if delivery is None:
+            return
+        handler = self.handlers[type(delivery.event)]
+        with consuming_span(delivery.envelope, delivery.topic):
+            await self._with_retries(record, lambda: handler(delivery))
+
+    async def dispatch_batch(self, records: Sequence[RawRecord], batch_handler: BatchHandler) -> None:
+        """Hand many events to one handler (coalesced writes); isolate a poison one if it fails."""
+        pairs = []
+        for record in records:
+            delivery = await self._decode_or_dead_letter(record)
+            if delivery is not None:
+                pairs.append((record, delivery))
+        if not pairs:
+            return
+        try:
+            await batch_handler([d for _, d in pairs])
+            return
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:
+            log.warning("batch of %d failed; retrying one by one to isolate the cause", len(pairs), exc_info=True)
+        for record, delivery in pairs:
+            await self._with_retries(record, lambda d=delivery: batch_handler([d]))
+
+    async def _with_retries(self, record: RawRecord, call: Callable[[], Awaitable[Any]]) -> None:
+        last_error: BaseException | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await call()
+                return
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception as error:  # a poison message or a bug: bounded retries
+                last_error = error
+                log.warning("handler failed (attempt %d/%d) at %s[%d]@%d: %s", attempt, self.max_attempts,
+                            record.topic, record.partition, record.offset, error)
+                if attempt < self.max_attempts:
+                    await asyncio.sleep(self.retry_backoff * attempt)
+        assert last_error is not None
+        await self.dead_letter(record, last_error, attempts=self.max_attempts)
+
+    async def dead_letter(self, record: RawRecord, error: BaseException, attempts: int) -> None:
+        logical = self.names.logical(record.topic)
+        reason = "".join(traceback.format_exception_only(type(error), error)).strip()[:2000]
+        headers = [h for h in record.headers if not h[0].startswith("x-dlq-")]
+        headers += [
+            ("x-dlq-reason", reason.encode()),
+            ("x-dlq-error-type", type(error).__name__.encode()),
+            ("x-dlq-original-topic", record.topic.encode()),
+            ("x-dlq-original-partition", str(record.partition).encode()),
+            ("x-dlq-original-offset", str(record.offset).encode()),
+            ("x-dlq-attempts", str(attempts).encode()),
+        ]
+        await self.publisher.send_record(self.names.dlq(logical),
+                                         KafkaRecord(key=record.key, value=record.value or b"", headers=headers))
+        log.error("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+
+
+def not_yet_applied(delivery: Delivery) -> dict[str, Any]:
+    """Filter matching documents whose watermark for this partition is below this offset."""
+    field = f"{WATERMARK_FIELD}.{delivery.watermark_key}"
+    return {"$or": [{field: {"$exists": False}}, {field: {"$lt": delivery.offset}}]}
+
+
+def mark_applied(update: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
+    merged = dict(update)
+    merged["$set"] = {**merged.get("$set", {}), f"{WATERMARK_FIELD}.{delivery.watermark_key}": delivery.offset}
+    return merged
+
+
+async def apply_once(collection: AsyncCollection, key: dict[str, Any], update: dict[str, Any],
+                     delivery: Delivery, upsert: bool = True) -> bool:
+    """Apply `update` to the document `key` unless this event was already applied to it.
+
+    `key` must identify one document by `_id` when upserting: a duplicate
+    delivery then fails the watermark filter, the upsert tries to insert the same
+    `_id`, and the duplicate-key error tells us the effect is already there.
+    Returns True when the effect was applied now.
+    """
+    try:
+        result = await collection.update_one({**key, **not_yet_applied(delivery)},
+                                             mark_applied(update, delivery), upsert=upsert)
+    except DuplicateKeyError:
+        return False
+    return result.matched_count > 0 or result.upserted_id is not None
+
+
+async def insert_once(collection: AsyncCollection, document: dict[str, Any]) -> bool:
+    """Insert a document whose `_id` is derived from the event; False if it is already there."""
+    try:
+        await collection.insert_one(document)
+        return True
+    except DuplicateKeyError:
+        return False

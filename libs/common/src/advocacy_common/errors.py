@@ -1,0 +1,91 @@
+"""RFC 9457 problem details for every error; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+class Problem(Exception):
+    """Raise from anywhere in a request to answer with a problem document."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None, *, type_: str | None = None,
+                 headers: dict[str, str] | None = None, **extensions: Any):
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type = type_ or "about:blank"
+        self.headers = headers
+        self.extensions = extensions
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        if instance:
+            body["instance"] = instance
+        body.update(self.extensions)
+        return body
+
+
+def not_found(what: str = "resource") -> Problem:
+    # Another tenant's object answers exactly like a missing one.
+    return Problem(404, "Not Found", f"No such {what}.")
+
+
+def forbidden(detail: str = "Your role does not allow this.") -> Problem:
+    return Problem(403, "Forbidden", detail)
+
+
+def conflict(detail: str, **extensions: Any) -> Problem:
+    return Problem(409, "Conflict", detail, **extensions)
+
+
+def invalid(field: str, message: str, **extensions: Any) -> Problem:
+    """A 422 naming the offending field, in the same shape as request validation errors."""
+    return Problem(422, "Unprocessable Content", f"{field}: {message}",
+                   errors=[{"field": field, "message": message}], **extensions)
+
+
+def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    return JSONResponse(problem.body(str(request.url.path) if request else None), status_code=problem.status,
+                        media_type=PROBLEM_JSON, headers=problem.headers)
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or (str(location[0]) if location else "request")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field_name(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+                  for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem_response(Problem(422, "Unprocessable Content", detail, errors=errors), request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus._value2member_map_ else "Error"
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+        return problem_response(Problem(exc.status_code, title, detail, headers=getattr(exc, "headers", None)), request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(Problem(500, "Internal Server Error", "An unexpected error occurred."), request)

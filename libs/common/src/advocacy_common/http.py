@@ -1,0 +1,84 @@
+"""The FastAPI application every service's `api` process starts from.
+
+Adds what every service needs and no domain: problem+json errors, `/livez`,
+`/readyz` (checks registered by the service: Kafka, the database), Prometheus
+`/metrics`, request tracing, and the JWT verifier used by `auth.authenticate`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from .auth import JwksCache, JwtVerifier
+from .errors import PROBLEM_JSON, install_problem_handlers
+from .settings import ServiceSettings
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+REQUESTS = Counter("http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"])
+UNAUTHENTICATED_PATHS = ("/livez", "/readyz", "/metrics")
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {PROBLEM_JSON: {"schema": {"type": "object"}}}}
+    for code, text in {401: "Missing or invalid bearer token", 403: "Role not allowed",
+                       404: "Not found (or another tenant's)", 422: "Invalid input, the field is named"}.items()
+}
+
+
+def verifier_from_settings(settings: ServiceSettings) -> JwtVerifier:
+    return JwtVerifier(issuer=settings.auth_issuer, audience=settings.auth_audience,
+                       jwks=JwksCache(settings.auth_jwks_url), algorithms=settings.auth_algorithms,
+                       leeway_seconds=settings.auth_leeway_seconds)
+
+
+def create_service_app(settings: ServiceSettings, *, title: str, description: str, version: str = "0.1.0",
+                       lifespan: Any = None, verifier: JwtVerifier | None = None) -> FastAPI:
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan,
+                  responses=PROBLEM_RESPONSES)
+    app.state.settings = settings
+    app.state.verifier = verifier or verifier_from_settings(settings)
+    app.state.readiness: dict[str, ReadinessCheck] = {}
+    install_problem_handlers(app)
+    service = settings.service_name
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        REQUESTS.labels(service, request.method, route, str(response.status_code)).inc()
+        LATENCY.labels(service, request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/livez", include_in_schema=False)
+    async def livez() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """Readiness: every registered dependency (Kafka, the database) answers."""
+        results = {}
+        for name, check in app.state.readiness.items():
+            try:
+                results[name] = bool(await check())
+            except Exception:
+                results[name] = False
+        ready = all(results.values())
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": results},
+                            status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls=",".join(UNAUTHENTICATED_PATHS))
+    return app

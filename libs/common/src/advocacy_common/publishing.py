@@ -1,0 +1,91 @@
+"""Turning events into envelopes, and putting envelopes on Kafka.
+
+Only the outbox relay, the DLQ writer and endpoints that must answer after
+Kafka acknowledged (engagement webhooks) publish directly; handlers never do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from opentelemetry import propagate
+
+from .envelope import Envelope, KafkaRecord, to_kafka
+from .events import Event
+from .topics import TopicNames
+
+
+def envelope_for(event: Event, *, tenant_id: str, source: str, causation: Envelope | None = None,
+                 correlation_id: str | None = None, event_id: str | None = None) -> Envelope:
+    """Wrap an event; the subject (Kafka key) is its aggregate id, or the tenant for charter events.
+
+    Trace context is taken from the current span so the consumer's span joins the
+    producer's trace. Causation and correlation follow the event that caused this one.
+    """
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    subject = tenant_id if event.keyed_by_tenant else event.aggregate_id()
+    extra: dict[str, Any] = {"id": event_id} if event_id else {}
+    return Envelope(
+        source=source,
+        type=event.type_name,
+        subject=subject,
+        tenantid=tenant_id,
+        causationid=causation.id if causation else None,
+        correlationid=correlation_id or (causation.correlationid or causation.id if causation else None),
+        traceparent=carrier.get("traceparent"),
+        tracestate=carrier.get("tracestate"),
+        data=event.model_dump(mode="json"),
+        **extra,
+    )
+
+
+class EventPublisher:
+    """An idempotent producer (`acks=all`): `publish` returns once Kafka acknowledged."""
+
+    def __init__(self, bootstrap_servers: str, names: TopicNames, client_id: str = "advocacy"):
+        self.names = names
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            request_timeout_ms=15000,
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            await self._producer.start()
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._producer.stop()
+            self._started = False
+
+    async def publish(self, logical_topic: str, envelope: Envelope) -> None:
+        await self.send_record(self.names.physical(logical_topic), to_kafka(envelope))
+
+    async def publish_many(self, items: list[tuple[str, Envelope]]) -> None:
+        """Send several envelopes, then wait for all acknowledgements (order kept per key)."""
+        futures = [await self._producer.send(self.names.physical(topic), **_kwargs(to_kafka(env)))
+                   for topic, env in items]
+        for future in futures:
+            await future
+
+    async def send_record(self, physical_topic: str, record: KafkaRecord) -> None:
+        await self._producer.send_and_wait(physical_topic, **_kwargs(record))
+
+    async def is_ready(self) -> bool:
+        try:
+            await self._producer.client.fetch_all_metadata()
+            return True
+        except Exception:
+            return False
+
+
+def _kwargs(record: KafkaRecord) -> dict[str, Any]:
+    return {"key": record.key, "value": record.value, "headers": record.headers}

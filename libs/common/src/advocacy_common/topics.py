@@ -1,0 +1,65 @@
+"""Topic names, their dead-letter twins, and how they are created.
+
+Event topics keep everything (`retention.ms=-1`) so that every read model can
+be rebuilt by replaying them from the start. A prefix lets tests and several
+environments share one cluster without colliding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+CONTENT = "advocacy.content"
+AMBASSADOR = "advocacy.ambassador"
+SHARE = "advocacy.share"
+ENGAGEMENT = "advocacy.engagement"
+EVENT_TOPICS = (CONTENT, AMBASSADOR, SHARE, ENGAGEMENT)
+DLQ_SUFFIX = ".dlq"
+
+
+def dlq(topic: str) -> str:
+    return topic + DLQ_SUFFIX
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Resolves logical topic names to physical ones under a prefix."""
+
+    prefix: str = ""
+
+    def physical(self, logical: str) -> str:
+        return self.prefix + logical
+
+    def logical(self, physical: str) -> str:
+        return physical[len(self.prefix):] if physical.startswith(self.prefix) else physical
+
+    def dlq(self, logical: str) -> str:
+        return self.physical(dlq(logical))
+
+    def all(self) -> list[str]:
+        return [self.physical(t) for t in EVENT_TOPICS] + [self.dlq(t) for t in EVENT_TOPICS]
+
+
+async def ensure_topics(bootstrap_servers: str, names: TopicNames, partitions: int = 6,
+                        replication_factor: int = 1) -> list[str]:
+    """Create the event topics and their DLQs if missing; returns the ones created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name=name, num_partitions=partitions, replication_factor=replication_factor,
+                     topic_configs={"retention.ms": "-1", "cleanup.policy": "delete"})
+            for name in names.all() if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process created them first: the outcome we want
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()

@@ -1,0 +1,126 @@
+"""FastStream glue for the `worker` process: subscribers that commit after the effect.
+
+The subscriber acknowledges (commits) only when the dispatcher returned, i.e.
+when the effect is durable or the record is in the DLQ. On a transient error it
+nacks: FastStream seeks back and the record is delivered again after a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from .consuming import TRANSIENT_ERRORS, BatchHandler, Dispatcher, Handler, RawRecord
+from .events import Event
+from .outbox import OutboxRelay
+from .publishing import EventPublisher
+from .settings import ServiceSettings
+from .topics import ensure_topics
+
+log = logging.getLogger(__name__)
+TRANSIENT_PAUSE_SECONDS = 1.0
+
+
+def build_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
+    return KafkaBroker(bootstrap_servers, client_id=client_id, logger=logging.getLogger(f"{client_id}.broker"))
+
+
+def subscribe_events(broker: KafkaBroker, dispatcher: Dispatcher, topics: Sequence[str], group_id: str, *,
+                     batch_handler: BatchHandler | None = None, max_records: int = 1000) -> None:
+    """Consume the logical `topics` as `group_id`, one record at a time or in batches."""
+    physical = [dispatcher.names.physical(topic) for topic in topics]
+    common = dict(group_id=group_id, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR)
+
+    if batch_handler is None:
+        @broker.subscriber(*physical, **common)
+        async def on_record(message: KafkaMessage) -> None:
+            await _pausing_on_transient(dispatcher.dispatch(RawRecord.from_consumer_record(message.raw_message)))
+    else:
+        @broker.subscriber(*physical, batch=True, max_records=max_records, batch_timeout_ms=100, **common)
+        async def on_batch(message: KafkaMessage) -> None:
+            records = [RawRecord.from_consumer_record(r) for r in message.raw_message]
+            await _pausing_on_transient(dispatcher.dispatch_batch(records, batch_handler))
+
+
+async def _pausing_on_transient(work: Awaitable[None]) -> None:
+    try:
+        await work
+    except TRANSIENT_ERRORS:
+        log.warning("transient failure; the record will be delivered again", exc_info=True)
+        await asyncio.sleep(TRANSIENT_PAUSE_SECONDS)
+        raise
+
+
+async def run_until_signalled(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]],
+                              background: Callable[[asyncio.Event], Awaitable[None]] | None = None) -> None:
+    """Start, run `background(stop_event)` if given, and stop cleanly on SIGTERM/SIGINT."""
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_event.set)
+    await start()
+    try:
+        if background is not None:
+            await background(stop_event)
+        await stop_event.wait()
+    finally:
+        await stop()
+
+
+class ServiceWorker:
+    """A service's `worker` process: FastStream consumers, the outbox relay, periodic jobs.
+
+    Register consumers with `consume(...)` before `start()`. Tests start and stop
+    it in-process; `main.py` calls `run()`, which stops on SIGTERM.
+    """
+
+    def __init__(self, settings: ServiceSettings, client_id: str,
+                 outbox_collections: Sequence[AsyncCollection] = (),
+                 background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = ()):
+        self.settings = settings
+        self.names = settings.topics
+        self.publisher = EventPublisher(settings.kafka_bootstrap_servers, self.names, client_id=client_id)
+        self.broker = build_broker(settings.kafka_bootstrap_servers, client_id)
+        self.relay = OutboxRelay(list(outbox_collections), self.publisher, settings.outbox_poll_seconds)
+        self._background = [self.relay.run, *background] if outbox_collections else list(background)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    def consume(self, topics: Sequence[str], group_id: str, handlers: Mapping[type[Event], Handler],
+                batch_handler: BatchHandler | None = None, max_records: int = 1000,
+                max_attempts: int = 3) -> Dispatcher:
+        dispatcher = Dispatcher(self.names, self.publisher, handlers, max_attempts=max_attempts)
+        subscribe_events(self.broker, dispatcher, topics, group_id, batch_handler=batch_handler,
+                         max_records=max_records)
+        return dispatcher
+
+    async def start(self) -> None:
+        await ensure_topics(self.settings.kafka_bootstrap_servers, self.names, self.settings.topic_partitions)
+        await self.publisher.start()
+        if self.broker.subscribers:
+            await self.broker.start()
+        self._stop.clear()
+        self._tasks = [asyncio.create_task(job(self._stop)) for job in self._background]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        self._tasks = []
+        if self.broker.subscribers:
+            await self.broker.stop()
+        await self.publisher.stop()
+
+    async def run(self) -> None:
+        await run_until_signalled(self.start, self.stop)

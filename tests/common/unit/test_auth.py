@@ -1,0 +1,92 @@
+import pytest
+from fastapi import Depends, FastAPI
+from httpx import ASGITransport, AsyncClient
+
+from advocacy_common.auth import JwksCache, JwtVerifier, Principal, require_roles
+from advocacy_common.dev_issuer import DevIssuer, JwksServer
+from advocacy_common.errors import install_problem_handlers
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def issuer_and_server():
+    server = JwksServer([]).start()
+    issuer = DevIssuer.generate(server.url)
+    server.issuers.append(issuer)
+    yield issuer, server
+    server.stop()
+
+
+def make_app(issuer: DevIssuer, server: JwksServer) -> FastAPI:
+    app = FastAPI()
+    app.state.verifier = JwtVerifier(issuer.issuer, "advocacy", JwksCache(server.url + "/.well-known/jwks.json",
+                                                                          min_refresh_seconds=0),
+                                     ["RS256"], leeway_seconds=5)
+    install_problem_handlers(app)
+
+    @app.get("/editors-only")
+    async def editors_only(principal: Principal = Depends(require_roles("editor"))):
+        return {"sub": principal.subject, "tenant": principal.tenant, "roles": sorted(principal.roles)}
+
+    return app
+
+
+async def call(app, headers=None):
+    async with AsyncClient(transport=ASGITransport(app), base_url="http://t") as client:
+        return await client.get("/editors-only", headers=headers or {})
+
+
+async def test_valid_token_yields_principal(issuer_and_server):
+    issuer, server = issuer_and_server
+    token = issuer.mint(tenant="acme", subject="alice", roles=["editor", "reviewer"])
+    response = await call(make_app(issuer, server), {"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert response.json() == {"sub": "alice", "tenant": "acme", "roles": ["editor", "reviewer"]}
+
+
+@pytest.mark.parametrize("case", ["missing", "expired", "wrong_audience", "wrong_issuer", "garbage", "alg_none",
+                                  "no_tenant"])
+async def test_bad_tokens_are_401_problems(issuer_and_server, case):
+    issuer, server = issuer_and_server
+    tokens = {
+        "missing": None,
+        "expired": issuer.mint(tenant="acme", subject="a", roles=["editor"], ttl_seconds=-60),
+        "wrong_audience": issuer.mint(tenant="acme", subject="a", roles=["editor"], audience="other"),
+        "wrong_issuer": issuer.mint(tenant="acme", subject="a", roles=["editor"], issuer="https://evil"),
+        "garbage": "not.a.jwt",
+        "alg_none": "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIiwidGVuYW50IjoiYWNtZSJ9.",
+        "no_tenant": issuer.mint(tenant="", subject="a", roles=["editor"]),
+    }
+    token = tokens[case]
+    response = await call(make_app(issuer, server), {"Authorization": f"Bearer {token}"} if token else {})
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["status"] == 401
+
+
+async def test_missing_role_is_403(issuer_and_server):
+    issuer, server = issuer_and_server
+    token = issuer.mint(tenant="acme", subject="bob", roles=["ambassador"])
+    response = await call(make_app(issuer, server), {"Authorization": f"Bearer {token}"})
+    assert response.status_code == 403
+    assert "editor" in response.json()["detail"]
+
+
+async def test_rotated_key_is_fetched_on_unknown_kid(issuer_and_server):
+    issuer, server = issuer_and_server
+    app = make_app(issuer, server)
+    first = issuer.mint(tenant="acme", subject="a", roles=["editor"])
+    assert (await call(app, {"Authorization": f"Bearer {first}"})).status_code == 200
+    rotated = DevIssuer.generate(issuer.issuer)
+    server.issuers.append(rotated)  # the IdP publishes a new key; the service is not restarted
+    second = rotated.mint(tenant="acme", subject="a", roles=["editor"])
+    assert (await call(app, {"Authorization": f"Bearer {second}"})).status_code == 200
+
+
+async def test_token_signed_by_unknown_key_is_refused(issuer_and_server):
+    issuer, server = issuer_and_server
+    impostor = DevIssuer.generate(issuer.issuer)
+    token = impostor.mint(tenant="acme", subject="a", roles=["editor"])
+    response = await call(make_app(issuer, server), {"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401

@@ -1,0 +1,100 @@
+from datetime import UTC, datetime
+
+import pytest
+from pymongo.errors import AutoReconnect
+
+from advocacy_common.consuming import Dispatcher, RawRecord
+from advocacy_common.envelope import KafkaRecord, to_kafka
+from advocacy_common.events import AmbassadorErased, AmbassadorOptedOut
+from advocacy_common.publishing import envelope_for
+from advocacy_common.topics import TopicNames
+
+pytestmark = pytest.mark.unit
+NAMES = TopicNames("p.")
+
+
+class FakePublisher:
+    def __init__(self):
+        self.sent: list[tuple[str, KafkaRecord]] = []
+
+    async def send_record(self, topic, record):
+        self.sent.append((topic, record))
+
+
+def raw(event, offset=0) -> RawRecord:
+    record = to_kafka(envelope_for(event, tenant_id="acme", source="/test"))
+    return RawRecord("p.advocacy.ambassador", 0, offset, record.key, record.value, record.headers)
+
+
+OPTED_OUT = AmbassadorOptedOut(ambassador_id="a1", opted_out_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+async def test_handler_receives_decoded_delivery():
+    seen = []
+
+    async def handle(delivery):
+        seen.append(delivery)
+
+    dispatcher = Dispatcher(NAMES, FakePublisher(), {AmbassadorOptedOut: handle})
+    await dispatcher.dispatch(raw(OPTED_OUT, offset=7))
+    assert len(seen) == 1
+    assert (seen[0].event, seen[0].tenant_id, seen[0].topic, seen[0].offset) == \
+        (OPTED_OUT, "acme", "advocacy.ambassador", 7)
+
+
+async def test_types_without_handler_are_skipped():
+    publisher = FakePublisher()
+    await Dispatcher(NAMES, publisher, {}).dispatch(raw(OPTED_OUT))
+    assert publisher.sent == []
+
+
+async def test_failing_handler_is_retried_then_dead_lettered():
+    calls = []
+
+    async def handle(delivery):
+        calls.append(1)
+        raise ValueError("bad data in event")
+
+    publisher = FakePublisher()
+    dispatcher = Dispatcher(NAMES, publisher, {AmbassadorOptedOut: handle}, max_attempts=3, retry_backoff=0)
+    await dispatcher.dispatch(raw(OPTED_OUT, offset=4))
+    assert len(calls) == 3
+    topic, record = publisher.sent[0]
+    assert topic == "p.advocacy.ambassador.dlq"
+    assert "bad data in event" in record.header("x-dlq-reason")
+    assert record.header("x-dlq-original-offset") == "4"
+    assert record.header("ce_type") == "ambassador.opted_out.v1"  # original headers kept
+
+
+async def test_malformed_record_goes_to_dlq_without_retry():
+    publisher = FakePublisher()
+    dispatcher = Dispatcher(NAMES, publisher, {AmbassadorOptedOut: None})
+    await dispatcher.dispatch(RawRecord("p.advocacy.ambassador", 1, 9, b"k", b"garbage", []))
+    assert len(publisher.sent) == 1 and publisher.sent[0][1].header("x-dlq-attempts") == "0"
+
+
+async def test_transient_errors_propagate_for_redelivery():
+    async def handle(delivery):
+        raise AutoReconnect("db down")
+
+    publisher = FakePublisher()
+    with pytest.raises(AutoReconnect):
+        await Dispatcher(NAMES, publisher, {AmbassadorOptedOut: handle}).dispatch(raw(OPTED_OUT))
+    assert publisher.sent == []
+
+
+async def test_batch_failure_isolates_the_poison_event():
+    applied = []
+
+    async def batch(deliveries):
+        if any(isinstance(d.event, AmbassadorErased) for d in deliveries):
+            raise ValueError("poison")
+        applied.extend(d.offset for d in deliveries)
+
+    publisher = FakePublisher()
+    dispatcher = Dispatcher(NAMES, publisher, {AmbassadorOptedOut: None, AmbassadorErased: None},
+                            max_attempts=2, retry_backoff=0)
+    erased = AmbassadorErased(ambassador_id="a2", erased_at=datetime(2026, 1, 1, tzinfo=UTC))
+    await dispatcher.dispatch_batch([raw(OPTED_OUT, 1), raw(erased, 2), raw(OPTED_OUT, 3)], batch)
+    assert applied == [1, 3]
+    assert [r.header("x-dlq-original-offset") for _, r in publisher.sent] == ["2"]
