@@ -6,6 +6,13 @@ Handlers make their effects idempotent with `apply_once`: each document keeps,
 per topic partition, the offset of the last event applied to it, written in the
 same single-document update as the effect. An event delivered again finds its
 offset at or below the watermark and changes nothing.
+
+Watermarks catch redelivery of the same record. The outbox relay may also
+re-publish an event after a crash, as a new record at a new offset with the
+same CloudEvents id: the `ProcessedEvents` ledger catches that. The dispatcher
+skips ids already in the ledger and records ids after their effect is durable;
+a crash between effect and record is covered by the watermark on redelivery.
+Both copies share the aggregate key, so they land on one partition, in order.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +85,35 @@ class RawRecord:
                    list(record.headers or ()))
 
 
+class ProcessedEvents:
+    """Ids of events whose effect is durable, to ignore re-published copies.
+
+    One small document per event id; `forget_before` prunes old entries (no TTL
+    indexes on FerretDB), since re-publication happens within minutes of a crash.
+    """
+
+    def __init__(self, collection: AsyncCollection):
+        self.collection = collection
+
+    async def create_indexes(self) -> None:
+        await self.collection.create_index("seen_at")
+
+    async def already_processed(self, event_ids: Sequence[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        cursor = self.collection.find({"_id": {"$in": list(event_ids)}}, projection={"_id": 1})
+        return {document["_id"] async for document in cursor}
+
+    async def record(self, event_ids: Sequence[str]) -> None:
+        now = datetime.now(UTC)
+        for event_id in dict.fromkeys(event_ids):
+            await insert_once(self.collection, {"_id": event_id, "seen_at": now})
+
+    async def forget_before(self, cutoff: datetime) -> int:
+        result = await self.collection.delete_many({"seen_at": {"$lt": cutoff}})
+        return result.deleted_count
+
+
 class Dispatcher:
     """Routes records to handlers by event class; retries, then dead-letters.
 
@@ -88,8 +125,9 @@ class Dispatcher:
 
     def __init__(self, names: TopicNames, publisher: EventPublisher,
                  handlers: Mapping[type[Event], Handler] | None = None,
-                 max_attempts: int = 3, retry_backoff: float = 0.2):
+                 max_attempts: int = 3, retry_backoff: float = 0.2, ledger: ProcessedEvents | None = None):
         self.names = names
+        self.ledger = ledger
         self.publisher = publisher
         self.handlers = dict(handlers or {})
         self.max_attempts = max_attempts
@@ -116,28 +154,36 @@ class Dispatcher:
         delivery = await self._decode_or_dead_letter(record)
         if delivery is None:
             return
+        if self.ledger is not None and await self.ledger.already_processed([delivery.envelope.id]):
+            return
         handler = self.handlers[type(delivery.event)]
         with consuming_span(delivery.envelope, delivery.topic):
             await self._with_retries(record, lambda: handler(delivery))
+        if self.ledger is not None:
+            await self.ledger.record([delivery.envelope.id])
 
     async def dispatch_batch(self, records: Sequence[RawRecord], batch_handler: BatchHandler) -> None:
         """Hand many events to one handler (coalesced writes); isolate a poison one if it fails."""
-        pairs = []
+        pairs: dict[str, tuple[RawRecord, Delivery]] = {}
         for record in records:
             delivery = await self._decode_or_dead_letter(record)
             if delivery is not None:
-                pairs.append((record, delivery))
+                pairs.setdefault(delivery.envelope.id, (record, delivery))  # a re-published copy in the same batch
+        if self.ledger is not None:
+            for event_id in await self.ledger.already_processed(list(pairs)):
+                del pairs[event_id]
         if not pairs:
             return
         try:
-            await batch_handler([d for _, d in pairs])
-            return
+            await batch_handler([d for _, d in pairs.values()])
         except TRANSIENT_ERRORS:
             raise
         except Exception:
             log.warning("batch of %d failed; retrying one by one to isolate the cause", len(pairs), exc_info=True)
-        for record, delivery in pairs:
-            await self._with_retries(record, lambda d=delivery: batch_handler([d]))
+            for record, delivery in pairs.values():
+                await self._with_retries(record, lambda d=delivery: batch_handler([d]))
+        if self.ledger is not None:
+            await self.ledger.record(list(pairs))
 
     async def _with_retries(self, record: RawRecord, call: Callable[[], Awaitable[Any]]) -> None:
         last_error: BaseException | None = None

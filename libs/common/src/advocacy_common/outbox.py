@@ -88,9 +88,10 @@ class OutboxRelay:
             outcome = self._after_publish()
             if asyncio.iscoroutine(outcome):
                 await outcome
-        ids = [entry["id"] for entry in entries]
-        await collection.update_one({"_id": document["_id"]},
-                                    {"$pull": {OUTBOX_FIELD: {"id": {"$in": ids}}}})
+        # $pullAll with the entries exactly as read: FerretDB 1.x's $pull ignores
+        # conditions on sub-document fields, exact matches work everywhere. Events
+        # pushed meanwhile are different documents and stay pending.
+        await collection.update_one({"_id": document["_id"]}, {"$pullAll": {OUTBOX_FIELD: entries}})
         return len(entries)
 
     async def flush(self, collection: AsyncCollection, document_id: Any) -> int:

@@ -21,7 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from .dev_issuer import DevIssuer, JwksServer
-from .envelope import Envelope, from_kafka
+from .envelope import Envelope, MalformedEnvelope, from_kafka
 from .topics import TopicNames, ensure_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
@@ -138,7 +138,10 @@ async def read_envelopes(bootstrap_servers: str, physical_topic: str, *, min_cou
             batches = await consumer.getmany(timeout_ms=300)
             for records in batches.values():
                 for record in records:
-                    envelope = from_kafka(record.key, record.value, record.headers)
+                    try:
+                        envelope = from_kafka(record.key, record.value, record.headers)
+                    except MalformedEnvelope:
+                        continue  # e.g. a dead-lettered record that never was a CloudEvent
                     if predicate is None or predicate(envelope):
                         found.append(envelope)
     finally:

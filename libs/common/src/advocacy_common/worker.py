@@ -18,7 +18,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from .consuming import TRANSIENT_ERRORS, BatchHandler, Dispatcher, Handler, RawRecord
+from .consuming import TRANSIENT_ERRORS, BatchHandler, Dispatcher, Handler, ProcessedEvents, RawRecord
 from .events import Event
 from .outbox import OutboxRelay
 from .publishing import EventPublisher
@@ -96,8 +96,10 @@ class ServiceWorker:
 
     def consume(self, topics: Sequence[str], group_id: str, handlers: Mapping[type[Event], Handler],
                 batch_handler: BatchHandler | None = None, max_records: int = 1000,
-                max_attempts: int = 3) -> Dispatcher:
-        dispatcher = Dispatcher(self.names, self.publisher, handlers, max_attempts=max_attempts)
+                max_attempts: int = 3, ledger: ProcessedEvents | None = None) -> Dispatcher:
+        """Subscribe `handlers` to `topics`. Pass a `ledger` (a collection of the service's own
+        database) so that events re-published by a producer's relay after a crash apply once."""
+        dispatcher = Dispatcher(self.names, self.publisher, handlers, max_attempts=max_attempts, ledger=ledger)
         subscribe_events(self.broker, dispatcher, topics, group_id, batch_handler=batch_handler,
                          max_records=max_records)
         return dispatcher

@@ -1,0 +1,81 @@
+import asyncio
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from advocacy_common import topics
+from advocacy_common.events import AmbassadorOptedOut
+from advocacy_common.outbox import OUTBOX_FIELD, OutboxRelay, new_document_with_outbox, with_outbox
+from advocacy_common.publishing import EventPublisher, envelope_for
+from advocacy_common.testing import read_envelopes
+
+pytestmark = pytest.mark.integration
+CHILD = Path(__file__).with_name("relay_child.py")
+
+
+def opted_out(ambassador_id: str):
+    event = AmbassadorOptedOut(ambassador_id=ambassador_id, opted_out_at=datetime.now(UTC))
+    return topics.AMBASSADOR, envelope_for(event, tenant_id="acme", source="/tests")
+
+
+async def test_state_change_and_event_are_one_write_then_relayed(database, infrastructure, kafka_topics):
+    things = database["things"]
+    first = opted_out("amb-outbox-1")
+    await things.insert_one(new_document_with_outbox({"_id": "a1", "tenant": "acme", "state": "in"}, [first]))
+    second = opted_out("amb-outbox-1")
+    await things.update_one({"_id": "a1"}, with_outbox({"$set": {"state": "out"}}, [second]))
+    assert len((await things.find_one({"_id": "a1"}))[OUTBOX_FIELD]) == 2
+
+    publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
+    await publisher.start()
+    try:
+        assert await OutboxRelay([things], publisher).run_once() == 2
+        assert await OutboxRelay([things], publisher).run_once() == 0
+    finally:
+        await publisher.stop()
+    document = await things.find_one({"_id": "a1"})
+    assert document[OUTBOX_FIELD] == [] and document["state"] == "out"
+    ids = {first[1].id, second[1].id}
+    found = await read_envelopes(infrastructure.kafka_bootstrap_servers, kafka_topics.physical(topics.AMBASSADOR),
+                                 min_count=2, predicate=lambda e: e.id in ids)
+    assert [e.id for e in found] == [first[1].id, second[1].id]  # order kept for one aggregate
+
+
+async def test_relay_killed_between_publish_and_clear_republishes(database, infrastructure, kafka_topics):
+    things = database["things"]
+    pending = opted_out("amb-crash-1")
+    await things.insert_one(new_document_with_outbox({"_id": "c1", "tenant": "acme"}, [pending]))
+    args = [sys.executable, str(CHILD), infrastructure.kafka_bootstrap_servers, infrastructure.mongodb_uri,
+            database.name, kafka_topics.prefix]
+
+    crashed = await asyncio.to_thread(subprocess.run, [*args, "1"], capture_output=True, timeout=60)
+    assert crashed.returncode == -9  # SIGKILL after the ack, before the clear
+    assert len((await things.find_one({"_id": "c1"}))[OUTBOX_FIELD]) == 1  # still pending: not lost
+
+    restarted = await asyncio.to_thread(subprocess.run, [*args, "0"], capture_output=True, timeout=60, text=True)
+    assert restarted.returncode == 0, restarted.stderr
+    assert "published 1" in restarted.stdout
+    assert (await things.find_one({"_id": "c1"}))[OUTBOX_FIELD] == []
+
+    copies = await read_envelopes(infrastructure.kafka_bootstrap_servers, kafka_topics.physical(topics.AMBASSADOR),
+                                  min_count=2, predicate=lambda e: e.id == pending[1].id)
+    # Published twice, with the same CloudEvents id: consumers de-duplicate it.
+    assert len(copies) == 2 and {e.data["ambassador_id"] for e in copies} == {"amb-crash-1"}
+
+
+async def test_flush_publishes_one_document_now(database, infrastructure, kafka_topics):
+    things = database["things"]
+    pending = opted_out("amb-flush-1")
+    await things.insert_one(new_document_with_outbox({"_id": "f1", "tenant": "acme"}, [pending]))
+    publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
+    await publisher.start()
+    try:
+        assert await OutboxRelay([things], publisher).flush(things, "f1") == 1
+    finally:
+        await publisher.stop()
+    found = await read_envelopes(infrastructure.kafka_bootstrap_servers, kafka_topics.physical(topics.AMBASSADOR),
+                                 predicate=lambda e: e.id == pending[1].id)
+    assert len(found) == 1
