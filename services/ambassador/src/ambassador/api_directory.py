@@ -1,0 +1,234 @@
+"""The employee directory, as HR/IT systems feed it: bulk import and SCIM 2.0 `/Users`.
+
+Being in the directory never makes anyone an ambassador. Deactivating an
+ambassador (SCIM `active=false`, or `active` false in an import) opts them out
+in the same write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pymongo.errors import DuplicateKeyError
+
+from advocacy_common.auth import Principal, Role, authenticate, require_roles
+from advocacy_common.errors import Problem, invalid
+
+from . import handlers
+from .api import context
+from .directory_import import parse_rows, rows_from_csv
+from .handlers import Context, PersonNotFound
+from .models import Person, apply_directory_entry
+from .schemas import ImportReport, ImportRequest, ImportRowError
+from .scim import SCIM_JSON, SERVICE_PROVIDER_CONFIG, USER_SCHEMA, ScimError, apply_patch, entry_from_resource, \
+    list_response, parse_filter, user_resource
+
+INTEGRATION = require_roles(Role.INTEGRATOR, Role.ADMIN)
+IMPORT_CONCURRENCY = 8
+SCIM_MAX_COUNT = 200
+SCIM_BASE = "/scim/v2"
+
+router = APIRouter(tags=["directory"])
+scim_router = APIRouter(prefix=SCIM_BASE, tags=["scim"])
+
+
+# --- bulk import --------------------------------------------------------------------------------------
+
+IMPORT_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": ImportRequest.model_json_schema()},
+    "text/csv": {"schema": {"type": "string", "description": "Header row, then one employee a row: user_name, "
+                                                            "external_id, given_name, family_name, display_name, "
+                                                            "title, email, team_id, location, active"}}}}}
+
+
+async def _import_rows(request: Request) -> list[Any]:
+    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    raw = await request.body()
+    try:
+        if media_type == "text/csv":
+            return rows_from_csv(raw.decode("utf-8-sig"))
+        if media_type == "application/json":
+            parsed = json.loads(raw or b"null")
+            if not isinstance(parsed, dict) or not isinstance(parsed.get("employees"), list):
+                raise invalid("employees", "must be a list of rows")
+            return parsed["employees"]
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise invalid("body", "is not valid UTF-8 CSV or JSON") from None
+    raise Problem(415, "Unsupported Media Type", "Send application/json or text/csv.")
+
+
+@router.post("/directory/import", response_model=ImportReport, openapi_extra=IMPORT_BODY)
+async def import_directory(request: Request, principal: Principal = Depends(INTEGRATION),
+                           ctx: Context = Depends(context)):
+    """Create or update employees by `user_name`, from JSON (`{"employees": [...]}`) or CSV.
+
+    Valid rows are applied, invalid ones are reported one error per row (row number,
+    field, message); the same file imported twice changes nothing. Nobody becomes an
+    ambassador by being imported; a row with `active` false opts that person out.
+    """
+    rows = await _import_rows(request)
+    if len(rows) > ctx.import_max_rows:
+        raise Problem(413, "Content Too Large", f"At most {ctx.import_max_rows} rows per request.")
+    entries, errors = parse_rows(rows)
+    outcomes: Counter[str] = Counter()
+    gate = asyncio.Semaphore(IMPORT_CONCURRENCY)
+
+    async def apply(entry) -> None:
+        async with gate:
+            _, outcome = await handlers.provision(ctx, principal.tenant, entry)
+            outcomes[outcome] += 1
+
+    await asyncio.gather(*(apply(entry) for _, entry in entries))
+    return ImportReport(created=outcomes["created"], updated=outcomes["updated"], unchanged=outcomes["unchanged"],
+                        errors=[ImportRowError(**vars(error)) for error in errors])
+
+
+# --- SCIM 2.0 ------------------------------------------------------------------------------------------
+
+def install_scim_errors(app: FastAPI) -> None:
+    @app.exception_handler(ScimError)
+    async def _scim(request: Request, exc: ScimError) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, media_type=SCIM_JSON, headers=headers)
+
+
+async def scim_caller(request: Request) -> Principal:
+    """The integrator's token, with errors in the SCIM format Okta and Entra expect."""
+    try:
+        principal = await authenticate(request)
+    except Problem as problem:
+        raise ScimError(problem.status, problem.detail or problem.title) from None
+    if not principal.has_any(Role.INTEGRATOR, Role.ADMIN):
+        raise ScimError(403, "This requires the integrator role.")
+    return principal
+
+
+def scim_json(body: Any, status: int = 200, person: Person | None = None) -> JSONResponse:
+    headers = {"ETag": f'W/"{person.version}"'} if person else None
+    return JSONResponse(body, status_code=status, media_type=SCIM_JSON, headers=headers)
+
+
+async def _body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ScimError(400, "The body is not JSON.", "invalidSyntax") from None
+
+
+def _location(request: Request, person_id: str) -> str:
+    return str(request.base_url).rstrip("/") + f"{SCIM_BASE}/Users/{person_id}"
+
+
+def _resource(request: Request, person: Person) -> dict[str, Any]:
+    return user_resource(person, _location(request, person.id))
+
+
+async def _directory_person(ctx: Context, tenant: str, person_id: str) -> Person:
+    person = await ctx.store.get_person(tenant, person_id)
+    if person is None or person.directory is None:
+        raise ScimError(404, f"User {person_id} not found.")
+    return person
+
+
+def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
+    raw = request.query_params.get(name)
+    try:
+        return max(minimum, int(raw)) if raw is not None else default
+    except ValueError:
+        raise ScimError(400, f"{name} must be an integer.", "invalidValue") from None
+
+
+@scim_router.get("/Users")
+async def scim_list_users(request: Request, principal: Principal = Depends(scim_caller),
+                          ctx: Context = Depends(context)):
+    """List users; `filter=userName eq "..."` (or externalId), `startIndex` (1-based) and `count`."""
+    match = parse_filter(request.query_params.get("filter"))
+    start_index = _int_param(request, "startIndex", 1, 1)
+    count = min(_int_param(request, "count", 100, 0), SCIM_MAX_COUNT)
+    total, people = await ctx.store.directory_page(principal.tenant, match, start_index, count)
+    return scim_json(list_response([_resource(request, p) for p in people], total, start_index))
+
+
+@scim_router.post("/Users")
+async def scim_create_user(request: Request, principal: Principal = Depends(scim_caller),
+                           ctx: Context = Depends(context)):
+    """Provision a user; 409 `uniqueness` when the userName exists."""
+    entry = entry_from_resource(await _body(request))
+    try:
+        person = await handlers.create_person(ctx, principal.tenant, entry)
+    except DuplicateKeyError:
+        raise ScimError(409, f"userName {entry.user_name} is already provisioned.", "uniqueness") from None
+    response = scim_json(_resource(request, person), 201, person)
+    response.headers["Location"] = _location(request, person.id)
+    return response
+
+
+@scim_router.get("/Users/{person_id}")
+async def scim_get_user(person_id: str, request: Request, principal: Principal = Depends(scim_caller),
+                        ctx: Context = Depends(context)):
+    """One user."""
+    person = await _directory_person(ctx, principal.tenant, person_id)
+    return scim_json(_resource(request, person), person=person)
+
+
+async def _change_entry(request: Request, ctx: Context, tenant: str, person_id: str, new_entry) -> JSONResponse:
+    await _directory_person(ctx, tenant, person_id)
+    try:
+        person = await handlers.change_person(
+            ctx, tenant, person_id, lambda p: apply_directory_entry(p, new_entry(p), ctx.clock()))
+    except DuplicateKeyError:
+        raise ScimError(409, "That userName belongs to another user.", "uniqueness") from None
+    except PersonNotFound:
+        raise ScimError(404, f"User {person_id} not found.") from None
+    return scim_json(_resource(request, person), person=person)
+
+
+@scim_router.put("/Users/{person_id}")
+async def scim_replace_user(person_id: str, request: Request, principal: Principal = Depends(scim_caller),
+                            ctx: Context = Depends(context)):
+    """Replace a user; `active: false` deactivates (and opts out an ambassador)."""
+    entry = entry_from_resource(await _body(request))
+    return await _change_entry(request, ctx, principal.tenant, person_id, lambda _: entry)
+
+
+@scim_router.patch("/Users/{person_id}")
+async def scim_patch_user(person_id: str, request: Request, principal: Principal = Depends(scim_caller),
+                          ctx: Context = Depends(context)):
+    """PatchOp add/replace/remove, as Okta (`{"active": false}`) and Entra (`path: active`) send it."""
+    body = await _body(request)
+
+    def patched(person: Person):
+        if person.directory is None:
+            raise ScimError(404, f"User {person_id} not found.")
+        return entry_from_resource(apply_patch(_resource(request, person), body))
+
+    return await _change_entry(request, ctx, principal.tenant, person_id, patched)
+
+
+@scim_router.delete("/Users/{person_id}", status_code=204)
+async def scim_delete_user(person_id: str, principal: Principal = Depends(scim_caller),
+                           ctx: Context = Depends(context)):
+    """Deprovision: the person's data is erased as for a GDPR request (see README), and
+    `ambassador.erased.v1` tells the other services."""
+    await _directory_person(ctx, principal.tenant, person_id)
+    await handlers.erase_person(ctx, principal.tenant, person_id)
+    return Response(status_code=204)
+
+
+@scim_router.get("/ServiceProviderConfig")
+async def scim_service_provider_config(principal: Principal = Depends(scim_caller)):
+    """What this SCIM endpoint supports."""
+    return scim_json(SERVICE_PROVIDER_CONFIG)
+
+
+@scim_router.get("/ResourceTypes")
+async def scim_resource_types(principal: Principal = Depends(scim_caller)):
+    """The one resource type: User."""
+    user_type = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"], "id": "User", "name": "User",
+                 "endpoint": "/Users", "schema": USER_SCHEMA}
+    return scim_json(list_response([user_type], 1, 1))

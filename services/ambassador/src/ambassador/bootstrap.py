@@ -1,0 +1,66 @@
+"""Composition root: the API application and the worker, from settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from advocacy_common.http import create_service_app
+from advocacy_common.mongo import create_client, ping
+from advocacy_common.outbox import OutboxRelay
+from advocacy_common.publishing import EventPublisher
+from advocacy_common.topics import ensure_topics
+from advocacy_common.worker import ServiceWorker
+
+from . import api, api_admin, api_directory, api_programme
+from .handlers import Context
+from .settings import AmbassadorSettings
+from .store import AmbassadorStore
+
+DESCRIPTION = """The employee's side of the advocacy programme: directory (import, SCIM), volunteering
+(opt-in/opt-out), charters and consent records, profiles, recognition, training, signals and GDPR.
+Personal data lives only here; events carry ids and non-identifying attributes."""
+
+
+def create_app(settings: AmbassadorSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = create_client(settings.mongodb_uri, settings.service_name)
+        database = client[settings.database]
+        store = AmbassadorStore(database)
+        await store.create_indexes()
+        await ensure_topics(settings.kafka_bootstrap_servers, settings.topics, settings.topic_partitions)
+        # The API publishes a person's events itself right after the write, so an opt-out
+        # is on the topic when the call returns; the worker's relay remains the safety net.
+        publisher = EventPublisher(settings.kafka_bootstrap_servers, settings.topics,
+                                   client_id=f"{settings.service_name}-api")
+        await publisher.start()
+        relay = OutboxRelay([store.people], publisher)
+        app.state.context = Context(store=store, flush=lambda person_id: relay.flush(store.people, person_id),
+                                    subject_attribute=settings.subject_attribute,
+                                    import_max_rows=settings.import_max_rows)
+        app.state.readiness["mongodb"] = lambda: ping(database)
+        app.state.readiness["kafka"] = publisher.is_ready
+        try:
+            yield
+        finally:
+            await publisher.stop()
+            await client.close()
+
+    app = create_service_app(settings, title="Ambassador service", description=DESCRIPTION, lifespan=lifespan)
+    api.install_domain_errors(app)
+    api_directory.install_scim_errors(app)
+    for router in (api.router, api_admin.router, api_programme.router, api_directory.router,
+                   api_directory.scim_router):
+        app.include_router(router)
+    return app
+
+
+def build_worker(settings: AmbassadorSettings) -> ServiceWorker:
+    """The outbox relay over the collections that carry events; this service consumes nothing."""
+    client = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")
+    store = AmbassadorStore(client[settings.database])
+    return ServiceWorker(settings, client_id=f"{settings.service_name}-worker",
+                         outbox_collections=store.outbox_collections)

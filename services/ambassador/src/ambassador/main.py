@@ -1,0 +1,30 @@
+"""Entry points: `ambassador-api` and `ambassador-worker`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+
+from advocacy_common.logs import configure_logging
+from advocacy_common.telemetry import configure_tracing
+
+from .bootstrap import build_worker, create_app
+from .settings import AmbassadorSettings
+
+
+def run_api() -> None:
+    settings = AmbassadorSettings()
+    _observe(settings)
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)
+
+
+def run_worker() -> None:
+    settings = AmbassadorSettings()
+    _observe(settings)
+    asyncio.run(build_worker(settings).run())
+
+
+def _observe(settings: AmbassadorSettings) -> None:
+    configure_logging(settings.log_level, settings.log_json)
+    configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)

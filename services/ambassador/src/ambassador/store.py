@@ -1,0 +1,240 @@
+"""Collections, indexes and queries of the ambassador service. Every query carries the tenant.
+
+Query shapes stay within what FerretDB 1.x and MongoDB 7/8 both run: finds
+with filters, sort and limit; single-document updates guarded by a version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from advocacy_common.api_support import decode_cursor, encode_cursor
+from advocacy_common.envelope import Envelope, parse_time
+from advocacy_common.errors import invalid
+from advocacy_common.outbox import OUTBOX_FIELD, new_document_with_outbox, with_outbox
+
+from .models import Person, lookup_key
+
+OutboxItems = Iterable[tuple[str, Envelope]]
+NO_OUTBOX = {OUTBOX_FIELD: 0}
+SUBJECT_KEYS = {"user_name": "user_name_key", "external_id": "external_id_key"}
+
+
+class StaleWrite(Exception):
+    """The document changed since it was read; read again and retry."""
+
+
+class KeyReused(Exception):
+    """An Idempotency-Key came back with another request body."""
+
+
+def person_document(person: Person) -> dict[str, Any]:
+    document = person.model_dump(mode="python")
+    document["_id"] = document.pop("id")
+    directory = person.directory
+    # Erased people keep a placeholder key: the unique index must not see two of them as equal.
+    document["user_name_key"] = lookup_key(directory.user_name) if directory else f"~erased~{person.id}"
+    document["external_id_key"] = lookup_key(directory.external_id) if directory else None
+    return document
+
+
+def person_from_document(document: dict[str, Any]) -> Person:
+    return Person.model_validate({**document, "id": document["_id"]})
+
+
+def _after_cursor(query: dict[str, Any], cursor: str | None, sort_field: str) -> dict[str, Any]:
+    after = decode_cursor(cursor)
+    if after is None:
+        return query
+    try:
+        at, last_id = parse_time(str(after[0])), str(after[1])
+    except (ValueError, IndexError):
+        raise invalid("cursor", "is not a cursor this API returned") from None
+    return {"$and": [query, {"$or": [{sort_field: {"$lt": at}}, {sort_field: at, "_id": {"$lt": last_id}}]}]}
+
+
+async def newest_first_page(collection: AsyncCollection, query: dict[str, Any], cursor: str | None, limit: int,
+                            sort_field: str = "created_at") -> tuple[list[dict[str, Any]], str | None]:
+    """One page, newest first, and the cursor of the next page (None on the last one)."""
+    documents = await collection.find(_after_cursor(query, cursor, sort_field), projection=NO_OUTBOX) \
+        .sort([(sort_field, DESCENDING), ("_id", DESCENDING)]).limit(limit + 1).to_list()
+    if len(documents) <= limit:
+        return documents, None
+    last = documents[limit - 1]
+    at: datetime = last[sort_field]
+    return documents[:limit], encode_cursor([at.isoformat(), last["_id"]])
+
+
+class AmbassadorStore:
+    def __init__(self, database: AsyncDatabase):
+        self.people = database["people"]
+        self.charters = database["charters"]
+        self.signals = database["signals"]
+        self.recognitions = database["recognitions"]
+        self.training_modules = database["training_modules"]
+        self.training_completions = database["training_completions"]
+
+    @property
+    def outbox_collections(self) -> list[AsyncCollection]:
+        return [self.people, self.charters, self.signals]
+
+    async def create_indexes(self) -> None:
+        await self.people.create_indexes([
+            IndexModel([("tenant", ASCENDING), ("user_name_key", ASCENDING)], unique=True, name="tenant_user_name"),
+            IndexModel([("tenant", ASCENDING), ("external_id_key", ASCENDING)], name="tenant_external_id"),
+            IndexModel([("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)],
+                       name="tenant_status_created"),
+        ])
+        await self.charters.create_indexes([
+            IndexModel([("tenant", ASCENDING), ("version", DESCENDING)], unique=True, name="tenant_version")])
+        await self.signals.create_indexes([
+            IndexModel([("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)],
+                       name="tenant_status_created")])
+        await self.recognitions.create_indexes([
+            IndexModel([("tenant", ASCENDING), ("recipient_id", ASCENDING), ("created_at", DESCENDING)],
+                       name="tenant_recipient_created")])
+        await self.training_completions.create_indexes([
+            IndexModel([("tenant", ASCENDING), ("person_id", ASCENDING)], name="tenant_person")])
+
+    # --- people -------------------------------------------------------------------------
+
+    async def get_person(self, tenant: str, person_id: str) -> Person | None:
+        document = await self.people.find_one({"_id": person_id, "tenant": tenant}, projection=NO_OUTBOX)
+        return person_from_document(document) if document else None
+
+    async def get_person_by_key(self, tenant: str, attribute: str, value: str) -> Person | None:
+        """By `user_name` or `external_id`, case-insensitively."""
+        document = await self.people.find_one({"tenant": tenant, SUBJECT_KEYS[attribute]: lookup_key(value)},
+                                              projection=NO_OUTBOX)
+        return person_from_document(document) if document else None
+
+    async def insert_person(self, person: Person, items: OutboxItems) -> None:
+        """Raises DuplicateKeyError when the id or the userName is taken."""
+        await self.people.insert_one(new_document_with_outbox(person_document(person), items))
+
+    async def update_person(self, person: Person, expected_version: int, items: OutboxItems) -> None:
+        """Write the whole person and its events in one update, if nobody wrote in between."""
+        document = person_document(person)
+        document.pop("_id")
+        result = await self.people.update_one(
+            {"_id": person.id, "tenant": person.tenant, "version": expected_version},
+            with_outbox({"$set": document}, items))
+        if result.matched_count == 0:
+            raise StaleWrite(person.id)
+
+    async def list_people(self, tenant: str, status: str | None, cursor: str | None,
+                          limit: int) -> tuple[list[Person], str | None]:
+        query: dict[str, Any] = {"tenant": tenant}
+        if status is not None:
+            query["status"] = status
+        documents, next_cursor = await newest_first_page(self.people, query, cursor, limit)
+        return [person_from_document(d) for d in documents], next_cursor
+
+    async def directory_page(self, tenant: str, match: dict[str, str], start_index: int,
+                             count: int) -> tuple[int, list[Person]]:
+        """SCIM's index-based pages, in creation order; erased people are no longer in the directory."""
+        query: dict[str, Any] = {"tenant": tenant, "directory": {"$ne": None}}
+        query.update({SUBJECT_KEYS[attribute]: lookup_key(value) for attribute, value in match.items()})
+        total = await self.people.count_documents(query)
+        if count == 0:
+            return total, []
+        documents = await self.people.find(query, projection=NO_OUTBOX) \
+            .sort([("created_at", ASCENDING), ("_id", ASCENDING)]).skip(start_index - 1).limit(count).to_list()
+        return total, [person_from_document(d) for d in documents]
+
+    async def list_people_with_consents(self, tenant: str, from_person_id: str | None, batch: int,
+                                        inclusive: bool = True) -> list[Person]:
+        """People holding consent records, by id, from `from_person_id` on."""
+        query: dict[str, Any] = {"tenant": tenant, "consents.0": {"$exists": True}}
+        if from_person_id is not None:
+            query["_id"] = {"$gte" if inclusive else "$gt": from_person_id}
+        documents = await self.people.find(query, projection=NO_OUTBOX).sort("_id", ASCENDING) \
+            .limit(batch).to_list()
+        return [person_from_document(d) for d in documents]
+
+    # --- charters -------------------------------------------------------------------------
+
+    async def get_current_charter(self, tenant: str) -> dict[str, Any] | None:
+        return await self.charters.find_one({"tenant": tenant}, projection=NO_OUTBOX,
+                                            sort=[("version", DESCENDING)])
+
+    async def get_charter(self, tenant: str, version: int) -> dict[str, Any] | None:
+        return await self.charters.find_one({"tenant": tenant, "version": version}, projection=NO_OUTBOX)
+
+    async def list_charters(self, tenant: str, cursor: str | None, limit: int):
+        return await newest_first_page(self.charters, {"tenant": tenant}, cursor, limit)
+
+    # --- generic ---------------------------------------------------------------------------
+
+    async def get_by_id(self, collection: AsyncCollection, tenant: str, document_id: str) -> dict[str, Any] | None:
+        return await collection.find_one({"_id": document_id, "tenant": tenant}, projection=NO_OUTBOX)
+
+    async def insert_idempotent(self, collection: AsyncCollection, document: dict[str, Any],
+                                items: OutboxItems = ()) -> tuple[dict[str, Any], bool]:
+        """Insert a document whose `_id` comes from the Idempotency-Key; a replay returns the first one.
+
+        The document carries `request_fingerprint`; the same key with another body raises KeyReused.
+        Other unique-index clashes propagate as DuplicateKeyError.
+        """
+        try:
+            await collection.insert_one(new_document_with_outbox(document, items))
+            return document, True
+        except DuplicateKeyError:
+            existing = await self.get_by_id(collection, document["tenant"], document["_id"])
+            if existing is None:
+                raise
+            if existing.get("request_fingerprint") != document.get("request_fingerprint"):
+                raise KeyReused(document["_id"]) from None
+            return existing, False
+
+    async def update_versioned(self, collection: AsyncCollection, tenant: str, document_id: str,
+                               expected_version: int, changes: dict[str, Any], items: OutboxItems = ()) -> bool:
+        result = await collection.update_one(
+            {"_id": document_id, "tenant": tenant, "version": expected_version},
+            with_outbox({"$set": changes, "$inc": {"version": 1}}, items))
+        return result.matched_count == 1
+
+    async def list_recognitions(self, tenant: str, recipient_id: str, cursor: str | None, limit: int):
+        return await newest_first_page(self.recognitions, {"tenant": tenant, "recipient_id": recipient_id},
+                                       cursor, limit)
+
+    async def list_signals(self, tenant: str, status: str | None, cursor: str | None, limit: int):
+        query: dict[str, Any] = {"tenant": tenant}
+        if status is not None:
+            query["status"] = status
+        return await newest_first_page(self.signals, query, cursor, limit)
+
+    async def list_training_modules(self, tenant: str, cursor: str | None, limit: int):
+        return await newest_first_page(self.training_modules, {"tenant": tenant}, cursor, limit)
+
+    async def list_completions(self, tenant: str, person_id: str) -> list[dict[str, Any]]:
+        return await self.training_completions.find({"tenant": tenant, "person_id": person_id}) \
+            .sort("completed_at", ASCENDING).to_list()
+
+    async def list_for_export(self, tenant: str, person_id: str) -> dict[str, list[dict[str, Any]]]:
+        """Everything but the person document that is about this person."""
+        by_person = {"tenant": tenant, "reporter_id": person_id}
+        return {
+            "recognitions_received": await self.recognitions.find(
+                {"tenant": tenant, "recipient_id": person_id}).to_list(),
+            "recognitions_given": await self.recognitions.find(
+                {"tenant": tenant, "giver_id": person_id}).to_list(),
+            "training_completions": await self.list_completions(tenant, person_id),
+            "signals_reported": await self.signals.find(by_person, projection=NO_OUTBOX).to_list(),
+        }
+
+    async def erase_related(self, tenant: str, person_id: str) -> None:
+        """Delete or anonymise what other collections hold about a person (before the person itself)."""
+        await self.recognitions.delete_many({"tenant": tenant, "recipient_id": person_id})
+        await self.recognitions.update_many({"tenant": tenant, "giver_id": person_id}, {"$set": {"giver_id": None}})
+        await self.training_completions.delete_many({"tenant": tenant, "person_id": person_id})
+        # The signal (what was seen, where) stays for the comms team; the reporter's words and link go.
+        await self.signals.update_many({"tenant": tenant, "reporter_id": person_id},
+                                       {"$set": {"note": None, "reporter_id": None}})
