@@ -1,0 +1,221 @@
+"""HTTP API of distribution: thin translations to the use cases. Docstrings are the OpenAPI text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+
+from advocacy_common.api_support import decode_cursor, etag, idempotency_key, page_size, require_if_match
+from advocacy_common.auth import Principal, Role, require_roles
+from advocacy_common.envelope import utcnow
+from advocacy_common.errors import Problem, problem_response
+from advocacy_common.publishing import EventPublisher
+
+from .engagement import create_connector, follow_link, ingest_report
+from .models import AuthenticityPolicy, Refusal
+from .options import Options
+from .schemas import (
+    CommentsAwaitingReply, Connector, ConversionReport, EngagementReport, Feed, NewConnector, PrepareShare,
+    ReportAccepted, Share, ConfirmShare,
+)
+from .sharing import confirm_share, feed_for, get_share_for, prepare_share
+from .store import DistributionStore
+
+
+@dataclass
+class Distribution:
+    """What the endpoints work with; built by bootstrap and kept on `app.state.distribution`."""
+
+    store: DistributionStore
+    publisher: EventPublisher
+    options: Options
+
+
+def _distribution(request: Request) -> Distribution:
+    return request.app.state.distribution
+
+
+router = APIRouter(prefix="/v1")
+public = APIRouter()
+AMBASSADOR = require_roles(Role.AMBASSADOR)
+SHARE_ACTORS = require_roles(Role.AMBASSADOR, Role.INTEGRATOR, Role.ADMIN)
+CONNECTOR_ADMINS = require_roles(Role.ADMIN, Role.INTEGRATOR)
+INTEGRATOR = require_roles(Role.INTEGRATOR)
+ADMIN = require_roles(Role.ADMIN)
+SIGNED_REPORT = {"parameters": [{"name": "X-Advocacy-Signature", "in": "header", "required": True,
+                                 "schema": {"type": "string"},
+                                 "description": 't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">'}]}
+
+
+@router.get("/feed", response_model=Feed)
+async def get_feed(request: Request, limit: int | None = None, cursor: str | None = None,
+                   principal: Principal = Depends(AMBASSADOR)) -> Feed:
+    """Content suggested to me: published, not expired, targeted to my team, location, language, persona and
+    topics, on networks I use, not yet shared by me; ranked by topic affinity and freshness. When I may not
+    receive suggestions (opted out, charter to accept), the feed is empty and `reason` says why."""
+    return await feed_for(_distribution(request).store, principal, utcnow(), page_size(limit), decode_cursor(cursor))
+
+
+def share_body(document: dict[str, Any]) -> Share:
+    return Share.model_validate({**document, "share_id": document["_id"]})
+
+
+@router.post("/shares", status_code=201, response_model=Share)
+async def prepare(request: Request, body: PrepareShare, principal: Principal = Depends(AMBASSADOR)) -> Share:
+    """Prepare a share in my own words. Checks opt-in, charter, content and targeting, network and its length
+    limit, the disclosure line, my weekly limit and quiet hours, and that my text is not a near-copy of the
+    suggested text nor of colleagues' posts. A refusal is a 422 naming the `rule`, the `score` and the
+    `threshold`. Returns my tracked link, the network's share URL and a recommended time slot.
+    Send `Idempotency-Key`: the same key returns the same result."""
+    distribution = _distribution(request)
+    document = await prepare_share(distribution.store, distribution.options, principal, body,
+                                   idempotency_key(request), utcnow())
+    return share_body(document)
+
+
+@router.get("/shares/{share_id}", response_model=Share)
+async def get_share(request: Request, share_id: str, principal: Principal = Depends(SHARE_ACTORS)) -> Share:
+    """One share: mine, or any of my tenant's for admins and connectors."""
+    return share_body(await get_share_for(_distribution(request).store, principal, share_id))
+
+
+@router.post("/shares/{share_id}/confirm", response_model=Share)
+async def confirm(request: Request, share_id: str, body: ConfirmShare | None = None,
+                  principal: Principal = Depends(SHARE_ACTORS)) -> Share:
+    """Confirm the post is online (by me, or by a connector), optionally with its URL. Emits `post.shared.v1`
+    with the personalisation scores and my audience on that network; confirming again changes nothing."""
+    document = await confirm_share(_distribution(request).store, principal, share_id,
+                                   body.post_url if body else None, utcnow())
+    return share_body(document)
+
+
+@router.get("/me/comments-awaiting-reply", response_model=list[CommentsAwaitingReply])
+async def comments_awaiting_reply(request: Request,
+                                  principal: Principal = Depends(AMBASSADOR)) -> list[CommentsAwaitingReply]:
+    """My posts with comments I have not replied to yet: answering keeps the conversation (and reach) alive."""
+    store = _distribution(request).store
+    result = []
+    for tally in await store.list_comments_awaiting_reply(principal.tenant, principal.subject):
+        share = await store.get_share(principal.tenant, tally["share_id"])
+        comments, replies = tally.get("comments", 0), tally.get("replies", 0)
+        result.append(CommentsAwaitingReply(share_id=tally["share_id"], content_id=tally["content_id"],
+                                            network=tally["network"], post_url=share and share.get("post_url"),
+                                            comments=comments, replies=replies, awaiting=comments - replies))
+    return result
+
+
+def connector_body(document: dict[str, Any], options: Options, with_secret: bool = False) -> Connector:
+    base = f"{options.public_base_url}/v1/connectors/{document['_id']}"
+    return Connector(connector_id=document["_id"], name=document["name"], created_at=document["created_at"],
+                     engagement_webhook=f"{base}/engagements", conversion_postback=f"{base}/conversions",
+                     secret=document["secret"] if with_secret else None)
+
+
+@router.post("/connectors", status_code=201, response_model=Connector)
+async def register_connector(request: Request, body: NewConnector,
+                             principal: Principal = Depends(CONNECTOR_ADMINS)) -> Connector:
+    """Register a connector (a tool that reports engagement). The response carries its signing secret, once
+    (a retry with the same `Idempotency-Key` returns it again). Sign each report with it."""
+    distribution = _distribution(request)
+    document = await create_connector(distribution.store, principal, body, idempotency_key(request), utcnow())
+    return connector_body(document, distribution.options, with_secret=True)
+
+
+@router.get("/connectors", response_model=list[Connector])
+async def list_connectors(request: Request, principal: Principal = Depends(CONNECTOR_ADMINS)) -> list[Connector]:
+    """My tenant's connectors, without their secrets."""
+    distribution = _distribution(request)
+    return [connector_body(d, distribution.options) for d in await distribution.store.list_connectors(principal.tenant)]
+
+
+async def _ingest(request: Request, principal: Principal, connector_id: str,
+                  report_type: type[EngagementReport] | type[ConversionReport]) -> ReportAccepted:
+    distribution = _distribution(request)
+    engagement_id = await ingest_report(distribution.store, distribution.publisher, distribution.options, principal,
+                                        connector_id, report_type, await request.body(),
+                                        request.headers.get("x-advocacy-signature"), utcnow())
+    return ReportAccepted(engagement_id=engagement_id)
+
+
+@router.post("/connectors/{connector_id}/engagements", status_code=202, response_model=ReportAccepted,
+             openapi_extra={**SIGNED_REPORT, "requestBody": {"content": {"application/json": {
+                 "schema": EngagementReport.model_json_schema()}}}})
+async def report_engagement(request: Request, connector_id: str,
+                            principal: Principal = Depends(INTEGRATOR)) -> ReportAccepted:
+    """A connector reports impressions, reactions, comments, comment replies or reshares of one post (by
+    `share_id`, `post_url` or `tracked_link_code`). Signed (HMAC-SHA256, 5-minute window). Answers 202 once
+    Kafka acknowledged the `engagement.received.v1`; an `id` already received is refused (409)."""
+    return await _ingest(request, principal, connector_id, EngagementReport)
+
+
+@router.post("/connectors/{connector_id}/conversions", status_code=202, response_model=ReportAccepted,
+             openapi_extra={**SIGNED_REPORT, "requestBody": {"content": {"application/json": {
+                 "schema": ConversionReport.model_json_schema()}}}})
+async def report_conversion(request: Request, connector_id: str,
+                            principal: Principal = Depends(INTEGRATOR)) -> ReportAccepted:
+    """Conversion postback (application, download, lead, sign-up) attributed by tracked-link code. Signed like
+    engagement reports; answers 202 once Kafka acknowledged."""
+    return await _ingest(request, principal, connector_id, ConversionReport)
+
+
+@router.get("/settings/authenticity", response_model=AuthenticityPolicy)
+async def get_policy(request: Request, response: Response,
+                     principal: Principal = Depends(ADMIN)) -> AuthenticityPolicy:
+    """The tenant's authenticity thresholds (defaults until an admin changes them), with its ETag."""
+    policy, version = await _distribution(request).store.get_policy(principal.tenant)
+    response.headers["ETag"] = etag(version)
+    return policy
+
+
+@router.put("/settings/authenticity", response_model=AuthenticityPolicy)
+async def put_policy(request: Request, response: Response, body: AuthenticityPolicy,
+                     principal: Principal = Depends(ADMIN)) -> AuthenticityPolicy:
+    """Replace the thresholds (0..1 similarity above which a text counts as a near-copy) and whether a
+    near-copy is refused or only flagged. Send `If-Match` with the ETag you read (412 if it changed)."""
+    store = _distribution(request).store
+    _, version = await store.get_policy(principal.tenant)
+    require_if_match(request, version)
+    if not await store.replace_policy(principal.tenant, body, version):
+        raise Problem(412, "Precondition Failed", "The settings changed meanwhile; read them again.")
+    response.headers["ETag"] = etag(version + 1)
+    return body
+
+
+NOT_FOUND_PAGE = ("<!doctype html><html lang=en><meta charset=utf-8><title>Link not found</title>"
+                  "<h1>This link does not exist</h1><p>Check the address, or ask who shared it.</p></html>")
+
+
+def client_ip(request: Request) -> str:
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else ""
+
+
+@public.get("/r/{code}", response_class=RedirectResponse, status_code=302,
+            responses={302: {"description": "To the content, with UTM parameters"}, 404: {"description": "Unknown"}})
+async def redirect(request: Request, code: str) -> Response:
+    """Public tracked link: redirects to the content and counts the click (link-preview bots are not counted;
+    visitors are counted once per link through a salted hash, no IP is stored)."""
+    distribution = _distribution(request)
+    target = await follow_link(distribution.store, distribution.options, code, client_ip(request),
+                               request.headers.get("user-agent"), utcnow())
+    if target is None:
+        return HTMLResponse(NOT_FOUND_PAGE, status_code=404)
+    return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store",
+                                                              "Referrer-Policy": "no-referrer-when-downgrade"})
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Refusal)
+    async def refused(request: Request, refusal: Refusal) -> JSONResponse:
+        extensions = {"rule": refusal.rule, "score": refusal.score, "threshold": refusal.threshold}
+        problem = Problem(422, "Share refused", refusal.message, type_=f"urn:advocacy:share-refused:{refusal.rule}",
+                          **extensions)
+        return problem_response(problem, request)
+
+    app.include_router(router)
+    app.include_router(public)

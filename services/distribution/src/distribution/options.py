@@ -1,0 +1,29 @@
+"""What the use cases need from the settings, passed in by bootstrap (nothing here reads the environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from .settings import DistributionSettings
+
+EVENT_SOURCE = "/distribution"
+
+
+@dataclass(frozen=True)
+class Options:
+    public_base_url: str
+    link_code_secret: str
+    visitor_hash_salt: str
+    slot_spacing: timedelta
+    webhook_tolerance_seconds: int
+
+    @classmethod
+    def from_settings(cls, settings: DistributionSettings) -> Options:
+        return cls(public_base_url=settings.public_base_url.rstrip("/"), link_code_secret=settings.link_code_secret,
+                   visitor_hash_salt=settings.visitor_hash_salt,
+                   slot_spacing=timedelta(minutes=settings.slot_spacing_minutes),
+                   webhook_tolerance_seconds=settings.webhook_tolerance_seconds)
+
+    def tracked_link(self, code: str) -> str:
+        return f"{self.public_base_url}/r/{code}"
