@@ -1,0 +1,78 @@
+"""Composition root: the API application and the worker, built from settings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from advocacy_common.envelope import utcnow
+from advocacy_common.http import create_service_app
+from advocacy_common.mongo import create_client, ping
+from advocacy_common.topics import AMBASSADOR
+from advocacy_common.worker import ServiceWorker
+
+from .api import install_domain_errors, router
+from .handlers import build_handlers
+from .scheduler import scheduler_job
+from .service import ContentService
+from .settings import ContentSettings
+from .store import ContentStore
+
+DESCRIPTION = """Campaigns, content items and their editorial workflow (draft, review, approval,
+scheduled publication, retirement). Produces `advocacy.content` events; keeps a projection of
+opted-in ambassadors from `advocacy.ambassador`."""
+
+
+async def kafka_reachable(bootstrap_servers: str, timeout: float = 2.0) -> bool:
+    """A broker accepts TCP connections (the API itself does not produce)."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False
+
+
+def create_app(settings: ContentSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = create_client(settings.mongodb_uri, f"{settings.service_name}-api")
+        database = client[settings.database]
+        store = ContentStore(database)
+        await store.create_indexes()
+        app.state.service = ContentService(store)
+        app.state.readiness["mongodb"] = lambda: ping(database)
+        app.state.readiness["kafka"] = lambda: kafka_reachable(settings.kafka_bootstrap_servers)
+        try:
+            yield
+        finally:
+            await client.close()
+
+    app = create_service_app(settings, title="Content service", description=DESCRIPTION, lifespan=lifespan)
+    app.include_router(router)
+    install_domain_errors(app)
+    return app
+
+
+def build_worker(settings: ContentSettings, clock=utcnow) -> ServiceWorker:
+    """Consumers of ambassador events, the outbox relay of content items, the scheduler."""
+    client = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")
+    store = ContentStore(client[settings.database])
+    service = ContentService(store, clock)
+
+    async def prepare_then_schedule(stop: asyncio.Event) -> None:
+        await store.create_indexes()
+        await scheduler_job(service, settings.scheduler_poll_seconds, settings.scheduler_batch_size)(stop)
+
+    worker = ServiceWorker(settings, client_id=f"{settings.service_name}-worker",
+                           outbox_collections=[store.items], background=[prepare_then_schedule])
+    worker.consume([AMBASSADOR], settings.consumer_group, build_handlers(service))
+    # Tests close the client after stopping the worker; the process' exit does it in production.
+    worker.mongo_client = client
+    return worker

@@ -1,0 +1,35 @@
+"""Entry points: `content-api` and `content-worker`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+
+from advocacy_common.logs import configure_logging
+from advocacy_common.telemetry import configure_tracing
+
+from .bootstrap import build_worker, create_app
+from .settings import ContentSettings
+
+
+def _settings() -> ContentSettings:
+    settings = ContentSettings()
+    configure_logging(settings.log_level, settings.log_json)
+    configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)
+    return settings
+
+
+def run_api() -> None:
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
+
+
+def run_worker() -> None:
+    settings = _settings()
+
+    async def work() -> None:
+        # The Kafka clients must be created inside the running event loop.
+        await build_worker(settings).run()
+
+    asyncio.run(work())

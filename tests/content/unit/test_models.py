@@ -1,0 +1,151 @@
+"""Workflow, validation and targeting rules of the content domain (pure, no I/O)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from advocacy_common.events import ContentPublished, ContentRetired, ContentUpdated, Network, Objective
+from content.models import (
+    ANYONE, NETWORK_TEXT_LIMITS, Action, FourEyesViolation, InvalidTransition, RetireReason, RuleViolation, Status,
+    check_approver, check_content, check_ready_for_review, check_web_url, is_targeted, next_status,
+    published_event, retired_event, status_after_edit, targeting_keys, to_stored_time, updated_event,
+)
+from content.schemas import ContentIn, ContentPatch
+
+pytestmark = pytest.mark.unit
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+CAMPAIGN = {"_id": "c-1", "objective": "leads", "starts_on": "2026-11-01", "ends_on": "2026-12-31",
+            "disclosure_line": "#Acme"}
+
+
+def item(**overrides):
+    return {"_id": "i-1", "campaign_id": "c-1", "title": "T", "link_url": "https://example.com", "media": [],
+            "suggested_texts": {"linkedin": "Hello #acme"}, "topics": ["ai"], "language": "en",
+            "audience": {"teams": [], "locations": ["paris"], "languages": [], "personas": ["expert"]},
+            "networks": ["linkedin"], "publish_at": NOW, "expires_at": NOW + timedelta(days=1), **overrides}
+
+
+@pytest.mark.parametrize(("action", "start", "end"), [
+    (Action.SUBMIT, Status.DRAFT, Status.IN_REVIEW),
+    (Action.APPROVE, Status.IN_REVIEW, Status.APPROVED),
+    (Action.REJECT, Status.IN_REVIEW, Status.DRAFT),
+    (Action.PUBLISH, Status.APPROVED, Status.PUBLISHED),
+    (Action.EXPIRE, Status.PUBLISHED, Status.RETIRED),
+    (Action.EXPIRE, Status.APPROVED, Status.RETIRED),
+    (Action.WITHDRAW, Status.PUBLISHED, Status.RETIRED),
+    (Action.WITHDRAW, Status.DRAFT, Status.RETIRED),
+])
+def test_allowed_transitions(action, start, end):
+    assert next_status(action, start) is end
+
+
+@pytest.mark.parametrize(("action", "start"), [
+    (Action.APPROVE, Status.DRAFT), (Action.PUBLISH, Status.IN_REVIEW), (Action.SUBMIT, Status.APPROVED),
+    (Action.WITHDRAW, Status.RETIRED), (Action.PUBLISH, Status.PUBLISHED), (Action.REJECT, Status.APPROVED),
+])
+def test_invalid_transitions(action, start):
+    with pytest.raises(InvalidTransition) as raised:
+        next_status(action, start)
+    assert raised.value.status is start
+
+
+def test_edits_send_approved_content_back_to_review_and_retired_content_is_frozen():
+    assert status_after_edit(Status.APPROVED) is Status.IN_REVIEW
+    assert status_after_edit(Status.PUBLISHED) is Status.PUBLISHED
+    assert status_after_edit(Status.DRAFT) is Status.DRAFT
+    with pytest.raises(InvalidTransition):
+        status_after_edit(Status.RETIRED)
+
+
+def test_four_eyes():
+    with pytest.raises(FourEyesViolation):
+        check_approver("ann", ["bob", "ann"], four_eyes=True)
+    check_approver("cid", ["bob", "ann"], four_eyes=True)
+    check_approver("ann", ["ann"], four_eyes=False)
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "data:text/html,x", "file:///etc", "//example.com",
+                                 "https://", "http://exa mple.com", "mailto:a@b.c", "https://x/" + "a" * 2050])
+def test_links_must_be_http_or_https(url):
+    with pytest.raises(ValueError):
+        check_web_url(url)
+
+
+def test_good_links_pass_unchanged():
+    assert check_web_url(" HTTPS://Example.com/a?b=c#d ") == "HTTPS://Example.com/a?b=c#d"
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"networks": []}, "networks"),
+    ({"suggested_texts": {"x": "#acme"}}, "suggested_texts.x"),
+    ({"suggested_texts": {"linkedin": "no disclosure"}}, "suggested_texts.linkedin"),
+    ({"suggested_texts": {"linkedin": "#Acme " + "a" * 3000}}, "suggested_texts.linkedin"),
+    ({"publish_at": datetime(2027, 1, 1, tzinfo=UTC), "expires_at": None}, "publish_at"),
+    ({"expires_at": NOW}, "expires_at"),
+])
+def test_cross_field_rules_name_the_field(overrides, field):
+    with pytest.raises(RuleViolation) as raised:
+        check_content(item(**overrides), CAMPAIGN)
+    assert raised.value.field == field
+
+
+def test_each_network_limit_is_the_boundary():
+    for network, limit in NETWORK_TEXT_LIMITS.items():
+        text = ("#Acme " + "a" * limit)[:limit]
+        check_content(item(networks=[network.value], suggested_texts={network.value: text}), CAMPAIGN)
+        with pytest.raises(RuleViolation):
+            check_content(item(networks=[network.value], suggested_texts={network.value: text + "a"}), CAMPAIGN)
+    assert NETWORK_TEXT_LIMITS[Network.X] == 280
+
+
+def test_without_disclosure_line_any_text_goes_and_review_needs_a_time():
+    check_content(item(suggested_texts={"linkedin": "plain"}), {**CAMPAIGN, "disclosure_line": None})
+    with pytest.raises(RuleViolation) as raised:
+        check_ready_for_review(item(publish_at=None))
+    assert raised.value.field == "publish_at"
+
+
+def test_targeting_open_axes_match_anyone():
+    audience = {"teams": ["r&d"], "locations": [], "languages": ["fr", "en"], "personas": []}
+    assert targeting_keys(audience)["locations"] == [ANYONE]
+    profile = {"persona": "talent", "team_id": "R&D", "location": "Lyon", "languages": ["EN"]}
+    assert is_targeted(audience, profile)
+    assert not is_targeted(audience, {**profile, "team_id": "sales"})
+    assert not is_targeted(audience, {**profile, "languages": ["de"]})
+    assert not is_targeted({**audience, "personas": ["expert"]}, profile)
+    assert is_targeted({}, {"persona": "expert"})
+
+
+def test_snapshots_carry_campaign_objective_and_disclosure():
+    published = published_event(item(), CAMPAIGN, version=4)
+    assert isinstance(published, ContentPublished)
+    assert (published.content_id, published.version, published.objective, published.disclosure_line) == \
+        ("i-1", 4, Objective.LEADS, "#Acme")
+    assert published.suggested_texts == {Network.LINKEDIN: "Hello #acme"}
+    assert published.aggregate_id() == "i-1"
+    assert isinstance(updated_event(item(), CAMPAIGN, version=5), ContentUpdated)
+    retired = retired_event(item(), 6, RetireReason.EXPIRED, NOW)
+    assert isinstance(retired, ContentRetired) and retired.reason == "expired" and retired.version == 6
+
+
+def test_times_are_kept_at_millisecond_precision_in_utc():
+    value = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    assert to_stored_time(value) == datetime(2026, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+def test_request_models_normalise_and_refuse():
+    body = ContentIn(campaign_id="c", title="t", link_url="https://e.com", language="FR-ca",
+                     topics=[" AI ", "ai", "Cloud"], networks=["x", "x"], suggested_texts={"x": "hi"})
+    assert body.language == "fr-ca" and body.topics == ["ai", "cloud"] and body.networks == [Network.X]
+    with pytest.raises(ValidationError) as raised:
+        ContentIn(campaign_id="c", title="t", link_url="https://e.com", language="en", networks=["x"],
+                  publish_at="2026-01-01T10:00:00")
+    assert raised.value.errors()[0]["loc"] == ("publish_at",)
+    with pytest.raises(ValidationError):
+        ContentPatch(title=None)
+    with pytest.raises(ValidationError):
+        ContentPatch(suggested_texts={"x": "   "})
+    assert ContentPatch(expires_at=None).model_fields_set == {"expires_at"}
