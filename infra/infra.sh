@@ -1,0 +1,649 @@
+#!/usr/bin/env bash
+# infra/infra.sh — local Kafka (KRaft, single node) and FerretDB (SQLite backend)
+# for development and tests, without Docker.
+#
+# Usage: infra/infra.sh <command> [options]
+#   install          fetch/build what is missing into the cache (no start)
+#   up               install what is missing, start what is not running, wait until
+#                    both really work (Kafka: a topic can be created; FerretDB: a
+#                    document can be written, read and deleted)
+#   down [--purge]   stop both (SIGTERM, then SIGKILL); --purge also deletes their data
+#   reset            same as `down --purge`
+#   status           show running/stopped, pid, port; exit 0 if both run, 3 otherwise
+#   logs [-f] [-n N] show the last N (default 100) lines of both logs; -f follows
+#   env              print the effective settings (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI, ...)
+#   topics ARGS      kafka TopicCommand against the local broker, e.g. `topics --list`
+#   produce TOPIC    console producer (lines from stdin) to the local broker
+#   consume TOPIC [ARGS]  console consumer from the beginning, e.g. `consume t --max-messages 1`
+#   kafka-run CLASS [ARGS]  any Java main class with the Kafka jars on the classpath
+#
+# Environment (all optional):
+#   KAFKA_PORT             Kafka PLAINTEXT listener on 127.0.0.1 (default 9092)
+#   KAFKA_CONTROLLER_PORT  KRaft controller listener on 127.0.0.1 (default 9093)
+#   KAFKA_HEAP             broker heap flags (default "-Xms512m -Xmx1g")
+#   FERRETDB_PORT          FerretDB (MongoDB wire protocol) on 127.0.0.1 (default 27017)
+#   ADVOCACY_LOCAL         data, logs, configs and pid files (default <repo>/.local, git-ignored)
+#   ADVOCACY_CACHE         downloads and builds shared by all clones
+#                          (default $HOME/.cache/advocacy); Maven still uses ~/.m2,
+#                          Go its module/build caches
+#   FERRETDB_LOG_LEVEL     debug|info|warn|error (default info)
+#   INFRA_WAIT_SECS        how long `up` waits for each service to be ready (default 90)
+#   INFRA_STOP_SECS        how long `down` waits after SIGTERM before SIGKILL (default 30)
+#
+# Layout:
+#   $ADVOCACY_CACHE/kafka/<kafka-version>-<pom-hash>/lib/*.jar      (from infra/kafka/pom.xml)
+#   $ADVOCACY_CACHE/ferretdb/<ferretdb-version>-<src-hash>/ferretdb-local  (from infra/ferretdb)
+#   $ADVOCACY_LOCAL/kafka/{config,data,logs}/ , $ADVOCACY_LOCAL/kafka/kafka.pid
+#   $ADVOCACY_LOCAL/ferretdb/{data,logs}/ ,     $ADVOCACY_LOCAL/ferretdb/ferretdb.pid
+#
+# Requirements: bash, java 17+ (always); mvn and go only when the cache lacks the
+# Kafka jars or the FerretDB binary. Clients connect to:
+#   Kafka    bootstrap servers 127.0.0.1:$KAFKA_PORT
+#   FerretDB mongodb://127.0.0.1:$FERRETDB_PORT/
+
+set -Eeuo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+REPO_ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd -P)
+
+KAFKA_PORT=${KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_HEAP=${KAFKA_HEAP:--Xms512m -Xmx1g}
+FERRETDB_PORT=${FERRETDB_PORT:-27017}
+FERRETDB_LOG_LEVEL=${FERRETDB_LOG_LEVEL:-info}
+ADVOCACY_LOCAL=${ADVOCACY_LOCAL:-$REPO_ROOT/.local}
+ADVOCACY_CACHE=${ADVOCACY_CACHE:-$HOME/.cache/advocacy}
+INFRA_WAIT_SECS=${INFRA_WAIT_SECS:-90}
+INFRA_STOP_SECS=${INFRA_STOP_SECS:-30}
+HOST=127.0.0.1
+
+# absolute paths, so that pid/cmdline matching and the daemons do not depend on $PWD
+mkdir -p -- "$ADVOCACY_LOCAL" "$ADVOCACY_CACHE"
+ADVOCACY_LOCAL=$(cd -- "$ADVOCACY_LOCAL" && pwd -P)
+ADVOCACY_CACHE=$(cd -- "$ADVOCACY_CACHE" && pwd -P)
+
+KAFKA_SRC=$SCRIPT_DIR/kafka
+KAFKA_DIR=$ADVOCACY_LOCAL/kafka
+KAFKA_CONF_DIR=$KAFKA_DIR/config
+KAFKA_DATA_DIR=$KAFKA_DIR/data
+KAFKA_LOG_DIR=$KAFKA_DIR/logs
+KAFKA_PROPS=$KAFKA_CONF_DIR/server.properties
+KAFKA_PID=$KAFKA_DIR/kafka.pid
+KAFKA_READY_TOPIC=__advocacy_infra_ready
+# what identifies our broker among all processes (cmdline substring)
+KAFKA_MARKER="kafka.Kafka $KAFKA_PROPS"
+
+FDB_SRC=$SCRIPT_DIR/ferretdb
+FDB_DIR=$ADVOCACY_LOCAL/ferretdb
+FDB_DATA_DIR=$FDB_DIR/data
+FDB_LOG_DIR=$FDB_DIR/logs
+FDB_LOG=$FDB_LOG_DIR/ferretdb.log
+FDB_PID=$FDB_DIR/ferretdb.pid
+FDB_MARKER="-sqlite-dir $FDB_DATA_DIR "
+
+# ---------------------------------------------------------------- helpers
+
+log() { printf '[infra] %s\n' "$*" >&2; }
+die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
+
+need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is required ($2) but not on PATH"; }
+
+sha() { cat -- "$@" | sha256sum | cut -c1-16; }
+
+kafka_version() { sed -n 's:.*<kafka\.version>\([^<]*\)</kafka\.version>.*:\1:p' "$KAFKA_SRC/pom.xml" | head -n1; }
+ferretdb_version() { awk '$1 == "github.com/FerretDB/FerretDB" { print $2; exit } $2 == "github.com/FerretDB/FerretDB" { print $3; exit }' "$FDB_SRC/go.mod"; }
+
+kafka_cache_dir() { printf '%s/kafka/%s-%s' "$ADVOCACY_CACHE" "$(kafka_version)" "$(sha "$KAFKA_SRC/pom.xml")"; }
+kafka_lib() { printf '%s/lib' "$(kafka_cache_dir)"; }
+fdb_cache_dir() {
+  printf '%s/ferretdb/%s-%s' "$ADVOCACY_CACHE" "$(ferretdb_version)" \
+    "$( { cat "$FDB_SRC/go.mod" "$FDB_SRC/go.sum" "$FDB_SRC/main.go"; uname -sm; } | sha256sum | cut -c1-16)"
+}
+fdb_bin() { printf '%s/ferretdb-local' "$(fdb_cache_dir)"; }
+
+# Run "$@" holding an exclusive lock on file $1 (fd 8). Daemons are never started
+# under it, and fd 8 is closed for them anyway.
+with_lock() {
+  local lockfile=$1; shift
+  if command -v flock >/dev/null 2>&1; then
+    (
+      exec 8>"$lockfile"
+      flock -w 900 8 || die "could not lock $lockfile within 900 s"
+      "$@"
+    )
+  else
+    "$@"
+  fi
+}
+
+# cmdline of a pid with NULs as spaces; empty if gone
+cmdline_of() { [[ -r /proc/$1/cmdline ]] && tr '\0\n' '  ' </proc/"$1"/cmdline 2>/dev/null || true; }
+
+# pid_alive PID MARKER: PID exists, is not a zombie and its cmdline contains MARKER
+pid_alive() {
+  local pid=$1 marker=$2 state
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [[ -d /proc/$pid ]] || return 1
+  state=$(awk '{print $3}' /proc/"$pid"/stat 2>/dev/null || true)
+  [[ $state != Z && -n $state ]] || return 1
+  [[ $(cmdline_of "$pid") == *"$marker"* ]]
+}
+
+# find_by_marker MARKER: pids whose cmdline contains MARKER (used when a pid file was lost)
+find_by_marker() {
+  local marker=$1 p
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    [[ $p == "$$" || $p == "$BASHPID" ]] && continue
+    [[ $(cmdline_of "$p") == *"$marker"* ]] && [[ $(cmdline_of "$p") != *infra.sh* ]] && printf '%s\n' "$p"
+  done
+  return 0
+}
+
+# service_pid PIDFILE MARKER: print the pid of the running service (adopting a lost one), or fail
+service_pid() {
+  local pidfile=$1 marker=$2 pid=""
+  [[ -f $pidfile ]] && pid=$(<"$pidfile")
+  if pid_alive "$pid" "$marker"; then printf '%s\n' "$pid"; return 0; fi
+  pid=$(find_by_marker "$marker" | head -n1)
+  if [[ -n $pid ]] && pid_alive "$pid" "$marker"; then
+    printf '%s\n' "$pid" >"$pidfile"
+    printf '%s\n' "$pid"
+    return 0
+  fi
+  rm -f -- "$pidfile"
+  return 1
+}
+
+# port_pids PORT: pids listening on 127.0.0.1/any:PORT (may be empty if not visible)
+port_pids() { ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true; }
+
+port_listening() {
+  local port=$1
+  if command -v ss >/dev/null 2>&1; then
+    [[ -n $(ss -Hltn "sport = :$port" 2>/dev/null) ]]
+  else
+    (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null
+  fi
+}
+
+# describe who holds a port
+port_owner() {
+  local port=$1 p out=""
+  for p in $(port_pids "$port"); do
+    out+="pid $p ($(cmdline_of "$p" | cut -c1-160)) "
+  done
+  [[ -n $out ]] && printf '%s' "$out" || printf 'an unknown process'
+}
+
+# ensure_port_free PORT WHAT OURPID
+ensure_port_free() {
+  local port=$1 what=$2
+  if port_listening "$port"; then
+    die "port $port (needed for $what) is already taken by $(port_owner "$port"). Stop it, or choose another port via the env vars (see the top of infra/infra.sh)."
+  fi
+}
+
+# start_daemon PIDFILE OUTFILE CMD...: start CMD detached (own session), its pid in PIDFILE
+start_daemon() {
+  local pidfile=$1 out=$2; shift 2
+  rm -f -- "$pidfile"
+  # keep appending to the log, but rotate once it is large
+  if [[ -f $out ]] && (($(stat -c %s -- "$out") > 50 * 1024 * 1024)); then mv -f -- "$out" "$out.1"; fi
+  # the inner shell writes its own pid, then execs the command: that pid is the daemon's
+  # shellcheck disable=SC2016 # $$ and $0/$@ are for the inner shell
+  setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$out" 2>&1 8>&- 9>&- &
+  local i
+  for i in $(seq 1 50); do [[ -s $pidfile ]] && return 0; sleep 0.1; done
+  die "could not start: $*"
+}
+
+# stop_service NAME PIDFILE MARKER
+stop_service() {
+  local name=$1 pidfile=$2 marker=$3 pid pids i
+  pids=$( { service_pid "$pidfile" "$marker" || true; find_by_marker "$marker"; } | sort -u)
+  if [[ -z $pids ]]; then
+    rm -f -- "$pidfile"
+    log "$name: not running"
+    return 0
+  fi
+  for pid in $pids; do
+    log "$name: stopping pid $pid (SIGTERM)"
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for ((i = 0; i < INFRA_STOP_SECS * 5; i++)); do
+    local left=""
+    for pid in $pids; do pid_alive "$pid" "$marker" && left+="$pid "; done
+    [[ -z $left ]] && break
+    sleep 0.2
+  done
+  for pid in $pids; do
+    if pid_alive "$pid" "$marker"; then
+      log "$name: pid $pid still alive after ${INFRA_STOP_SECS}s, sending SIGKILL"
+      kill -KILL -- -"$pid" 2>/dev/null || true   # its whole session/process group
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  for ((i = 0; i < 50; i++)); do
+    local left=""
+    for pid in $pids; do pid_alive "$pid" "$marker" && left+="$pid "; done
+    [[ -z $left ]] && break
+    sleep 0.1
+  done
+  rm -f -- "$pidfile"
+  log "$name: stopped"
+}
+
+fail_with_log() {
+  local msg=$1 file=$2
+  printf '[infra] ERROR: %s\n' "$msg" >&2
+  if [[ -f $file ]]; then
+    printf '[infra] ---- last 40 lines of %s ----\n' "$file" >&2
+    tail -n 40 -- "$file" >&2 || true
+    printf '[infra] ----\n' >&2
+  fi
+  exit 1
+}
+
+java_major() {
+  java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.specification\.version = //p' | cut -d. -f1
+}
+
+# ---------------------------------------------------------------- install
+
+install_kafka_locked() {
+  local dir lib tmp
+  dir=$(kafka_cache_dir); lib=$dir/lib
+  [[ -f $dir/.complete ]] && return 0
+  need mvn "to download the Kafka jars once into $dir"
+  need java "to run Kafka"
+  log "kafka $(kafka_version): resolving jars with Maven into $lib (one time)"
+  rm -rf -- "$dir"; mkdir -p -- "$dir"
+  tmp=$(mktemp -d "$dir/.tmp.XXXXXX")
+  cp -- "$KAFKA_SRC/pom.xml" "$tmp/pom.xml"
+  if ! (cd "$tmp" && mvn -B -q -f pom.xml \
+          org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+          -DincludeScope=runtime -DoutputDirectory="$tmp/lib" >"$tmp/mvn.log" 2>&1); then
+    cat "$tmp/mvn.log" >&2
+    rm -rf -- "$dir"
+    die "Maven could not resolve the Kafka jars (see above)"
+  fi
+  [[ -f $tmp/lib/kafka_2.13-$(kafka_version).jar ]] || { rm -rf -- "$dir"; die "kafka_2.13-$(kafka_version).jar missing after Maven run"; }
+  mv -- "$tmp/lib" "$lib"
+  cp -- "$KAFKA_SRC/pom.xml" "$dir/pom.xml"
+  rm -rf -- "$tmp"
+  touch -- "$dir/.complete"
+  log "kafka: $(find "$lib" -name '*.jar' | wc -l) jars cached"
+}
+
+install_ferretdb_locked() {
+  local dir bin tmp goflags
+  dir=$(fdb_cache_dir); bin=$dir/ferretdb-local
+  [[ -x $bin && -f $dir/.complete ]] && return 0
+  need go "to build the FerretDB binary once into $dir"
+  log "ferretdb $(ferretdb_version): building $bin (one time)"
+  rm -rf -- "$dir"; mkdir -p -- "$dir"
+  # build from a copy, so Go can never touch the work tree
+  tmp=$(mktemp -d "$dir/.tmp.XXXXXX")
+  cp -- "$FDB_SRC/go.mod" "$FDB_SRC/go.sum" "$FDB_SRC/main.go" "$tmp/"
+  goflags="${GOFLAGS:-}"
+  [[ $goflags == *-mod=* ]] || goflags+=" -mod=mod"
+  [[ $goflags == *-buildvcs=* ]] || goflags+=" -buildvcs=false"
+  # modernc.org/sqlite is pure Go: no cgo needed; GOTOOLCHAIN=local: never download a toolchain
+  if ! (cd "$tmp" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="$goflags" \
+          go build -trimpath -ldflags='-s -w' -o "$tmp/ferretdb-local" . >"$tmp/build.log" 2>&1); then
+    cat "$tmp/build.log" >&2
+    rm -rf -- "$dir"
+    die "go build of infra/ferretdb failed (see above)"
+  fi
+  mv -- "$tmp/ferretdb-local" "$bin"
+  cp -- "$FDB_SRC/go.mod" "$FDB_SRC/main.go" "$dir/"
+  rm -rf -- "$tmp"
+  touch -- "$dir/.complete"
+  log "ferretdb: built $bin"
+}
+
+install_kafka() {
+  [[ -f $(kafka_cache_dir)/.complete ]] && return 0
+  mkdir -p -- "$ADVOCACY_CACHE/kafka"
+  with_lock "$ADVOCACY_CACHE/kafka/.lock" install_kafka_locked
+}
+
+install_ferretdb() {
+  [[ -x $(fdb_bin) && -f $(fdb_cache_dir)/.complete ]] && return 0
+  mkdir -p -- "$ADVOCACY_CACHE/ferretdb"
+  with_lock "$ADVOCACY_CACHE/ferretdb/.lock" install_ferretdb_locked
+}
+
+check_java() {
+  need java "to run Kafka"
+  local m; m=$(java_major)
+  [[ $m =~ ^[0-9]+$ ]] && ((m >= 17)) && return 0
+  die "Kafka $(kafka_version) needs Java 17 or newer, found: $(java -version 2>&1 | head -n1)"
+}
+
+# ---------------------------------------------------------------- kafka
+
+kafka_cp() { printf '%s/*' "$(kafka_lib)"; }
+
+# java command line for Kafka CLI tools (quick start, small heap, warnings only)
+kafka_tool() {
+  java -Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/tools-log4j2.xml" \
+    -cp "$(kafka_cp)" "$@"
+}
+
+write_kafka_config() {
+  mkdir -p -- "$KAFKA_CONF_DIR" "$KAFKA_DATA_DIR" "$KAFKA_LOG_DIR"
+  cp -- "$KAFKA_SRC/log4j2.xml" "$KAFKA_CONF_DIR/log4j2.xml"
+  cp -- "$KAFKA_SRC/tools-log4j2.xml" "$KAFKA_CONF_DIR/tools-log4j2.xml"
+  cat >"$KAFKA_PROPS.tmp" <<EOF
+# Generated by infra/infra.sh on every start — edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+# static single-voter quorum: robust to port changes between runs
+controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DATA_DIR
+num.partitions=3
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=true
+delete.topic.enable=true
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=3
+num.io.threads=4
+log.retention.hours=168
+log.segment.bytes=104857600
+log.retention.check.interval.ms=300000
+EOF
+  mv -- "$KAFKA_PROPS.tmp" "$KAFKA_PROPS"
+  cat >"$KAFKA_CONF_DIR/tools.properties" <<EOF
+request.timeout.ms=5000
+default.api.timeout.ms=10000
+EOF
+}
+
+kafka_formatted() { [[ -f $KAFKA_DATA_DIR/meta.properties ]]; }
+
+format_kafka() {
+  kafka_formatted && return 0
+  local cid
+  cid=$(kafka_tool kafka.tools.StorageTool random-uuid 2>>"$KAFKA_LOG_DIR/format.log" | tail -n1)
+  [[ -n $cid ]] || fail_with_log "could not generate a Kafka cluster id" "$KAFKA_LOG_DIR/format.log"
+  log "kafka: formatting storage in $KAFKA_DATA_DIR (cluster id $cid)"
+  kafka_tool kafka.tools.StorageTool format --ignore-formatted -t "$cid" -c "$KAFKA_PROPS" \
+    >>"$KAFKA_LOG_DIR/format.log" 2>&1 || fail_with_log "kafka storage format failed" "$KAFKA_LOG_DIR/format.log"
+}
+
+kafka_topics() {
+  timeout 30 java -Xms32m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/tools-log4j2.xml" -cp "$(kafka_cp)" \
+    org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$KAFKA_PORT" \
+    --command-config "$KAFKA_CONF_DIR/tools.properties" "$@"
+}
+
+# ready = an admin client can create a topic and it has a leader
+kafka_ready() {
+  local out=$KAFKA_LOG_DIR/ready-check.log
+  printf '%s ready check\n' "$(date '+%F %T')" >>"$out"
+  kafka_topics --create --if-not-exists --topic "$KAFKA_READY_TOPIC" \
+    --partitions 1 --replication-factor 1 >>"$out" 2>&1 || return 1
+  local desc
+  desc=$(kafka_topics --describe --topic "$KAFKA_READY_TOPIC" 2>>"$out") || return 1
+  printf '%s\n' "$desc" >>"$out"
+  [[ $desc == *"Leader: 1"* ]]
+}
+
+up_kafka() {
+  local pid started=0
+  check_java
+  install_kafka
+  mkdir -p -- "$KAFKA_DIR"
+  if pid=$(service_pid "$KAFKA_PID" "$KAFKA_MARKER"); then
+    log "kafka: already running (pid $pid)"
+    grep -qxF "listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT" "$KAFKA_PROPS" 2>/dev/null ||
+      die "kafka (pid $pid) runs with other ports ($(grep '^listeners=' "$KAFKA_PROPS" 2>/dev/null)); run 'infra/infra.sh down' first"
+  else
+    ensure_port_free "$KAFKA_PORT" "Kafka (KAFKA_PORT)"
+    ensure_port_free "$KAFKA_CONTROLLER_PORT" "the Kafka controller (KAFKA_CONTROLLER_PORT)"
+    write_kafka_config
+    format_kafka
+    log "kafka: starting $(kafka_version) on $HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
+    # shellcheck disable=SC2086 # KAFKA_HEAP is a list of JVM flags
+    start_daemon "$KAFKA_PID" "$KAFKA_LOG_DIR/kafka.out" \
+      java $KAFKA_HEAP -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+        -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2.xml" \
+        -Dkafka.logs.dir="$KAFKA_LOG_DIR" \
+        -cp "$(kafka_cp)" kafka.Kafka "$KAFKA_PROPS"
+    pid=$(<"$KAFKA_PID")
+    started=1
+  fi
+
+  mkdir -p -- "$KAFKA_LOG_DIR"; : >"$KAFKA_LOG_DIR/ready-check.log"
+  local deadline=$((SECONDS + INFRA_WAIT_SECS))
+  while :; do
+    if ! pid_alive "$pid" "$KAFKA_MARKER"; then
+      rm -f -- "$KAFKA_PID"
+      tail -n 20 -- "$KAFKA_LOG_DIR/kafka.out" >&2 2>/dev/null || true
+      fail_with_log "kafka (pid $pid) exited during startup" "$KAFKA_LOG_DIR/server.log"
+    fi
+    if port_listening "$KAFKA_PORT" && kafka_ready; then break; fi
+    if ((SECONDS >= deadline)); then
+      tail -n 10 -- "$KAFKA_LOG_DIR/ready-check.log" >&2 2>/dev/null || true
+      fail_with_log "kafka (pid $pid) not ready on $HOST:$KAFKA_PORT after ${INFRA_WAIT_SECS}s" "$KAFKA_LOG_DIR/server.log"
+    fi
+    sleep 1
+  done
+  log "kafka: ready on $HOST:$KAFKA_PORT (pid $pid$( ((started)) && echo ', started now'))"
+}
+
+# ---------------------------------------------------------------- ferretdb
+
+fdb_check() { "$(fdb_bin)" -check -listen "$HOST:$FERRETDB_PORT" -check-timeout 3s >>"$FDB_LOG_DIR/ready-check.log" 2>&1; }
+
+up_ferretdb() {
+  local pid started=0 bin
+  install_ferretdb
+  bin=$(fdb_bin)
+  mkdir -p -- "$FDB_DATA_DIR" "$FDB_LOG_DIR"
+  if pid=$(service_pid "$FDB_PID" "$FDB_MARKER"); then
+    log "ferretdb: already running (pid $pid)"
+    [[ $(cmdline_of "$pid") == *"-listen $HOST:$FERRETDB_PORT "* ]] ||
+      die "ferretdb (pid $pid) runs with another address ($(cmdline_of "$pid")); run 'infra/infra.sh down' first"
+  else
+    ensure_port_free "$FERRETDB_PORT" "FerretDB (FERRETDB_PORT)"
+    log "ferretdb: starting $(ferretdb_version) on $HOST:$FERRETDB_PORT"
+    start_daemon "$FDB_PID" "$FDB_LOG" \
+      "$bin" -listen "$HOST:$FERRETDB_PORT" -sqlite-dir "$FDB_DATA_DIR" -log-level "$FERRETDB_LOG_LEVEL"
+    pid=$(<"$FDB_PID")
+    started=1
+  fi
+
+  : >"$FDB_LOG_DIR/ready-check.log"
+  local deadline=$((SECONDS + INFRA_WAIT_SECS))
+  while :; do
+    if ! pid_alive "$pid" "$FDB_MARKER"; then
+      rm -f -- "$FDB_PID"
+      fail_with_log "ferretdb (pid $pid) exited during startup" "$FDB_LOG"
+    fi
+    if port_listening "$FERRETDB_PORT" && fdb_check; then break; fi
+    if ((SECONDS >= deadline)); then
+      tail -n 5 -- "$FDB_LOG_DIR/ready-check.log" >&2 2>/dev/null || true
+      fail_with_log "ferretdb (pid $pid) not ready on $HOST:$FERRETDB_PORT after ${INFRA_WAIT_SECS}s" "$FDB_LOG"
+    fi
+    sleep 0.5
+  done
+  log "ferretdb: ready on mongodb://$HOST:$FERRETDB_PORT/ (pid $pid$( ((started)) && echo ', started now'))"
+}
+
+# ---------------------------------------------------------------- commands
+
+ensure_gitignore() {
+  # only when .local is the default one inside this repo
+  [[ $ADVOCACY_LOCAL == "$REPO_ROOT/.local" ]] || return 0
+  local gi=$REPO_ROOT/.gitignore
+  if [[ ! -f $gi ]] || ! grep -qxE '/?\.local/?' "$gi"; then
+    [[ -s $gi && $(tail -c1 "$gi") != "" ]] && printf '\n' >>"$gi"
+    printf '.local/\n' >>"$gi"
+  fi
+}
+
+cmd_install() {
+  check_java
+  install_kafka
+  install_ferretdb
+  log "installed: kafka $(kafka_version) in $(kafka_lib)"
+  log "installed: ferretdb $(ferretdb_version) at $(fdb_bin)"
+}
+
+cmd_up() {
+  ensure_gitignore
+  with_lock "$ADVOCACY_LOCAL/.infra.lock" up_locked
+}
+up_locked() {
+  up_kafka
+  up_ferretdb
+  log "up: Kafka 127.0.0.1:$KAFKA_PORT, FerretDB mongodb://127.0.0.1:$FERRETDB_PORT/"
+}
+
+purge_data() {
+  log "purging $KAFKA_DIR and $FDB_DIR"
+  rm -rf -- "$KAFKA_DIR" "$FDB_DIR"
+}
+
+cmd_down() {
+  local purge=0 a
+  for a in "$@"; do
+    case $a in
+      --purge | -p) purge=1 ;;
+      *) die "down: unknown option $a (use --purge)" ;;
+    esac
+  done
+  with_lock "$ADVOCACY_LOCAL/.infra.lock" down_locked "$purge"
+}
+down_locked() {
+  stop_service ferretdb "$FDB_PID" "$FDB_MARKER"
+  stop_service kafka "$KAFKA_PID" "$KAFKA_MARKER"
+  if (($1)); then purge_data; fi
+}
+
+cmd_status() {
+  local rc=0 pid
+  if pid=$(service_pid "$KAFKA_PID" "$KAFKA_MARKER") && port_listening "$KAFKA_PORT"; then
+    printf 'kafka     running  pid %-8s port %s (controller %s)  version %s\n' "$pid" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$(kafka_version)"
+  elif [[ -n ${pid:-} ]]; then
+    printf 'kafka     starting pid %-8s port %s not listening yet\n' "$pid" "$KAFKA_PORT"; rc=3
+  else
+    printf 'kafka     stopped               port %s\n' "$KAFKA_PORT"; rc=3
+  fi
+  pid=""
+  if pid=$(service_pid "$FDB_PID" "$FDB_MARKER") && port_listening "$FERRETDB_PORT"; then
+    printf 'ferretdb  running  pid %-8s port %s  version %s\n' "$pid" "$FERRETDB_PORT" "$(ferretdb_version)"
+  elif [[ -n ${pid:-} ]]; then
+    printf 'ferretdb  starting pid %-8s port %s not listening yet\n' "$pid" "$FERRETDB_PORT"; rc=3
+  else
+    printf 'ferretdb  stopped               port %s\n' "$FERRETDB_PORT"; rc=3
+  fi
+  return $rc
+}
+
+cmd_logs() {
+  local follow=0 n=100
+  while (($#)); do
+    case $1 in
+      -f | --follow) follow=1 ;;
+      -n) shift; n=${1:?-n needs a number} ;;
+      *) die "logs: unknown option $1 (use -f, -n N)" ;;
+    esac
+    shift
+  done
+  local files=() f
+  for f in "$KAFKA_LOG_DIR/server.log" "$FDB_LOG"; do
+    if [[ -f $f ]]; then files+=("$f"); else log "no log yet: $f"; fi
+  done
+  ((${#files[@]})) || return 0
+  if ((follow)); then exec tail -n "$n" -F -- "${files[@]}"; else tail -n "$n" -- "${files[@]}"; fi
+}
+
+cmd_env() {
+  cat <<EOF
+KAFKA_VERSION=$(kafka_version)
+FERRETDB_VERSION=$(ferretdb_version)
+KAFKA_PORT=$KAFKA_PORT
+KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT
+KAFKA_HEAP=$KAFKA_HEAP
+FERRETDB_PORT=$FERRETDB_PORT
+ADVOCACY_LOCAL=$ADVOCACY_LOCAL
+ADVOCACY_CACHE=$ADVOCACY_CACHE
+KAFKA_LIB=$(kafka_lib)
+FERRETDB_BIN=$(fdb_bin)
+KAFKA_BOOTSTRAP_SERVERS=$HOST:$KAFKA_PORT
+MONGODB_URI=mongodb://$HOST:$FERRETDB_PORT/
+EOF
+}
+
+# Kafka CLI helpers (need the jars; the broker for topics/produce/consume)
+tools_prepare() {
+  check_java
+  install_kafka
+  if [[ ! -f $KAFKA_CONF_DIR/tools-log4j2.xml ]]; then
+    mkdir -p -- "$KAFKA_CONF_DIR"
+    cp -- "$KAFKA_SRC/tools-log4j2.xml" "$KAFKA_CONF_DIR/tools-log4j2.xml"
+  fi
+}
+cmd_kafka_run() {
+  (($#)) || die "kafka-run: give a main class"
+  tools_prepare
+  kafka_tool "$@"
+}
+cmd_topics() {
+  tools_prepare
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$KAFKA_PORT" "$@"
+}
+cmd_produce() {
+  local topic=${1:?produce: give a topic}; shift
+  tools_prepare
+  kafka_tool org.apache.kafka.tools.ConsoleProducer --bootstrap-server "$HOST:$KAFKA_PORT" --topic "$topic" "$@"
+}
+cmd_consume() {
+  local topic=${1:?consume: give a topic}; shift
+  tools_prepare
+  kafka_tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$HOST:$KAFKA_PORT" \
+    --topic "$topic" --from-beginning "$@"
+}
+
+usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+main() {
+  local cmd=${1:-}
+  (($#)) && shift
+  case $cmd in
+    install) cmd_install "$@" ;;
+    up | start) cmd_up "$@" ;;
+    down | stop) cmd_down "$@" ;;
+    reset) cmd_down --purge ;;
+    status) cmd_status ;;
+    logs) cmd_logs "$@" ;;
+    env) cmd_env ;;
+    topics) cmd_topics "$@" ;;
+    produce) cmd_produce "$@" ;;
+    consume) cmd_consume "$@" ;;
+    kafka-run) cmd_kafka_run "$@" ;;
+    -h | --help | help) usage ;;
+    *) usage >&2; exit 2 ;;
+  esac
+}
+
+main "$@"
