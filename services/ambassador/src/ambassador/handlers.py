@@ -50,6 +50,12 @@ class PersonNotFound(LookupError):
     pass
 
 
+def now_to_the_millisecond() -> datetime:
+    # BSON dates hold milliseconds: times in events and answers then equal what is stored.
+    now = utcnow()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 async def _no_flush(person_id: str) -> None:
     return None
 
@@ -60,7 +66,7 @@ class Context:
 
     store: AmbassadorStore
     flush: Callable[[str], Awaitable[Any]] = _no_flush  # publish a person's pending events now
-    clock: Callable[[], datetime] = utcnow
+    clock: Callable[[], datetime] = now_to_the_millisecond
     subject_attribute: str = "user_name"
     import_max_rows: int = 5000
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))

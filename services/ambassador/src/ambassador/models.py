@@ -366,6 +366,9 @@ def erase(person: Person, now: datetime) -> Change:
     change = opt_out(person, OptOutReason.ERASED, "erasure", now)
     erased = _evolve(change.person, now, directory=None, profile=Profile(), status=Status.ERASED,
                      erased_at=now)
+    if person.status == Status.NOT_ENROLLED:
+        # Never an ambassador: no other service ever heard of them, and no event may name them now.
+        return Change(erased, [])
     return Change(erased, [*change.events, AmbassadorErased(ambassador_id=person.id, erased_at=now)])
 
 

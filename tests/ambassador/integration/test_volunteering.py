@@ -1,0 +1,161 @@
+"""Volunteering: opt-in by the employee only, opt-out at once, charters and consent, deactivation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def names_anywhere(envelope, value: str) -> bool:
+    return envelope.subject == value or value in json.dumps(envelope.data)
+
+
+async def test_opt_in_publishes_opted_in_and_charter_accepted_without_personal_data(
+        client, provision, volunteer, as_employee, tenant_events):
+    user = await provision("jane.doe@corp.example", externalId="okta-00u1",
+                           **{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "sales"}})
+    profile = {"persona": "expert", "topics": ["cloud"], "languages": ["en"],
+               "networks": [{"network": "linkedin", "handle": "linkedin.com/in/janedoe", "audience_size": 800}]}
+
+    view = await volunteer("jane.doe@corp.example", profile=profile, channel="mobile")
+
+    assert view["status"] == "opted_in" and view["id"] == user["id"]
+    assert view["needs_charter_acceptance"] is False
+    events = await tenant_events(2, lambda e: e.subject == user["id"] or e.data.get("ambassador_id") == user["id"])
+    by_type = {e.type: e for e in events}
+    opted_in = by_type["ambassador.opted_in.v1"].data
+    assert opted_in["profile"]["persona"] == "expert"
+    assert opted_in["profile"]["team_id"] == "sales"
+    assert opted_in["profile"]["networks"] == [{"network": "linkedin", "audience_size": 800}]
+    assert by_type["charter.accepted.v1"].data["channel"] == "mobile"
+    for envelope in events:
+        for personal in ("jane.doe", "janedoe", "Lovelace", "okta-00u1"):
+            assert not names_anywhere(envelope, personal)
+
+
+async def test_opt_out_is_on_the_topic_when_the_call_returns(client, provision, volunteer, as_employee,
+                                                             tenant_events):
+    # No worker runs in this module: only the API's own flush can have published it.
+    user = await provision("leaving@corp.example")
+    await volunteer("leaving@corp.example")
+
+    response = await client.post("/me/opt-out", headers=as_employee("leaving@corp.example"))
+
+    assert response.status_code == 200 and response.json()["status"] == "opted_out"
+    events = await tenant_events(1, lambda e: e.type == "ambassador.opted_out.v1" and e.subject == user["id"],
+                                 timeout=3.0)
+    assert [e.data["reason"] for e in events] == ["self"]
+
+
+async def test_re_opt_in_after_opt_out_is_allowed_and_recorded(client, provision, volunteer, as_employee):
+    await provision("again@corp.example")
+    await volunteer("again@corp.example")
+    await client.post("/me/opt-out", json={"channel": "web"}, headers=as_employee("again@corp.example"))
+
+    view = await volunteer("again@corp.example")
+
+    assert view["status"] == "opted_in"
+    consents = (await client.get("/me/consents", headers=as_employee("again@corp.example"))).json()
+    assert [c["kind"] for c in consents] == ["opt_in", "withdrawal", "opt_in"]
+
+
+async def test_opting_in_twice_changes_nothing(client, provision, volunteer, as_employee):
+    await provision("twice@corp.example")
+    first = await volunteer("twice@corp.example")
+    second = await volunteer("twice@corp.example")
+    assert first == second
+    consents = (await client.get("/me/consents", headers=as_employee("twice@corp.example"))).json()
+    assert len(consents) == 1
+
+
+async def test_opt_in_requires_the_current_charter(client, provision, publish_charter, as_employee):
+    await provision("reader@corp.example")
+    headers = as_employee("reader@corp.example")
+    no_charter = await client.post("/me/opt-in", json={"charter_version": 1}, headers=headers)
+    assert no_charter.status_code == 409
+    await publish_charter()
+    await publish_charter(title="Version two")
+
+    stale = await client.post("/me/opt-in", json={"charter_version": 1}, headers=headers)
+
+    assert stale.status_code == 409
+    assert stale.headers["content-type"].startswith("application/problem+json")
+    assert stale.json()["current_version"] == 2
+    assert (await client.get("/me", headers=headers)).json()["status"] == "not_enrolled"
+
+
+async def test_someone_outside_the_directory_cannot_opt_in(client, publish_charter, as_employee):
+    await publish_charter()
+    response = await client.post("/me/opt-in", json={"charter_version": 1}, headers=as_employee("ghost@corp.example"))
+    assert response.status_code == 403
+
+
+async def test_a_new_charter_needs_re_acceptance(client, provision, volunteer, publish_charter, as_employee,
+                                                 tenant_events):
+    user = await provision("loyal@corp.example")
+    await volunteer("loyal@corp.example")
+    headers = as_employee("loyal@corp.example")
+    second = await publish_charter(title="Stricter tone")
+
+    assert (await client.get("/me", headers=headers)).json()["needs_charter_acceptance"] is True
+    response = await client.post("/me/charter-acceptances", json={"charter_version": second["version"]},
+                                 headers=headers)
+
+    assert response.status_code == 200 and response.json()["needs_charter_acceptance"] is False
+    accepted = await tenant_events(2, lambda e: e.type == "charter.accepted.v1"
+                                   and e.data["ambassador_id"] == user["id"])
+    assert sorted(e.data["charter_version"] for e in accepted) == [1, 2]
+
+
+async def test_deactivation_opts_the_ambassador_out(client, provision, volunteer, as_integrator, as_employee,
+                                                    tenant_events):
+    user = await provision("deact@corp.example")
+    await volunteer("deact@corp.example")
+    patch = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+             "Operations": [{"op": "Replace", "path": "active", "value": "False"}]}  # as Entra ID sends it
+
+    response = await client.patch(f"/scim/v2/Users/{user['id']}", json=patch, headers=as_integrator)
+
+    assert response.status_code == 200 and response.json()["active"] is False
+    events = await tenant_events(1, lambda e: e.type == "ambassador.opted_out.v1" and e.subject == user["id"],
+                                 timeout=3.0)
+    assert events[0].data["reason"] == "deactivated"
+    me = await client.get("/me", headers=as_employee("deact@corp.example"))
+    assert me.json()["status"] == "opted_out"
+    again = await client.post("/me/opt-in", json={"charter_version": 1}, headers=as_employee("deact@corp.example"))
+    assert again.status_code == 403
+
+
+async def test_an_employee_who_never_opted_in_appears_in_no_event(client, provision, volunteer, publish_charter,
+                                                                 as_integrator, as_admin, as_employee, tenant_events):
+    bystander = await provision("bystander@corp.example")
+    headers = as_employee("bystander@corp.example")
+    await publish_charter()
+    # Everything a non-volunteer can do or have done to them, short of opting in:
+    steps = [
+        await client.put("/me/profile", json={"persona": "reporter", "topics": ["events"]}, headers=headers),
+        await client.post("/directory/import", json={"employees": [
+            {"user_name": "bystander@corp.example", "team_id": "ops", "location": "Lyon"}]}, headers=as_integrator),
+        await client.post("/me/signals", json={"url": "https://x.example/post/1", "severity": "high"},
+                          headers=headers),
+        await client.post(f"/ambassadors/{bystander['id']}/recognitions", json={"reason": "Great article"},
+                          headers=as_admin),
+        await client.patch(f"/scim/v2/Users/{bystander['id']}", headers=as_integrator, json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "value": {"active": False}}]}),
+        await client.post(f"/ambassadors/{bystander['id']}/erasure", headers=as_admin),
+    ]
+    assert [step.status_code for step in steps] == [200, 200, 409, 404, 200, 200]
+    # A volunteer's opt-out afterwards marks the point by which everything before was published.
+    volunteer_user = await provision("volunteer@corp.example")
+    await volunteer("volunteer@corp.example")
+    await client.post("/me/opt-out", headers=as_employee("volunteer@corp.example"))
+    await tenant_events(1, lambda e: e.type == "ambassador.opted_out.v1" and e.subject == volunteer_user["id"])
+
+    everything = await tenant_events(10_000, timeout=3.0)
+
+    assert any(e.subject == volunteer_user["id"] for e in everything)
+    assert not [e for e in everything if names_anywhere(e, bystander["id"])]
