@@ -39,6 +39,7 @@ class DistributionStore:
         self.connectors = database["connectors"]
         self.reports = database["reports"]
         self.policies = database["policies"]
+        self.processed_events = database["processed_events"]
 
     @property
     def outbox_collections(self):
@@ -56,6 +57,7 @@ class DistributionStore:
         ])
         await self.links.create_indexes([IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])])
         await self.comments.create_indexes([IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])])
+        await self.processed_events.create_index("seen_at")
         await self.connectors.create_indexes([IndexModel([("tenant", ASCENDING), ("name", ASCENDING)],
                                                          unique=True)])
 
