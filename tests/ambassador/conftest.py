@@ -76,6 +76,12 @@ def provision(client, as_integrator):
 
 
 @pytest.fixture
+def charter() -> dict[str, Any]:
+    """A valid charter text, to vary per test."""
+    return dict(CHARTER)
+
+
+@pytest.fixture
 def publish_charter(client, as_admin):
     async def publish(**changes: Any) -> dict[str, Any]:
         response = await client.post("/charters", json={**CHARTER, **changes}, headers=as_admin)

@@ -1,0 +1,161 @@
+"""Charters, consent records, profiles, recognition, training and signals over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+async def test_charter_versions_and_idempotency_keys(client, as_admin, as_employee, bearer, charter):
+    keyed = {**as_admin, "Idempotency-Key": "charter-2026"}
+    first = await client.post("/charters", json=charter, headers=keyed)
+    replay = await client.post("/charters", json=charter, headers=keyed)
+    other_body = await client.post("/charters", json={**charter, "title": "Other"}, headers=keyed)
+    second = await client.post("/charters", json={**charter, "tone": "Warmer"}, headers=as_admin)
+
+    assert first.status_code == 201 and first.json()["version"] == 1
+    assert replay.json() == first.json()
+    assert other_body.status_code == 422
+    assert second.json()["version"] == 2
+    current = await client.get("/charters/current", headers=as_employee("anyone@corp.example"))
+    assert current.json()["version"] == 2 and current.json()["tone"] == "Warmer"
+    page = await client.get("/charters", params={"limit": 1}, headers=as_admin)
+    rest = await client.get("/charters", params={"limit": 1, "cursor": page.json()["next_cursor"]}, headers=as_admin)
+    assert [c["version"] for c in page.json()["items"] + rest.json()["items"]] == [2, 1]
+    assert rest.json()["next_cursor"] is None
+    elsewhere = await client.get("/charters/1", headers=bearer("other-tenant", "admin", "admin"))
+    assert elsewhere.status_code == 404
+
+
+async def test_a_charter_requiring_disclosure_needs_the_line(client, as_admin, as_employee, charter):
+    response = await client.post("/charters", json={**charter, "disclosure_line": None}, headers=as_admin)
+    forbidden = await client.post("/charters", json=charter, headers=as_employee("e@corp.example"))
+    assert response.status_code == 422
+    assert forbidden.status_code == 403
+    assert (await client.get("/charters/current", headers=as_admin)).status_code == 404
+
+
+async def test_consent_records_list_page_and_export(client, provision, volunteer, as_admin, as_employee):
+    people = [(await provision(f"c{i}@corp.example"))["id"] for i in range(3)]
+    for i in range(3):
+        await volunteer(f"c{i}@corp.example", channel="teams")
+    await client.post("/me/opt-out", headers=as_employee("c0@corp.example"))
+
+    pages, cursor = [], None
+    while True:
+        response = await client.get("/consents", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
+                                    headers=as_admin)
+        pages.append(response.json()["items"])
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            break
+    exported = await client.get("/consents/export", params={"format": "csv"}, headers=as_admin)
+
+    records = [record for page in pages for record in page]
+    assert [len(page) for page in pages] == [2, 2]
+    assert sorted(r["kind"] for r in records) == ["opt_in", "opt_in", "opt_in", "withdrawal"]
+    assert {r["ambassador_id"] for r in records} == set(people)
+    assert all(r["channel"] in ("teams", "web") and r["charter_version"] == 1 for r in records)
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert sorted(row["consent_id"] for row in rows) == sorted(r["consent_id"] for r in records)
+    denied = await client.get("/consents", headers=as_employee("c1@corp.example"))
+    assert denied.status_code == 403
+
+
+async def test_profile_etag_and_if_match(client, provision, volunteer, as_employee, tenant_events):
+    user = await provision("pia@corp.example")
+    await volunteer("pia@corp.example")
+    headers = as_employee("pia@corp.example")
+    read = await client.get("/me/profile", headers=headers)
+    profile = {"persona": "talent", "topics": ["jobs", "jobs", "culture"], "languages": ["fr"],
+               "preferences": {"max_shares_per_week": 2, "quiet_hours": {"start": "20:00", "end": "08:00"},
+                               "time_zone": "Europe/Paris"}, "leaderboard_opt_in": True}
+
+    updated = await client.put("/me/profile", json=profile, headers={**headers, "If-Match": read.headers["ETag"]})
+    stale = await client.put("/me/profile", json={**profile, "persona": "expert"},
+                             headers={**headers, "If-Match": read.headers["ETag"]})
+    invalid = await client.put("/me/profile", json={**profile, "preferences": {"time_zone": "Mars/Olympus"}},
+                               headers=headers)
+
+    assert updated.status_code == 200 and updated.json()["profile"]["topics"] == ["jobs", "culture"]
+    assert stale.status_code == 412
+    assert invalid.status_code == 422 and invalid.headers["content-type"].startswith("application/problem+json")
+    assert read.json()["profile"]["leaderboard_opt_in"] is False  # off by default
+    events = await tenant_events(1, lambda e: e.type == "ambassador.profile_updated.v1" and e.subject == user["id"])
+    assert events[0].data["profile"]["persona"] == "talent"
+    assert events[0].data["profile"]["preferences"]["time_zone"] == "Europe/Paris"
+
+
+async def test_recognition_is_given_by_people_with_a_reason(client, provision, volunteer, as_admin, as_employee):
+    star = await provision("star@corp.example")
+    await provision("peer@corp.example")
+    await volunteer("star@corp.example")
+    url = f"/ambassadors/{star['id']}/recognitions"
+
+    kudos = await client.post(url, json={"reason": "Spotted the rumour early"}, headers=as_employee("peer@corp.example"))
+    badge = await client.post(url, json={"kind": "badge", "badge": "Crisis spotter", "reason": "Signal on launch day"},
+                              headers=as_admin)
+    nameless = await client.post(url, json={"kind": "badge", "reason": "No badge name"}, headers=as_admin)
+    to_self = await client.post(url, json={"reason": "Me, myself"}, headers=as_employee("star@corp.example"))
+
+    assert kudos.status_code == 201 and kudos.json()["giver_role"] == "peer"
+    assert badge.status_code == 201 and badge.json()["giver_role"] == "admin"
+    assert nameless.status_code == 422 and to_self.status_code == 422
+    mine = await client.get("/me/recognitions", headers=as_employee("star@corp.example"))
+    assert [r["kind"] for r in mine.json()["items"]] == ["badge", "kudos"]
+    assert "points" not in mine.text
+
+
+async def test_training_catalogue_and_completions(client, provision, as_admin, as_employee):
+    person = await provision("tom@corp.example")
+    created = await client.post("/training/modules", headers=as_admin, json={
+        "title": "Personalise your posts", "url": "https://learn.example/personalise", "duration_minutes": 15})
+    module_id = created.json()["module_id"]
+    stale_etag = created.headers["ETag"]
+    renamed = await client.put(f"/training/modules/{module_id}", headers={**as_admin, "If-Match": stale_etag},
+                               json={"title": "Personalise every post", "duration_minutes": 20})
+    stale = await client.put(f"/training/modules/{module_id}", headers={**as_admin, "If-Match": stale_etag},
+                             json={"title": "Lost update"})
+
+    headers = as_employee("tom@corp.example")
+    catalogue = await client.get("/training/modules", headers=headers)
+    done = await client.post("/me/training-completions", json={"module_id": module_id}, headers=headers)
+    done_again = await client.post("/me/training-completions", json={"module_id": module_id}, headers=headers)
+    unknown = await client.post("/me/training-completions", json={"module_id": "nope"}, headers=headers)
+
+    assert renamed.status_code == 200 and renamed.json()["title"] == "Personalise every post"
+    assert stale.status_code == 412
+    assert [m["module_id"] for m in catalogue.json()["items"]] == [module_id]
+    assert done.status_code == 201 and done_again.json() == done.json()
+    assert unknown.status_code == 404
+    completions = await client.get(f"/ambassadors/{person['id']}/training-completions", headers=as_admin)
+    assert [c["module_id"] for c in completions.json()] == [module_id]
+
+
+async def test_signals_are_reported_and_triaged(client, provision, volunteer, as_admin, as_employee):
+    await provision("sam@corp.example")
+    await volunteer("sam@corp.example")
+    reported = await client.post("/me/signals", headers=as_employee("sam@corp.example"), json={
+        "url": "https://social.example/thread/42", "note": "Angry customers about the outage", "severity": "high"})
+    signal_id = reported.json()["signal_id"]
+    new = await client.get("/signals", params={"status": "new"}, headers=as_admin)
+    read = await client.get(f"/signals/{signal_id}", headers=as_admin)
+    acknowledged = await client.patch(f"/signals/{signal_id}", json={"status": "acknowledged"},
+                                      headers={**as_admin, "If-Match": read.headers["ETag"]})
+    stale = await client.patch(f"/signals/{signal_id}", json={"status": "closed"},
+                               headers={**as_admin, "If-Match": read.headers["ETag"]})
+    closed = await client.patch(f"/signals/{signal_id}", json={"status": "closed"}, headers=as_admin)
+    reopened = await client.patch(f"/signals/{signal_id}", json={"status": "new"}, headers=as_admin)
+
+    assert reported.status_code == 201 and reported.json()["status"] == "new"
+    assert [s["signal_id"] for s in new.json()["items"]] == [signal_id]
+    assert acknowledged.json()["status"] == "acknowledged"
+    assert stale.status_code == 412
+    assert closed.json()["status"] == "closed"
+    assert reopened.status_code == 409
+    not_admin = await client.get(f"/signals/{signal_id}", headers=as_employee("sam@corp.example"))
+    assert not_admin.status_code == 403
