@@ -114,9 +114,11 @@ async def prepare_share(store: DistributionStore, options: Options, principal: P
         "similarity_to_colleagues": scores.to_colleagues, "personalized": scores.personalized(policy),
         "signature": scores.signature, "post_url": None, "created_at": now, "confirmed_at": None,
     }
-    if not await store.insert_share(document):  # a concurrent retry with the same key won
-        return same_request_or_422(await store.get_share(tenant, share_id) or document, request_fingerprint)
-    return document
+    inserted = await store.insert_share(document)
+    # Read back: a concurrent retry with the same key may have won, and the database's copy (times in
+    # milliseconds) is what any later retry will be answered with.
+    stored = await store.get_share(tenant, share_id) or document
+    return stored if inserted else same_request_or_422(stored, request_fingerprint)
 
 
 def same_request_or_422(existing: dict[str, Any], request_fingerprint: str) -> dict[str, Any]:

@@ -1,0 +1,158 @@
+"""The two-step share flow: prepare (every rule), confirm (post.shared.v1 through the outbox)."""
+
+from datetime import datetime, timedelta
+from urllib.parse import quote
+
+import pytest
+
+from advocacy_common.events import CharterPublished, QuietHours, SharingPreferences
+from advocacy_common.topics import SHARE
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def world(emit, projected, make):
+    await emit(make.opted_in("amb-1"), make.opted_in("amb-2"), make.content("c1"),
+               make.content("c2", disclosure_line="#AcmeEmployee"))
+    await projected(("amb-1", "amb-2"), {"c1": 1, "c2": 1})
+
+
+def share(content_id="c1", network="linkedin", text=None, **extra):
+    return {"content_id": content_id, "network": network, "text": text or OWN, **extra}
+
+
+OWN = ("I visited our Lyon site last month and watched the solar panels go up. Today the whole plant runs on "
+       "renewable power, and honestly it makes me proud to work here.")
+
+
+async def test_prepare_then_confirm_emits_post_shared(client, bearer, tenant, world, read_topic, make):
+    headers = {**bearer(tenant, "amb-1", "ambassador"), "Idempotency-Key": "k-1"}
+    response = await client.post("/v1/shares", json=share(), headers=headers)
+    assert response.status_code == 201, response.text
+    prepared = response.json()
+    code = prepared["tracked_link_code"]
+    assert prepared["status"] == "prepared" and prepared["personalized"] is True
+    assert prepared["tracked_link"] == f"https://go.example.com/r/{code}"
+    assert prepared["share_intent_url"] == ("https://www.linkedin.com/sharing/share-offsite/?url="
+                                            + quote(prepared["tracked_link"], safe=""))
+    assert prepared["similarity_to_suggested"] < 0.4
+
+    again = await client.post("/v1/shares", json=share(), headers=headers)
+    assert again.status_code == 201 and again.json() == prepared
+    other_body = await client.post("/v1/shares", json=share(text=OWN + " Really."), headers=headers)
+    assert other_body.status_code == 422 and "Idempotency-Key" in other_body.text
+
+    confirm = await client.post(f"/v1/shares/{prepared['share_id']}/confirm",
+                                json={"post_url": "https://www.linkedin.com/posts/p-1"},
+                                headers=bearer(tenant, "amb-1", "ambassador"))
+    assert confirm.status_code == 200 and confirm.json()["status"] == "confirmed"
+    repeat = await client.post(f"/v1/shares/{prepared['share_id']}/confirm", headers=bearer(tenant, "amb-1", "ambassador"))
+    assert repeat.status_code == 200
+
+    events = await read_topic(SHARE, lambda e: e.tenantid == tenant, min_count=2, timeout=4)
+    assert len(events) == 1  # confirmed twice, shared once
+    data = events[0].data
+    assert events[0].type == "post.shared.v1" and events[0].subject == "amb-1"
+    assert data["share_id"] == prepared["share_id"] and data["content_id"] == "c1"
+    assert data["campaign_id"] == "camp-1" and data["team_id"] == "team-ops" and data["network"] == "linkedin"
+    assert data["potential_reach"] == 850 and data["personalized"] is True
+    assert data["tracked_link_code"] == code and data["similarity_to_suggested"] == prepared["similarity_to_suggested"]
+
+    feed = (await client.get("/v1/feed", headers=bearer(tenant, "amb-1", "ambassador"))).json()
+    assert [item["content_id"] for item in feed["items"]] == ["c2"]  # c1 is shared
+    refused = await client.post("/v1/shares", json=share(), headers=bearer(tenant, "amb-1", "ambassador"))
+    assert refused.status_code == 422 and refused.json()["rule"] == "already_shared"
+
+
+async def test_near_copies_are_refused_with_rule_score_and_threshold(client, bearer, tenant, world, make):
+    refused = await client.post("/v1/shares", json=share(text="So proud! " + make.suggested),
+                                headers=bearer(tenant, "amb-1", "ambassador"))
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    body = refused.json()
+    assert body["rule"] == "too_similar_to_suggested" and body["threshold"] == 0.4 and body["score"] > 0.8
+    assert "own words" in body["detail"]
+
+    first = await client.post("/v1/shares", json=share(), headers=bearer(tenant, "amb-1", "ambassador"))
+    await client.post(f"/v1/shares/{first.json()['share_id']}/confirm", headers=bearer(tenant, "amb-1", "ambassador"))
+    parrot = OWN.replace("honestly ", "").replace("last month", "in May")
+    copied = await client.post("/v1/shares", json=share(text=parrot), headers=bearer(tenant, "amb-2", "ambassador"))
+    assert copied.status_code == 422 and copied.json()["rule"] == "too_similar_to_colleagues"
+    assert copied.json()["score"] > 0.4
+
+
+async def test_text_rules_disclosure_length_network(client, bearer, tenant, world):
+    headers = bearer(tenant, "amb-1", "ambassador")
+    missing = await client.post("/v1/shares", json=share("c2"), headers=headers)
+    assert missing.status_code == 422 and missing.json()["rule"] == "disclosure_missing"
+    assert "#AcmeEmployee" in missing.json()["detail"]
+    ok = await client.post("/v1/shares", json=share("c2", text=OWN + " #AcmeEmployee"), headers=headers)
+    assert ok.status_code == 201, ok.text
+
+    too_long = await client.post("/v1/shares", json=share(network="x", text=OWN + " " + OWN), headers=headers)
+    assert too_long.status_code == 422 and too_long.json()["rule"] == "length_limit"
+    assert too_long.json()["threshold"] == 256
+    tweet = await client.post("/v1/shares", json=share(network="x", text="Proud of our Lyon team: the plant now "
+                                                                          "runs on sun and wind. Go see it!"),
+                              headers=headers)
+    assert tweet.status_code == 201
+    assert tweet.json()["share_intent_url"].startswith("https://x.com/intent/post?text=Proud%20of")
+
+    network = await client.post("/v1/shares", json=share(network="facebook"), headers=headers)
+    assert network.status_code == 422 and network.json()["rule"] == "network_not_allowed"
+    unknown = await client.post("/v1/shares", json=share("nope"), headers=headers)
+    assert unknown.status_code == 422 and unknown.json()["rule"] == "content_not_available"
+    invalid = await client.post("/v1/shares", json={"content_id": "c1", "network": "myspace", "text": "x"},
+                                headers=headers)
+    assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "network"
+
+
+async def test_charter_disclosure_is_required_too(client, bearer, tenant, world, emit, wait_for, store, make):
+    await emit(CharterPublished(charter_id="ch", version=1, published_at=make.now, disclosure_required=True,
+                                disclosure_line="#IWorkAtAcme"))
+
+    async def charter():
+        assert (await store.get_charter(tenant)).disclosure_line == "#IWorkAtAcme"
+    await wait_for(charter)
+    missing = await client.post("/v1/shares", json=share(), headers=bearer(tenant, "amb-1", "ambassador"))
+    assert missing.status_code == 422 and "#IWorkAtAcme" in missing.json()["detail"]
+
+
+async def test_weekly_limit_quiet_hours_and_slots(client, bearer, tenant, emit, projected, make):
+    prefs = SharingPreferences(max_shares_per_week=1, quiet_hours=QuietHours(start="22:00", end="07:00"),
+                               time_zone="Europe/Paris")
+    await emit(make.opted_in("amb-q", preferences=prefs), make.opted_in("amb-r"), make.opted_in("amb-s"),
+               make.content("c1"), make.content("c2"))
+    await projected(("amb-q", "amb-r", "amb-s"), {"c1": 1, "c2": 1})
+    headers = bearer(tenant, "amb-q", "ambassador")
+    night = (make.now + timedelta(days=1)).replace(hour=22, minute=30)  # 23:30 or 00:30 in Paris
+    quiet = await client.post("/v1/shares", json=share(planned_at=night.isoformat()), headers=headers)
+    assert quiet.status_code == 422 and quiet.json()["rule"] == "quiet_hours"
+
+    day = (make.now + timedelta(days=1)).replace(hour=9, minute=0)  # 10:00 or 11:00 in Paris
+    first = (await client.post("/v1/shares", json=share(planned_at=day.isoformat()), headers=headers)).json()
+    assert first["recommended_at"] >= day.isoformat()[:16]
+    slots = []
+    for ambassador, text in (("amb-r", "Our Lyon plant went fully renewable; I saw the crews at work all spring."),
+                             ("amb-s", "Renewable power for the whole Lyon plant: proud of the facilities team.")):
+        prepared = await client.post("/v1/shares", json=share(text=text), headers=bearer(tenant, ambassador, "ambassador"))
+        slots.append(datetime.fromisoformat(prepared.json()["recommended_at"]))
+    assert slots[1] - slots[0] == timedelta(minutes=30)  # one content's shares are spread, not a burst
+    assert slots[0] >= make.now
+
+    await client.post(f"/v1/shares/{first['share_id']}/confirm", headers=headers)
+    limited = await client.post("/v1/shares", json=share("c2", planned_at=day.isoformat()), headers=headers)
+    assert limited.status_code == 422 and limited.json()["rule"] == "weekly_limit"
+    assert limited.json()["threshold"] == 1
+
+
+async def test_shares_are_private_to_their_owner_and_tenant(client, bearer, tenant, world):
+    prepared = (await client.post("/v1/shares", json=share(), headers=bearer(tenant, "amb-1", "ambassador"))).json()
+    path = f"/v1/shares/{prepared['share_id']}"
+    assert (await client.get(path, headers=bearer(tenant, "amb-1", "ambassador"))).status_code == 200
+    assert (await client.get(path, headers=bearer(tenant, "amb-2", "ambassador"))).status_code == 404
+    assert (await client.get(path, headers=bearer("other-tenant", "amb-1", "ambassador"))).status_code == 404
+    assert (await client.get(path, headers=bearer(tenant, "svc", "integrator"))).status_code == 200
+    stolen = await client.post(f"{path}/confirm", headers=bearer(tenant, "amb-2", "ambassador"))
+    assert stolen.status_code == 404
