@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
@@ -31,12 +32,17 @@ def settings(infrastructure, kafka_topics, run_id, auth_settings) -> AmbassadorS
 
 
 @pytest.fixture(scope="module")
-async def client(settings) -> AsyncIterator[AsyncClient]:
+async def app(settings) -> AsyncIterator[FastAPI]:
     """One API per test module; tests keep apart by using their own tenant."""
-    app = create_app(settings)
-    async with LifespanManager(app):
-        async with AsyncClient(transport=ASGITransport(app), base_url="http://ambassador.test") as http:
-            yield http
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture(scope="module")
+async def client(app) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(transport=ASGITransport(app), base_url="http://ambassador.test") as http:
+        yield http
 
 
 @pytest.fixture

@@ -1,0 +1,79 @@
+"""The worker's outbox relay: charter and signal events, and person events the API could not publish."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from advocacy_common.outbox import OUTBOX_FIELD
+
+from ambassador.bootstrap import build_worker
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def worker(settings, client) -> AsyncIterator[None]:
+    running = build_worker(settings)
+    await running.start()
+    yield
+    await running.stop()
+
+
+@pytest.fixture
+async def database(settings) -> AsyncIterator:
+    mongo = AsyncMongoClient(settings.mongodb_uri)
+    yield mongo[settings.database]
+    await mongo.close()
+
+
+async def _outbox_drained(collection, tenant: str) -> bool:
+    for _ in range(50):
+        if await collection.count_documents({"tenant": tenant, f"{OUTBOX_FIELD}.0": {"$exists": True}}) == 0:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_worker_publishes_charter_and_signal_events(client, worker, publish_charter, provision, volunteer,
+                                                          as_employee, tenant, tenant_events, database):
+    charter = await publish_charter()
+    user = await provision("wendy@corp.example")
+    await volunteer("wendy@corp.example")
+    signal = await client.post("/me/signals", json={"url": "https://social.example/t/9", "note": "private words",
+                                                    "severity": "low"}, headers=as_employee("wendy@corp.example"))
+
+    published = await tenant_events(1, lambda e: e.type == "charter.published.v1")
+    reported = await tenant_events(1, lambda e: e.type == "signal.reported.v1")
+
+    assert published[0].subject == tenant  # charter events are keyed by tenant
+    assert published[0].data["charter_id"] == charter["charter_id"]
+    assert published[0].data["disclosure_line"] == "#EmployeeOfAcme"
+    assert reported[0].subject == user["id"]
+    assert reported[0].data["signal_id"] == signal.json()["signal_id"]
+    assert "note" not in reported[0].data
+    assert await _outbox_drained(database["charters"], tenant)
+    assert await _outbox_drained(database["signals"], tenant)
+
+
+async def test_worker_publishes_what_the_api_could_not(app, client, worker, provision, volunteer, as_employee,
+                                                       tenant_events):
+    user = await provision("kafka-down@corp.example")
+    await volunteer("kafka-down@corp.example")
+    context = app.state.context
+
+    async def unavailable(person_id: str) -> None:
+        raise ConnectionError("broker unreachable")
+
+    original, context.flush = context.flush, unavailable
+    try:
+        response = await client.post("/me/opt-out", headers=as_employee("kafka-down@corp.example"))
+    finally:
+        context.flush = original
+
+    assert response.status_code == 200 and response.json()["status"] == "opted_out"
+    events = await tenant_events(1, lambda e: e.type == "ambassador.opted_out.v1" and e.subject == user["id"])
+    assert events[0].data["reason"] == "self"
