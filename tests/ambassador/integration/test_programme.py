@@ -96,7 +96,8 @@ async def test_recognition_is_given_by_people_with_a_reason(client, provision, v
     await volunteer("star@corp.example")
     url = f"/ambassadors/{star['id']}/recognitions"
 
-    kudos = await client.post(url, json={"reason": "Spotted the rumour early"}, headers=as_employee("peer@corp.example"))
+    kudos = await client.post(url, json={"reason": "Spotted the rumour early"},
+                              headers=as_employee("peer@corp.example"))
     badge = await client.post(url, json={"kind": "badge", "badge": "Crisis spotter", "reason": "Signal on launch day"},
                               headers=as_admin)
     nameless = await client.post(url, json={"kind": "badge", "reason": "No badge name"}, headers=as_admin)

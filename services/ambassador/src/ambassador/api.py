@@ -21,7 +21,7 @@ from .handlers import Context, PersonNotFound, PersonRule
 from .models import Change, DomainError, OptOutReason, Person, Profile, accept_charter, opt_in, opt_out, \
     update_profile
 from .schemas import AmbassadorView, CharterAcceptanceRequest, ConsentView, ErasureView, OptInRequest, \
-    OptOutRequest, ProfileView
+    OptOutRequest, Page, ProfileView
 from .store import KeyReused, StaleWrite
 
 AMBASSADOR = require_roles(Role.AMBASSADOR)
@@ -92,6 +92,12 @@ def consent_view(person: Person, consent) -> ConsentView:
     return ConsentView(consent_id=consent.consent_id, ambassador_id=person.id,
                        user_name=person.directory.user_name if person.directory else None, kind=consent.kind,
                        charter_version=consent.charter_version, at=consent.at, channel=consent.channel)
+
+
+def page_of(found: tuple[list[Any], str | None], view) -> Page:
+    """A page of views from a store query's (documents, next cursor)."""
+    documents, next_cursor = found
+    return Page(items=[view(d) for d in documents], next_cursor=next_cursor)
 
 
 def _plain(document: dict[str, Any]) -> dict[str, Any]:

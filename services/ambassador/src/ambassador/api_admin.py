@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from advocacy_common.api_support import decode_cursor, encode_cursor, page_size
@@ -14,7 +14,7 @@ from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.errors import invalid, not_found
 
 from . import handlers
-from .api import ADMIN, ambassador_view, consent_view, context, creation_id, erasure_view, export_person
+from .api import ADMIN, ambassador_view, consent_view, context, creation_id, erasure_view, export_person, page_of
 from .handlers import Context, PersonNotFound
 from .models import Status
 from .schemas import AmbassadorView, CharterRequest, CharterView, ConsentView, ErasureView, ExportFormat, Page
@@ -50,8 +50,7 @@ async def publish_charter(body: CharterRequest, request: Request, response: Resp
 async def list_charters(cursor: str | None = None, limit: int | None = None,
                         principal: Principal = Depends(CHARTER_READERS), ctx: Context = Depends(context)):
     """Every published version, newest first."""
-    documents, next_cursor = await ctx.store.list_charters(principal.tenant, cursor, page_size(limit))
-    return Page(items=[charter_view(d) for d in documents], next_cursor=next_cursor)
+    return page_of(await ctx.store.list_charters(principal.tenant, cursor, page_size(limit)), charter_view)
 
 
 @router.get("/charters/current", response_model=CharterView, tags=["charters"])
@@ -124,9 +123,9 @@ async def list_ambassadors(status: Status | None = Status.OPTED_IN, cursor: str 
                            limit: int | None = None, principal: Principal = Depends(ADMIN),
                            ctx: Context = Depends(context)):
     """People in the programme (by default those opted in), newest first."""
-    people, next_cursor = await ctx.store.list_people(principal.tenant, status, cursor, page_size(limit))
     current = await handlers.current_charter_version(ctx, principal.tenant)
-    return Page(items=[ambassador_view(p, current) for p in people], next_cursor=next_cursor)
+    return page_of(await ctx.store.list_people(principal.tenant, status, cursor, page_size(limit)),
+                   lambda person: ambassador_view(person, current))
 
 
 @router.get("/ambassadors/{ambassador_id}", response_model=AmbassadorView, tags=["ambassadors"])

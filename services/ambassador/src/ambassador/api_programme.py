@@ -13,7 +13,7 @@ from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.errors import Problem, invalid, not_found
 
 from . import handlers
-from .api import ADMIN, context, creation_id, me
+from .api import ADMIN, context, creation_id, me, page_of
 from .handlers import Context, PersonNotFound
 from .models import NotOptedIn, Person, RecognitionKind
 from .schemas import CompletionRequest, CompletionView, Page, RecognitionRequest, RecognitionView, \
@@ -44,10 +44,14 @@ def changed_meanwhile(what: str) -> Problem:
     return Problem(409, "Conflict", f"The {what} changed meanwhile; read it again.")
 
 
-async def _found(ctx: Context, collection, tenant: str, document_id: str, what: str) -> dict[str, Any]:
+async def _found(ctx: Context, collection, tenant: str, document_id: str, what: str,
+                 response: Response | None = None) -> dict[str, Any]:
+    """The tenant's document, or 404; with its ETag on `response` when given."""
     document = await ctx.store.get_by_id(collection, tenant, document_id)
     if document is None:
         raise not_found(what)
+    if response is not None:
+        response.headers["ETag"] = etag(document["version"])
     return document
 
 
@@ -81,9 +85,8 @@ async def recognise(ambassador_id: str, body: RecognitionRequest, request: Reque
 async def list_recognitions(ambassador_id: str, cursor: str | None = None, limit: int | None = None,
                             principal: Principal = Depends(ADMIN), ctx: Context = Depends(context)):
     """Recognition an ambassador received, newest first."""
-    documents, next_cursor = await ctx.store.list_recognitions(principal.tenant, ambassador_id, cursor,
-                                                               page_size(limit))
-    return Page(items=[recognition_view(d) for d in documents], next_cursor=next_cursor)
+    return page_of(await ctx.store.list_recognitions(principal.tenant, ambassador_id, cursor, page_size(limit)),
+                   recognition_view)
 
 
 @router.get("/me/recognitions", response_model=Page, tags=["me"])
@@ -116,17 +119,15 @@ async def create_module(body: TrainingModuleRequest, request: Request, response:
 async def list_modules(cursor: str | None = None, limit: int | None = None, principal: Principal = Depends(PEOPLE),
                        ctx: Context = Depends(context)):
     """The training catalogue, newest first."""
-    documents, next_cursor = await ctx.store.list_training_modules(principal.tenant, cursor, page_size(limit))
-    return Page(items=[module_view(d) for d in documents], next_cursor=next_cursor)
+    return page_of(await ctx.store.list_training_modules(principal.tenant, cursor, page_size(limit)), module_view)
 
 
 @router.get("/training/modules/{module_id}", response_model=TrainingModuleView, tags=["training"])
 async def get_module(module_id: str, response: Response, principal: Principal = Depends(PEOPLE),
                      ctx: Context = Depends(context)):
     """One training module."""
-    document = await _found(ctx, ctx.store.training_modules, principal.tenant, module_id, "training module")
-    response.headers["ETag"] = etag(document["version"])
-    return module_view(document)
+    return module_view(await _found(ctx, ctx.store.training_modules, principal.tenant, module_id,
+                                    "training module", response))
 
 
 @router.put("/training/modules/{module_id}", response_model=TrainingModuleView, tags=["training"])
@@ -187,17 +188,14 @@ async def report_signal(body: SignalRequest, request: Request, person: Person = 
 async def list_signals(status: str | None = None, cursor: str | None = None, limit: int | None = None,
                        principal: Principal = Depends(ADMIN), ctx: Context = Depends(context)):
     """Signals to triage, newest first; filter by status (new, acknowledged, closed)."""
-    documents, next_cursor = await ctx.store.list_signals(principal.tenant, status, cursor, page_size(limit))
-    return Page(items=[signal_view(d) for d in documents], next_cursor=next_cursor)
+    return page_of(await ctx.store.list_signals(principal.tenant, status, cursor, page_size(limit)), signal_view)
 
 
 @router.get("/signals/{signal_id}", response_model=SignalView, tags=["signals"])
 async def get_signal(signal_id: str, response: Response, principal: Principal = Depends(ADMIN),
                      ctx: Context = Depends(context)):
     """One signal."""
-    document = await _found(ctx, ctx.store.signals, principal.tenant, signal_id, "signal")
-    response.headers["ETag"] = etag(document["version"])
-    return signal_view(document)
+    return signal_view(await _found(ctx, ctx.store.signals, principal.tenant, signal_id, "signal", response))
 
 
 @router.patch("/signals/{signal_id}", response_model=SignalView, tags=["signals"])

@@ -129,7 +129,8 @@ async def provision(ctx: Context, tenant: str, entry: DirectoryEntry) -> tuple[P
     for _ in range(MAX_WRITE_ATTEMPTS):
         existing = await ctx.store.get_person_by_key(tenant, "user_name", entry.user_name)
         if existing is not None:
-            updated = await change_person(ctx, tenant, existing.id, lambda p: apply_directory_entry(p, entry, ctx.clock()))
+            updated = await change_person(ctx, tenant, existing.id,
+                                          lambda p: apply_directory_entry(p, entry, ctx.clock()))
             return updated, "unchanged" if updated.version == existing.version else "updated"
         try:
             return await create_person(ctx, tenant, entry), "created"

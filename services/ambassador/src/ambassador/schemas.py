@@ -15,7 +15,8 @@ class Request(BaseModel):
 
 
 class OptInRequest(Request):
-    charter_version: int = Field(description="The version of the charter the employee read and accepts; must be the current one")
+    charter_version: int = Field(
+        description="The version of the charter the employee read and accepts; must be the current one")
     channel: str = Field(default="web", max_length=50, description="Where consent was given: web, mobile, teams...")
     profile: Profile | None = Field(default=None, description="Profile to start with; the stored one otherwise")
 
@@ -39,7 +40,8 @@ class AmbassadorView(BaseModel):
     status: Status
     charter_version: int | None = Field(description="Latest charter version accepted")
     current_charter_version: int | None = None
-    needs_charter_acceptance: bool = Field(default=False, description="An ambassador gets no new suggestions until they accept the current charter")
+    needs_charter_acceptance: bool = Field(
+        default=False, description="An ambassador gets no new suggestions until they accept the current charter")
     opted_in_at: datetime | None
     opted_out_at: datetime | None
 
@@ -78,7 +80,8 @@ class CharterRequest(CharterText):
 class RecognitionRequest(Request):
     kind: RecognitionKind = RecognitionKind.KUDOS
     badge: str | None = Field(default=None, max_length=100, description="Required for a badge, e.g. 'Crisis spotter'")
-    reason: str = Field(min_length=3, max_length=2000, description="Why: recognition is for something done, never for volume")
+    reason: str = Field(min_length=3, max_length=2000,
+                        description="Why: recognition is for something done, never for volume")
 
 
 class RecognitionView(BaseModel):
