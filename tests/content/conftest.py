@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from httpx import ASGITransport, AsyncClient
 from advocacy_common.events import Event
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_common.topics import CONTENT
+from advocacy_common.worker import ServiceWorker
 from content.bootstrap import build_worker, create_app
 from content.settings import ContentSettings
 
@@ -41,13 +43,27 @@ async def api(content_settings):
             yield client
 
 
+@asynccontextmanager
+async def running_worker(settings: ContentSettings) -> AsyncIterator[ServiceWorker]:
+    service_worker = build_worker(settings)
+    await service_worker.start()
+    try:
+        yield service_worker
+    finally:
+        await service_worker.stop()
+        await service_worker.mongo_client.close()
+
+
 @pytest.fixture
 async def worker(content_settings):
-    service_worker = build_worker(content_settings)
-    await service_worker.start()
-    yield service_worker
-    await service_worker.stop()
-    await service_worker.mongo_client.close()
+    async with running_worker(content_settings) as service_worker:
+        yield service_worker
+
+
+@pytest.fixture
+def worker_starter():
+    """For tests that start the worker late (catch-up) or twice."""
+    return running_worker
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ service layer call these so that one function holds each rule.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -215,6 +216,19 @@ def is_targeted(audience: Mapping[str, list[str]], profile: Mapping[str, Any]) -
 
 
 # --- events ---------------------------------------------------------------------------
+
+EVENT_ID_NAMESPACE = uuid.UUID("0f5b8a52-3c1e-4d7a-9a57-5c2e8f1d6b40")
+
+
+def event_id(tenant: str, event: ContentSnapshot | ContentRetired) -> str:
+    """The same transition of the same item at the same version always has the same event id.
+
+    Two writers that both believe they made a transition (a retried write, or two
+    schedulers on a server whose conditional updates are not atomic, as FerretDB 1.x)
+    then produce one event as far as consumers, who dedupe by id, can tell.
+    """
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{tenant}/{event.content_id}/{event.version}/{event.type_name}"))
+
 
 def snapshot_fields(item: Mapping[str, Any], campaign: Mapping[str, Any], version: int) -> dict[str, Any]:
     return {

@@ -22,7 +22,7 @@ from advocacy_common.outbox import with_outbox
 from advocacy_common.publishing import envelope_for
 
 from .models import (
-    ERASED, Action, RetireReason, RuleViolation, Status, check_approver, check_campaign_period, check_content,
+    ERASED, Action, event_id, RetireReason, RuleViolation, Status, check_approver, check_campaign_period, check_content,
     check_ready_for_review, next_status, profile_values, published_event, retired_event, status_after_edit,
     targeting_keys, to_stored_time, updated_event,
 )
@@ -257,7 +257,8 @@ class ContentService:
     async def _write(self, item: dict, version: int, status: Status, fields: dict, entry: dict,
                      events: list[Event]) -> dict:
         update = {"$set": {**fields, "status": status.value, "version": version}, "$push": {"history": entry}}
-        envelopes = [(event.topic, envelope_for(event, tenant_id=item["tenant"], source=self.source))
+        envelopes = [(event.topic, envelope_for(event, tenant_id=item["tenant"], source=self.source,
+                                                event_id=event_id(item["tenant"], event)))
                      for event in events]
         return _changed_or_raise(await self.store.update_guarded(self.store.items, item,
                                                                   with_outbox(update, envelopes)))

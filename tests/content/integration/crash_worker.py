@@ -1,0 +1,25 @@
+"""The crash test's subject: the content worker, built from CONTENT_* variables, run until killed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from content.bootstrap import build_worker
+from content.settings import ContentSettings
+
+
+async def main() -> None:
+    worker = build_worker(ContentSettings())
+
+    async def linger() -> None:
+        # Widen the window between "Kafka acknowledged" and "cleared from the outbox",
+        # so that some kills land exactly there and the relay must publish again.
+        await asyncio.sleep(random.uniform(0, 0.05))
+
+    worker.relay._after_publish = linger
+    await worker.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
