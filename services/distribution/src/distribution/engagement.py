@@ -1,6 +1,6 @@
 """Engagement in: clicks on tracked links, and signed reports of connectors (engagement and conversions).
 
-Clicks are written with their event in the visit document's outbox (the redirect never waits for
+Clicks are inserted with their event in the click document's outbox (the redirect never waits for
 Kafka). A connector's report is recorded under its own id first, then published, and the endpoint
 answers once Kafka acknowledged; the envelope id is the deterministic engagement id, so a retry
 after a failure publishes the very same event.
@@ -19,7 +19,7 @@ from advocacy_common.auth import Principal
 from advocacy_common.envelope import Envelope
 from advocacy_common.errors import Problem, conflict, invalid, not_found
 from advocacy_common.events import ConversionType, EngagementKind, EngagementReceived
-from advocacy_common.outbox import new_document_with_outbox, with_outbox
+from advocacy_common.outbox import new_document_with_outbox
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_common.topics import ENGAGEMENT
 
@@ -73,19 +73,22 @@ async def follow_link(store: DistributionStore, options: Options, code: str, cli
 
 async def record_click(store: DistributionStore, options: Options, link: dict[str, Any], client_ip: str,
                        user_agent: str, now: datetime) -> None:
+    """One insert per click, carrying its event. A visitor's first click on a link is stored under a key
+    derived from their hash, so the insert itself says whether they are new; later clicks get random keys.
+    Inserts only: no document is updated by two writers (FerretDB's updates are not atomic under contention)."""
     tenant, code = link["tenant"], link["_id"]
-    visit_id = f"{code}/{visitor_hash(options.visitor_hash_salt, code, client_ip, user_agent)}"
     click_id = uuid.uuid4().hex
 
-    def click(unique: bool) -> list[tuple[str, Envelope]]:
-        return [(ENGAGEMENT, engagement_envelope(tenant, attribution_of_link(link), kind=EngagementKind.CLICK,
-                                                 count=1, source=REDIRECT_SOURCE, source_event_id=click_id,
-                                                 occurred_at=now, unique_visitor=unique))]
+    def click(document_id: str, unique: bool) -> dict[str, Any]:
+        envelope = engagement_envelope(tenant, attribution_of_link(link), kind=EngagementKind.CLICK, count=1,
+                                       source=REDIRECT_SOURCE, source_event_id=click_id, occurred_at=now,
+                                       unique_visitor=unique)
+        return new_document_with_outbox({"_id": document_id, "tenant": tenant, "code": code, "at": now},
+                                        [(ENGAGEMENT, envelope)])
 
-    first_visit = {"_id": visit_id, "tenant": tenant, "code": code, "clicks": 1, "first_at": now, "last_at": now}
-    if not await store.insert_first_visit(new_document_with_outbox(first_visit, click(True))):
-        await store.record_repeat_visit(visit_id, tenant,
-                                        with_outbox({"$inc": {"clicks": 1}, "$set": {"last_at": now}}, click(False)))
+    first_click_id = f"{code}/{visitor_hash(options.visitor_hash_salt, code, client_ip, user_agent)}"
+    if not await store.insert_click(click(first_click_id, unique=True)):
+        await store.insert_click(click(f"{code}/{click_id}", unique=False))
 
 
 # --- connectors ------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ class DistributionStore:
         self.comments = database["comments"]
         self.shares = database["shares"]
         self.links = database["links"]
-        self.visits = database["visits"]
+        self.clicks = database["clicks"]
         self.connectors = database["connectors"]
         self.reports = database["reports"]
         self.policies = database["policies"]
@@ -43,7 +43,7 @@ class DistributionStore:
 
     @property
     def outbox_collections(self):
-        return [self.shares, self.visits]
+        return [self.shares, self.clicks]
 
     async def create_indexes(self) -> None:
         await self.contents.create_indexes([IndexModel([("tenant", ASCENDING), ("retired", ASCENDING),
@@ -143,15 +143,12 @@ class DistributionStore:
             {"$set": {"confirmed_share_id": share_id}})
         return result.matched_count == 1
 
-    async def insert_first_visit(self, document: dict[str, Any]) -> bool:
+    async def insert_click(self, document: dict[str, Any]) -> bool:
         try:
-            await self.visits.insert_one(document)
+            await self.clicks.insert_one(document)
             return True
         except DuplicateKeyError:
             return False
-
-    async def record_repeat_visit(self, visit_id: str, tenant: str, update: dict[str, Any]) -> None:
-        await self.visits.update_one({"_id": visit_id, "tenant": tenant}, update)
 
     # --- connectors and reports ------------------------------------------------------------
 
