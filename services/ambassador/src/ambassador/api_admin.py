@@ -46,7 +46,7 @@ async def publish_charter(body: CharterRequest, request: Request, response: Resp
     return charter_view(document)
 
 
-@router.get("/charters", response_model=Page, tags=["charters"])
+@router.get("/charters", response_model=Page[CharterView], tags=["charters"])
 async def list_charters(cursor: str | None = None, limit: int | None = None,
                         principal: Principal = Depends(CHARTER_READERS), ctx: Context = Depends(context)):
     """Every published version, newest first."""
@@ -83,7 +83,7 @@ def _consent_position(cursor: str | None) -> tuple[str, int] | None:
     return values[0], values[1]
 
 
-@router.get("/consents", response_model=Page, tags=["consents"])
+@router.get("/consents", response_model=Page[ConsentView], tags=["consents"])
 async def list_consents(cursor: str | None = None, limit: int | None = None, charter_version: int | None = None,
                         principal: Principal = Depends(ADMIN), ctx: Context = Depends(context)):
     """The audit trail: every opt-in, charter acceptance and withdrawal (who, version, when, channel).
@@ -118,7 +118,7 @@ async def export_consents(format: ExportFormat = "csv", principal: Principal = D
 
 # --- ambassadors ---------------------------------------------------------------------------------------
 
-@router.get("/ambassadors", response_model=Page, tags=["ambassadors"])
+@router.get("/ambassadors", response_model=Page[AmbassadorView], tags=["ambassadors"])
 async def list_ambassadors(status: Status | None = Status.OPTED_IN, cursor: str | None = None,
                            limit: int | None = None, principal: Principal = Depends(ADMIN),
                            ctx: Context = Depends(context)):

@@ -15,7 +15,7 @@ from advocacy_common.errors import Problem, invalid, not_found
 from . import handlers
 from .api import ADMIN, context, creation_id, me, page_of
 from .handlers import Context, PersonNotFound
-from .models import NotOptedIn, Person, RecognitionKind
+from .models import NotOptedIn, Person, RecognitionKind, SignalStatus
 from .schemas import CompletionRequest, CompletionView, Page, RecognitionRequest, RecognitionView, \
     SignalRequest, SignalTriageRequest, SignalView, TrainingModuleRequest, TrainingModuleView
 
@@ -81,7 +81,7 @@ async def recognise(ambassador_id: str, body: RecognitionRequest, request: Reque
     return recognition_view(stored)
 
 
-@router.get("/ambassadors/{ambassador_id}/recognitions", response_model=Page, tags=["recognition"])
+@router.get("/ambassadors/{ambassador_id}/recognitions", response_model=Page[RecognitionView], tags=["recognition"])
 async def list_recognitions(ambassador_id: str, cursor: str | None = None, limit: int | None = None,
                             principal: Principal = Depends(ADMIN), ctx: Context = Depends(context)):
     """Recognition an ambassador received, newest first."""
@@ -89,7 +89,7 @@ async def list_recognitions(ambassador_id: str, cursor: str | None = None, limit
                    recognition_view)
 
 
-@router.get("/me/recognitions", response_model=Page, tags=["me"])
+@router.get("/me/recognitions", response_model=Page[RecognitionView], tags=["me"])
 async def my_recognitions(cursor: str | None = None, limit: int | None = None, person: Person = Depends(me),
                           ctx: Context = Depends(context)):
     """Recognition you received, newest first."""
@@ -115,7 +115,7 @@ async def create_module(body: TrainingModuleRequest, request: Request, response:
     return module_view(stored)
 
 
-@router.get("/training/modules", response_model=Page, tags=["training"])
+@router.get("/training/modules", response_model=Page[TrainingModuleView], tags=["training"])
 async def list_modules(cursor: str | None = None, limit: int | None = None, principal: Principal = Depends(PEOPLE),
                        ctx: Context = Depends(context)):
     """The training catalogue, newest first."""
@@ -184,8 +184,8 @@ async def report_signal(body: SignalRequest, request: Request, person: Person = 
     return signal_view(stored)
 
 
-@router.get("/signals", response_model=Page, tags=["signals"])
-async def list_signals(status: str | None = None, cursor: str | None = None, limit: int | None = None,
+@router.get("/signals", response_model=Page[SignalView], tags=["signals"])
+async def list_signals(status: SignalStatus | None = None, cursor: str | None = None, limit: int | None = None,
                        principal: Principal = Depends(ADMIN), ctx: Context = Depends(context)):
     """Signals to triage, newest first; filter by status (new, acknowledged, closed)."""
     return page_of(await ctx.store.list_signals(principal.tenant, status, cursor, page_size(limit)), signal_view)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from .models import CharterText, DirectoryEntry, Profile, RecognitionKind, Severity, SignalStatus, Status
+
+
+Item = TypeVar("Item")
 
 
 class Request(BaseModel):
@@ -51,8 +54,8 @@ class ProfileView(BaseModel):
     profile: Profile
 
 
-class Page(BaseModel):
-    items: list[Any]
+class Page(BaseModel, Generic[Item]):
+    items: list[Item]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one")
 
 
