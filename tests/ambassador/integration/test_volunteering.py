@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -159,3 +160,24 @@ async def test_an_employee_who_never_opted_in_appears_in_no_event(client, provis
 
     assert any(e.subject == volunteer_user["id"] for e in everything)
     assert not [e for e in everything if names_anywhere(e, bystander["id"])]
+
+
+async def test_concurrent_changes_to_one_person_are_all_kept(client, provision, volunteer, as_employee,
+                                                             as_integrator, tenant_events):
+    user = await provision("busy@corp.example")
+    await volunteer("busy@corp.example")
+    headers = as_employee("busy@corp.example")
+    topics_sets = [[f"topic{i}"] for i in range(5)]
+
+    responses = await asyncio.gather(
+        *(client.put("/me/profile", json={"persona": "expert", "topics": t}, headers=headers) for t in topics_sets),
+        client.post("/directory/import", json={"employees": [{"user_name": "busy@corp.example", "location": "Nice"}]},
+                    headers=as_integrator))
+
+    assert [r.status_code for r in responses] == [200] * 6
+    me = await client.get("/me", headers=headers)
+    # Six writes after provisioning (version 1) and opt-in (version 2): none lost.
+    assert me.headers["ETag"] == '"8"'
+    updates = await tenant_events(6, lambda e: e.type == "ambassador.profile_updated.v1" and e.subject == user["id"])
+    assert len(updates) == 6
+    assert updates[-1].data["profile"]["location"] == "Nice"

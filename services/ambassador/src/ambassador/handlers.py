@@ -10,8 +10,10 @@ safety net.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,6 +72,22 @@ class Context:
     subject_attribute: str = "user_name"
     import_max_rows: int = 5000
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    _person_locks: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary)
+
+    def person_lock(self, person_id: str) -> asyncio.Lock:
+        """One writer per person in this process.
+
+        The version guard makes concurrent writes safe on MongoDB. FerretDB 1.24 on
+        SQLite does not apply an update atomically (measured: of 200 concurrent `$inc`
+        on one document, 93 remained), so concurrent updates of one document can lose
+        one; serialising them here keeps a person's writes, and the flush of their
+        events, whole and in order within an API process.
+        """
+        lock = self._person_locks.get(person_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._person_locks[person_id] = lock
+        return lock
 
 
 def outbox_items(events: list[Event], tenant: str) -> list[tuple[str, Envelope]]:
@@ -86,6 +104,11 @@ async def _flush_quietly(ctx: Context, person_id: str) -> None:
 
 async def change_person(ctx: Context, tenant: str, person_id: str, rule: PersonRule) -> Person:
     """Apply `rule` to a person and store the outcome with its events; retried on concurrent writes."""
+    async with ctx.person_lock(person_id):
+        return await _change_person_now(ctx, tenant, person_id, rule)
+
+
+async def _change_person_now(ctx: Context, tenant: str, person_id: str, rule: PersonRule) -> Person:
     for _ in range(MAX_WRITE_ATTEMPTS):
         person = await ctx.store.get_person(tenant, person_id)
         if person is None:
