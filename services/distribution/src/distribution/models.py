@@ -96,12 +96,12 @@ INELIGIBILITY_REASONS = {
 
 def ineligibility(ambassador: AmbassadorView | None, charter: CharterView) -> str | None:
     """Why this person may not receive suggestions nor share now, or None when they may."""
+    if ambassador is not None and ambassador.status is AmbassadorStatus.OPTED_OUT:
+        return "opted_out"
+    if ambassador is not None and ambassador.status is AmbassadorStatus.ERASED:
+        return "erased"
     if ambassador is None or ambassador.status is AmbassadorStatus.UNKNOWN or ambassador.profile is None:
         return "not_opted_in"
-    if ambassador.status is AmbassadorStatus.OPTED_OUT:
-        return "opted_out"
-    if ambassador.status is AmbassadorStatus.ERASED:
-        return "erased"
     if ambassador.accepted_charter_version < charter.current_version:
         return "charter_pending"
     return None

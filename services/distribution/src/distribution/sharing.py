@@ -6,6 +6,7 @@ The platform prepares, the person posts: nothing here posts anywhere. A confirme
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from .store import CONFIRMED, PREPARED, DistributionStore
 from .tracking import link_code, share_intent_url
 
 WEEK = timedelta(days=7)
+SHARE_EVENT_NAMESPACE = uuid.UUID("5d0f1f0e-7a43-4d7e-b0a3-2b8c9e6d4f11")
 
 
 async def feed_for(store: DistributionStore, principal: Principal, now: datetime, limit: int,
@@ -158,7 +160,9 @@ async def confirm_share(store: DistributionStore, principal: Principal, share_id
                        potential_reach=ambassador.audience_on(share["network"]) or 0,
                        tracked_link_code=share["tracked_link_code"], shared_at=now)
     update = {"$set": {"status": CONFIRMED, "confirmed_at": now, "post_url": post_url}}
-    envelope = envelope_for(event, tenant_id=tenant, source=EVENT_SOURCE)
+    # A deterministic id: should two confirmations both get through, consumers see one event twice.
+    envelope = envelope_for(event, tenant_id=tenant, source=EVENT_SOURCE,
+                            event_id=str(uuid.uuid5(SHARE_EVENT_NAMESPACE, f"{tenant}/{share_id}")))
     await store.confirm_share(tenant, share_id, with_outbox(update, [(SHARE, envelope)]))
     return await store.get_share(tenant, share_id) or share
 

@@ -6,6 +6,7 @@ shares, links, visits, connectors, reports and policies are this service's own s
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,8 @@ from advocacy_common.outbox import without_outbox
 from .models import AmbassadorView, AuthenticityPolicy, CharterView, ContentView
 
 CONFIRMED = "confirmed"
+ERASURE_ATTEMPTS = 20
+ERASURE_RECHECK_SECONDS = 0.2
 PREPARED = "prepared"
 
 
@@ -205,8 +208,22 @@ class DistributionStore:
     # --- erasure ---------------------------------------------------------------------------------
 
     async def anonymise_ambassador(self, tenant: str, ambassador_id: str, erased: str) -> None:
-        """Keep anonymous counts; drop the person from shares, links and comment tallies."""
+        """Keep anonymous counts; drop the person from shares, links and comment tallies.
+
+        FerretDB 1.x rewrites whole documents on update, so a concurrent writer (the outbox relay clearing
+        a share) can undo our change: repeat until two checks a moment apart find nothing left.
+        """
         who = {"tenant": tenant, "ambassador_id": ambassador_id}
-        await self.shares.update_many(who, {"$set": {"ambassador_id": erased, "text": None, "post_url": None}})
-        await self.links.update_many(who, {"$set": {"ambassador_id": erased}})
-        await self.comments.update_many(who, {"$set": {"ambassador_id": erased}})
+        changes = [(self.shares, {"$set": {"ambassador_id": erased, "text": None, "post_url": None}}),
+                   (self.links, {"$set": {"ambassador_id": erased}}),
+                   (self.comments, {"$set": {"ambassador_id": erased}})]
+        clean_checks = 0
+        for _ in range(ERASURE_ATTEMPTS):
+            remaining = 0
+            for collection, update in changes:
+                remaining += (await collection.update_many(who, update)).matched_count
+            clean_checks = clean_checks + 1 if remaining == 0 else 0
+            if clean_checks == 2:
+                return
+            await asyncio.sleep(ERASURE_RECHECK_SECONDS)
+        raise RuntimeError(f"erasure of {ambassador_id} did not settle; the event will be retried")
