@@ -139,11 +139,23 @@ class ContentKit:
         assert response.status_code == 200, response.text
         return response.json()
 
-    async def events(self, min_count: int, event_type: str | None = None, timeout: float = 20.0) -> list:
-        """This tenant's events on the content topic, read with the CloudEvents SDK."""
+    async def events(self, min_count: int, event_type: str | None = None, timeout: float = 20.0,
+                     distinct: bool = True) -> list:
+        """This tenant's events on the content topic, read with the CloudEvents SDK.
+
+        `distinct` keeps the first message of each event id, as consumers do: the relay
+        may send an envelope again when it could not clear it (a crash, or FerretDB's
+        non-atomic updates bringing back an entry it had just pulled).
+        """
+        seen: set[str] = set()
+
         def wanted(event) -> bool:
-            return event.get_extension("tenantid") == self.tenant and \
-                (event_type is None or event.get_type() == event_type)
+            if event.get_extension("tenantid") != self.tenant or event_type not in (None, event.get_type()):
+                return False
+            if distinct and event.get_id() in seen:
+                return False
+            seen.add(event.get_id())
+            return True
 
         return await read_cloudevents(self.settings.kafka_bootstrap_servers,
                                       self.settings.topics.physical(CONTENT), wanted, min_count, timeout)

@@ -58,17 +58,27 @@ async def test_publication_survives_sigkill(kit, content_settings, wait_until):
 
     client = create_client(content_settings.mongodb_uri, "content-crash-test")
     items_collection = client[content_settings.database]["content_items"]
-    published_between_kills = []
+    async def published() -> int:
+        return await items_collection.count_documents({"tenant": kit.tenant, "status": "published"})
+
+    published_after_kills = []
     for _ in range(KILLS):
+        before = await published()
         process = start_worker(content_settings)
-        await asyncio.sleep(rng.uniform(2.2, 3.5))  # the worker needs ~2 s to import and start
-        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+
+        async def working() -> bool:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            return await published() > before or before == ITEMS
+
+        # Kill once the worker is busy (its start-up time varies with the machine's load).
+        await wait_until(working, timeout=60, interval=0.05)
+        await asyncio.sleep(rng.uniform(0, 0.4))
         process.send_signal(signal.SIGKILL)
         process.wait()
-        published_between_kills.append(
-            await items_collection.count_documents({"tenant": kit.tenant, "status": "published"}))
+        published_after_kills.append(await published())
     # The kills really happened while items were coming due, not before or after.
-    assert any(0 < published < ITEMS for published in published_between_kills), published_between_kills
+    assert any(0 < count < ITEMS for count in published_after_kills), published_after_kills
+
     process = start_worker(content_settings)
     try:
         async def all_published_and_relayed() -> bool:
@@ -82,12 +92,12 @@ async def test_publication_survives_sigkill(kit, content_settings, wait_until):
         process.wait(timeout=30)
         await client.close()
 
-    events = await kit.events(ITEMS, "content.published.v1", timeout=30)
+    events = await kit.events(ITEMS, "content.published.v1", timeout=30, distinct=False)
     ids_by_item: dict[str, set[str]] = defaultdict(set)
     for event in events:
         ids_by_item[event.get_data()["content_id"]].add(event.get_id())
     assert set(ids_by_item) == wanted, f"missing: {wanted - set(ids_by_item)}"
-    print(f"published after each kill: {published_between_kills}; "
+    print(f"published after each kill: {published_after_kills}; "
           f"{len(events)} messages for {len(ids_by_item)} publications")
     assert all(len(ids) == 1 for ids in ids_by_item.values()), {k: v for k, v in ids_by_item.items() if len(v) > 1}
     for item in items:

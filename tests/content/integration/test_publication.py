@@ -68,14 +68,31 @@ async def test_publishes_at_publish_at_updates_and_retires_at_expiry(kit, worker
     assert [e.get_data()["version"] for e in everything] == sorted({e.get_data()["version"] for e in everything})
 
 
-async def test_withdrawing_published_content_retires_it(kit, worker, wait_until):
+async def test_campaign_change_reannounces_published_items_and_withdrawal_retires(kit, worker, wait_until):
     campaign = await kit.campaign()
     item = await kit.approved(campaign["id"], publish_at=soon(-60), expires_at=None)
-    await wait_until(await status_is(kit, item["id"], "published"))
+    draft = await kit.content(campaign["id"])
+    published = await wait_until(await status_is(kit, item["id"], "published"))
+
+    changed = await kit.api.patch(f"/v1/campaigns/{campaign['id']}", headers=kit.editor,
+                                  json={"objective": "awareness", "disclosure_line": "#AcmeTeam"})
+    assert changed.status_code == 200
+    [update] = await kit.events(1, UPDATED)
+    assert update.get_data()["content_id"] == item["id"] and update.get_data()["version"] == published["version"] + 1
+    assert (update.get_data()["objective"], update.get_data()["disclosure_line"]) == ("awareness", "#AcmeTeam")
+    refreshed = await kit.get(item["id"])
+    assert refreshed["history"][-1]["action"] == "campaign_change" and refreshed["status"] == "published"
+    assert (await kit.get(draft["id"]))["version"] == draft["version"]  # unpublished items are not announced
+    # Once re-announced, the campaign is not re-announced again.
+    renamed = await kit.api.patch(f"/v1/campaigns/{campaign['id']}", json={"name": "Renamed"}, headers=kit.editor)
+    assert renamed.status_code == 200
+
     withdrawn = await kit.act(item["id"], "withdraw", kit.reviewer)
-    assert withdrawn["status"] == "retired"
+    assert withdrawn["status"] == "retired" and withdrawn["version"] == refreshed["version"] + 1
     [event] = await kit.events(1, RETIRED)
     assert event.get_data()["reason"] == "withdrawn" and event.get_data()["content_id"] == item["id"]
+    # Published, re-announced once (the rename changed nothing in the snapshot), withdrawn: nothing more.
+    assert [e.get_type() for e in await kit.events(4, timeout=3)] == [PUBLISHED, UPDATED, RETIRED]
 
 
 async def test_catch_up_after_the_worker_was_down(kit, content_settings, worker_starter, wait_until):

@@ -54,6 +54,7 @@ class Action(StrEnum):
     WITHDRAW = "withdraw"
     PUBLISH = "publish"
     EXPIRE = "expire"
+    CAMPAIGN_CHANGE = "campaign_change"
 
 
 class RetireReason(StrEnum):
@@ -71,6 +72,8 @@ TRANSITIONS: dict[Action, tuple[frozenset[Status], Status]] = {
     Action.PUBLISH: (frozenset({Status.APPROVED}), Status.PUBLISHED),
     Action.EXPIRE: (frozenset({Status.APPROVED, Status.PUBLISHED}), Status.RETIRED),
 }
+# Campaign fields that travel in every snapshot: a change re-announces the published items.
+SNAPSHOT_CAMPAIGN_FIELDS = ("objective", "disclosure_line")
 EDITABLE = frozenset({Status.DRAFT, Status.IN_REVIEW, Status.APPROVED, Status.PUBLISHED})
 
 

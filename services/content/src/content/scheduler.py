@@ -2,7 +2,8 @@
 
 Each pass publishes approved items whose `publish_at` has come and retires
 published items whose `expires_at` has passed. Items that came due while the
-worker was down are simply found on the first pass after start (catch-up). Each
+worker was down are simply found on the first pass after start (catch-up). A change of
+a campaign's objective or disclosure line re-announces its published items. Each
 move is a write guarded by the item's status and version that carries its event,
 so two schedulers, or a restart in the middle of a pass, never publish twice.
 """
@@ -41,6 +42,7 @@ def scheduler_job(service: ContentService, poll_seconds: float,
 async def run_pass(service: ContentService, batch_size: int) -> int:
     published = await service.publish_due(service.now(), batch_size)
     retired = await service.retire_due(service.now(), batch_size)
-    if published or retired:
-        log.info("scheduler published %d and retired %d items", published, retired)
-    return max(published, retired)
+    refreshed = await service.refresh_campaign_snapshots(service.now(), batch_size)
+    if published or retired or refreshed:
+        log.info("scheduler published %d, retired %d and re-announced %d items", published, retired, refreshed)
+    return max(published, retired, refreshed)

@@ -22,7 +22,7 @@ from advocacy_common.outbox import with_outbox
 from advocacy_common.publishing import envelope_for
 
 from .models import (
-    ERASED, Action, event_id, RetireReason, RuleViolation, Status, check_approver, check_campaign_period, check_content,
+    ERASED, SNAPSHOT_CAMPAIGN_FIELDS, Action, event_id, RetireReason, RuleViolation, Status, check_approver, check_campaign_period, check_content,
     check_ready_for_review, next_status, profile_values, published_event, retired_event, status_after_edit,
     targeting_keys, to_stored_time, updated_event,
 )
@@ -76,8 +76,11 @@ class ContentService:
         changes = patch.model_dump(mode="json", exclude_unset=True)
         merged = {**campaign, **changes}
         check_campaign_period(date.fromisoformat(merged["starts_on"]), date.fromisoformat(merged["ends_on"]))
-        update = {"$set": {**changes, "updated_at": self.now(), "updated_by": principal.subject},
-                  "$inc": {"version": 1}}
+        fields = {**changes, "updated_at": self.now(), "updated_by": principal.subject}
+        if any(campaign.get(name) != merged.get(name) for name in SNAPSHOT_CAMPAIGN_FIELDS):
+            # The scheduler re-announces the campaign's published items; the flag survives a crash.
+            fields["refresh_published"] = True
+        update = {"$set": fields, "$inc": {"version": 1}}
         return _changed_or_raise(await self.store.update_guarded(self.store.campaigns, campaign, update))
 
     # --- content items ---------------------------------------------------------------------
@@ -132,7 +135,8 @@ class ContentService:
         version = item["version"] + 1
         now = self.now()
         fields = {**changes, "targets": targeting_keys(merged["audience"]), "updated_at": now,
-                  "updated_by": principal.subject, "authors": _with(item["authors"], principal.subject)}
+                  "updated_by": principal.subject, "authors": _with(item["authors"], principal.subject),
+                  "campaign_version": campaign["version"]}
         events = [updated_event(merged, campaign, version)] if status is Status.PUBLISHED else []
         return await self._write(item, version, status, fields, _history(Action.EDIT, status, principal.subject, now),
                                  events)
@@ -180,7 +184,7 @@ class ContentService:
                 if key not in campaigns:
                     campaigns[key] = await self._campaign_of(*key)
                 event = published_event(item, campaigns[key], version)
-                fields = {"updated_at": now, "published_at": now}
+                fields = {"updated_at": now, "published_at": now, "campaign_version": campaigns[key]["version"]}
                 outcome = await self._scheduled(item, version, Action.PUBLISH, Status.PUBLISHED, fields, [event], now)
             moved += outcome
         return moved
@@ -193,6 +197,29 @@ class ContentService:
             event = retired_event(item, version, RetireReason.EXPIRED, now)
             fields = {"updated_at": now, "retired_at": now, "retired_reason": RetireReason.EXPIRED.value}
             moved += await self._scheduled(item, version, Action.EXPIRE, Status.RETIRED, fields, [event], now)
+        return moved
+
+    async def refresh_campaign_snapshots(self, now: datetime, limit: int) -> int:
+        """Re-announce (content.updated.v1) published items of campaigns whose objective or disclosure changed."""
+        moved = 0
+        for campaign in await self.store.list_campaigns_to_refresh(limit):
+            behind = await self.store.list_published_behind(campaign, limit)
+            complete = len(behind) < limit
+            for item in behind:
+                version = item["version"] + 1
+                event = updated_event(item, campaign, version)
+                fields = {"updated_at": now, "campaign_version": campaign["version"]}
+                by = campaign.get("updated_by") or SCHEDULER
+                try:
+                    await self._write(item, version, Status.PUBLISHED, fields,
+                                      _history(Action.CAMPAIGN_CHANGE, Status.PUBLISHED, by, now), [event])
+                    moved += 1
+                except ConcurrentChange:
+                    complete = False  # edited meanwhile: the next pass looks again
+            if complete:
+                # Guarded by the campaign's version: a newer change keeps its flag.
+                await self.store.update_guarded(self.store.campaigns, campaign,
+                                                {"$set": {"refresh_published": False}})
         return moved
 
     async def _scheduled(self, item: dict, version: int, action: Action, status: Status, fields: dict,

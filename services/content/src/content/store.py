@@ -107,6 +107,10 @@ class ContentStore:
     async def list_campaigns(self, tenant: str, after: After, limit: int) -> tuple[list[dict], bool]:
         return await _page(self.campaigns, {"tenant": tenant}, "created_at", after, limit)
 
+    async def list_campaigns_to_refresh(self, limit: int) -> list[dict]:
+        """Campaigns (of every tenant) whose published items must be re-announced."""
+        return await self.campaigns.find({"refresh_published": True}).limit(limit).to_list()
+
     # --- content items ------------------------------------------------------------------
 
     async def get_item(self, tenant: str, item_id: str) -> dict[str, Any] | None:
@@ -133,6 +137,12 @@ class ContentStore:
         """Items a person created, proposed or edited (for erasure)."""
         query = {"tenant": tenant, "$or": [{"authors": person}, {"created_by": person}, {"proposed_by": person}]}
         return [without_outbox(doc) for doc in await self.items.find(query).to_list()]
+
+    async def list_published_behind(self, campaign: dict[str, Any], limit: int) -> list[dict]:
+        """Published items of the campaign whose last snapshot predates its current version."""
+        query = {"tenant": campaign["tenant"], "campaign_id": campaign["_id"], "status": Status.PUBLISHED.value,
+                 "$or": [{"campaign_version": {"$lt": campaign["version"]}}, {"campaign_version": {"$exists": False}}]}
+        return [without_outbox(doc) for doc in await self.items.find(query).limit(limit).to_list()]
 
     async def list_due_for_publication(self, now: datetime, limit: int) -> list[dict]:
         cursor = self.items.find({"status": Status.APPROVED.value, "publish_at": {"$lte": now}})
