@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from advocacy_common.events import ContentPublished, ContentRetired, ContentUpdated, Network, Objective
 from content.models import (
     ANYONE, NETWORK_TEXT_LIMITS, Action, FourEyesViolation, InvalidTransition, RetireReason, RuleViolation, Status,
-    check_approver, check_content, check_ready_for_review, check_web_url, is_targeted, next_status,
+    check_approver, check_content, check_ready_for_review, check_web_url, event_id, is_targeted, next_status,
     published_event, retired_event, status_after_edit, targeting_keys, to_stored_time, updated_event,
 )
 from content.schemas import ContentIn, ContentPatch
@@ -149,3 +149,11 @@ def test_request_models_normalise_and_refuse():
     with pytest.raises(ValidationError):
         ContentPatch(suggested_texts={"x": "   "})
     assert ContentPatch(expires_at=None).model_fields_set == {"expires_at"}
+
+
+def test_event_ids_are_deterministic_per_transition():
+    first = published_event(item(), CAMPAIGN, version=3)
+    assert event_id("acme", first) == event_id("acme", published_event(item(), CAMPAIGN, version=3))
+    assert event_id("acme", first) != event_id("acme", published_event(item(), CAMPAIGN, version=4))
+    assert event_id("acme", first) != event_id("other", first)
+    assert event_id("acme", first) != event_id("acme", updated_event(item(), CAMPAIGN, version=3))

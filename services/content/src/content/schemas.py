@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from advocacy_common.events import Network, Objective, Persona
 
@@ -48,6 +48,19 @@ class AudienceIn(StrictInput):
     @classmethod
     def _languages(cls, values: list[str]) -> list[str]:
         return [check_language(value) for value in normalize_labels(values)]
+
+
+class PartialUpdate(StrictInput):
+    """A PATCH body: fields left out stay as they are; only `nullable` ones may be sent as null."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.nullable:
+            raise ValueError("may not be null")
+        return value
 
 
 class ContentRules(StrictInput):
@@ -101,8 +114,10 @@ class ContentIn(ContentRules):
     expires_at: AwareDatetime | None = None
 
 
-class ContentPatch(ContentRules):
+class ContentPatch(ContentRules, PartialUpdate):
     """Only the fields sent change; `null` clears publish_at or expires_at."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset({"publish_at", "expires_at"})
 
     title: str | None = Field(default=None, **TITLE_LENGTH)
     link_url: str | None = None
@@ -115,13 +130,6 @@ class ContentPatch(ContentRules):
     publish_at: AwareDatetime | None = None
     expires_at: AwareDatetime | None = None
 
-    @field_validator("title", "link_url", "media", "suggested_texts", "topics", "language", "audience",
-                     "networks", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may not be null")
-        return value
 
 
 class Comment(StrictInput):
@@ -140,36 +148,13 @@ class HistoryEntry(BaseModel):
     comment: str | None = None
 
 
-class ContentOut(BaseModel):
-    id: str
-    campaign_id: str
-    title: str
-    link_url: str
-    media: list[dict[str, Any]]
-    suggested_texts: dict[str, str]
-    topics: list[str]
-    language: str
-    audience: dict[str, list[str]]
-    networks: list[str]
-    publish_at: datetime | None
-    expires_at: datetime | None
-    status: Status
-    version: int
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-    proposed_by: str | None = None
-    published_at: datetime | None = None
-    retired_at: datetime | None = None
-    retired_reason: str | None = None
-    history: list[HistoryEntry]
-
+class FromDocument(BaseModel):
     @classmethod
-    def from_document(cls, document: dict[str, Any]) -> ContentOut:
+    def from_document(cls, document: dict[str, Any]):
         return cls.model_validate({**document, "id": document["_id"]})
 
 
-class PublishedContentOut(BaseModel):
+class PublishedContentOut(FromDocument):
     """What an ambassador sees of a published item: no workflow, no names."""
 
     id: str
@@ -181,12 +166,24 @@ class PublishedContentOut(BaseModel):
     topics: list[str]
     language: str
     networks: list[str]
-    publish_at: datetime
+    publish_at: datetime | None
     expires_at: datetime | None
 
-    @classmethod
-    def from_document(cls, document: dict[str, Any]) -> PublishedContentOut:
-        return cls.model_validate({**document, "id": document["_id"]})
+
+class ContentOut(PublishedContentOut):
+    """An item as editors and reviewers see it, with its workflow history."""
+
+    audience: dict[str, list[str]]
+    status: Status
+    version: int
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    proposed_by: str | None = None
+    published_at: datetime | None = None
+    retired_at: datetime | None = None
+    retired_reason: str | None = None
+    history: list[HistoryEntry]
 
 
 class CampaignIn(StrictInput):
@@ -198,7 +195,9 @@ class CampaignIn(StrictInput):
                                         description="e.g. a hashtag every suggested and shared text must carry")
 
 
-class CampaignPatch(StrictInput):
+class CampaignPatch(PartialUpdate):
+    nullable: ClassVar[frozenset[str]] = frozenset({"disclosure_line"})
+
     name: str | None = Field(default=None, **TITLE_LENGTH)
     objective: Objective | None = None
     starts_on: date | None = None
@@ -206,15 +205,9 @@ class CampaignPatch(StrictInput):
     disclosure_line: str | None = Field(default=None, min_length=1, max_length=100,
                                         description="null removes the disclosure line")
 
-    @field_validator("name", "objective", "starts_on", "ends_on", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may not be null")
-        return value
 
 
-class CampaignOut(BaseModel):
+class CampaignOut(FromDocument):
     id: str
     name: str
     objective: Objective
@@ -226,9 +219,6 @@ class CampaignOut(BaseModel):
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def from_document(cls, document: dict[str, Any]) -> CampaignOut:
-        return cls.model_validate({**document, "id": document["_id"]})
 
 
 class Page(BaseModel, Generic[T]):
@@ -236,7 +226,7 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
-class CalendarEntry(BaseModel):
+class CalendarEntry(FromDocument):
     id: str
     title: str
     status: Status
@@ -245,9 +235,6 @@ class CalendarEntry(BaseModel):
     expires_at: datetime | None
     networks: list[str]
 
-    @classmethod
-    def from_document(cls, document: dict[str, Any]) -> CalendarEntry:
-        return cls.model_validate({**document, "id": document["_id"]})
 
 
 class CalendarDay(BaseModel):
