@@ -66,7 +66,7 @@ async def test_publication_survives_sigkill(kit, content_settings, wait_until):
         before = await published()
         process = start_worker(content_settings)
 
-        async def working() -> bool:
+        async def working(process=process, before=before) -> bool:
             assert process.poll() is None, process.stderr.read().decode()[-2000:]
             return await published() > before or before == ITEMS
 

@@ -35,7 +35,7 @@ async def status_is(kit, item_id: str, status: str):
 
 async def test_publishes_at_publish_at_updates_and_retires_at_expiry(kit, worker, wait_until):
     campaign = await kit.campaign()
-    item = await kit.approved(campaign["id"], publish_at=soon(1), expires_at=soon(6))
+    item = await kit.approved(campaign["id"], publish_at=soon(1), expires_at=None)
     assert item["status"] == "approved"
     published = await wait_until(await status_is(kit, item["id"], "published"))
     assert published["published_at"] and published["history"][-1]["by"] == "scheduler"
@@ -50,16 +50,19 @@ async def test_publishes_at_publish_at_updates_and_retires_at_expiry(kit, worker
     assert data["suggested_texts"] == item["suggested_texts"] and data["networks"] == ["linkedin", "x"]
     assert data["audience"]["teams"] == ["r&d"] and data["media"][0]["url"] == "https://cdn.example.com/lab.jpg"
     assert data["link_url"] == item["link_url"] and data["topics"] == ["research", "innovation"]
+    assert data["expires_at"] is None
 
-    edited = await kit.api.patch(f"/v1/content/{item['id']}", json={"title": "The lab is open"},
+    expiry = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0).isoformat()
+    edited = await kit.api.patch(f"/v1/content/{item['id']}", json={"title": "The lab is open", "expires_at": expiry},
                                  headers={**kit.editor, "If-Match": f'"{published["version"]}"'})
     assert edited.status_code == 200 and edited.json()["status"] == "published"
     [update] = await kit.events(1, UPDATED)
     assert update.get_data()["title"] == "The lab is open"
     assert update.get_data()["version"] == published["version"] + 1
+    assert datetime.fromisoformat(update.get_data()["expires_at"]) == datetime.fromisoformat(expiry)
 
-    retired = await wait_until(await status_is(kit, item["id"], "retired"), timeout=15)
-    assert retired["retired_reason"] == "expired"
+    retired = await wait_until(await status_is(kit, item["id"], "retired"))
+    assert retired["retired_reason"] == "expired" and retired["history"][-1]["action"] == "expire"
     [retirement] = await kit.events(1, RETIRED)
     assert retirement.get_data()["reason"] == "expired" and retirement.get_data()["version"] == retired["version"]
     # Every event of the item, in order, on one key with increasing versions.
@@ -97,19 +100,22 @@ async def test_campaign_change_reannounces_published_items_and_withdrawal_retire
 
 async def test_catch_up_after_the_worker_was_down(kit, content_settings, worker_starter, wait_until):
     campaign = await kit.campaign()
+    async with worker_starter(content_settings):
+        gone = await kit.approved(campaign["id"], publish_at=soon(-60), expires_at=None)
+        gone = await wait_until(await status_is(kit, gone["id"], "published"))
+    # While the worker is down: two items become overdue, one expires before it could be
+    # published, and the published one expires.
     overdue = [await kit.approved(campaign["id"], publish_at=soon(-3600), expires_at=None) for _ in range(2)]
     missed = await kit.approved(campaign["id"], publish_at=soon(-7200), expires_at=soon(-3600))
-    # Published while the worker was up, expired while it was down.
-    async with worker_starter(content_settings):
-        gone = await kit.approved(campaign["id"], publish_at=soon(-60), expires_at=soon(2))
-        await wait_until(await status_is(kit, gone["id"], "published"))
-    await asyncio.sleep(2.5)
+    expiring = await kit.api.patch(f"/v1/content/{gone['id']}", json={"expires_at": soon(0.3)}, headers=kit.editor)
+    assert expiring.status_code == 200
+    await asyncio.sleep(0.5)
 
     async with worker_starter(content_settings):
         for item in overdue:
             await wait_until(await status_is(kit, item["id"], "published"))
         retired = await wait_until(await status_is(kit, missed["id"], "retired"))
-        assert retired["retired_reason"] == "expired" and "published_at" not in retired or not retired["published_at"]
+        assert retired["retired_reason"] == "expired" and retired["published_at"] is None
         await wait_until(await status_is(kit, gone["id"], "retired"))
         publications = await kit.events(3, PUBLISHED)
         retirements = await kit.events(1, RETIRED)
@@ -117,6 +123,7 @@ async def test_catch_up_after_the_worker_was_down(kit, content_settings, worker_
         [overdue[0]["id"], overdue[1]["id"], gone["id"]])
     # The item that expired before it could be published was never announced, so nothing retires it.
     assert [e.get_data()["content_id"] for e in retirements] == [gone["id"]]
+    assert len(await kit.events(4, PUBLISHED, timeout=2)) == 3
 
 
 async def test_two_schedulers_racing_publish_each_item_once(kit, content_settings):

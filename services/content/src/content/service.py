@@ -22,9 +22,9 @@ from advocacy_common.outbox import with_outbox
 from advocacy_common.publishing import envelope_for
 
 from .models import (
-    ERASED, SNAPSHOT_CAMPAIGN_FIELDS, Action, event_id, RetireReason, RuleViolation, Status, check_approver, check_campaign_period, check_content,
-    check_ready_for_review, next_status, profile_values, published_event, retired_event, status_after_edit,
-    targeting_keys, to_stored_time, updated_event,
+    ERASED, SNAPSHOT_CAMPAIGN_FIELDS, Action, RetireReason, RuleViolation, Status, check_approver,
+    check_campaign_period, check_content, check_ready_for_review, event_id, next_status, profile_values,
+    published_event, retired_event, status_after_edit, targeting_keys, to_stored_time, updated_event,
 )
 from .schemas import CampaignIn, CampaignPatch, ContentIn, ContentPatch
 from .store import After, ContentStore, KeyReused
