@@ -151,9 +151,13 @@ def feed_score(content: ContentView, ambassador: AmbassadorView, now: datetime) 
 
 
 def rank_feed(contents: list[ContentView], ambassador: AmbassadorView, now: datetime,
-              shared_content_ids: set[str]) -> list[tuple[float, ContentView]]:
-    """Active, targeted, not yet shared by me; best first (ties by content id, for stable pages)."""
-    ranked = [(feed_score(c, ambassador, now), c) for c in contents
+              shared_content_ids: set[str], scored_at: datetime | None = None) -> list[tuple[float, ContentView]]:
+    """Active, targeted, not yet shared by me; best first (ties by content id, for stable pages).
+
+    Scores are computed as of `scored_at` (the first page's time), so that freshness moving on between
+    two pages does not reorder them.
+    """
+    ranked = [(feed_score(c, ambassador, scored_at or now), c) for c in contents
               if c.is_active(now) and c.content_id not in shared_content_ids and not targeting_misses(c, ambassador)]
     ranked.sort(key=lambda pair: (-pair[0], pair[1].content_id))
     return ranked
@@ -162,7 +166,7 @@ def rank_feed(contents: list[ContentView], ambassador: AmbassadorView, now: date
 def after_cursor(ranked: list[tuple[float, ContentView]], cursor: list | None) -> list[tuple[float, ContentView]]:
     if not cursor:
         return ranked
-    last_score, last_id = float(cursor[0]), str(cursor[1])
+    last_score, last_id = float(cursor[-2]), str(cursor[-1])
     return [(s, c) for s, c in ranked if (-s, c.content_id) > (-last_score, last_id)]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from advocacy_common.api_support import encode_cursor, fingerprint, idempotent_id, key_reused_with_other_body
 from advocacy_common.auth import Principal, Role
-from advocacy_common.errors import not_found
+from advocacy_common.errors import invalid, not_found
 from advocacy_common.events import Network, PostShared
 from advocacy_common.outbox import with_outbox
 from advocacy_common.publishing import envelope_for
@@ -41,10 +41,23 @@ async def feed_for(store: DistributionStore, principal: Principal, now: datetime
     assert ambassador is not None
     contents = await store.list_published_contents(principal.tenant, now)
     shared = await store.list_shared_content_ids(principal.tenant, principal.subject)
-    ranked = after_cursor(rank_feed(contents, ambassador, now, shared), cursor)
+    scored_at = _cursor_time(cursor) or now
+    ranked = after_cursor(rank_feed(contents, ambassador, now, shared, scored_at), cursor)
     page = ranked[:limit]
-    next_cursor = encode_cursor([page[-1][0], page[-1][1].content_id]) if len(ranked) > limit else None
+    next_cursor = (encode_cursor([scored_at.isoformat(), page[-1][0], page[-1][1].content_id])
+                   if len(ranked) > limit else None)
     return Feed(items=[_feed_item(score, content, ambassador) for score, content in page], next_cursor=next_cursor)
+
+
+def _cursor_time(cursor: list | None) -> datetime | None:
+    if not cursor:
+        return None
+    try:
+        if len(cursor) != 3:
+            raise ValueError("a feed cursor has three parts")
+        return datetime.fromisoformat(str(cursor[0]))
+    except ValueError:
+        raise invalid("cursor", "is not a cursor this API returned") from None
 
 
 def _feed_item(score: float, content: ContentView, ambassador: AmbassadorView) -> FeedItem:
