@@ -14,6 +14,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from advocacy_common.consuming import insert_once
 from advocacy_common.outbox import without_outbox
 
 from .models import AmbassadorView, AuthenticityPolicy, CharterView, ContentView
@@ -96,11 +97,7 @@ class DistributionStore:
         return without_outbox(await self.shares.find_one({"tenant": tenant, "post_url": post_url}))
 
     async def insert_share(self, document: dict[str, Any]) -> bool:
-        try:
-            await self.shares.insert_one(document)
-            return True
-        except DuplicateKeyError:
-            return False
+        return await insert_once(self.shares, document)
 
     async def list_shared_content_ids(self, tenant: str, ambassador_id: str) -> set[str]:
         cursor = self.shares.find({"tenant": tenant, "ambassador_id": ambassador_id, "status": CONFIRMED},
@@ -147,37 +144,22 @@ class DistributionStore:
         return result.matched_count == 1
 
     async def insert_click(self, document: dict[str, Any]) -> bool:
-        try:
-            await self.clicks.insert_one(document)
-            return True
-        except DuplicateKeyError:
-            return False
+        return await insert_once(self.clicks, document)
 
     # --- connectors and reports ------------------------------------------------------------
 
     async def insert_connector(self, document: dict[str, Any]) -> bool:
-        try:
-            await self.connectors.insert_one(document)
-            return True
-        except DuplicateKeyError:
-            return False
+        return await insert_once(self.connectors, document)
 
     async def get_connector(self, tenant: str, connector_id: str) -> dict[str, Any] | None:
         return await self.connectors.find_one({"_id": connector_id, "tenant": tenant})
-
-    async def get_connector_by_name(self, tenant: str, name: str) -> dict[str, Any] | None:
-        return await self.connectors.find_one({"tenant": tenant, "name": name})
 
     async def list_connectors(self, tenant: str) -> list[dict[str, Any]]:
         cursor = self.connectors.find({"tenant": tenant}, projection={"secret": 0}).sort("created_at", ASCENDING)
         return [document async for document in cursor]
 
     async def insert_report(self, document: dict[str, Any]) -> bool:
-        try:
-            await self.reports.insert_one(document)
-            return True
-        except DuplicateKeyError:
-            return False
+        return await insert_once(self.reports, document)
 
     async def get_report(self, tenant: str, report_id: str) -> dict[str, Any] | None:
         return await self.reports.find_one({"_id": report_id, "tenant": tenant})
