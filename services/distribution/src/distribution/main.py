@@ -21,4 +21,9 @@ def run_api() -> None:
 def run_worker() -> None:
     settings = DistributionSettings()
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(build_worker(settings).run())
+    asyncio.run(_work(settings))
+
+
+async def _work(settings: DistributionSettings) -> None:
+    # Kafka clients must be created inside the running event loop.
+    await build_worker(settings).run()
