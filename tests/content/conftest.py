@@ -24,17 +24,19 @@ from content.bootstrap import build_worker, create_app
 from content.settings import ContentSettings
 
 
-@pytest.fixture
-def content_settings(infrastructure, kafka_topics, unique_db_name, auth_settings) -> ContentSettings:
+@pytest.fixture(scope="module")
+def content_settings(infrastructure, kafka_topics, run_id, auth_settings) -> ContentSettings:
+    # One database per test module (tests keep apart by tenant): index creation is slow on FerretDB.
     return ContentSettings(kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers,
-                           mongodb_uri=infrastructure.mongodb_uri, database=unique_db_name("content"),
+                           mongodb_uri=infrastructure.mongodb_uri,
+                           database=f"content_{run_id}_{uuid.uuid4().hex[:6]}",
                            topic_prefix=kafka_topics.prefix, topic_partitions=3,
                            # Each test's worker reads the shared session topics from the start.
                            consumer_group=f"content-{uuid.uuid4().hex[:8]}",
                            scheduler_poll_seconds=0.2, outbox_poll_seconds=0.05, **auth_settings)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def api(content_settings):
     app = create_app(content_settings)
     async with LifespanManager(app):
