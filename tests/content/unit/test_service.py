@@ -270,3 +270,15 @@ async def test_erasure_anonymises_every_trace_of_the_person(service, store):
     assert stored["proposed_by"] == stored["created_by"] == "erased" and stored["authors"] == ["erased"]
     assert {entry["by"] for entry in stored["history"]} == {"erased"}
     assert await service.anonymise_person(TENANT, "amb") == 0
+
+
+async def test_an_item_that_cannot_publish_does_not_hold_back_the_others(service, store, clock):
+    broken_campaign = await campaign_of(service)
+    good_campaign = await campaign_of(service)
+    broken = await approved(service, broken_campaign["_id"], publish_at=NOW + timedelta(minutes=1))
+    good = await approved(service, good_campaign["_id"], publish_at=NOW + timedelta(minutes=2))
+    del store.campaigns.docs[broken_campaign["_id"]]  # a damaged reference
+    clock.now = NOW + timedelta(hours=1)
+    assert await service.publish_due(clock(), 100) == 1
+    assert store.items.docs[good["_id"]]["status"] == "published"
+    assert store.items.docs[broken["_id"]]["status"] == "approved"

@@ -9,7 +9,7 @@ ConcurrentChange) are turned into problem documents by the API.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -172,47 +172,44 @@ class ContentService:
         An item whose expiry passed before it could be published (the worker was
         down through both) retires without an event: nobody was ever told of it.
         """
-        moved = 0
         campaigns: dict[tuple[str, str], dict] = {}
-        for item in await self.store.list_due_for_publication(now, limit):
+
+        async def publish(item: dict) -> int:
             version = item["version"] + 1
             if item.get("expires_at") is not None and item["expires_at"] <= now:
                 fields = {"updated_at": now, "retired_at": now, "retired_reason": RetireReason.EXPIRED.value}
-                outcome = await self._scheduled(item, version, Action.EXPIRE, Status.RETIRED, fields, [], now)
-            else:
-                key = (item["tenant"], item["campaign_id"])
-                if key not in campaigns:
-                    campaigns[key] = await self._campaign_of(*key)
-                event = published_event(item, campaigns[key], version)
-                fields = {"updated_at": now, "published_at": now, "campaign_version": campaigns[key]["version"]}
-                outcome = await self._scheduled(item, version, Action.PUBLISH, Status.PUBLISHED, fields, [event], now)
-            moved += outcome
-        return moved
+                return await self._scheduled(item, version, Action.EXPIRE, Status.RETIRED, fields, [], now)
+            key = (item["tenant"], item["campaign_id"])
+            if key not in campaigns:
+                campaigns[key] = await self._campaign_of(*key)
+            event = published_event(item, campaigns[key], version)
+            fields = {"updated_at": now, "published_at": now, "campaign_version": campaigns[key]["version"]}
+            return await self._scheduled(item, version, Action.PUBLISH, Status.PUBLISHED, fields, [event], now)
+
+        return await _each(await self.store.list_due_for_publication(now, limit), publish)
 
     async def retire_due(self, now: datetime, limit: int) -> int:
         """Retire published items whose expiry has passed; returns how many moved."""
-        moved = 0
-        for item in await self.store.list_due_for_retirement(now, limit):
+        async def retire(item: dict) -> int:
             version = item["version"] + 1
             event = retired_event(item, version, RetireReason.EXPIRED, now)
             fields = {"updated_at": now, "retired_at": now, "retired_reason": RetireReason.EXPIRED.value}
-            moved += await self._scheduled(item, version, Action.EXPIRE, Status.RETIRED, fields, [event], now)
-        return moved
+            return await self._scheduled(item, version, Action.EXPIRE, Status.RETIRED, fields, [event], now)
+
+        return await _each(await self.store.list_due_for_retirement(now, limit), retire)
 
     async def refresh_campaign_snapshots(self, now: datetime, limit: int) -> int:
         """Re-announce (content.updated.v1) published items of campaigns whose objective or disclosure changed."""
-        moved = 0
-        for campaign in await self.store.list_campaigns_to_refresh(limit):
+        async def refresh(campaign: dict) -> int:
             behind = await self.store.list_published_behind(campaign, limit)
-            complete = len(behind) < limit
+            moved, complete = 0, len(behind) < limit
             for item in behind:
                 version = item["version"] + 1
-                event = updated_event(item, campaign, version)
                 fields = {"updated_at": now, "campaign_version": campaign["version"]}
-                by = campaign.get("updated_by") or SCHEDULER
+                entry = _history(Action.CAMPAIGN_CHANGE, Status.PUBLISHED, campaign.get("updated_by") or SCHEDULER, now)
                 try:
-                    await self._write(item, version, Status.PUBLISHED, fields,
-                                      _history(Action.CAMPAIGN_CHANGE, Status.PUBLISHED, by, now), [event])
+                    await self._write(item, version, Status.PUBLISHED, fields, entry,
+                                      [updated_event(item, campaign, version)])
                     moved += 1
                 except ConcurrentChange:
                     complete = False  # edited meanwhile: the next pass looks again
@@ -220,7 +217,9 @@ class ContentService:
                 # Guarded by the campaign's version: a newer change keeps its flag.
                 await self.store.update_guarded(self.store.campaigns, campaign,
                                                 {"$set": {"refresh_published": False}})
-        return moved
+            return moved
+
+        return await _each(await self.store.list_campaigns_to_refresh(limit), refresh)
 
     async def _scheduled(self, item: dict, version: int, action: Action, status: Status, fields: dict,
                          events: list[Event], now: datetime) -> int:
@@ -289,6 +288,18 @@ class ContentService:
                      for event in events]
         return _changed_or_raise(await self.store.update_guarded(self.store.items, item,
                                                                   with_outbox(update, envelopes)))
+
+
+async def _each(documents: list[dict], move: Callable[[dict], Awaitable[int]]) -> int:
+    """Apply a scheduler move to each document; one that fails is logged and skipped, so it
+    cannot hold back the ones behind it (it is tried again on the next pass)."""
+    moved = 0
+    for document in documents:
+        try:
+            moved += await move(document)
+        except Exception:
+            log.exception("scheduler could not move %s", document["_id"])
+    return moved
 
 
 def _changed_or_raise(document: dict | None) -> dict:
