@@ -6,6 +6,7 @@ The platform prepares, the person posts: nothing here posts anywhere. A confirme
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from advocacy_common.publishing import envelope_for
 from advocacy_common.topics import SHARE
 
 from .models import (
-    INELIGIBILITY_REASONS, AmbassadorView, ContentView, Refusal, after_cursor, check_authenticity, check_text,
+    INELIGIBILITY_REASONS, AmbassadorView, CharterView, ContentView, Refusal, after_cursor, check_authenticity, check_text,
     check_weekly_limit, in_quiet_hours, ineligibility, rank_feed, recommend_slot, required_disclosures,
     score_authenticity, targeting_misses,
 )
@@ -76,43 +77,31 @@ async def prepare_share(store: DistributionStore, options: Options, principal: P
     tenant, me = principal.tenant, principal.subject
     share_id = idempotent_id(tenant, f"share:{me}", idempotency_key)
     request_fingerprint = fingerprint(request.model_dump(mode="json"))
-    existing = await store.get_share(tenant, share_id)
+    existing, ambassador, charter, content, (policy, _) = await asyncio.gather(
+        store.get_share(tenant, share_id), store.get_ambassador(tenant, me), store.get_charter(tenant),
+        store.get_content(tenant, request.content_id), store.get_policy(tenant))
     if existing is not None:
         return same_request_or_422(existing, request_fingerprint)
-
-    ambassador, charter = await store.get_ambassador(tenant, me), await store.get_charter(tenant)
-    reason = ineligibility(ambassador, charter)
-    if reason is not None:
-        raise Refusal(reason, INELIGIBILITY_REASONS[reason])
-    assert ambassador is not None and ambassador.profile is not None
-    content = await store.get_content(tenant, request.content_id)
-    if content is None or not content.is_active(now):
-        raise Refusal("content_not_available", "This content is not (or no longer) available for sharing.")
-    misses = [m for m in targeting_misses(content, ambassador) if m != "network"]
-    if misses:
-        raise Refusal("not_targeted", f"This content is not meant for you (audience: {', '.join(misses)}).")
-    network = request.network
-    if network.value not in content.networks or network.value not in ambassador.networks():
-        raise Refusal("network_not_allowed", f"This content cannot be shared on {network.value}, or {network.value} "
-                      "is not one of the networks in your profile.")
+    _check_may_share(ambassador, charter, content, request.network, now)
+    assert ambassador is not None and ambassador.profile is not None and content is not None
+    network, preferences = request.network, ambassador.profile.preferences
     code = link_code(options.link_code_secret, tenant, me, content.content_id, network.value)
-    link = await store.get_link_of_tenant(tenant, code)
+    link, shared_this_week, colleague_signatures, taken = await asyncio.gather(
+        store.get_link_of_tenant(tenant, code), store.count_confirmed_since(tenant, me, now - WEEK),
+        store.list_colleague_signatures(tenant, content.content_id, me),
+        store.count_slots_taken_from(tenant, content.content_id, now))
     if link is not None and link.get("confirmed_share_id"):
         raise Refusal("already_shared", f"You already shared this content on {network.value}.")
     disclosures = required_disclosures(content, charter)
     check_text(request.text, network, disclosures)
-    preferences = ambassador.profile.preferences
-    check_weekly_limit(await store.count_confirmed_since(tenant, me, now - WEEK), preferences.max_shares_per_week)
+    check_weekly_limit(shared_this_week, preferences.max_shares_per_week)
     planned = request.planned_at or now
     if in_quiet_hours(planned, preferences.quiet_hours, preferences.time_zone):
         raise Refusal("quiet_hours", "That time is within the quiet hours you set; pick another moment.")
-    policy, _ = await store.get_policy(tenant)
-    scores = score_authenticity(request.text, list(content.suggested_texts.values()),
-                                await store.list_colleague_signatures(tenant, content.content_id, me),
+    scores = score_authenticity(request.text, list(content.suggested_texts.values()), colleague_signatures,
                                 ignore=tuple(disclosures))
     check_authenticity(scores, policy)
 
-    taken = await store.count_slots_taken_from(tenant, content.content_id, now)
     slot = recommend_slot(max(now, planned), content.publish_at or now, taken, options.slot_spacing,
                           preferences.quiet_hours, preferences.time_zone)
     team_id = ambassador.profile.team_id
@@ -134,6 +123,22 @@ async def prepare_share(store: DistributionStore, options: Options, principal: P
     # milliseconds) is what any later retry will be answered with.
     stored = await store.get_share(tenant, share_id) or document
     return stored if inserted else same_request_or_422(stored, request_fingerprint)
+
+
+def _check_may_share(ambassador: AmbassadorView | None, charter: CharterView, content: ContentView | None,
+                     network: Network, now: datetime) -> None:
+    reason = ineligibility(ambassador, charter)
+    if reason is not None:
+        raise Refusal(reason, INELIGIBILITY_REASONS[reason])
+    assert ambassador is not None
+    if content is None or not content.is_active(now):
+        raise Refusal("content_not_available", "This content is not (or no longer) available for sharing.")
+    misses = [m for m in targeting_misses(content, ambassador) if m != "network"]
+    if misses:
+        raise Refusal("not_targeted", f"This content is not meant for you (audience: {', '.join(misses)}).")
+    if network.value not in content.networks or network.value not in ambassador.networks():
+        raise Refusal("network_not_allowed", f"This content cannot be shared on {network.value}, or {network.value} "
+                      "is not one of the networks in your profile.")
 
 
 def same_request_or_422(existing: dict[str, Any], request_fingerprint: str) -> dict[str, Any]:
