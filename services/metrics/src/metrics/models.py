@@ -1,0 +1,163 @@
+"""KPI parts, dimensions, periods and the KPI formulas of shared/DOMAIN.md. Pure, no I/O.
+
+Counters are kept per (tenant, UTC day, dimension, value) as additive parts;
+any period is a sum of days and every ratio is computed from the summed parts,
+never averaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from advocacy_common.events import ConversionType, EngagementKind, Network
+
+
+class Dimension(StrEnum):
+    TENANT = "tenant"
+    CAMPAIGN = "campaign"
+    CONTENT = "content"
+    NETWORK = "network"
+    TEAM = "team"
+    AMBASSADOR = "ambassador"
+
+
+TENANT_VALUE = "all"  # the tenant dimension has one value: the whole programme
+
+
+class Granularity(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+class AmbassadorStatus(StrEnum):
+    OPTED_IN = "opted_in"
+    OPTED_OUT = "opted_out"
+    ERASED = "erased"
+
+
+SHARE_PARTS = ("shares", "personalized_shares", "potential_reach")
+ENGAGEMENT_PARTS = ("impressions", "reactions", "comments", "comment_replies", "reshares",
+                    "clicks", "unique_clicks", "conversions")
+CONVERSION_PARTS = tuple(f"conversions_{kind.value}" for kind in ConversionType)
+IMPRESSION_PARTS = tuple(f"impressions_{network.value}" for network in Network)
+COUNTER_PARTS = SHARE_PARTS + ENGAGEMENT_PARTS + CONVERSION_PARTS + IMPRESSION_PARTS
+
+# Which counter an engagement kind adds its count to.
+ENGAGEMENT_PART = {
+    EngagementKind.IMPRESSION: "impressions",
+    EngagementKind.REACTION: "reactions",
+    EngagementKind.COMMENT: "comments",
+    EngagementKind.COMMENT_REPLY: "comment_replies",
+    EngagementKind.RESHARE: "reshares",
+    EngagementKind.CLICK: "clicks",
+    EngagementKind.CONVERSION: "conversions",
+}
+
+
+def day_of(moment: datetime) -> str:
+    """The UTC day an event counts on, as YYYY-MM-DD (sorts like the date)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).date().isoformat()
+
+
+@dataclass(frozen=True)
+class Period:
+    """Whole UTC days, both ends included."""
+
+    first: date
+    last: date
+
+    @property
+    def first_day(self) -> str:
+        return self.first.isoformat()
+
+    @property
+    def last_day(self) -> str:
+        return self.last.isoformat()
+
+    def days(self) -> list[str]:
+        return [(self.first + timedelta(days=n)).isoformat() for n in range((self.last - self.first).days + 1)]
+
+    def contains(self, day: str) -> bool:
+        return self.first_day <= day <= self.last_day
+
+
+def trailing_days(today: date, count: int = 30) -> Period:
+    return Period(today - timedelta(days=count - 1), today)
+
+
+def bucket_label(day: str, granularity: Granularity) -> str:
+    """The bucket a day falls in: the day itself, its ISO week's Monday, or its month's first day."""
+    moment = date.fromisoformat(day)
+    if granularity is Granularity.WEEK:
+        return (moment - timedelta(days=moment.weekday())).isoformat()
+    if granularity is Granularity.MONTH:
+        return moment.replace(day=1).isoformat()
+    return day
+
+
+def buckets(period: Period, granularity: Granularity) -> dict[str, Period]:
+    """Buckets of a period, each clipped to the period so that they add up to it exactly."""
+    result: dict[str, list[str]] = {}
+    for day in period.days():
+        result.setdefault(bucket_label(day, granularity), []).append(day)
+    return {label: Period(date.fromisoformat(days[0]), date.fromisoformat(days[-1])) for label, days in result.items()}
+
+
+def sum_parts(rows: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    total = dict.fromkeys(COUNTER_PARTS, 0)
+    for row in rows:
+        for part in COUNTER_PARTS:
+            total[part] += int(row.get(part, 0))
+    return total
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def earned_media_value(parts: Mapping[str, int], cpm_by_network: Mapping[str, float]) -> float:
+    """Impressions / 1000 x CPM, network by network."""
+    value = sum(parts.get(f"impressions_{network.value}", 0) * cpm_by_network.get(network.value, 0.0)
+                for network in Network) / 1000
+    return round(value, 2)
+
+
+def kpis(parts: Mapping[str, int], *, opted_in: int, active: int,
+         cpm_by_network: Mapping[str, float]) -> dict[str, Any]:
+    """Every KPI of DOMAIN.md from summed parts and the two distinct counts."""
+    engagements = parts["reactions"] + parts["comments"] + parts["reshares"]
+    return {
+        "ambassadors_opted_in": opted_in,
+        "active_ambassadors": active,
+        "activation_rate": ratio(active, opted_in),
+        "shares": parts["shares"],
+        "personalized_shares": parts["personalized_shares"],
+        "personalization_rate": ratio(parts["personalized_shares"], parts["shares"]),
+        "potential_reach": parts["potential_reach"],
+        "impressions": parts["impressions"],
+        "reactions": parts["reactions"],
+        "comments": parts["comments"],
+        "reshares": parts["reshares"],
+        "engagements": engagements,
+        "engagement_rate": ratio(engagements, parts["impressions"]),
+        "comment_replies": parts["comment_replies"],
+        "comment_response_rate": ratio(parts["comment_replies"], parts["comments"]),
+        "clicks": parts["clicks"],
+        "unique_clicks": parts["unique_clicks"],
+        "click_through_rate": ratio(parts["clicks"], parts["impressions"]),
+        "conversions": parts["conversions"],
+        "conversions_by_type": {kind.value: parts[f"conversions_{kind.value}"] for kind in ConversionType},
+        "conversion_rate": ratio(parts["conversions"], parts["clicks"]),
+        "earned_media_value": earned_media_value(parts, cpm_by_network),
+    }
+
+
+def engagement_rate_of(parts: Mapping[str, int]) -> float | None:
+    return ratio(parts["reactions"] + parts["comments"] + parts["reshares"], parts["impressions"])

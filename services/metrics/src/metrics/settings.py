@@ -1,0 +1,36 @@
+"""Settings of the metrics service (env prefix METRICS_), read once in bootstrap/main."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from advocacy_common.settings import ServiceSettings
+
+# Privacy floor from DESIGN.md: no team view for fewer than 3 people, whatever the configuration says.
+ABSOLUTE_MIN_TEAM_SIZE = 3
+
+DEFAULT_CPM_BY_NETWORK = {"linkedin": 12.0, "x": 6.0, "facebook": 7.0, "instagram": 8.0, "tiktok": 9.0, "xing": 10.0}
+
+
+class MetricsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="METRICS_", extra="ignore")
+
+    service_name: str = "metrics"
+    database: str = "metrics"
+    http_port: int = 8104
+    consumer_group: str = Field(default="metrics", description="Kafka group of the first generation; later ones add -g<N>")
+    min_team_size: int = Field(default=5, description="Smallest team (opted-in ambassadors) whose aggregates are shown")
+    cpm_by_network: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_CPM_BY_NETWORK),
+                                             description="Cost per 1000 impressions, for earned media value")
+    batch_max_records: int = 1000
+    generation_poll_seconds: float = 1.0
+    stream_poll_seconds: float = 1.0
+    stream_heartbeat_seconds: float = 15.0
+
+    @field_validator("min_team_size")
+    @classmethod
+    def _never_below_floor(cls, value: int) -> int:
+        if value < ABSOLUTE_MIN_TEAM_SIZE:
+            raise ValueError(f"must be at least {ABSOLUTE_MIN_TEAM_SIZE}")
+        return value

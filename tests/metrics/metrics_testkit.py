@@ -1,0 +1,342 @@
+"""Test helpers of the metrics service: event builders, an in-memory store, a plain reference.
+
+The reference computes every KPI straight from the list of distinct facts, by
+filtering and counting, with none of the service's coalescing, watermarks or
+claims: it is what the service must equal.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from advocacy_common.consuming import Delivery
+from advocacy_common.envelope import Envelope
+from advocacy_common.events import (
+    AmbassadorErased, AmbassadorOptedIn, AmbassadorOptedOut, AmbassadorProfile, AmbassadorProfileUpdated,
+    ContentPublished, ConversionType, EngagementKind, EngagementReceived, Event, Network, NetworkPresence,
+    Objective, Persona, PostShared,
+)
+from advocacy_common.publishing import envelope_for
+from metrics.aggregation import ActivityWrite, ConditionalWrite, Position
+from metrics.models import Dimension, Period
+
+BASE_DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+NETWORKS = [Network.LINKEDIN, Network.X, Network.XING]
+CPM = {"linkedin": 12.0, "x": 6.0, "xing": 10.0}
+
+
+# --- events -------------------------------------------------------------------------------
+
+def opted_in(ambassador: str, team: str | None, networks: Sequence[Network] = (Network.LINKEDIN,),
+             leaderboard: bool = False, at: datetime = BASE_DAY) -> AmbassadorOptedIn:
+    return AmbassadorOptedIn(ambassador_id=ambassador, charter_version=1, opted_in_at=at,
+                             profile=profile(team, networks, leaderboard))
+
+
+def profile(team: str | None, networks: Sequence[Network], leaderboard: bool = False) -> AmbassadorProfile:
+    return AmbassadorProfile(persona=Persona.EXPERT, team_id=team, leaderboard_opt_in=leaderboard,
+                             networks=[NetworkPresence(network=n, audience_size=100) for n in networks])
+
+
+def moved(ambassador: str, team: str | None, networks: Sequence[Network] = (Network.LINKEDIN,),
+          leaderboard: bool = False) -> AmbassadorProfileUpdated:
+    return AmbassadorProfileUpdated(ambassador_id=ambassador, updated_at=BASE_DAY,
+                                    profile=profile(team, networks, leaderboard))
+
+
+def opted_out(ambassador: str) -> AmbassadorOptedOut:
+    return AmbassadorOptedOut(ambassador_id=ambassador, opted_out_at=BASE_DAY)
+
+
+def erased(ambassador: str) -> AmbassadorErased:
+    return AmbassadorErased(ambassador_id=ambassador, erased_at=BASE_DAY)
+
+
+def published(content: str, campaign: str, topics: Sequence[str] = ("ai",)) -> ContentPublished:
+    return ContentPublished(content_id=content, version=1, campaign_id=campaign, objective=Objective.AWARENESS,
+                            title="t", link_url="https://example.com", topics=list(topics), language="en",
+                            networks=[Network.LINKEDIN], publish_at=BASE_DAY)
+
+
+def shared(share: str, ambassador: str, content: str, campaign: str, team: str | None,
+           network: Network = Network.LINKEDIN, day: int = 0, personalized: bool = True,
+           reach: int = 100) -> PostShared:
+    return PostShared(
+        share_id=share, content_id=content, campaign_id=campaign, ambassador_id=ambassador, team_id=team,
+        network=network, personalized=personalized, similarity_to_suggested=0.2, similarity_to_colleagues=0.1,
+        potential_reach=reach, tracked_link_code=f"L{share}", shared_at=BASE_DAY + timedelta(days=day))
+
+
+def engaged(engagement: str, share: str, ambassador: str, content: str, campaign: str | None, team: str | None,
+            kind: EngagementKind, count: int = 1, network: Network = Network.LINKEDIN, day: int = 0,
+            conversion: ConversionType | None = None, unique: bool = False) -> EngagementReceived:
+    return EngagementReceived(
+        engagement_id=engagement, kind=kind, count=count, share_id=share, content_id=content, campaign_id=campaign,
+        ambassador_id=ambassador, team_id=team, network=network, occurred_at=BASE_DAY + timedelta(days=day),
+        source="test", source_event_id=engagement, conversion_type=conversion, unique_visitor=unique)
+
+
+def envelope(event: Event, tenant: str) -> Envelope:
+    return envelope_for(event, tenant_id=tenant, source="/test")
+
+
+# --- a Kafka-like log ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Record:
+    envelope: Envelope
+    event: Event
+    topic: str
+    partition: int
+
+
+def partition_of(env: Envelope, partitions: int) -> int:
+    return sum((env.subject or "").encode()) % partitions
+
+
+def build_log(envelopes: Iterable[tuple[Envelope, Event]], partitions: int = 2) -> dict[tuple[str, int], list[Delivery]]:
+    """Records appended to their topic partition in production order, with offsets."""
+    log: dict[tuple[str, int], list[Delivery]] = defaultdict(list)
+    for env, event in envelopes:
+        key = (event.topic, partition_of(env, partitions))
+        log[key].append(Delivery(env, event, event.topic, key[1], len(log[key])))
+    return log
+
+
+class SimulatedCrash(Exception):
+    """The worker was killed: nothing after this point of the batch happened."""
+
+
+class InMemoryStore:
+    """The `MetricsStore` port in memory, able to 'crash' after a number of single-document writes."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self.claims: dict[str, Position] = {}
+        self.activity: dict[str, dict[str, Any]] = {}
+        self.crash_after: int | None = None
+        self.writes = 0
+
+    def _write(self) -> None:
+        if self.crash_after is not None and self.writes >= self.crash_after:
+            raise SimulatedCrash()
+        self.writes += 1
+
+    async def claim(self, claims: Mapping[str, Position]) -> dict[str, Position]:
+        result = {}
+        for key, position in claims.items():
+            if key not in self.claims:
+                self._write()
+                self.claims[key] = position
+            result[key] = self.claims[key]
+        return result
+
+    async def write_conditionally(self, writes: Sequence[ConditionalWrite]) -> list[ConditionalWrite]:
+        refused = []
+        for write in writes:
+            document = self.documents[write.collection].get(write.doc_id)
+            marks = document["_wm"] if document else {}
+            if any(marks.get(p, -1) >= floor for p, floor in write.floors.items()):
+                refused.append(write)
+                continue
+            self._write()
+            document = document or {"_wm": {}, "c": defaultdict(int)}
+            for name, amount in write.inc.items():
+                document["c"][name.removeprefix("c.")] += amount
+            document.update(write.identity)
+            document.update(write.set)
+            document["_wm"].update(write.marks)
+            self.documents[write.collection][write.doc_id] = document
+        return refused
+
+    async def read_watermarks(self, writes: Sequence[ConditionalWrite]) -> dict[tuple[str, str], dict[str, int]]:
+        return {(w.collection, w.doc_id): dict(self.documents[w.collection][w.doc_id]["_wm"])
+                for w in writes if w.doc_id in self.documents[w.collection]}
+
+    async def add_activity(self, rows: Sequence[ActivityWrite]) -> None:
+        for row in rows:
+            self._write()
+            current = self.activity.setdefault(row.doc_id, {"tenant": row.tenant, "ambassador_id": row.ambassador_id,
+                                                            "day": row.day, "campaigns": set(), "contents": set(),
+                                                            "networks": set()})
+            current["campaigns"] |= row.campaigns
+            current["contents"] |= row.contents
+            current["networks"] |= row.networks
+
+    async def erased_among(self, people: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {(t, a) for t, a in people
+                if self.documents["ambassadors"].get(f"{t}|{a}", {}).get("erased")}
+
+    async def erase_individual(self, tenant: str, ambassador_id: str) -> None:
+        self._write()
+        counters = self.documents["counters"]
+        for key in [k for k, d in counters.items()
+                    if d["tenant"] == tenant and d["dimension"] == "ambassador" and d["value"] == ambassador_id]:
+            del counters[key]
+        for key in [k for k, d in self.activity.items() if d["tenant"] == tenant and d["ambassador_id"] == ambassador_id]:
+            del self.activity[key]
+
+    async def list_counters(self, tenant: str, dimension: Dimension, value: str | None,
+                            period: Period) -> list[dict[str, Any]]:
+        return [{"value": d["value"], "day": d["day"], "parts": dict(d["c"])}
+                for d in self.documents["counters"].values()
+                if d["tenant"] == tenant and d["dimension"] == dimension.value and period.contains(d["day"])
+                and (value is None or d["value"] == value)]
+
+    async def list_activity(self, tenant: str, period: Period) -> list[dict[str, Any]]:
+        return [{**d, "campaigns": sorted(d["campaigns"]), "contents": sorted(d["contents"]),
+                 "networks": sorted(d["networks"])}
+                for d in self.activity.values() if d["tenant"] == tenant and period.contains(d["day"])]
+
+    async def list_ambassadors(self, tenant: str) -> list[dict[str, Any]]:
+        return [{k: v for k, v in d.items() if k != "_wm"} for d in self.documents["ambassadors"].values()
+                if d["tenant"] == tenant]
+
+    async def list_contents(self, tenant: str) -> list[dict[str, Any]]:
+        return [{k: v for k, v in d.items() if k != "_wm"} for d in self.documents["contents"].values()
+                if d["tenant"] == tenant]
+
+
+def consume_plan(log: Mapping[tuple[str, int], list[Delivery]], rng: random.Random,
+                 committed: dict[tuple[str, int], int], max_batch: int) -> tuple[list[Delivery], dict]:
+    """One batch as Kafka would hand it: from the committed positions, per-partition order kept."""
+    positions = dict(committed)
+    batch: list[Delivery] = []
+    for _ in range(rng.randint(1, max_batch)):
+        open_partitions = [p for p, records in log.items() if positions.get(p, 0) < len(records)]
+        if not open_partitions:
+            break
+        chosen = rng.choice(sorted(open_partitions))
+        batch.append(log[chosen][positions.get(chosen, 0)])
+        positions[chosen] = positions.get(chosen, 0) + 1
+    return batch, positions
+
+
+# --- the reference --------------------------------------------------------------------------
+
+@dataclass
+class Reference:
+    """Distinct facts and final states, from the envelopes in production order."""
+
+    shares: list[tuple[str, PostShared]]
+    engagements: list[tuple[str, EngagementReceived]]
+    ambassadors: dict[tuple[str, str], dict[str, Any]]
+
+    @classmethod
+    def of(cls, log: Mapping[tuple[str, int], list[Delivery]]) -> Reference:
+        seen: set[str] = set()
+        shares: dict[tuple[str, str], PostShared] = {}
+        engagements: dict[tuple[str, str], EngagementReceived] = {}
+        ambassadors: dict[tuple[str, str], dict[str, Any]] = {}
+        for records in log.values():
+            for delivery in records:
+                tenant, event = delivery.tenant_id, delivery.event
+                if isinstance(event, PostShared):
+                    shares.setdefault((tenant, event.share_id), event)
+                elif isinstance(event, EngagementReceived):
+                    engagements.setdefault((tenant, event.engagement_id), event)
+                elif delivery.envelope.id not in seen:
+                    seen.add(delivery.envelope.id)
+                    _fold_ambassador(ambassadors, tenant, event)
+        return cls([(t, e) for (t, _), e in shares.items()], [(t, e) for (t, _), e in engagements.items()],
+                   ambassadors)
+
+    def is_erased(self, tenant: str, ambassador: str) -> bool:
+        return bool(self.ambassadors.get((tenant, ambassador), {}).get("erased"))
+
+    def matches(self, tenant: str, fact: PostShared | EngagementReceived, dimension: Dimension, value: str) -> bool:
+        if dimension is Dimension.TENANT:
+            return True
+        if dimension is Dimension.AMBASSADOR:
+            return fact.ambassador_id == value and not self.is_erased(tenant, value)
+        actual = {Dimension.CAMPAIGN: fact.campaign_id, Dimension.CONTENT: fact.content_id,
+                  Dimension.NETWORK: fact.network.value, Dimension.TEAM: fact.team_id}[dimension]
+        return actual == value
+
+    def members(self, tenant: str, dimension: Dimension, value: str) -> set[str]:
+        people = set()
+        for (t, ambassador), state in self.ambassadors.items():
+            if t != tenant or state.get("status") != "opted_in" or state.get("erased"):
+                continue
+            if dimension is Dimension.TEAM and state.get("team_id") != value:
+                continue
+            if dimension is Dimension.NETWORK and value not in state.get("networks", []):
+                continue
+            if dimension is Dimension.AMBASSADOR and ambassador != value:
+                continue
+            people.add(ambassador)
+        return people
+
+    def kpis(self, tenant: str, dimension: Dimension, value: str, first: str, last: str) -> dict[str, Any]:
+        def within(moment: datetime) -> bool:
+            return first <= moment.date().isoformat() <= last
+
+        shares = [s for t, s in self.shares if t == tenant and within(s.shared_at)
+                  and self.matches(t, s, dimension, value)]
+        engagements = [e for t, e in self.engagements if t == tenant and within(e.occurred_at)
+                       and self.matches(t, e, dimension, value)]
+
+        def total(kind: EngagementKind, keep=lambda e: True) -> int:
+            return sum(e.count for e in engagements if e.kind is kind and keep(e))
+
+        people = self.members(tenant, dimension, value)
+        team_view = dimension in (Dimension.TEAM, Dimension.TENANT, Dimension.AMBASSADOR)
+        sharers = {s.ambassador_id for t, s in self.shares if t == tenant and within(s.shared_at)
+                   and (team_view or self.matches(t, s, dimension, value))}
+        impressions = total(EngagementKind.IMPRESSION)
+        reactions, comments, reshares = (total(EngagementKind.REACTION), total(EngagementKind.COMMENT),
+                                         total(EngagementKind.RESHARE))
+        clicks, conversions = total(EngagementKind.CLICK), total(EngagementKind.CONVERSION)
+        replies = total(EngagementKind.COMMENT_REPLY)
+        emv = sum(e.count * CPM.get(e.network.value, 0) for e in engagements if e.kind is EngagementKind.IMPRESSION)
+
+        def rate(a: float, b: float) -> float | None:
+            return a / b if b else None
+
+        return {
+            "ambassadors_opted_in": len(people), "active_ambassadors": len(people & sharers),
+            "activation_rate": rate(len(people & sharers), len(people)),
+            "shares": len(shares), "personalized_shares": sum(s.personalized for s in shares),
+            "personalization_rate": rate(sum(s.personalized for s in shares), len(shares)),
+            "potential_reach": sum(s.potential_reach for s in shares),
+            "impressions": impressions, "reactions": reactions, "comments": comments, "reshares": reshares,
+            "engagements": reactions + comments + reshares,
+            "engagement_rate": rate(reactions + comments + reshares, impressions),
+            "comment_replies": replies, "comment_response_rate": rate(replies, comments),
+            "clicks": clicks, "unique_clicks": total(EngagementKind.CLICK, lambda e: e.unique_visitor),
+            "click_through_rate": rate(clicks, impressions), "conversions": conversions,
+            "conversions_by_type": {kind.value: total(EngagementKind.CONVERSION, lambda e, k=kind: e.conversion_type is k)
+                                    for kind in ConversionType},
+            "conversion_rate": rate(conversions, clicks), "earned_media_value": round(emv / 1000, 2),
+        }
+
+    def values(self, tenant: str, dimension: Dimension) -> set[str]:
+        facts = [f for t, f in self.shares + self.engagements if t == tenant]
+        if dimension is Dimension.TENANT:
+            return {"all"}
+        if dimension is Dimension.AMBASSADOR:
+            return {f.ambassador_id for f in facts if not self.is_erased(tenant, f.ambassador_id)}
+        attribute = {Dimension.CAMPAIGN: "campaign_id", Dimension.CONTENT: "content_id",
+                     Dimension.NETWORK: "network", Dimension.TEAM: "team_id"}[dimension]
+        found = {getattr(f, attribute) for f in facts}
+        return {getattr(v, "value", v) for v in found if v is not None}
+
+
+def _fold_ambassador(states: dict[tuple[str, str], dict[str, Any]], tenant: str, event: Event) -> None:
+    if not hasattr(event, "ambassador_id"):
+        return
+    state = states.setdefault((tenant, event.ambassador_id), {})
+    if isinstance(event, AmbassadorOptedIn | AmbassadorProfileUpdated):
+        state.update(team_id=event.profile.team_id, networks=[p.network.value for p in event.profile.networks],
+                     leaderboard=event.profile.leaderboard_opt_in)
+        if isinstance(event, AmbassadorOptedIn):
+            state["status"] = "opted_in"
+    elif isinstance(event, AmbassadorOptedOut):
+        state["status"] = "opted_out"
+    elif isinstance(event, AmbassadorErased):
+        state.update(status="erased", erased=True, team_id=None, networks=[])
