@@ -97,7 +97,8 @@ async def main(contents: int, shares: int, clicks: int, reports: int) -> None:
     await worker.start()
     app = create_app(settings)
     try:
-        async with LifespanManager(app), AsyncClient(transport=ASGITransport(app), base_url="http://bench") as client:
+        async with LifespanManager(app, startup_timeout=60), \
+                AsyncClient(transport=ASGITransport(app), base_url="http://bench") as client:
             store = app.state.distribution.store
             started = time.perf_counter()
             while (await store.ambassadors.count_documents({"tenant": tenant}) < shares

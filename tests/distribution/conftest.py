@@ -49,7 +49,8 @@ async def worker(settings):
 @pytest.fixture(scope="session")
 async def client(settings, worker):
     app = create_app(settings)
-    async with LifespanManager(app), AsyncClient(transport=ASGITransport(app), base_url="http://test") as client:
+    async with LifespanManager(app, startup_timeout=60), \
+            AsyncClient(transport=ASGITransport(app), base_url="http://test") as client:
         yield client
 
 

@@ -47,7 +47,8 @@ async def test_prepare_then_confirm_emits_post_shared(client, bearer, tenant, wo
                                 json={"post_url": "https://www.linkedin.com/posts/p-1"},
                                 headers=bearer(tenant, "amb-1", "ambassador"))
     assert confirm.status_code == 200 and confirm.json()["status"] == "confirmed"
-    repeat = await client.post(f"/v1/shares/{prepared['share_id']}/confirm", headers=bearer(tenant, "amb-1", "ambassador"))
+    repeat = await client.post(f"/v1/shares/{prepared['share_id']}/confirm",
+                               headers=bearer(tenant, "amb-1", "ambassador"))
     assert repeat.status_code == 200
 
     events = await read_topic(SHARE, lambda e: e.tenantid == tenant, min_count=2, timeout=4)
@@ -136,7 +137,8 @@ async def test_weekly_limit_quiet_hours_and_slots(client, bearer, tenant, emit, 
     slots = []
     for ambassador, text in (("amb-r", "Our Lyon plant went fully renewable; I saw the crews at work all spring."),
                              ("amb-s", "Renewable power for the whole Lyon plant: proud of the facilities team.")):
-        prepared = await client.post("/v1/shares", json=share(text=text), headers=bearer(tenant, ambassador, "ambassador"))
+        prepared = await client.post("/v1/shares", json=share(text=text),
+                                     headers=bearer(tenant, ambassador, "ambassador"))
         slots.append(datetime.fromisoformat(prepared.json()["recommended_at"]))
     assert slots[1] - slots[0] == timedelta(minutes=30)  # one content's shares are spread, not a burst
     assert slots[0] >= make.now

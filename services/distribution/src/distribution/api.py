@@ -18,8 +18,8 @@ from .engagement import create_connector, follow_link, ingest_report
 from .models import AuthenticityPolicy, Refusal
 from .options import Options
 from .schemas import (
-    CommentsAwaitingReply, Connector, ConversionReport, EngagementReport, Feed, NewConnector, PrepareShare,
-    ReportAccepted, Share, ConfirmShare,
+    CommentsAwaitingReply, ConfirmShare, Connector, ConversionReport, EngagementReport, Feed, NewConnector,
+    PrepareShare, ReportAccepted, Share,
 )
 from .sharing import confirm_share, feed_for, get_share_for, prepare_share
 from .store import DistributionStore

@@ -90,7 +90,8 @@ INELIGIBILITY_REASONS = {
     "not_opted_in": "You have not opted in to the advocacy programme; nothing is suggested until you do.",
     "opted_out": "You opted out of the advocacy programme, so nothing is suggested or accepted from you.",
     "erased": "Your advocacy data was erased.",
-    "charter_pending": "A new version of the social-media charter was published; accept it to receive suggestions again.",
+    "charter_pending": "A new version of the social-media charter was published; accept it to receive "
+                       "suggestions again.",
 }
 
 

@@ -20,7 +20,8 @@ from advocacy_common.publishing import envelope_for
 from advocacy_common.topics import SHARE
 
 from .models import (
-    INELIGIBILITY_REASONS, AmbassadorView, CharterView, ContentView, Refusal, after_cursor, check_authenticity, check_text,
+    INELIGIBILITY_REASONS, AmbassadorView, CharterView, ContentView, Refusal, after_cursor, check_authenticity,
+    check_text,
     check_weekly_limit, in_quiet_hours, ineligibility, rank_feed, recommend_slot, required_disclosures,
     score_authenticity, targeting_misses,
 )
