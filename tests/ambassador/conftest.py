@@ -35,7 +35,7 @@ def settings(infrastructure, kafka_topics, run_id, auth_settings) -> AmbassadorS
 async def app(settings) -> AsyncIterator[FastAPI]:
     """One API per test module; tests keep apart by using their own tenant."""
     application = create_app(settings)
-    async with LifespanManager(application):
+    async with LifespanManager(application, startup_timeout=60, shutdown_timeout=30):
         yield application
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from ambassador import handlers
 from ambassador.handlers import Context
 from ambassador.models import DirectoryEntry, OptOutReason, Person, lookup_key, new_person, opt_in, opt_out
-from ambassador.store import StaleWrite
+from ambassador.store import AmbassadorStore, StaleWrite
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -134,3 +135,11 @@ async def test_consent_pages_walk_people_in_batches_without_gaps(ctx, store):
     assert seen == every and len(every) == 8 and len(set(every)) == 8
     withdrawals, _ = await handlers.consent_page(ctx, "acme", None, 50, charter_version=2)
     assert withdrawals == []
+
+
+def test_conditional_writes_are_compare_and_set_where_the_server_makes_them_atomic():
+    collections = defaultdict(lambda: None)
+    assert AmbassadorStore(collections, atomic_updates=True).guarded("acme", "p1", 3) == {
+        "_id": "p1", "tenant": "acme", "version": 3}
+    # FerretDB 1.x: a bare _id (anything more scans the collection); the version was checked on read.
+    assert AmbassadorStore(collections, atomic_updates=False).guarded("acme", "p1", 3) == {"_id": "p1"}

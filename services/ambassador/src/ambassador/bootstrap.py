@@ -17,7 +17,7 @@ from advocacy_common.worker import ServiceWorker
 from . import api, api_admin, api_directory, api_programme
 from .handlers import Context
 from .settings import AmbassadorSettings
-from .store import AmbassadorStore
+from .store import AmbassadorStore, updates_are_atomic
 
 DESCRIPTION = """The employee's side of the advocacy programme: directory (import, SCIM), volunteering
 (opt-in/opt-out), charters and consent records, profiles, recognition, training, signals and GDPR.
@@ -29,7 +29,7 @@ def create_app(settings: AmbassadorSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = create_client(settings.mongodb_uri, settings.service_name)
         database = client[settings.database]
-        store = AmbassadorStore(database)
+        store = AmbassadorStore(database, atomic_updates=await updates_are_atomic(database))
         await store.create_indexes()
         await ensure_topics(settings.kafka_bootstrap_servers, settings.topics, settings.topic_partitions)
         # The API publishes a person's events itself right after the write, so an opt-out

@@ -24,7 +24,6 @@ from .models import Person, lookup_key
 
 OutboxItems = Iterable[tuple[str, Envelope]]
 NO_OUTBOX = {OUTBOX_FIELD: 0}
-SUBJECT_KEYS = {"user_name": "user_name_key", "external_id": "external_id_key"}
 
 
 class StaleWrite(Exception):
@@ -33,6 +32,14 @@ class StaleWrite(Exception):
 
 class KeyReused(Exception):
     """An Idempotency-Key came back with another request body."""
+
+
+def key_id(tenant: str, attribute: str, value: str) -> str:
+    return f"{tenant}\x1f{attribute}\x1f{lookup_key(value)}"
+
+
+def _holds(person: Person, attribute: str, value: str) -> bool:
+    return person.directory is not None and lookup_key(getattr(person.directory, attribute)) == lookup_key(value)
 
 
 def person_document(person: Person) -> dict[str, Any]:
@@ -72,9 +79,17 @@ async def newest_first_page(collection: AsyncCollection, query: dict[str, Any], 
     return documents[:limit], encode_cursor([at.isoformat(), last["_id"]])
 
 
+async def updates_are_atomic(database: AsyncDatabase) -> bool:
+    """False on FerretDB 1.x (see `AmbassadorStore.guarded`)."""
+    info = await database.client["admin"].command("buildInfo")
+    return "ferretdbVersion" not in info
+
+
 class AmbassadorStore:
-    def __init__(self, database: AsyncDatabase):
+    def __init__(self, database: AsyncDatabase, atomic_updates: bool = True):
+        self.atomic_updates = atomic_updates
         self.people = database["people"]
+        self.directory_keys = database["directory_keys"]
         self.charters = database["charters"]
         self.signals = database["signals"]
         self.recognitions = database["recognitions"]
@@ -105,29 +120,75 @@ class AmbassadorStore:
 
     # --- people -------------------------------------------------------------------------
 
+    def guarded(self, tenant: str, document_id: str, version: int) -> dict[str, Any]:
+        """The filter of a conditional write: the document, if still at `version`.
+
+        On MongoDB this is a compare-and-set. FerretDB 1.x (SQLite) scans the whole
+        collection for any filter but a bare `_id` (measured: 20 ms against 140 ms at
+        2,000 documents, growing with the collection) and does not apply an update
+        atomically anyway, so there the filter is the bare `_id`: the version and tenant
+        were checked on the read just before, and `Context.person_lock` serialises
+        a person's writes within the process.
+        """
+        if self.atomic_updates:
+            return {"_id": document_id, "tenant": tenant, "version": version}
+        return {"_id": document_id}
+
     async def get_person(self, tenant: str, person_id: str) -> Person | None:
-        document = await self.people.find_one({"_id": person_id, "tenant": tenant}, projection=NO_OUTBOX)
+        document = await self.get_by_id(self.people, tenant, person_id)
         return person_from_document(document) if document else None
 
     async def get_person_by_key(self, tenant: str, attribute: str, value: str) -> Person | None:
-        """By `user_name` or `external_id`, case-insensitively."""
-        document = await self.people.find_one({"tenant": tenant, SUBJECT_KEYS[attribute]: lookup_key(value)},
-                                              projection=NO_OUTBOX)
-        return person_from_document(document) if document else None
+        """By `user_name` or `external_id`, case-insensitively, through the key index (see `_claim`)."""
+        holder = await self.directory_keys.find_one({"_id": key_id(tenant, attribute, value)})
+        if holder is None:
+            return None
+        person = await self.get_person(tenant, holder["person_id"])
+        return person if person is not None and _holds(person, attribute, value) else None
 
     async def insert_person(self, person: Person, items: OutboxItems) -> None:
-        """Raises DuplicateKeyError when the id or the userName is taken."""
+        """Raises DuplicateKeyError when the userName is taken."""
+        await self._claim_keys(person)
         await self.people.insert_one(new_document_with_outbox(person_document(person), items))
 
     async def update_person(self, person: Person, expected_version: int, items: OutboxItems) -> None:
         """Write the whole person and its events in one update, if nobody wrote in between."""
+        await self._claim_keys(person)
         document = person_document(person)
         document.pop("_id")
-        result = await self.people.update_one(
-            {"_id": person.id, "tenant": person.tenant, "version": expected_version},
-            with_outbox({"$set": document}, items))
+        result = await self.people.update_one(self.guarded(person.tenant, person.id, expected_version),
+                                              with_outbox({"$set": document}, items))
         if result.matched_count == 0:
             raise StaleWrite(person.id)
+
+    async def _claim_keys(self, person: Person) -> None:
+        """Point the person's userName and externalId keys at them before the person is written.
+
+        FerretDB 1.x scans a collection for any filter but `_id`, so lookups go through
+        `directory_keys`, whose `_id` is (tenant, attribute, value). The person document
+        stays the truth: a key is trusted only if its person still holds that value, so
+        a key left behind by a rename, an erasure or a crash is simply taken over.
+        """
+        if person.directory is None:
+            return
+        await self._claim(person, "user_name", person.directory.user_name, unique=True)
+        if person.directory.external_id is not None:
+            await self._claim(person, "external_id", person.directory.external_id, unique=False)
+
+    async def _claim(self, person: Person, attribute: str, value: str, unique: bool) -> None:
+        key = key_id(person.tenant, attribute, value)
+        try:
+            await self.directory_keys.insert_one({"_id": key, "tenant": person.tenant, "person_id": person.id})
+            return
+        except DuplicateKeyError:
+            holder = await self.directory_keys.find_one({"_id": key})
+        if holder is None or holder["person_id"] == person.id:
+            return
+        if unique:
+            current = await self.get_person(person.tenant, holder["person_id"])
+            if current is not None and _holds(current, attribute, value):
+                raise DuplicateKeyError(f"{attribute} is taken")
+        await self.directory_keys.update_one({"_id": key}, {"$set": {"person_id": person.id}})
 
     async def list_people(self, tenant: str, status: str | None, cursor: str | None,
                           limit: int) -> tuple[list[Person], str | None]:
@@ -139,9 +200,16 @@ class AmbassadorStore:
 
     async def directory_page(self, tenant: str, match: dict[str, str], start_index: int,
                              count: int) -> tuple[int, list[Person]]:
-        """SCIM's index-based pages, in creation order; erased people are no longer in the directory."""
+        """SCIM's index-based pages, in creation order; erased people are no longer in the directory.
+
+        A filter (`user_name` or `external_id`) is answered from the key index.
+        """
+        if match:
+            (attribute, value), = match.items()
+            person = await self.get_person_by_key(tenant, attribute, value)
+            found = [person] if person is not None else []
+            return len(found), found[start_index - 1:start_index - 1 + count]
         query: dict[str, Any] = {"tenant": tenant, "directory": {"$ne": None}}
-        query.update({SUBJECT_KEYS[attribute]: lookup_key(value) for attribute, value in match.items()})
         total = await self.people.count_documents(query)
         if count == 0:
             return total, []
@@ -174,7 +242,9 @@ class AmbassadorStore:
     # --- generic ---------------------------------------------------------------------------
 
     async def get_by_id(self, collection: AsyncCollection, tenant: str, document_id: str) -> dict[str, Any] | None:
-        return await collection.find_one({"_id": document_id, "tenant": tenant}, projection=NO_OUTBOX)
+        """By a bare `_id` (the one filter FerretDB does not scan for); another tenant's is None."""
+        document = await collection.find_one({"_id": document_id}, projection=NO_OUTBOX)
+        return document if document is not None and document.get("tenant") == tenant else None
 
     async def insert_idempotent(self, collection: AsyncCollection, document: dict[str, Any],
                                 items: OutboxItems = ()) -> tuple[dict[str, Any], bool]:
@@ -196,9 +266,8 @@ class AmbassadorStore:
 
     async def update_versioned(self, collection: AsyncCollection, tenant: str, document_id: str,
                                expected_version: int, changes: dict[str, Any], items: OutboxItems = ()) -> bool:
-        result = await collection.update_one(
-            {"_id": document_id, "tenant": tenant, "version": expected_version},
-            with_outbox({"$set": changes, "$inc": {"version": 1}}, items))
+        result = await collection.update_one(self.guarded(tenant, document_id, expected_version),
+                                             with_outbox({"$set": changes, "$inc": {"version": 1}}, items))
         return result.matched_count == 1
 
     async def list_recognitions(self, tenant: str, recipient_id: str, cursor: str | None, limit: int):
@@ -232,6 +301,8 @@ class AmbassadorStore:
 
     async def erase_related(self, tenant: str, person_id: str) -> None:
         """Delete or anonymise what other collections hold about a person (before the person itself)."""
+        # Lookup keys spell the userName and externalId.
+        await self.directory_keys.delete_many({"tenant": tenant, "person_id": person_id})
         await self.recognitions.delete_many({"tenant": tenant, "recipient_id": person_id})
         await self.recognitions.update_many({"tenant": tenant, "giver_id": person_id}, {"$set": {"giver_id": None}})
         await self.training_completions.delete_many({"tenant": tenant, "person_id": person_id})
