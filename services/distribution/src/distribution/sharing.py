@@ -21,8 +21,7 @@ from advocacy_common.topics import SHARE
 
 from .models import (
     INELIGIBILITY_REASONS, AmbassadorView, CharterView, ContentView, Refusal, after_cursor, check_authenticity,
-    check_text,
-    check_weekly_limit, in_quiet_hours, ineligibility, rank_feed, recommend_slot, required_disclosures,
+    check_text, check_weekly_limit, in_quiet_hours, ineligibility, rank_feed, recommend_slot, required_disclosures,
     score_authenticity, targeting_misses,
 )
 from .options import EVENT_SOURCE, Options
@@ -41,8 +40,8 @@ async def feed_for(store: DistributionStore, principal: Principal, now: datetime
     if reason is not None:
         return Feed(items=[], reason=reason, message=INELIGIBILITY_REASONS[reason])
     assert ambassador is not None
-    contents = await store.list_published_contents(principal.tenant, now)
-    shared = await store.list_shared_content_ids(principal.tenant, principal.subject)
+    contents, shared = await asyncio.gather(store.list_published_contents(principal.tenant, now),
+                                            store.list_shared_content_ids(principal.tenant, principal.subject))
     scored_at = _cursor_time(cursor) or now
     ranked = after_cursor(rank_feed(contents, ambassador, now, shared, scored_at), cursor)
     page = ranked[:limit]
