@@ -36,7 +36,8 @@ class FakeStore:
         self.people[person.id] = person
         self.outbox[person.id] = list(items)
 
-    async def update_person(self, person, expected_version, items):
+    async def update_person(self, person, previous, items):
+        expected_version = previous.version
         if self.interfere:
             self.interfere -= 1
             current = self.people[person.id]

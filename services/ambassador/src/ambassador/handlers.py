@@ -118,7 +118,7 @@ async def _change_person_now(ctx: Context, tenant: str, person_id: str, rule: Pe
             return person
         stored = change.person.model_copy(update={"version": person.version + 1})
         try:
-            await ctx.store.update_person(stored, person.version, outbox_items(change.events, tenant))
+            await ctx.store.update_person(stored, person, outbox_items(change.events, tenant))
         except StaleWrite:
             continue
         if change.events:

@@ -42,6 +42,11 @@ def _holds(person: Person, attribute: str, value: str) -> bool:
     return person.directory is not None and lookup_key(getattr(person.directory, attribute)) == lookup_key(value)
 
 
+def _lookup_values(person: Person) -> tuple[str | None, str | None]:
+    directory = person.directory
+    return (lookup_key(directory.user_name), lookup_key(directory.external_id)) if directory else (None, None)
+
+
 def person_document(person: Person) -> dict[str, Any]:
     document = person.model_dump(mode="python")
     document["_id"] = document.pop("id")
@@ -151,12 +156,13 @@ class AmbassadorStore:
         await self._claim_keys(person)
         await self.people.insert_one(new_document_with_outbox(person_document(person), items))
 
-    async def update_person(self, person: Person, expected_version: int, items: OutboxItems) -> None:
-        """Write the whole person and its events in one update, if nobody wrote in between."""
-        await self._claim_keys(person)
+    async def update_person(self, person: Person, previous: Person, items: OutboxItems) -> None:
+        """Write the whole person and its events in one update, if nobody wrote since `previous` was read."""
+        if _lookup_values(person) != _lookup_values(previous):
+            await self._claim_keys(person)
         document = person_document(person)
         document.pop("_id")
-        result = await self.people.update_one(self.guarded(person.tenant, person.id, expected_version),
+        result = await self.people.update_one(self.guarded(person.tenant, person.id, previous.version),
                                               with_outbox({"$set": document}, items))
         if result.matched_count == 0:
             raise StaleWrite(person.id)
