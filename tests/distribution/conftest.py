@@ -85,7 +85,7 @@ def emit(publisher, tenant) -> Callable[..., Awaitable[None]]:
     return emit
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 45.0) -> Any:
     """Retry an async check until it stops raising AssertionError (consumers are asynchronous)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -158,3 +158,16 @@ async def test_shares_are_private_to_their_owner_and_tenant(client, bearer, tena
     assert (await client.get(path, headers=bearer(tenant, "svc", "integrator"))).status_code == 200
     stolen = await client.post(f"{path}/confirm", headers=bearer(tenant, "amb-2", "ambassador"))
     assert stolen.status_code == 404
+
+
+async def test_my_shares_are_paginated_newest_first(client, bearer, tenant, world):
+    headers = bearer(tenant, "amb-1", "ambassador")
+    first = (await client.post("/v1/shares", json=share(), headers=headers)).json()
+    second = (await client.post("/v1/shares", json=share("c2", text=OWN + " #AcmeEmployee"), headers=headers)).json()
+    page = (await client.get("/v1/me/shares?limit=1", headers=headers)).json()
+    assert [s["share_id"] for s in page["items"]] == [second["share_id"]]
+    rest = (await client.get(f"/v1/me/shares?limit=1&cursor={page['next_cursor']}", headers=headers)).json()
+    assert [s["share_id"] for s in rest["items"]] == [first["share_id"]] and rest["next_cursor"] is None
+    assert (await client.get("/v1/me/shares", headers=bearer(tenant, "amb-2", "ambassador"))).json()["items"] == []
+    bad = await client.get("/v1/me/shares?cursor=bm9wZQ", headers=headers)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "cursor"

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from advocacy_common.api_support import decode_cursor, etag, idempotency_key, page_size, require_if_match
+from advocacy_common.api_support import (
+    decode_cursor, encode_cursor, etag, idempotency_key, page_size, require_if_match,
+)
 from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.envelope import utcnow
-from advocacy_common.errors import Problem, problem_response
+from advocacy_common.errors import Problem, invalid, problem_response
 from advocacy_common.publishing import EventPublisher
 
 from .engagement import create_connector, follow_link, ingest_report
@@ -19,7 +22,7 @@ from .models import AuthenticityPolicy, Refusal
 from .options import Options
 from .schemas import (
     CommentsAwaitingReply, ConfirmShare, Connector, ConversionReport, EngagementReport, Feed, NewConnector,
-    PrepareShare, ReportAccepted, Share,
+    PrepareShare, ReportAccepted, Share, SharePage,
 )
 from .sharing import confirm_share, feed_for, get_share_for, prepare_share
 from .store import DistributionStore
@@ -74,6 +77,30 @@ async def prepare(request: Request, body: PrepareShare, principal: Principal = D
     document = await prepare_share(distribution.store, distribution.options, principal, body,
                                    idempotency_key(request), utcnow())
     return share_body(document)
+
+
+@router.get("/me/shares", response_model=SharePage)
+async def my_shares(request: Request, limit: int | None = None, cursor: str | None = None,
+                    principal: Principal = Depends(AMBASSADOR)) -> SharePage:
+    """My prepared and confirmed shares, newest first, with cursor pagination."""
+    size = page_size(limit)
+    documents = await _distribution(request).store.list_shares_of(principal.tenant, principal.subject, size + 1,
+                                                                  _share_cursor(cursor))
+    page = documents[:size]
+    next_cursor = (encode_cursor([page[-1]["created_at"].isoformat(), page[-1]["_id"]])
+                   if len(documents) > size else None)
+    return SharePage(items=[share_body(d) for d in page], next_cursor=next_cursor)
+
+
+def _share_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    values = decode_cursor(cursor)
+    if values is None:
+        return None
+    try:
+        created_at, share_id = values
+        return datetime.fromisoformat(created_at), str(share_id)
+    except (TypeError, ValueError):
+        raise invalid("cursor", "is not a cursor this API returned") from None
 
 
 @router.get("/shares/{share_id}", response_model=Share)

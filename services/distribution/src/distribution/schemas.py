@@ -70,6 +70,11 @@ class Share(BaseModel):
     confirmed_at: datetime | None = None
 
 
+class SharePage(BaseModel):
+    items: list[Share]
+    next_cursor: str | None = None
+
+
 class CommentsAwaitingReply(BaseModel):
     share_id: str
     content_id: str

@@ -58,6 +58,7 @@ class DistributionStore:
             IndexModel([("tenant", ASCENDING), ("content_id", ASCENDING), ("status", ASCENDING)]),
             IndexModel([("tenant", ASCENDING), ("content_id", ASCENDING), ("recommended_at", ASCENDING)]),
             IndexModel([("tenant", ASCENDING), ("post_url", ASCENDING)]),
+            IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING), ("created_at", DESCENDING)]),
         ])
         await self.links.create_indexes([IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])])
         await self.comments.create_indexes([IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])])
@@ -92,6 +93,15 @@ class DistributionStore:
 
     async def get_share(self, tenant: str, share_id: str) -> dict[str, Any] | None:
         return without_outbox(await self.shares.find_one({"_id": share_id, "tenant": tenant}))
+
+    async def list_shares_of(self, tenant: str, ambassador_id: str, limit: int,
+                             after: tuple[datetime, str] | None = None) -> list[dict[str, Any]]:
+        """Newest first; `after` is the (created_at, id) of the last share of the previous page."""
+        query: dict[str, Any] = {"tenant": tenant, "ambassador_id": ambassador_id}
+        if after is not None:
+            query["$or"] = [{"created_at": {"$lt": after[0]}}, {"created_at": after[0], "_id": {"$lt": after[1]}}]
+        cursor = self.shares.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
+        return [without_outbox(document) async for document in cursor]
 
     async def get_share_by_post_url(self, tenant: str, post_url: str) -> dict[str, Any] | None:
         return without_outbox(await self.shares.find_one({"tenant": tenant, "post_url": post_url}))
