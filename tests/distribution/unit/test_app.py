@@ -11,8 +11,8 @@ pytestmark = pytest.mark.unit
 def test_openapi_documents_every_endpoint_and_the_signature_header():
     schema = create_app(DistributionSettings()).openapi()
     paths = schema["paths"]
-    assert {"/v1/feed", "/v1/shares", "/v1/shares/{share_id}", "/v1/shares/{share_id}/confirm",
-            "/v1/me/comments-awaiting-reply", "/v1/me/shares", "/v1/connectors", "/v1/connectors/{connector_id}/engagements",
+    assert {"/v1/feed", "/v1/shares", "/v1/shares/{share_id}", "/v1/shares/{share_id}/confirm", "/v1/me/shares",
+            "/v1/me/comments-awaiting-reply", "/v1/connectors", "/v1/connectors/{connector_id}/engagements",
             "/v1/connectors/{connector_id}/conversions", "/v1/settings/authenticity", "/r/{code}"} <= set(paths)
     webhook = paths["/v1/connectors/{connector_id}/engagements"]["post"]
     assert "X-Advocacy-Signature" in [p["name"] for p in webhook["parameters"]]
