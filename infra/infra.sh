@@ -35,6 +35,8 @@
 #   $ADVOCACY_CACHE/ferretdb/<ferretdb-version>-<src-hash>/ferretdb-local  (from infra/ferretdb)
 #   $ADVOCACY_LOCAL/kafka/{config,data,logs}/ , $ADVOCACY_LOCAL/kafka/kafka.pid
 #   $ADVOCACY_LOCAL/ferretdb/{data,logs}/ ,     $ADVOCACY_LOCAL/ferretdb/ferretdb.pid
+#   $ADVOCACY_LOCAL/ferretdb/ferretdb.sock     (FerretDB's internal socket, behind the
+#                                               write-serialising proxy on $FERRETDB_PORT)
 #
 # Requirements: bash, java 17+ (always); mvn and go only when the cache lacks the
 # Kafka jars or the FerretDB binary. Clients connect to:
@@ -95,9 +97,15 @@ ferretdb_version() { awk '$1 == "github.com/FerretDB/FerretDB" { print $2; exit 
 
 kafka_cache_dir() { printf '%s/kafka/%s-%s' "$ADVOCACY_CACHE" "$(kafka_version)" "$(sha "$KAFKA_SRC/pom.xml")"; }
 kafka_lib() { printf '%s/lib' "$(kafka_cache_dir)"; }
+# the Go sources of the binary (not the tests), in a stable order
+fdb_sources() {
+  local f
+  for f in "$FDB_SRC"/*.go; do [[ $f == *_test.go ]] || printf '%s\n' "$f"; done | LC_ALL=C sort
+}
 fdb_cache_dir() {
+  local srcs; mapfile -t srcs < <(fdb_sources)
   printf '%s/ferretdb/%s-%s' "$ADVOCACY_CACHE" "$(ferretdb_version)" \
-    "$( { cat "$FDB_SRC/go.mod" "$FDB_SRC/go.sum" "$FDB_SRC/main.go"; uname -sm; } | sha256sum | cut -c1-16)"
+    "$( { cat "$FDB_SRC/go.mod" "$FDB_SRC/go.sum" "${srcs[@]}"; uname -sm; } | sha256sum | cut -c1-16)"
 }
 fdb_bin() { printf '%s/ferretdb-local' "$(fdb_cache_dir)"; }
 
@@ -285,7 +293,8 @@ install_ferretdb_locked() {
   rm -rf -- "$dir"; mkdir -p -- "$dir"
   # build from a copy, so Go can never touch the work tree
   tmp=$(mktemp -d "$dir/.tmp.XXXXXX")
-  cp -- "$FDB_SRC/go.mod" "$FDB_SRC/go.sum" "$FDB_SRC/main.go" "$tmp/"
+  local srcs; mapfile -t srcs < <(fdb_sources)
+  cp -- "$FDB_SRC/go.mod" "$FDB_SRC/go.sum" "${srcs[@]}" "$tmp/"
   goflags="${GOFLAGS:-}"
   [[ $goflags == *-mod=* ]] || goflags+=" -mod=mod"
   [[ $goflags == *-buildvcs=* ]] || goflags+=" -buildvcs=false"
@@ -297,7 +306,7 @@ install_ferretdb_locked() {
     die "go build of infra/ferretdb failed (see above)"
   fi
   mv -- "$tmp/ferretdb-local" "$bin"
-  cp -- "$FDB_SRC/go.mod" "$FDB_SRC/main.go" "$dir/"
+  cp -- "$FDB_SRC/go.mod" "${srcs[@]}" "$dir/"
   rm -rf -- "$tmp"
   touch -- "$dir/.complete"
   log "ferretdb: built $bin"

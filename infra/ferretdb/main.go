@@ -5,10 +5,19 @@
 //
 //	-listen      FERRETDB_LISTEN_ADDR   127.0.0.1:27017
 //	-sqlite-dir  FERRETDB_SQLITE_DIR    ./ferretdb-data
+//	-socket      FERRETDB_SOCKET        <parent of the SQLite dir>/ferretdb.sock
+//	                                    (or a temp dir if that path is too long)
 //	-log-level   FERRETDB_LOG_LEVEL     info (debug, info, warn, error)
 //
 // The SQLite directory is created if it does not exist. SIGINT/SIGTERM stop
 // the server gracefully.
+//
+// FerretDB itself listens only on the internal Unix socket -socket; clients
+// connect to -listen, served by a small wire-protocol proxy (proxy.go) that
+// serialises write commands, because FerretDB 1.24's SQLite backend loses
+// concurrent updates of the same document (see proxy.go and infra/README.md).
+// A stale socket file is removed at start; if another server still answers on
+// it, startup fails instead.
 //
 // With -check, it does not start a server: it connects to the -listen address
 // as a MongoDB client, writes, reads back and deletes a document (in the
@@ -18,9 +27,13 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -79,9 +92,47 @@ func envOr(key, def string) string {
 	return def
 }
 
+// maxUnixPath stays below the 108-byte sun_path limit of Linux (104 on BSDs).
+const maxUnixPath = 100
+
+// defaultSocket returns the internal socket path for the SQLite directory
+// absDir: next to it, or in the temp dir (named after absDir) if too long.
+func defaultSocket(absDir string) string {
+	path := filepath.Join(filepath.Dir(absDir), "ferretdb.sock")
+	if len(path) <= maxUnixPath {
+		return path
+	}
+	sum := sha256.Sum256([]byte(absDir))
+	return filepath.Join(os.TempDir(), "ferretdb-"+hex.EncodeToString(sum[:8])+".sock")
+}
+
+// prepareSocket removes a stale socket file at path, but fails if a server
+// still accepts connections on it (another instance using the same path).
+func prepareSocket(path string) error {
+	if len(path) > maxUnixPath {
+		return fmt.Errorf("socket path %q is longer than %d bytes", path, maxUnixPath)
+	}
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return os.MkdirAll(filepath.Dir(path), 0o755)
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket", path)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		_ = c.Close()
+		return fmt.Errorf("%s is in use by another running server", path)
+	}
+	return os.Remove(path)
+}
+
 func main() {
 	listen := flag.String("listen", envOr("FERRETDB_LISTEN_ADDR", "127.0.0.1:27017"), "TCP listen address (env FERRETDB_LISTEN_ADDR)")
 	dir := flag.String("sqlite-dir", envOr("FERRETDB_SQLITE_DIR", "ferretdb-data"), "SQLite data directory (env FERRETDB_SQLITE_DIR)")
+	socket := flag.String("socket", envOr("FERRETDB_SOCKET", ""), "internal Unix socket FerretDB listens on, behind the proxy (env FERRETDB_SOCKET; default <parent of -sqlite-dir>/ferretdb.sock)")
 	logLevel := flag.String("log-level", envOr("FERRETDB_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env FERRETDB_LOG_LEVEL)")
 	doCheck := flag.Bool("check", false, "do not serve: probe a running server at -listen with a write/read/delete and exit")
 	checkTimeout := flag.Duration("check-timeout", 5*time.Second, "timeout for -check")
@@ -116,24 +167,63 @@ func main() {
 	// FerretDB wants a "file:" URI whose path is an existing directory ending with "/".
 	sqliteURL := (&url.URL{Scheme: "file", Path: strings.TrimSuffix(absDir, "/") + "/"}).String()
 
+	sock := *socket
+	if sock == "" {
+		sock = defaultSocket(absDir)
+	}
+	if sock, err = filepath.Abs(sock); err != nil {
+		logger.Error("cannot resolve socket path", "socket", *socket, "error", err)
+		os.Exit(1)
+	}
+	if err = prepareSocket(sock); err != nil {
+		logger.Error("cannot use internal socket", "socket", sock, "error", err)
+		os.Exit(1)
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	// Take the public address first, so that a busy port fails before the
+	// database is opened.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		logger.Error("cannot listen", "listen", *listen, "error", err)
+		os.Exit(1)
+	}
+
+	// FerretDB binds its Unix socket in New; connections made before Run
+	// starts accepting wait in the backlog.
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: *listen},
+		Listener:  ferretdb.ListenerConfig{Unix: sock},
 		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: sqliteURL,
 	})
 	if err != nil {
-		logger.Error("cannot start FerretDB", "listen", *listen, "sqlite", sqliteURL, "error", err)
+		_ = ln.Close()
+		logger.Error("cannot start FerretDB", "socket", sock, "sqlite", sqliteURL, "error", err)
 		os.Exit(1)
 	}
 
-	logger.Info("FerretDB listening", "addr", *listen, "sqlite", sqliteURL, "pid", os.Getpid())
+	// Either part stopping (a signal, or an error) stops the other.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
-	if err = f.Run(ctx); err != nil {
-		logger.Error("FerretDB stopped with error", "error", err)
+	fdbDone := make(chan error, 1)
+	go func() {
+		defer cancel()
+		fdbDone <- f.Run(ctx)
+	}()
+
+	logger.Info("FerretDB listening", "addr", *listen, "socket", sock, "sqlite", sqliteURL, "pid", os.Getpid(),
+		"proxy", "write commands serialised")
+
+	proxyErr := newProxy("unix", sock, logger).serve(ctx, ln)
+	cancel()
+	fdbErr := <-fdbDone
+
+	if proxyErr != nil || fdbErr != nil {
+		logger.Error("FerretDB stopped with error", "proxy", proxyErr, "ferretdb", fdbErr)
 		os.Exit(1)
 	}
 
