@@ -8,7 +8,8 @@ import pytest
 
 from advocacy_common import topics
 from advocacy_common.events import AmbassadorOptedOut
-from advocacy_common.outbox import OUTBOX_FIELD, OutboxRelay, new_document_with_outbox, with_outbox
+from advocacy_common.outbox import (HINTS_COLLECTION, OUTBOX_FIELD, OutboxRelay, new_document_with_outbox,
+                                     notify_outbox, with_outbox)
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_common.testing import read_envelopes
 
@@ -79,3 +80,36 @@ async def test_flush_publishes_one_document_now(database, infrastructure, kafka_
     found = await read_envelopes(infrastructure.kafka_bootstrap_servers, kafka_topics.physical(topics.AMBASSADOR),
                                  predicate=lambda e: e.id == pending[1].id)
     assert len(found) == 1
+
+
+async def test_hinted_documents_are_relayed_without_a_sweep(database, infrastructure, kafka_topics):
+    things = database["things"]
+    hinted, unhinted = opted_out("amb-hint-1"), opted_out("amb-hint-2")
+    await things.insert_one(new_document_with_outbox({"_id": "h1", "tenant": "acme"}, [hinted]))
+    await notify_outbox(things, "h1")
+    await things.insert_one(new_document_with_outbox({"_id": "h2", "tenant": "acme"}, [unhinted]))
+    publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
+    await publisher.start()
+    try:
+        relay = OutboxRelay([things], publisher)
+        assert await relay.run_hinted() == 1  # only the hinted one, without scanning
+        assert await database[HINTS_COLLECTION].count_documents({}) == 0
+        assert len((await things.find_one({"_id": "h2"}))[OUTBOX_FIELD]) == 1
+        assert await relay.run_once() == 1  # the sweep catches the writer that left no hint
+    finally:
+        await publisher.stop()
+    found = await read_envelopes(infrastructure.kafka_bootstrap_servers, kafka_topics.physical(topics.AMBASSADOR),
+                                 min_count=2, predicate=lambda e: e.id in {hinted[1].id, unhinted[1].id})
+    assert len(found) == 2
+
+
+async def test_sweep_drains_more_than_one_batch(database, infrastructure, kafka_topics):
+    things = database["many"]
+    await things.insert_many([new_document_with_outbox({"_id": f"m{i}"}, [opted_out(f"amb-many-{i}")])
+                              for i in range(7)])
+    publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
+    await publisher.start()
+    try:
+        assert await OutboxRelay([things], publisher, batch_size=3).run_once() == 7
+    finally:
+        await publisher.stop()

@@ -99,10 +99,11 @@ class ProcessedEvents:
         await self.collection.create_index("seen_at")
 
     async def already_processed(self, event_ids: Sequence[str]) -> set[str]:
-        if not event_ids:
-            return set()
-        cursor = self.collection.find({"_id": {"$in": list(event_ids)}}, projection={"_id": 1})
-        return {document["_id"] async for document in cursor}
+        # One lookup per id by bare `_id`: the only filter FerretDB 1.x pushes down to
+        # SQLite; an `$in` would scan the whole (ever-growing) ledger each time.
+        ids = list(dict.fromkeys(event_ids))
+        found = await asyncio.gather(*(self.collection.find_one({"_id": i}, projection={"_id": 1}) for i in ids))
+        return {i for i, document in zip(ids, found, strict=True) if document is not None}
 
     async def record(self, event_ids: Sequence[str]) -> None:
         now = datetime.now(UTC)

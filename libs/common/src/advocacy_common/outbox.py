@@ -7,8 +7,14 @@ out. If the relay dies between publish and clear, the next run publishes again:
 at-least-once, never lost. Consumers are idempotent (event ids, watermarks), so
 a re-publication changes nothing downstream.
 
-This works on MongoDB and on FerretDB 1.x (no transactions, no change streams):
-the relay polls with a short interval.
+This works on MongoDB and on FerretDB 1.x (no transactions, no change streams).
+Finding pending events by a query on `_outbox` means scanning a collection
+(FerretDB pushes no filter but a bare `_id` down to SQLite), so writers also
+leave a *hint* (`notify_outbox`: a tiny document in `_outbox_hints` naming the
+changed document) right after their write. The relay polls the hints every
+`poll_interval` and flushes the documents they name; it sweeps the collections
+for pending events only at start and every `sweep_interval`, which catches a
+writer that died between its write and its hint.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from .envelope import Envelope
 from .publishing import EventPublisher
 
 OUTBOX_FIELD = "_outbox"
+HINTS_COLLECTION = "_outbox_hints"
 log = logging.getLogger(__name__)
 
 
@@ -56,26 +63,57 @@ def without_outbox(document: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in document.items() if k != OUTBOX_FIELD}
 
 
+async def notify_outbox(collection: AsyncCollection, document_id: Any) -> None:
+    """Tell the relay that `document_id` has pending events (call right after the write).
+
+    Best effort by design: if this is lost, the relay's sweep still finds the events.
+    """
+    hint_id = f"{collection.name}\x1f{document_id}"
+    try:
+        await collection.database[HINTS_COLLECTION].update_one(
+            {"_id": hint_id}, {"$set": {"collection": collection.name, "document_id": document_id}}, upsert=True)
+    except Exception:
+        log.warning("could not leave an outbox hint for %s; the sweep will find it", hint_id, exc_info=True)
+
+
 class OutboxRelay:
     """Publishes pending events of the given collections, then clears them."""
 
     def __init__(self, collections: list[AsyncCollection], publisher: EventPublisher,
-                 poll_interval: float = 0.1, batch_size: int = 200,
+                 poll_interval: float = 0.1, batch_size: int = 200, sweep_interval: float = 10.0,
                  after_publish: Callable[[], Awaitable[None] | None] | None = None):
         self.collections = collections
         self.publisher = publisher
         self.poll_interval = poll_interval
         self.batch_size = batch_size
+        self.sweep_interval = sweep_interval
         # Test hook: lets the crash test kill the process between publish and clear.
         self._after_publish = after_publish
 
+    async def run_hinted(self) -> int:
+        """Flush the documents named by hints, then drop the hints."""
+        published = 0
+        by_name = {c.name: c for c in self.collections}
+        for hints in {c.database[HINTS_COLLECTION] for c in self.collections}:
+            async for hint in hints.find({}).limit(self.batch_size):
+                collection = by_name.get(hint.get("collection"))
+                if collection is not None:
+                    published += await self.flush(collection, hint.get("document_id"))
+                    await hints.delete_one({"_id": hint["_id"]})
+        return published
+
     async def run_once(self) -> int:
+        """Sweep every collection for pending events (the safety net behind hints)."""
         published = 0
         for collection in self.collections:
-            cursor = collection.find({f"{OUTBOX_FIELD}.0": {"$exists": True}},
-                                     projection={OUTBOX_FIELD: 1}).limit(self.batch_size)
-            async for document in cursor:
-                published += await self._relay_document(collection, document)
+            while True:  # pages of `batch_size` until no pending document is left
+                cursor = collection.find({f"{OUTBOX_FIELD}.0": {"$exists": True}},
+                                         projection={OUTBOX_FIELD: 1}).limit(self.batch_size)
+                documents = [document async for document in cursor]
+                for document in documents:
+                    published += await self._relay_document(collection, document)
+                if len(documents) < self.batch_size:
+                    break
         return published
 
     async def _relay_document(self, collection: AsyncCollection, document: dict[str, Any]) -> int:
@@ -104,10 +142,15 @@ class OutboxRelay:
         return await self._relay_document(collection, document) if document else 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll until `stop` is set; errors are logged and retried, never fatal."""
+        """Poll hints, sweep now and then, until `stop` is set; errors are logged and retried."""
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
         while not stop.is_set():
             try:
-                published = await self.run_once()
+                published = await self.run_hinted()
+                if loop.time() >= next_sweep:
+                    published += await self.run_once()
+                    next_sweep = loop.time() + self.sweep_interval
             except asyncio.CancelledError:
                 raise
             except Exception:

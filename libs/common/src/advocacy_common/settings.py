@@ -30,7 +30,8 @@ class ServiceSettings(BaseSettings):
     log_json: bool = True
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    outbox_poll_seconds: float = 0.1
+    outbox_poll_seconds: float = Field(default=0.1, description="How often the relay reads outbox hints")
+    outbox_sweep_seconds: float = Field(default=10.0, description="How often the relay scans for un-hinted events")
     otlp_endpoint: str | None = Field(default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
     @property

@@ -89,7 +89,8 @@ class ServiceWorker:
         self.names = settings.topics
         self.publisher = EventPublisher(settings.kafka_bootstrap_servers, self.names, client_id=client_id)
         self.broker = build_broker(settings.kafka_bootstrap_servers, client_id)
-        self.relay = OutboxRelay(list(outbox_collections), self.publisher, settings.outbox_poll_seconds)
+        self.relay = OutboxRelay(list(outbox_collections), self.publisher, settings.outbox_poll_seconds,
+                                 sweep_interval=settings.outbox_sweep_seconds)
         self._background = [self.relay.run, *background] if outbox_collections else list(background)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
