@@ -22,7 +22,12 @@ def run_api() -> None:
 def run_worker() -> None:
     settings = AmbassadorSettings()
     _observe(settings)
-    asyncio.run(build_worker(settings).run())
+    asyncio.run(_work(settings))
+
+
+async def _work(settings: AmbassadorSettings) -> None:
+    # The Kafka producer must be created inside the running event loop.
+    await build_worker(settings).run()
 
 
 def _observe(settings: AmbassadorSettings) -> None:
