@@ -18,6 +18,7 @@ import uuid
 
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
+from pymongo import AsyncMongoClient
 
 from advocacy_common import topics
 from advocacy_common.dev_issuer import DevIssuer, JwksServer
@@ -79,6 +80,9 @@ async def main(rows: int, opt_outs: int) -> None:
                 print(f"{name}: median {statistics.median(values):.1f} ms, p95 {percentile(values, 0.95):.1f} ms")
     finally:
         server.stop()
+        mongo = AsyncMongoClient(settings.mongodb_uri)
+        await mongo.drop_database(settings.database)
+        await mongo.close()
 
 
 if __name__ == "__main__":

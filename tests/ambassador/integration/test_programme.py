@@ -160,3 +160,25 @@ async def test_signals_are_reported_and_triaged(client, provision, volunteer, as
     assert reopened.status_code == 409
     not_admin = await client.get(f"/signals/{signal_id}", headers=as_employee("sam@corp.example"))
     assert not_admin.status_code == 403
+
+
+async def test_another_tenant_gets_404_everywhere(client, provision, volunteer, as_employee, bearer):
+    user = await provision("iso@corp.example")
+    await volunteer("iso@corp.example")
+    headers = {**as_employee("iso@corp.example"), "Idempotency-Key": "signal-1"}
+    body = {"url": "https://social.example/t/5", "severity": "low"}
+    first = await client.post("/me/signals", json=body, headers=headers)
+    retried = await client.post("/me/signals", json=body, headers=headers)
+    assert retried.json()["signal_id"] == first.json()["signal_id"]
+
+    intruder = bearer("intruder-tenant", "admin@intruder.example", "admin", "ambassador")
+    answers = [
+        await client.get(f"/ambassadors/{user['id']}", headers=intruder),
+        await client.get(f"/ambassadors/{user['id']}/export", headers=intruder),
+        await client.post(f"/ambassadors/{user['id']}/erasure", headers=intruder),
+        await client.post(f"/ambassadors/{user['id']}/recognitions", json={"reason": "Sneaky"}, headers=intruder),
+        await client.get(f"/signals/{first.json()['signal_id']}", headers=intruder),
+        await client.patch(f"/signals/{first.json()['signal_id']}", json={"status": "closed"}, headers=intruder),
+    ]
+    assert [a.status_code for a in answers] == [404] * 6
+    assert (await client.get("/me", headers=as_employee("iso@corp.example"))).json()["status"] == "opted_in"
