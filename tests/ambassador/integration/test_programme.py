@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 
@@ -62,6 +63,9 @@ async def test_consent_records_list_page_and_export(client, provision, volunteer
     assert all(r["channel"] in ("teams", "web") and r["charter_version"] == 1 for r in records)
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     assert sorted(row["consent_id"] for row in rows) == sorted(r["consent_id"] for r in records)
+    as_json = await client.get("/consents/export", params={"format": "json"}, headers=as_admin)
+    assert sorted(json.loads(line)["consent_id"] for line in as_json.text.splitlines()) == \
+        sorted(r["consent_id"] for r in records)
     denied = await client.get("/consents", headers=as_employee("c1@corp.example"))
     assert denied.status_code == 403
 
