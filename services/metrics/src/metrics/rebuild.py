@@ -35,7 +35,10 @@ async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
     if not assigned:
         return False
     ends = await consumer.end_offsets(assigned)
-    return all(await consumer.position(partition) >= ends[partition] for partition in assigned)
+    for partition in assigned:
+        if await consumer.position(partition) < ends[partition]:
+            return False
+    return True
 
 
 async def replay(consumer: AIOKafkaConsumer, dispatcher: Dispatcher, store: MongoMetricsStore) -> int:

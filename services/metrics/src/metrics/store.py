@@ -27,6 +27,7 @@ GENERATIONS = "generations"
 WATERMARKS = "_wm"
 DUPLICATE_KEY = 11000
 FIRST_GENERATION = 1
+UPDATES_PER_COMMAND = 50
 
 
 def _duplicate_indexes(error: BulkWriteError) -> list[int]:
@@ -106,30 +107,29 @@ class MongoMetricsStore:
         for name, group in by_collection.items():
             updates = [{"q": _guard(w), "u": _update(w), "upsert": True} for w in group]
             # A failed guard on an existing document makes the upsert insert its _id again: duplicate key.
-            refused += [group[index] for index in await self._update_ordered(name, updates)]
+            if not await self._update_all(name, updates):
+                # Which ones went through is not reliably reported (FerretDB 1.x), and need not be:
+                # the caller reads the watermarks and re-sends only what a document does not hold.
+                refused += group
         return refused
 
-    async def _update_ordered(self, name: str, updates: list[dict[str, Any]]) -> list[int]:
-        """Run updates in order, resuming after each duplicate-key refusal; return the refused indexes.
+    async def _update_all(self, name: str, updates: list[dict[str, Any]]) -> bool:
+        """One ordered `update` command; False when some update met a duplicate key.
 
-        A raw ordered `update` command: FerretDB 1.x neither continues an unordered
-        batch after an error nor reports `nModified` the way PyMongo's bulk API expects.
+        A raw command because FerretDB 1.x answers a failed bulk without the
+        `nModified` field PyMongo's bulk API requires; in chunks, because it
+        deadlocks on an update command of 100 or more matching statements.
         """
-        refused: list[int] = []
-        start = 0
-        collection = self.collection(name)
-        while start < len(updates):
-            reply = await self.database.command(
-                {"update": collection.name, "updates": updates[start:], "ordered": True})
+        clean = True
+        for start in range(0, len(updates), UPDATES_PER_COMMAND):
+            reply = await self.database.command({"update": self.collection(name).name, "ordered": True,
+                                                 "updates": updates[start:start + UPDATES_PER_COMMAND]})
             errors = reply.get("writeErrors") or []
-            if not errors:
-                break
-            error = errors[0]
-            if error.get("code") != DUPLICATE_KEY:
-                raise OperationFailure(error.get("errmsg", "update failed"), error.get("code"), reply)
-            refused.append(start + error["index"])
-            start += error["index"] + 1
-        return refused
+            for error in errors:
+                if error.get("code") != DUPLICATE_KEY:
+                    raise OperationFailure(error.get("errmsg", "update failed"), error.get("code"), reply)
+            clean = clean and not errors
+        return clean
 
     async def read_watermarks(self, writes: Sequence[ConditionalWrite]) -> dict[tuple[str, str], dict[str, int]]:
         ids: dict[str, list[str]] = defaultdict(list)
@@ -154,9 +154,10 @@ class MongoMetricsStore:
             if additions:
                 update["$addToSet"] = additions
             changes.append({"q": {"_id": row.doc_id}, "u": update, "upsert": True})
-        # Two writers may create the same day at once; the loser adds its sets to the winner's document.
-        for index in await self._update_ordered(ACTIVITY, changes):
-            await self.collection(ACTIVITY).update_one(changes[index]["q"], changes[index]["u"])
+        if not await self._update_all(ACTIVITY, changes):
+            # Another writer created one of these days at the same moment: redo each (idempotent).
+            for change in changes:
+                await self.collection(ACTIVITY).update_one(change["q"], change["u"], upsert=True)
 
     async def erased_among(self, people: set[tuple[str, str]]) -> set[tuple[str, str]]:
         if not people:

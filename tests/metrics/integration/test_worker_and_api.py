@@ -1,0 +1,158 @@
+"""The worker and the API on the real Kafka and database: freshness, privacy, erasure, rebuild."""
+
+import asyncio
+import time
+import uuid
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from advocacy_common.events import EngagementKind, Network
+from advocacy_common.publishing import EventPublisher
+from metrics.bootstrap import build_worker, create_app
+from metrics.rebuild import rebuild
+from metrics.settings import MetricsSettings
+from metrics_testkit import BASE_DAY, engaged, envelope, erased, opted_in, published, shared
+
+pytestmark = pytest.mark.integration
+PERIOD = {"from": BASE_DAY.date().isoformat(), "to": BASE_DAY.date().isoformat()}
+
+
+@pytest.fixture
+def settings(infrastructure, kafka_topics, unique_db_name, auth_settings) -> MetricsSettings:
+    return MetricsSettings(kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers,
+                           mongodb_uri=infrastructure.mongodb_uri, database=unique_db_name("metrics"),
+                           topic_prefix=kafka_topics.prefix, topic_partitions=3,
+                           consumer_group=f"metrics-{uuid.uuid4().hex[:8]}", generation_poll_seconds=0.2,
+                           stream_poll_seconds=0.1, **auth_settings)
+
+
+@pytest.fixture
+async def running(settings):
+    """The worker and the API, both in-process, plus a publisher to feed the topics."""
+    worker = build_worker(settings)
+    await worker.start()
+    publisher = EventPublisher(settings.kafka_bootstrap_servers, settings.topics, client_id="metrics-test")
+    await publisher.start()
+    app = create_app(settings)
+    async with LifespanManager(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://metrics") as client:
+            yield client, publisher, worker
+    await publisher.stop()
+    await worker.stop()
+
+
+async def publish(publisher: EventPublisher, tenant: str, *events) -> None:
+    await publisher.publish_many([(event.topic, envelope(event, tenant)) for event in events])
+
+
+async def wait_for(client, path, headers, check, timeout=15.0, params=PERIOD):
+    deadline = time.monotonic() + timeout
+    while True:
+        response = await client.get(path, headers=headers, params=params)
+        if response.status_code == 200 and check(response.json()):
+            return response.json()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never satisfied the check: {response.status_code} {response.text[:500]}")
+        await asyncio.sleep(0.1)
+
+
+async def test_kpis_privacy_erasure_and_freshness(running, bearer):
+    client, publisher, _ = running
+    tenant = f"acme-{uuid.uuid4().hex[:6]}"
+    analyst = bearer(tenant, "ann", "analyst")
+    team = [f"amb{n}" for n in range(5)]
+    # Engagement before its share, and shares before the opt-ins: all must still count.
+    await publish(publisher, tenant,
+                  engaged("e1", "s1", "amb0", "c1", "camp1", "red", EngagementKind.IMPRESSION, 200),
+                  engaged("e2", "s1", "amb0", "c1", "camp1", "red", EngagementKind.REACTION, 10),
+                  engaged("e3", "s2", "amb1", "c2", "camp1", "red", EngagementKind.IMPRESSION, 100),
+                  engaged("e4", "s2", "amb1", "c2", "camp1", "red", EngagementKind.COMMENT, 30),
+                  shared("s1", "amb0", "c1", "camp1", "red", reach=1000),
+                  shared("s2", "amb1", "c2", "camp1", "red", personalized=False, reach=500),
+                  published("c1", "camp1", ["ai"]), published("c2", "camp1", ["hr"]),
+                  *[opted_in(a, "red", leaderboard=a == "amb1") for a in team],
+                  opted_in("solo1", "blue"), opted_in("solo2", "blue"))
+    overview = await wait_for(client, "/v1/metrics/overview", analyst,
+                              lambda body: body["kpis"]["shares"] == 2 and body["kpis"]["comments"] == 30
+                              and body["kpis"]["ambassadors_opted_in"] == 7)
+    kpis = overview["kpis"]
+    assert (kpis["active_ambassadors"], kpis["impressions"], kpis["potential_reach"]) == (2, 300, 1500)
+    assert kpis["engagement_rate"] == 40 / 300 and kpis["personalization_rate"] == 0.5
+    assert kpis["earned_media_value"] == round(300 * 12.0 / 1000, 2)
+
+    red = (await client.get("/v1/metrics/teams/red", headers=bearer(tenant, "m", "manager"), params=PERIOD)).json()
+    assert red["kpis"]["ambassadors_opted_in"] == 5 and red["kpis"]["activation_rate"] == 2 / 5
+    too_small = await client.get("/v1/metrics/teams/blue", headers=bearer(tenant, "m", "manager"), params=PERIOD)
+    assert too_small.status_code == 403 and too_small.json()["title"] == "Group too small"
+    assert too_small.headers["content-type"].startswith("application/problem+json")
+    listing = (await client.get("/v1/metrics/teams", headers=analyst, params=PERIOD)).json()
+    assert [t["value"] for t in listing["teams"]] == ["red"] and listing["hidden_teams"] == 1
+
+    top = (await client.get("/v1/metrics/top/contents", headers=analyst, params=PERIOD)).json()["items"]
+    assert [item["key"] for item in top] == ["c2", "c1"]  # 30/100 before 10/200
+    topics = (await client.get("/v1/metrics/top/topics", headers=analyst, params=PERIOD)).json()["items"]
+    assert [item["key"] for item in topics] == ["hr", "ai"]
+    board = (await client.get("/v1/metrics/leaderboard", headers=bearer(tenant, "amb3", "ambassador"),
+                              params=PERIOD)).json()["entries"]
+    assert [entry["ambassador_id"] for entry in board] == ["amb1"]  # only who chose to appear
+    csv_text = (await client.get("/v1/metrics/export.csv", headers=analyst,
+                                 params={**PERIOD, "dimension": "team"})).text
+    assert csv_text.splitlines()[1].split(",")[3:6] == ["team", "red", "5"]
+    assert "blue" not in csv_text
+
+    me = bearer(tenant, "amb0", "ambassador")
+    mine = (await client.get("/v1/metrics/me", headers=me, params=PERIOD)).json()
+    assert mine["points"][0]["kpis"]["impressions"] == 200
+    assert (await client.get("/v1/metrics/overview", headers=me)).status_code == 403
+    assert (await client.get("/v1/metrics/overview")).status_code == 401
+    other = bearer("another-tenant", "x", "analyst")
+    assert (await client.get("/v1/metrics/campaigns/camp1", headers=other, params=PERIOD)).status_code == 404
+
+    async with client.stream("GET", "/v1/metrics/stream", headers=analyst, params={"max_events": 1}) as sse:
+        assert sse.headers["content-type"].startswith("text/event-stream")
+        body = "".join([chunk async for chunk in sse.aiter_text()])
+    assert body.startswith("id: 1\nevent: kpis\ndata: {")
+
+    # Freshness at steady state: one more event shows within 2 seconds.
+    started = time.monotonic()
+    await publish(publisher, tenant, engaged("e5", "s1", "amb0", "c1", "camp1", "red", EngagementKind.CLICK, 4,
+                                             unique=True))
+    await wait_for(client, "/v1/metrics/overview", analyst, lambda b: b["kpis"]["clicks"] == 4, timeout=5)
+    assert time.monotonic() - started < 2.0
+
+    # Erasure: the person's own figures go, the totals stay.
+    await publish(publisher, tenant, erased("amb0"))
+    await wait_for(client, "/v1/metrics/me", me, lambda b: b["points"][0]["kpis"]["impressions"] == 0)
+    after = (await client.get("/v1/metrics/overview", headers=analyst, params=PERIOD)).json()["kpis"]
+    assert (after["impressions"], after["shares"], after["ambassadors_opted_in"]) == (300, 2, 6)
+
+
+async def test_rebuild_equals_live_and_the_worker_follows(running, bearer, settings):
+    client, publisher, worker = running
+    tenant = f"rebuild-{uuid.uuid4().hex[:6]}"
+    analyst = bearer(tenant, "ann", "analyst")
+    await publish(publisher, tenant, *[opted_in(f"a{n}", "red", [Network.LINKEDIN, Network.X]) for n in range(5)],
+                  *[shared(f"s{n}", f"a{n % 5}", f"c{n % 3}", "camp", "red", Network.X, day=n % 2) for n in range(20)],
+                  *[engaged(f"e{n}", f"s{n}", f"a{n % 5}", f"c{n % 3}", "camp", "red", kind, n + 1,
+                            network=Network.X, day=n % 2)
+                    for n, kind in enumerate(list(EngagementKind) * 4)])
+    two_days = {"from": PERIOD["from"], "to": BASE_DAY.date().replace(day=BASE_DAY.day + 1).isoformat()}
+    await wait_for(client, "/v1/metrics/overview", analyst, lambda b: b["kpis"]["shares"] == 20, params=two_days)
+    await asyncio.sleep(1.0)  # let the last engagements land too
+    paths = ["/v1/metrics/overview", "/v1/metrics/campaigns/camp", "/v1/metrics/networks/x",
+             "/v1/metrics/contents/c1", "/v1/metrics/teams/red"]
+    live = [(await client.get(p, headers=analyst, params=two_days)).json() for p in paths]
+    series = (await client.get("/v1/metrics/timeseries", headers=analyst, params={**two_days, "granularity": "day"})).json()
+
+    assert await rebuild(settings) == 2
+    rebuilt = [(await client.get(p, headers=analyst, params=two_days)).json() for p in paths]
+    assert rebuilt == live
+    assert (await client.get("/v1/metrics/timeseries", headers=analyst,
+                             params={**two_days, "granularity": "day"})).json() == series
+
+    # The worker moves to the new generation and keeps counting there.
+    await wait_for(client, "/livez", {}, lambda b: worker.generation == 2, params={})
+    await publish(publisher, tenant, shared("late", "a1", "c1", "camp", "red", Network.X))
+    await wait_for(client, "/v1/metrics/overview", analyst, lambda b: b["kpis"]["shares"] == 21, params=two_days)
