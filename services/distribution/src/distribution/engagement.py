@@ -170,7 +170,7 @@ async def ingest_report(store: DistributionStore, publisher: EventPublisher, opt
     except Exception as error:
         raise Problem(503, "Service Unavailable", "The report could not be stored durably; retry with the same id.",
                       headers={"Retry-After": "5"}) from error
-    await store.mark_report_acknowledged(tenant, report_id)
+    await store.mark_report_acknowledged(report_id)
     return envelope.id
 
 

@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from advocacy_common.consuming import insert_once
-from advocacy_common.outbox import without_outbox
+from advocacy_common.outbox import notify_outbox, without_outbox
 
 from .models import AmbassadorView, AuthenticityPolicy, CharterView, ContentView
 
@@ -23,6 +24,13 @@ CONFIRMED = "confirmed"
 ERASURE_ATTEMPTS = 20
 ERASURE_RECHECK_SECONDS = 0.2
 PREPARED = "prepared"
+
+
+async def find_of_tenant(collection: AsyncCollection, document_id: str, tenant: str) -> dict[str, Any] | None:
+    """By bare `_id` (the only filter FerretDB 1.x hands to SQLite; anything more scans the collection),
+    then the tenant is checked here: another tenant's document is as good as missing."""
+    document = await collection.find_one({"_id": document_id})
+    return document if document is not None and document.get("tenant") == tenant else None
 
 
 def scoped_id(tenant: str, *parts: str) -> str:
@@ -69,7 +77,7 @@ class DistributionStore:
     # --- projections -------------------------------------------------------------------
 
     async def get_content(self, tenant: str, content_id: str) -> ContentView | None:
-        document = await self.contents.find_one({"_id": scoped_id(tenant, content_id), "tenant": tenant})
+        document = await find_of_tenant(self.contents, scoped_id(tenant, content_id), tenant)
         return ContentView.model_validate(document) if document else None
 
     async def list_published_contents(self, tenant: str, now: datetime) -> list[ContentView]:
@@ -77,11 +85,11 @@ class DistributionStore:
         return [ContentView.model_validate(document) async for document in cursor]
 
     async def get_ambassador(self, tenant: str, ambassador_id: str) -> AmbassadorView | None:
-        document = await self.ambassadors.find_one({"_id": scoped_id(tenant, ambassador_id), "tenant": tenant})
+        document = await find_of_tenant(self.ambassadors, scoped_id(tenant, ambassador_id), tenant)
         return AmbassadorView.model_validate(document) if document else None
 
     async def get_charter(self, tenant: str) -> CharterView:
-        document = await self.charters.find_one({"_id": tenant, "tenant": tenant})
+        document = await find_of_tenant(self.charters, tenant, tenant)
         return CharterView.model_validate(document or {})
 
     async def list_comments_awaiting_reply(self, tenant: str, ambassador_id: str) -> list[dict[str, Any]]:
@@ -92,7 +100,7 @@ class DistributionStore:
     # --- shares --------------------------------------------------------------------------
 
     async def get_share(self, tenant: str, share_id: str) -> dict[str, Any] | None:
-        return without_outbox(await self.shares.find_one({"_id": share_id, "tenant": tenant}))
+        return without_outbox(await find_of_tenant(self.shares, share_id, tenant))
 
     async def list_shares_of(self, tenant: str, ambassador_id: str, limit: int,
                              after: tuple[datetime, str] | None = None) -> list[dict[str, Any]]:
@@ -131,6 +139,8 @@ class DistributionStore:
 
     async def confirm_share(self, tenant: str, share_id: str, update: dict[str, Any]) -> bool:
         result = await self.shares.update_one({"_id": share_id, "tenant": tenant, "status": PREPARED}, update)
+        if result.modified_count == 1:
+            await notify_outbox(self.shares, share_id)
         return result.modified_count == 1
 
     # --- links and visits ----------------------------------------------------------------
@@ -144,7 +154,7 @@ class DistributionStore:
         return await self.links.find_one({"_id": code})
 
     async def get_link_of_tenant(self, tenant: str, code: str) -> dict[str, Any] | None:
-        return await self.links.find_one({"_id": code, "tenant": tenant})
+        return await find_of_tenant(self.links, code, tenant)
 
     async def claim_link_for_share(self, tenant: str, code: str, share_id: str) -> bool:
         """One confirmed share per link: the first confirmation claims it (a retry of it still matches)."""
@@ -154,7 +164,11 @@ class DistributionStore:
         return result.matched_count == 1
 
     async def insert_click(self, document: dict[str, Any]) -> bool:
-        return await insert_once(self.clicks, document)
+        """Insert a click carrying its event, and leave the relay a hint so it needs no scan."""
+        inserted = await insert_once(self.clicks, document)
+        if inserted:
+            await notify_outbox(self.clicks, document["_id"])
+        return inserted
 
     # --- connectors and reports ------------------------------------------------------------
 
@@ -162,7 +176,7 @@ class DistributionStore:
         return await insert_once(self.connectors, document)
 
     async def get_connector(self, tenant: str, connector_id: str) -> dict[str, Any] | None:
-        return await self.connectors.find_one({"_id": connector_id, "tenant": tenant})
+        return await find_of_tenant(self.connectors, connector_id, tenant)
 
     async def list_connectors(self, tenant: str) -> list[dict[str, Any]]:
         cursor = self.connectors.find({"tenant": tenant}, projection={"secret": 0}).sort("created_at", ASCENDING)
@@ -172,17 +186,17 @@ class DistributionStore:
         return await insert_once(self.reports, document)
 
     async def get_report(self, tenant: str, report_id: str) -> dict[str, Any] | None:
-        return await self.reports.find_one({"_id": report_id, "tenant": tenant})
+        return await find_of_tenant(self.reports, report_id, tenant)
 
-    async def mark_report_acknowledged(self, tenant: str, report_id: str) -> None:
+    async def mark_report_acknowledged(self, report_id: str) -> None:
         # The envelope is only needed until Kafka has it; dropping it keeps no ambassador id here.
-        await self.reports.update_one({"_id": report_id, "tenant": tenant},
+        await self.reports.update_one({"_id": report_id},
                                       {"$set": {"acknowledged": True}, "$unset": {"envelope": ""}})
 
     # --- tenant policy ------------------------------------------------------------------------
 
     async def get_policy(self, tenant: str) -> tuple[AuthenticityPolicy, int]:
-        document = await self.policies.find_one({"_id": tenant, "tenant": tenant})
+        document = await find_of_tenant(self.policies, tenant, tenant)
         if document is None:
             return AuthenticityPolicy(), 0
         return AuthenticityPolicy.model_validate(document["policy"]), document["version"]
