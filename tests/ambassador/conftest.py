@@ -28,7 +28,8 @@ def settings(infrastructure, kafka_topics, run_id, auth_settings) -> AmbassadorS
     return AmbassadorSettings(kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers,
                               mongodb_uri=infrastructure.mongodb_uri,
                               database=f"ambassador_{run_id}_{uuid.uuid4().hex[:6]}",
-                              topic_prefix=kafka_topics.prefix, topic_partitions=3, **auth_settings)
+                              topic_prefix=kafka_topics.prefix, topic_partitions=3,
+                              outbox_sweep_seconds=1.0, **auth_settings)
 
 
 @pytest.fixture(scope="module")

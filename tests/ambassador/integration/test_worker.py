@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from pymongo import AsyncMongoClient
@@ -13,6 +16,7 @@ from advocacy_common.outbox import OUTBOX_FIELD
 from ambassador.bootstrap import build_worker
 
 pytestmark = pytest.mark.integration
+CHILD = Path(__file__).with_name("opt_out_child.py")
 
 
 @pytest.fixture(scope="module")
@@ -75,5 +79,22 @@ async def test_worker_publishes_what_the_api_could_not(app, client, worker, prov
         context.flush = original
 
     assert response.status_code == 200 and response.json()["status"] == "opted_out"
+    events = await tenant_events(1, lambda e: e.type == "ambassador.opted_out.v1" and e.subject == user["id"])
+    assert events[0].data["reason"] == "self"
+
+
+async def test_an_opt_out_survives_a_crash_between_write_and_publication(client, worker, settings, provision,
+                                                                         volunteer, as_employee, tenant,
+                                                                         tenant_events):
+    user = await provision("crash@corp.example")
+    await volunteer("crash@corp.example")
+
+    child = await asyncio.create_subprocess_exec(sys.executable, str(CHILD), settings.mongodb_uri,
+                                                 settings.database, tenant, user["id"])
+    assert await asyncio.wait_for(child.wait(), timeout=60) == -signal.SIGKILL
+
+    # The API process died after the write: the state is there and the worker's relay publishes the event.
+    me = await client.get("/me", headers=as_employee("crash@corp.example"))
+    assert me.json()["status"] == "opted_out"
     events = await tenant_events(1, lambda e: e.type == "ambassador.opted_out.v1" and e.subject == user["id"])
     assert events[0].data["reason"] == "self"

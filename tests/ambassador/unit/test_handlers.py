@@ -23,6 +23,7 @@ class FakeStore:
         self.people: dict[str, Person] = {}
         self.outbox: dict[str, list] = {}
         self.interfere = 0
+        self.hinted: list[str] = []
 
     async def get_person(self, tenant, person_id):
         person = self.people.get(person_id)
@@ -46,6 +47,9 @@ class FakeStore:
             raise StaleWrite(person.id)
         self.people[person.id] = person
         self.outbox.setdefault(person.id, []).extend(items)
+
+    async def hint_person(self, person_id):
+        self.hinted.append(person_id)
 
     async def list_people_with_consents(self, tenant, from_person_id, batch, inclusive=True):
         ids = sorted(i for i, p in self.people.items() if p.consents and (
@@ -102,6 +106,7 @@ async def test_a_failed_immediate_publication_leaves_events_to_the_relay(ctx, st
     person, _ = await handlers.provision(ctx, "acme", entry())
     updated = await handlers.change_person(ctx, "acme", person.id, lambda p: opt_in(p, 1, 1, "web", NOW))
     assert updated.status == "opted_in" and len(store.outbox[person.id]) == 2
+    assert store.hinted == [person.id]
 
 
 async def test_provision_creates_updates_or_leaves_unchanged(ctx):

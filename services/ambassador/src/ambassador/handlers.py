@@ -98,8 +98,11 @@ async def _flush_quietly(ctx: Context, person_id: str) -> None:
     try:
         await ctx.flush(person_id)
     except Exception:
-        # The events stay in the outbox; the worker's relay publishes them shortly.
+        # The events stay in the outbox; the hint makes the worker's relay publish them at
+        # its next poll. (Hints are left only then: after a successful flush, a hint would
+        # only make the worker publish again. A crash before the flush is the sweep's job.)
         log.warning("immediate publication failed for %s; left to the relay", person_id, exc_info=True)
+        await ctx.store.hint_person(person_id)
 
 
 async def change_person(ctx: Context, tenant: str, person_id: str, rule: PersonRule) -> Person:

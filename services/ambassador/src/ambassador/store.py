@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 from advocacy_common.api_support import decode_cursor, encode_cursor
 from advocacy_common.envelope import Envelope, parse_time
 from advocacy_common.errors import invalid
-from advocacy_common.outbox import OUTBOX_FIELD, new_document_with_outbox, with_outbox
+from advocacy_common.outbox import OUTBOX_FIELD, new_document_with_outbox, notify_outbox, with_outbox
 
 from .models import Person, lookup_key
 
@@ -259,9 +259,9 @@ class AmbassadorStore:
         The document carries `request_fingerprint`; the same key with another body raises KeyReused.
         Other unique-index clashes propagate as DuplicateKeyError.
         """
+        items = list(items)
         try:
             await collection.insert_one(new_document_with_outbox(document, items))
-            return document, True
         except DuplicateKeyError:
             existing = await self.get_by_id(collection, document["tenant"], document["_id"])
             if existing is None:
@@ -269,12 +269,19 @@ class AmbassadorStore:
             if existing.get("request_fingerprint") != document.get("request_fingerprint"):
                 raise KeyReused(document["_id"]) from None
             return existing, False
+        if items:
+            await notify_outbox(collection, document["_id"])
+        return document, True
 
     async def update_versioned(self, collection: AsyncCollection, tenant: str, document_id: str,
-                               expected_version: int, changes: dict[str, Any], items: OutboxItems = ()) -> bool:
+                               expected_version: int, changes: dict[str, Any]) -> bool:
         result = await collection.update_one(self.guarded(tenant, document_id, expected_version),
-                                             with_outbox({"$set": changes, "$inc": {"version": 1}}, items))
+                                             {"$set": changes, "$inc": {"version": 1}})
         return result.matched_count == 1
+
+    async def hint_person(self, person_id: str) -> None:
+        """Ask the worker's relay to publish this person's pending events at its next poll."""
+        await notify_outbox(self.people, person_id)
 
     async def list_recognitions(self, tenant: str, recipient_id: str, cursor: str | None, limit: int):
         return await newest_first_page(self.recognitions, {"tenant": tenant, "recipient_id": recipient_id},
