@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -64,3 +66,16 @@ async def test_import_refuses_what_it_cannot_read(client, as_integrator, as_empl
     assert not_a_list.status_code == 422 and not_a_list.json()["errors"][0]["field"] == "employees"
     assert wrong_type.status_code == 415
     assert employee.status_code == 403
+
+
+async def test_concurrent_provisioning_of_one_user_name_makes_one_person(client, as_integrator, as_admin):
+    rows = {"employees": [{"user_name": "twin@corp.example", "given_name": "Twin"}]}
+    reports = await asyncio.gather(*(client.post("/directory/import", json=rows, headers=as_integrator)
+                                     for _ in range(4)))
+    assert [r.status_code for r in reports] == [200] * 4
+    assert sum(r.json()["created"] for r in reports) == 1
+    found = await client.get("/scim/v2/Users", params={"filter": 'userName eq "twin@corp.example"'},
+                             headers=as_integrator)
+    assert found.json()["totalResults"] == 1
+    everyone = await client.get("/ambassadors", params={"status": "not_enrolled"}, headers=as_admin)
+    assert [p["user_name"] for p in everyone.json()["items"]] == ["twin@corp.example"]

@@ -154,7 +154,23 @@ class AmbassadorStore:
     async def insert_person(self, person: Person, items: OutboxItems) -> None:
         """Raises DuplicateKeyError when the userName is taken."""
         await self._claim_keys(person)
-        await self.people.insert_one(new_document_with_outbox(person_document(person), items))
+        try:
+            await self.people.insert_one(new_document_with_outbox(person_document(person), items))
+        except DuplicateKeyError:
+            await self._repair_user_name_key(person)
+            raise
+
+    async def _repair_user_name_key(self, person: Person) -> None:
+        # Two concurrent creations of one userName: the loser may have taken the key over
+        # before the unique index refused its person. Point the key back at the winner.
+        assert person.directory is not None
+        winner = await self.people.find_one({"tenant": person.tenant,
+                                             "user_name_key": lookup_key(person.directory.user_name)},
+                                            projection={"_id": 1})
+        if winner is not None:
+            await self.directory_keys.update_one(
+                {"_id": key_id(person.tenant, "user_name", person.directory.user_name)},
+                {"$set": {"person_id": winner["_id"]}})
 
     async def update_person(self, person: Person, previous: Person, items: OutboxItems) -> None:
         """Write the whole person and its events in one update, if nobody wrote since `previous` was read."""
