@@ -8,6 +8,7 @@ after a failure publishes the very same event.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
@@ -64,10 +65,11 @@ async def follow_link(store: DistributionStore, options: Options, code: str, cli
     link = await store.get_link(code)
     if link is None:
         return None
-    content = await store.get_content(link["tenant"], link["content_id"])
-    destination = content.link_url if content is not None and content.link_url else link["link_url"]
+    work = [store.get_content(link["tenant"], link["content_id"])]
     if not is_link_preview_bot(user_agent):
-        await record_click(store, options, link, client_ip, user_agent or "", now)
+        work.append(record_click(store, options, link, client_ip, user_agent or "", now))
+    content, *_ = await asyncio.gather(*work)  # the click is durable before we answer, in parallel with the lookup
+    destination = content.link_url if content is not None and content.link_url else link["link_url"]
     return with_utm(destination, network=link["network"], campaign_id=link.get("campaign_id") or "", code=code)
 
 
