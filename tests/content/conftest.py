@@ -141,15 +141,6 @@ class ContentKit:
         assert response.status_code == 200, response.text
         return response.json()
 
-    async def settled(self, item_id: str) -> None:
-        """Wait until the relay has published and cleared the item's pending events."""
-        store = self.api.app.state.service.store
-
-        async def cleared() -> bool:
-            return (await store.get_item_state(self.tenant, item_id))[1] is False
-
-        await eventually(cleared)
-
     async def events(self, min_count: int, event_type: str | None = None, timeout: float = 20.0,
                      distinct: bool = True) -> list:
         """This tenant's events on the content topic, read with the CloudEvents SDK.

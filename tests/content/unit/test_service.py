@@ -45,7 +45,6 @@ class FakeStore:
         self.campaigns, self.items = FakeCollection(), FakeCollection()
         self.ambassadors: dict[str, dict] = {}
         self.settings: dict[str, dict] = {}
-        self.sent: dict[str, list[dict]] = {}
 
     async def insert_idempotent(self, collection: FakeCollection, document: dict) -> tuple[dict, bool]:
         existing = collection.docs.get(document["_id"])
@@ -56,11 +55,10 @@ class FakeStore:
         collection.docs[document["_id"]] = copy.deepcopy(document)
         return without_outbox(copy.deepcopy(document)), True
 
-    async def update_guarded(self, collection: FakeCollection, document: dict, update: dict,
-                             settled: bool = False) -> dict | None:
+    async def update_guarded(self, collection: FakeCollection, document: dict, update: dict) -> dict | None:
         current = collection.docs.get(document["_id"])
         if current is None or current["version"] != document["version"] or \
-                current.get("status") != document.get("status") or (settled and current.get(OUTBOX_FIELD)):
+                current.get("status") != document.get("status"):
             return None
         apply_update(current, update)
         return without_outbox(copy.deepcopy(current))
@@ -72,15 +70,6 @@ class FakeStore:
     async def get_item(self, tenant: str, item_id: str) -> dict | None:
         found = self.items.matching(lambda d: d["_id"] == item_id and d["tenant"] == tenant)
         return found[0] if found else None
-
-    async def get_item_state(self, tenant: str, item_id: str) -> tuple[int, bool] | None:
-        found = self.items.docs.get(item_id)
-        return (found["version"], bool(found.get(OUTBOX_FIELD))) if found else None
-
-    def relay(self) -> None:
-        """What the outbox relay does: publish the pending events (here: remember them), clear them."""
-        for item_id, document in self.items.docs.items():
-            self.sent.setdefault(item_id, []).extend(document.pop(OUTBOX_FIELD, []))
 
     async def get_tenant_settings(self, tenant: str) -> dict:
         return self.settings.get(tenant, {"_id": tenant, "tenant": tenant, "four_eyes": True, "version": 0})
@@ -95,20 +84,18 @@ class FakeStore:
         return self.ambassadors.get(f"{tenant}:{ambassador_id}")
 
     async def list_due_for_publication(self, now: datetime, limit: int) -> list[dict]:
-        return self.items.matching(lambda d: d["status"] == "approved" and d["publish_at"] <= now
-                                   and not d.get(OUTBOX_FIELD))[:limit]
+        return self.items.matching(lambda d: d["status"] == "approved" and d["publish_at"] <= now)[:limit]
 
     async def list_due_for_retirement(self, now: datetime, limit: int) -> list[dict]:
         return self.items.matching(lambda d: d["status"] == "published" and d.get("expires_at") is not None
-                                   and d["expires_at"] <= now and not d.get(OUTBOX_FIELD))[:limit]
+                                   and d["expires_at"] <= now)[:limit]
 
     async def list_campaigns_to_refresh(self, limit: int) -> list[dict]:
         return self.campaigns.matching(lambda d: d.get("refresh_published"))[:limit]
 
     async def list_published_behind(self, campaign: dict, limit: int) -> list[dict]:
         return self.items.matching(lambda d: d["campaign_id"] == campaign["_id"] and d["status"] == "published"
-                                   and d.get("campaign_version", 0) < campaign["version"]
-                                   and not d.get(OUTBOX_FIELD))[:limit]
+                                   and d.get("campaign_version", 0) < campaign["version"])[:limit]
 
     async def list_by_person(self, tenant: str, person: str) -> list[dict]:
         return self.items.matching(lambda d: d["tenant"] == tenant and person in d["authors"])
@@ -164,9 +151,7 @@ async def approved(service: ContentService, campaign_id: str, **overrides) -> di
 
 
 def outbox_types(store: FakeStore, item_id: str) -> list[str]:
-    """The types of an item's events, sent or pending, in order."""
-    entries = store.sent.get(item_id, []) + store.items.docs[item_id].get(OUTBOX_FIELD, [])
-    return [entry["envelope"]["type"] for entry in entries]
+    return [entry["envelope"]["type"] for entry in store.items.docs[item_id].get(OUTBOX_FIELD, [])]
 
 
 async def test_scheduler_publishes_due_items_with_their_snapshot(service, store, clock):
@@ -200,13 +185,11 @@ async def test_published_items_retire_at_expiry(service, store, clock):
     item = await approved(service, campaign["_id"], expires_at=NOW + timedelta(hours=2))
     clock.now = NOW + timedelta(hours=1, minutes=30)
     await service.publish_due(clock(), 100)
-    clock.now = NOW + timedelta(hours=2)
-    # Due, but its publication still waits for the relay: nothing moves it before that.
     assert await service.retire_due(clock(), 100) == 0
-    store.relay()
+    clock.now = NOW + timedelta(hours=2)
     assert await service.retire_due(clock(), 100) == 1
     assert outbox_types(store, item["_id"]) == ["content.published.v1", "content.retired.v1"]
-    assert store.items.docs[item["_id"]][OUTBOX_FIELD][0]["envelope"]["data"]["reason"] == "expired"
+    assert store.items.docs[item["_id"]][OUTBOX_FIELD][1]["envelope"]["data"]["reason"] == "expired"
 
 
 async def test_four_eyes_follows_the_tenant_setting(service, store):
@@ -232,11 +215,9 @@ async def test_edits_and_withdrawals_emit_only_for_published_items(service, stor
     other = await approved(service, campaign["_id"])
     clock.now = NOW + timedelta(hours=2)
     await service.publish_due(clock(), 100)
-    store.relay()
     published = await service.get_item(TENANT, other["_id"])
     updated = await service.edit_item(EDITOR, published, ContentPatch(title="Newer"))
     assert updated["status"] == "published"
-    store.relay()
     withdrawn = await service.act(EDITOR, updated, Action.WITHDRAW, comment="stop")
     assert withdrawn["retired_reason"] == "withdrawn"
     assert outbox_types(store, other["_id"]) == ["content.published.v1", "content.updated.v1", "content.retired.v1"]
@@ -266,13 +247,11 @@ async def test_campaign_change_reannounces_published_items_once(service, store, 
     draft, _ = await service.create_item(EDITOR, content_in(campaign["_id"]), None)
     clock.now = NOW + timedelta(hours=2)
     await service.publish_due(clock(), 100)
-    store.relay()
     campaign = await service.update_campaign(EDITOR, campaign, CampaignPatch(disclosure_line="#AcmeLife"))
     assert campaign["refresh_published"] is True
     assert await service.refresh_campaign_snapshots(clock(), 100) == 1
-    store.relay()
     assert await service.refresh_campaign_snapshots(clock(), 100) == 0
-    [_, update] = store.sent[item["_id"]]
+    [_, update] = store.items.docs[item["_id"]][OUTBOX_FIELD]
     assert update["envelope"]["type"] == "content.updated.v1"
     assert update["envelope"]["data"]["disclosure_line"] == "#AcmeLife"
     assert outbox_types(store, draft["_id"]) == []

@@ -8,7 +8,6 @@ ConcurrentChange) are turned into problem documents by the API.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
@@ -32,7 +31,6 @@ from .store import After, ContentStore, KeyReused
 
 SOURCE = "/advocacy/content"
 SCHEDULER = "scheduler"
-RELAY_WAIT_ATTEMPTS, RELAY_WAIT_SECONDS = 50, 0.1
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
@@ -211,7 +209,7 @@ class ContentService:
                 entry = _history(Action.CAMPAIGN_CHANGE, Status.PUBLISHED, campaign.get("updated_by") or SCHEDULER, now)
                 try:
                     await self._write(item, version, Status.PUBLISHED, fields, entry,
-                                      [updated_event(item, campaign, version)], wait_for_relay=False)
+                                      [updated_event(item, campaign, version)])
                     moved += 1
                 except ConcurrentChange:
                     complete = False  # edited meanwhile: the next pass looks again
@@ -227,8 +225,7 @@ class ContentService:
                          events: list[Event], now: datetime) -> int:
         next_status(action, Status(item["status"]))
         try:
-            await self._write(item, version, status, fields, _history(action, status, SCHEDULER, now), events,
-                              wait_for_relay=False)
+            await self._write(item, version, status, fields, _history(action, status, SCHEDULER, now), events)
         except ConcurrentChange:
             # Another scheduler, or an editor, got there first: its write is the one that counts.
             return 0
@@ -284,27 +281,13 @@ class ContentService:
         return campaign
 
     async def _write(self, item: dict, version: int, status: Status, fields: dict, entry: dict,
-                     events: list[Event], wait_for_relay: bool = True) -> dict:
-        """One guarded write of an item's new state with its events.
-
-        The write waits until the relay has cleared the item's earlier events: FerretDB 1.x
-        applies updates as read-modify-write without atomicity, so an update racing the
-        relay's clearing of the same document could be lost, or bring a cleared event back.
-        """
+                     events: list[Event]) -> dict:
         update = {"$set": {**fields, "status": status.value, "version": version}, "$push": {"history": entry}}
         envelopes = [(event.topic, envelope_for(event, tenant_id=item["tenant"], source=self.source,
                                                 event_id=event_id(item["tenant"], event)))
                      for event in events]
-        update = with_outbox(update, envelopes)
-        for _attempt in range(RELAY_WAIT_ATTEMPTS):
-            written = await self.store.update_guarded(self.store.items, item, update, settled=True)
-            if written is not None:
-                return written
-            state = await self.store.get_item_state(item["tenant"], item["_id"])
-            if not wait_for_relay or state is None or state != (item["version"], True):
-                break
-            await asyncio.sleep(RELAY_WAIT_SECONDS)
-        raise ConcurrentChange
+        return _changed_or_raise(await self.store.update_guarded(self.store.items, item,
+                                                                  with_outbox(update, envelopes)))
 
 
 async def _each(documents: list[dict], move: Callable[[dict], Awaitable[int]]) -> int:

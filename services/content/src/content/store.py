@@ -16,12 +16,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from advocacy_common.outbox import OUTBOX_FIELD, without_outbox
+from advocacy_common.outbox import without_outbox
 
 from .models import AUDIENCE_AXES, ANYONE, Status
 
-# No event of the document is waiting for the relay.
-SETTLED = {f"{OUTBOX_FIELD}.0": {"$exists": False}}
 DEFAULT_TENANT_SETTINGS = {"four_eyes": True, "version": 0}
 # (sort value, _id) of the last item of the previous page.
 After = tuple[Any, str] | None
@@ -88,19 +86,16 @@ class ContentStore:
         return without_outbox(existing), False
 
     async def update_guarded(self, collection: AsyncCollection, document: dict[str, Any],
-                             update: dict[str, Any], settled: bool = False) -> dict[str, Any] | None:
+                             update: dict[str, Any]) -> dict[str, Any] | None:
         """Apply `update` only if the document is still at the version (and status) we read.
 
         Returns the new document, or None when someone changed it meanwhile; this
         guard is what keeps two schedulers, or a request racing the scheduler,
-        from both acting on the same state. `settled` also requires that the relay
-        has no event of it left to clear (see `ContentService._write`).
+        from both acting on the same state.
         """
         guard = {"_id": document["_id"], "tenant": document["tenant"], "version": document["version"]}
         if "status" in document:
             guard["status"] = document["status"]
-        if settled:
-            guard.update(SETTLED)
         updated = await collection.find_one_and_update(guard, update, return_document=ReturnDocument.AFTER)
         return without_outbox(updated)
 
@@ -138,11 +133,6 @@ class ContentStore:
     async def get_published_for(self, tenant: str, item_id: str, values: dict[str, list[str]]) -> dict | None:
         return without_outbox(await self.items.find_one({"_id": item_id, **_published_for(tenant, values)}))
 
-    async def get_item_state(self, tenant: str, item_id: str) -> tuple[int, bool] | None:
-        """(version, whether events wait for the relay) of an item, or None if it is gone."""
-        found = await self.items.find_one({"_id": item_id, "tenant": tenant}, projection={"version": 1, OUTBOX_FIELD: 1})
-        return (found["version"], bool(found.get(OUTBOX_FIELD))) if found else None
-
     async def list_by_person(self, tenant: str, person: str) -> list[dict]:
         """Items a person created, proposed or edited (for erasure)."""
         query = {"tenant": tenant, "$or": [{"authors": person}, {"created_by": person}, {"proposed_by": person}]}
@@ -151,16 +141,15 @@ class ContentStore:
     async def list_published_behind(self, campaign: dict[str, Any], limit: int) -> list[dict]:
         """Published items of the campaign whose last snapshot predates its current version."""
         query = {"tenant": campaign["tenant"], "campaign_id": campaign["_id"], "status": Status.PUBLISHED.value,
-                 "$or": [{"campaign_version": {"$lt": campaign["version"]}}, {"campaign_version": {"$exists": False}}],
-                 **SETTLED}
+                 "$or": [{"campaign_version": {"$lt": campaign["version"]}}, {"campaign_version": {"$exists": False}}]}
         return [without_outbox(doc) for doc in await self.items.find(query).limit(limit).to_list()]
 
     async def list_due_for_publication(self, now: datetime, limit: int) -> list[dict]:
-        cursor = self.items.find({"status": Status.APPROVED.value, "publish_at": {"$lte": now}, **SETTLED})
+        cursor = self.items.find({"status": Status.APPROVED.value, "publish_at": {"$lte": now}})
         return [without_outbox(doc) for doc in await cursor.sort("publish_at", ASCENDING).limit(limit).to_list()]
 
     async def list_due_for_retirement(self, now: datetime, limit: int) -> list[dict]:
-        cursor = self.items.find({"status": Status.PUBLISHED.value, "expires_at": {"$lte": now}, **SETTLED})
+        cursor = self.items.find({"status": Status.PUBLISHED.value, "expires_at": {"$lte": now}})
         return [without_outbox(doc) for doc in await cursor.sort("expires_at", ASCENDING).limit(limit).to_list()]
 
     # --- the ambassador projection ---------------------------------------------------------
