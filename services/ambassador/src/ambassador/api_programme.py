@@ -13,7 +13,7 @@ from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.errors import Problem, invalid, not_found
 
 from . import handlers
-from .api import ADMIN, context, creation_id, me, page_of
+from .api import ADMIN, AMBASSADOR, context, creation_id, me, page_of
 from .handlers import Context, PersonNotFound
 from .models import NotOptedIn, Person, RecognitionKind, SignalStatus
 from .schemas import CompletionRequest, CompletionView, Page, RecognitionRequest, RecognitionView, \
@@ -93,11 +93,8 @@ async def list_recognitions(ambassador_id: str, cursor: str | None = None, limit
 async def my_recognitions(cursor: str | None = None, limit: int | None = None, person: Person = Depends(me),
                           ctx: Context = Depends(context)):
     """Recognition you received, newest first."""
-    return await list_recognitions(person.id, cursor, limit, _as_owner(person), ctx)
-
-
-def _as_owner(person: Person) -> Principal:
-    return Principal(subject=person.id, tenant=person.tenant, roles=frozenset(), claims={})
+    return page_of(await ctx.store.list_recognitions(person.tenant, person.id, cursor, page_size(limit)),
+                   recognition_view)
 
 
 # --- training -------------------------------------------------------------------------------------------
@@ -173,12 +170,12 @@ async def ambassador_completions(ambassador_id: str, principal: Principal = Depe
 
 @router.post("/me/signals", status_code=201, response_model=SignalView, tags=["signals"])
 async def report_signal(body: SignalRequest, request: Request, person: Person = Depends(me),
-                        ctx: Context = Depends(context)):
+                        principal: Principal = Depends(AMBASSADOR), ctx: Context = Depends(context)):
     """Report a sensitive conversation you saw (URL, note, severity); the comms team triages it.
     Emits `signal.reported.v1` (without the note)."""
     if not person.is_ambassador:
         raise NotOptedIn("Signals are reported by ambassadors; opt in first.")
-    document_id, request_fingerprint = creation_id(request, _as_owner(person), "signal", body)
+    document_id, request_fingerprint = creation_id(request, principal, f"signal:{person.id}", body)
     stored, _ = await handlers.report_signal(ctx, person, str(body.url), body.note, body.severity, document_id,
                                              request_fingerprint)
     return signal_view(stored)
