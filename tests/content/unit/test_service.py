@@ -45,6 +45,7 @@ class FakeStore:
         self.campaigns, self.items = FakeCollection(), FakeCollection()
         self.ambassadors: dict[str, dict] = {}
         self.settings: dict[str, dict] = {}
+        self.notified: list[str] = []
 
     async def insert_idempotent(self, collection: FakeCollection, document: dict) -> tuple[dict, bool]:
         existing = collection.docs.get(document["_id"])
@@ -70,6 +71,9 @@ class FakeStore:
     async def get_item(self, tenant: str, item_id: str) -> dict | None:
         found = self.items.matching(lambda d: d["_id"] == item_id and d["tenant"] == tenant)
         return found[0] if found else None
+
+    async def notify_relay(self, item_id: str) -> None:
+        self.notified.append(item_id)
 
     async def get_tenant_settings(self, tenant: str) -> dict:
         return self.settings.get(tenant, {"_id": tenant, "tenant": tenant, "four_eyes": True, "version": 0})
@@ -167,6 +171,7 @@ async def test_scheduler_publishes_due_items_with_their_snapshot(service, store,
     assert entry["topic"] == "advocacy.content" and entry["envelope"]["subject"] == due["_id"]
     assert entry["envelope"]["data"]["objective"] == "leads" and entry["envelope"]["data"]["disclosure_line"] == "#Acme"
     assert store.items.docs[later["_id"]]["status"] == "approved"
+    assert store.notified == [due["_id"]]  # the relay is pointed at it, no scan needed
     assert await service.publish_due(clock(), 100) == 0  # nothing publishes twice
 
 

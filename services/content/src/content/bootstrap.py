@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -21,6 +22,7 @@ from .service import ContentService
 from .settings import ContentSettings
 from .store import ContentStore
 
+LEDGER_RETENTION = timedelta(days=7)
 DESCRIPTION = """Campaigns, content items and their editorial workflow (draft, review, approval,
 scheduled publication, retirement). Produces `advocacy.content` events; keeps a projection of
 opted-in ambassadors from `advocacy.ambassador`."""
@@ -70,9 +72,18 @@ def build_worker(settings: ContentSettings, clock=utcnow) -> ServiceWorker:
         await store.create_indexes()
         await scheduler_job(service, settings.scheduler_poll_seconds, settings.scheduler_batch_size)(stop)
 
+    async def prune_ledger(stop: asyncio.Event) -> None:
+        # No TTL indexes on FerretDB: an hourly job forgets old ids (re-publication follows a crash within minutes).
+        while not stop.is_set():
+            await store.ledger.forget_before(utcnow() - LEDGER_RETENTION)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=3600)
+            except TimeoutError:
+                pass
+
     worker = ServiceWorker(settings, client_id=f"{settings.service_name}-worker",
-                           outbox_collections=[store.items], background=[prepare_then_schedule])
-    worker.consume([AMBASSADOR], settings.consumer_group, build_handlers(service))
+                           outbox_collections=[store.items], background=[prepare_then_schedule, prune_ledger])
+    worker.consume([AMBASSADOR], settings.consumer_group, build_handlers(service), ledger=store.ledger)
     # Tests close the client after stopping the worker; the process' exit does it in production.
     worker.mongo_client = client
     return worker

@@ -286,8 +286,11 @@ class ContentService:
         envelopes = [(event.topic, envelope_for(event, tenant_id=item["tenant"], source=self.source,
                                                 event_id=event_id(item["tenant"], event)))
                      for event in events]
-        return _changed_or_raise(await self.store.update_guarded(self.store.items, item,
-                                                                  with_outbox(update, envelopes)))
+        written = _changed_or_raise(await self.store.update_guarded(self.store.items, item,
+                                                                     with_outbox(update, envelopes)))
+        if envelopes:
+            await self.store.notify_relay(item["_id"])
+        return written
 
 
 async def _each(documents: list[dict], move: Callable[[dict], Awaitable[int]]) -> int:

@@ -16,7 +16,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from advocacy_common.outbox import without_outbox
+from advocacy_common.consuming import ProcessedEvents
+from advocacy_common.outbox import notify_outbox, without_outbox
 
 from .models import AUDIENCE_AXES, ANYONE, Status
 
@@ -60,6 +61,8 @@ class ContentStore:
         self.items: AsyncCollection = database["content_items"]
         self.ambassadors: AsyncCollection = database["ambassadors"]
         self.tenant_settings: AsyncCollection = database["tenant_settings"]
+        # Ids of ambassador events already applied, against copies re-published by their relay.
+        self.ledger = ProcessedEvents(database["processed_events"])
 
     async def create_indexes(self) -> None:
         await self.items.create_index([("tenant", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])
@@ -67,6 +70,7 @@ class ContentStore:
         await self.items.create_index([("status", ASCENDING), ("publish_at", ASCENDING)])
         await self.items.create_index([("status", ASCENDING), ("expires_at", ASCENDING)])
         await self.campaigns.create_index([("tenant", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])
+        await self.ledger.create_indexes()
 
     # --- writes shared by every collection -------------------------------------------
 
@@ -102,7 +106,7 @@ class ContentStore:
     # --- campaigns ----------------------------------------------------------------------
 
     async def get_campaign(self, tenant: str, campaign_id: str) -> dict[str, Any] | None:
-        return await self.campaigns.find_one({"_id": campaign_id, "tenant": tenant}, projection={"_outbox": 0})
+        return _of_tenant(await self.campaigns.find_one({"_id": campaign_id}), tenant)
 
     async def list_campaigns(self, tenant: str, after: After, limit: int) -> tuple[list[dict], bool]:
         return await _page(self.campaigns, {"tenant": tenant}, "created_at", after, limit)
@@ -114,7 +118,11 @@ class ContentStore:
     # --- content items ------------------------------------------------------------------
 
     async def get_item(self, tenant: str, item_id: str) -> dict[str, Any] | None:
-        return without_outbox(await self.items.find_one({"_id": item_id, "tenant": tenant}))
+        return without_outbox(_of_tenant(await self.items.find_one({"_id": item_id}), tenant))
+
+    async def notify_relay(self, item_id: str) -> None:
+        """Point the relay at an item that now carries events (it then needs no scan)."""
+        await notify_outbox(self.items, item_id)
 
     async def list_items(self, tenant: str, filters: ItemFilter, after: After,
                          limit: int) -> tuple[list[dict], bool]:
@@ -159,13 +167,13 @@ class ContentStore:
         return f"{tenant}:{ambassador_id}"
 
     async def get_ambassador(self, tenant: str, ambassador_id: str) -> dict[str, Any] | None:
-        return await self.ambassadors.find_one({"_id": self.ambassador_key(tenant, ambassador_id),
-                                                "tenant": tenant})
+        return _of_tenant(await self.ambassadors.find_one({"_id": self.ambassador_key(tenant, ambassador_id)}),
+                          tenant)
 
     # --- tenant settings ---------------------------------------------------------------------
 
     async def get_tenant_settings(self, tenant: str) -> dict[str, Any]:
-        found = await self.tenant_settings.find_one({"_id": tenant, "tenant": tenant})
+        found = _of_tenant(await self.tenant_settings.find_one({"_id": tenant}), tenant)
         return found or {"_id": tenant, "tenant": tenant, **DEFAULT_TENANT_SETTINGS}
 
     async def save_tenant_settings(self, current: dict[str, Any], changes: dict[str, Any]) -> dict | None:
@@ -179,6 +187,12 @@ class ContentStore:
             return document
         return await self.update_guarded(self.tenant_settings, current,
                                          {"$set": changes, "$inc": {"version": 1}})
+
+
+def _of_tenant(document: dict[str, Any] | None, tenant: str) -> dict[str, Any] | None:
+    """Reads go by bare `_id` (the only filter FerretDB 1.x pushes down to SQLite; any other
+    scans the collection) and the tenant is checked here: another tenant's object is None."""
+    return document if document is not None and document.get("tenant") == tenant else None
 
 
 def _published_for(tenant: str, values: dict[str, list[str]]) -> dict[str, Any]:
