@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
+from pymongo import AsyncMongoClient
 
 from advocacy_common import topics
 from advocacy_common.envelope import Envelope
@@ -38,6 +39,9 @@ async def app(settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with LifespanManager(application, startup_timeout=60, shutdown_timeout=30):
         yield application
+    mongo = AsyncMongoClient(settings.mongodb_uri)
+    await mongo.drop_database(settings.database)
+    await mongo.close()
 
 
 @pytest.fixture(scope="module")
