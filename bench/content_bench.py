@@ -130,7 +130,7 @@ async def main(items: int, scheduled: int) -> None:
                 # Due only once all of them are approved: the API time per item measured above, with a margin.
                 per_item = sum(statistics.mean(values) for values in timings.values())
                 base = datetime.now(UTC) + timedelta(seconds=2 + 1.5 * scheduled * per_item)
-                upcoming = {await approved_item(base + timedelta(milliseconds=100 * i)) for i in range(scheduled)}
+                upcoming = {await approved_item(base + timedelta(milliseconds=500 * i)) for i in range(scheduled)}
                 await watcher.wait_for(upcoming)
                 lags = [arrived - due.timestamp() for item_id, (arrived, due) in watcher.arrivals.items()
                         if item_id in upcoming]
