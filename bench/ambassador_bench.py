@@ -54,22 +54,22 @@ async def main(rows: int, opt_outs: int) -> None:
             employees = [{"user_name": f"e{i}@corp.example", "given_name": "E", "team_id": f"team{i % 20}",
                           "email": f"e{i}@corp.example"} for i in range(rows)]
             started = time.perf_counter()
-            report = (await http.post("/directory/import", json={"employees": employees},
+            report = (await http.post("/v1/directory/import", json={"employees": employees},
                                       headers=headers("hr", "integrator"))).json()
             elapsed = time.perf_counter() - started
             print(f"import: {report['created']} rows in {elapsed:.2f} s = {rows / elapsed:.0f} rows/s")
 
-            charter = (await http.post("/charters", json={"title": "C", "body": "B"},
+            charter = (await http.post("/v1/charters", json={"title": "C", "body": "B"},
                                        headers=headers("admin", "admin"))).json()
             opt_in_ms, opt_out_ms, visible_ms = [], [], []
             physical = settings.topics.physical(topics.AMBASSADOR)
             for i in range(opt_outs):
                 me = headers(f"e{i}@corp.example", "ambassador")
                 started = time.perf_counter()
-                view = (await http.post("/me/opt-in", json={"charter_version": charter["version"]}, headers=me)).json()
+                view = (await http.post("/v1/me/opt-in", json={"charter_version": charter["version"]}, headers=me)).json()
                 opt_in_ms.append((time.perf_counter() - started) * 1000)
                 started = time.perf_counter()
-                await http.post("/me/opt-out", headers=me)
+                await http.post("/v1/me/opt-out", headers=me)
                 opt_out_ms.append((time.perf_counter() - started) * 1000)
                 await read_envelopes(settings.kafka_bootstrap_servers, physical, timeout=10,
                                      predicate=lambda e, pid=view["id"]: e.type == "ambassador.opted_out.v1"

@@ -95,7 +95,7 @@ def charter() -> dict[str, Any]:
 @pytest.fixture
 def publish_charter(client, as_admin):
     async def publish(**changes: Any) -> dict[str, Any]:
-        response = await client.post("/charters", json={**CHARTER, **changes}, headers=as_admin)
+        response = await client.post("/v1/charters", json={**CHARTER, **changes}, headers=as_admin)
         assert response.status_code == 201, response.text
         return response.json()
 
@@ -107,9 +107,9 @@ def volunteer(client, as_employee, publish_charter):
     """`await volunteer(user_name)`: opts in to the current charter (publishing one if there is none)."""
 
     async def opt_in(user_name: str, **body: Any) -> dict[str, Any]:
-        current = await client.get("/charters/current", headers=as_employee(user_name))
+        current = await client.get("/v1/charters/current", headers=as_employee(user_name))
         version = current.json()["version"] if current.status_code == 200 else (await publish_charter())["version"]
-        response = await client.post("/me/opt-in", json={"charter_version": version, **body},
+        response = await client.post("/v1/me/opt-in", json={"charter_version": version, **body},
                                      headers=as_employee(user_name))
         assert response.status_code == 200, response.text
         return response.json()

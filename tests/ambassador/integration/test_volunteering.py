@@ -43,7 +43,7 @@ async def test_opt_out_is_on_the_topic_when_the_call_returns(client, provision, 
     user = await provision("leaving@corp.example")
     await volunteer("leaving@corp.example")
 
-    response = await client.post("/me/opt-out", headers=as_employee("leaving@corp.example"))
+    response = await client.post("/v1/me/opt-out", headers=as_employee("leaving@corp.example"))
 
     assert response.status_code == 200 and response.json()["status"] == "opted_out"
     events = await tenant_events(1, lambda e: e.type == "ambassador.opted_out.v1" and e.subject == user["id"],
@@ -54,12 +54,12 @@ async def test_opt_out_is_on_the_topic_when_the_call_returns(client, provision, 
 async def test_re_opt_in_after_opt_out_is_allowed_and_recorded(client, provision, volunteer, as_employee):
     await provision("again@corp.example")
     await volunteer("again@corp.example")
-    await client.post("/me/opt-out", json={"channel": "web"}, headers=as_employee("again@corp.example"))
+    await client.post("/v1/me/opt-out", json={"channel": "web"}, headers=as_employee("again@corp.example"))
 
     view = await volunteer("again@corp.example")
 
     assert view["status"] == "opted_in"
-    consents = (await client.get("/me/consents", headers=as_employee("again@corp.example"))).json()
+    consents = (await client.get("/v1/me/consents", headers=as_employee("again@corp.example"))).json()
     assert [c["kind"] for c in consents] == ["opt_in", "withdrawal", "opt_in"]
 
 
@@ -68,29 +68,29 @@ async def test_opting_in_twice_changes_nothing(client, provision, volunteer, as_
     first = await volunteer("twice@corp.example")
     second = await volunteer("twice@corp.example")
     assert first == second
-    consents = (await client.get("/me/consents", headers=as_employee("twice@corp.example"))).json()
+    consents = (await client.get("/v1/me/consents", headers=as_employee("twice@corp.example"))).json()
     assert len(consents) == 1
 
 
 async def test_opt_in_requires_the_current_charter(client, provision, publish_charter, as_employee):
     await provision("reader@corp.example")
     headers = as_employee("reader@corp.example")
-    no_charter = await client.post("/me/opt-in", json={"charter_version": 1}, headers=headers)
+    no_charter = await client.post("/v1/me/opt-in", json={"charter_version": 1}, headers=headers)
     assert no_charter.status_code == 409
     await publish_charter()
     await publish_charter(title="Version two")
 
-    stale = await client.post("/me/opt-in", json={"charter_version": 1}, headers=headers)
+    stale = await client.post("/v1/me/opt-in", json={"charter_version": 1}, headers=headers)
 
     assert stale.status_code == 409
     assert stale.headers["content-type"].startswith("application/problem+json")
     assert stale.json()["current_version"] == 2
-    assert (await client.get("/me", headers=headers)).json()["status"] == "not_enrolled"
+    assert (await client.get("/v1/me", headers=headers)).json()["status"] == "not_enrolled"
 
 
 async def test_someone_outside_the_directory_cannot_opt_in(client, publish_charter, as_employee):
     await publish_charter()
-    response = await client.post("/me/opt-in", json={"charter_version": 1}, headers=as_employee("ghost@corp.example"))
+    response = await client.post("/v1/me/opt-in", json={"charter_version": 1}, headers=as_employee("ghost@corp.example"))
     assert response.status_code == 403
 
 
@@ -101,8 +101,8 @@ async def test_a_new_charter_needs_re_acceptance(client, provision, volunteer, p
     headers = as_employee("loyal@corp.example")
     second = await publish_charter(title="Stricter tone")
 
-    assert (await client.get("/me", headers=headers)).json()["needs_charter_acceptance"] is True
-    response = await client.post("/me/charter-acceptances", json={"charter_version": second["version"]},
+    assert (await client.get("/v1/me", headers=headers)).json()["needs_charter_acceptance"] is True
+    response = await client.post("/v1/me/charter-acceptances", json={"charter_version": second["version"]},
                                  headers=headers)
 
     assert response.status_code == 200 and response.json()["needs_charter_acceptance"] is False
@@ -124,9 +124,9 @@ async def test_deactivation_opts_the_ambassador_out(client, provision, volunteer
     events = await tenant_events(1, lambda e: e.type == "ambassador.opted_out.v1" and e.subject == user["id"],
                                  timeout=3.0)
     assert events[0].data["reason"] == "deactivated"
-    me = await client.get("/me", headers=as_employee("deact@corp.example"))
+    me = await client.get("/v1/me", headers=as_employee("deact@corp.example"))
     assert me.json()["status"] == "opted_out"
-    again = await client.post("/me/opt-in", json={"charter_version": 1}, headers=as_employee("deact@corp.example"))
+    again = await client.post("/v1/me/opt-in", json={"charter_version": 1}, headers=as_employee("deact@corp.example"))
     assert again.status_code == 403
 
 
@@ -137,23 +137,23 @@ async def test_an_employee_who_never_opted_in_appears_in_no_event(client, provis
     await publish_charter()
     # Everything a non-volunteer can do or have done to them, short of opting in:
     steps = [
-        await client.put("/me/profile", json={"persona": "reporter", "topics": ["events"]}, headers=headers),
-        await client.post("/directory/import", json={"employees": [
+        await client.put("/v1/me/profile", json={"persona": "reporter", "topics": ["events"]}, headers=headers),
+        await client.post("/v1/directory/import", json={"employees": [
             {"user_name": "bystander@corp.example", "team_id": "ops", "location": "Lyon"}]}, headers=as_integrator),
-        await client.post("/me/signals", json={"url": "https://x.example/post/1", "severity": "high"},
+        await client.post("/v1/me/signals", json={"url": "https://x.example/post/1", "severity": "high"},
                           headers=headers),
-        await client.post(f"/ambassadors/{bystander['id']}/recognitions", json={"reason": "Great article"},
+        await client.post(f"/v1/ambassadors/{bystander['id']}/recognitions", json={"reason": "Great article"},
                           headers=as_admin),
         await client.patch(f"/scim/v2/Users/{bystander['id']}", headers=as_integrator, json={
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "replace", "value": {"active": False}}]}),
-        await client.post(f"/ambassadors/{bystander['id']}/erasure", headers=as_admin),
+        await client.post(f"/v1/ambassadors/{bystander['id']}/erasure", headers=as_admin),
     ]
     assert [step.status_code for step in steps] == [200, 200, 409, 404, 200, 200]
     # A volunteer's opt-out afterwards marks the point by which everything before was published.
     volunteer_user = await provision("volunteer@corp.example")
     await volunteer("volunteer@corp.example")
-    await client.post("/me/opt-out", headers=as_employee("volunteer@corp.example"))
+    await client.post("/v1/me/opt-out", headers=as_employee("volunteer@corp.example"))
     await tenant_events(1, lambda e: e.type == "ambassador.opted_out.v1" and e.subject == volunteer_user["id"])
 
     everything = await tenant_events(10_000, timeout=3.0)
@@ -170,12 +170,12 @@ async def test_concurrent_changes_to_one_person_are_all_kept(client, provision, 
     topics_sets = [[f"topic{i}"] for i in range(5)]
 
     responses = await asyncio.gather(
-        *(client.put("/me/profile", json={"persona": "expert", "topics": t}, headers=headers) for t in topics_sets),
-        client.post("/directory/import", json={"employees": [{"user_name": "busy@corp.example", "location": "Nice"}]},
+        *(client.put("/v1/me/profile", json={"persona": "expert", "topics": t}, headers=headers) for t in topics_sets),
+        client.post("/v1/directory/import", json={"employees": [{"user_name": "busy@corp.example", "location": "Nice"}]},
                     headers=as_integrator))
 
     assert [r.status_code for r in responses] == [200] * 6
-    me = await client.get("/me", headers=headers)
+    me = await client.get("/v1/me", headers=headers)
     # Six writes after provisioning (version 1) and opt-in (version 2): none lost.
     assert me.headers["ETag"] == '"8"'
     updates = await tenant_events(6, lambda e: e.type == "ambassador.profile_updated.v1" and e.subject == user["id"])

@@ -47,7 +47,7 @@ async def test_worker_publishes_charter_and_signal_events(client, worker, publis
     charter = await publish_charter()
     user = await provision("wendy@corp.example")
     await volunteer("wendy@corp.example")
-    signal = await client.post("/me/signals", json={"url": "https://social.example/t/9", "note": "private words",
+    signal = await client.post("/v1/me/signals", json={"url": "https://social.example/t/9", "note": "private words",
                                                     "severity": "low"}, headers=as_employee("wendy@corp.example"))
 
     published = await tenant_events(1, lambda e: e.type == "charter.published.v1")
@@ -74,7 +74,7 @@ async def test_worker_publishes_what_the_api_could_not(app, client, worker, prov
 
     original, context.flush = context.flush, unavailable
     try:
-        response = await client.post("/me/opt-out", headers=as_employee("kafka-down@corp.example"))
+        response = await client.post("/v1/me/opt-out", headers=as_employee("kafka-down@corp.example"))
     finally:
         context.flush = original
 
@@ -94,7 +94,7 @@ async def test_an_opt_out_survives_a_crash_between_write_and_publication(client,
     assert await asyncio.wait_for(child.wait(), timeout=60) == -signal.SIGKILL
 
     # The API process died after the write: the state is there and the worker's relay publishes the event.
-    me = await client.get("/me", headers=as_employee("crash@corp.example"))
+    me = await client.get("/v1/me", headers=as_employee("crash@corp.example"))
     assert me.json()["status"] == "opted_out"
     events = await tenant_events(1, lambda e: e.type == "ambassador.opted_out.v1" and e.subject == user["id"])
     assert events[0].data["reason"] == "self"

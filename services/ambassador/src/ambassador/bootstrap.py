@@ -52,9 +52,10 @@ def create_app(settings: AmbassadorSettings) -> FastAPI:
     app = create_service_app(settings, title="Ambassador service", description=DESCRIPTION, lifespan=lifespan)
     api.install_domain_errors(app)
     api_directory.install_scim_errors(app)
-    for router in (api.router, api_admin.router, api_programme.router, api_directory.router,
-                   api_directory.scim_router):
-        app.include_router(router)
+    # Versioned like the other services' APIs; SCIM keeps the path its clients expect.
+    for router in (api.router, api_admin.router, api_programme.router, api_directory.router):
+        app.include_router(router, prefix="/v1")
+    app.include_router(api_directory.scim_router)
     return app
 
 
