@@ -81,6 +81,7 @@ class MetricsWorker(ServiceWorker):
         subscribe_generation(self, self.metrics_settings, store)
 
     async def start(self) -> None:
+        await self.generations.detect_server()
         await self._consume_generation(await self.generations.current())
         await super().start()
 

@@ -21,7 +21,12 @@ def run_api() -> None:
 def run_worker() -> None:
     settings = MetricsSettings()
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(build_worker(settings).run())
+    asyncio.run(_serve_worker(settings))
+
+
+async def _serve_worker(settings: MetricsSettings) -> None:
+    # Kafka clients bind to the running loop: build the worker inside it.
+    await build_worker(settings).run()
 
 
 if __name__ == "__main__":

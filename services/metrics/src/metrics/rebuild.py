@@ -59,6 +59,7 @@ async def rebuild(settings: MetricsSettings) -> int:
     """Build a new generation from the topics, switch to it, and return its number."""
     client = create_client(settings.mongodb_uri, f"{settings.service_name}-rebuild")
     generations = Generations(client[settings.database])
+    await generations.detect_server()
     generation = await generations.allocate()
     store = generations.store(generation)
     await store.drop()

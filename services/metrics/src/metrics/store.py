@@ -9,6 +9,7 @@ update_one/bulk upserts with $inc/$set/$addToSet, delete_many.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,9 +17,9 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import OperationFailure
 
-from .aggregation import AMBASSADORS, CONTENTS, COUNTERS, ActivityWrite, ConditionalWrite, Position
+from .aggregation import AMBASSADORS, CONTENTS, COUNTERS, ActivityWrite, ConditionalWrite, Position, admits
 from .models import Dimension, Period
 
 ACTIVITY = "activity"
@@ -28,14 +29,23 @@ WATERMARKS = "_wm"
 DUPLICATE_KEY = 11000
 FIRST_GENERATION = 1
 UPDATES_PER_COMMAND = 50
+CLAIM_BUCKETS = 16
 
 
-def _duplicate_indexes(error: BulkWriteError) -> list[int]:
-    """Indexes of the operations refused as duplicate keys; anything else is a real failure."""
-    others = [e for e in error.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-    if others:
-        raise error
-    return [e["index"] for e in error.details.get("writeErrors", [])]
+def _duplicate_key_errors(reply: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The write errors of a command reply, all duplicate keys; any other error is a real failure."""
+    errors = reply.get("writeErrors") or []
+    for error in errors:
+        if error.get("code") != DUPLICATE_KEY:
+            raise OperationFailure(error.get("errmsg", "write failed"), error.get("code"), dict(reply))
+    return errors
+
+
+def _by_collection(writes: Sequence[ConditionalWrite]) -> dict[str, list[ConditionalWrite]]:
+    grouped: dict[str, list[ConditionalWrite]] = defaultdict(list)
+    for write in writes:
+        grouped[write.collection].append(write)
+    return grouped
 
 
 def _guard(write: ConditionalWrite) -> dict[str, Any]:
@@ -57,9 +67,10 @@ def _update(write: ConditionalWrite) -> dict[str, Any]:
 class MongoMetricsStore:
     """The `MetricsStore` port on MongoDB / FerretDB, for one generation."""
 
-    def __init__(self, database: AsyncDatabase, generation: int):
+    def __init__(self, database: AsyncDatabase, generation: int, guarded: bool = True):
         self.database = database
         self.generation = generation
+        self.guarded = guarded
 
     def collection(self, name: str) -> AsyncCollection:
         return self.database[f"{name}_g{self.generation}"]
@@ -83,28 +94,47 @@ class MongoMetricsStore:
     # --- writes of the consumer ---------------------------------------------------------
 
     async def claim(self, claims: Mapping[str, Position]) -> dict[str, Position]:
-        result = dict(claims)
-        missing = list(claims)
-        while missing:
-            documents = [{"_id": key, "p": claims[key].partition, "o": claims[key].offset} for key in missing]
-            try:
-                await self.collection(CLAIMS).insert_many(documents, ordered=False)
-                return result
-            except BulkWriteError as error:
-                _duplicate_indexes(error)
-            # Read back what is stored: FerretDB may stop an unordered insert at its first duplicate.
-            stored = {d["_id"]: Position(d["p"], d["o"])
-                      async for d in self.collection(CLAIMS).find({"_id": {"$in": missing}})}
-            result.update(stored)
-            missing = [key for key in missing if key not in stored]
+        """Claims live in a few bucket documents per (tenant, partition), read and written by _id.
+
+        Copies of one fact always share a partition (same key), and Kafka gives a
+        partition to one consumer at a time, so its buckets have a single writer.
+        Buckets rather than one document per claim: FerretDB 1.x scans a whole
+        collection to find even one _id, and a claim per event is a large collection.
+        """
+        wanted: dict[str, dict[str, tuple[str, Position]]] = defaultdict(dict)
+        for key, position in claims.items():
+            digest = hashlib.sha1(key.encode()).hexdigest()[:24]
+            tenant = key.split("|", 1)[0]
+            bucket = f"{tenant}|{position.partition}|{int(digest[:4], 16) % CLAIM_BUCKETS}"
+            wanted[bucket][digest] = (key, position)
+        stored = {document["_id"]: document.get("k", {}) async for document in
+                  self.collection(CLAIMS).find({"_id": {"$in": list(wanted)}})}
+        result: dict[str, Position] = {}
+        updates = []
+        for bucket, entries in wanted.items():
+            new_fields = {}
+            for digest, (key, position) in entries.items():
+                offset = stored.get(bucket, {}).get(digest)
+                if offset is None:
+                    new_fields[f"k.{digest}"] = position.offset
+                    offset = position.offset
+                result[key] = Position(position.partition, offset)
+            if new_fields:
+                updates.append({"q": {"_id": bucket}, "u": {"$set": {"tenant": bucket.split("|", 1)[0], **new_fields}},
+                                "upsert": True})
+        if updates and not await self._update_all(CLAIMS, updates):
+            raise OperationFailure("claim buckets were created concurrently; the batch will be retried")
         return result
 
     async def write_conditionally(self, writes: Sequence[ConditionalWrite]) -> list[ConditionalWrite]:
-        by_collection: dict[str, list[ConditionalWrite]] = defaultdict(list)
-        for write in writes:
-            by_collection[write.collection].append(write)
+        if self.guarded:
+            return await self._write_guarded(writes)
+        return await self._write_checked(writes)
+
+    async def _write_guarded(self, writes: Sequence[ConditionalWrite]) -> list[ConditionalWrite]:
+        """The condition in each update's filter: safe even if two consumers wrote one partition at once."""
         refused: list[ConditionalWrite] = []
-        for name, group in by_collection.items():
+        for name, group in _by_collection(writes).items():
             updates = [{"q": _guard(w), "u": _update(w), "upsert": True} for w in group]
             # A failed guard on an existing document makes the upsert insert its _id again: duplicate key.
             if not await self._update_all(name, updates):
@@ -112,6 +142,20 @@ class MongoMetricsStore:
                 # the caller reads the watermarks and re-sends only what a document does not hold.
                 refused += group
         return refused
+
+    async def _write_checked(self, writes: Sequence[ConditionalWrite]) -> list[ConditionalWrite]:
+        """The condition checked on a read just before, then updates by _id alone.
+
+        For FerretDB 1.x, whose updates with any condition besides _id scan the
+        whole collection (3x slower at 200 documents, worse as it grows). Sound
+        because Kafka gives each partition to one consumer at a time and each
+        update raises only its own partitions' watermarks ($inc commutes).
+        """
+        watermarks = await self.read_watermarks(writes)
+        admitted = [w for w in writes if admits(w, watermarks.get((w.collection, w.doc_id), {}))]
+        for name, group in _by_collection(admitted).items():
+            await self._update_all(name, [{"q": {"_id": w.doc_id}, "u": _update(w), "upsert": True} for w in group])
+        return [w for w in writes if not admits(w, watermarks.get((w.collection, w.doc_id), {}))]
 
     async def _update_all(self, name: str, updates: list[dict[str, Any]]) -> bool:
         """One ordered `update` command; False when some update met a duplicate key.
@@ -124,19 +168,13 @@ class MongoMetricsStore:
         for start in range(0, len(updates), UPDATES_PER_COMMAND):
             reply = await self.database.command({"update": self.collection(name).name, "ordered": True,
                                                  "updates": updates[start:start + UPDATES_PER_COMMAND]})
-            errors = reply.get("writeErrors") or []
-            for error in errors:
-                if error.get("code") != DUPLICATE_KEY:
-                    raise OperationFailure(error.get("errmsg", "update failed"), error.get("code"), reply)
-            clean = clean and not errors
+            clean = clean and not _duplicate_key_errors(reply)
         return clean
 
     async def read_watermarks(self, writes: Sequence[ConditionalWrite]) -> dict[tuple[str, str], dict[str, int]]:
-        ids: dict[str, list[str]] = defaultdict(list)
-        for write in writes:
-            ids[write.collection].append(write.doc_id)
         found: dict[tuple[str, str], dict[str, int]] = {}
-        for name, doc_ids in ids.items():
+        for name, group in _by_collection(writes).items():
+            doc_ids = [w.doc_id for w in group]
             async for document in self.collection(name).find({"_id": {"$in": doc_ids}}, {WATERMARKS: 1}):
                 found[(name, document["_id"])] = dict(document.get(WATERMARKS) or {})
         return found
@@ -202,6 +240,12 @@ class Generations:
 
     def __init__(self, database: AsyncDatabase):
         self.collection = database[GENERATIONS]
+        self.guarded = True
+
+    async def detect_server(self) -> None:
+        """Guards in update filters on MongoDB; read-checked writes on FerretDB (see `_write_checked`)."""
+        info = await self.collection.database.client["admin"].command("buildInfo")
+        self.guarded = not any(key.startswith("ferretdb") for key in info)
 
     async def current(self) -> int:
         document = await self.collection.find_one({"_id": "current"})
@@ -223,4 +267,4 @@ class Generations:
         await self.collection.update_one({"_id": "current"}, {"$set": {"generation": generation}}, upsert=True)
 
     def store(self, generation: int) -> MongoMetricsStore:
-        return MongoMetricsStore(self.collection.database, generation)
+        return MongoMetricsStore(self.collection.database, generation, self.guarded)
