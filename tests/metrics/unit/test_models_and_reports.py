@@ -1,0 +1,80 @@
+from datetime import date
+
+import pytest
+from pydantic import ValidationError
+
+from metrics.models import COUNTER_PARTS, Dimension, Granularity, Period, buckets, kpis, sum_parts
+from metrics.reports import (
+    GroupTooSmall, Snapshot, leaderboard, parts_by_topic, ranked_by_engagement_rate, require_visible_team,
+    visible_values,
+)
+from metrics.settings import MetricsSettings
+
+pytestmark = pytest.mark.unit
+MARCH = Period(date(2026, 3, 1), date(2026, 3, 31))
+
+
+def parts(**values):
+    return {**dict.fromkeys(COUNTER_PARTS, 0), **values}
+
+
+def person(ambassador_id, team="red", status="opted_in", leaderboard_opt_in=False, **extra):
+    return {"ambassador_id": ambassador_id, "team_id": team, "status": status,
+            "leaderboard_opt_in": leaderboard_opt_in, **extra}
+
+
+def test_ratios_come_from_summed_parts_and_are_null_without_denominator():
+    days = [parts(impressions=100, reactions=10), parts(impressions=900, reactions=10, comments=5)]
+    result = kpis(sum_parts(days), opted_in=0, active=0, cpm_by_network={})
+    assert result["engagement_rate"] == 25 / 1000  # not the mean of 0.1 and 0.0167
+    assert result["activation_rate"] is None and result["conversion_rate"] is None
+
+
+def test_earned_media_value_uses_each_networks_cpm():
+    result = kpis(parts(impressions=3000, impressions_linkedin=2000, impressions_x=1000), opted_in=1, active=1,
+                  cpm_by_network={"linkedin": 10.0, "x": 4.0})
+    assert result["earned_media_value"] == 24.0
+
+
+def test_weeks_start_on_monday_months_on_the_first_and_buckets_are_clipped():
+    weeks = buckets(MARCH, Granularity.WEEK)
+    assert list(weeks)[:2] == ["2026-02-23", "2026-03-02"]
+    assert weeks["2026-02-23"] == Period(date(2026, 3, 1), date(2026, 3, 1))
+    months = buckets(Period(date(2026, 1, 30), date(2026, 2, 2)), Granularity.MONTH)
+    assert {k: (v.first_day, v.last_day) for k, v in months.items()} == {
+        "2026-01-01": ("2026-01-30", "2026-01-31"), "2026-02-01": ("2026-02-01", "2026-02-02")}
+    assert sum(len(p.days()) for p in buckets(MARCH, Granularity.DAY).values()) == 31
+
+
+def test_a_team_below_the_minimum_is_refused_and_left_out_of_listings():
+    ambassadors = [person(f"a{n}") for n in range(4)] + [person("gone", status="opted_out")]
+    with pytest.raises(GroupTooSmall):
+        require_visible_team(ambassadors, "red", 5)
+    require_visible_team(ambassadors, "red", 4)
+    snapshot = Snapshot(Dimension.TEAM, [{"value": "red", "day": "2026-03-02", "parts": parts(shares=1)}], [],
+                        ambassadors)
+    assert visible_values(snapshot, 5) == [] and visible_values(snapshot, 4) == ["red"]
+
+
+def test_the_minimum_team_size_can_never_go_below_three():
+    with pytest.raises(ValidationError):
+        MetricsSettings(min_team_size=2)
+    assert MetricsSettings().min_team_size == 5
+
+
+def test_leaderboard_lists_only_opted_in_people_who_chose_to_appear_and_did_something():
+    rows = [{"value": who, "day": "2026-03-02", "parts": parts(shares=1, reactions=n)}
+            for n, who in enumerate(["shy", "proud", "also", "left"])]
+    ambassadors = [person("shy"), person("proud", leaderboard_opt_in=True), person("also", leaderboard_opt_in=True),
+                   person("left", status="opted_out", leaderboard_opt_in=True), person("idle", leaderboard_opt_in=True)]
+    board = leaderboard(Snapshot(Dimension.AMBASSADOR, rows, [], ambassadors), MARCH, 10)
+    assert [(e["rank"], e["ambassador_id"]) for e in board] == [(1, "also"), (2, "proud")]
+
+
+def test_rankings_by_engagement_rate_and_topics_from_the_content_projection():
+    content = {"c1": parts(impressions=100, comments=10), "c2": parts(impressions=10, reactions=5),
+               "c3": parts(impressions=0, reactions=3)}
+    assert [e["key"] for e in ranked_by_engagement_rate(content, 10)] == ["c2", "c1"]
+    topics = parts_by_topic(content, [{"content_id": "c1", "topics": ["ai", "hr"]},
+                                      {"content_id": "c2", "topics": ["ai"]}])
+    assert topics["ai"]["impressions"] == 110 and topics["hr"]["comments"] == 10
