@@ -137,6 +137,7 @@ async def main(items: int, scheduled: int) -> None:
                 print(summary(f"lag publish_at -> event on Kafka (poll {settings.scheduler_poll_seconds} s)", lags))
             finally:
                 await worker.stop()
+                await worker.mongo_client.drop_database(settings.database)
                 await worker.mongo_client.close()
                 stop.set()
                 await watching

@@ -17,6 +17,7 @@ from cloudevents.core.formats.json import JSONFormat
 from httpx import ASGITransport, AsyncClient
 
 from advocacy_common.events import Event
+from advocacy_common.mongo import create_client
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_common.topics import CONTENT
 from advocacy_common.worker import ServiceWorker
@@ -43,6 +44,10 @@ async def api(content_settings):
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://content") as client:
             client.app = app
             yield client
+    # Every test of the module is done with the database: leave nothing behind on the shared server.
+    mongo = create_client(content_settings.mongodb_uri, "content-tests")
+    await mongo.drop_database(content_settings.database)
+    await mongo.close()
 
 
 @asynccontextmanager
