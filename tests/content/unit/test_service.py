@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from advocacy_common.auth import Principal
+from advocacy_common.errors import Problem
 from advocacy_common.outbox import OUTBOX_FIELD, without_outbox
 from content.models import Action, FourEyesViolation, InvalidTransition
 from content.schemas import CampaignIn, CampaignPatch, ContentIn, ContentPatch
@@ -267,7 +268,7 @@ async def test_campaign_change_reannounces_published_items_once(service, store, 
 
 async def test_erasure_anonymises_every_trace_of_the_person(service, store):
     campaign = await campaign_of(service)
-    store.ambassadors[f"{TENANT}:amb"] = {"opted_in": True, "profile": {"persona": "expert"}}
+    store.ambassadors[f"{TENANT}:amb"] = {"ambassador_id": "amb", "opted_in": True, "profile": {"persona": "expert"}}
     proposal, _ = await service.propose(person("amb", "ambassador"), content_in(campaign["_id"]), None)
     assert proposal["status"] == "in_review" and proposal["proposed_by"] == "amb"
     assert await service.anonymise_person(TENANT, "amb") == 1
@@ -287,3 +288,18 @@ async def test_an_item_that_cannot_publish_does_not_hold_back_the_others(service
     assert await service.publish_due(clock(), 100) == 1
     assert store.items.docs[good["_id"]]["status"] == "published"
     assert store.items.docs[broken["_id"]]["status"] == "approved"
+
+
+async def test_the_ambassador_id_may_come_from_another_token_claim(store, clock):
+    service = ContentService(store, clock, ambassador_id_claim="ambassador_id")  # type: ignore[arg-type]
+    campaign = await campaign_of(service)
+    store.ambassadors[f"{TENANT}:a-42"] = {"ambassador_id": "a-42", "opted_in": True, "profile": {}}
+    login = Principal(subject="alice@corp.example", tenant=TENANT, roles=frozenset({"ambassador"}),
+                      claims={"ambassador_id": "a-42"})
+    proposal, _ = await service.propose(login, content_in(campaign["_id"]), None)
+    assert proposal["proposed_by"] == proposal["created_by"] == "a-42"
+    assert "alice@corp.example" not in str(proposal)
+    without_claim = Principal(subject="a-42", tenant=TENANT, roles=frozenset({"ambassador"}), claims={})
+    with pytest.raises(Problem) as refused:
+        await service.propose(without_claim, content_in(campaign["_id"]), None)
+    assert refused.value.status == 403

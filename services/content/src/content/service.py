@@ -40,8 +40,10 @@ class ConcurrentChange(Exception):
 
 
 class ContentService:
-    def __init__(self, store: ContentStore, clock: Clock = utcnow, source: str = SOURCE):
+    def __init__(self, store: ContentStore, clock: Clock = utcnow, source: str = SOURCE,
+                 ambassador_id_claim: str = "sub"):
         self.store = store
+        self.ambassador_id_claim = ambassador_id_claim
         self._clock = clock
         self.source = source
 
@@ -96,14 +98,15 @@ class ContentService:
         return await self._insert_item(principal, body, key, Action.CREATE, Status.DRAFT)
 
     async def propose(self, principal: Principal, body: ContentIn, key: str | None) -> tuple[dict, bool]:
-        """An opted-in ambassador's proposal goes straight to review."""
-        ambassador = await self.store.get_ambassador(principal.tenant, principal.subject)
-        if not ambassador or not ambassador.get("opted_in"):
-            raise forbidden("Only ambassadors who opted in may propose content.")
-        return await self._insert_item(principal, body, key, Action.PROPOSE, Status.IN_REVIEW)
+        """An opted-in ambassador's proposal goes straight to review, recorded under their ambassador id
+        (the id ambassador events carry, so that an erasure finds it)."""
+        ambassador = await self._opted_in_ambassador(principal, "propose content")
+        return await self._insert_item(principal, body, key, Action.PROPOSE, Status.IN_REVIEW,
+                                       by=ambassador["ambassador_id"])
 
     async def _insert_item(self, principal: Principal, body: ContentIn, key: str | None, action: Action,
-                           status: Status) -> tuple[dict, bool]:
+                           status: Status, by: str | None = None) -> tuple[dict, bool]:
+        by = by or principal.subject
         fields = _stored_fields(body, set(ContentIn.model_fields))
         campaign = await self._campaign_of(principal.tenant, fields["campaign_id"])
         check_content(fields, campaign)
@@ -115,12 +118,12 @@ class ContentService:
             "targets": targeting_keys(fields["audience"]),
             "status": status.value,
             "version": 1,
-            "created_by": principal.subject,
+            "created_by": by,
             "created_at": now,
             "updated_at": now,
-            "authors": [principal.subject],
-            "proposed_by": principal.subject if action is Action.PROPOSE else None,
-            "history": [_history(action, status, principal.subject, now)],
+            "authors": [by],
+            "proposed_by": by if action is Action.PROPOSE else None,
+            "history": [_history(action, status, by, now)],
             "request_fingerprint": fingerprint(body.model_dump(mode="json")),
         }
         return await self.store.insert_idempotent(self.store.items, document)
@@ -246,11 +249,19 @@ class ContentService:
         return item
 
     async def _targeting_values(self, principal: Principal) -> dict[str, list[str]]:
-        ambassador = await self.store.get_ambassador(principal.tenant, principal.subject)
+        ambassador = await self._opted_in_ambassador(principal, "see published content")
+        return profile_values(ambassador.get("profile") or {})
+
+    async def _opted_in_ambassador(self, principal: Principal, to_do: str) -> dict:
+        """The caller's entry in the projection; their ambassador id is the token claim configured
+        (`sub` unless the identity provider carries the ambassador service's id in another claim)."""
+        claimed = principal.subject if self.ambassador_id_claim == "sub" else \
+            principal.claims.get(self.ambassador_id_claim)
+        ambassador = await self.store.get_ambassador(principal.tenant, str(claimed)) if claimed else None
         if not ambassador or not ambassador.get("opted_in"):
             # Principle 1: nothing is suggested to someone who has not opted in (or opted out).
-            raise forbidden("Only ambassadors who opted in see published content.")
-        return profile_values(ambassador.get("profile") or {})
+            raise forbidden(f"Only ambassadors who opted in may {to_do}.")
+        return ambassador
 
     async def anonymise_person(self, tenant: str, person: str) -> int:
         """Replace an erased person's id in every item they wrote, proposed or acted on."""
