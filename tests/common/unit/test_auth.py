@@ -90,3 +90,12 @@ async def test_token_signed_by_unknown_key_is_refused(issuer_and_server):
     token = impostor.mint(tenant="acme", subject="a", roles=["editor"])
     response = await call(make_app(issuer, server), {"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
+
+
+def test_ambassador_id_is_a_stable_pseudonym_of_tenant_and_login():
+    from advocacy_common.auth import ambassador_id_for
+
+    principal = Principal(subject="Alice@Corp.example", tenant="acme", roles=frozenset(), claims={})
+    assert principal.ambassador_id == ambassador_id_for("acme", "alice@corp.example")
+    assert principal.ambassador_id != ambassador_id_for("other", "alice@corp.example")
+    assert "alice" not in principal.ambassador_id

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -31,6 +32,21 @@ class Role(StrEnum):
     INTEGRATOR = "integrator"
 
 
+AMBASSADOR_ID_NAMESPACE = uuid.UUID("0b8f4a52-6d2e-4c1f-9a57-2f0c8e6d1b34")
+
+
+def ambassador_id_for(tenant: str, login: str) -> str:
+    """The pseudonymous id that every service uses for one employee.
+
+    Derived from the tenant and the login that the identity provider puts in
+    the token's `sub` (and that provisioning gives the ambassador service as the
+    SCIM userName or externalId), so each service can name the caller without
+    asking another and events never carry the login itself. Prefer an
+    immutable, opaque login (Okta user id, Entra object id) over an e-mail.
+    """
+    return str(uuid.uuid5(AMBASSADOR_ID_NAMESPACE, f"{tenant}\x1f{login.strip().lower()}"))
+
+
 @dataclass(frozen=True)
 class Principal:
     subject: str
@@ -40,6 +56,11 @@ class Principal:
 
     def has_any(self, *roles: str) -> bool:
         return any(role in self.roles for role in roles)
+
+    @property
+    def ambassador_id(self) -> str:
+        """The caller's id as an ambassador (see `ambassador_id_for`)."""
+        return ambassador_id_for(self.tenant, self.subject)
 
 
 def unauthorized(detail: str) -> Problem:

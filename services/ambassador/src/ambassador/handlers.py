@@ -21,6 +21,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from advocacy_common.auth import ambassador_id_for
 from advocacy_common.consuming import Handler
 from advocacy_common.envelope import Envelope, utcnow
 from advocacy_common.events import CharterPublished, Event, SignalReported
@@ -71,8 +72,14 @@ class Context:
     clock: Callable[[], datetime] = now_to_the_millisecond
     subject_attribute: str = "user_name"
     import_max_rows: int = 5000
-    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))  # when the login is not known yet
     _person_locks: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary)
+
+    def person_id_for(self, tenant: str, entry: DirectoryEntry) -> str:
+        """The person's id is derived from the login their token will carry (`ambassador_id_for`),
+        so the other services name the same person from the token alone."""
+        login = entry.external_id if self.subject_attribute == "external_id" else entry.user_name
+        return ambassador_id_for(tenant, login) if login else self.new_id()
 
     def person_lock(self, person_id: str) -> asyncio.Lock:
         """One writer per person in this process.
@@ -167,8 +174,14 @@ async def provision(ctx: Context, tenant: str, entry: DirectoryEntry) -> tuple[P
 
 async def create_person(ctx: Context, tenant: str, entry: DirectoryEntry) -> Person:
     """A new directory entry; DuplicateKeyError when the userName is taken. Never an ambassador yet."""
-    person = new_person(ctx.new_id(), tenant, entry, ctx.clock()).model_copy(update={"version": 1})
-    await ctx.store.insert_person(person, [])
+    person = new_person(ctx.person_id_for(tenant, entry), tenant, entry, ctx.clock()).model_copy(update={"version": 1})
+    try:
+        await ctx.store.insert_person(person, [])
+    except DuplicateKeyError:
+        # The login belonged to someone erased: their anonymised record moves aside.
+        if not await ctx.store.archive_erased(tenant, person.id, ctx.new_id()):
+            raise
+        await ctx.store.insert_person(person, [])
     return person
 
 

@@ -16,11 +16,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from advocacy_common.api_support import decode_cursor, encode_cursor
+from advocacy_common.consuming import insert_once
 from advocacy_common.envelope import Envelope, parse_time
 from advocacy_common.errors import invalid
 from advocacy_common.outbox import OUTBOX_FIELD, new_document_with_outbox, notify_outbox, with_outbox
 
-from .models import Person, lookup_key
+from .models import Person, Status, lookup_key
 
 OutboxItems = Iterable[tuple[str, Envelope]]
 NO_OUTBOX = {OUTBOX_FIELD: 0}
@@ -159,6 +160,20 @@ class AmbassadorStore:
         except DuplicateKeyError:
             await self._repair_user_name_key(person)
             raise
+
+    async def archive_erased(self, tenant: str, person_id: str, archive_id: str) -> bool:
+        """Free the id of an erased person whose login is provisioned again (ids derive from logins).
+
+        The anonymised record and its consent trail stay, under `archive_id`; pending events go with it.
+        """
+        document = await self.people.find_one({"_id": person_id})
+        if document is None or document.get("tenant") != tenant or document.get("status") != Status.ERASED:
+            return False
+        archived = {**document, "_id": archive_id, "user_name_key": f"~erased~{archive_id}",
+                    "archived_from": person_id}
+        await insert_once(self.people, archived)
+        await self.people.delete_one({"_id": person_id})
+        return True
 
     async def _repair_user_name_key(self, person: Person) -> None:
         # Two concurrent creations of one userName: the loser may have taken the key over
