@@ -108,10 +108,12 @@ class ServiceWorker:
     async def start(self) -> None:
         await ensure_topics(self.settings.kafka_bootstrap_servers, self.names, self.settings.topic_partitions)
         await self.publisher.start()
+        self._stop.clear()
+        # Background jobs (relay, schedulers) first: joining the consumer group can wait
+        # for a killed predecessor's session to expire, and they need not wait for that.
+        self._tasks = [asyncio.create_task(job(self._stop)) for job in self._background]
         if self.broker.subscribers:
             await self.broker.start()
-        self._stop.clear()
-        self._tasks = [asyncio.create_task(job(self._stop)) for job in self._background]
 
     async def stop(self) -> None:
         self._stop.set()
