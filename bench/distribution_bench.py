@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
+from advocacy_common.auth import ambassador_id_for
 from advocacy_common.dev_issuer import DevIssuer, JwksServer
 from advocacy_common.events import (
     AmbassadorOptedIn, AmbassadorProfile, ContentPublished, NetworkPresence, SharingPreferences,
@@ -81,8 +82,9 @@ async def main(contents: int, shares: int, clicks: int, reports: int) -> None:
     profile = AmbassadorProfile(persona="expert", topics=["energy"], languages=["en"],
                                 networks=[NetworkPresence(network="linkedin", audience_size=500)],
                                 preferences=SharingPreferences(max_shares_per_week=50))
-    events = [AmbassadorOptedIn(ambassador_id=f"a{i}", charter_version=0, opted_in_at=now, profile=profile)
-              for i in range(shares)]
+    # The id the ambassador service gives the person whose token says `sub = a{i}`.
+    events = [AmbassadorOptedIn(ambassador_id=ambassador_id_for(tenant, f"a{i}"), charter_version=0, opted_in_at=now,
+                                profile=profile) for i in range(shares)]
     events += [ContentPublished(content_id=f"c{i}", version=1, campaign_id="camp", objective="awareness",
                                 title=f"Content {i}", link_url="https://example.com/x",
                                 suggested_texts={"linkedin": "Our plant runs on renewable energy, proud of the team."},

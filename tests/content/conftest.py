@@ -16,6 +16,7 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from httpx import ASGITransport, AsyncClient
 
+from advocacy_common.auth import ambassador_id_for
 from advocacy_common.events import Event
 from advocacy_common.mongo import create_client
 from advocacy_common.publishing import EventPublisher, envelope_for
@@ -76,6 +77,17 @@ def worker_starter():
 @pytest.fixture
 def tenant() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
+
+
+def amb(tenant: str, login: str) -> str:
+    """The ambassador id that a token of `login` (its `sub`) in `tenant` implies, as ambassador events carry it."""
+    return ambassador_id_for(tenant, login)
+
+
+@pytest.fixture(scope="session", name="amb")
+def amb_fixture():
+    """`amb(tenant, login)` for the test modules (they cannot import conftest in importlib mode)."""
+    return amb
 
 
 def campaign_body(**overrides: Any) -> dict[str, Any]:

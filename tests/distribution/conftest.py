@@ -16,6 +16,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
+from advocacy_common.auth import ambassador_id_for
 from advocacy_common.events import (
     AmbassadorOptedIn, AmbassadorProfile, ContentPublished, Event, NetworkPresence, Objective, Persona,
 )
@@ -143,6 +144,17 @@ def content(content_id: str, version: int = 1, **overrides) -> ContentPublished:
 
 OWN_WORDS = ("I visited our Lyon site last month and watched the solar panels go up. Today the whole plant runs "
              "on renewable power, and honestly it makes me proud to work here.")
+
+
+def amb(tenant: str, login: str) -> str:
+    """The ambassador id that a token of `login` (its `sub`) in `tenant` implies, as ambassador events carry it."""
+    return ambassador_id_for(tenant, login)
+
+
+@pytest.fixture(scope="session", name="amb")
+def amb_fixture():
+    """`amb(tenant, login)` for the test modules (they cannot import conftest in importlib mode)."""
+    return amb
 
 
 @pytest.fixture(scope="session")

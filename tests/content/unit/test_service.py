@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from advocacy_common.auth import Principal
+from advocacy_common.auth import Principal, ambassador_id_for
 from advocacy_common.errors import Problem
 from advocacy_common.outbox import OUTBOX_FIELD, without_outbox
 from content.models import Action, FourEyesViolation, InvalidTransition
@@ -268,14 +268,15 @@ async def test_campaign_change_reannounces_published_items_once(service, store, 
 
 async def test_erasure_anonymises_every_trace_of_the_person(service, store):
     campaign = await campaign_of(service)
-    store.ambassadors[f"{TENANT}:amb"] = {"ambassador_id": "amb", "opted_in": True, "profile": {"persona": "expert"}}
+    amb = ambassador_id_for(TENANT, "amb")
+    store.ambassadors[f"{TENANT}:{amb}"] = {"ambassador_id": amb, "opted_in": True, "profile": {"persona": "expert"}}
     proposal, _ = await service.propose(person("amb", "ambassador"), content_in(campaign["_id"]), None)
-    assert proposal["status"] == "in_review" and proposal["proposed_by"] == "amb"
-    assert await service.anonymise_person(TENANT, "amb") == 1
+    assert proposal["status"] == "in_review" and proposal["proposed_by"] == amb
+    assert await service.anonymise_person(TENANT, amb) == 1
     stored = store.items.docs[proposal["_id"]]
     assert stored["proposed_by"] == stored["created_by"] == "erased" and stored["authors"] == ["erased"]
     assert {entry["by"] for entry in stored["history"]} == {"erased"}
-    assert await service.anonymise_person(TENANT, "amb") == 0
+    assert await service.anonymise_person(TENANT, amb) == 0
 
 
 async def test_an_item_that_cannot_publish_does_not_hold_back_the_others(service, store, clock):
@@ -290,16 +291,27 @@ async def test_an_item_that_cannot_publish_does_not_hold_back_the_others(service
     assert store.items.docs[broken["_id"]]["status"] == "approved"
 
 
-async def test_the_ambassador_id_may_come_from_another_token_claim(store, clock):
-    service = ContentService(store, clock, ambassador_id_claim="ambassador_id")  # type: ignore[arg-type]
+async def test_an_ambassador_is_known_by_the_id_their_login_implies(service, store):
     campaign = await campaign_of(service)
-    store.ambassadors[f"{TENANT}:a-42"] = {"ambassador_id": "a-42", "opted_in": True, "profile": {}}
-    login = Principal(subject="alice@corp.example", tenant=TENANT, roles=frozenset({"ambassador"}),
-                      claims={"ambassador_id": "a-42"})
+    amb = ambassador_id_for(TENANT, "alice@corp.example")
+    store.ambassadors[f"{TENANT}:{amb}"] = {"ambassador_id": amb, "opted_in": True, "profile": {}}
+    login = person("Alice@Corp.example", "ambassador")  # the login's case does not matter
     proposal, _ = await service.propose(login, content_in(campaign["_id"]), None)
-    assert proposal["proposed_by"] == proposal["created_by"] == "a-42"
-    assert "alice@corp.example" not in str(proposal)
-    without_claim = Principal(subject="a-42", tenant=TENANT, roles=frozenset({"ambassador"}), claims={})
+    assert proposal["proposed_by"] == proposal["created_by"] == amb and proposal["authors"] == [amb]
+    assert "alice@corp.example" not in str(proposal).lower()
+    # An entry under the bare login is not theirs (ambassador events never carry the login).
+    store.ambassadors[f"{TENANT}:bob"] = {"ambassador_id": "bob", "opted_in": True, "profile": {}}
     with pytest.raises(Problem) as refused:
-        await service.propose(without_claim, content_in(campaign["_id"]), None)
+        await service.propose(person("bob", "ambassador"), content_in(campaign["_id"]), None)
     assert refused.value.status == 403
+
+
+async def test_a_proposer_cannot_approve_their_own_proposal(service, store):
+    campaign = await campaign_of(service)
+    amb = ambassador_id_for(TENANT, "ann")
+    store.ambassadors[f"{TENANT}:{amb}"] = {"ambassador_id": amb, "opted_in": True, "profile": {}}
+    ann = person("ann", "ambassador", "reviewer")
+    proposal, _ = await service.propose(ann, content_in(campaign["_id"]), None)
+    with pytest.raises(FourEyesViolation):
+        await service.act(ann, proposal, Action.APPROVE)
+    assert (await service.act(REVIEWER, proposal, Action.APPROVE))["status"] == "approved"

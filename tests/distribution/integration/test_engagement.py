@@ -16,10 +16,10 @@ OWN = ("I visited our Lyon site last month and watched the solar panels go up. T
 
 
 @pytest.fixture
-async def confirmed(client, bearer, tenant, emit, projected, make):
+async def confirmed(client, bearer, tenant, emit, projected, make, amb):
     """amb-1 shared c1 on LinkedIn; returns the confirmed share."""
-    await emit(make.opted_in("amb-1"), make.content("c1"))
-    await projected(("amb-1",), {"c1": 1})
+    await emit(make.opted_in(amb(tenant, "amb-1")), make.content("c1"))
+    await projected((amb(tenant, "amb-1"),), {"c1": 1})
     headers = bearer(tenant, "amb-1", "ambassador")
     prepared = (await client.post("/v1/shares", json={"content_id": "c1", "network": "linkedin", "text": OWN},
                                   headers=headers)).json()
@@ -48,7 +48,7 @@ async def post_report(client, bearer, tenant, connector, body, kind="engagements
                                       "Content-Type": "application/json"})
 
 
-async def test_redirect_counts_clicks_uniquely_and_skips_bots(client, tenant, confirmed, read_topic):
+async def test_redirect_counts_clicks_uniquely_and_skips_bots(client, tenant, confirmed, read_topic, amb):
     code = confirmed["tracked_link_code"]
     visit = {"User-Agent": BROWSER, "X-Forwarded-For": "203.0.113.7"}
     first = await client.get(f"/r/{code}", headers=visit)
@@ -71,7 +71,7 @@ async def test_redirect_counts_clicks_uniquely_and_skips_bots(client, tenant, co
     data = clicks[0].data
     assert (data["share_id"], data["content_id"], data["campaign_id"], data["ambassador_id"], data["team_id"],
             data["network"], data["source"], data["count"]) == \
-        (confirmed["share_id"], "c1", "camp-1", "amb-1", "team-ops", "linkedin", "redirect", 1)
+        (confirmed["share_id"], "c1", "camp-1", amb(tenant, "amb-1"), "team-ops", "linkedin", "redirect", 1)
     assert clicks[0].id == data["engagement_id"]
 
 
@@ -81,7 +81,7 @@ async def test_unknown_code_is_a_404_page(client):
     assert "does not exist" in response.text and "Traceback" not in response.text
 
 
-async def test_signed_report_is_published_once(client, bearer, tenant, confirmed, connector, read_topic, store):
+async def test_signed_report_is_published_once(client, bearer, tenant, confirmed, connector, read_topic, store, amb):
     assert connector["secret"].startswith("whsec_")
     assert connector["engagement_webhook"].endswith(f"/v1/connectors/{connector['connector_id']}/engagements")
     report = {"id": "li-1", "kind": "impression", "count": 1200, "occurred_at": "2026-11-20T10:00:00Z",
@@ -98,7 +98,8 @@ async def test_signed_report_is_published_once(client, bearer, tenant, confirmed
     assert [e.id for e in events] == [expected_id]
     data = events[0].data
     assert (data["kind"], data["count"], data["share_id"], data["ambassador_id"], data["source"],
-            data["source_event_id"]) == ("impression", 1200, confirmed["share_id"], "amb-1", "linkedin-sync", "li-1")
+            data["source_event_id"]) == ("impression", 1200, confirmed["share_id"], amb(tenant, "amb-1"),
+                                         "linkedin-sync", "li-1")
     stored = await store.get_report(tenant, f"{tenant}/{connector['connector_id']}/li-1")
     assert stored["acknowledged"] is True and "envelope" not in stored
 

@@ -14,11 +14,11 @@ async def prepare(client, bearer, tenant, ambassador, content_id="c1"):
                              headers=bearer(tenant, ambassador, "ambassador"))
 
 
-async def test_opt_out_stops_suggestions_and_shares(client, bearer, tenant, emit, projected, make, wait_for):
-    await emit(make.opted_in("amb-1"), make.content("c1"), make.content("c2"))
-    await projected(("amb-1",), {"c1": 1, "c2": 1})
+async def test_opt_out_stops_suggestions_and_shares(client, bearer, tenant, emit, projected, make, wait_for, amb):
+    await emit(make.opted_in(amb(tenant, "amb-1")), make.content("c1"), make.content("c2"))
+    await projected((amb(tenant, "amb-1"),), {"c1": 1, "c2": 1})
     pending = (await prepare(client, bearer, tenant, "amb-1")).json()
-    await emit(AmbassadorOptedOut(ambassador_id="amb-1", opted_out_at=make.now))
+    await emit(AmbassadorOptedOut(ambassador_id=amb(tenant, "amb-1"), opted_out_at=make.now))
     headers = bearer(tenant, "amb-1", "ambassador")
 
     async def empty_feed():
@@ -31,20 +31,20 @@ async def test_opt_out_stops_suggestions_and_shares(client, bearer, tenant, emit
     confirm = await client.post(f"/v1/shares/{pending['share_id']}/confirm", headers=headers)
     assert confirm.status_code == 422 and confirm.json()["rule"] == "opted_out"
 
-    await emit(make.opted_in("amb-1"))  # opting in again is the person's own choice
+    await emit(make.opted_in(amb(tenant, "amb-1")))  # opting in again is the person's own choice
 
     async def back():
         assert len((await client.get("/v1/feed", headers=headers)).json()["items"]) == 2
     await wait_for(back)
 
 
-async def test_erasure_anonymises_shares_and_links(client, bearer, tenant, emit, projected, make, wait_for, store):
-    await emit(make.opted_in("amb-1"), make.content("c1"))
-    await projected(("amb-1",), {"c1": 1})
+async def test_erasure_anonymises_shares_and_links(client, bearer, tenant, emit, projected, make, wait_for, store, amb):
+    await emit(make.opted_in(amb(tenant, "amb-1")), make.content("c1"))
+    await projected((amb(tenant, "amb-1"),), {"c1": 1})
     prepared = (await prepare(client, bearer, tenant, "amb-1")).json()
     await client.post(f"/v1/shares/{prepared['share_id']}/confirm", json={"post_url": "https://li/p/amb-1"},
                       headers=bearer(tenant, "amb-1", "ambassador"))
-    await emit(AmbassadorErased(ambassador_id="amb-1", erased_at=make.now))
+    await emit(AmbassadorErased(ambassador_id=amb(tenant, "amb-1"), erased_at=make.now))
 
     async def anonymised():
         share = (await client.get(f"/v1/shares/{prepared['share_id']}",
@@ -53,14 +53,14 @@ async def test_erasure_anonymises_shares_and_links(client, bearer, tenant, emit,
     await wait_for(anonymised)
     link = await store.get_link(prepared["tracked_link_code"])
     assert link["ambassador_id"] == "erased"
-    ambassador = await store.get_ambassador(tenant, "amb-1")
+    ambassador = await store.get_ambassador(tenant, amb(tenant, "amb-1"))
     assert ambassador.status == "erased" and ambassador.profile is None
     feed = (await client.get("/v1/feed", headers=bearer(tenant, "amb-1", "ambassador"))).json()
     assert feed["reason"] == "erased"
     assert (await client.get(f"/r/{prepared['tracked_link_code']}")).status_code == 302  # posts stay online
 
 
-async def test_authenticity_policy_per_tenant(client, bearer, tenant, emit, projected, make):
+async def test_authenticity_policy_per_tenant(client, bearer, tenant, emit, projected, make, amb):
     admin = bearer(tenant, "admin-1", "admin")
     current = await client.get("/v1/settings/authenticity", headers=admin)
     assert current.json() == {"max_similarity_to_suggested": 0.4, "max_similarity_to_colleagues": 0.4,
@@ -77,8 +77,8 @@ async def test_authenticity_policy_per_tenant(client, bearer, tenant, emit, proj
     assert (await client.get("/v1/settings/authenticity", headers=admin)).json() == relaxed
     assert (await client.get("/v1/settings/authenticity", headers=bearer(tenant, "a", "ambassador"))).status_code == 403
 
-    await emit(make.opted_in("amb-1"), make.content("c1"))
-    await projected(("amb-1",), {"c1": 1})
+    await emit(make.opted_in(amb(tenant, "amb-1")), make.content("c1"))
+    await projected((amb(tenant, "amb-1"),), {"c1": 1})
     copy = await client.post("/v1/shares", json={"content_id": "c1", "network": "linkedin", "text": make.suggested},
                              headers=bearer(tenant, "amb-1", "ambassador"))
     assert copy.status_code == 201 and copy.json()["personalized"] is False  # flagged, not refused

@@ -12,10 +12,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def world(emit, projected, make):
-    await emit(make.opted_in("amb-1"), make.opted_in("amb-2"), make.content("c1"),
+async def world(emit, projected, make, tenant, amb):
+    await emit(make.opted_in(amb(tenant, "amb-1")), make.opted_in(amb(tenant, "amb-2")), make.content("c1"),
                make.content("c2", disclosure_line="#AcmeEmployee"))
-    await projected(("amb-1", "amb-2"), {"c1": 1, "c2": 1})
+    await projected((amb(tenant, "amb-1"), amb(tenant, "amb-2")), {"c1": 1, "c2": 1})
 
 
 def share(content_id="c1", network="linkedin", text=None, **extra):
@@ -26,7 +26,7 @@ OWN = ("I visited our Lyon site last month and watched the solar panels go up. T
        "renewable power, and honestly it makes me proud to work here.")
 
 
-async def test_prepare_then_confirm_emits_post_shared(client, bearer, tenant, world, read_topic, make):
+async def test_prepare_then_confirm_emits_post_shared(client, bearer, tenant, world, read_topic, make, amb):
     headers = {**bearer(tenant, "amb-1", "ambassador"), "Idempotency-Key": "k-1"}
     response = await client.post("/v1/shares", json=share(), headers=headers)
     assert response.status_code == 201, response.text
@@ -54,7 +54,7 @@ async def test_prepare_then_confirm_emits_post_shared(client, bearer, tenant, wo
     events = await read_topic(SHARE, lambda e: e.tenantid == tenant, min_count=2, timeout=4)
     assert len(events) == 1  # confirmed twice, shared once
     data = events[0].data
-    assert events[0].type == "post.shared.v1" and events[0].subject == "amb-1"
+    assert events[0].type == "post.shared.v1" and events[0].subject == amb(tenant, "amb-1")
     assert data["share_id"] == prepared["share_id"] and data["content_id"] == "c1"
     assert data["campaign_id"] == "camp-1" and data["team_id"] == "team-ops" and data["network"] == "linkedin"
     assert data["potential_reach"] == 850 and data["personalized"] is True
@@ -120,12 +120,12 @@ async def test_charter_disclosure_is_required_too(client, bearer, tenant, world,
     assert missing.status_code == 422 and "#IWorkAtAcme" in missing.json()["detail"]
 
 
-async def test_weekly_limit_quiet_hours_and_slots(client, bearer, tenant, emit, projected, make):
+async def test_weekly_limit_quiet_hours_and_slots(client, bearer, tenant, emit, projected, make, amb):
     prefs = SharingPreferences(max_shares_per_week=1, quiet_hours=QuietHours(start="22:00", end="07:00"),
                                time_zone="Europe/Paris")
-    await emit(make.opted_in("amb-q", preferences=prefs), make.opted_in("amb-r"), make.opted_in("amb-s"),
-               make.content("c1"), make.content("c2"))
-    await projected(("amb-q", "amb-r", "amb-s"), {"c1": 1, "c2": 1})
+    await emit(make.opted_in(amb(tenant, "amb-q"), preferences=prefs), make.opted_in(amb(tenant, "amb-r")),
+               make.opted_in(amb(tenant, "amb-s")), make.content("c1"), make.content("c2"))
+    await projected((amb(tenant, "amb-q"), amb(tenant, "amb-r"), amb(tenant, "amb-s")), {"c1": 1, "c2": 1})
     headers = bearer(tenant, "amb-q", "ambassador")
     night = (make.now + timedelta(days=1)).replace(hour=22, minute=30)  # 23:30 or 00:30 in Paris
     quiet = await client.post("/v1/shares", json=share(planned_at=night.isoformat()), headers=headers)

@@ -48,7 +48,7 @@ def create_app(settings: ContentSettings) -> FastAPI:
         database = client[settings.database]
         store = ContentStore(database)
         await store.create_indexes()
-        app.state.service = ContentService(store, ambassador_id_claim=settings.ambassador_id_claim)
+        app.state.service = ContentService(store)
         app.state.readiness["mongodb"] = lambda: ping(database)
         app.state.readiness["kafka"] = lambda: kafka_reachable(settings.kafka_bootstrap_servers)
         try:
@@ -66,7 +66,7 @@ def build_worker(settings: ContentSettings, clock=utcnow) -> ServiceWorker:
     """Consumers of ambassador events, the outbox relay of content items, the scheduler."""
     client = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")
     store = ContentStore(client[settings.database])
-    service = ContentService(store, clock, ambassador_id_claim=settings.ambassador_id_claim)
+    service = ContentService(store, clock)
 
     async def prepare_then_schedule(stop: asyncio.Event) -> None:
         await store.create_indexes()

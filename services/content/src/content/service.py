@@ -40,10 +40,8 @@ class ConcurrentChange(Exception):
 
 
 class ContentService:
-    def __init__(self, store: ContentStore, clock: Clock = utcnow, source: str = SOURCE,
-                 ambassador_id_claim: str = "sub"):
+    def __init__(self, store: ContentStore, clock: Clock = utcnow, source: str = SOURCE):
         self.store = store
-        self.ambassador_id_claim = ambassador_id_claim
         self._clock = clock
         self.source = source
 
@@ -99,7 +97,7 @@ class ContentService:
 
     async def propose(self, principal: Principal, body: ContentIn, key: str | None) -> tuple[dict, bool]:
         """An opted-in ambassador's proposal goes straight to review, recorded under their ambassador id
-        (the id ambassador events carry, so that an erasure finds it)."""
+        (the id ambassador events carry, so that an erasure finds it), never under their login."""
         ambassador = await self._opted_in_ambassador(principal, "propose content")
         return await self._insert_item(principal, body, key, Action.PROPOSE, Status.IN_REVIEW,
                                        by=ambassador["ambassador_id"])
@@ -155,7 +153,9 @@ class ContentService:
             check_ready_for_review(item)
         if action is Action.APPROVE:
             settings = await self.store.get_tenant_settings(item["tenant"])
-            check_approver(principal.subject, item["authors"], settings["four_eyes"])
+            # A proposer is among the authors under their ambassador id, not their login.
+            for approver in (principal.subject, principal.ambassador_id):
+                check_approver(approver, item["authors"], settings["four_eyes"])
         now = self.now()
         version = item["version"] + 1
         fields: dict[str, Any] = {"updated_at": now}
@@ -253,11 +253,9 @@ class ContentService:
         return profile_values(ambassador.get("profile") or {})
 
     async def _opted_in_ambassador(self, principal: Principal, to_do: str) -> dict:
-        """The caller's entry in the projection; their ambassador id is the token claim configured
-        (`sub` unless the identity provider carries the ambassador service's id in another claim)."""
-        claimed = principal.subject if self.ambassador_id_claim == "sub" else \
-            principal.claims.get(self.ambassador_id_claim)
-        ambassador = await self.store.get_ambassador(principal.tenant, str(claimed)) if claimed else None
+        """The caller's entry in the projection, under their ambassador id: `ambassador_id_for(tenant, sub)`,
+        the id the ambassador service puts in its events."""
+        ambassador = await self.store.get_ambassador(principal.tenant, principal.ambassador_id)
         if not ambassador or not ambassador.get("opted_in"):
             # Principle 1: nothing is suggested to someone who has not opted in (or opted out).
             raise forbidden(f"Only ambassadors who opted in may {to_do}.")

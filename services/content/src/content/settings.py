@@ -17,5 +17,3 @@ class ContentSettings(ServiceSettings):
     scheduler_poll_seconds: float = Field(default=1.0, gt=0, description="How often due items are published/retired")
     scheduler_batch_size: int = Field(default=200, ge=1, description="Items moved per scheduler pass and kind")
     consumer_group: str = "content"
-    ambassador_id_claim: str = Field(default="sub", description="Token claim holding an ambassador's id as "
-                                                                 "ambassador events carry it")

@@ -84,8 +84,8 @@ async def my_shares(request: Request, limit: int | None = None, cursor: str | No
                     principal: Principal = Depends(AMBASSADOR)) -> SharePage:
     """My prepared and confirmed shares, newest first, with cursor pagination."""
     size = page_size(limit)
-    documents = await _distribution(request).store.list_shares_of(principal.tenant, principal.subject, size + 1,
-                                                                  _share_cursor(cursor))
+    documents = await _distribution(request).store.list_shares_of(principal.tenant, principal.ambassador_id,
+                                                                  size + 1, _share_cursor(cursor))
     page = documents[:size]
     next_cursor = (encode_cursor([page[-1]["created_at"].isoformat(), page[-1]["_id"]])
                    if len(documents) > size else None)
@@ -125,7 +125,7 @@ async def comments_awaiting_reply(request: Request,
     """My posts with comments I have not replied to yet: answering keeps the conversation (and reach) alive."""
     store = _distribution(request).store
     result = []
-    for tally in await store.list_comments_awaiting_reply(principal.tenant, principal.subject):
+    for tally in await store.list_comments_awaiting_reply(principal.tenant, principal.ambassador_id):
         share = await store.get_share(principal.tenant, tally["share_id"])
         comments, replies = tally.get("comments", 0), tally.get("replies", 0)
         result.append(CommentsAwaitingReply(share_id=tally["share_id"], content_id=tally["content_id"],

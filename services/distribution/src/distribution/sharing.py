@@ -35,13 +35,13 @@ SHARE_EVENT_NAMESPACE = uuid.UUID("5d0f1f0e-7a43-4d7e-b0a3-2b8c9e6d4f11")
 
 async def feed_for(store: DistributionStore, principal: Principal, now: datetime, limit: int,
                    cursor: list | None) -> Feed:
-    ambassador = await store.get_ambassador(principal.tenant, principal.subject)
+    ambassador = await store.get_ambassador(principal.tenant, principal.ambassador_id)
     reason = ineligibility(ambassador, await store.get_charter(principal.tenant))
     if reason is not None:
         return Feed(items=[], reason=reason, message=INELIGIBILITY_REASONS[reason])
     assert ambassador is not None
     contents, shared = await asyncio.gather(store.list_published_contents(principal.tenant, now),
-                                            store.list_shared_content_ids(principal.tenant, principal.subject))
+                                            store.list_shared_content_ids(principal.tenant, principal.ambassador_id))
     scored_at = _cursor_time(cursor) or now
     ranked = after_cursor(rank_feed(contents, ambassador, now, shared, scored_at), cursor)
     page = ranked[:limit]
@@ -74,7 +74,7 @@ def _feed_item(score: float, content: ContentView, ambassador: AmbassadorView) -
 async def prepare_share(store: DistributionStore, options: Options, principal: Principal, request: PrepareShare,
                         idempotency_key: str | None, now: datetime) -> dict[str, Any]:
     """Check every rule, then store the prepared share with its tracked link; same key, same result."""
-    tenant, me = principal.tenant, principal.subject
+    tenant, me = principal.tenant, principal.ambassador_id
     share_id = idempotent_id(tenant, f"share:{me}", idempotency_key)
     request_fingerprint = fingerprint(request.model_dump(mode="json"))
     existing, ambassador, charter, content, (policy, _) = await asyncio.gather(
@@ -150,7 +150,7 @@ def same_request_or_422(existing: dict[str, Any], request_fingerprint: str) -> d
 async def get_share_for(store: DistributionStore, principal: Principal, share_id: str) -> dict[str, Any]:
     """An ambassador sees their own shares; admins and connectors any share of their tenant."""
     share = await store.get_share(principal.tenant, share_id)
-    if share is None or (share["ambassador_id"] != principal.subject
+    if share is None or (share["ambassador_id"] != principal.ambassador_id
                          and not principal.has_any(Role.ADMIN, Role.INTEGRATOR)):
         raise not_found("share")
     return share
