@@ -120,3 +120,9 @@ def test_slots_follow_each_other_and_avoid_quiet_hours():
     late = datetime(2026, 3, 10, 21, 50, tzinfo=UTC)
     slot = recommend_slot(late, publish, 0, spacing, QuietHours(start="22:00", end="07:00"), "UTC")
     assert slot == datetime(2026, 3, 11, 7, 0, tzinfo=UTC)
+
+
+def test_targeting_ignores_the_case_other_services_write_labels_in():
+    from distribution.models import folded
+
+    assert folded(["R&D ", None, "Research"]) == {"r&d", "research"}

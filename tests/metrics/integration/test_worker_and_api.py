@@ -8,6 +8,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
+from advocacy_common.auth import ambassador_id_for
 from advocacy_common.events import EngagementKind, Network
 from advocacy_common.publishing import EventPublisher
 from metrics.bootstrap import build_worker, create_app
@@ -61,15 +62,16 @@ async def wait_for(client, path, headers, check, timeout=15.0, params=PERIOD):
 async def test_kpis_privacy_erasure_and_freshness(running, bearer):
     client, publisher, _ = running
     tenant = f"acme-{uuid.uuid4().hex[:6]}"
+    amb0 = ambassador_id_for(tenant, "amb0")  # the id her token names (the ambassador service's id)
     analyst = bearer(tenant, "ann", "analyst")
-    team = [f"amb{n}" for n in range(5)]
+    team = [amb0, *(f"amb{n}" for n in range(1, 5))]
     # Engagement before its share, and shares before the opt-ins: all must still count.
     await publish(publisher, tenant,
-                  engaged("e1", "s1", "amb0", "c1", "camp1", "red", EngagementKind.IMPRESSION, 200),
-                  engaged("e2", "s1", "amb0", "c1", "camp1", "red", EngagementKind.REACTION, 10),
+                  engaged("e1", "s1", amb0, "c1", "camp1", "red", EngagementKind.IMPRESSION, 200),
+                  engaged("e2", "s1", amb0, "c1", "camp1", "red", EngagementKind.REACTION, 10),
                   engaged("e3", "s2", "amb1", "c2", "camp1", "red", EngagementKind.IMPRESSION, 100),
                   engaged("e4", "s2", "amb1", "c2", "camp1", "red", EngagementKind.COMMENT, 30),
-                  shared("s1", "amb0", "c1", "camp1", "red", reach=1000),
+                  shared("s1", amb0, "c1", "camp1", "red", reach=1000),
                   shared("s2", "amb1", "c2", "camp1", "red", personalized=False, reach=500),
                   published("c1", "camp1", ["ai"]), published("c2", "camp1", ["hr"]),
                   *[opted_in(a, "red", leaderboard=a == "amb1") for a in team],
@@ -117,13 +119,13 @@ async def test_kpis_privacy_erasure_and_freshness(running, bearer):
 
     # Freshness at steady state: one more event shows within 2 seconds.
     started = time.monotonic()
-    await publish(publisher, tenant, engaged("e5", "s1", "amb0", "c1", "camp1", "red", EngagementKind.CLICK, 4,
+    await publish(publisher, tenant, engaged("e5", "s1", amb0, "c1", "camp1", "red", EngagementKind.CLICK, 4,
                                              unique=True))
     await wait_for(client, "/v1/metrics/overview", analyst, lambda b: b["kpis"]["clicks"] == 4, timeout=5)
     assert time.monotonic() - started < 2.0
 
     # Erasure: the person's own figures go, the totals stay.
-    await publish(publisher, tenant, erased("amb0"))
+    await publish(publisher, tenant, erased(amb0))
     await wait_for(client, "/v1/metrics/me", me, lambda b: b["points"][0]["kpis"]["impressions"] == 0)
     after = (await client.get("/v1/metrics/overview", headers=analyst, params=PERIOD)).json()["kpis"]
     assert (after["impressions"], after["shares"], after["ambassadors_opted_in"]) == (300, 2, 6)

@@ -110,6 +110,11 @@ def ineligibility(ambassador: AmbassadorView | None, charter: CharterView) -> st
 
 # --- matching and ranking -----------------------------------------------------------------
 
+def folded(values) -> set[str]:
+    """Labels compared across services ignore case and spacing ("R&D" is the content's "r&d")."""
+    return {str(value).strip().casefold() for value in values if value}
+
+
 def targeting_misses(content: ContentView, ambassador: AmbassadorView) -> list[str]:
     """The targeting axes on which this content is not for this ambassador (empty: it is).
 
@@ -121,17 +126,17 @@ def targeting_misses(content: ContentView, ambassador: AmbassadorView) -> list[s
         return ["profile"]
     audience = content.audience
     misses = []
-    if audience.teams and profile.team_id not in audience.teams:
+    if audience.teams and not folded([profile.team_id]) & folded(audience.teams):
         misses.append("team")
-    if audience.locations and profile.location not in audience.locations:
+    if audience.locations and not folded([profile.location]) & folded(audience.locations):
         misses.append("location")
-    languages = set(profile.languages)
-    if languages and (content.language not in languages
-                      or (audience.languages and not languages & set(audience.languages))):
+    languages = folded(profile.languages)
+    if languages and (not folded([content.language]) & languages
+                      or (audience.languages and not languages & folded(audience.languages))):
         misses.append("language")
     if audience.personas and profile.persona not in audience.personas:
         misses.append("persona")
-    if content.topics and profile.topics and not set(content.topics) & set(profile.topics):
+    if content.topics and profile.topics and not folded(content.topics) & folded(profile.topics):
         misses.append("topics")
     if not set(content.networks) & ambassador.networks():
         misses.append("network")
@@ -144,8 +149,9 @@ TOPIC_WEIGHT = 0.7
 
 def feed_score(content: ContentView, ambassador: AmbassadorView, now: datetime) -> float:
     """Topic affinity (share of the content's topics I follow) blended with freshness (halves every 3 days)."""
-    mine = set(ambassador.profile.topics) if ambassador.profile else set()
-    affinity = len(set(content.topics) & mine) / len(content.topics) if content.topics else 0.5
+    mine = folded(ambassador.profile.topics) if ambassador.profile else set()
+    topics = folded(content.topics)
+    affinity = len(topics & mine) / len(topics) if topics else 0.5
     age_hours = max(0.0, (now - (content.publish_at or now)).total_seconds() / 3600)
     freshness = 0.5 ** (age_hours / FRESHNESS_HALF_LIFE_HOURS)
     return round(TOPIC_WEIGHT * affinity + (1 - TOPIC_WEIGHT) * freshness, 6)

@@ -204,11 +204,12 @@ async def my_statistics(request: Request, store: StoreDep, period: PeriodDep,
                         granularity: Granularity = Granularity.MONTH,
                         principal: Principal = Depends(ambassadors_only)) -> TimeSeries:
     """Your own statistics (reach, engagement, clicks...), by day, week or month. Nobody else can read them."""
-    snapshot = await reports.load(store, principal.tenant, Dimension.AMBASSADOR, principal.subject, period)
+    me = principal.ambassador_id  # the id the ambassador service's events carry for the caller
+    snapshot = await reports.load(store, principal.tenant, Dimension.AMBASSADOR, me, period)
     return TimeSeries.model_validate({
-        "dimension": Dimension.AMBASSADOR.value, "value": principal.subject, "granularity": granularity.value,
+        "dimension": Dimension.AMBASSADOR.value, "value": me, "granularity": granularity.value,
         "period": {"first_day": period.first, "last_day": period.last},
-        "points": reports.series_of(snapshot, principal.subject, period, granularity,
+        "points": reports.series_of(snapshot, me, period, granularity,
                                     _settings(request).cpm_by_network)})
 
 

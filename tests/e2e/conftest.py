@@ -1,0 +1,56 @@
+"""The whole stack in one process: the four services' APIs and workers on the real Kafka and database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import pytest
+from asgi_lifespan import LifespanManager
+from httpx import ASGITransport, AsyncClient
+
+import ambassador.bootstrap
+import content.bootstrap
+import distribution.bootstrap
+import metrics.bootstrap
+from ambassador.settings import AmbassadorSettings
+from content.settings import ContentSettings
+from distribution.settings import DistributionSettings
+from metrics.settings import MetricsSettings
+
+SERVICES = {
+    "content": (ContentSettings, content.bootstrap),
+    "ambassador": (AmbassadorSettings, ambassador.bootstrap),
+    "distribution": (DistributionSettings, distribution.bootstrap),
+    "metrics": (MetricsSettings, metrics.bootstrap),
+}
+
+
+@dataclass
+class Stack:
+    content: AsyncClient
+    ambassador: AsyncClient
+    distribution: AsyncClient
+    metrics: AsyncClient
+
+
+@pytest.fixture(scope="module")
+async def stack(infrastructure, kafka_topics, run_id, auth_settings) -> AsyncIterator[Stack]:
+    clients = {}
+    async with AsyncExitStack() as exits:
+        for name, (settings_class, bootstrap) in SERVICES.items():
+            settings = settings_class(kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers,
+                                      mongodb_uri=infrastructure.mongodb_uri,
+                                      database=f"e2e_{name}_{run_id}_{uuid.uuid4().hex[:4]}",
+                                      topic_prefix=kafka_topics.prefix, topic_partitions=3,
+                                      **auth_settings)
+            app = bootstrap.create_app(settings)
+            await exits.enter_async_context(LifespanManager(app, startup_timeout=60, shutdown_timeout=30))
+            worker = bootstrap.build_worker(settings)
+            await worker.start()
+            exits.push_async_callback(worker.stop)
+            clients[name] = await exits.enter_async_context(
+                AsyncClient(transport=ASGITransport(app), base_url=f"http://{name}.test"))
+        yield Stack(**clients)
