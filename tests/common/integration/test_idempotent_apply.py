@@ -34,3 +34,18 @@ async def test_insert_once(database):
     assert await insert_once(things, {"_id": "event-1", "v": 1}) is True
     assert await insert_once(things, {"_id": "event-1", "v": 2}) is False
     assert (await things.find_one({"_id": "event-1"}))["v"] == 1
+
+
+async def test_ledger_remembers_and_prunes(database):
+    import asyncio
+    from datetime import timedelta
+
+    from advocacy_common.consuming import ProcessedEvents
+
+    ledger = ProcessedEvents(database["processed_events"])
+    await ledger.record(["e1", "e2", "e1"])
+    assert await ledger.already_processed(["e1", "e3"]) == {"e1"}
+    stop = asyncio.Event()
+    stop.set()  # one pass, then return
+    await ledger.prune(stop, keep=timedelta(seconds=-1))
+    assert await ledger.already_processed(["e1", "e2"]) == set()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +113,17 @@ class ProcessedEvents:
     async def forget_before(self, cutoff: datetime) -> int:
         result = await self.collection.delete_many({"seen_at": {"$lt": cutoff}})
         return result.deleted_count
+
+    async def prune(self, stop: asyncio.Event, keep: timedelta = timedelta(days=7),
+                    every_seconds: float = 3600) -> None:
+        """A worker background job: forget ids older than `keep` (no TTL indexes on FerretDB)."""
+        while True:  # a pass at start, then one every `every_seconds` until stopped
+            await self.forget_before(datetime.now(UTC) - keep)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=every_seconds)
+                return
+            except TimeoutError:
+                pass
 
 
 class Dispatcher:

@@ -7,6 +7,7 @@ Adds what every service needs and no domain: problem+json errors, `/livez`,
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +32,19 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, text in {401: "Missing or invalid bearer token", 403: "Role not allowed",
                        404: "Not found (or another tenant's)", 422: "Invalid input, the field is named"}.items()
 }
+
+
+async def kafka_reachable(bootstrap_servers: str, timeout: float = 2.0) -> bool:
+    """Readiness for an API that does not produce: some bootstrap broker accepts a TCP connection."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False
 
 
 def verifier_from_settings(settings: ServiceSettings) -> JwtVerifier:

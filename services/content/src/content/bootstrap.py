@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from fastapi import FastAPI
 
 from advocacy_common.envelope import utcnow
-from advocacy_common.http import create_service_app
+from advocacy_common.http import create_service_app, kafka_reachable
 from advocacy_common.mongo import create_client, ping
 from advocacy_common.topics import AMBASSADOR
 from advocacy_common.worker import ServiceWorker
@@ -22,23 +21,10 @@ from .service import ContentService
 from .settings import ContentSettings
 from .store import ContentStore
 
-LEDGER_RETENTION = timedelta(days=7)
 DESCRIPTION = """Campaigns, content items and their editorial workflow (draft, review, approval,
 scheduled publication, retirement). Produces `advocacy.content` events; keeps a projection of
 opted-in ambassadors from `advocacy.ambassador`."""
 
-
-async def kafka_reachable(bootstrap_servers: str, timeout: float = 2.0) -> bool:
-    """A broker accepts TCP connections (the API itself does not produce)."""
-    for server in bootstrap_servers.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout)
-        except (OSError, TimeoutError, ValueError):
-            continue
-        writer.close()
-        return True
-    return False
 
 
 def create_app(settings: ContentSettings) -> FastAPI:
@@ -72,17 +58,8 @@ def build_worker(settings: ContentSettings, clock=utcnow) -> ServiceWorker:
         await store.create_indexes()
         await scheduler_job(service, settings.scheduler_poll_seconds, settings.scheduler_batch_size)(stop)
 
-    async def prune_ledger(stop: asyncio.Event) -> None:
-        # No TTL indexes on FerretDB: an hourly job forgets old ids (re-publication follows a crash within minutes).
-        while not stop.is_set():
-            await store.ledger.forget_before(utcnow() - LEDGER_RETENTION)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=3600)
-            except TimeoutError:
-                pass
-
     worker = ServiceWorker(settings, client_id=f"{settings.service_name}-worker",
-                           outbox_collections=[store.items], background=[prepare_then_schedule, prune_ledger])
+                           outbox_collections=[store.items], background=[prepare_then_schedule, store.ledger.prune])
     worker.consume([AMBASSADOR], settings.consumer_group, build_handlers(service), ledger=store.ledger)
     # Tests close the client after stopping the worker; the process' exit does it in production.
     worker.mongo_client = client

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
-from functools import partial
 
 from fastapi import FastAPI
 
 from advocacy_common.consuming import ProcessedEvents
-from advocacy_common.envelope import utcnow
 from advocacy_common.http import create_service_app
 from advocacy_common.mongo import create_client, ping
 from advocacy_common.publishing import EventPublisher
@@ -59,21 +55,8 @@ def build_worker(settings: DistributionSettings) -> ServiceWorker:
     # The ledger skips events a producer's relay re-published after a crash (same id, new offset).
     ledger = ProcessedEvents(store.processed_events)
     worker = ServiceWorker(settings, f"{settings.service_name}-worker", outbox_collections=store.outbox_collections,
-                           background=[partial(prune_ledger, ledger)])
+                           background=[ledger.prune])
     worker.consume([CONTENT, AMBASSADOR], settings.consumer_group, bind(PROJECTION_HANDLERS, store), ledger=ledger)
     worker.consume([ENGAGEMENT], f"{settings.consumer_group}-comments", bind(ENGAGEMENT_HANDLERS, store),
                    ledger=ledger)
     return worker
-
-
-LEDGER_RETENTION = timedelta(days=7)  # re-publication happens within minutes of a crash
-
-
-async def prune_ledger(ledger: ProcessedEvents, stop: asyncio.Event) -> None:
-    """No TTL indexes on FerretDB: old ledger entries are deleted by this hourly job instead."""
-    while not stop.is_set():
-        await ledger.forget_before(utcnow() - LEDGER_RETENTION)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=3600)
-        except TimeoutError:
-            pass

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from advocacy_common.http import create_service_app
+from advocacy_common.http import create_service_app, kafka_reachable
 from advocacy_common.mongo import create_client, ping
 from advocacy_common.topics import EVENT_TOPICS
 from advocacy_common.worker import ServiceWorker, build_broker
@@ -28,15 +28,6 @@ def consumer_group(settings: MetricsSettings, generation: int) -> str:
     return settings.consumer_group if generation == FIRST_GENERATION else f"{settings.consumer_group}-g{generation}"
 
 
-async def kafka_answers(bootstrap_servers: str, timeout: float = 2.0) -> bool:
-    host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout)
-    except (OSError, TimeoutError, ValueError):
-        return False
-    writer.close()
-    return True
-
 
 def create_app(settings: MetricsSettings) -> FastAPI:
     @asynccontextmanager
@@ -46,7 +37,7 @@ def create_app(settings: MetricsSettings) -> FastAPI:
         app.state.generations = Generations(database)
         await app.state.generations.store(await app.state.generations.current()).ensure_indexes()
         app.state.readiness["mongodb"] = lambda: ping(database)
-        app.state.readiness["kafka"] = lambda: kafka_answers(settings.kafka_bootstrap_servers)
+        app.state.readiness["kafka"] = lambda: kafka_reachable(settings.kafka_bootstrap_servers)
         try:
             yield
         finally:
