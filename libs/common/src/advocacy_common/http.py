@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from pymongo.asynchronous.database import AsyncDatabase
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from .auth import JwksCache, JwtVerifier
 from .errors import PROBLEM_JSON, install_problem_handlers
+from .mongo import create_client, ping
+from .publishing import EventPublisher
 from .settings import ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -45,6 +50,35 @@ async def kafka_reachable(bootstrap_servers: str, timeout: float = 2.0) -> bool:
         writer.close()
         return True
     return False
+
+
+@dataclass(frozen=True)
+class ApiResources:
+    database: AsyncDatabase
+    publisher: EventPublisher | None  # only for APIs that publish themselves
+
+
+@asynccontextmanager
+async def api_resources(app: FastAPI, settings: ServiceSettings, *,
+                        publisher: bool = False) -> AsyncIterator[ApiResources]:
+    """What an `api` process holds while it runs: its database and, if it publishes, a started
+    producer; `/readyz` checks both. Closed in reverse order on shutdown."""
+    client = create_client(settings.mongodb_uri, f"{settings.service_name}-api")
+    database = client[settings.database]
+    producer = None
+    try:
+        if publisher:
+            producer = EventPublisher(settings.kafka_bootstrap_servers, settings.topics,
+                                      client_id=f"{settings.service_name}-api")
+            await producer.start()
+        app.state.readiness["mongodb"] = lambda: ping(database)
+        app.state.readiness["kafka"] = producer.is_ready if producer else \
+            (lambda: kafka_reachable(settings.kafka_bootstrap_servers))
+        yield ApiResources(database, producer)
+    finally:
+        if producer is not None:
+            await producer.stop()
+        await client.close()
 
 
 def verifier_from_settings(settings: ServiceSettings) -> JwtVerifier:

@@ -7,10 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from advocacy_common.http import create_service_app
-from advocacy_common.mongo import create_client, ping
+from advocacy_common.http import api_resources, create_service_app
+from advocacy_common.mongo import create_client
 from advocacy_common.outbox import OutboxRelay
-from advocacy_common.publishing import EventPublisher
 from advocacy_common.topics import ensure_topics
 from advocacy_common.worker import ServiceWorker
 
@@ -27,27 +26,18 @@ Personal data lives only here; events carry ids and non-identifying attributes."
 def create_app(settings: AmbassadorSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = create_client(settings.mongodb_uri, settings.service_name)
-        database = client[settings.database]
-        store = AmbassadorStore(database, atomic_updates=await updates_are_atomic(database))
-        await store.create_indexes()
         await ensure_topics(settings.kafka_bootstrap_servers, settings.topics, settings.topic_partitions)
         # The API publishes a person's events itself right after the write, so an opt-out
         # is on the topic when the call returns; the worker's relay remains the safety net.
-        publisher = EventPublisher(settings.kafka_bootstrap_servers, settings.topics,
-                                   client_id=f"{settings.service_name}-api")
-        await publisher.start()
-        relay = OutboxRelay([store.people], publisher)
-        app.state.context = Context(store=store, flush=lambda person_id: relay.flush(store.people, person_id),
-                                    subject_attribute=settings.subject_attribute,
-                                    import_max_rows=settings.import_max_rows)
-        app.state.readiness["mongodb"] = lambda: ping(database)
-        app.state.readiness["kafka"] = publisher.is_ready
-        try:
+        async with api_resources(app, settings, publisher=True) as resources:
+            database = resources.database
+            store = AmbassadorStore(database, atomic_updates=await updates_are_atomic(database))
+            await store.create_indexes()
+            relay = OutboxRelay([store.people], resources.publisher)
+            app.state.context = Context(store=store, flush=lambda person_id: relay.flush(store.people, person_id),
+                                        subject_attribute=settings.subject_attribute,
+                                        import_max_rows=settings.import_max_rows)
             yield
-        finally:
-            await publisher.stop()
-            await client.close()
 
     app = create_service_app(settings, title="Ambassador service", description=DESCRIPTION, lifespan=lifespan)
     api.install_domain_errors(app)

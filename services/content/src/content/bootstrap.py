@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from advocacy_common.envelope import utcnow
-from advocacy_common.http import create_service_app, kafka_reachable
-from advocacy_common.mongo import create_client, ping
+from advocacy_common.http import api_resources, create_service_app
+from advocacy_common.mongo import create_client
 from advocacy_common.topics import AMBASSADOR
 from advocacy_common.worker import ServiceWorker
 
@@ -30,17 +30,11 @@ opted-in ambassadors from `advocacy.ambassador`."""
 def create_app(settings: ContentSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = create_client(settings.mongodb_uri, f"{settings.service_name}-api")
-        database = client[settings.database]
-        store = ContentStore(database)
-        await store.create_indexes()
-        app.state.service = ContentService(store)
-        app.state.readiness["mongodb"] = lambda: ping(database)
-        app.state.readiness["kafka"] = lambda: kafka_reachable(settings.kafka_bootstrap_servers)
-        try:
+        async with api_resources(app, settings) as resources:
+            store = ContentStore(resources.database)
+            await store.create_indexes()
+            app.state.service = ContentService(store)
             yield
-        finally:
-            await client.close()
 
     app = create_service_app(settings, title="Content service", description=DESCRIPTION, lifespan=lifespan)
     app.include_router(router)

@@ -8,9 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from advocacy_common.consuming import ProcessedEvents
-from advocacy_common.http import create_service_app
-from advocacy_common.mongo import create_client, ping
-from advocacy_common.publishing import EventPublisher
+from advocacy_common.http import api_resources, create_service_app
+from advocacy_common.mongo import create_client
 from advocacy_common.topics import AMBASSADOR, CONTENT, ENGAGEMENT
 from advocacy_common.worker import ServiceWorker
 
@@ -27,21 +26,12 @@ DESCRIPTION = ("Feeds, authentic shares, tracked links and engagement ingestion.
 def create_app(settings: DistributionSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = create_client(settings.mongodb_uri, f"{settings.service_name}-api")
-        store = DistributionStore(client[settings.database])
-        await store.create_indexes()
         # Webhook reports answer only after Kafka acknowledged, so the API has a producer of its own.
-        publisher = EventPublisher(settings.kafka_bootstrap_servers, settings.topics,
-                                   client_id=f"{settings.service_name}-api")
-        await publisher.start()
-        app.state.distribution = api.Distribution(store, publisher, Options.from_settings(settings))
-        app.state.readiness["mongodb"] = lambda: ping(store.database)
-        app.state.readiness["kafka"] = publisher.is_ready
-        try:
+        async with api_resources(app, settings, publisher=True) as resources:
+            store = DistributionStore(resources.database)
+            await store.create_indexes()
+            app.state.distribution = api.Distribution(store, resources.publisher, Options.from_settings(settings))
             yield
-        finally:
-            await publisher.stop()
-            await client.close()
 
     app = create_service_app(settings, title="Distribution", description=DESCRIPTION, lifespan=lifespan)
     api.install(app)

@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from advocacy_common.http import create_service_app, kafka_reachable
-from advocacy_common.mongo import create_client, ping
+from advocacy_common.http import api_resources, create_service_app
+from advocacy_common.mongo import create_client
 from advocacy_common.topics import EVENT_TOPICS
 from advocacy_common.worker import ServiceWorker, build_broker
 
@@ -32,16 +32,10 @@ def consumer_group(settings: MetricsSettings, generation: int) -> str:
 def create_app(settings: MetricsSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        client = create_client(settings.mongodb_uri, f"{settings.service_name}-api")
-        database = client[settings.database]
-        app.state.generations = Generations(database)
-        await app.state.generations.store(await app.state.generations.current()).ensure_indexes()
-        app.state.readiness["mongodb"] = lambda: ping(database)
-        app.state.readiness["kafka"] = lambda: kafka_reachable(settings.kafka_bootstrap_servers)
-        try:
+        async with api_resources(app, settings) as resources:
+            app.state.generations = Generations(resources.database)
+            await app.state.generations.store(await app.state.generations.current()).ensure_indexes()
             yield
-        finally:
-            await client.close()
 
     app = create_service_app(settings, title="Metrics", description=DESCRIPTION, lifespan=lifespan)
     app.include_router(router)
