@@ -1,6 +1,12 @@
+import sys
+from pathlib import Path
+
 import pytest
 
 from advocacy_common.mongo import create_client
+
+# Test subjects shared with the child processes are imported by name from this folder.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

@@ -57,6 +57,11 @@ def invalid(field: str, message: str, **extensions: Any) -> Problem:
                    errors=[{"field": field, "message": message}], **extensions)
 
 
+def bad_request(field: str, message: str) -> Problem:
+    """A 400 for input that is not even of the right form (a tampered cursor, an unparsable header)."""
+    return Problem(400, "Bad Request", f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
     return JSONResponse(problem.body(str(request.url.path) if request else None), status_code=problem.status,
                         media_type=PROBLEM_JSON, headers=problem.headers)

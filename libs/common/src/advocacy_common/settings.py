@@ -32,6 +32,8 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8000
     outbox_poll_seconds: float = Field(default=0.1, description="How often the relay reads outbox hints")
     outbox_sweep_seconds: float = Field(default=10.0, description="How often the relay scans for un-hinted events")
+    cursor_key: str = Field(default="dev-only-cursor-key", description=(
+        "Signs pagination cursors; every replica of a service must share it. Set a random value in production."))
     otlp_endpoint: str | None = Field(default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
     @property
