@@ -21,9 +21,11 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from .auth import JwksCache, JwtVerifier
-from .errors import PROBLEM_JSON, install_problem_handlers
+from .api_support import key_reused_with_other_body
+from .errors import PROBLEM_JSON, Problem, install_problem_handlers, problem_response
 from .mongo import create_client, ping
 from .publishing import EventPublisher
+from .repository import AlreadyExists, KeyReused, StaleWrite
 from .settings import ServiceSettings
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -87,6 +89,23 @@ def verifier_from_settings(settings: ServiceSettings) -> JwtVerifier:
                        leeway_seconds=settings.auth_leeway_seconds)
 
 
+def install_repository_problems(app: FastAPI) -> None:
+    """The answers every API gives when the repository base refuses a write (nothing was written)."""
+
+    @app.exception_handler(KeyReused)
+    async def _key_reused(request: Request, exc: KeyReused) -> JSONResponse:
+        return problem_response(key_reused_with_other_body(), request)
+
+    @app.exception_handler(StaleWrite)
+    async def _stale(request: Request, exc: StaleWrite) -> JSONResponse:
+        return problem_response(Problem(409, "Conflict", "The resource changed while this request was applied; "
+                                        "read it again and retry."), request)
+
+    @app.exception_handler(AlreadyExists)
+    async def _exists(request: Request, exc: AlreadyExists) -> JSONResponse:
+        return problem_response(Problem(409, "Conflict", "A resource with this identity exists already."), request)
+
+
 def create_service_app(settings: ServiceSettings, *, title: str, description: str, version: str = "0.1.0",
                        lifespan: Any = None, verifier: JwtVerifier | None = None) -> FastAPI:
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan,
@@ -95,6 +114,7 @@ def create_service_app(settings: ServiceSettings, *, title: str, description: st
     app.state.verifier = verifier or verifier_from_settings(settings)
     app.state.readiness: dict[str, ReadinessCheck] = {}
     install_problem_handlers(app)
+    install_repository_problems(app)
     service = settings.service_name
 
     @app.middleware("http")
