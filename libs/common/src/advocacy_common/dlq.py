@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,10 +99,12 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]]
+    timestamp: int = 0  # when it was dead-lettered, ms since the epoch
 
     @classmethod
     def from_consumer_record(cls, record: Any) -> DeadLetter:
-        return cls(record.partition, record.offset, record.key, record.value, list(record.headers or ()))
+        return cls(record.partition, record.offset, record.key, record.value, list(record.headers or ()),
+                   record.timestamp)
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -128,26 +131,35 @@ class DeadLetter:
 
 async def read_dead_letters(bootstrap_servers: str, physical_dlq: str) -> list[DeadLetter]:
     """Everything in a DLQ right now, every partition, oldest first (no consumer group, nothing committed)."""
+    partitions = [TopicPartition(physical_dlq, p) for p in await _partitions(bootstrap_servers, physical_dlq)]
+    if not partitions:
+        return []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(physical_dlq, p) for p in consumer.partitions_for_topic(physical_dlq) or ()]
-        if not partitions:
-            await consumer.force_metadata_update()  # a first lookup of a topic may not be cached yet
-            partitions = [TopicPartition(physical_dlq, p) for p in consumer.partitions_for_topic(physical_dlq) or ()]
-        if not partitions:
-            return []
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         letters: list[DeadLetter] = []
-        while any(await consumer.position(p) < ends[p] for p in partitions):
+        while [p for p in partitions if await consumer.position(p) < ends[p]]:
             batches = await consumer.getmany(*partitions, timeout_ms=500)
             letters += [DeadLetter.from_consumer_record(r) for records in batches.values() for r in records
                         if r.offset < ends[TopicPartition(r.topic, r.partition)]]
         return sorted(letters, key=lambda letter: (letter.partition, letter.offset))
     finally:
         await consumer.stop()
+
+
+async def _partitions(bootstrap_servers: str, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():  # asking for an unknown topic's metadata may create it
+            return []
+        described = await admin.describe_topics([topic])
+        return sorted(p["partition"] for t in described if t["topic"] == topic for p in t["partitions"])
+    finally:
+        await admin.close()
 
 
 def select(letters: Sequence[DeadLetter], positions: Iterable[str]) -> list[DeadLetter]:
