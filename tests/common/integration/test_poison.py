@@ -7,7 +7,6 @@ valid one, and only then reads the DLQ: by then every dead letter of the poison 
 is written, so "exactly one per group" is a fair assertion.
 """
 
-import asyncio
 import json
 import os
 import subprocess
@@ -29,27 +28,11 @@ from advocacy_common.envelope import to_kafka
 from advocacy_common.events import AmbassadorOptedOut
 from advocacy_common.mongo import create_client
 from advocacy_common.publishing import EventPublisher, envelope_for
-from advocacy_common.settings import ServiceSettings
 from advocacy_common.worker import ServiceWorker
 
 pytestmark = pytest.mark.integration
 MAX_EVENT_BYTES = 64 * 1024
 LATENCIES_MS: dict[str, int] = {}
-
-
-async def wait_until(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
-def settings_for(infrastructure, names) -> ServiceSettings:
-    return ServiceSettings(kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers,
-                           mongodb_uri=infrastructure.mongodb_uri, topic_prefix=names.prefix,
-                           topic_partitions=3, max_event_bytes=MAX_EVENT_BYTES)
 
 
 def valid_record(key: str, ambassador_id: str, event_id: str | None = None):
@@ -88,6 +71,7 @@ class Bed:
     applied: dict[str, object]  # group -> collection
     effects: Effects
     run_id: str
+    wait_until: object
 
     async def send(self, key: str, value: bytes | None, headers: list[tuple[str, bytes]]):
         return await self.producer.send_and_wait(self.names.physical(topics.AMBASSADOR), key=key.encode(),
@@ -114,7 +98,7 @@ class Bed:
         follower_id = f"after-{kind}-{self.run_id}"
         follower = await self.send_valid(key, follower_id)
         assert follower.partition == poison.partition and follower.offset > poison.offset
-        assert await wait_until(lambda: _all_once(self, follower_id)), f"{kind}: the partition is stuck"
+        assert await self.wait_until(lambda: _all_once(self, follower_id)), f"{kind}: the partition is stuck"
         return poison
 
     async def assert_dead_lettered(self, kind: str, poison, *, reason: str, error_type: str,
@@ -137,13 +121,13 @@ async def _all_once(bed: Bed, ambassador_id: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-async def bed(infrastructure, kafka_topics, run_id):
+async def bed(infrastructure, kafka_topics, run_id, wait_until, worker_settings):
     client = create_client(infrastructure.mongodb_uri, "common-poison-tests")
     database = client[f"common_poison_{run_id}"]
     effects = Effects()
     groups = {"single": f"poison-single-{run_id}", "batch": f"poison-batch-{run_id}"}
     applied = {group: database[f"applied_{name}"] for name, group in groups.items()}
-    worker = ServiceWorker(settings_for(infrastructure, kafka_topics), "poison-test")
+    worker = ServiceWorker(worker_settings(max_event_bytes=MAX_EVENT_BYTES), "poison-test")
     single, batch = groups["single"], groups["batch"]
 
     async def one(delivery: Delivery) -> None:
@@ -161,7 +145,8 @@ async def bed(infrastructure, kafka_topics, run_id):
     await producer.start()
     await worker.start()
     try:
-        yield Bed(infrastructure.kafka_bootstrap_servers, kafka_topics, producer, applied, effects, run_id)
+        yield Bed(infrastructure.kafka_bootstrap_servers, kafka_topics, producer, applied, effects, run_id,
+                  wait_until)
     finally:
         await worker.stop()
         await producer.stop()
@@ -273,13 +258,13 @@ async def test_replay_after_the_fix_applies_exactly_once(bed, infrastructure, ka
     bed.effects.broken.discard(fixed_id)  # the fix is deployed
     args = ["--bootstrap-servers", infrastructure.kafka_bootstrap_servers, "--topic-prefix", kafka_topics.prefix]
     assert await dlq.run([*args, "replay", topics.AMBASSADOR, "--offset", letters[0].position]) == 0
-    assert await wait_until(lambda: _all_once(bed, fixed_id))
+    assert await bed.wait_until(lambda: _all_once(bed, fixed_id))
 
     # Replaying it again (the other group's letter, then all of them): nobody counts it twice.
     assert await dlq.run([*args, "replay", topics.AMBASSADOR, "--offset", letters[1].position]) == 0
     follower_id = f"after-replays-{bed.run_id}"
     await bed.send_valid(f"replayed-{bed.run_id}", follower_id)
-    assert await wait_until(lambda: _all_once(bed, follower_id))
+    assert await bed.wait_until(lambda: _all_once(bed, follower_id))
     assert await bed.times_applied(fixed_id) == {group: 1 for group in bed.applied}
     assert await dlq.run([*args, "replay", topics.AMBASSADOR, "--offset", "999999"]) == 2  # not there: refused
 
@@ -301,7 +286,7 @@ class DlqBrieflyDown(EventPublisher):
 
 
 async def test_a_dlq_write_failure_holds_the_partition_until_it_succeeds(infrastructure, kafka_topics, run_id,
-                                                                         database):
+                                                                         database, wait_until, worker_settings):
     applied_at: dict[str, float] = {}
 
     async def remember(delivery: Delivery) -> None:
@@ -310,8 +295,7 @@ async def test_a_dlq_write_failure_holds_the_partition_until_it_succeeds(infrast
                          delivery)
 
     # The engagement topic, which no other test of this module reads: this group sees only its records.
-    settings = settings_for(infrastructure, kafka_topics)
-    worker = ServiceWorker(settings, "poison-dlq-down")
+    worker = ServiceWorker(worker_settings(), "poison-dlq-down")
     worker.publisher = publisher = DlqBrieflyDown(infrastructure.kafka_bootstrap_servers, kafka_topics,
                                                   client_id="poison-dlq-down", failures=2)
     group = f"poison-dlq-down-{run_id}"
