@@ -1,4 +1,3 @@
-import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -8,29 +7,14 @@ from advocacy_common.consuming import Delivery, ProcessedEvents, apply_once
 from advocacy_common.envelope import KafkaRecord, to_kafka
 from advocacy_common.events import AmbassadorOptedOut
 from advocacy_common.publishing import EventPublisher, envelope_for
-from advocacy_common.settings import ServiceSettings
 from advocacy_common.testing import read_envelopes
 from advocacy_common.worker import ServiceWorker
 
 pytestmark = pytest.mark.integration
 
 
-async def wait_until(predicate, timeout: float = 20.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.1)
-    return False
-
-
-def settings_for(infrastructure, kafka_topics) -> ServiceSettings:
-    return ServiceSettings(kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers,
-                           mongodb_uri=infrastructure.mongodb_uri, topic_prefix=kafka_topics.prefix,
-                           topic_partitions=3)
-
-
-async def test_consumer_applies_dead_letters_poison_and_keeps_flowing(database, infrastructure, kafka_topics, run_id):
+async def test_consumer_applies_dead_letters_poison_and_keeps_flowing(database, infrastructure, kafka_topics, run_id,
+                                                                     wait_until, worker_settings):
     applied = database["applied"]
 
     async def on_opted_out(delivery: Delivery) -> None:
@@ -39,7 +23,7 @@ async def test_consumer_applies_dead_letters_poison_and_keeps_flowing(database, 
         await apply_once(applied, {"_id": delivery.event.ambassador_id}, {"$inc": {"times": 1}}, delivery)
 
     group = f"common-worker-{run_id}"
-    worker = ServiceWorker(settings_for(infrastructure, kafka_topics), "common-test")
+    worker = ServiceWorker(worker_settings(), "common-test")
     worker.consume([topics.AMBASSADOR], group, {AmbassadorOptedOut: on_opted_out}, max_attempts=2,
                    ledger=ProcessedEvents(database["processed_events"]))
     publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
@@ -77,7 +61,7 @@ async def test_consumer_applies_dead_letters_poison_and_keeps_flowing(database, 
     async def count_calls(delivery: Delivery) -> None:
         calls.append(delivery.event.ambassador_id)
 
-    second = ServiceWorker(settings_for(infrastructure, kafka_topics), "common-test-2")
+    second = ServiceWorker(worker_settings(), "common-test-2")
     second.consume([topics.AMBASSADOR], group, {AmbassadorOptedOut: count_calls})
     await second.start()
     publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)

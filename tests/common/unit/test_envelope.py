@@ -84,6 +84,12 @@ def test_charter_events_are_keyed_by_tenant():
     ([("ce_id", b"1"), ("ce_type", b"t.v1"), ("ce_specversion", b"1.0")], b"{}"),  # no source
     ([("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t.v1"), ("ce_specversion", b"1.0")], b"[1,2]"),
     ([("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t.v1"), ("ce_specversion", b"1.0")], b"{not json"),
+    ([("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t.v1"), ("ce_specversion", b"0.3")], b"{}"),
+    ([("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t.v1"), ("ce_specversion", b"1.0"),
+      ("ce_time", b"yesterday")], b"{}"),
+    ([("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t.v1"), ("ce_specversion", b"1.0"),
+      ("x-note", b"\xff\xfe")], b"{}"),  # a header that is not UTF-8
+    ([("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t.v1"), ("ce_specversion", b"1.0")], b"\xff{}"),
 ])
 def test_malformed_records_are_refused(headers, value):
     with pytest.raises(MalformedEnvelope):

@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
-from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import AutoReconnect, ConnectionFailure, DuplicateKeyError, ServerSelectionTimeoutError
 
-from .envelope import Envelope, KafkaRecord, MalformedEnvelope, from_kafka
+from .dlq import DeadLetterFailed, dead_letter_record, describe, send_dead_letter
+from .envelope import Envelope, from_kafka
 from .events import Event, UnknownEventType, decode_data
 from .publishing import EventPublisher
 from .telemetry import consuming_span
@@ -43,7 +43,7 @@ WATERMARK_FIELD = "_wm"
 # message is redelivered (never dead-lettered) until the dependency is back.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionFailure, AutoReconnect, ServerSelectionTimeoutError, KafkaConnectionError,
-    KafkaTimeoutError, TimeoutError, OSError,
+    KafkaTimeoutError, TimeoutError, OSError, DeadLetterFailed,
 )
 
 
@@ -126,26 +126,48 @@ class ProcessedEvents:
                 pass
 
 
+class UnacceptableRecord(ValueError):
+    """A record refused before decoding: a tombstone, an empty value, or a value over the size limit."""
+
+
+DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
+_REMEMBERED_DEAD_LETTERS = 10_000
+
+
 class Dispatcher:
     """Routes records to handlers by event class; retries, then dead-letters.
 
     Unknown event types are skipped (a topic carries types a consumer does not
     need). A record that cannot be decoded goes to the DLQ at once; a handler
     that keeps failing goes there after `max_attempts`; a transient
-    infrastructure error is re-raised so the record is delivered again.
+    infrastructure error, or a DLQ that cannot be written, is re-raised so the
+    record is delivered again (its offset is not committed).
     """
 
     def __init__(self, names: TopicNames, publisher: EventPublisher,
                  handlers: Mapping[type[Event], Handler] | None = None,
-                 max_attempts: int = 3, retry_backoff: float = 0.2, ledger: ProcessedEvents | None = None):
+                 max_attempts: int = 3, retry_backoff: float = 0.2, ledger: ProcessedEvents | None = None,
+                 group_id: str = "", max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES):
         self.names = names
         self.ledger = ledger
         self.publisher = publisher
         self.handlers = dict(handlers or {})
         self.max_attempts = max_attempts
         self.retry_backoff = retry_backoff
+        self.group_id = group_id
+        self.max_value_bytes = max_value_bytes
+        # Positions already dead-lettered by this process: a batch redelivered after a
+        # transient failure must not put its poison records in the DLQ a second time.
+        self._dead_lettered: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
-    def decode(self, record: RawRecord) -> Delivery | None:
+    def decode(self, record: RawRecord) -> Delivery:
+        if record.value is None:
+            raise UnacceptableRecord("null value (tombstone)")
+        if not record.value:
+            raise UnacceptableRecord("empty value")
+        if len(record.value) > self.max_value_bytes:
+            raise UnacceptableRecord(f"value of {len(record.value)} bytes exceeds the limit of "
+                                     f"{self.max_value_bytes} bytes")
         envelope = from_kafka(record.key, record.value, record.headers)
         event = decode_data(envelope.type, envelope.data)
         return Delivery(envelope, event, self.names.logical(record.topic), record.partition, record.offset)
@@ -155,7 +177,7 @@ class Dispatcher:
             delivery = self.decode(record)
         except UnknownEventType:
             return None
-        except (MalformedEnvelope, ValidationError, ValueError) as error:
+        except Exception as error:  # decoding touches no infrastructure: any failure is the record's
             await self.dead_letter(record, error, attempts=0)
             return None
         if type(delivery.event) not in self.handlers:
@@ -170,8 +192,8 @@ class Dispatcher:
             return
         handler = self.handlers[type(delivery.event)]
         with consuming_span(delivery.envelope, delivery.topic):
-            await self._with_retries(record, lambda: handler(delivery))
-        if self.ledger is not None:
+            applied = await self._with_retries(record, lambda: handler(delivery))
+        if applied and self.ledger is not None:
             await self.ledger.record([delivery.envelope.id])
 
     async def dispatch_batch(self, records: Sequence[RawRecord], batch_handler: BatchHandler) -> None:
@@ -188,47 +210,49 @@ class Dispatcher:
             return
         try:
             await batch_handler([d for _, d in pairs.values()])
+            applied = list(pairs)
         except TRANSIENT_ERRORS:
             raise
         except Exception:
             log.warning("batch of %d failed; retrying one by one to isolate the cause", len(pairs), exc_info=True)
-            for record, delivery in pairs.values():
-                await self._with_retries(record, lambda d=delivery: batch_handler([d]))
-        if self.ledger is not None:
-            await self.ledger.record(list(pairs))
+            applied = [event_id for event_id, (record, delivery) in pairs.items()
+                       if await self._with_retries(record, lambda d=delivery: batch_handler([d]))]
+        if self.ledger is not None and applied:
+            await self.ledger.record(applied)
 
-    async def _with_retries(self, record: RawRecord, call: Callable[[], Awaitable[Any]]) -> None:
+    async def _with_retries(self, record: RawRecord, call: Callable[[], Awaitable[Any]]) -> bool:
+        """True once `call` succeeded; False when it kept failing and the record was dead-lettered."""
         last_error: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
                 await call()
-                return
+                return True
             except TRANSIENT_ERRORS:
                 raise
             except Exception as error:  # a poison message or a bug: bounded retries
                 last_error = error
-                log.warning("handler failed (attempt %d/%d) at %s[%d]@%d: %s", attempt, self.max_attempts,
-                            record.topic, record.partition, record.offset, error)
+                # One warning (with the traceback) per record; the outcome is logged by dead_letter.
+                log.log(logging.WARNING if attempt == 1 else logging.DEBUG,
+                        "handler failed (attempt %d/%d) at %s[%d]@%d: %s", attempt, self.max_attempts,
+                        record.topic, record.partition, record.offset, error, exc_info=attempt == 1)
                 if attempt < self.max_attempts:
                     await asyncio.sleep(self.retry_backoff * attempt)
         assert last_error is not None
         await self.dead_letter(record, last_error, attempts=self.max_attempts)
+        return False
 
     async def dead_letter(self, record: RawRecord, error: BaseException, attempts: int) -> None:
-        logical = self.names.logical(record.topic)
-        reason = "".join(traceback.format_exception_only(type(error), error)).strip()[:2000]
-        headers = [h for h in record.headers if not h[0].startswith("x-dlq-")]
-        headers += [
-            ("x-dlq-reason", reason.encode()),
-            ("x-dlq-error-type", type(error).__name__.encode()),
-            ("x-dlq-original-topic", record.topic.encode()),
-            ("x-dlq-original-partition", str(record.partition).encode()),
-            ("x-dlq-original-offset", str(record.offset).encode()),
-            ("x-dlq-attempts", str(attempts).encode()),
-        ]
-        await self.publisher.send_record(self.names.dlq(logical),
-                                         KafkaRecord(key=record.key, value=record.value or b"", headers=headers))
-        log.error("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        """Write `record` to its DLQ; `DeadLetterFailed` (transient) if Kafka did not take it."""
+        position = (record.topic, record.partition, record.offset)
+        if position in self._dead_lettered:
+            return
+        letter = dead_letter_record(record, error, attempts, self.group_id)
+        await send_dead_letter(self.publisher, self.names.dlq(self.names.logical(record.topic)), letter)
+        self._dead_lettered[position] = None
+        if len(self._dead_lettered) > _REMEMBERED_DEAD_LETTERS:
+            self._dead_lettered.popitem(last=False)
+        log.error("dead-lettered %s[%d]@%d for group %s after %d attempt(s): %s", record.topic,
+                  record.partition, record.offset, self.group_id or "-", attempts, describe(error))
 
 
 def not_yet_applied(delivery: Delivery) -> dict[str, Any]:

@@ -83,7 +83,7 @@ class KafkaRecord:
     """What goes on the wire: key, value and headers (names as str, values as bytes)."""
 
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone, kept as such when dead-lettered or replayed
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
     def header(self, name: str) -> str | None:
@@ -119,21 +119,31 @@ def to_kafka(envelope: Envelope) -> KafkaRecord:
 
 def from_kafka(key: bytes | None, value: bytes | None, headers: Any) -> Envelope:
     """Read a binary- or structured-mode CloudEvent from a Kafka record."""
-    header_map = {name.lower(): raw.decode("utf-8") for name, raw in _iter_headers(headers)}
+    header_map = _header_map(headers)
     try:
         if any(name.startswith(CE_PREFIX) for name in header_map):
             return _from_binary(key, value, header_map)
         if header_map.get("content-type", "").startswith(STRUCTURED_CONTENT_TYPE):
             return _from_structured(key, value, header_map)
+    except MalformedEnvelope:
+        raise
     except (ValueError, TypeError) as error:
         raise MalformedEnvelope(str(error)) from error
     raise MalformedEnvelope("no ce_* headers and not application/cloudevents+json")
 
 
-def _iter_headers(headers: Any):
+def _header_map(headers: Any) -> dict[str, str]:
     items = headers.items() if isinstance(headers, dict) else headers or ()
+    header_map: dict[str, str] = {}
     for name, raw in items:
-        yield name, raw if isinstance(raw, bytes) else str(raw).encode()
+        if raw is None or isinstance(raw, str):
+            header_map[name.lower()] = raw or ""
+            continue
+        try:
+            header_map[name.lower()] = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise MalformedEnvelope(f"header {name!r} is not UTF-8 ({error.reason} at byte {error.start})") from error
+    return header_map
 
 
 def _from_binary(key: bytes | None, value: bytes | None, header_map: dict[str, str]) -> Envelope:
@@ -144,7 +154,10 @@ def _from_binary(key: bytes | None, value: bytes | None, header_map: dict[str, s
 
 
 def _from_structured(key: bytes | None, value: bytes | None, header_map: dict[str, str]) -> Envelope:
-    document = json.loads(value or b"{}")
+    try:
+        document = json.loads(value or b"{}")
+    except ValueError as error:
+        raise MalformedEnvelope(f"value is not JSON: {error}") from error
     if not isinstance(document, dict):
         raise MalformedEnvelope("structured CloudEvent is not a JSON object")
     data = document.pop("data", None)
@@ -160,7 +173,10 @@ def _decode_data(value: bytes | None, content_type: str) -> dict[str, Any] | Non
         return None
     if "json" not in content_type:
         raise MalformedEnvelope(f"unsupported content type {content_type!r}")
-    data = json.loads(value)
+    try:
+        data = json.loads(value)
+    except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8 at all
+        raise MalformedEnvelope(f"value is not JSON: {error}") from error
     if data is not None and not isinstance(data, dict):
         raise MalformedEnvelope("event data is not a JSON object")
     return data
@@ -171,8 +187,13 @@ def _build(attributes: dict[str, str], data: Any, content_type: str, key: bytes 
     for required in ("id", "source", "type", "specversion"):
         if not attributes.get(required):
             raise MalformedEnvelope(f"missing CloudEvents attribute {required!r}")
+    if attributes["specversion"] != SPECVERSION:
+        raise MalformedEnvelope(f"unsupported CloudEvents specversion {attributes['specversion']!r}")
     subject = attributes.get("subject") or (key.decode() if key else None)
-    time = parse_time(attributes["time"]) if attributes.get("time") else utcnow()
+    try:
+        time = parse_time(attributes["time"]) if attributes.get("time") else utcnow()
+    except ValueError as error:
+        raise MalformedEnvelope(f"invalid CloudEvents time {attributes['time']!r}") from error
     return Envelope(
         id=attributes["id"],
         source=attributes["source"],

@@ -76,8 +76,8 @@ class EventPublisher:
         for future in futures:
             await future
 
-    async def send_record(self, physical_topic: str, record: KafkaRecord) -> None:
-        await self._producer.send_and_wait(physical_topic, **_kwargs(record))
+    async def send_record(self, physical_topic: str, record: KafkaRecord, partition: int | None = None) -> None:
+        await self._producer.send_and_wait(physical_topic, partition=partition, **_kwargs(record))
 
     async def is_ready(self) -> bool:
         try:

@@ -1,8 +1,10 @@
 """FastStream glue for the `worker` process: subscribers that commit after the effect.
 
 The subscriber acknowledges (commits) only when the dispatcher returned, i.e.
-when the effect is durable or the record is in the DLQ. On a transient error it
-nacks: FastStream seeks back and the record is delivered again after a pause.
+when the effect is durable or the record is in the DLQ. On a transient error (or
+a DLQ that cannot be written) it nacks: FastStream seeks back and the record is
+delivered again after a pause. FastStream never decodes a record itself: the
+dispatcher does, so that a record nobody can read is dead-lettered, not retried.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 from faststream import AckPolicy
+from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from .consuming import TRANSIENT_ERRORS, BatchHandler, Dispatcher, Handler, ProcessedEvents, RawRecord
+from .consuming import BatchHandler, Dispatcher, Handler, ProcessedEvents, RawRecord
 from .events import Event
 from .outbox import OutboxRelay
 from .publishing import EventPublisher
@@ -37,26 +42,65 @@ def subscribe_events(broker: KafkaBroker, dispatcher: Dispatcher, topics: Sequen
                      batch_handler: BatchHandler | None = None, max_records: int = 1000) -> None:
     """Consume the logical `topics` as `group_id`, one record at a time or in batches."""
     physical = [dispatcher.names.physical(topic) for topic in topics]
-    common = dict(group_id=group_id, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR)
+    # Our parser and decoder hand the dispatcher the records untouched: FastStream's own would
+    # decode headers and JSON first, and a record they cannot read would be redelivered forever.
+    # `no_reply`: a `reply_to` header sent by a producer must not make a consumer publish.
+    common = dict(group_id=group_id, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
+                  parser=parse_keeping_raw_records, decoder=raw_records, no_reply=True)
+    redelivery = Redelivery()
 
     if batch_handler is None:
         @broker.subscriber(*physical, **common)
         async def on_record(message: KafkaMessage) -> None:
-            await _pausing_on_transient(dispatcher.dispatch(RawRecord.from_consumer_record(message.raw_message)))
+            record = RawRecord.from_consumer_record(message.raw_message)
+            await redelivery.guard(record, dispatcher.dispatch(record))
     else:
         @broker.subscriber(*physical, batch=True, max_records=max_records, batch_timeout_ms=100, **common)
         async def on_batch(message: KafkaMessage) -> None:
             records = [RawRecord.from_consumer_record(r) for r in message.raw_message]
-            await _pausing_on_transient(dispatcher.dispatch_batch(records, batch_handler))
+            await redelivery.guard(records[0], dispatcher.dispatch_batch(records, batch_handler))
 
 
-async def _pausing_on_transient(work: Awaitable[None]) -> None:
-    try:
-        await work
-    except TRANSIENT_ERRORS:
-        log.warning("transient failure; the record will be delivered again", exc_info=True)
-        await asyncio.sleep(TRANSIENT_PAUSE_SECONDS)
-        raise
+async def parse_keeping_raw_records(raw: Any, default_parser: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's parser, fed copies whose headers are readable text; the message keeps the originals."""
+    records = raw if isinstance(raw, tuple) else (raw,)
+    readable = tuple(replace(r, headers=[(name, (value or b"").decode("utf-8", errors="replace").encode())
+                                         for name, value in r.headers or ()]) for r in records)
+    message = await default_parser(readable if isinstance(raw, tuple) else readable[0])
+    message.raw_message = raw
+    return message
+
+
+async def raw_records(message: Any) -> Any:
+    """The "decoded" body is the record (or batch) itself: decoding is the dispatcher's job."""
+    return message.raw_message
+
+
+class Redelivery:
+    """Whatever escapes the dispatcher (a transient error, a DLQ that cannot be written) is retried.
+
+    The record is nacked after a pause: FastStream seeks back, so its offset is never
+    committed and the partition waits for it. Its failure is logged once, not on every
+    redelivery.
+    """
+
+    def __init__(self) -> None:
+        self._failing: tuple[str, int, int] | None = None
+
+    async def guard(self, first: RawRecord, work: Awaitable[None]) -> None:
+        position = (first.topic, first.partition, first.offset)
+        try:
+            await work
+        except Exception as error:
+            if position != self._failing:
+                log.warning("%s at %s[%d]@%d; the record will be delivered again until it succeeds",
+                            type(error).__name__, *position, exc_info=True)
+                self._failing = position
+            await asyncio.sleep(TRANSIENT_PAUSE_SECONDS)
+            raise NackMessage() from error
+        if position == self._failing:
+            log.info("%s[%d]@%d went through after redelivery", *position)
+        self._failing = None
 
 
 async def run_until_signalled(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]],
@@ -100,7 +144,8 @@ class ServiceWorker:
                 max_attempts: int = 3, ledger: ProcessedEvents | None = None) -> Dispatcher:
         """Subscribe `handlers` to `topics`. Pass a `ledger` (a collection of the service's own
         database) so that events re-published by a producer's relay after a crash apply once."""
-        dispatcher = Dispatcher(self.names, self.publisher, handlers, max_attempts=max_attempts, ledger=ledger)
+        dispatcher = Dispatcher(self.names, self.publisher, handlers, max_attempts=max_attempts, ledger=ledger,
+                                group_id=group_id, max_value_bytes=self.settings.max_event_bytes)
         subscribe_events(self.broker, dispatcher, topics, group_id, batch_handler=batch_handler,
                          max_records=max_records)
         return dispatcher

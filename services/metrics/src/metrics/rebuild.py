@@ -75,7 +75,9 @@ async def rebuild(settings: MetricsSettings) -> int:
     await consumer.start()
     started = time.perf_counter()
     try:
-        applied = await replay(consumer, dispatcher=Dispatcher(names, publisher, handlers_for(store)), store=store)
+        dispatcher = Dispatcher(names, publisher, handlers_for(store), group_id=consumer_group(settings, generation),
+                                max_value_bytes=settings.max_event_bytes)
+        applied = await replay(consumer, dispatcher=dispatcher, store=store)
         await generations.switch_to(generation)
     finally:
         await consumer.stop()
