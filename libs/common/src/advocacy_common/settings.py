@@ -32,13 +32,10 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8000
     outbox_poll_seconds: float = Field(default=0.1, description="How often the relay reads outbox hints")
     outbox_sweep_seconds: float = Field(default=10.0, description="How often the relay scans for un-hinted events")
-<<<<<<< HEAD
     cursor_key: str = Field(default="dev-only-cursor-key", description=(
         "Signs pagination cursors; every replica of a service must share it. Set a random value in production."))
-=======
     max_event_bytes: int = Field(default=1024 * 1024, description="A consumed record with a larger value "
                                  "goes to the DLQ unread")
->>>>>>> poison
     otlp_endpoint: str | None = Field(default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
     @property
