@@ -25,6 +25,11 @@ scheduled publication, retirement). Produces `advocacy.content` events; keeps a 
 opted-in ambassadors from `advocacy.ambassador`."""
 
 
+def settings_from_environment() -> ContentSettings:
+    """The one place the process' settings are read (CONTENT_* variables)."""
+    return ContentSettings()
+
+
 def service_on(store: ContentStore, clock: Clock = utcnow) -> ContentService:
     return ContentService(store.campaigns, store.items, store.tenant_settings, store.ambassadors, clock)
 

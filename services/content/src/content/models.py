@@ -12,14 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# An item's audience and media are the very values its snapshot events carry.
 from advocacy_common.events import (
-    AmbassadorProfile, Audience as AudienceSnapshot, ContentPublished, ContentRetired, ContentSnapshot,
-    ContentUpdated, MediaRef, Network, Objective, Persona,
+    AmbassadorProfile, Audience, ContentPublished, ContentRetired, ContentSnapshot, ContentUpdated, MediaRef,
+    Network, Objective, Persona,
 )
 
 # Each network's limit on a post's text, in characters (what the network's composer accepts).
@@ -151,21 +151,6 @@ class Campaign(DomainModel):
     refresh_published: bool = False
 
 
-class Media(DomainModel):
-    url: str
-    kind: Literal["image", "video", "document"] = "image"
-    alt: str | None = None
-
-
-class Audience(DomainModel):
-    """Who an item is for; an empty axis means anyone on that axis."""
-
-    teams: list[str] = Field(default_factory=list)
-    locations: list[str] = Field(default_factory=list)
-    languages: list[str] = Field(default_factory=list)
-    personas: list[Persona] = Field(default_factory=list)
-
-
 class HistoryEntry(DomainModel):
     action: Action
     status: Status
@@ -181,7 +166,7 @@ class ContentItem(DomainModel):
     campaign_id: str
     title: str
     link_url: str
-    media: list[Media] = Field(default_factory=list)
+    media: list[MediaRef] = Field(default_factory=list)
     suggested_texts: dict[Network, str] = Field(default_factory=dict)
     topics: list[str] = Field(default_factory=list)
     language: str
@@ -404,11 +389,11 @@ def snapshot_fields(item: ContentItem, campaign: Campaign, version: int) -> dict
         "objective": campaign.objective,
         "title": item.title,
         "link_url": item.link_url,
-        "media": [MediaRef(**media.model_dump()) for media in item.media],
+        "media": list(item.media),
         "suggested_texts": dict(item.suggested_texts),
         "topics": list(item.topics),
         "language": item.language,
-        "audience": AudienceSnapshot(**item.audience.model_dump()),
+        "audience": item.audience,
         "networks": list(item.networks),
         "disclosure_line": campaign.disclosure_line,
         "publish_at": item.publish_at,

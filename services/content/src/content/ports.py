@@ -10,23 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from advocacy_common.consuming import Delivery
 from advocacy_common.repository import Page, UnitOfWork
 
 from .models import AmbassadorProjection, Campaign, ContentItem, ItemFilter, TargetingProfile, TenantSettings
 
+E = TypeVar("E")
 
-class Campaigns(Protocol):
-    async def get(self, tenant: str, campaign_id: str) -> Campaign | None: ...
 
-    async def add_idempotent(self, campaign: Campaign, fingerprint: str,
-                             uow: UnitOfWork | None = None) -> tuple[Campaign, bool]: ...
+class Versioned(Protocol[E]):
+    """What the repository base gives every aggregate: a tenant-checked read, an idempotent insert,
+    a compare-and-set save (the stored version becomes the entity's + 1)."""
 
-    async def save(self, campaign: Campaign, uow: UnitOfWork | None = None,
-                   guard: Mapping[str, Any] | None = None) -> Campaign: ...
+    async def get(self, tenant: str, entity_id: str) -> E | None: ...
 
+    async def add_idempotent(self, entity: E, fingerprint: str, uow: UnitOfWork | None = None) -> tuple[E, bool]: ...
+
+    async def save(self, entity: E, uow: UnitOfWork | None = None, guard: Mapping[str, Any] | None = None) -> E: ...
+
+
+class Campaigns(Versioned[Campaign], Protocol):
     async def newest_first(self, tenant: str, cursor: str | None, limit: int) -> Page[Campaign]: ...
 
     async def awaiting_refresh(self, limit: int) -> list[Campaign]:
@@ -39,15 +44,7 @@ class Campaigns(Protocol):
         """
 
 
-class ContentItems(Protocol):
-    async def get(self, tenant: str, item_id: str) -> ContentItem | None: ...
-
-    async def add_idempotent(self, item: ContentItem, fingerprint: str,
-                             uow: UnitOfWork | None = None) -> tuple[ContentItem, bool]: ...
-
-    async def save(self, item: ContentItem, uow: UnitOfWork | None = None,
-                   guard: Mapping[str, Any] | None = None) -> ContentItem: ...
-
+class ContentItems(Versioned[ContentItem], Protocol):
     async def newest_first(self, tenant: str, filters: ItemFilter, cursor: str | None,
                            limit: int) -> Page[ContentItem]: ...
 
