@@ -9,7 +9,7 @@ from content_fakes import NOW, Fakes
 
 from advocacy_common.auth import Principal, ambassador_id_for
 from advocacy_common.errors import Problem
-from advocacy_common.repository import KeyReused, StaleWrite
+from advocacy_common.repository import KeyReused
 from content.models import Action, ContentItem, FourEyesViolation, InvalidTransition, KeyUsedForAnotherAction
 from content.schemas import CampaignIn, CampaignPatch, ContentIn, ContentPatch
 from content.service import ContentService

@@ -64,6 +64,7 @@ def build_worker(settings: ContentSettings, clock: Clock = utcnow) -> ServiceWor
                            outbox_collections=[store.items.collection],
                            background=[prepare_then_schedule, store.ledger.prune])
     subscribe(worker, settings.consumer_group, store, service)
-    # Tests close the client after stopping the worker; the process' exit does it in production.
+    # The worker's own database client: whoever runs the worker in-process closes it after stop()
+    # (the process' exit does it for `content-worker`).
     worker.mongo_client = client
     return worker
