@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 
-from content.bootstrap import build_worker
-from content.settings import ContentSettings
+from content.bootstrap import build_worker, settings_from_environment
 
 
 async def main() -> None:
-    worker = build_worker(ContentSettings())
+    worker = build_worker(settings_from_environment())
 
     async def linger() -> None:
         # Widen the window between "Kafka acknowledged" and "cleared from the outbox",

@@ -240,8 +240,15 @@ async def test_list_filters_and_cursor_pagination(kit):
         if cursor is None:
             break
     assert pages == [newest_first[:2], newest_first[2:4], newest_first[4:]]
+    # A cursor is signed for its list: garbage, an edited cursor or another list's cursor is a 400 naming it.
     bad = await kit.api.get("/v1/content", params={"cursor": "!!"}, headers=kit.editor)
-    assert bad.status_code == 422 and field_of(bad) == "cursor"
+    assert bad.status_code == 400 and field_of(bad) == "cursor"
+    first = (await kit.api.get("/v1/content", params={"limit": 2}, headers=kit.editor)).json()["next_cursor"]
+    edited = first[:-2] + ("AA" if first[-2:] != "AA" else "BB")
+    for foreign in (edited, first):
+        params = {"cursor": foreign, **({"status": "draft"} if foreign == first else {})}
+        refused = await kit.api.get("/v1/content", params=params, headers=kit.editor)
+        assert refused.status_code == 400 and field_of(refused) == "cursor", refused.text
 
 
 async def test_editorial_calendar_groups_by_day(kit):

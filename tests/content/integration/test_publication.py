@@ -9,16 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from advocacy_common.mongo import create_client
+from content.bootstrap import service_on
 from content.models import event_id, published_event
-from content.service import ContentService
 from content.store import ContentStore
 
 pytestmark = pytest.mark.integration
 PUBLISHED, UPDATED, RETIRED = "content.published.v1", "content.updated.v1", "content.retired.v1"
-
-
-def campaign_doc(campaign: dict) -> dict:
-    return {**campaign, "_id": campaign["id"]}
 
 
 def soon(seconds: float) -> str:
@@ -131,8 +127,8 @@ async def test_two_schedulers_racing_publish_each_item_once(kit, content_setting
     items = [await kit.approved(campaign["id"], publish_at=soon(-30), expires_at=None) for _ in range(8)]
     client = create_client(content_settings.mongodb_uri, "content-race")
     try:
-        store = ContentStore(client[content_settings.database])
-        schedulers = [ContentService(store) for _ in range(3)]
+        store = await ContentStore.open(client[content_settings.database], content_settings.cursor_key)
+        schedulers = [service_on(store) for _ in range(3)]
         now = datetime.now(UTC)
         moved = await asyncio.gather(*(s.publish_due(now, 100) for s in schedulers))
         # The status/version guard lets exactly one scheduler win each item (on FerretDB 1.x only
@@ -140,11 +136,13 @@ async def test_two_schedulers_racing_publish_each_item_once(kit, content_setting
         # line of defence: writers of the same transition would write the same event).
         assert sum(moved) == len(items)
         for item in items:
-            document = await store.items.find_one({"_id": item["id"]})
+            document = await store.items.collection.find_one({"_id": item["id"]})
             assert document["status"] == "published" and document["version"] == item["version"] + 1
             [entry] = document["_outbox"]
             assert entry["envelope"]["type"] == PUBLISHED
-            assert entry["envelope"]["id"] == event_id(kit.tenant, published_event(document, campaign_doc(campaign),
+            stored = await store.items.get(kit.tenant, item["id"])
+            stored_campaign = await store.campaigns.get(kit.tenant, campaign["id"])
+            assert entry["envelope"]["id"] == event_id(kit.tenant, published_event(stored, stored_campaign,
                                                                                    document["version"]))
             assert [h["action"] for h in document["history"]].count("publish") == 1
         assert sum(await asyncio.gather(*(s.publish_due(datetime.now(UTC), 100) for s in schedulers))) == 0

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from advocacy_common.events import ContentPublished, ContentRetired, ContentUpdated, Network, Objective
 from content.models import (
-    ANYONE, NETWORK_TEXT_LIMITS, Action, FourEyesViolation, InvalidTransition, RetireReason, RuleViolation, Status,
+    ANYONE, NETWORK_TEXT_LIMITS, Action, Audience, Campaign, ContentItem, FourEyesViolation, HistoryEntry,
+    InvalidTransition, KeyUsedForAnotherAction, RetireReason, RuleViolation, Status, TargetingProfile,
     check_approver, check_content, check_ready_for_review, check_web_url, event_id, is_targeted, next_status,
     published_event, retired_event, status_after_edit, targeting_keys, to_stored_time, updated_event,
 )
@@ -17,15 +18,18 @@ from content.schemas import ContentIn, ContentPatch
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-CAMPAIGN = {"_id": "c-1", "objective": "leads", "starts_on": "2026-11-01", "ends_on": "2026-12-31",
-            "disclosure_line": "#Acme"}
+CAMPAIGN = Campaign(id="c-1", tenant="acme", name="C", objective="leads", starts_on="2026-11-01",
+                    ends_on="2026-12-31", disclosure_line="#Acme", created_by="ed", created_at=NOW, updated_at=NOW)
 
 
-def item(**overrides):
-    return {"_id": "i-1", "campaign_id": "c-1", "title": "T", "link_url": "https://example.com", "media": [],
-            "suggested_texts": {"linkedin": "Hello #acme"}, "topics": ["ai"], "language": "en",
-            "audience": {"teams": [], "locations": ["paris"], "languages": [], "personas": ["expert"]},
-            "networks": ["linkedin"], "publish_at": NOW, "expires_at": NOW + timedelta(days=1), **overrides}
+def item(**overrides) -> ContentItem:
+    fields = {"id": "i-1", "tenant": "acme", "campaign_id": "c-1", "title": "T", "link_url": "https://example.com",
+              "media": [], "suggested_texts": {"linkedin": "Hello #acme"}, "topics": ["ai"], "language": "en",
+              "audience": {"teams": [], "locations": ["paris"], "languages": [], "personas": ["expert"]},
+              "networks": ["linkedin"], "publish_at": NOW, "expires_at": NOW + timedelta(days=1),
+              "status": "draft", "created_by": "ed", "created_at": NOW, "updated_at": NOW, "authors": ["ed"],
+              "history": [HistoryEntry(action=Action.CREATE, status=Status.DRAFT, by="ed", at=NOW)]}
+    return ContentItem(**{**fields, **overrides})
 
 
 @pytest.mark.parametrize(("action", "start", "end"), [
@@ -102,21 +106,23 @@ def test_each_network_limit_is_the_boundary():
 
 
 def test_without_disclosure_line_any_text_goes_and_review_needs_a_time():
-    check_content(item(suggested_texts={"linkedin": "plain"}), {**CAMPAIGN, "disclosure_line": None})
+    check_content(item(suggested_texts={"linkedin": "plain"}), CAMPAIGN.model_copy(update={"disclosure_line": None}))
     with pytest.raises(RuleViolation) as raised:
         check_ready_for_review(item(publish_at=None))
     assert raised.value.field == "publish_at"
 
 
 def test_targeting_open_axes_match_anyone():
-    audience = {"teams": ["r&d"], "locations": [], "languages": ["fr", "en"], "personas": []}
+    audience = Audience(teams=["r&d"], locations=[], languages=["fr", "en"], personas=[])
     assert targeting_keys(audience)["locations"] == [ANYONE]
-    profile = {"persona": "talent", "team_id": "R&D", "location": "Lyon", "languages": ["EN"]}
+    profile = TargetingProfile(persona="talent", team_id="R&D", location="Lyon", languages=["EN"])
     assert is_targeted(audience, profile)
-    assert not is_targeted(audience, {**profile, "team_id": "sales"})
-    assert not is_targeted(audience, {**profile, "languages": ["de"]})
-    assert not is_targeted({**audience, "personas": ["expert"]}, profile)
-    assert is_targeted({}, {"persona": "expert"})
+    assert not is_targeted(audience, profile.model_copy(update={"team_id": "sales"}))
+    assert not is_targeted(audience, profile.model_copy(update={"languages": ["de"]}))
+    assert not is_targeted(audience.model_copy(update={"personas": ["expert"]}), profile)
+    assert is_targeted(Audience(), TargetingProfile(persona="expert"))
+    assert not is_targeted(audience, None)  # no profile: only open audiences
+    assert is_targeted(Audience(), None)
 
 
 def test_snapshots_carry_campaign_objective_and_disclosure():
@@ -157,3 +163,24 @@ def test_event_ids_are_deterministic_per_transition():
     assert event_id("acme", first) != event_id("acme", published_event(item(), CAMPAIGN, version=4))
     assert event_id("acme", first) != event_id("other", first)
     assert event_id("acme", first) != event_id("acme", updated_event(item(), CAMPAIGN, version=3))
+
+
+def test_a_workflow_step_is_recorded_and_an_action_key_is_bound_to_its_action():
+    draft = item()
+    submitted = draft.moved(Action.SUBMIT, Status.IN_REVIEW, "ed", NOW + timedelta(minutes=1), key="k1")
+    assert (submitted.status, submitted.updated_at, submitted.version) == (Status.IN_REVIEW, NOW + timedelta(minutes=1),
+                                                                           draft.version)
+    assert [(h.action, h.idempotency_key) for h in submitted.history] == [(Action.CREATE, None), (Action.SUBMIT, "k1")]
+    assert draft.status is Status.DRAFT and len(draft.history) == 1  # values are immutable
+    assert submitted.step_done_with_key(Action.SUBMIT, "k1") and not submitted.step_done_with_key(Action.SUBMIT, "k2")
+    with pytest.raises(KeyUsedForAnotherAction):
+        submitted.step_done_with_key(Action.WITHDRAW, "k1")
+
+
+def test_anonymising_replaces_only_the_erased_person():
+    proposal = item(created_by="amb-1", proposed_by="amb-1", authors=["amb-1", "ed"], updated_by="ed",
+                    history=[HistoryEntry(action=Action.PROPOSE, status=Status.IN_REVIEW, by="amb-1", at=NOW),
+                             HistoryEntry(action=Action.EDIT, status=Status.IN_REVIEW, by="ed", at=NOW)])
+    erased = proposal.anonymised("amb-1")
+    assert (erased.created_by, erased.proposed_by, erased.updated_by) == ("erased", "erased", "ed")
+    assert erased.authors == ["erased", "ed"] and [h.by for h in erased.history] == ["erased", "ed"]

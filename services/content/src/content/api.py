@@ -9,20 +9,19 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from pydantic import AwareDatetime
 
-from advocacy_common.api_support import (
-    decode_cursor, encode_cursor, etag, idempotency_key, key_reused_with_other_body, page_size, require_if_match,
-)
+from advocacy_common.api_support import etag, idempotency_key, key_reused_with_other_body, page_size, require_if_match
 from advocacy_common.auth import Principal, Role, require_roles
-from advocacy_common.envelope import format_time, parse_time
 from advocacy_common.errors import Problem, conflict, invalid, problem_response
+from advocacy_common.repository import StaleWrite
 
-from .models import Action, FourEyesViolation, InvalidTransition, RuleViolation, Status
+from .models import (
+    Action, FourEyesViolation, InvalidTransition, ItemFilter, KeyUsedForAnotherAction, RuleViolation, Status,
+)
 from .schemas import (
     Calendar, CalendarDay, CalendarEntry, CampaignIn, CampaignOut, CampaignPatch, Comment, ContentIn, ContentOut,
-    ContentPatch, Page, PublishedContentOut, Rejection, TenantSettingsIn, TenantSettingsOut,
+    ContentPatch, FromDomain, Page, PublishedContentOut, Rejection, TenantSettingsIn, TenantSettingsOut,
 )
-from .service import ConcurrentChange, ContentService
-from .store import After, ItemFilter, KeyReused
+from .service import ContentService
 
 MAX_CALENDAR_DAYS = 92
 MAX_CALENDAR_ITEMS = 2000
@@ -52,16 +51,15 @@ async def create_campaign(body: CampaignIn, request: Request, response: Response
     campaign created first; the same key with another body is refused (422).
     """
     campaign, created = await service_of(request).create_campaign(principal, body, idempotency_key(request))
-    return _created(response, CampaignOut.from_document(campaign), campaign, created, "campaigns")
+    return _created(response, CampaignOut.from_domain(campaign), campaign, created, "campaigns")
 
 
 @router.get("/campaigns", response_model=Page[CampaignOut], tags=["campaigns"])
 async def list_campaigns(request: Request, cursor: str | None = None, limit: int | None = None,
                          principal: Principal = Depends(staff)) -> Page[CampaignOut]:
     """The tenant's campaigns, newest first, one page at a time."""
-    campaigns, more = await service_of(request).store.list_campaigns(
-        principal.tenant, _after(cursor), page_size(limit))
-    return _page(campaigns, more, "created_at", CampaignOut)
+    page = await service_of(request).list_campaigns(principal.tenant, cursor, page_size(limit))
+    return _page(page, CampaignOut)
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignOut, tags=["campaigns"])
@@ -69,7 +67,7 @@ async def get_campaign(campaign_id: str, request: Request, response: Response,
                        principal: Principal = Depends(staff)) -> CampaignOut:
     """One campaign; its `ETag` is what `If-Match` expects on update."""
     campaign = await service_of(request).get_campaign(principal.tenant, campaign_id)
-    return _tagged(response, CampaignOut.from_document(campaign), campaign)
+    return _tagged(response, CampaignOut.from_domain(campaign), campaign)
 
 
 @router.patch("/campaigns/{campaign_id}", response_model=CampaignOut, tags=["campaigns"])
@@ -78,9 +76,9 @@ async def update_campaign(campaign_id: str, patch: CampaignPatch, request: Reque
     """Change some fields of a campaign. With `If-Match`, answers 412 if it changed since you read it."""
     service = service_of(request)
     campaign = await service.get_campaign(principal.tenant, campaign_id)
-    require_if_match(request, campaign["version"])
+    require_if_match(request, campaign.version)
     campaign = await service.update_campaign(principal, campaign, patch)
-    return _tagged(response, CampaignOut.from_document(campaign), campaign)
+    return _tagged(response, CampaignOut.from_domain(campaign), campaign)
 
 
 # --- content items ------------------------------------------------------------------------------
@@ -94,7 +92,7 @@ async def create_content(body: ContentIn, request: Request, response: Response,
     carry the campaign's disclosure line. `Idempotency-Key` makes retries safe.
     """
     item, created = await service_of(request).create_item(principal, body, idempotency_key(request))
-    return _created(response, ContentOut.from_document(item), item, created, "content")
+    return _created(response, ContentOut.from_domain(item), item, created, "content")
 
 
 @router.get("/content", response_model=Page[ContentOut], tags=["content"])
@@ -108,9 +106,8 @@ async def list_content(request: Request, status: Status | None = None, campaign_
     filters = ItemFilter(status=status, campaign_id=campaign_id, topic=topic.lower() if topic else None,
                          language=language.lower() if language else None,
                          publish_from=publish_from, publish_to=publish_to)
-    items, more = await service_of(request).store.list_items(principal.tenant, filters, _after(cursor),
-                                                              page_size(limit))
-    return _page(items, more, "created_at", ContentOut)
+    page = await service_of(request).list_items(principal.tenant, filters, cursor, page_size(limit))
+    return _page(page, ContentOut)
 
 
 @router.get("/content/{item_id}", response_model=ContentOut, tags=["content"])
@@ -118,7 +115,7 @@ async def get_content(item_id: str, request: Request, response: Response,
                       principal: Principal = Depends(staff)) -> ContentOut:
     """One item with its workflow history; its `ETag` is what `If-Match` expects."""
     item = await service_of(request).get_item(principal.tenant, item_id)
-    return _tagged(response, ContentOut.from_document(item), item)
+    return _tagged(response, ContentOut.from_domain(item), item)
 
 
 @router.patch("/content/{item_id}", response_model=ContentOut, tags=["content"])
@@ -130,9 +127,9 @@ async def update_content(item_id: str, patch: ContentPatch, request: Request, re
     """
     service = service_of(request)
     item = await service.get_item(principal.tenant, item_id)
-    require_if_match(request, item["version"])
+    require_if_match(request, item.version)
     item = await service.edit_item(principal, item, patch)
-    return _tagged(response, ContentOut.from_document(item), item)
+    return _tagged(response, ContentOut.from_domain(item), item)
 
 
 @router.post("/content/{item_id}/submit", response_model=ContentOut, tags=["workflow"])
@@ -176,10 +173,11 @@ async def editorial_calendar(request: Request, start: date, end: date,
         raise invalid("end", f"the range may cover at most {MAX_CALENDAR_DAYS} days")
     lower = datetime.combine(start, time.min, tzinfo=UTC)
     upper = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
-    items = await service_of(request).store.list_calendar(principal.tenant, lower, upper, MAX_CALENDAR_ITEMS)
+    items = await service_of(request).calendar(principal.tenant, lower, upper, MAX_CALENDAR_ITEMS)
     days: dict[date, list[CalendarEntry]] = defaultdict(list)
     for item in items:
-        days[item["publish_at"].astimezone(UTC).date()].append(CalendarEntry.from_document(item))
+        if item.publish_at is not None:
+            days[item.publish_at.astimezone(UTC).date()].append(CalendarEntry.from_domain(item))
     return Calendar(start=start, end=end, days=[CalendarDay(date=day, items=entries) for day, entries in days.items()])
 
 
@@ -190,22 +188,22 @@ async def propose_content(body: ContentIn, request: Request, response: Response,
                           principal: Principal = Depends(ambassadors)) -> ContentOut:
     """An opted-in ambassador proposes content; it lands in review. `Idempotency-Key` makes retries safe."""
     item, created = await service_of(request).propose(principal, body, idempotency_key(request))
-    return _created(response, ContentOut.from_document(item), item, created, "content")
+    return _created(response, ContentOut.from_domain(item), item, created, "content")
 
 
 @router.get("/published", response_model=Page[PublishedContentOut], tags=["ambassadors"])
 async def list_published(request: Request, cursor: str | None = None, limit: int | None = None,
                          principal: Principal = Depends(ambassadors)) -> Page[PublishedContentOut]:
     """Published items targeted to the calling ambassador (team, location, languages, persona), newest first."""
-    items, more = await service_of(request).feed(principal, _after(cursor), page_size(limit))
-    return _page(items, more, "publish_at", PublishedContentOut)
+    page = await service_of(request).feed(principal, cursor, page_size(limit))
+    return _page(page, PublishedContentOut)
 
 
 @router.get("/published/{item_id}", response_model=PublishedContentOut, tags=["ambassadors"])
 async def get_published(item_id: str, request: Request,
                         principal: Principal = Depends(ambassadors)) -> PublishedContentOut:
     """One published item, if it is targeted to the calling ambassador (else 404)."""
-    return PublishedContentOut.from_document(await service_of(request).get_published(principal, item_id))
+    return PublishedContentOut.from_domain(await service_of(request).get_published(principal, item_id))
 
 
 # --- tenant settings ------------------------------------------------------------------------------
@@ -214,8 +212,8 @@ async def get_published(item_id: str, request: Request,
 async def get_settings(request: Request, response: Response,
                        principal: Principal = Depends(admins)) -> TenantSettingsOut:
     """The tenant's editorial settings (four-eyes approval is on unless turned off)."""
-    current = await service_of(request).store.get_tenant_settings(principal.tenant)
-    return _tagged(response, TenantSettingsOut.model_validate(current), current)
+    current = await service_of(request).get_tenant_settings(principal.tenant)
+    return _tagged(response, TenantSettingsOut.from_domain(current), current)
 
 
 @router.put("/settings", response_model=TenantSettingsOut, tags=["settings"])
@@ -223,10 +221,10 @@ async def put_settings(body: TenantSettingsIn, request: Request, response: Respo
                        principal: Principal = Depends(admins)) -> TenantSettingsOut:
     """Replace the tenant's editorial settings. With `If-Match`, 412 if they changed since you read them."""
     service = service_of(request)
-    current = await service.store.get_tenant_settings(principal.tenant)
-    require_if_match(request, current["version"])
-    saved = await service.save_tenant_settings(current, body.model_dump())
-    return _tagged(response, TenantSettingsOut.model_validate(saved), saved)
+    current = await service.get_tenant_settings(principal.tenant)
+    require_if_match(request, current.version)
+    saved = await service.save_tenant_settings(current, body.four_eyes)
+    return _tagged(response, TenantSettingsOut.from_domain(saved), saved)
 
 
 # --- translation helpers ---------------------------------------------------------------------------
@@ -235,51 +233,40 @@ async def _act(request: Request, response: Response, principal: Principal, item_
                comment: str | None = None) -> ContentOut:
     service = service_of(request)
     item = await service.get_item(principal.tenant, item_id)
-    require_if_match(request, item["version"])
+    require_if_match(request, item.version)
     item = await service.act(principal, item, action, comment, idempotency_key(request))
-    return _tagged(response, ContentOut.from_document(item), item)
+    return _tagged(response, ContentOut.from_domain(item), item)
 
 
-def _tagged(response: Response, body: Any, document: dict) -> Any:
-    response.headers["ETag"] = etag(document["version"])
+def _tagged(response: Response, body: Any, entity: Any) -> Any:
+    response.headers["ETag"] = etag(entity.version)
     return body
 
 
-def _created(response: Response, body: Any, document: dict, created: bool, collection: str) -> Any:
-    response.headers["Location"] = f"/v1/{collection}/{document['_id']}"
+def _created(response: Response, body: Any, entity: Any, created: bool, collection: str) -> Any:
+    response.headers["Location"] = f"/v1/{collection}/{entity.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    return _tagged(response, body, document)
+    return _tagged(response, body, entity)
 
 
-def _after(cursor: str | None) -> After:
-    values = decode_cursor(cursor)
-    if values is None:
-        return None
-    try:
-        sort_value, last_id = values
-        return parse_time(sort_value), str(last_id)
-    except (TypeError, ValueError):
-        raise invalid("cursor", "is not a cursor this API returned") from None
-
-
-def _page(documents: list[dict], more: bool, sort_field: str, model: Any) -> Page:
-    next_cursor = None
-    if more and documents:
-        last = documents[-1]
-        next_cursor = encode_cursor([format_time(last[sort_field]), last["_id"]])
-    return Page(items=[model.from_document(document) for document in documents], next_cursor=next_cursor)
+def _page(page: Any, model: type[FromDomain]) -> Page:
+    return Page(items=[model.from_domain(entity) for entity in page.items], next_cursor=page.next_cursor)
 
 
 def install_domain_errors(app: FastAPI) -> None:
-    """Domain exceptions become problem documents: 422 naming the field, 409, 403, 412."""
+    """Domain exceptions become problem documents: 422 naming the field, 409, 403, 412.
+
+    A write that lost a race (StaleWrite) answers 412 here, not the platform's 409: the
+    content API's contract is that a change made since your read is a failed precondition.
+    """
     mapping = {
         RuleViolation: lambda error: invalid(error.field, error.message),
         InvalidTransition: lambda error: conflict(str(error), current_status=error.status.value),
         FourEyesViolation: lambda error: Problem(403, "Forbidden", str(error)),
-        KeyReused: lambda error: key_reused_with_other_body(),
-        ConcurrentChange: lambda error: Problem(412, "Precondition Failed",
-                                                "The resource changed while your request ran; read it again."),
+        KeyUsedForAnotherAction: lambda error: key_reused_with_other_body(),
+        StaleWrite: lambda error: Problem(412, "Precondition Failed",
+                                          "The resource changed while your request ran; read it again."),
     }
     for error_class, to_problem in mapping.items():
         async def handle(request: Request, error: Exception, to_problem=to_problem) -> Any:

@@ -1,53 +1,39 @@
 """Ambassador events in, the projection of who may propose and what they are targeted by out.
 
 Only non-identifying profile attributes are kept (persona, team, location,
-languages, topics). Each effect is applied once per event (partition watermark
-in the same update); an erased ambassador stays as a tombstone so that a
-replayed opt-in can never bring them back.
+languages, topics). The projection applies each event once and keeps an erased
+ambassador as a tombstone (see `ports.AmbassadorProjections`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from advocacy_common.consuming import Delivery, Handler, apply_once
+from advocacy_common.consuming import Delivery, Handler
 from advocacy_common.events import (
-    AmbassadorErased, AmbassadorOptedIn, AmbassadorOptedOut, AmbassadorProfile, AmbassadorProfileUpdated, Event,
+    AmbassadorErased, AmbassadorOptedIn, AmbassadorOptedOut, AmbassadorProfileUpdated, Event,
 )
 
+from .models import TargetingProfile
+from .ports import AmbassadorProjections
 from .service import ContentService
 
 
-def targeting_profile(profile: AmbassadorProfile) -> dict[str, Any]:
-    return {"persona": profile.persona.value, "team_id": profile.team_id, "location": profile.location,
-            "languages": list(profile.languages), "topics": list(profile.topics)}
-
-
-def build_handlers(service: ContentService) -> dict[type[Event], Handler]:
-    store = service.store
-
-    async def project(delivery: Delivery, update: dict[str, Any]) -> bool:
-        event = delivery.event
-        key = {"_id": store.ambassador_key(delivery.tenant_id, event.ambassador_id), "erased": {"$ne": True}}
-        update = {**update, "$setOnInsert": {"tenant": delivery.tenant_id, "ambassador_id": event.ambassador_id,
-                                             **update.get("$setOnInsert", {})}}
-        return await apply_once(store.ambassadors, key, update, delivery)
-
+def build_handlers(projections: AmbassadorProjections, service: ContentService) -> dict[type[Event], Handler]:
     async def on_opted_in(delivery: Delivery) -> None:
         event: AmbassadorOptedIn = delivery.event
-        await project(delivery, {"$set": {"opted_in": True, "profile": targeting_profile(event.profile)}})
+        await projections.opted_in(delivery.tenant_id, event.ambassador_id, TargetingProfile.of(event.profile),
+                                   delivery)
 
     async def on_profile_updated(delivery: Delivery) -> None:
         event: AmbassadorProfileUpdated = delivery.event
-        await project(delivery, {"$set": {"profile": targeting_profile(event.profile)},
-                                 "$setOnInsert": {"opted_in": False}})
+        await projections.profile_updated(delivery.tenant_id, event.ambassador_id,
+                                          TargetingProfile.of(event.profile), delivery)
 
     async def on_opted_out(delivery: Delivery) -> None:
-        await project(delivery, {"$set": {"opted_in": False}, "$unset": {"profile": ""}})
+        await projections.opted_out(delivery.tenant_id, delivery.event.ambassador_id, delivery)
 
     async def on_erased(delivery: Delivery) -> None:
-        await project(delivery, {"$set": {"opted_in": False, "erased": True}, "$unset": {"profile": ""}})
-        # Outside the watermark on purpose: after a crash between the two writes the
+        await projections.erased(delivery.tenant_id, delivery.event.ambassador_id, delivery)
+        # Not only when the projection applied it: after a crash between the two writes the
         # redelivered event must still anonymise, and anonymising twice changes nothing.
         await service.anonymise_person(delivery.tenant_id, delivery.event.ambassador_id)
 

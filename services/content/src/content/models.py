@@ -1,21 +1,25 @@
-"""The content domain: the editorial workflow, validation rules, targeting, event snapshots.
+"""The content domain: its types, the editorial workflow, validation rules, targeting, event snapshots.
 
-Pure rules on plain values and stored documents; no I/O. The store and the
-service layer call these so that one function holds each rule.
+Pure rules on domain values; no I/O. The adapters store these types and the
+service layer calls these rules, so that one function holds each rule.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field
+
+# An item's audience and media are the very values its snapshot events carry.
 from advocacy_common.events import (
-    Audience, ContentPublished, ContentRetired, ContentSnapshot, ContentUpdated, MediaRef, Network, Objective,
+    AmbassadorProfile, Audience, ContentPublished, ContentRetired, ContentSnapshot, ContentUpdated, MediaRef,
+    Network, Objective, Persona,
 )
 
 # Each network's limit on a post's text, in characters (what the network's composer accepts).
@@ -34,6 +38,8 @@ ERASED = "erased"
 # In the stored targeting keys, an axis left empty by the editor matches everybody.
 ANYONE = "*"
 AUDIENCE_AXES = ("teams", "locations", "languages", "personas")
+# Who the history names for the moves the worker makes on its own.
+SCHEDULER = "scheduler"
 
 
 class Status(StrEnum):
@@ -93,6 +99,10 @@ class InvalidTransition(Exception):
         self.status = status
 
 
+class KeyUsedForAnotherAction(Exception):
+    """A workflow step came with an Idempotency-Key that an earlier, different step used."""
+
+
 class FourEyesViolation(Exception):
     """A reviewer tried to approve an item they wrote while the tenant requires a second person."""
 
@@ -115,6 +125,142 @@ def status_after_edit(current: Status) -> Status:
 def check_approver(approver: str, authors: Iterable[str], four_eyes: bool) -> None:
     if four_eyes and approver in set(authors):
         raise FourEyesViolation("Four-eyes rule: you cannot approve an item you wrote or edited.")
+
+
+# --- domain types -------------------------------------------------------------------
+
+class DomainModel(BaseModel):
+    # Immutable values: a change is a new value (`model_copy(update=...)`), saved by a repository.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Campaign(DomainModel):
+    id: str
+    tenant: str
+    name: str
+    objective: Objective
+    starts_on: date
+    ends_on: date
+    disclosure_line: str | None = None
+    version: int = 1
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    updated_by: str | None = None
+    # Set by a change of a snapshot field until the published items are re-announced (survives a crash).
+    refresh_published: bool = False
+
+
+class HistoryEntry(DomainModel):
+    action: Action
+    status: Status
+    by: str
+    at: datetime
+    comment: str | None = None
+    idempotency_key: str | None = None
+
+
+class ContentItem(DomainModel):
+    id: str
+    tenant: str
+    campaign_id: str
+    title: str
+    link_url: str
+    media: list[MediaRef] = Field(default_factory=list)
+    suggested_texts: dict[Network, str] = Field(default_factory=dict)
+    topics: list[str] = Field(default_factory=list)
+    language: str
+    audience: Audience = Field(default_factory=Audience)
+    networks: list[Network]
+    publish_at: datetime | None = None
+    expires_at: datetime | None = None
+    status: Status
+    version: int = 1
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    updated_by: str | None = None
+    authors: list[str]
+    proposed_by: str | None = None
+    history: list[HistoryEntry]
+    published_at: datetime | None = None
+    retired_at: datetime | None = None
+    retired_reason: RetireReason | None = None
+    # The campaign version its last snapshot carried (to re-announce after a campaign change).
+    campaign_version: int | None = None
+
+    def moved(self, action: Action, status: Status, by: str, at: datetime, *, comment: str | None = None,
+              key: str | None = None, **changes: object) -> ContentItem:
+        """The item after a workflow step: new status, the step in its history, and `changes`."""
+        entry = HistoryEntry(action=action, status=status, by=by, at=at, comment=comment or None,
+                             idempotency_key=key)
+        return self.model_copy(update={**changes, "status": status, "updated_at": at,
+                                       "history": [*self.history, entry]})
+
+    def step_done_with_key(self, action: Action, key: str) -> bool:
+        """True when this Idempotency-Key already did this action; KeyUsedForAnotherAction when it did another."""
+        for entry in self.history:
+            if entry.idempotency_key == key:
+                if entry.action is not action:
+                    raise KeyUsedForAnotherAction(key)
+                return True
+        return False
+
+    def anonymised(self, person: str) -> ContentItem:
+        """The item with an erased person's id replaced everywhere it was recorded."""
+        def swap(value: str | None) -> str | None:
+            return ERASED if value == person else value
+
+        return self.model_copy(update={
+            "created_by": swap(self.created_by),
+            "proposed_by": swap(self.proposed_by),
+            "updated_by": swap(self.updated_by),
+            "authors": list(dict.fromkeys(ERASED if author == person else author for author in self.authors)),
+            "history": [entry.model_copy(update={"by": swap(entry.by)}) for entry in self.history],
+        })
+
+
+class TenantSettings(DomainModel):
+    tenant: str
+    four_eyes: bool = True
+    version: int = 0  # 0: never saved, the defaults
+
+
+class TargetingProfile(DomainModel):
+    """The non-identifying attributes of an ambassador that targeting uses."""
+
+    persona: Persona | None = None
+    team_id: str | None = None
+    location: str | None = None
+    languages: list[str] = Field(default_factory=list)
+    topics: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, profile: AmbassadorProfile) -> TargetingProfile:
+        return cls(persona=profile.persona, team_id=profile.team_id, location=profile.location,
+                   languages=list(profile.languages), topics=list(profile.topics))
+
+
+class AmbassadorProjection(DomainModel):
+    """What content knows of an ambassador, from their events: may they propose and see, and for what."""
+
+    tenant: str
+    ambassador_id: str
+    opted_in: bool = False
+    profile: TargetingProfile | None = None
+    erased: bool = False
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    """The filters of the content list; None means 'any'."""
+
+    status: Status | None = None
+    campaign_id: str | None = None
+    topic: str | None = None
+    language: str | None = None
+    publish_from: datetime | None = None
+    publish_to: datetime | None = None
 
 
 # --- validation of single values ----------------------------------------------------
@@ -157,28 +303,25 @@ def to_stored_time(value: datetime) -> datetime:
 
 # --- rules across fields ------------------------------------------------------------
 
-def check_content(item: Mapping[str, Any], campaign: Mapping[str, Any]) -> None:
-    """Rules that involve several fields of an item (stored form) and its campaign."""
-    networks = set(item["networks"])
+def check_content(item: ContentItem, campaign: Campaign) -> None:
+    """Rules that involve several fields of an item and its campaign."""
+    networks = set(item.networks)
     if not networks:
         raise RuleViolation("networks", "at least one network is required")
-    for network, text in item["suggested_texts"].items():
+    for network, text in item.suggested_texts.items():
         field = f"suggested_texts.{network}"
         if network not in networks:
             raise RuleViolation(field, "this network is not among the allowed networks")
-        limit = NETWORK_TEXT_LIMITS[Network(network)]
+        limit = NETWORK_TEXT_LIMITS[network]
         if len(text) > limit:
             raise RuleViolation(field, f"is {len(text)} characters; {network} allows {limit}")
-        disclosure = campaign.get("disclosure_line")
+        disclosure = campaign.disclosure_line
         if disclosure and disclosure.lower() not in text.lower():
             raise RuleViolation(field, f"must carry the campaign's disclosure line {disclosure!r}")
-    publish_at, expires_at = item.get("publish_at"), item.get("expires_at")
-    if publish_at is not None:
-        day = publish_at.date().isoformat()
-        if not campaign["starts_on"] <= day <= campaign["ends_on"]:
-            raise RuleViolation("publish_at", f"must fall within the campaign ({campaign['starts_on']} to "
-                                              f"{campaign['ends_on']})")
-    if expires_at is not None and publish_at is not None and expires_at <= publish_at:
+    if item.publish_at is not None and not campaign.starts_on <= item.publish_at.date() <= campaign.ends_on:
+        raise RuleViolation("publish_at", f"must fall within the campaign ({campaign.starts_on} to "
+                                          f"{campaign.ends_on})")
+    if item.expires_at is not None and item.publish_at is not None and item.expires_at <= item.publish_at:
         raise RuleViolation("expires_at", "must be after publish_at")
 
 
@@ -187,32 +330,37 @@ def check_campaign_period(starts_on: date, ends_on: date) -> None:
         raise RuleViolation("ends_on", "must not be before starts_on")
 
 
-def check_ready_for_review(item: Mapping[str, Any]) -> None:
+def check_ready_for_review(item: ContentItem) -> None:
     """What a reviewer needs to see before an item can be scheduled."""
-    if item.get("publish_at") is None:
+    if item.publish_at is None:
         raise RuleViolation("publish_at", "is required before the item goes to review")
-    if not item["suggested_texts"]:
+    if not item.suggested_texts:
         raise RuleViolation("suggested_texts", "at least one suggested text is required before review")
+
+
+def with_author(people: list[str], person: str) -> list[str]:
+    return people if person in people else [*people, person]
 
 
 # --- targeting ----------------------------------------------------------------------
 
-def targeting_keys(audience: Mapping[str, list[str]]) -> dict[str, list[str]]:
-    """The stored form the feed query matches with `$in`: an empty axis becomes 'anyone'."""
-    return {axis: list(audience.get(axis) or []) or [ANYONE] for axis in AUDIENCE_AXES}
+def targeting_keys(audience: Audience) -> dict[str, list[str]]:
+    """The stored form the feed query matches: an empty axis becomes 'anyone'."""
+    return {axis: [str(value) for value in getattr(audience, axis)] or [ANYONE] for axis in AUDIENCE_AXES}
 
 
-def profile_values(profile: Mapping[str, Any]) -> dict[str, list[str]]:
+def profile_values(profile: TargetingProfile | None) -> dict[str, list[str]]:
     """An ambassador's value on each axis, lower-cased like the audience labels."""
+    profile = profile or TargetingProfile()
     return {
-        "teams": [profile["team_id"].lower()] if profile.get("team_id") else [],
-        "locations": [profile["location"].lower()] if profile.get("location") else [],
-        "languages": [language.lower() for language in profile.get("languages") or []],
-        "personas": [profile["persona"]] if profile.get("persona") else [],
+        "teams": [profile.team_id.lower()] if profile.team_id else [],
+        "locations": [profile.location.lower()] if profile.location else [],
+        "languages": [language.lower() for language in profile.languages],
+        "personas": [str(profile.persona)] if profile.persona else [],
     }
 
 
-def is_targeted(audience: Mapping[str, list[str]], profile: Mapping[str, Any]) -> bool:
+def is_targeted(audience: Audience, profile: TargetingProfile | None) -> bool:
     """On every axis the audience is open, or it names one of the ambassador's values."""
     keys, values = targeting_keys(audience), profile_values(profile)
     return all(ANYONE in keys[axis] or set(keys[axis]) & set(values[axis]) for axis in AUDIENCE_AXES)
@@ -233,34 +381,34 @@ def event_id(tenant: str, event: ContentSnapshot | ContentRetired) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{tenant}/{event.content_id}/{event.version}/{event.type_name}"))
 
 
-def snapshot_fields(item: Mapping[str, Any], campaign: Mapping[str, Any], version: int) -> dict[str, Any]:
+def snapshot_fields(item: ContentItem, campaign: Campaign, version: int) -> dict[str, object]:
     return {
-        "content_id": item["_id"],
+        "content_id": item.id,
         "version": version,
-        "campaign_id": item["campaign_id"],
-        "objective": Objective(campaign["objective"]),
-        "title": item["title"],
-        "link_url": item["link_url"],
-        "media": [MediaRef(**media) for media in item["media"]],
-        "suggested_texts": {Network(network): text for network, text in item["suggested_texts"].items()},
-        "topics": item["topics"],
-        "language": item["language"],
-        "audience": Audience(**item["audience"]),
-        "networks": [Network(network) for network in item["networks"]],
-        "disclosure_line": campaign.get("disclosure_line"),
-        "publish_at": item["publish_at"],
-        "expires_at": item.get("expires_at"),
+        "campaign_id": item.campaign_id,
+        "objective": campaign.objective,
+        "title": item.title,
+        "link_url": item.link_url,
+        "media": list(item.media),
+        "suggested_texts": dict(item.suggested_texts),
+        "topics": list(item.topics),
+        "language": item.language,
+        "audience": item.audience,
+        "networks": list(item.networks),
+        "disclosure_line": campaign.disclosure_line,
+        "publish_at": item.publish_at,
+        "expires_at": item.expires_at,
     }
 
 
-def published_event(item: Mapping[str, Any], campaign: Mapping[str, Any], version: int) -> ContentSnapshot:
+def published_event(item: ContentItem, campaign: Campaign, version: int) -> ContentSnapshot:
     return ContentPublished(**snapshot_fields(item, campaign, version))
 
 
-def updated_event(item: Mapping[str, Any], campaign: Mapping[str, Any], version: int) -> ContentSnapshot:
+def updated_event(item: ContentItem, campaign: Campaign, version: int) -> ContentSnapshot:
     return ContentUpdated(**snapshot_fields(item, campaign, version))
 
 
-def retired_event(item: Mapping[str, Any], version: int, reason: RetireReason, at: datetime) -> ContentRetired:
-    return ContentRetired(content_id=item["_id"], version=version, campaign_id=item["campaign_id"],
+def retired_event(item: ContentItem, version: int, reason: RetireReason, at: datetime) -> ContentRetired:
+    return ContentRetired(content_id=item.id, version=version, campaign_id=item.campaign_id,
                           reason=reason.value, retired_at=at)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -131,7 +131,6 @@ class ContentPatch(ContentRules, PartialUpdate):
     expires_at: AwareDatetime | None = None
 
 
-
 class Comment(StrictInput):
     comment: str | None = Field(default=None, max_length=2000)
 
@@ -148,13 +147,14 @@ class HistoryEntry(BaseModel):
     comment: str | None = None
 
 
-class FromDocument(BaseModel):
+class FromDomain(BaseModel):
     @classmethod
-    def from_document(cls, document: dict[str, Any]):
-        return cls.model_validate({**document, "id": document["_id"]})
+    def from_domain(cls, entity: BaseModel) -> Self:
+        """The HTTP view of a domain value: the fields this model declares, by name."""
+        return cls.model_validate(entity.model_dump())
 
 
-class PublishedContentOut(FromDocument):
+class PublishedContentOut(FromDomain):
     """What an ambassador sees of a published item: no workflow, no names."""
 
     id: str
@@ -206,8 +206,7 @@ class CampaignPatch(PartialUpdate):
                                         description="null removes the disclosure line")
 
 
-
-class CampaignOut(FromDocument):
+class CampaignOut(FromDomain):
     id: str
     name: str
     objective: Objective
@@ -220,13 +219,12 @@ class CampaignOut(FromDocument):
     updated_at: datetime
 
 
-
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
-class CalendarEntry(FromDocument):
+class CalendarEntry(FromDomain):
     id: str
     title: str
     status: Status
@@ -234,7 +232,6 @@ class CalendarEntry(FromDocument):
     publish_at: datetime
     expires_at: datetime | None
     networks: list[str]
-
 
 
 class CalendarDay(BaseModel):
@@ -252,6 +249,6 @@ class TenantSettingsIn(StrictInput):
     four_eyes: bool = Field(description="When true, nobody approves an item they wrote or edited")
 
 
-class TenantSettingsOut(BaseModel):
+class TenantSettingsOut(FromDomain):
     four_eyes: bool
     version: int

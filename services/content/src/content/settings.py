@@ -1,4 +1,4 @@
-"""Settings of the content service (env prefix CONTENT_), read once in bootstrap/main."""
+"""Settings of the content service (env prefix CONTENT_), read once, in bootstrap."""
 
 from __future__ import annotations
 

@@ -1,215 +1,269 @@
-"""The content database: collections, indexes and queries.
+"""The content database: the MongoDB adapters of the ports, on the repository base.
 
-Every query a caller triggers filters by the caller's tenant. The scheduler's
-due-item queries are the exception: it works for every tenant, and each write
-it makes is keyed by the item's own `_id` and tenant.
+The only module that knows collections, documents, operators and indexes.
+Every query a caller triggers names the caller's tenant; the scheduler's
+due-item queries are the exception (it works for every tenant, and each write
+it makes is a compare-and-set on the item's own `_id`, tenant and version).
+
+FerretDB 1.x notes (what MongoDB does instead in brackets):
+- Only a filter on a bare `_id` is pushed down to SQLite; any other scans the
+  collection. Reads by id go through the base (bare `_id`, tenant checked in
+  Python); the projection's writes filter on `_id` first. [MongoDB uses the
+  indexes below for every query.]
+- No transactions: each state change with its events is one document write
+  (the base's unit of work). [Same design on MongoDB.]
+- Conditional updates are atomic across processes only behind the project's
+  write-serialising proxy; the base's compare-and-set relies on it. [Atomic on
+  MongoDB.]
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from enum import Enum
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.asynchronous.collection import AsyncCollection
+from pydantic import BaseModel
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
-from advocacy_common.consuming import ProcessedEvents
-from advocacy_common.outbox import notify_outbox, without_outbox
+from advocacy_common.consuming import Delivery, ProcessedEvents, apply_once
+from advocacy_common.cursors import CursorCodec
+from advocacy_common.repository import (
+    AlreadyExists, Page, Repository, ServerCapabilities, SortKey, StaleWrite, Storage, UnitOfWork,
+)
 
-from .models import AUDIENCE_AXES, ANYONE, Status
+from .models import (
+    ANYONE, AUDIENCE_AXES, AmbassadorProjection, Campaign, ContentItem, ItemFilter, Status, TargetingProfile,
+    TenantSettings, profile_values, targeting_keys,
+)
 
-DEFAULT_TENANT_SETTINGS = {"four_eyes": True, "version": 0}
-# (sort value, _id) of the last item of the previous page.
-After = tuple[Any, str] | None
+M = TypeVar("M", bound=BaseModel)
+EARLIEST_FIRST = SortKey("publish_at", descending=False)
+PUBLISHED_FIRST = SortKey("publish_at")
+
+
+def storable(value: Any) -> Any:
+    """A domain value in the form BSON keeps: enums as their values, dates (BSON has only
+    date-times) as ISO strings, date-times unchanged (queries compare them)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(storable(key)): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
+
+
+class ModelRepository(Repository[M], Generic[M]):
+    """A repository of a domain model whose `id` is the document's `_id`."""
+
+    model: ClassVar[type[BaseModel]]
+
+    def to_document(self, entity: M) -> dict[str, Any]:
+        return {"_id": entity.id, **storable(entity.model_dump(exclude={"id"}))}  # type: ignore[attr-defined]
+
+    def from_document(self, document: Mapping[str, Any]) -> M:
+        return self.model.model_validate({**document, "id": document["_id"]})  # type: ignore[return-value]
+
+
+class CampaignRepository(ModelRepository[Campaign]):
+    collection_name = "campaigns"
+    model = Campaign
+
+    async def create_indexes(self) -> None:
+        await self.collection.create_index([("tenant", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])
+
+    async def newest_first(self, tenant: str, cursor: str | None, limit: int) -> Page[Campaign]:
+        return await self.page({"tenant": tenant}, cursor=cursor, limit=limit)
+
+    async def awaiting_refresh(self, limit: int) -> list[Campaign]:
+        return await self.find({"refresh_published": True}, limit=limit)
+
+    async def mark_refreshed(self, campaign: Campaign) -> bool:
+        # Compare-and-set on the version the refresh read, but no new version: the flag is
+        # bookkeeping of the worker, and an editor's ETag must not change under them.
+        try:
+            await self._compare_and_set(campaign.tenant, campaign.id, campaign.version,
+                                        {"$set": {"refresh_published": False}}, None)
+        except StaleWrite:
+            return False
+        return True
+
+
+class ContentItemRepository(ModelRepository[ContentItem]):
+    collection_name = "content_items"
+    model = ContentItem
+
+    async def create_indexes(self) -> None:
+        for keys in ([("tenant", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+                     [("tenant", ASCENDING), ("publish_at", ASCENDING)],
+                     [("status", ASCENDING), ("publish_at", ASCENDING)],
+                     [("status", ASCENDING), ("expires_at", ASCENDING)]):
+            await self.collection.create_index(keys)
+
+    def to_document(self, entity: ContentItem) -> dict[str, Any]:
+        # `targets`: the audience with `*` on open axes, so that the feed is one `$in` per axis.
+        return {**super().to_document(entity), "targets": targeting_keys(entity.audience)}
+
+    async def newest_first(self, tenant: str, filters: ItemFilter, cursor: str | None,
+                           limit: int) -> Page[ContentItem]:
+        query: dict[str, Any] = {"tenant": tenant}
+        if filters.status is not None:
+            query["status"] = filters.status.value
+        for value, field in ((filters.campaign_id, "campaign_id"), (filters.topic, "topics"),
+                             (filters.language, "language")):
+            if value is not None:
+                query[field] = value
+        window = {op: bound for op, bound in (("$gte", filters.publish_from), ("$lt", filters.publish_to)) if bound}
+        if window:
+            query["publish_at"] = window
+        # A cursor belongs to the list with these filters: another list refuses it.
+        scope = "\x1f".join(str(value) for value in (filters.status, filters.campaign_id, filters.topic,
+                                                     filters.language, filters.publish_from, filters.publish_to))
+        return await self.page(query, cursor=cursor, limit=limit, scope=scope)
+
+    async def scheduled_between(self, tenant: str, start: datetime, end: datetime,
+                                limit: int) -> list[ContentItem]:
+        return await self.find({"tenant": tenant, "publish_at": {"$gte": start, "$lt": end}},
+                               sort=[("publish_at", ASCENDING), ("_id", ASCENDING)], limit=limit)
+
+    async def published_for(self, tenant: str, profile: TargetingProfile | None, cursor: str | None,
+                            limit: int) -> Page[ContentItem]:
+        values = profile_values(profile)
+        query: dict[str, Any] = {"tenant": tenant, "status": Status.PUBLISHED.value}
+        for axis in AUDIENCE_AXES:
+            query[f"targets.{axis}"] = {"$in": [ANYONE, *values[axis]]}
+        return await self.page(query, cursor=cursor, limit=limit, order=PUBLISHED_FIRST, scope="published")
+
+    async def touched_by(self, tenant: str, person: str) -> list[ContentItem]:
+        return await self.find({"tenant": tenant, "$or": [{"authors": person}, {"created_by": person},
+                                                          {"proposed_by": person}]})
+
+    async def published_behind(self, campaign: Campaign, limit: int) -> list[ContentItem]:
+        query = {"tenant": campaign.tenant, "campaign_id": campaign.id, "status": Status.PUBLISHED.value,
+                 "$or": [{"campaign_version": {"$lt": campaign.version}}, {"campaign_version": None},
+                         {"campaign_version": {"$exists": False}}]}
+        return await self.find(query, limit=limit)
+
+    async def due_for_publication(self, now: datetime, limit: int) -> list[ContentItem]:
+        return await self.find({"status": Status.APPROVED.value, "publish_at": {"$lte": now}},
+                               sort=[("publish_at", ASCENDING)], limit=limit)
+
+    async def due_for_retirement(self, now: datetime, limit: int) -> list[ContentItem]:
+        return await self.find({"status": Status.PUBLISHED.value, "expires_at": {"$lte": now}},
+                               sort=[("expires_at", ASCENDING)], limit=limit)
+
+
+class TenantSettingsRepository(Repository[TenantSettings]):
+    """One document per tenant, `_id` the tenant; absent until first saved."""
+
+    collection_name = "tenant_settings"
+
+    def to_document(self, entity: TenantSettings) -> dict[str, Any]:
+        return {"_id": entity.tenant, **entity.model_dump()}
+
+    def from_document(self, document: Mapping[str, Any]) -> TenantSettings:
+        return TenantSettings.model_validate(document)
+
+    async def of_tenant(self, tenant: str) -> TenantSettings:
+        return await self.get(tenant, tenant) or TenantSettings(tenant=tenant)
+
+    async def save(self, entity: TenantSettings, uow: UnitOfWork | None = None,
+                   guard: Mapping[str, Any] | None = None) -> TenantSettings:
+        """Version 0 means 'never saved': the first save inserts; a racing first save is stale."""
+        if entity.version > 0:
+            return await super().save(entity, uow, guard)
+        saved = entity.model_copy(update={"version": 1})
+        try:
+            await self.add(saved, uow)
+        except AlreadyExists:  # another first save won
+            raise StaleWrite(entity.tenant) from None
+        return saved
+
+
+class AmbassadorProjectionRepository(Repository[AmbassadorProjection]):
+    """`_id` `tenant:ambassador_id`; each document keeps the watermarks of the events applied to it."""
+
+    collection_name = "ambassadors"
+
+    @staticmethod
+    def key(tenant: str, ambassador_id: str) -> str:
+        return f"{tenant}:{ambassador_id}"
+
+    def to_document(self, entity: AmbassadorProjection) -> dict[str, Any]:
+        return {"_id": self.key(entity.tenant, entity.ambassador_id), **storable(entity.model_dump())}
+
+    def from_document(self, document: Mapping[str, Any]) -> AmbassadorProjection:
+        return AmbassadorProjection.model_validate(document)
+
+    async def get(self, tenant: str, ambassador_id: str) -> AmbassadorProjection | None:  # type: ignore[override]
+        return await super().get(tenant, self.key(tenant, ambassador_id))
+
+    async def opted_in(self, tenant: str, ambassador_id: str, profile: TargetingProfile,
+                       delivery: Delivery) -> bool:
+        return await self._apply(tenant, ambassador_id, delivery,
+                                 {"$set": {"opted_in": True, "profile": storable(profile.model_dump())}})
+
+    async def profile_updated(self, tenant: str, ambassador_id: str, profile: TargetingProfile,
+                              delivery: Delivery) -> bool:
+        return await self._apply(tenant, ambassador_id, delivery, {"$set": {"profile": storable(profile.model_dump())}},
+                                 on_insert={"opted_in": False})
+
+    async def opted_out(self, tenant: str, ambassador_id: str, delivery: Delivery) -> bool:
+        return await self._apply(tenant, ambassador_id, delivery, {"$set": {"opted_in": False},
+                                                                   "$unset": {"profile": ""}})
+
+    async def erased(self, tenant: str, ambassador_id: str, delivery: Delivery) -> bool:
+        # The tombstone: `erased` keeps every later event (a replayed opt-in) off this document.
+        return await self._apply(tenant, ambassador_id, delivery, {"$set": {"opted_in": False, "erased": True},
+                                                                   "$unset": {"profile": ""}})
+
+    async def _apply(self, tenant: str, ambassador_id: str, delivery: Delivery, update: dict[str, Any],
+                     on_insert: Mapping[str, Any] | None = None) -> bool:
+        # An upsert by `_id` guarded by the partition watermark (apply_once): a redelivered
+        # event, or any event after the erasure, matches nothing and its insert hits the `_id`.
+        key = {"_id": self.key(tenant, ambassador_id), "erased": {"$ne": True}}
+        update = {**update, "$setOnInsert": {"tenant": tenant, "ambassador_id": ambassador_id, **(on_insert or {})}}
+        return await apply_once(self.collection, key, update, delivery)
 
 
 @dataclass(frozen=True)
-class ItemFilter:
-    """The filters of the content list; None means 'any'."""
-
-    status: Status | None = None
-    campaign_id: str | None = None
-    topic: str | None = None
-    language: str | None = None
-    publish_from: datetime | None = None
-    publish_to: datetime | None = None
-
-    def query(self) -> dict[str, Any]:
-        query: dict[str, Any] = {}
-        if self.status is not None:
-            query["status"] = self.status.value
-        for name, field in (("campaign_id", "campaign_id"), ("topic", "topics"), ("language", "language")):
-            if getattr(self, name) is not None:
-                query[field] = getattr(self, name)
-        window = {op: bound for op, bound in (("$gte", self.publish_from), ("$lt", self.publish_to)) if bound}
-        if window:
-            query["publish_at"] = window
-        return query
-
-
-class KeyReused(Exception):
-    """An Idempotency-Key already used with another request body."""
-
-
 class ContentStore:
-    def __init__(self, database: AsyncDatabase):
-        self.database = database
-        self.campaigns: AsyncCollection = database["campaigns"]
-        self.items: AsyncCollection = database["content_items"]
-        self.ambassadors: AsyncCollection = database["ambassadors"]
-        self.tenant_settings: AsyncCollection = database["tenant_settings"]
-        # Ids of ambassador events already applied, against copies re-published by their relay.
-        self.ledger = ProcessedEvents(database["processed_events"])
+    """The content database's repositories, and the ledger of ambassador events already applied."""
+
+    campaigns: CampaignRepository
+    items: ContentItemRepository
+    tenant_settings: TenantSettingsRepository
+    ambassadors: AmbassadorProjectionRepository
+    ledger: ProcessedEvents
+
+    @classmethod
+    def on(cls, storage: Storage) -> ContentStore:
+        return cls(CampaignRepository(storage), ContentItemRepository(storage), TenantSettingsRepository(storage),
+                   AmbassadorProjectionRepository(storage),
+                   # Ids of ambassador events already applied, against copies re-published by their relay.
+                   ProcessedEvents(storage.database["processed_events"]))
+
+    @classmethod
+    async def open(cls, database: AsyncDatabase, cursor_key: str) -> ContentStore:
+        return cls.on(await Storage.open(database, cursor_key))
+
+    @classmethod
+    def without_detection(cls, database: AsyncDatabase, cursor_key: str) -> ContentStore:
+        """For a process built outside an event loop (the worker): the server is not asked for its
+        capabilities, and the more restrictive ones (FerretDB 1.x's) are assumed. No content adapter
+        consults them; were one to batch updates, 50 statements per command work on both servers."""
+        return cls.on(Storage(database, ServerCapabilities(ferretdb=True, version="not detected"),
+                              CursorCodec(cursor_key.encode())))
 
     async def create_indexes(self) -> None:
-        await self.items.create_index([("tenant", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])
-        await self.items.create_index([("tenant", ASCENDING), ("publish_at", ASCENDING)])
-        await self.items.create_index([("status", ASCENDING), ("publish_at", ASCENDING)])
-        await self.items.create_index([("status", ASCENDING), ("expires_at", ASCENDING)])
-        await self.campaigns.create_index([("tenant", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)])
+        await self.items.create_indexes()
+        await self.campaigns.create_indexes()
         await self.ledger.create_indexes()
-
-    # --- writes shared by every collection -------------------------------------------
-
-    async def insert_idempotent(self, collection: AsyncCollection, document: dict[str, Any]) -> tuple[dict, bool]:
-        """Insert a document whose `_id` comes from the Idempotency-Key; (document, created).
-
-        A retry with the same key finds the first document; a reuse of the key
-        with another body (another fingerprint) is refused.
-        """
-        try:
-            await collection.insert_one(document)
-            return without_outbox(document), True
-        except DuplicateKeyError:
-            existing = await collection.find_one({"_id": document["_id"], "tenant": document["tenant"]})
-        if existing is None or existing.get("request_fingerprint") != document["request_fingerprint"]:
-            raise KeyReused
-        return without_outbox(existing), False
-
-    async def update_guarded(self, collection: AsyncCollection, document: dict[str, Any],
-                             update: dict[str, Any]) -> dict[str, Any] | None:
-        """Apply `update` only if the document is still at the version (and status) we read.
-
-        Returns the new document, or None when someone changed it meanwhile; this
-        guard is what keeps two schedulers, or a request racing the scheduler,
-        from both acting on the same state.
-        """
-        guard = {"_id": document["_id"], "tenant": document["tenant"], "version": document["version"]}
-        if "status" in document:
-            guard["status"] = document["status"]
-        updated = await collection.find_one_and_update(guard, update, return_document=ReturnDocument.AFTER)
-        return without_outbox(updated)
-
-    # --- campaigns ----------------------------------------------------------------------
-
-    async def get_campaign(self, tenant: str, campaign_id: str) -> dict[str, Any] | None:
-        return _of_tenant(await self.campaigns.find_one({"_id": campaign_id}), tenant)
-
-    async def list_campaigns(self, tenant: str, after: After, limit: int) -> tuple[list[dict], bool]:
-        return await _page(self.campaigns, {"tenant": tenant}, "created_at", after, limit)
-
-    async def list_campaigns_to_refresh(self, limit: int) -> list[dict]:
-        """Campaigns (of every tenant) whose published items must be re-announced."""
-        return await self.campaigns.find({"refresh_published": True}).limit(limit).to_list()
-
-    # --- content items ------------------------------------------------------------------
-
-    async def get_item(self, tenant: str, item_id: str) -> dict[str, Any] | None:
-        return without_outbox(_of_tenant(await self.items.find_one({"_id": item_id}), tenant))
-
-    async def notify_relay(self, item_id: str) -> None:
-        """Point the relay at an item that now carries events (it then needs no scan)."""
-        await notify_outbox(self.items, item_id)
-
-    async def list_items(self, tenant: str, filters: ItemFilter, after: After,
-                         limit: int) -> tuple[list[dict], bool]:
-        return await _page(self.items, {"tenant": tenant, **filters.query()}, "created_at", after, limit)
-
-    async def list_calendar(self, tenant: str, start: datetime, end: datetime, limit: int) -> list[dict]:
-        """Items scheduled in [start, end), earliest first; drafts too, so planners see gaps and plans."""
-        cursor = self.items.find({"tenant": tenant, "publish_at": {"$gte": start, "$lt": end}},
-                                 projection={"_outbox": 0, "history": 0})
-        return await cursor.sort([("publish_at", ASCENDING), ("_id", ASCENDING)]).limit(limit).to_list()
-
-    async def list_published_for(self, tenant: str, values: dict[str, list[str]], after: After,
-                                 limit: int) -> tuple[list[dict], bool]:
-        return await _page(self.items, _published_for(tenant, values), "publish_at", after, limit)
-
-    async def get_published_for(self, tenant: str, item_id: str, values: dict[str, list[str]]) -> dict | None:
-        return without_outbox(await self.items.find_one({"_id": item_id, **_published_for(tenant, values)}))
-
-    async def list_by_person(self, tenant: str, person: str) -> list[dict]:
-        """Items a person created, proposed or edited (for erasure)."""
-        query = {"tenant": tenant, "$or": [{"authors": person}, {"created_by": person}, {"proposed_by": person}]}
-        return [without_outbox(doc) for doc in await self.items.find(query).to_list()]
-
-    async def list_published_behind(self, campaign: dict[str, Any], limit: int) -> list[dict]:
-        """Published items of the campaign whose last snapshot predates its current version."""
-        query = {"tenant": campaign["tenant"], "campaign_id": campaign["_id"], "status": Status.PUBLISHED.value,
-                 "$or": [{"campaign_version": {"$lt": campaign["version"]}}, {"campaign_version": {"$exists": False}}]}
-        return [without_outbox(doc) for doc in await self.items.find(query).limit(limit).to_list()]
-
-    async def list_due_for_publication(self, now: datetime, limit: int) -> list[dict]:
-        cursor = self.items.find({"status": Status.APPROVED.value, "publish_at": {"$lte": now}})
-        return [without_outbox(doc) for doc in await cursor.sort("publish_at", ASCENDING).limit(limit).to_list()]
-
-    async def list_due_for_retirement(self, now: datetime, limit: int) -> list[dict]:
-        cursor = self.items.find({"status": Status.PUBLISHED.value, "expires_at": {"$lte": now}})
-        return [without_outbox(doc) for doc in await cursor.sort("expires_at", ASCENDING).limit(limit).to_list()]
-
-    # --- the ambassador projection ---------------------------------------------------------
-
-    @staticmethod
-    def ambassador_key(tenant: str, ambassador_id: str) -> str:
-        return f"{tenant}:{ambassador_id}"
-
-    async def get_ambassador(self, tenant: str, ambassador_id: str) -> dict[str, Any] | None:
-        return _of_tenant(await self.ambassadors.find_one({"_id": self.ambassador_key(tenant, ambassador_id)}),
-                          tenant)
-
-    # --- tenant settings ---------------------------------------------------------------------
-
-    async def get_tenant_settings(self, tenant: str) -> dict[str, Any]:
-        found = _of_tenant(await self.tenant_settings.find_one({"_id": tenant}), tenant)
-        return found or {"_id": tenant, "tenant": tenant, **DEFAULT_TENANT_SETTINGS}
-
-    async def save_tenant_settings(self, current: dict[str, Any], changes: dict[str, Any]) -> dict | None:
-        """Version 0 means 'never saved': the first save inserts. None when another save won."""
-        if current["version"] == 0:
-            document = {**current, **changes, "version": 1}
-            try:
-                await self.tenant_settings.insert_one(document)
-            except DuplicateKeyError:
-                return None
-            return document
-        return await self.update_guarded(self.tenant_settings, current,
-                                         {"$set": changes, "$inc": {"version": 1}})
-
-
-def _of_tenant(document: dict[str, Any] | None, tenant: str) -> dict[str, Any] | None:
-    """Reads go by bare `_id` (the only filter FerretDB 1.x pushes down to SQLite; any other
-    scans the collection) and the tenant is checked here: another tenant's object is None."""
-    return document if document is not None and document.get("tenant") == tenant else None
-
-
-def _published_for(tenant: str, values: dict[str, list[str]]) -> dict[str, Any]:
-    """Published items whose audience is open on each axis or names one of the ambassador's values."""
-    query: dict[str, Any] = {"tenant": tenant, "status": Status.PUBLISHED.value}
-    for axis in AUDIENCE_AXES:
-        query[f"targets.{axis}"] = {"$in": [ANYONE, *values.get(axis, [])]}
-    return query
-
-
-async def _page(collection: AsyncCollection, query: dict[str, Any], sort_field: str, after: After,
-                limit: int) -> tuple[list[dict], bool]:
-    """One page, newest first by (sort_field, _id); True when more follow."""
-    if after is not None:
-        value, last_id = after
-        query = {"$and": [query, {"$or": [{sort_field: {"$lt": value}},
-                                          {sort_field: value, "_id": {"$lt": last_id}}]}]}
-    cursor = collection.find(query, projection={"_outbox": 0})
-    documents = await cursor.sort([(sort_field, DESCENDING), ("_id", DESCENDING)]).limit(limit + 1).to_list()
-    return documents[:limit], len(documents) > limit
