@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from advocacy_common.auth import Principal, Role, authenticate, require_roles
 from advocacy_common.errors import Problem, invalid
-from advocacy_common.repository import AlreadyExists
+from advocacy_common.repository import AlreadyExists, StaleWrite
 
 from .api import service
 from .directory_import import parse_rows, rows_from_csv
@@ -174,6 +174,8 @@ async def _change_entry(request: Request, ambassadors: AmbassadorService, tenant
         raise ScimError(409, "That userName belongs to another user.", "uniqueness") from None
     except PersonNotFound:
         raise ScimError(404, f"User {person_id} not found.") from None
+    except StaleWrite:
+        raise ScimError(409, "The user is being changed by other requests; retry.") from None
     return scim_json(_resource(request, person), person=person)
 
 

@@ -75,7 +75,7 @@ from .ports import (
 )
 
 SOURCE = "/ambassador"
-MAX_WRITE_ATTEMPTS = 10
+MAX_WRITE_ATTEMPTS = 16
 RETRY_PAUSE_SECONDS = 0.005  # times the attempt number, jittered: concurrent writers spread out
 IMPORT_CONCURRENCY = 8
 log = logging.getLogger(__name__)

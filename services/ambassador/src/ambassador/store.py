@@ -328,22 +328,30 @@ class AmbassadorStores:
                    TrainingModuleStore(storage), TrainingCompletionStore(storage))
 
     async def create_indexes(self) -> None:
-        await self.people.collection.create_indexes([
-            IndexModel([("tenant", ASCENDING), ("user_name_key", ASCENDING)], unique=True, name="tenant_user_name"),
-            IndexModel([("tenant", ASCENDING), ("external_id_key", ASCENDING)], name="tenant_external_id"),
-            IndexModel([("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)],
-                       name="tenant_status_created"),
-        ])
-        await self.charters.collection.create_indexes([
-            IndexModel([("tenant", ASCENDING), ("version", DESCENDING)], unique=True, name="tenant_version")])
-        await self.signals.collection.create_indexes([
-            IndexModel([("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)],
-                       name="tenant_status_created")])
-        await self.recognitions.collection.create_indexes([
-            IndexModel([("tenant", ASCENDING), ("recipient_id", ASCENDING), ("created_at", DESCENDING)],
-                       name="tenant_recipient_created")])
-        await self.completions.collection.create_indexes([
-            IndexModel([("tenant", ASCENDING), ("person_id", ASCENDING)], name="tenant_person")])
+        indexes = {
+            self.people.collection: [
+                IndexModel([("tenant", ASCENDING), ("user_name_key", ASCENDING)], unique=True,
+                           name="tenant_user_name"),
+                IndexModel([("tenant", ASCENDING), ("external_id_key", ASCENDING)], name="tenant_external_id"),
+                IndexModel([("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)],
+                           name="tenant_status_created")],
+            self.charters.collection: [
+                IndexModel([("tenant", ASCENDING), ("version", DESCENDING)], unique=True, name="tenant_version")],
+            self.signals.collection: [
+                IndexModel([("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)],
+                           name="tenant_status_created")],
+            self.recognitions.collection: [
+                IndexModel([("tenant", ASCENDING), ("recipient_id", ASCENDING), ("created_at", DESCENDING)],
+                           name="tenant_recipient_created")],
+            self.completions.collection: [
+                IndexModel([("tenant", ASCENDING), ("person_id", ASCENDING)], name="tenant_person")],
+        }
+        for collection, models in indexes.items():
+            # One index per command: FerretDB 1.24 drops the connection when one `createIndexes`
+            # names several indexes that all exist already (a second replica starting, a restart).
+            # MongoDB takes the list in one command and ignores the ones that exist.
+            for model in models:
+                await collection.create_indexes([model])
 
 
 def outbox_collections(database: AsyncDatabase) -> list[AsyncCollection]:
