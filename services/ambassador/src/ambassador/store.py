@@ -93,6 +93,7 @@ class PeopleStore(_ModelRepository[Person]):
     collection_name = "people"
     model = Person
     keys: AsyncCollection = field(init=False)
+    consent_batch: int = CONSENT_BATCH  # people read at a time when walking consent records
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -196,7 +197,7 @@ class PeopleStore(_ModelRepository[Person]):
         query: dict[str, Any] = {"tenant": tenant, "consents.0": {"$exists": True}}
         if from_id is not None:
             query["_id"] = {"$gte" if inclusive else "$gt": from_id}
-        return await self.find(query, sort=[("_id", ASCENDING)], limit=CONSENT_BATCH)
+        return await self.find(query, sort=[("_id", ASCENDING)], limit=self.consent_batch)
 
     async def consents_after(self, tenant: str, after: tuple[str, int] | None = None) -> AsyncIterator[ConsentEntry]:
         # Consents live inside the person document (written with the change they record),
@@ -208,7 +209,7 @@ class PeopleStore(_ModelRepository[Person]):
                 for sequence, consent in enumerate(person.consents, start=1):
                     if after is None or (person.id, sequence) > after:
                         yield ConsentEntry(person, sequence, consent)
-            if len(people) < CONSENT_BATCH:
+            if len(people) < self.consent_batch:
                 return
             from_id, inclusive = people[-1].id, False
 
