@@ -16,11 +16,11 @@ from fastapi.responses import JSONResponse
 
 from advocacy_common.auth import Principal, Role, authenticate, require_roles
 from advocacy_common.errors import Problem, invalid
-from advocacy_common.repository import AlreadyExists, StaleWrite
 
 from .api import service
 from .directory_import import parse_rows, rows_from_csv
 from .models import DirectoryEntry, Person, PersonNotFound
+from .ports import AlreadyExists, StaleWrite
 from .schemas import ImportReport, ImportRequest, ImportRowError
 from .scim import SCIM_JSON, SERVICE_PROVIDER_CONFIG, USER_SCHEMA, ScimError, apply_patch, entry_from_resource, \
     list_response, parse_filter, parse_patch, user_resource

@@ -24,6 +24,11 @@ DESCRIPTION = """The employee's side of the advocacy programme: directory (impor
 Personal data lives only here; events carry ids and non-identifying attributes."""
 
 
+def settings_from_environment() -> AmbassadorSettings:
+    """The one place the environment is read (AMBASSADOR_* variables)."""
+    return AmbassadorSettings()
+
+
 def create_app(settings: AmbassadorSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Literal, Protocol
 
-from advocacy_common.repository import Page, UnitOfWork
+from advocacy_common.repository import AlreadyExists, KeyReused, Page, StaleWrite, UnitOfWork
 
 from .models import (
     Charter,
@@ -28,6 +28,8 @@ from .models import (
     TrainingModule,
 )
 
+# The refusals of the storage boundary, part of every port's contract (nothing was written).
+__all__ = ["AlreadyExists", "KeyReused", "StaleWrite"]
 LookupAttribute = Literal["user_name", "external_id"]
 
 
