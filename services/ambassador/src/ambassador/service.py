@@ -103,6 +103,13 @@ def _unit_of_work(tenant: str, events: list[Event]) -> UnitOfWork:
     return uow
 
 
+def found(entity: T | None, what: str, identifier: object = None) -> T:
+    """The entity, or NotFound (404) naming what was looked for."""
+    if entity is None:
+        raise NotFound(what, identifier)
+    return entity
+
+
 async def retrying(attempt: Callable[[], Awaitable[T]]) -> T:
     """Run `attempt` (read, decide, save) again while another writer wins the compare-and-set."""
     for number in range(1, MAX_WRITE_ATTEMPTS + 1):
@@ -323,16 +330,10 @@ class AmbassadorService:
         return await retrying(attempt)
 
     async def current_charter(self, tenant: str) -> Charter:
-        charter = await self.charters.current(tenant)
-        if charter is None:
-            raise NotFound("charter")
-        return charter
+        return found(await self.charters.current(tenant), "charter")
 
     async def charter(self, tenant: str, version: int) -> Charter:
-        charter = await self.charters.get_version(tenant, version)
-        if charter is None:
-            raise NotFound("charter", version)
-        return charter
+        return found(await self.charters.get_version(tenant, version), "charter", version)
 
     async def list_charters(self, tenant: str, cursor: str | None, limit: int) -> Page[Charter]:
         return await self.charters.newest_first(tenant, cursor, limit)
@@ -376,10 +377,7 @@ class AmbassadorService:
         return stored
 
     async def module(self, tenant: str, module_id: str) -> TrainingModule:
-        module = await self.modules.get(tenant, module_id)
-        if module is None:
-            raise NotFound("training module", module_id)
-        return module
+        return found(await self.modules.get(tenant, module_id), "training module", module_id)
 
     async def list_modules(self, tenant: str, cursor: str | None, limit: int) -> Page[TrainingModule]:
         return await self.modules.newest_first(tenant, cursor, limit)
@@ -402,10 +400,7 @@ class AmbassadorService:
         try:
             await self.completions.add(completion)
         except AlreadyExists:
-            first = await self.completions.get(person.tenant, completion.id)
-            if first is None:
-                raise NotFound("completion", completion.id) from None
-            return first
+            return found(await self.completions.get(person.tenant, completion.id), "completion", completion.id)
         return completion
 
     async def completions_of(self, tenant: str, person_id: str) -> list[TrainingCompletion]:
@@ -427,10 +422,7 @@ class AmbassadorService:
         return stored
 
     async def signal(self, tenant: str, signal_id: str) -> Signal:
-        signal = await self.signals.get(tenant, signal_id)
-        if signal is None:
-            raise NotFound("signal", signal_id)
-        return signal
+        return found(await self.signals.get(tenant, signal_id), "signal", signal_id)
 
     async def list_signals(self, tenant: str, status: SignalStatus | None, cursor: str | None,
                            limit: int) -> Page[Signal]:

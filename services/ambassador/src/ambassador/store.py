@@ -59,6 +59,13 @@ class _ModelRepository(Repository[M]):
     def from_document(self, document: Mapping[str, Any]) -> M:
         return self.model.model_validate({**document, "id": document["_id"]})  # type: ignore[return-value]
 
+    async def _by_status(self, tenant: str, status: str | None, cursor: str | None, limit: int) -> Page[M]:
+        """Newest first, of one status or all; a cursor serves only the list it came from."""
+        query: dict[str, Any] = {"tenant": tenant}
+        if status is not None:
+            query["status"] = status
+        return await self.page(query, cursor=cursor, limit=limit, scope=str(status))
+
 
 # --- people ---------------------------------------------------------------------------------
 
@@ -178,10 +185,7 @@ class PeopleStore(_ModelRepository[Person]):
 
     async def list_by_status(self, tenant: str, status: Status | None, cursor: str | None,
                              limit: int) -> Page[Person]:
-        query: dict[str, Any] = {"tenant": tenant}
-        if status is not None:
-            query["status"] = status
-        return await self.page(query, cursor=cursor, limit=limit, scope=str(status))
+        return await self._by_status(tenant, status, cursor, limit)
 
     async def directory_page(self, tenant: str, start_index: int, count: int) -> tuple[int, list[Person]]:
         # SCIM pages by index; erased people are no longer in the directory. (A scan on FerretDB 1.x.)
@@ -255,10 +259,7 @@ class SignalStore(_ModelRepository[Signal]):
 
     async def list_by_status(self, tenant: str, status: SignalStatus | None, cursor: str | None,
                              limit: int) -> Page[Signal]:
-        query: dict[str, Any] = {"tenant": tenant}
-        if status is not None:
-            query["status"] = status
-        return await self.page(query, cursor=cursor, limit=limit, scope=str(status))
+        return await self._by_status(tenant, status, cursor, limit)
 
     async def reported_by(self, tenant: str, person_id: str) -> list[Signal]:
         return await self.find({"tenant": tenant, "reporter_id": person_id})
