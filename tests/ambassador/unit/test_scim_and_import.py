@@ -103,3 +103,19 @@ def test_csv_rows_become_entries_with_row_errors():
 def test_json_rows_that_are_not_objects():
     entries, errors = parse_rows([{"user_name": "ok@x.io"}, "nope"])
     assert len(entries) == 1 and (errors[0].row, errors[0].field) == (2, "row")
+
+
+def test_patches_of_attributes_we_do_not_keep_change_nothing_whatever_their_value():
+    before = resource(title="CTO")
+    # Entra sends the enterprise manager as a bare string; we do not store it.
+    result = patched(before, patch(
+        {"op": "Add", "path": f"{ENTERPRISE_SCHEMA}:manager", "value": "26118915-6090"},
+        {"op": "replace", "value": {"nickName": "Annie", ENTERPRISE_SCHEMA: {"manager": "m", "department": "ops"}}},
+        {"op": "replace", "path": "title", "value": "CEO"}))
+    entry = entry_from_resource(result)
+    assert (entry.title, entry.team_id) == ("CEO", "ops")
+    assert entry_from_resource(patched(before, patch({"op": "replace", "path": "nickName", "value": "A"}))) == \
+        entry_from_resource(before)
+    with pytest.raises(ScimError) as error:
+        patched(before, patch({"op": "move", "path": "nickName"}))
+    assert error.value.scim_type == "invalidSyntax"

@@ -141,10 +141,21 @@ def parse_filter(expression: str | None) -> dict[str, str]:
     return {FILTERABLE[node.attr_path.attr.lower()]: node.value}
 
 
-def parse_patch(body: Any) -> PatchOp:
-    """A PatchOp request (add, replace, remove); 400 in the SCIM format when it is not one."""
+def parse_patch(body: Any) -> PatchOp | None:
+    """A PatchOp request (add, replace, remove) reduced to the attributes we keep; None when it touches
+    none of them. 400 in the SCIM format when it is not a PatchOp."""
     if not isinstance(body, dict) or not isinstance(body.get("Operations"), list):
         raise ScimError(400, "A PatchOp needs an Operations list.", "invalidSyntax")
+    if not all(isinstance(op, dict) and str(op.get("op", "")).lower() in ("add", "replace", "remove")
+               for op in body["Operations"]):
+        raise ScimError(400, "Each operation needs op add, replace or remove.", "invalidSyntax")
+    # Operations on attributes we do not store change nothing here (data minimisation), whatever
+    # their value: Entra, for one, sends the enterprise `manager` as a bare string.
+    kept = [operation for operation in map(_kept_part, body["Operations"]) if operation is not None]
+    return _validated_patch({**body, "Operations": kept}) if kept else None
+
+
+def _validated_patch(body: dict[str, Any]) -> PatchOp:
     try:
         return PatchOp[ScimUser].model_validate(body, scim_ctx=Context.RESOURCE_PATCH_REQUEST,
                                                 scim_policy=AS_IDENTITY_PROVIDERS_SEND_IT)
@@ -152,8 +163,33 @@ def parse_patch(body: Any) -> PatchOp:
         raise _scim_error(error) from None
 
 
-def apply_patch(resource: dict[str, Any], patch: PatchOp) -> dict[str, Any]:
+def _is_kept(path: str) -> bool:
+    lowered = path.lower()
+    if lowered.startswith(ENTERPRISE_SCHEMA.lower() + ":"):
+        return lowered[len(ENTERPRISE_SCHEMA) + 1:] == "department"
+    if lowered == ENTERPRISE_SCHEMA.lower():
+        return True
+    head = lowered.split("[", 1)[0].split(".", 1)[0]
+    return head in ATTRIBUTES
+
+
+def _kept_part(operation: dict[str, Any]) -> dict[str, Any] | None:
+    path, value = operation.get("path"), operation.get("value")
+    if path is not None:
+        return operation if _is_kept(str(path)) else None
+    if not isinstance(value, dict):
+        return operation
+    kept = {key: item for key, item in value.items() if _is_kept(key)}
+    extension = kept.get(ENTERPRISE_SCHEMA)
+    if isinstance(extension, dict):
+        kept[ENTERPRISE_SCHEMA] = {k: v for k, v in extension.items() if k.lower() == "department"}
+    return {**operation, "value": kept} if kept else None
+
+
+def apply_patch(resource: dict[str, Any], patch: PatchOp | None) -> dict[str, Any]:
     """The User resource once the operations are applied (scim2-models does RFC 7644 §3.5.2)."""
+    if patch is None:
+        return resource
     try:
         user = ScimUser.model_validate(resource, scim_policy=AS_IDENTITY_PROVIDERS_SEND_IT)
         patch.patch(user, scim_policy=AS_IDENTITY_PROVIDERS_SEND_IT)

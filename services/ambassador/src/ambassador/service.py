@@ -232,8 +232,7 @@ class AmbassadorService:
 
     async def provision(self, tenant: str, entry: DirectoryEntry) -> tuple[Person, str]:
         """Create or update the entry with this userName; (person, created|updated|unchanged)."""
-
-        async def attempt() -> tuple[Person, str]:
+        for _ in range(MAX_WRITE_ATTEMPTS):
             existing = await self.people.find_by_key(tenant, "user_name", entry.user_name)
             if existing is not None:
                 updated = await self.change_person(tenant, existing.id,
@@ -242,9 +241,8 @@ class AmbassadorService:
             try:
                 return await self.create_person(tenant, entry), "created"
             except AlreadyExists:
-                raise StaleWrite(entry.user_name) from None  # provisioned concurrently: update it instead
-
-        return await retrying(attempt)
+                continue  # provisioned concurrently: update it instead
+        raise StaleWrite(entry.user_name)
 
     async def import_directory(self, tenant: str, entries: list[DirectoryEntry]) -> Counter[str]:
         """Provision every entry (a few at a time); how many were created, updated, unchanged."""
