@@ -7,21 +7,21 @@ import sys
 
 from advocacy_common.mongo import create_client
 
-from ambassador import handlers
-from ambassador.handlers import Context
-from ambassador.models import OptOutReason, opt_out
-from ambassador.store import AmbassadorStore, updates_are_atomic
+from ambassador.bootstrap import service_over
+from ambassador.settings import AmbassadorSettings
+from ambassador.store import AmbassadorStores
 
 
 async def main(mongo_uri: str, database: str, tenant: str, person_id: str) -> None:
     client = create_client(mongo_uri, "opt-out-child")
-    store = AmbassadorStore(client[database], atomic_updates=await updates_are_atomic(client[database]))
+    settings = AmbassadorSettings(mongodb_uri=mongo_uri, database=database)
+    ambassadors = service_over(await AmbassadorStores.open(client[database], settings.cursor_key), settings)
 
     async def die_before_publishing(_: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
-    ctx = Context(store=store, flush=die_before_publishing)
-    await handlers.change_person(ctx, tenant, person_id, lambda p: opt_out(p, OptOutReason.SELF, "web", ctx.clock()))
+    ambassadors.publish_now = die_before_publishing
+    await ambassadors.opt_out(await ambassadors.person(tenant, person_id), "web")
 
 
 if __name__ == "__main__":

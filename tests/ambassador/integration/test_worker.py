@@ -67,16 +67,16 @@ async def test_worker_publishes_what_the_api_could_not(app, client, worker, prov
                                                        tenant_events):
     user = await provision("kafka-down@corp.example")
     await volunteer("kafka-down@corp.example")
-    context = app.state.context
+    ambassadors = app.state.service
 
     async def unavailable(person_id: str) -> None:
         raise ConnectionError("broker unreachable")
 
-    original, context.flush = context.flush, unavailable
+    original, ambassadors.publish_now = ambassadors.publish_now, unavailable
     try:
         response = await client.post("/v1/me/opt-out", headers=as_employee("kafka-down@corp.example"))
     finally:
-        context.flush = original
+        ambassadors.publish_now = original
 
     assert response.status_code == 200 and response.json()["status"] == "opted_out"
     events = await tenant_events(1, lambda e: e.type == "ambassador.opted_out.v1" and e.subject == user["id"])

@@ -9,7 +9,7 @@ import pytest
 from ambassador.directory_import import parse_rows, rows_from_csv
 from ambassador.models import DirectoryEntry, new_person
 from ambassador.scim import ENTERPRISE_SCHEMA, ScimError, apply_patch, entry_from_resource, parse_filter, \
-    user_resource
+    parse_patch, user_resource
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -22,6 +22,10 @@ def resource(**entry):
 
 def patch(*operations):
     return {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": list(operations)}
+
+
+def patched(resource, body):
+    return apply_patch(resource, parse_patch(body))
 
 
 def test_round_trip_keeps_what_we_store():
@@ -46,29 +50,29 @@ def test_missing_or_invalid_user_name_is_invalid_value():
 
 
 def test_okta_patch_without_path():
-    patched = apply_patch(resource(given_name="Ann"), patch({"op": "replace", "value": {"active": False}}))
-    entry = entry_from_resource(patched)
+    result = patched(resource(given_name="Ann"), patch({"op": "replace", "value": {"active": False}}))
+    entry = entry_from_resource(result)
     assert entry.active is False and entry.given_name == "Ann"
 
 
 def test_entra_patches_with_paths_and_value_filters():
-    patched = apply_patch(resource(emails=[{"value": "old@corp.example", "type": "work"}]), patch(
+    result = patched(resource(emails=[{"value": "old@corp.example", "type": "work"}]), patch(
         {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "new@corp.example"},
         {"op": "Add", "path": "name.familyName", "value": "Lee"},
         {"op": "Replace", "path": f"{ENTERPRISE_SCHEMA}:department", "value": "ops"},
         {"op": "Add", "path": "addresses[type eq \"work\"].locality", "value": "Lille"},
         {"op": "Replace", "path": "preferredLanguage", "value": "fr"}))
-    entry = entry_from_resource(patched)
+    entry = entry_from_resource(result)
     assert [e.value for e in entry.emails] == ["new@corp.example"]
     assert (entry.family_name, entry.team_id, entry.location) == ("Lee", "ops", "Lille")
 
 
 def test_patch_remove_and_malformed_operations():
-    removed = entry_from_resource(apply_patch(resource(title="CTO"), patch({"op": "remove", "path": "title"})))
+    removed = entry_from_resource(patched(resource(title="CTO"), patch({"op": "remove", "path": "title"})))
     assert removed.title is None
     for bad in ({"Operations": "x"}, patch({"op": "move", "path": "title"}), patch({"op": "remove"})):
         with pytest.raises(ScimError):
-            apply_patch(resource(), bad)
+            patched(resource(), bad)
 
 
 def test_filters():
@@ -99,3 +103,19 @@ def test_csv_rows_become_entries_with_row_errors():
 def test_json_rows_that_are_not_objects():
     entries, errors = parse_rows([{"user_name": "ok@x.io"}, "nope"])
     assert len(entries) == 1 and (errors[0].row, errors[0].field) == (2, "row")
+
+
+def test_patches_of_attributes_we_do_not_keep_change_nothing_whatever_their_value():
+    before = resource(title="CTO")
+    # Entra sends the enterprise manager as a bare string; we do not store it.
+    result = patched(before, patch(
+        {"op": "Add", "path": f"{ENTERPRISE_SCHEMA}:manager", "value": "26118915-6090"},
+        {"op": "replace", "value": {"nickName": "Annie", ENTERPRISE_SCHEMA: {"manager": "m", "department": "ops"}}},
+        {"op": "replace", "path": "title", "value": "CEO"}))
+    entry = entry_from_resource(result)
+    assert (entry.title, entry.team_id) == ("CEO", "ops")
+    assert entry_from_resource(patched(before, patch({"op": "replace", "path": "nickName", "value": "A"}))) == \
+        entry_from_resource(before)
+    with pytest.raises(ScimError) as error:
+        patched(before, patch({"op": "move", "path": "nickName"}))
+    assert error.value.scim_type == "invalidSyntax"

@@ -7,29 +7,27 @@ in the same write.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from pymongo.errors import DuplicateKeyError
 
 from advocacy_common.auth import Principal, Role, authenticate, require_roles
 from advocacy_common.errors import Problem, invalid
 
-from . import handlers
-from .api import context
+from .api import service
 from .directory_import import parse_rows, rows_from_csv
-from .handlers import Context, PersonNotFound
-from .models import Person, apply_directory_entry
+from .models import DirectoryEntry, Person, PersonNotFound
+from .ports import AlreadyExists, StaleWrite
 from .schemas import ImportReport, ImportRequest, ImportRowError
 from .scim import SCIM_JSON, SERVICE_PROVIDER_CONFIG, USER_SCHEMA, ScimError, apply_patch, entry_from_resource, \
-    list_response, parse_filter, user_resource
+    list_response, parse_filter, parse_patch, user_resource
+
+from .service import AmbassadorService
 
 INTEGRATION = require_roles(Role.INTEGRATOR, Role.ADMIN)
-IMPORT_CONCURRENCY = 8
 SCIM_MAX_COUNT = 200
 SCIM_BASE = "/scim/v2"
 
@@ -64,7 +62,7 @@ async def _import_rows(request: Request) -> list[Any]:
 
 @router.post("/directory/import", response_model=ImportReport, openapi_extra=IMPORT_BODY)
 async def import_directory(request: Request, principal: Principal = Depends(INTEGRATION),
-                           ctx: Context = Depends(context)):
+                           ambassadors: AmbassadorService = Depends(service)):
     """Create or update employees by `user_name`, from JSON (`{"employees": [...]}`) or CSV.
 
     Valid rows are applied, invalid ones are reported one error per row (row number,
@@ -72,18 +70,10 @@ async def import_directory(request: Request, principal: Principal = Depends(INTE
     ambassador by being imported; a row with `active` false opts that person out.
     """
     rows = await _import_rows(request)
-    if len(rows) > ctx.import_max_rows:
-        raise Problem(413, "Content Too Large", f"At most {ctx.import_max_rows} rows per request.")
+    if len(rows) > ambassadors.import_max_rows:
+        raise Problem(413, "Content Too Large", f"At most {ambassadors.import_max_rows} rows per request.")
     entries, errors = parse_rows(rows)
-    outcomes: Counter[str] = Counter()
-    gate = asyncio.Semaphore(IMPORT_CONCURRENCY)
-
-    async def apply(entry) -> None:
-        async with gate:
-            _, outcome = await handlers.provision(ctx, principal.tenant, entry)
-            outcomes[outcome] += 1
-
-    await asyncio.gather(*(apply(entry) for _, entry in entries))
+    outcomes = await ambassadors.import_directory(principal.tenant, [entry for _, entry in entries])
     return ImportReport(created=outcomes["created"], updated=outcomes["updated"], unchanged=outcomes["unchanged"],
                         errors=[ImportRowError(**vars(error)) for error in errors])
 
@@ -128,11 +118,11 @@ def _resource(request: Request, person: Person) -> dict[str, Any]:
     return user_resource(person, _location(request, person.id))
 
 
-async def _directory_person(ctx: Context, tenant: str, person_id: str) -> Person:
-    person = await ctx.store.get_person(tenant, person_id)
-    if person is None or person.directory is None:
-        raise ScimError(404, f"User {person_id} not found.")
-    return person
+async def _directory_person(ambassadors: AmbassadorService, tenant: str, person_id: str) -> Person:
+    try:
+        return await ambassadors.directory_person(tenant, person_id)
+    except PersonNotFound:
+        raise ScimError(404, f"User {person_id} not found.") from None
 
 
 def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
@@ -145,23 +135,23 @@ def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
 
 @scim_router.get("/Users")
 async def scim_list_users(request: Request, principal: Principal = Depends(scim_caller),
-                          ctx: Context = Depends(context)):
+                          ambassadors: AmbassadorService = Depends(service)):
     """List users; `filter=userName eq "..."` (or externalId), `startIndex` (1-based) and `count`."""
     match = parse_filter(request.query_params.get("filter"))
     start_index = _int_param(request, "startIndex", 1, 1)
     count = min(_int_param(request, "count", 100, 0), SCIM_MAX_COUNT)
-    total, people = await ctx.store.directory_page(principal.tenant, match, start_index, count)
+    total, people = await ambassadors.list_directory(principal.tenant, match, start_index, count)
     return scim_json(list_response([_resource(request, p) for p in people], total, start_index))
 
 
 @scim_router.post("/Users")
 async def scim_create_user(request: Request, principal: Principal = Depends(scim_caller),
-                           ctx: Context = Depends(context)):
+                           ambassadors: AmbassadorService = Depends(service)):
     """Provision a user; 409 `uniqueness` when the userName exists."""
     entry = entry_from_resource(await _body(request))
     try:
-        person = await handlers.create_person(ctx, principal.tenant, entry)
-    except DuplicateKeyError:
+        person = await ambassadors.create_person(principal.tenant, entry)
+    except AlreadyExists:
         raise ScimError(409, f"userName {entry.user_name} is already provisioned.", "uniqueness") from None
     response = scim_json(_resource(request, person), 201, person)
     response.headers["Location"] = _location(request, person.id)
@@ -170,53 +160,51 @@ async def scim_create_user(request: Request, principal: Principal = Depends(scim
 
 @scim_router.get("/Users/{person_id}")
 async def scim_get_user(person_id: str, request: Request, principal: Principal = Depends(scim_caller),
-                        ctx: Context = Depends(context)):
+                        ambassadors: AmbassadorService = Depends(service)):
     """One user."""
-    person = await _directory_person(ctx, principal.tenant, person_id)
+    person = await _directory_person(ambassadors, principal.tenant, person_id)
     return scim_json(_resource(request, person), person=person)
 
 
-async def _change_entry(request: Request, ctx: Context, tenant: str, person_id: str, new_entry) -> JSONResponse:
-    await _directory_person(ctx, tenant, person_id)
+async def _change_entry(request: Request, ambassadors: AmbassadorService, tenant: str, person_id: str,
+                        new_entry: Callable[[Person], DirectoryEntry]) -> JSONResponse:
     try:
-        person = await handlers.change_person(
-            ctx, tenant, person_id, lambda p: apply_directory_entry(p, new_entry(p), ctx.clock()))
-    except DuplicateKeyError:
+        person = await ambassadors.change_directory_entry(tenant, person_id, new_entry)
+    except AlreadyExists:
         raise ScimError(409, "That userName belongs to another user.", "uniqueness") from None
     except PersonNotFound:
         raise ScimError(404, f"User {person_id} not found.") from None
+    except StaleWrite:
+        raise ScimError(409, "The user is being changed by other requests; retry.") from None
     return scim_json(_resource(request, person), person=person)
 
 
 @scim_router.put("/Users/{person_id}")
 async def scim_replace_user(person_id: str, request: Request, principal: Principal = Depends(scim_caller),
-                            ctx: Context = Depends(context)):
+                            ambassadors: AmbassadorService = Depends(service)):
     """Replace a user; `active: false` deactivates (and opts out an ambassador)."""
     entry = entry_from_resource(await _body(request))
-    return await _change_entry(request, ctx, principal.tenant, person_id, lambda _: entry)
+    return await _change_entry(request, ambassadors, principal.tenant, person_id, lambda _: entry)
 
 
 @scim_router.patch("/Users/{person_id}")
 async def scim_patch_user(person_id: str, request: Request, principal: Principal = Depends(scim_caller),
-                          ctx: Context = Depends(context)):
-    """PatchOp add/replace/remove, as Okta (`{"active": false}`) and Entra (`path: active`) send it."""
-    body = await _body(request)
-
-    def patched(person: Person):
-        if person.directory is None:
-            raise ScimError(404, f"User {person_id} not found.")
-        return entry_from_resource(apply_patch(_resource(request, person), body))
-
-    return await _change_entry(request, ctx, principal.tenant, person_id, patched)
+                          ambassadors: AmbassadorService = Depends(service)):
+    """PatchOp add/replace/remove, as Okta (`{"active": false}`) and Entra (`path: active`) send it.
+    The operations are applied to the user as each write attempt reads it, so concurrent patches
+    of different attributes are all kept."""
+    patch = parse_patch(await _body(request))
+    return await _change_entry(request, ambassadors, principal.tenant, person_id,
+                               lambda person: entry_from_resource(apply_patch(_resource(request, person), patch)))
 
 
 @scim_router.delete("/Users/{person_id}", status_code=204)
 async def scim_delete_user(person_id: str, principal: Principal = Depends(scim_caller),
-                           ctx: Context = Depends(context)):
+                           ambassadors: AmbassadorService = Depends(service)):
     """Deprovision: the person's data is erased as for a GDPR request (see README), and
     `ambassador.erased.v1` tells the other services."""
-    await _directory_person(ctx, principal.tenant, person_id)
-    await handlers.erase_person(ctx, principal.tenant, person_id)
+    await _directory_person(ambassadors, principal.tenant, person_id)
+    await ambassadors.erase_person(principal.tenant, person_id)
     return Response(status_code=204)
 
 

@@ -10,17 +10,23 @@ from fastapi import FastAPI
 from advocacy_common.http import api_resources, create_service_app
 from advocacy_common.mongo import create_client
 from advocacy_common.outbox import OutboxRelay
+from advocacy_common.publishing import EventPublisher
 from advocacy_common.topics import ensure_topics
 from advocacy_common.worker import ServiceWorker
 
 from . import api, api_admin, api_directory, api_programme
-from .handlers import Context
+from .service import AmbassadorService
 from .settings import AmbassadorSettings
-from .store import AmbassadorStore, updates_are_atomic
+from .store import AmbassadorStores, ImmediatePublication, outbox_collections
 
 DESCRIPTION = """The employee's side of the advocacy programme: directory (import, SCIM), volunteering
 (opt-in/opt-out), charters and consent records, profiles, recognition, training, signals and GDPR.
 Personal data lives only here; events carry ids and non-identifying attributes."""
+
+
+def settings_from_environment() -> AmbassadorSettings:
+    """The one place the environment is read (AMBASSADOR_* variables)."""
+    return AmbassadorSettings()
 
 
 def create_app(settings: AmbassadorSettings) -> FastAPI:
@@ -30,13 +36,10 @@ def create_app(settings: AmbassadorSettings) -> FastAPI:
         # The API publishes a person's events itself right after the write, so an opt-out
         # is on the topic when the call returns; the worker's relay remains the safety net.
         async with api_resources(app, settings, publisher=True) as resources:
-            database = resources.database
-            store = AmbassadorStore(database, atomic_updates=await updates_are_atomic(database))
-            await store.create_indexes()
-            relay = OutboxRelay([store.people], resources.publisher)
-            app.state.context = Context(store=store, flush=lambda person_id: relay.flush(store.people, person_id),
-                                        subject_attribute=settings.subject_attribute,
-                                        import_max_rows=settings.import_max_rows)
+            assert resources.publisher is not None
+            stores = await AmbassadorStores.open(resources.database, settings.cursor_key)
+            await stores.create_indexes()
+            app.state.service = service_over(stores, settings, publisher=resources.publisher)
             yield
 
     app = create_service_app(settings, title="Ambassador service", description=DESCRIPTION, lifespan=lifespan)
@@ -49,9 +52,19 @@ def create_app(settings: AmbassadorSettings) -> FastAPI:
     return app
 
 
+def service_over(stores: AmbassadorStores, settings: AmbassadorSettings,
+                 publisher: EventPublisher | None = None) -> AmbassadorService:
+    """The use cases over the MongoDB adapters; with a publisher, a person's events go out at once."""
+    publish_now = ImmediatePublication(OutboxRelay([stores.people.collection], publisher),
+                                       stores.people.collection) if publisher else None
+    return AmbassadorService(
+        people=stores.people, charters=stores.charters, signals=stores.signals, recognitions=stores.recognitions,
+        modules=stores.modules, completions=stores.completions, subject_attribute=settings.subject_attribute,
+        import_max_rows=settings.import_max_rows, **({"publish_now": publish_now} if publish_now else {}))
+
+
 def build_worker(settings: AmbassadorSettings) -> ServiceWorker:
     """The outbox relay over the collections that carry events; this service consumes nothing."""
     client = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")
-    store = AmbassadorStore(client[settings.database])
     return ServiceWorker(settings, client_id=f"{settings.service_name}-worker",
-                         outbox_collections=store.outbox_collections)
+                         outbox_collections=outbox_collections(client[settings.database]))

@@ -9,18 +9,18 @@ import uvicorn
 from advocacy_common.logs import configure_logging
 from advocacy_common.telemetry import configure_tracing
 
-from .bootstrap import build_worker, create_app
+from .bootstrap import build_worker, create_app, settings_from_environment
 from .settings import AmbassadorSettings
 
 
 def run_api() -> None:
-    settings = AmbassadorSettings()
+    settings = settings_from_environment()
     _observe(settings)
     uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)
 
 
 def run_worker() -> None:
-    settings = AmbassadorSettings()
+    settings = settings_from_environment()
     _observe(settings)
     asyncio.run(_work(settings))
 

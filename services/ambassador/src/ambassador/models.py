@@ -238,6 +238,23 @@ class InvalidTransition(DomainError):
     pass
 
 
+class NotFound(LookupError):
+    """No such thing in the caller's tenant (answered 404)."""
+
+    def __init__(self, what: str, identifier: object = None):
+        super().__init__(f"{what} {identifier}")
+        self.what = what
+
+
+class PersonNotFound(NotFound):
+    def __init__(self, person_id: str):
+        super().__init__("ambassador", person_id)
+
+
+class SelfRecognition(Exception):
+    """Recognition comes from someone else."""
+
+
 def new_person(person_id: str, tenant: str, entry: DirectoryEntry, now: datetime) -> Person:
     return Person(id=person_id, tenant=tenant, directory=entry, created_at=now, updated_at=now)
 
@@ -417,3 +434,99 @@ def check_signal_transition(current: str, wanted: str) -> None:
 class RecognitionKind(StrEnum):
     KUDOS = "kudos"
     BADGE = "badge"
+
+
+# --- the stored records of charters, signals, recognition and training ---------------------
+
+class Charter(CharterText):
+    """A published charter version; immutable once published."""
+
+    id: str
+    tenant: str
+    version: int = Field(description="The charter's version number, 1, 2, ... per tenant")
+    published_at: datetime
+    created_at: datetime
+    published_by: str
+
+
+class Signal(DomainModel):
+    """A sensitive conversation an ambassador reported, and its triage state."""
+
+    id: str
+    tenant: str
+    version: int = 1
+    reporter_id: str | None
+    url: str
+    note: str | None
+    severity: Severity
+    status: SignalStatus = SignalStatus.NEW
+    created_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+
+
+def triage(signal: Signal, status: SignalStatus, triaged_by: str, now: datetime) -> Signal | None:
+    """The signal moved along new -> acknowledged -> closed; None when it is already there."""
+    if status == signal.status:
+        return None
+    check_signal_transition(signal.status, status)
+    return signal.model_copy(update={"status": status, "updated_at": now, f"{status}_at": now,
+                                     f"{status}_by": triaged_by})
+
+
+class Recognition(DomainModel):
+    id: str
+    tenant: str
+    recipient_id: str
+    giver_id: str | None
+    giver_role: str
+    kind: RecognitionKind
+    badge: str | None
+    reason: str
+    created_at: datetime
+
+
+class TrainingModuleText(DomainModel):
+    title: str
+    description: str = ""
+    url: str | None = None
+    duration_minutes: int | None = None
+    topics: list[str] = Field(default_factory=list)
+    language: str | None = None
+
+
+class TrainingModule(TrainingModuleText):
+    id: str
+    tenant: str
+    version: int = 1
+    created_at: datetime
+
+
+class TrainingCompletion(DomainModel):
+    id: str
+    tenant: str
+    person_id: str
+    module_id: str
+    completed_at: datetime
+
+
+@dataclass(frozen=True)
+class ConsentEntry:
+    """One consent record with the person it belongs to, as the audit trail lists them."""
+
+    person: Person
+    sequence: int
+    consent: ConsentRecord
+
+
+@dataclass(frozen=True)
+class PersonRecords:
+    """Everything but the person document that is about a person (GDPR access)."""
+
+    recognitions_received: list[Recognition]
+    recognitions_given: list[Recognition]
+    training_completions: list[TrainingCompletion]
+    signals_reported: list[Signal]

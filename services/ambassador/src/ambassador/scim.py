@@ -8,11 +8,11 @@ attributes an identity provider sends are accepted and not stored.
 
 from __future__ import annotations
 
-import copy
-import re
 from typing import Any
 
 from pydantic import ValidationError
+from scim2_models import Context, EnterpriseUser, PatchOp, SCIMException, ScimFilter, ScimPolicy, User
+from scim2_models.path import CompareOperator, Comparison
 
 from .models import DirectoryEntry, Person
 
@@ -28,9 +28,13 @@ ATTRIBUTES = {name.lower(): name for name in
               ("userName", "externalId", "name", "displayName", "title", "emails", "active", "addresses")}
 SUB_ATTRIBUTES = {name.lower(): name for name in
                   ("givenName", "familyName", "formatted", "value", "type", "primary", "locality", "department")}
-FILTER = re.compile(r'^\s*(\w+)\s+eq\s+"((?:[^"\\]|\\.)*)"\s*$', re.IGNORECASE)
-VALUE_PATH = re.compile(r'^(\w+)\[\s*(\w+)\s+eq\s+"([^"]*)"\s*\](?:\.(\w+))?$', re.IGNORECASE)
 FILTERABLE = {"username": "user_name", "externalid": "external_id"}
+# Filters and PATCH are scim2-models' (RFC 7644 parsing and semantics); we keep the mapping to our entry.
+ScimUser = User[EnterpriseUser]
+AS_IDENTITY_PROVIDERS_SEND_IT = ScimPolicy(
+    unknown=ScimPolicy.Unknown.ignore,  # attributes we do not model are accepted and dropped
+    unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,  # Entra adds emails[type eq "work"].value
+    remove_value_as_filter=ScimPolicy.RemoveValue.apply)  # Entra's remove with a value
 
 
 class ScimError(Exception):
@@ -127,83 +131,81 @@ def parse_filter(expression: str | None) -> dict[str, str]:
     """`userName eq "x"` or `externalId eq "x"` -> {"user_name": "x"}; anything else is 400 invalidFilter."""
     if not expression:
         return {}
-    match = FILTER.match(expression)
-    if not match or match.group(1).lower() not in FILTERABLE:
+    try:
+        node = ScimFilter[ScimUser](expression).ast
+    except (SCIMException, ValueError):
+        node = None
+    if not (isinstance(node, Comparison) and node.op == CompareOperator.eq and node.attr_path.sub_attr is None
+            and node.attr_path.attr.lower() in FILTERABLE and isinstance(node.value, str)):
         raise ScimError(400, 'Supported filters: userName eq "..." and externalId eq "...".', "invalidFilter")
-    value = re.sub(r"\\(.)", r"\1", match.group(2))
-    return {FILTERABLE[match.group(1).lower()]: value}
+    return {FILTERABLE[node.attr_path.attr.lower()]: node.value}
 
 
-def apply_patch(resource: dict[str, Any], body: Any) -> dict[str, Any]:
-    """Apply a PatchOp request (add, replace, remove) to a User resource; returns the new resource."""
+def parse_patch(body: Any) -> PatchOp | None:
+    """A PatchOp request (add, replace, remove) reduced to the attributes we keep; None when it touches
+    none of them. 400 in the SCIM format when it is not a PatchOp."""
     if not isinstance(body, dict) or not isinstance(body.get("Operations"), list):
         raise ScimError(400, "A PatchOp needs an Operations list.", "invalidSyntax")
-    patched = _canonical(copy.deepcopy(resource))
-    for operation in body["Operations"]:
-        if not isinstance(operation, dict) or str(operation.get("op", "")).lower() not in ("add", "replace", "remove"):
-            raise ScimError(400, "Each operation needs op add, replace or remove.", "invalidSyntax")
-        _apply(patched, str(operation["op"]).lower(), operation.get("path"), operation.get("value"))
-    return patched
+    if not all(isinstance(op, dict) and str(op.get("op", "")).lower() in ("add", "replace", "remove")
+               for op in body["Operations"]):
+        raise ScimError(400, "Each operation needs op add, replace or remove.", "invalidSyntax")
+    # Operations on attributes we do not store change nothing here (data minimisation), whatever
+    # their value: Entra, for one, sends the enterprise `manager` as a bare string.
+    kept = [operation for operation in map(_kept_part, body["Operations"]) if operation is not None]
+    return _validated_patch({**body, "Operations": kept}) if kept else None
 
 
-def _apply(resource: dict[str, Any], op: str, path: str | None, value: Any) -> None:
-    if path is None:
-        if op == "remove" or not isinstance(value, dict):
-            raise ScimError(400, "Without a path, add and replace need an object value.",
-                            "noTarget" if op == "remove" else "invalidValue")
-        for key, item in value.items():
-            _apply(resource, op, key, item)
-        return
-    if path.lower().startswith(ENTERPRISE_SCHEMA.lower() + ":"):
-        container = resource.setdefault(ENTERPRISE_SCHEMA, {})
-        _set(container, SUB_ATTRIBUTES.get(path[len(ENTERPRISE_SCHEMA) + 1:].lower()), op, value)
-        return
-    filtered = VALUE_PATH.match(path)
-    if filtered:
-        _apply_to_item(resource, op, filtered.groups(), value)
-        return
-    head, _, sub = path.partition(".")
-    attribute = ATTRIBUTES.get(head.lower())
-    if attribute is None:
-        return  # an attribute we do not keep
-    if sub:
-        if not isinstance(resource.get(attribute), dict):
-            resource[attribute] = {}
-        _set(resource[attribute], SUB_ATTRIBUTES.get(sub.lower()), op, value)
-    else:
-        _set(resource, attribute, op, value)
+def _validated_patch(body: dict[str, Any]) -> PatchOp:
+    try:
+        return PatchOp[ScimUser].model_validate(body, scim_ctx=Context.RESOURCE_PATCH_REQUEST,
+                                                scim_policy=AS_IDENTITY_PROVIDERS_SEND_IT)
+    except ValidationError as error:
+        raise _scim_error(error) from None
 
 
-def _set(container: dict[str, Any], key: str | None, op: str, value: Any) -> None:
-    if key is None:
-        return
-    if op == "remove":
-        container.pop(key, None)
-    elif isinstance(value, dict) and isinstance(container.get(key), dict):
-        container[key] = {**container[key], **value}
-    else:
-        container[key] = value
+def _is_kept(path: str) -> bool:
+    lowered = path.lower()
+    if lowered.startswith(ENTERPRISE_SCHEMA.lower() + ":"):
+        return lowered[len(ENTERPRISE_SCHEMA) + 1:] == "department"
+    if lowered == ENTERPRISE_SCHEMA.lower():
+        return True
+    head = lowered.split("[", 1)[0].split(".", 1)[0]
+    return head in ATTRIBUTES
 
 
-def _apply_to_item(resource: dict[str, Any], op: str, groups: tuple[str | None, ...], value: Any) -> None:
-    # e.g. emails[type eq "work"].value, as Entra ID sends it
-    attribute = ATTRIBUTES.get(str(groups[0]).lower())
-    if attribute is None:
-        return
-    match_key = SUB_ATTRIBUTES.get(str(groups[1]).lower(), groups[1])
-    items = [item for item in resource.get(attribute) or [] if isinstance(item, dict)]
-    target = next((i for i in items if str(i.get(match_key)).lower() == str(groups[2]).lower()), None)
-    if op == "remove" and groups[3] is None:
-        resource[attribute] = [i for i in items if i is not target]
-        return
-    if target is None:
-        target = {match_key: groups[2]}
-        items.append(target)
-    if groups[3] is None and isinstance(value, dict):
-        target.update(value)
-    else:
-        _set(target, SUB_ATTRIBUTES.get(str(groups[3]).lower()), op, value)
-    resource[attribute] = items
+def _kept_part(operation: dict[str, Any]) -> dict[str, Any] | None:
+    path, value = operation.get("path"), operation.get("value")
+    if path is not None:
+        return operation if _is_kept(str(path)) else None
+    if not isinstance(value, dict):
+        return operation
+    kept = {key: item for key, item in value.items() if _is_kept(key)}
+    extension = kept.get(ENTERPRISE_SCHEMA)
+    if isinstance(extension, dict):
+        kept[ENTERPRISE_SCHEMA] = {k: v for k, v in extension.items() if k.lower() == "department"}
+    return {**operation, "value": kept} if kept else None
+
+
+def apply_patch(resource: dict[str, Any], patch: PatchOp | None) -> dict[str, Any]:
+    """The User resource once the operations are applied (scim2-models does RFC 7644 §3.5.2)."""
+    if patch is None:
+        return resource
+    try:
+        user = ScimUser.model_validate(resource, scim_policy=AS_IDENTITY_PROVIDERS_SEND_IT)
+        patch.patch(user, scim_policy=AS_IDENTITY_PROVIDERS_SEND_IT)
+    except SCIMException as error:
+        raise ScimError(error.status, error.detail, error.scim_type or None) from None
+    except ValidationError as error:
+        raise _scim_error(error) from None
+    return user.model_dump(scim_ctx=Context.RESOURCE_PATCH_RESPONSE)
+
+
+def _scim_error(error: ValidationError) -> ScimError:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    kind = str(first["type"])
+    scim_type = kind.removeprefix("scim_") if kind.startswith("scim_") and kind != "scim_error" else "invalidValue"
+    return ScimError(400, f"{where}: {first['msg']}", scim_type)
 
 
 def list_response(resources: list[dict[str, Any]], total: int, start_index: int) -> dict[str, Any]:
