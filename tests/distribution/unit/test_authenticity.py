@@ -2,8 +2,9 @@
 
 import pytest
 
-from distribution.models import (
-    AuthenticityPolicy, Refusal, check_authenticity, jaccard, minhash, minhash_similarity, normalized_words,
+from distribution.models.sharing import Refusal
+from distribution.models.authenticity import (
+    AuthenticityPolicy, check_authenticity, jaccard, minhash, minhash_similarity, normalized_words,
     score_authenticity, shingles,
 )
 

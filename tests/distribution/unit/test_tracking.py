@@ -6,10 +6,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from advocacy_common.events import Network
-from distribution.tracking import (
-    SignatureRejected, engagement_id, is_link_preview_bot, link_code, share_intent_url, sign, verify_signature,
-    visitor_hash, with_utm,
+from distribution.models.engagement import (
+    SignatureRejected, engagement_id, is_link_preview_bot, sign, verify_signature, visitor_hash, with_utm,
 )
+from distribution.models.sharing import link_code, share_intent_url
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

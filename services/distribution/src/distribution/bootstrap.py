@@ -1,4 +1,4 @@
-"""Composition root: the API application and the worker, from settings."""
+"""Composition root: the API application and the worker, from settings (read only here and in main)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,35 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from pymongo.asynchronous.database import AsyncDatabase
 
 from advocacy_common.consuming import ProcessedEvents
 from advocacy_common.http import api_resources, create_service_app
 from advocacy_common.mongo import create_client
-from advocacy_common.topics import AMBASSADOR, CONTENT, ENGAGEMENT
+from advocacy_common.publishing import EventPublisher
+from advocacy_common.repository import Storage
 from advocacy_common.worker import ServiceWorker
 
 from . import api
-from .handlers import ENGAGEMENT_HANDLERS, PROJECTION_HANDLERS, bind
+from .adapters import create_indexes, mongo_repositories, outbox_collections, processed_events
+from .consumers import subscribe
 from .options import Options
+from .service import Distribution, Engagement, Sharing, Tracking
 from .settings import DistributionSettings
-from .store import DistributionStore
 
 DESCRIPTION = ("Feeds, authentic shares, tracked links and engagement ingestion. The platform prepares, "
                "the person posts: it never posts on anyone's behalf and stores no social-network password.")
+
+
+async def build_distribution(database: AsyncDatabase, publisher: EventPublisher,
+                             settings: DistributionSettings) -> Distribution:
+    """The use cases on the MongoDB adapters of `database`."""
+    storage = await Storage.open(database, settings.cursor_key)
+    repositories = mongo_repositories(storage)
+    options = Options.from_settings(settings)
+    return Distribution(sharing=Sharing(repositories, options, storage.cursors),
+                        tracking=Tracking(repositories, options),
+                        engagement=Engagement(repositories, publisher, options), options=options)
 
 
 def create_app(settings: DistributionSettings) -> FastAPI:
@@ -28,9 +42,9 @@ def create_app(settings: DistributionSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Webhook reports answer only after Kafka acknowledged, so the API has a producer of its own.
         async with api_resources(app, settings, publisher=True) as resources:
-            store = DistributionStore(resources.database)
-            await store.create_indexes()
-            app.state.distribution = api.Distribution(store, resources.publisher, Options.from_settings(settings))
+            assert resources.publisher is not None
+            await create_indexes(resources.database)
+            app.state.distribution = await build_distribution(resources.database, resources.publisher, settings)
             yield
 
     app = create_service_app(settings, title="Distribution", description=DESCRIPTION, lifespan=lifespan)
@@ -38,15 +52,12 @@ def create_app(settings: DistributionSettings) -> FastAPI:
     return app
 
 
-def build_worker(settings: DistributionSettings) -> ServiceWorker:
+async def build_worker(settings: DistributionSettings) -> ServiceWorker:
     """Projections of content and ambassador events, comment tallies, and the outbox relay."""
-    client = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")
-    store = DistributionStore(client[settings.database])
-    # The ledger skips events a producer's relay re-published after a crash (same id, new offset).
-    ledger = ProcessedEvents(store.processed_events)
-    worker = ServiceWorker(settings, f"{settings.service_name}-worker", outbox_collections=store.outbox_collections,
-                           background=[ledger.prune])
-    worker.consume([CONTENT, AMBASSADOR], settings.consumer_group, bind(PROJECTION_HANDLERS, store), ledger=ledger)
-    worker.consume([ENGAGEMENT], f"{settings.consumer_group}-comments", bind(ENGAGEMENT_HANDLERS, store),
-                   ledger=ledger)
+    database = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")[settings.database]
+    ledger = ProcessedEvents(processed_events(database))
+    worker = ServiceWorker(settings, f"{settings.service_name}-worker",
+                           outbox_collections=outbox_collections(database), background=[ledger.prune])
+    repositories = mongo_repositories(await Storage.open(database, settings.cursor_key))
+    subscribe(worker, repositories, settings.consumer_group, ledger)
     return worker

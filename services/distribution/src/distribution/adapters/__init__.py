@@ -1,0 +1,59 @@
+"""The MongoDB adapters of distribution's ports: the only place that knows collections, documents,
+operators and FerretDB 1.x tactics (each commented where it is used)."""
+
+from __future__ import annotations
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from advocacy_common.repository import Storage
+
+from ..ports import Repositories
+from .engagement import MongoClicks, MongoConnectors, MongoReports
+from .projections import (
+    MongoAmbassadorProjection, MongoCharterProjection, MongoCommentTallies, MongoContentProjection,
+)
+from .sharing import MongoLinks, MongoPolicies, MongoShares
+
+__all__ = ["create_indexes", "mongo_repositories", "outbox_collections", "processed_events"]
+PROCESSED_EVENTS = "processed_events"
+
+
+def mongo_repositories(storage: Storage) -> Repositories:
+    """Every repository of distribution on one database."""
+    return Repositories(contents=MongoContentProjection(storage), ambassadors=MongoAmbassadorProjection(storage),
+                        charters=MongoCharterProjection(storage), comments=MongoCommentTallies(storage),
+                        shares=MongoShares(storage), links=MongoLinks(storage), clicks=MongoClicks(storage),
+                        connectors=MongoConnectors(storage), reports=MongoReports(storage),
+                        policies=MongoPolicies(storage))
+
+
+def processed_events(database: AsyncDatabase) -> AsyncCollection:
+    """The consumers' ledger of applied event ids."""
+    return database[PROCESSED_EVENTS]
+
+
+def outbox_collections(database: AsyncDatabase) -> list[AsyncCollection]:
+    """Collections whose documents carry events for the relay."""
+    return [database[MongoShares.collection_name], database[MongoClicks.collection_name]]
+
+
+async def create_indexes(database: AsyncDatabase) -> None:
+    # MongoDB uses these; FerretDB 1.x keeps them but pushes only `_id` filters down to SQLite.
+    await database["contents"].create_indexes([IndexModel([("tenant", ASCENDING), ("retired", ASCENDING),
+                                                           ("publish_at", DESCENDING)])])
+    await database["shares"].create_indexes([
+        IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING), ("status", ASCENDING),
+                    ("confirmed_at", DESCENDING)]),
+        IndexModel([("tenant", ASCENDING), ("content_id", ASCENDING), ("status", ASCENDING),
+                    ("signature_bands", ASCENDING)]),
+        IndexModel([("tenant", ASCENDING), ("content_id", ASCENDING), ("recommended_at", ASCENDING)]),
+        IndexModel([("tenant", ASCENDING), ("post_url", ASCENDING)]),
+        IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING), ("created_at", DESCENDING)]),
+    ])
+    await database["links"].create_indexes([IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])])
+    await database["comments"].create_indexes([IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])])
+    await database[PROCESSED_EVENTS].create_index("seen_at")
+    await database["connectors"].create_indexes([IndexModel([("tenant", ASCENDING), ("name", ASCENDING)],
+                                                            unique=True)])
