@@ -39,21 +39,30 @@ def outbox_collections(database: AsyncDatabase) -> list[AsyncCollection]:
     return [database[MongoShares.collection_name], database[MongoClicks.collection_name]]
 
 
-async def create_indexes(database: AsyncDatabase) -> None:
-    # MongoDB uses these; FerretDB 1.x keeps them but pushes only `_id` filters down to SQLite.
-    await database["contents"].create_indexes([IndexModel([("tenant", ASCENDING), ("retired", ASCENDING),
-                                                           ("publish_at", DESCENDING)])])
-    await database["shares"].create_indexes([
+INDEXES: dict[str, list[IndexModel]] = {
+    "contents": [IndexModel([("tenant", ASCENDING), ("retired", ASCENDING), ("publish_at", DESCENDING)])],
+    "shares": [
         IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING), ("status", ASCENDING),
                     ("confirmed_at", DESCENDING)]),
         IndexModel([("tenant", ASCENDING), ("content_id", ASCENDING), ("status", ASCENDING),
-                    ("signature_bands", ASCENDING)]),
+                    ("signature_bands", ASCENDING)]),  # the LSH lookup (multikey)
         IndexModel([("tenant", ASCENDING), ("content_id", ASCENDING), ("recommended_at", ASCENDING)]),
         IndexModel([("tenant", ASCENDING), ("post_url", ASCENDING)]),
         IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING), ("created_at", DESCENDING)]),
-    ])
-    await database["links"].create_indexes([IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])])
-    await database["comments"].create_indexes([IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])])
-    await database[PROCESSED_EVENTS].create_index("seen_at")
-    await database["connectors"].create_indexes([IndexModel([("tenant", ASCENDING), ("name", ASCENDING)],
-                                                            unique=True)])
+    ],
+    "links": [IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])],
+    "comments": [IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])],
+    PROCESSED_EVENTS: [IndexModel([("seen_at", ASCENDING)])],
+    "connectors": [IndexModel([("tenant", ASCENDING), ("name", ASCENDING)], unique=True)],
+}
+
+
+async def create_indexes(database: AsyncDatabase) -> None:
+    """MongoDB uses these; FerretDB 1.x keeps them but pushes only `_id` filters down to SQLite.
+
+    One index per command: FerretDB 1.24 (behind our proxy) drops the connection when one `createIndexes`
+    names two or more indexes that exist already, i.e. on every restart; MongoDB takes either as a no-op.
+    """
+    for collection, indexes in INDEXES.items():
+        for index in indexes:
+            await database[collection].create_indexes([index])
