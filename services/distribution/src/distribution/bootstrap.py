@@ -37,6 +37,11 @@ async def build_distribution(database: AsyncDatabase, publisher: EventPublisher,
                         engagement=Engagement(repositories, publisher, options), options=options)
 
 
+def settings_from_environment() -> DistributionSettings:
+    """The one place the environment is read (variables prefixed DISTRIBUTION_)."""
+    return DistributionSettings()
+
+
 def create_app(settings: DistributionSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
