@@ -42,7 +42,7 @@ def settings(infrastructure, kafka_topics, auth_settings, run_id) -> Distributio
 
 @pytest.fixture(scope="session")
 async def worker(settings):
-    worker = await build_worker(settings)
+    worker = build_worker(settings)
     await worker.start()
     yield worker
     await worker.stop()

@@ -42,7 +42,7 @@ async def test_replay_from_start_rebuilds_identical_projections(settings, worker
     live = await wait_for(lambda: settled(distribution_db))
     rebuilt_settings = settings.model_copy(update={"database": unique_db_name("distribution"),
                                                    "consumer_group": f"distribution-replay-{run_id}"})
-    replayer = await build_worker(rebuilt_settings)
+    replayer = build_worker(rebuilt_settings)
     await replayer.start()
     mongo = create_client(rebuilt_settings.mongodb_uri, "replay-check")
     try:

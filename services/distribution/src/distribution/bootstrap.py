@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -19,6 +20,7 @@ from . import api
 from .adapters import create_indexes, mongo_repositories, outbox_collections, processed_events
 from .consumers import subscribe
 from .options import Options
+from .ports import Repositories
 from .service import Distribution, Engagement, Sharing, Tracking
 from .settings import DistributionSettings
 
@@ -57,12 +59,33 @@ def create_app(settings: DistributionSettings) -> FastAPI:
     return app
 
 
-async def build_worker(settings: DistributionSettings) -> ServiceWorker:
+def build_worker(settings: DistributionSettings) -> ServiceWorker:
     """Projections of content and ambassador events, comment tallies, and the outbox relay."""
     database = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")[settings.database]
     ledger = ProcessedEvents(processed_events(database))
     worker = ServiceWorker(settings, f"{settings.service_name}-worker",
                            outbox_collections=outbox_collections(database), background=[ledger.prune])
-    repositories = mongo_repositories(await Storage.open(database, settings.cursor_key))
-    subscribe(worker, repositories, settings.consumer_group, ledger)
+    subscribe(worker, OnFirstUse(lambda: _open_repositories(database, settings)), settings.consumer_group, ledger)
     return worker
+
+
+async def _open_repositories(database: AsyncDatabase, settings: DistributionSettings) -> Repositories:
+    return mongo_repositories(await Storage.open(database, settings.cursor_key))
+
+
+class OnFirstUse:
+    """The repositories, opened on the running loop when the first event arrives (opening detects the
+    server's capabilities, which needs the loop; building the worker does not)."""
+
+    def __init__(self, open_: Callable[[], Awaitable[Repositories]]):
+        self._open = open_
+        self._repositories: Repositories | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> Repositories:
+        if self._repositories is not None:
+            return self._repositories
+        async with self._lock:
+            if self._repositories is None:
+                self._repositories = await self._open()
+            return self._repositories

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from advocacy_common.consuming import ProcessedEvents
 from advocacy_common.topics import AMBASSADOR, CONTENT, ENGAGEMENT
 from advocacy_common.worker import ServiceWorker
@@ -10,7 +12,7 @@ from .handlers import ENGAGEMENT_HANDLERS, PROJECTION_HANDLERS, bind
 from .ports import Repositories
 
 
-def subscribe(worker: ServiceWorker, repositories: Repositories, consumer_group: str,
+def subscribe(worker: ServiceWorker, repositories: Callable[[], Awaitable[Repositories]], consumer_group: str,
               ledger: ProcessedEvents) -> None:
     """Projections of content and ambassador events in `consumer_group`; comment tallies from engagement
     in a group of their own (a slow projection replay never delays them, nor the other way round).

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from functools import partial
 
 from advocacy_common.consuming import Delivery
 from advocacy_common.events import (
@@ -113,5 +112,13 @@ PROJECTION_HANDLERS: dict[type[Event], RepositoryHandler] = {
 ENGAGEMENT_HANDLERS: dict[type[Event], RepositoryHandler] = {EngagementReceived: on_engagement}
 
 
-def bind(handlers: dict[type[Event], RepositoryHandler], repositories: Repositories) -> dict[type[Event], Handler]:
-    return {event_type: partial(handler, repositories) for event_type, handler in handlers.items()}
+def bind(handlers: dict[type[Event], RepositoryHandler],
+         repositories: Callable[[], Awaitable[Repositories]]) -> dict[type[Event], Handler]:
+    """The handlers as the dispatcher calls them (a delivery in), on the repositories `repositories()` gives."""
+
+    def bound(handler: RepositoryHandler) -> Handler:
+        async def handle(delivery: Delivery) -> None:
+            await handler(await repositories(), delivery)
+        return handle
+
+    return {event_type: bound(handler) for event_type, handler in handlers.items()}

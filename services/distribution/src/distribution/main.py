@@ -26,4 +26,4 @@ def run_worker() -> None:
 
 async def _work(settings: DistributionSettings) -> None:
     # Kafka clients must be created inside the running event loop.
-    await (await build_worker(settings)).run()
+    await build_worker(settings).run()
