@@ -17,7 +17,9 @@ from advocacy_common.repository import Storage
 from advocacy_common.worker import ServiceWorker
 
 from . import api
-from .adapters import create_indexes, mongo_repositories, outbox_collections, processed_events
+from .adapters import (
+    create_indexes, mongo_repositories, outbox_collections, processed_events, upgrade_documents,
+)
 from .consumers import subscribe
 from .options import Options
 from .ports import Repositories
@@ -51,6 +53,7 @@ def create_app(settings: DistributionSettings) -> FastAPI:
         async with api_resources(app, settings, publisher=True) as resources:
             assert resources.publisher is not None
             await create_indexes(resources.database)
+            await upgrade_documents(resources.database)
             app.state.distribution = await build_distribution(resources.database, resources.publisher, settings)
             yield
 

@@ -16,7 +16,7 @@ from .projections import (
 )
 from .sharing import MongoLinks, MongoPolicies, MongoShares
 
-__all__ = ["create_indexes", "mongo_repositories", "outbox_collections", "processed_events"]
+__all__ = ["create_indexes", "mongo_repositories", "outbox_collections", "processed_events", "upgrade_documents"]
 PROCESSED_EVENTS = "processed_events"
 
 
@@ -66,3 +66,9 @@ async def create_indexes(database: AsyncDatabase) -> None:
     for collection, indexes in INDEXES.items():
         for index in indexes:
             await database[collection].create_indexes([index])
+
+
+async def upgrade_documents(database: AsyncDatabase) -> None:
+    """Shares written before shares had a `version` get version 1, so that their confirmation (a
+    compare-and-set on the version) works. Matches nothing once done; a scan on FerretDB 1.x at start."""
+    await database[MongoShares.collection_name].update_many({"version": {"$exists": False}}, {"$set": {"version": 1}})

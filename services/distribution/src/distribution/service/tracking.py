@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from advocacy_common.events import EngagementKind
 from advocacy_common.repository import UnitOfWork
@@ -30,7 +32,7 @@ class Tracking:
         link = await self.repositories.links.by_code(code)
         if link is None:
             return None
-        work = [self.repositories.contents.get(link.tenant, link.content_id)]
+        work: list[Awaitable[Any]] = [self.repositories.contents.get(link.tenant, link.content_id)]
         if not is_link_preview_bot(user_agent):
             work.append(self.record_click(link, client_ip, user_agent or "", now))
         content, *_ = await asyncio.gather(*work)  # the click is durable before we answer, in parallel
