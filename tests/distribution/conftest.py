@@ -26,7 +26,7 @@ from advocacy_common.testing import read_envelopes
 from distribution.bootstrap import build_worker, create_app
 from distribution.settings import DistributionSettings
 from advocacy_common.repository import Storage
-from distribution.adapters import mongo_repositories
+from distribution.adapters import create_indexes, mongo_repositories
 
 NOW = datetime.now(UTC)
 
@@ -66,7 +66,8 @@ async def distribution_db(settings):
 
 @pytest.fixture(scope="session")
 async def repositories(settings, distribution_db):
-    """The service's own adapters on its database, to read state the way the use cases do."""
+    """The service's own adapters on its database (with its indexes), to read and write as the use cases do."""
+    await create_indexes(distribution_db)
     return mongo_repositories(await Storage.open(distribution_db, settings.cursor_key))
 
 

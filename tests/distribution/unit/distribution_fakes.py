@@ -23,6 +23,17 @@ from distribution.models.sharing import Share, ShareStatus, TrackedLink
 from distribution.ports import Repositories
 
 
+def of_tenant(item, tenant: str):
+    """Another tenant's item is as good as missing."""
+    return item if item is not None and item.tenant == tenant else None
+
+
+def replace_person(items: dict, tenant: str, ambassador_id: str, erased: str) -> None:
+    for key, item in list(items.items()):
+        if item.tenant == tenant and item.ambassador_id == ambassador_id:
+            items[key] = item.model_copy(update={"ambassador_id": erased})
+
+
 class AppliedOnce:
     """Which event (partition and offset) was applied to which key: a redelivery changes nothing."""
 
@@ -136,9 +147,7 @@ class FakeComments(AppliedOnce):
                       key=lambda t: t.share_id)
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
-        for key, tally in list(self.items.items()):
-            if tally.tenant == tenant and tally.ambassador_id == ambassador_id:
-                self.items[key] = tally.model_copy(update={"ambassador_id": erased})
+        replace_person(self.items, tenant, ambassador_id, erased)
 
 
 @dataclass
@@ -148,8 +157,7 @@ class FakeShares:
     events: dict[str, list[Envelope]] = field(default_factory=dict)  # saved with the share they belong to
 
     async def get(self, tenant: str, share_id: str) -> Share | None:
-        share = self.items.get(share_id)
-        return share if share is not None and share.tenant == tenant else None
+        return of_tenant(self.items.get(share_id), tenant)
 
     async def get_retry(self, tenant: str, share_id: str, fingerprint: str) -> Share | None:
         share = await self.get(tenant, share_id)
@@ -214,8 +222,7 @@ class FakeLinks:
     items: dict[str, TrackedLink] = field(default_factory=dict)
 
     async def get(self, tenant: str, code: str) -> TrackedLink | None:
-        link = self.items.get(code)
-        return link if link is not None and link.tenant == tenant else None
+        return of_tenant(self.items.get(code), tenant)
 
     async def by_code(self, code: str) -> TrackedLink | None:
         return self.items.get(code)
@@ -231,9 +238,7 @@ class FakeLinks:
         return True
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
-        for code, link in list(self.items.items()):
-            if link.tenant == tenant and link.ambassador_id == ambassador_id:
-                self.items[code] = link.model_copy(update={"ambassador_id": erased})
+        replace_person(self.items, tenant, ambassador_id, erased)
 
 
 @dataclass
@@ -272,8 +277,7 @@ class FakeConnectors:
         return connector
 
     async def get(self, tenant: str, connector_id: str) -> Connector | None:
-        connector = self.items.get(connector_id)
-        return connector if connector is not None and connector.tenant == tenant else None
+        return of_tenant(self.items.get(connector_id), tenant)
 
     async def list(self, tenant: str) -> list[Connector]:
         return sorted((c for c in self.items.values() if c.tenant == tenant), key=lambda c: c.created_at)
@@ -284,8 +288,7 @@ class FakeReports:
     items: dict[str, Report] = field(default_factory=dict)
 
     async def get(self, tenant: str, report_id: str) -> Report | None:
-        report = self.items.get(report_id)
-        return report if report is not None and report.tenant == tenant else None
+        return of_tenant(self.items.get(report_id), tenant)
 
     async def record(self, report: Report) -> bool:
         if report.id in self.items:
