@@ -19,6 +19,7 @@ import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
@@ -28,13 +29,14 @@ from advocacy_common.dev_issuer import DevIssuer, JwksServer
 from advocacy_common.events import (
     AmbassadorOptedIn, AmbassadorProfile, ContentPublished, NetworkPresence, SharingPreferences,
 )
+from advocacy_common.mongo import create_client
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_common.testing import read_envelopes
 from advocacy_common.topics import ENGAGEMENT, ensure_topics
 
 from distribution.bootstrap import build_worker, create_app
 from distribution.settings import DistributionSettings
-from distribution.tracking import sign
+from distribution.models.engagement import sign
 
 WORDS = ("team plant energy customers proud weeks project learned visit site future engineers build data open "
          "honest hard work result morning colleagues thanks first time impact launch share story").split()
@@ -101,7 +103,8 @@ async def main(contents: int, shares: int, clicks: int, reports: int) -> None:
     try:
         async with LifespanManager(app, startup_timeout=60), \
                 AsyncClient(transport=ASGITransport(app), base_url="http://bench") as client:
-            store = app.state.distribution.store
+            database = create_client(settings.mongodb_uri, "bench")[settings.database]
+            store = SimpleNamespace(ambassadors=database["ambassadors"], contents=database["contents"])
             started = time.perf_counter()
             while (await store.ambassadors.count_documents({"tenant": tenant}) < shares
                    or await store.contents.count_documents({"tenant": tenant}) < contents):

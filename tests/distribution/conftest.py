@@ -25,7 +25,8 @@ from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_common.testing import read_envelopes
 from distribution.bootstrap import build_worker, create_app
 from distribution.settings import DistributionSettings
-from distribution.store import DistributionStore
+from advocacy_common.repository import Storage
+from distribution.adapters import create_indexes, mongo_repositories
 
 NOW = datetime.now(UTC)
 
@@ -56,10 +57,18 @@ async def client(settings, worker):
 
 
 @pytest.fixture(scope="session")
-async def store(settings):
+async def distribution_db(settings):
+    """The service's database, for tests that look at documents as stored."""
     mongo = create_client(settings.mongodb_uri, "distribution-tests")
-    yield DistributionStore(mongo[settings.database])
+    yield mongo[settings.database]
     await mongo.close()
+
+
+@pytest.fixture(scope="session")
+async def repositories(settings, distribution_db):
+    """The service's own adapters on its database (with its indexes), to read and write as the use cases do."""
+    await create_indexes(distribution_db)
+    return mongo_repositories(await Storage.open(distribution_db, settings.cursor_key))
 
 
 @pytest.fixture(scope="session")
@@ -167,15 +176,15 @@ def make():
 
 
 @pytest.fixture
-def projected(store, tenant, wait_for):
+def projected(repositories, tenant, wait_for):
     """Wait until the worker projected the given ambassadors and contents of this test's tenant."""
 
     async def projected(ambassadors: tuple[str, ...] = (), contents: dict[str, int] | None = None) -> None:
         async def check():
             for ambassador_id in ambassadors:
-                assert await store.get_ambassador(tenant, ambassador_id) is not None
+                assert await repositories.ambassadors.get(tenant, ambassador_id) is not None
             for content_id, version in (contents or {}).items():
-                view = await store.get_content(tenant, content_id)
+                view = await repositories.contents.get(tenant, content_id)
                 assert view is not None and view.version >= version
 
         await wait_for(check)

@@ -14,10 +14,10 @@ from advocacy_common.events import (
 from advocacy_common.mongo import create_client
 from advocacy_common.outbox import new_document_with_outbox
 from advocacy_common.publishing import EventPublisher, envelope_for
+from advocacy_common.repository import UnitOfWork
 from advocacy_common.testing import read_envelopes
 from advocacy_common.topics import ENGAGEMENT, TopicNames, ensure_topics
-from distribution.engagement import engagement_envelope
-from distribution.store import DistributionStore
+from distribution.models.engagement import engagement_received
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 AMBASSADORS = 24
@@ -62,22 +62,23 @@ async def test_worker_killed_and_restarted_loses_and_doubles_nothing(settings, t
 
     database = unique_db_name("distribution")
     mongo = create_client(settings.mongodb_uri, "crash-test")
-    store = DistributionStore(mongo[database])
-    link = {"_id": "code", "content_id": "c1", "campaign_id": "camp-1", "ambassador_id": "a1", "team_id": "ops",
-            "network": "linkedin", "confirmed_share_id": None}
+    db = mongo[database]
+    attribution = {"share_id": None, "content_id": "c1", "campaign_id": "camp-1", "ambassador_id": "a1",
+                   "team_id": "ops", "network": "linkedin"}
     run = uuid.uuid4().hex[:6]
-    for i in range(CLICKS):  # clicks recorded by the API, waiting for the relay
-        envelope = engagement_envelope(tenant, {**link, "share_id": None, "content_id": "c1"}, kind="click", count=1,
-                                       source="redirect", source_event_id=f"{run}-{i}", occurred_at=make.now)
-        await store.clicks.insert_one(new_document_with_outbox({"_id": f"{run}-{i}", "tenant": tenant},
+    for i in range(CLICKS):  # clicks recorded by the API (without hints: the relay's sweep must find them)
+        event = engagement_received(tenant, attribution, kind="click", count=1, source="redirect",
+                                    source_event_id=f"{run}-{i}", occurred_at=make.now)
+        envelope = UnitOfWork(tenant, "/distribution").record(event, event_id=event.engagement_id)
+        await db["clicks"].insert_one(new_document_with_outbox({"_id": f"{run}-{i}", "tenant": tenant},
                                                                [(ENGAGEMENT, envelope)]))
 
     group = f"distribution-crash-{uuid.uuid4().hex[:6]}"
     first = start_worker(settings, names, database, group)
     try:
         async def started_working():
-            assert await store.ambassadors.count_documents({"tenant": tenant}) > 0 \
-                or await store.clicks.count_documents({"tenant": tenant, "_outbox.0": {"$exists": False}}) > 0
+            assert await db["ambassadors"].count_documents({"tenant": tenant}) > 0 \
+                or await db["clicks"].count_documents({"tenant": tenant, "_outbox.0": {"$exists": False}}) > 0
         await wait_for(started_working, timeout=30)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
@@ -90,14 +91,14 @@ async def test_worker_killed_and_restarted_loses_and_doubles_nothing(settings, t
         async def settled():
             ambassadors = {d["ambassador_id"]: (d.get("status"), d.get("accepted_charter_version"),
                                                 (d.get("profile") or {}).get("location"))
-                           async for d in store.ambassadors.find({"tenant": tenant})}
+                           async for d in db["ambassadors"].find({"tenant": tenant})}
             assert ambassadors == {f"a{i}": ("opted_out" if i % 3 == 0 else "opted_in", 2, f"site-{i}")
                                    for i in range(AMBASSADORS)}
             contents = {d["content_id"]: (d["version"], d["retired"], d.get("title"))
-                        async for d in store.contents.find({"tenant": tenant})}
+                        async for d in db["contents"].find({"tenant": tenant})}
             assert contents == {f"c{i}": (4, True, f"c{i} v3") if i % 4 == 0 else (3, False, f"c{i} v3")
                                 for i in range(CONTENTS)}
-            assert await store.clicks.count_documents({"tenant": tenant, "_outbox.0": {"$exists": True}}) == 0
+            assert await db["clicks"].count_documents({"tenant": tenant, "_outbox.0": {"$exists": True}}) == 0
         await wait_for(settled, timeout=90)
     finally:
         second.send_signal(signal.SIGTERM)

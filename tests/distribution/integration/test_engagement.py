@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from advocacy_common.topics import ENGAGEMENT
-from distribution.tracking import engagement_id, sign
+from distribution.models.engagement import engagement_id, sign
 
 pytestmark = pytest.mark.integration
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"
@@ -81,7 +81,8 @@ async def test_unknown_code_is_a_404_page(client):
     assert "does not exist" in response.text and "Traceback" not in response.text
 
 
-async def test_signed_report_is_published_once(client, bearer, tenant, confirmed, connector, read_topic, store, amb):
+async def test_signed_report_is_published_once(client, bearer, tenant, confirmed, connector, read_topic, repositories,
+                                                 distribution_db, amb):
     assert connector["secret"].startswith("whsec_")
     assert connector["engagement_webhook"].endswith(f"/v1/connectors/{connector['connector_id']}/engagements")
     report = {"id": "li-1", "kind": "impression", "count": 1200, "occurred_at": "2026-11-20T10:00:00Z",
@@ -100,11 +101,14 @@ async def test_signed_report_is_published_once(client, bearer, tenant, confirmed
     assert (data["kind"], data["count"], data["share_id"], data["ambassador_id"], data["source"],
             data["source_event_id"]) == ("impression", 1200, confirmed["share_id"], amb(tenant, "amb-1"),
                                          "linkedin-sync", "li-1")
-    stored = await store.get_report(tenant, f"{tenant}/{connector['connector_id']}/li-1")
-    assert stored["acknowledged"] is True and "envelope" not in stored
+    report_id = f"{tenant}/{connector['connector_id']}/li-1"
+    stored = await repositories.reports.get(tenant, report_id)
+    assert stored.acknowledged is True and stored.envelope is None
+    assert "envelope" not in await distribution_db["reports"].find_one({"_id": report_id})
 
 
-async def test_bad_signatures_are_refused_and_change_nothing(client, bearer, tenant, confirmed, connector, store):
+async def test_bad_signatures_are_refused_and_change_nothing(client, bearer, tenant, confirmed, connector,
+                                                             repositories):
     report = {"id": "li-2", "kind": "reaction", "occurred_at": "2026-11-20T10:00:00Z",
               "share_id": confirmed["share_id"]}
     wrong_secret = await post_report(client, bearer, tenant, connector, report, secret="whsec_guess")
@@ -122,7 +126,7 @@ async def test_bad_signatures_are_refused_and_change_nothing(client, bearer, ten
     assert not_integrator.status_code == 403
     unknown_share = await post_report(client, bearer, tenant, connector, {**report, "share_id": "nope"})
     assert unknown_share.status_code == 422 and unknown_share.json()["errors"][0]["field"] == "share_id"
-    assert await store.get_report(tenant, f"{tenant}/{connector['connector_id']}/li-2") is None
+    assert await repositories.reports.get(tenant, f"{tenant}/{connector['connector_id']}/li-2") is None
 
 
 async def test_conversion_postback_by_tracked_link(client, bearer, tenant, confirmed, connector, read_topic):

@@ -50,7 +50,7 @@ async def test_newest_content_version_wins(client, bearer, emit, projected, tena
 
 
 async def test_charter_pending_empties_the_feed_until_accepted(client, bearer, emit, projected, tenant, make,
-                                                               wait_for, store, amb):
+                                                               wait_for, repositories, amb):
     headers = bearer(tenant, "amb-1", "ambassador")
     # charter.accepted (tenant key) may arrive before the opt-in (ambassador key): order must not matter.
     await emit(CharterPublished(charter_id="ch", version=2, published_at=make.now),
@@ -60,8 +60,8 @@ async def test_charter_pending_empties_the_feed_until_accepted(client, bearer, e
     await projected((amb(tenant, "amb-1"), amb(tenant, "amb-2")), {"c1": 1})
 
     async def charter_seen():
-        assert (await store.get_charter(tenant)).current_version == 2
-        assert (await store.get_ambassador(tenant, amb(tenant, "amb-1"))).accepted_charter_version == 2
+        assert (await repositories.charters.current(tenant)).current_version == 2
+        assert (await repositories.ambassadors.get(tenant, amb(tenant, "amb-1"))).accepted_charter_version == 2
     await wait_for(charter_seen)
 
     assert len((await client.get("/v1/feed", headers=headers)).json()["items"]) == 1

@@ -38,7 +38,7 @@ async def test_opt_out_stops_suggestions_and_shares(client, bearer, tenant, emit
     await wait_for(back)
 
 
-async def test_erasure_anonymises_shares_and_links(client, bearer, tenant, emit, projected, make, wait_for, store, amb):
+async def test_erasure_anonymises_shares_and_links(client, bearer, tenant, emit, projected, make, wait_for, repositories, amb):
     await emit(make.opted_in(amb(tenant, "amb-1")), make.content("c1"))
     await projected((amb(tenant, "amb-1"),), {"c1": 1})
     prepared = (await prepare(client, bearer, tenant, "amb-1")).json()
@@ -51,9 +51,9 @@ async def test_erasure_anonymises_shares_and_links(client, bearer, tenant, emit,
                                   headers=bearer(tenant, "admin", "admin"))).json()
         assert (share["ambassador_id"], share["text"], share["post_url"]) == ("erased", None, None)
     await wait_for(anonymised)
-    link = await store.get_link(prepared["tracked_link_code"])
-    assert link["ambassador_id"] == "erased"
-    ambassador = await store.get_ambassador(tenant, amb(tenant, "amb-1"))
+    link = await repositories.links.by_code(prepared["tracked_link_code"])
+    assert link.ambassador_id == "erased"
+    ambassador = await repositories.ambassadors.get(tenant, amb(tenant, "amb-1"))
     assert ambassador.status == "erased" and ambassador.profile is None
     feed = (await client.get("/v1/feed", headers=bearer(tenant, "amb-1", "ambassador"))).json()
     assert feed["reason"] == "erased"

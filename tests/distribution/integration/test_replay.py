@@ -1,27 +1,27 @@
 """Projections rebuilt by replaying the topics from the start equal the live ones."""
 
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from advocacy_common.events import AmbassadorOptedOut, CharterAccepted, CharterPublished, ContentRetired
 from advocacy_common.mongo import create_client
 from distribution.bootstrap import build_worker
-from distribution.store import DistributionStore
 
 pytestmark = pytest.mark.integration
 PROJECTIONS = ("contents", "ambassadors", "charters")
 
 
-async def snapshot(store: DistributionStore, tenant: str) -> dict[str, list[dict]]:
+async def snapshot(database: AsyncDatabase, tenant: str) -> dict[str, list[dict]]:
     """Projection documents of one tenant, without the per-partition watermarks (offsets differ per run)."""
     result = {}
     for name in PROJECTIONS:
-        cursor = store.database[name].find({"tenant": tenant}, projection={"_wm": 0}).sort("_id", 1)
+        cursor = database[name].find({"tenant": tenant}, projection={"_wm": 0}).sort("_id", 1)
         result[name] = [document async for document in cursor]
     return result
 
 
-async def test_replay_from_start_rebuilds_identical_projections(settings, worker, store, tenant, emit, projected, make,
-                                                                 wait_for, unique_db_name, run_id):
+async def test_replay_from_start_rebuilds_identical_projections(settings, worker, distribution_db, tenant, emit,
+                                                                 projected, make, wait_for, unique_db_name, run_id):
     await emit(CharterPublished(charter_id="ch", version=1, published_at=make.now),
                make.opted_in("amb-1"), make.opted_in("amb-2", topics=["hr"]),
                CharterPublished(charter_id="ch", version=2, published_at=make.now),
@@ -30,7 +30,7 @@ async def test_replay_from_start_rebuilds_identical_projections(settings, worker
                ContentRetired(content_id="c2", version=2, campaign_id="camp-1", reason="expired", retired_at=make.now),
                AmbassadorOptedOut(ambassador_id="amb-2", opted_out_at=make.now))
 
-    async def settled(target: DistributionStore):
+    async def settled(target: AsyncDatabase):
         state = await snapshot(target, tenant)
         assert len(state["contents"]) == 2 and len(state["ambassadors"]) == 2 and len(state["charters"]) == 1
         assert {d["_id"].split("/")[-1]: (d.get("status"), d.get("accepted_charter_version"))
@@ -39,14 +39,14 @@ async def test_replay_from_start_rebuilds_identical_projections(settings, worker
         assert {d["_id"].split("/")[-1]: d["version"] for d in state["contents"]} == {"c1": 2, "c2": 2}
         return state
 
-    live = await wait_for(lambda: settled(store))
+    live = await wait_for(lambda: settled(distribution_db))
     rebuilt_settings = settings.model_copy(update={"database": unique_db_name("distribution"),
                                                    "consumer_group": f"distribution-replay-{run_id}"})
     replayer = build_worker(rebuilt_settings)
     await replayer.start()
     mongo = create_client(rebuilt_settings.mongodb_uri, "replay-check")
     try:
-        rebuilt = await wait_for(lambda: settled(DistributionStore(mongo[rebuilt_settings.database])), timeout=40)
+        rebuilt = await wait_for(lambda: settled(mongo[rebuilt_settings.database]), timeout=40)
     finally:
         await replayer.stop()
         await mongo.close()

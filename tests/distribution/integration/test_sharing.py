@@ -109,12 +109,12 @@ async def test_text_rules_disclosure_length_network(client, bearer, tenant, worl
     assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "network"
 
 
-async def test_charter_disclosure_is_required_too(client, bearer, tenant, world, emit, wait_for, store, make):
+async def test_charter_disclosure_is_required_too(client, bearer, tenant, world, emit, wait_for, repositories, make):
     await emit(CharterPublished(charter_id="ch", version=1, published_at=make.now, disclosure_required=True,
                                 disclosure_line="#IWorkAtAcme"))
 
     async def charter():
-        assert (await store.get_charter(tenant)).disclosure_line == "#IWorkAtAcme"
+        assert (await repositories.charters.current(tenant)).disclosure_line == "#IWorkAtAcme"
     await wait_for(charter)
     missing = await client.post("/v1/shares", json=share(), headers=bearer(tenant, "amb-1", "ambassador"))
     assert missing.status_code == 422 and "#IWorkAtAcme" in missing.json()["detail"]
@@ -170,4 +170,7 @@ async def test_my_shares_are_paginated_newest_first(client, bearer, tenant, worl
     assert [s["share_id"] for s in rest["items"]] == [first["share_id"]] and rest["next_cursor"] is None
     assert (await client.get("/v1/me/shares", headers=bearer(tenant, "amb-2", "ambassador"))).json()["items"] == []
     bad = await client.get("/v1/me/shares?cursor=bm9wZQ", headers=headers)
-    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "cursor"
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "cursor"
+    someone_elses = await client.get(f"/v1/me/shares?limit=1&cursor={page['next_cursor']}",
+                                     headers=bearer(tenant, "amb-2", "ambassador"))
+    assert someone_elses.status_code == 400  # a cursor of another person's list

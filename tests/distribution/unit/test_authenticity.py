@@ -2,10 +2,11 @@
 
 import pytest
 
-from distribution.models import (
-    AuthenticityPolicy, Refusal, check_authenticity, jaccard, minhash, minhash_similarity, normalized_words,
-    score_authenticity, shingles,
+from distribution.models.authenticity import (
+    AuthenticityPolicy, check_authenticity, jaccard, minhash, minhash_similarity, normalized_words,
+    score_authenticity, shingles, signature_bands,
 )
+from distribution.models.sharing import Refusal
 
 pytestmark = pytest.mark.unit
 DEFAULTS = AuthenticityPolicy()
@@ -178,3 +179,30 @@ def test_refusal_message_is_in_plain_words():
         check_authenticity(score_authenticity(CASES[0][1], [CASES[0][1]], []), DEFAULTS)
     assert "100% identical to the suggested text" in refused.value.message
     assert "own words" in refused.value.message
+
+
+def test_signatures_are_stable_across_processes():
+    # Stored signatures are compared with ones computed later, by other processes and releases: the
+    # permutations (seed, scheme) and the hash must not depend on the process (e.g. on PYTHONHASHSEED).
+    import json
+    import os
+    import subprocess
+    import sys
+
+    text = CASES[0][1]
+    here = minhash(shingles(normalized_words(text)))
+    code = ("import json, sys; from distribution.models.authenticity import minhash, normalized_words, shingles; "
+            "print(json.dumps(minhash(shingles(normalized_words(sys.argv[1])))))")
+    elsewhere = subprocess.run([sys.executable, "-c", code, text], env={**os.environ, "PYTHONHASHSEED": "4242"},
+                               capture_output=True, check=True, text=True).stdout
+    assert json.loads(elsewhere) == here
+    assert len(here) == 128 and here[:4] == [16660067, 48500511, 7960199, 82878044]  # the stored format
+
+
+def test_lsh_bands_name_near_copies_as_candidates_and_not_unrelated_posts():
+    colleague = minhash(shingles(normalized_words(COLLEAGUE_POST)))
+    copy, own = (minhash(shingles(normalized_words(text))) for _, text, _ in COLLEAGUE_CASES)
+    assert len(signature_bands(colleague)) == 64
+    assert set(signature_bands(copy)) & set(signature_bands(colleague))
+    assert not set(signature_bands(own)) & set(signature_bands(colleague))
+    assert signature_bands([]) == []

@@ -5,10 +5,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from advocacy_common.events import AmbassadorProfile, Audience, Network, NetworkPresence, QuietHours
-from distribution.models import (
-    AmbassadorStatus, AmbassadorView, CharterView, ContentView, Refusal, after_cursor, check_text,
-    check_weekly_limit, feed_score, in_quiet_hours, ineligibility, rank_feed, recommend_slot, required_disclosures,
-    targeting_misses,
+from distribution.models.projections import (
+    SCORE_SCALE, AmbassadorStatus, AmbassadorView, CharterView, ContentView, FeedPosition, after_position, feed_score,
+    ineligibility, rank_feed, targeting_misses,
+)
+from distribution.models.sharing import (
+    Refusal, check_text, check_weekly_limit, in_quiet_hours, recommend_slot, required_disclosures,
 )
 
 pytestmark = pytest.mark.unit
@@ -55,7 +57,8 @@ def test_ranking_prefers_topic_affinity_then_freshness_and_skips_shared_or_inact
                 content("retired", retired=True), content("future", publish_at=NOW + timedelta(hours=1))]
     ranked = rank_feed(contents, ambassador(), NOW, shared_content_ids={"shared"})
     assert [c.content_id for _, c in ranked] == ["full", "old-full", "half"]
-    assert after_cursor(ranked, ["ignored-time", ranked[0][0], "full"])[0][1].content_id == "old-full"
+    position = FeedPosition(NOW, round(ranked[0][0] * SCORE_SCALE), "full")
+    assert after_position(ranked, position)[0][1].content_id == "old-full"
 
 
 def test_freshness_halves_every_three_days():
@@ -123,6 +126,6 @@ def test_slots_follow_each_other_and_avoid_quiet_hours():
 
 
 def test_targeting_ignores_the_case_other_services_write_labels_in():
-    from distribution.models import folded
+    from distribution.models.projections import folded
 
     assert folded(["R&D ", None, "Research"]) == {"r&d", "research"}

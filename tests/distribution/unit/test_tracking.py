@@ -6,10 +6,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from advocacy_common.events import Network
-from distribution.tracking import (
-    SignatureRejected, engagement_id, is_link_preview_bot, link_code, share_intent_url, sign, verify_signature,
-    visitor_hash, with_utm,
+from distribution.models.engagement import (
+    SignatureRejected, engagement_id, is_link_preview_bot, sign, verify_signature, visitor_hash, with_utm,
 )
+from distribution.models.sharing import link_code, share_intent_url
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -82,3 +82,16 @@ def test_signature_roundtrip_and_rotation():
 def test_signature_refusals(header, message):
     with pytest.raises(SignatureRejected, match=message):
         verify_signature("secret", header, b'{"id":"1"}', NOW, 300)
+
+
+@pytest.mark.parametrize("agent", ["XING-contenttabreceiver/2.0", "Microsoft Preview", "TelegramBot (like TwitterBot)",
+                                   "Discordbot/2.0", "Mozilla/5.0 (compatible; Embedly/0.2)", "  "])
+def test_our_additions_and_crawlerdetects_list_are_both_used(agent):
+    assert is_link_preview_bot(agent)
+
+
+def test_in_app_browsers_of_the_networks_are_people():
+    assert not is_link_preview_bot("Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) "
+                                   "Chrome/126.0 Mobile Safari/537.36 [LinkedInApp]")
+    assert not is_link_preview_bot("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+                                   "(KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/440.0]")

@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from advocacy_common.api_support import (
-    decode_cursor, encode_cursor, etag, idempotency_key, page_size, require_if_match,
-)
+from advocacy_common.api_support import etag, idempotency_key, page_size, require_if_match
 from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.envelope import utcnow
-from advocacy_common.errors import Problem, invalid, problem_response
-from advocacy_common.publishing import EventPublisher
+from advocacy_common.errors import Problem, problem_response
 
-from .engagement import create_connector, follow_link, ingest_report
-from .models import AuthenticityPolicy, Refusal
+from .models.authenticity import AuthenticityPolicy
+from .models.engagement import Connector as ConnectorModel
+from .models.sharing import Refusal, Share as ShareModel
 from .options import Options
 from .schemas import (
-    CommentsAwaitingReply, ConfirmShare, Connector, ConversionReport, EngagementReport, Feed, NewConnector,
-    PrepareShare, ReportAccepted, Share, SharePage,
+    CommentsAwaitingReply, ConfirmShare, Connector, ConversionReport, EngagementReport, Feed, FeedItem,
+    NewConnector, PrepareShare, ReportAccepted, Share, SharePage,
 )
-from .sharing import confirm_share, feed_for, get_share_for, prepare_share
-from .store import DistributionStore
-
-
-@dataclass
-class Distribution:
-    """What the endpoints work with; built by bootstrap and kept on `app.state.distribution`."""
-
-    store: DistributionStore
-    publisher: EventPublisher
-    options: Options
+from .service import Distribution
+from .service.engagement import ReportType
+from .service.sharing import PolicyChanged
 
 
 def _distribution(request: Request) -> Distribution:
@@ -59,11 +45,17 @@ async def get_feed(request: Request, limit: int | None = None, cursor: str | Non
     """Content suggested to me: published, not expired, targeted to my team, location, language, persona and
     topics, on networks I use, not yet shared by me; ranked by topic affinity and freshness. When I may not
     receive suggestions (opted out, charter to accept), the feed is empty and `reason` says why."""
-    return await feed_for(_distribution(request).store, principal, utcnow(), page_size(limit), decode_cursor(cursor))
+    page = await _distribution(request).sharing.feed(principal, utcnow(), page_size(limit), cursor)
+    items = [FeedItem(content_id=s.content.content_id, campaign_id=s.content.campaign_id, title=s.content.title,
+                      link_url=s.content.link_url, topics=s.content.topics, language=s.content.language,
+                      networks=s.networks, suggested_texts=s.suggested_texts,
+                      disclosure_line=s.content.disclosure_line, publish_at=s.content.publish_at,
+                      expires_at=s.content.expires_at, score=s.score) for s in page.items]
+    return Feed(items=items, next_cursor=page.next_cursor, reason=page.reason, message=page.message)
 
 
-def share_body(document: dict[str, Any]) -> Share:
-    return Share.model_validate({**document, "share_id": document["_id"]})
+def share_body(share: ShareModel) -> Share:
+    return Share.model_validate({**share.model_dump(mode="json"), "share_id": share.id})
 
 
 @router.post("/shares", status_code=201, response_model=Share)
@@ -73,40 +65,22 @@ async def prepare(request: Request, body: PrepareShare, principal: Principal = D
     suggested text nor of colleagues' posts. A refusal is a 422 naming the `rule`, the `score` and the
     `threshold`. Returns my tracked link, the network's share URL and a recommended time slot.
     Send `Idempotency-Key`: the same key returns the same result."""
-    distribution = _distribution(request)
-    document = await prepare_share(distribution.store, distribution.options, principal, body,
-                                   idempotency_key(request), utcnow())
-    return share_body(document)
+    share = await _distribution(request).sharing.prepare(principal, body, idempotency_key(request), utcnow())
+    return share_body(share)
 
 
 @router.get("/me/shares", response_model=SharePage)
 async def my_shares(request: Request, limit: int | None = None, cursor: str | None = None,
                     principal: Principal = Depends(AMBASSADOR)) -> SharePage:
     """My prepared and confirmed shares, newest first, with cursor pagination."""
-    size = page_size(limit)
-    documents = await _distribution(request).store.list_shares_of(principal.tenant, principal.ambassador_id,
-                                                                  size + 1, _share_cursor(cursor))
-    page = documents[:size]
-    next_cursor = (encode_cursor([page[-1]["created_at"].isoformat(), page[-1]["_id"]])
-                   if len(documents) > size else None)
-    return SharePage(items=[share_body(d) for d in page], next_cursor=next_cursor)
-
-
-def _share_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    values = decode_cursor(cursor)
-    if values is None:
-        return None
-    try:
-        created_at, share_id = values
-        return datetime.fromisoformat(created_at), str(share_id)
-    except (TypeError, ValueError):
-        raise invalid("cursor", "is not a cursor this API returned") from None
+    page = await _distribution(request).sharing.mine(principal, cursor, page_size(limit))
+    return SharePage(items=[share_body(share) for share in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/shares/{share_id}", response_model=Share)
 async def get_share(request: Request, share_id: str, principal: Principal = Depends(SHARE_ACTORS)) -> Share:
     """One share: mine, or any of my tenant's for admins and connectors."""
-    return share_body(await get_share_for(_distribution(request).store, principal, share_id))
+    return share_body(await _distribution(request).sharing.get(principal, share_id))
 
 
 @router.post("/shares/{share_id}/confirm", response_model=Share)
@@ -114,31 +88,26 @@ async def confirm(request: Request, share_id: str, body: ConfirmShare | None = N
                   principal: Principal = Depends(SHARE_ACTORS)) -> Share:
     """Confirm the post is online (by me, or by a connector), optionally with its URL. Emits `post.shared.v1`
     with the personalisation scores and my audience on that network; confirming again changes nothing."""
-    document = await confirm_share(_distribution(request).store, principal, share_id,
-                                   body.post_url if body else None, utcnow())
-    return share_body(document)
+    share = await _distribution(request).sharing.confirm(principal, share_id, body.post_url if body else None,
+                                                         utcnow())
+    return share_body(share)
 
 
 @router.get("/me/comments-awaiting-reply", response_model=list[CommentsAwaitingReply])
 async def comments_awaiting_reply(request: Request,
                                   principal: Principal = Depends(AMBASSADOR)) -> list[CommentsAwaitingReply]:
     """My posts with comments I have not replied to yet: answering keeps the conversation (and reach) alive."""
-    store = _distribution(request).store
-    result = []
-    for tally in await store.list_comments_awaiting_reply(principal.tenant, principal.ambassador_id):
-        share = await store.get_share(principal.tenant, tally["share_id"])
-        comments, replies = tally.get("comments", 0), tally.get("replies", 0)
-        result.append(CommentsAwaitingReply(share_id=tally["share_id"], content_id=tally["content_id"],
-                                            network=tally["network"], post_url=share and share.get("post_url"),
-                                            comments=comments, replies=replies, awaiting=comments - replies))
-    return result
+    awaiting = await _distribution(request).engagement.comments_awaiting_reply(principal)
+    return [CommentsAwaitingReply(share_id=a.tally.share_id, content_id=a.tally.content_id, network=a.tally.network,
+                                  post_url=a.post_url, comments=a.tally.comments, replies=a.tally.replies,
+                                  awaiting=a.tally.awaiting) for a in awaiting]
 
 
-def connector_body(document: dict[str, Any], options: Options, with_secret: bool = False) -> Connector:
-    base = f"{options.public_base_url}/v1/connectors/{document['_id']}"
-    return Connector(connector_id=document["_id"], name=document["name"], created_at=document["created_at"],
+def connector_body(connector: ConnectorModel, options: Options, with_secret: bool = False) -> Connector:
+    base = f"{options.public_base_url}/v1/connectors/{connector.id}"
+    return Connector(connector_id=connector.id, name=connector.name, created_at=connector.created_at,
                      engagement_webhook=f"{base}/engagements", conversion_postback=f"{base}/conversions",
-                     secret=document["secret"] if with_secret else None)
+                     secret=connector.secret if with_secret else None)
 
 
 @router.post("/connectors", status_code=201, response_model=Connector)
@@ -147,23 +116,21 @@ async def register_connector(request: Request, body: NewConnector,
     """Register a connector (a tool that reports engagement). The response carries its signing secret, once
     (a retry with the same `Idempotency-Key` returns it again). Sign each report with it."""
     distribution = _distribution(request)
-    document = await create_connector(distribution.store, principal, body, idempotency_key(request), utcnow())
-    return connector_body(document, distribution.options, with_secret=True)
+    connector = await distribution.engagement.register_connector(principal, body, idempotency_key(request), utcnow())
+    return connector_body(connector, distribution.options, with_secret=True)
 
 
 @router.get("/connectors", response_model=list[Connector])
 async def list_connectors(request: Request, principal: Principal = Depends(CONNECTOR_ADMINS)) -> list[Connector]:
     """My tenant's connectors, without their secrets."""
     distribution = _distribution(request)
-    return [connector_body(d, distribution.options) for d in await distribution.store.list_connectors(principal.tenant)]
+    return [connector_body(c, distribution.options) for c in await distribution.engagement.connectors(principal.tenant)]
 
 
-async def _ingest(request: Request, principal: Principal, connector_id: str,
-                  report_type: type[EngagementReport] | type[ConversionReport]) -> ReportAccepted:
-    distribution = _distribution(request)
-    engagement_id = await ingest_report(distribution.store, distribution.publisher, distribution.options, principal,
-                                        connector_id, report_type, await request.body(),
-                                        request.headers.get("x-advocacy-signature"), utcnow())
+async def _ingest(request: Request, principal: Principal, connector_id: str, report_type: ReportType) -> ReportAccepted:
+    engagement_id = await _distribution(request).engagement.ingest_report(
+        principal, connector_id, report_type, await request.body(), request.headers.get("x-advocacy-signature"),
+        utcnow())
     return ReportAccepted(engagement_id=engagement_id)
 
 
@@ -192,9 +159,9 @@ async def report_conversion(request: Request, connector_id: str,
 async def get_policy(request: Request, response: Response,
                      principal: Principal = Depends(ADMIN)) -> AuthenticityPolicy:
     """The tenant's authenticity thresholds (defaults until an admin changes them), with its ETag."""
-    policy, version = await _distribution(request).store.get_policy(principal.tenant)
-    response.headers["ETag"] = etag(version)
-    return policy
+    stored = await _distribution(request).sharing.policy(principal.tenant)
+    response.headers["ETag"] = etag(stored.version)
+    return stored.policy
 
 
 @router.put("/settings/authenticity", response_model=AuthenticityPolicy)
@@ -202,13 +169,14 @@ async def put_policy(request: Request, response: Response, body: AuthenticityPol
                      principal: Principal = Depends(ADMIN)) -> AuthenticityPolicy:
     """Replace the thresholds (0..1 similarity above which a text counts as a near-copy) and whether a
     near-copy is refused or only flagged. Send `If-Match` with the ETag you read (412 if it changed)."""
-    store = _distribution(request).store
-    _, version = await store.get_policy(principal.tenant)
-    require_if_match(request, version)
-    if not await store.replace_policy(principal.tenant, body, version):
-        raise Problem(412, "Precondition Failed", "The settings changed meanwhile; read them again.")
-    response.headers["ETag"] = etag(version + 1)
-    return body
+    try:
+        stored = await _distribution(request).sharing.replace_policy(
+            principal.tenant, body, precondition=lambda version: require_if_match(request, version))
+    except PolicyChanged:
+        # The contract of this resource: a lost race is a failed precondition, like a stale If-Match.
+        raise Problem(412, "Precondition Failed", "The settings changed meanwhile; read them again.") from None
+    response.headers["ETag"] = etag(stored.version)
+    return stored.policy
 
 
 NOT_FOUND_PAGE = ("<!doctype html><html lang=en><meta charset=utf-8><title>Link not found</title>"
@@ -227,9 +195,8 @@ def client_ip(request: Request) -> str:
 async def redirect(request: Request, code: str) -> Response:
     """Public tracked link: redirects to the content and counts the click (link-preview bots are not counted;
     visitors are counted once per link through a salted hash, no IP is stored)."""
-    distribution = _distribution(request)
-    target = await follow_link(distribution.store, distribution.options, code, client_ip(request),
-                               request.headers.get("user-agent"), utcnow())
+    target = await _distribution(request).tracking.follow(code, client_ip(request), request.headers.get("user-agent"),
+                                                          utcnow())
     if target is None:
         return HTMLResponse(NOT_FOUND_PAGE, status_code=404)
     return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store",

@@ -1,26 +1,49 @@
-"""Composition root: the API application and the worker, from settings."""
+"""Composition root: the API application and the worker, from settings (read only here and in main)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from pymongo.asynchronous.database import AsyncDatabase
 
 from advocacy_common.consuming import ProcessedEvents
 from advocacy_common.http import api_resources, create_service_app
 from advocacy_common.mongo import create_client
-from advocacy_common.topics import AMBASSADOR, CONTENT, ENGAGEMENT
+from advocacy_common.publishing import EventPublisher
+from advocacy_common.repository import Storage
 from advocacy_common.worker import ServiceWorker
 
 from . import api
-from .handlers import ENGAGEMENT_HANDLERS, PROJECTION_HANDLERS, bind
+from .adapters import (
+    create_indexes, mongo_repositories, outbox_collections, processed_events, upgrade_documents,
+)
+from .consumers import subscribe
 from .options import Options
+from .ports import Repositories
+from .service import Distribution, Engagement, Sharing, Tracking
 from .settings import DistributionSettings
-from .store import DistributionStore
 
 DESCRIPTION = ("Feeds, authentic shares, tracked links and engagement ingestion. The platform prepares, "
                "the person posts: it never posts on anyone's behalf and stores no social-network password.")
+
+
+async def build_distribution(database: AsyncDatabase, publisher: EventPublisher,
+                             settings: DistributionSettings) -> Distribution:
+    """The use cases on the MongoDB adapters of `database`."""
+    storage = await Storage.open(database, settings.cursor_key)
+    repositories = mongo_repositories(storage)
+    options = Options.from_settings(settings)
+    return Distribution(sharing=Sharing(repositories, options, storage.cursors),
+                        tracking=Tracking(repositories, options),
+                        engagement=Engagement(repositories, publisher, options), options=options)
+
+
+def settings_from_environment() -> DistributionSettings:
+    """The one place the environment is read (variables prefixed DISTRIBUTION_)."""
+    return DistributionSettings()
 
 
 def create_app(settings: DistributionSettings) -> FastAPI:
@@ -28,9 +51,10 @@ def create_app(settings: DistributionSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Webhook reports answer only after Kafka acknowledged, so the API has a producer of its own.
         async with api_resources(app, settings, publisher=True) as resources:
-            store = DistributionStore(resources.database)
-            await store.create_indexes()
-            app.state.distribution = api.Distribution(store, resources.publisher, Options.from_settings(settings))
+            assert resources.publisher is not None
+            await create_indexes(resources.database)
+            await upgrade_documents(resources.database)
+            app.state.distribution = await build_distribution(resources.database, resources.publisher, settings)
             yield
 
     app = create_service_app(settings, title="Distribution", description=DESCRIPTION, lifespan=lifespan)
@@ -40,13 +64,31 @@ def create_app(settings: DistributionSettings) -> FastAPI:
 
 def build_worker(settings: DistributionSettings) -> ServiceWorker:
     """Projections of content and ambassador events, comment tallies, and the outbox relay."""
-    client = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")
-    store = DistributionStore(client[settings.database])
-    # The ledger skips events a producer's relay re-published after a crash (same id, new offset).
-    ledger = ProcessedEvents(store.processed_events)
-    worker = ServiceWorker(settings, f"{settings.service_name}-worker", outbox_collections=store.outbox_collections,
-                           background=[ledger.prune])
-    worker.consume([CONTENT, AMBASSADOR], settings.consumer_group, bind(PROJECTION_HANDLERS, store), ledger=ledger)
-    worker.consume([ENGAGEMENT], f"{settings.consumer_group}-comments", bind(ENGAGEMENT_HANDLERS, store),
-                   ledger=ledger)
+    database = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")[settings.database]
+    ledger = ProcessedEvents(processed_events(database))
+    worker = ServiceWorker(settings, f"{settings.service_name}-worker",
+                           outbox_collections=outbox_collections(database), background=[ledger.prune])
+    subscribe(worker, OnFirstUse(lambda: _open_repositories(database, settings)), settings.consumer_group, ledger)
     return worker
+
+
+async def _open_repositories(database: AsyncDatabase, settings: DistributionSettings) -> Repositories:
+    return mongo_repositories(await Storage.open(database, settings.cursor_key))
+
+
+class OnFirstUse:
+    """The repositories, opened on the running loop when the first event arrives (opening detects the
+    server's capabilities, which needs the loop; building the worker does not)."""
+
+    def __init__(self, open_: Callable[[], Awaitable[Repositories]]):
+        self._open = open_
+        self._repositories: Repositories | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> Repositories:
+        if self._repositories is not None:
+            return self._repositories
+        async with self._lock:
+            if self._repositories is None:
+                self._repositories = await self._open()
+            return self._repositories

@@ -1,127 +1,104 @@
 """Event handlers: content, ambassador and charter events into projections; engagement into comment tallies.
 
-Every effect goes through `apply_once` (per-partition watermark in the same write), so a redelivered
-event changes nothing and replaying the topics from the start rebuilds the same projections.
-Version guards keep the newest content and charter even when an older event is applied later.
+A handler turns the event into domain values and calls a projection port; the adapter applies each event
+to a document at most once (watermark in the same write), so a redelivered event changes nothing and a
+replay from the start rebuilds the same projections. Version guards keep the newest content and charter
+even when an older event is applied later.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from functools import partial
-from typing import Any
 
-from advocacy_common.consuming import Delivery, apply_once
+from advocacy_common.consuming import Delivery
 from advocacy_common.events import (
     AmbassadorErased, AmbassadorOptedIn, AmbassadorOptedOut, AmbassadorProfileUpdated, CharterAccepted,
     CharterPublished, ContentPublished, ContentRetired, ContentUpdated, EngagementKind, EngagementReceived, Event,
 )
 
-from .models import ERASED, AmbassadorStatus
-from .store import DistributionStore, scoped_id
+from .models.projections import ERASED, AmbassadorStatus, CharterView, CommentTally, ContentView
+from .ports import Repositories
 
-NOT_ERASED = {"status": {"$ne": AmbassadorStatus.ERASED.value}}
+COMMENT_KINDS = (EngagementKind.COMMENT, EngagementKind.COMMENT_REPLY)
 
 
-async def on_content_snapshot(store: DistributionStore, delivery: Delivery) -> None:
+async def on_content_snapshot(repositories: Repositories, delivery: Delivery) -> None:
     event = delivery.event
     assert isinstance(event, ContentPublished | ContentUpdated)
-    fields = event.model_dump(mode="json")
-    fields.update(tenant=delivery.tenant_id, retired=False, publish_at=event.publish_at, expires_at=event.expires_at)
-    await apply_once(store.contents, {"_id": scoped_id(delivery.tenant_id, event.content_id),
-                                      "version": {"$lt": event.version}}, {"$set": fields}, delivery)
+    content = ContentView.model_validate({**event.model_dump(), "tenant": delivery.tenant_id, "retired": False})
+    await repositories.contents.put_if_newer(content, delivery)
 
 
-async def on_content_retired(store: DistributionStore, delivery: Delivery) -> None:
+async def on_content_retired(repositories: Repositories, delivery: Delivery) -> None:
     event = delivery.event
     assert isinstance(event, ContentRetired)
-    update = {"$set": {"retired": True, "version": event.version, "retired_reason": event.reason,
-                       "tenant": delivery.tenant_id, "content_id": event.content_id}}
-    await apply_once(store.contents, {"_id": scoped_id(delivery.tenant_id, event.content_id),
-                                      "version": {"$lte": event.version}}, update, delivery)
+    await repositories.contents.retire(delivery.tenant_id, event.content_id, event.version, event.reason, delivery)
 
 
-async def _update_ambassador(store: DistributionStore, delivery: Delivery, ambassador_id: str,
-                             update: dict[str, Any]) -> None:
-    """Once erased, nothing but a new opt-in brings a person back into this projection."""
-    update = {**update, "$set": {**update.get("$set", {}), "tenant": delivery.tenant_id,
-                                 "ambassador_id": ambassador_id}}
-    await apply_once(store.ambassadors, {"_id": scoped_id(delivery.tenant_id, ambassador_id), **NOT_ERASED},
-                     update, delivery)
-
-
-async def on_opted_in(store: DistributionStore, delivery: Delivery) -> None:
+async def on_opted_in(repositories: Repositories, delivery: Delivery) -> None:
     event = delivery.event
     assert isinstance(event, AmbassadorOptedIn)
-    update = {"$set": {"status": AmbassadorStatus.OPTED_IN.value, "profile": event.profile.model_dump(mode="json"),
-                       "tenant": delivery.tenant_id, "ambassador_id": event.ambassador_id},
-              # charter.accepted travels on the tenant's partition and may arrive before or after this.
-              "$max": {"accepted_charter_version": event.charter_version}}
-    await apply_once(store.ambassadors, {"_id": scoped_id(delivery.tenant_id, event.ambassador_id)}, update, delivery)
+    await repositories.ambassadors.opt_in(delivery.tenant_id, event.ambassador_id, event.profile,
+                                          event.charter_version, delivery)
 
 
-async def on_profile_updated(store: DistributionStore, delivery: Delivery) -> None:
+async def on_profile_updated(repositories: Repositories, delivery: Delivery) -> None:
     event = delivery.event
     assert isinstance(event, AmbassadorProfileUpdated)
-    await _update_ambassador(store, delivery, event.ambassador_id,
-                             {"$set": {"profile": event.profile.model_dump(mode="json")}})
+    await repositories.ambassadors.update_profile(delivery.tenant_id, event.ambassador_id, event.profile, delivery)
 
 
-async def on_opted_out(store: DistributionStore, delivery: Delivery) -> None:
+async def on_opted_out(repositories: Repositories, delivery: Delivery) -> None:
     event = delivery.event
     assert isinstance(event, AmbassadorOptedOut)
-    await _update_ambassador(store, delivery, event.ambassador_id,
-                             {"$set": {"status": AmbassadorStatus.OPTED_OUT.value}})
+    await repositories.ambassadors.opt_out(delivery.tenant_id, event.ambassador_id, delivery)
 
 
-async def on_erased(store: DistributionStore, delivery: Delivery) -> None:
+async def on_erased(repositories: Repositories, delivery: Delivery) -> None:
     event = delivery.event
     assert isinstance(event, AmbassadorErased)
-    await apply_once(store.ambassadors, {"_id": scoped_id(delivery.tenant_id, event.ambassador_id)},
-                     {"$set": {"status": AmbassadorStatus.ERASED.value, "tenant": delivery.tenant_id,
-                               "ambassador_id": event.ambassador_id}, "$unset": {"profile": ""}}, delivery)
+    tenant, ambassador_id = delivery.tenant_id, event.ambassador_id
+    await repositories.ambassadors.erase(tenant, ambassador_id, delivery)
     # Always run (idempotent by nature), so a crash after the first write still completes the erasure.
-    await store.anonymise_ambassador(delivery.tenant_id, event.ambassador_id, ERASED)
+    await asyncio.gather(repositories.shares.anonymise(tenant, ambassador_id, ERASED),
+                         repositories.links.anonymise(tenant, ambassador_id, ERASED),
+                         repositories.comments.anonymise(tenant, ambassador_id, ERASED))
 
 
-async def on_charter_published(store: DistributionStore, delivery: Delivery) -> None:
+async def on_charter_published(repositories: Repositories, delivery: Delivery) -> None:
     event = delivery.event
     assert isinstance(event, CharterPublished)
-    update = {"$set": {"tenant": delivery.tenant_id, "current_version": event.version,
-                       "disclosure_required": event.disclosure_required, "disclosure_line": event.disclosure_line}}
-    await apply_once(store.charters, {"_id": delivery.tenant_id, "current_version": {"$lt": event.version}},
-                     update, delivery)
+    charter = CharterView(current_version=event.version, disclosure_required=event.disclosure_required,
+                          disclosure_line=event.disclosure_line)
+    await repositories.charters.publish(delivery.tenant_id, charter, delivery)
 
 
-async def on_charter_accepted(store: DistributionStore, delivery: Delivery) -> None:
+async def on_charter_accepted(repositories: Repositories, delivery: Delivery) -> None:
     event = delivery.event
     assert isinstance(event, CharterAccepted)
-    await _update_ambassador(store, delivery, event.ambassador_id,
-                             {"$max": {"accepted_charter_version": event.charter_version}})
+    await repositories.ambassadors.accept_charter(delivery.tenant_id, event.ambassador_id, event.charter_version,
+                                                  delivery)
 
 
-COMMENT_COUNTERS = {EngagementKind.COMMENT: "comments", EngagementKind.COMMENT_REPLY: "replies"}
-
-
-async def on_engagement(store: DistributionStore, delivery: Delivery) -> None:
+async def on_engagement(repositories: Repositories, delivery: Delivery) -> None:
     """Comments and replies per share, so an ambassador sees which posts still await an answer."""
     event = delivery.event
     assert isinstance(event, EngagementReceived)
-    counter = COMMENT_COUNTERS.get(event.kind)
-    if counter is None or event.share_id is None:
+    if event.kind not in COMMENT_KINDS or event.share_id is None:
         return
-    ambassador = await store.get_ambassador(delivery.tenant_id, event.ambassador_id)
+    ambassador = await repositories.ambassadors.get(delivery.tenant_id, event.ambassador_id)
     # A replay after an erasure must not bring the person's id back.
     ambassador_id = ERASED if ambassador and ambassador.status is AmbassadorStatus.ERASED else event.ambassador_id
-    update = {"$inc": {counter: event.count},
-              "$set": {"tenant": delivery.tenant_id, "share_id": event.share_id, "ambassador_id": ambassador_id,
-                       "content_id": event.content_id, "network": event.network.value}}
-    await apply_once(store.comments, {"_id": scoped_id(delivery.tenant_id, event.share_id)}, update, delivery)
+    tally = CommentTally(tenant=delivery.tenant_id, share_id=event.share_id, ambassador_id=ambassador_id,
+                         content_id=event.content_id, network=event.network.value)
+    await repositories.comments.count(tally, event.kind, event.count, delivery)
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
+RepositoryHandler = Callable[[Repositories, Delivery], Awaitable[None]]
 
-PROJECTION_HANDLERS: dict[type[Event], Callable[[DistributionStore, Delivery], Awaitable[None]]] = {
+PROJECTION_HANDLERS: dict[type[Event], RepositoryHandler] = {
     ContentPublished: on_content_snapshot,
     ContentUpdated: on_content_snapshot,
     ContentRetired: on_content_retired,
@@ -132,9 +109,16 @@ PROJECTION_HANDLERS: dict[type[Event], Callable[[DistributionStore, Delivery], A
     CharterPublished: on_charter_published,
     CharterAccepted: on_charter_accepted,
 }
-ENGAGEMENT_HANDLERS = {EngagementReceived: on_engagement}
+ENGAGEMENT_HANDLERS: dict[type[Event], RepositoryHandler] = {EngagementReceived: on_engagement}
 
 
-def bind(handlers: dict[type[Event], Callable[[DistributionStore, Delivery], Awaitable[None]]],
-         store: DistributionStore) -> dict[type[Event], Handler]:
-    return {event_type: partial(handler, store) for event_type, handler in handlers.items()}
+def bind(handlers: dict[type[Event], RepositoryHandler],
+         repositories: Callable[[], Awaitable[Repositories]]) -> dict[type[Event], Handler]:
+    """The handlers as the dispatcher calls them (a delivery in), on the repositories `repositories()` gives."""
+
+    def bound(handler: RepositoryHandler) -> Handler:
+        async def handle(delivery: Delivery) -> None:
+            await handler(await repositories(), delivery)
+        return handle
+
+    return {event_type: bound(handler) for event_type, handler in handlers.items()}

@@ -8,18 +8,18 @@ import uvicorn
 
 from advocacy_common.logs import configure_logging
 
-from .bootstrap import build_worker, create_app
+from .bootstrap import build_worker, create_app, settings_from_environment
 from .settings import DistributionSettings
 
 
 def run_api() -> None:
-    settings = DistributionSettings()
+    settings = settings_from_environment()
     configure_logging(settings.log_level, settings.log_json)
     uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, proxy_headers=True)
 
 
 def run_worker() -> None:
-    settings = DistributionSettings()
+    settings = settings_from_environment()
     configure_logging(settings.log_level, settings.log_json)
     asyncio.run(_work(settings))
 

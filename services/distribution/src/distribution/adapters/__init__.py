@@ -1,0 +1,74 @@
+"""The MongoDB adapters of distribution's ports: the only place that knows collections, documents,
+operators and FerretDB 1.x tactics (each commented where it is used)."""
+
+from __future__ import annotations
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from advocacy_common.repository import Storage
+
+from ..ports import Repositories
+from .engagement import MongoClicks, MongoConnectors, MongoReports
+from .projections import (
+    MongoAmbassadorProjection, MongoCharterProjection, MongoCommentTallies, MongoContentProjection,
+)
+from .sharing import MongoLinks, MongoPolicies, MongoShares
+
+__all__ = ["create_indexes", "mongo_repositories", "outbox_collections", "processed_events", "upgrade_documents"]
+PROCESSED_EVENTS = "processed_events"
+
+
+def mongo_repositories(storage: Storage) -> Repositories:
+    """Every repository of distribution on one database."""
+    return Repositories(contents=MongoContentProjection(storage), ambassadors=MongoAmbassadorProjection(storage),
+                        charters=MongoCharterProjection(storage), comments=MongoCommentTallies(storage),
+                        shares=MongoShares(storage), links=MongoLinks(storage), clicks=MongoClicks(storage),
+                        connectors=MongoConnectors(storage), reports=MongoReports(storage),
+                        policies=MongoPolicies(storage))
+
+
+def processed_events(database: AsyncDatabase) -> AsyncCollection:
+    """The consumers' ledger of applied event ids."""
+    return database[PROCESSED_EVENTS]
+
+
+def outbox_collections(database: AsyncDatabase) -> list[AsyncCollection]:
+    """Collections whose documents carry events for the relay."""
+    return [database[MongoShares.collection_name], database[MongoClicks.collection_name]]
+
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "contents": [IndexModel([("tenant", ASCENDING), ("retired", ASCENDING), ("publish_at", DESCENDING)])],
+    "shares": [
+        IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING), ("status", ASCENDING),
+                    ("confirmed_at", DESCENDING)]),
+        IndexModel([("tenant", ASCENDING), ("content_id", ASCENDING), ("status", ASCENDING),
+                    ("signature_bands", ASCENDING)]),  # the LSH lookup (multikey)
+        IndexModel([("tenant", ASCENDING), ("content_id", ASCENDING), ("recommended_at", ASCENDING)]),
+        IndexModel([("tenant", ASCENDING), ("post_url", ASCENDING)]),
+        IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING), ("created_at", DESCENDING)]),
+    ],
+    "links": [IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])],
+    "comments": [IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])],
+    PROCESSED_EVENTS: [IndexModel([("seen_at", ASCENDING)])],
+    "connectors": [IndexModel([("tenant", ASCENDING), ("name", ASCENDING)], unique=True)],
+}
+
+
+async def create_indexes(database: AsyncDatabase) -> None:
+    """MongoDB uses these; FerretDB 1.x keeps them but pushes only `_id` filters down to SQLite.
+
+    One index per command: FerretDB 1.24 (behind our proxy) drops the connection when one `createIndexes`
+    names two or more indexes that exist already, i.e. on every restart; MongoDB takes either as a no-op.
+    """
+    for collection, indexes in INDEXES.items():
+        for index in indexes:
+            await database[collection].create_indexes([index])
+
+
+async def upgrade_documents(database: AsyncDatabase) -> None:
+    """Shares written before shares had a `version` get version 1, so that their confirmation (a
+    compare-and-set on the version) works. Matches nothing once done; a scan on FerretDB 1.x at start."""
+    await database[MongoShares.collection_name].update_many({"version": {"$exists": False}}, {"$set": {"version": 1}})

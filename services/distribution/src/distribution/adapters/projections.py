@@ -1,0 +1,128 @@
+"""Projections of content, ambassador and charter events, and the comment tallies, in MongoDB.
+
+Every write goes through `apply_once`: the per-partition watermark rides in the same single-document update
+as the effect, so a redelivered event changes nothing and a replay from the start rebuilds the same
+documents. Version guards are filters (`version < new`), so an older event applied late loses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from advocacy_common.consuming import Delivery, apply_once
+from advocacy_common.events import AmbassadorProfile, EngagementKind
+from advocacy_common.repository import Repository
+
+from ..models.projections import (
+    AmbassadorStatus, AmbassadorView, CharterView, CommentTally, ContentView, scoped_id,
+)
+from .erasure import anonymise_until_settled
+
+NOT_ERASED = {"status": {"$ne": AmbassadorStatus.ERASED.value}}
+COMMENT_COUNTERS = {EngagementKind.COMMENT: "comments", EngagementKind.COMMENT_REPLY: "replies"}
+
+
+class MongoContentProjection(Repository[ContentView]):
+    collection_name = "contents"
+
+    def from_document(self, document: Mapping[str, Any]) -> ContentView:
+        return ContentView.model_validate(document)
+
+    async def get(self, tenant: str, content_id: str) -> ContentView | None:
+        return await super().get(tenant, scoped_id(tenant, content_id))
+
+    async def list_published(self, tenant: str, now: datetime) -> list[ContentView]:
+        # Scans on FerretDB 1.x (only `_id` filters reach SQLite); MongoDB uses the (tenant, retired,
+        # publish_at) index. A tenant's live contents are few: the feed ranks them all anyway.
+        return await self.find({"tenant": tenant, "retired": False, "publish_at": {"$lte": now}})
+
+    async def put_if_newer(self, content: ContentView, delivery: Delivery) -> None:
+        fields = content.model_dump(mode="json")
+        fields.update(publish_at=content.publish_at, expires_at=content.expires_at)  # dates stay dates (queries)
+        await apply_once(self.collection, {"_id": scoped_id(content.tenant, content.content_id),
+                                           "version": {"$lt": content.version}}, {"$set": fields}, delivery)
+
+    async def retire(self, tenant: str, content_id: str, version: int, reason: str, delivery: Delivery) -> None:
+        update = {"$set": {"retired": True, "version": version, "retired_reason": reason, "tenant": tenant,
+                           "content_id": content_id}}
+        await apply_once(self.collection, {"_id": scoped_id(tenant, content_id), "version": {"$lte": version}},
+                         update, delivery)
+
+
+class MongoAmbassadorProjection(Repository[AmbassadorView]):
+    collection_name = "ambassadors"
+
+    def from_document(self, document: Mapping[str, Any]) -> AmbassadorView:
+        return AmbassadorView.model_validate(document)
+
+    async def get(self, tenant: str, ambassador_id: str) -> AmbassadorView | None:
+        return await super().get(tenant, scoped_id(tenant, ambassador_id))
+
+    async def opt_in(self, tenant: str, ambassador_id: str, profile: AmbassadorProfile, charter_version: int,
+                     delivery: Delivery) -> None:
+        update = {"$set": {"status": AmbassadorStatus.OPTED_IN.value, "profile": profile.model_dump(mode="json"),
+                           "tenant": tenant, "ambassador_id": ambassador_id},
+                  # charter.accepted travels on the tenant's partition and may arrive before or after this.
+                  "$max": {"accepted_charter_version": charter_version}}
+        await apply_once(self.collection, {"_id": scoped_id(tenant, ambassador_id)}, update, delivery)
+
+    async def update_profile(self, tenant: str, ambassador_id: str, profile: AmbassadorProfile,
+                             delivery: Delivery) -> None:
+        await self._unless_erased(tenant, ambassador_id, {"$set": {"profile": profile.model_dump(mode="json")}},
+                                  delivery)
+
+    async def opt_out(self, tenant: str, ambassador_id: str, delivery: Delivery) -> None:
+        await self._unless_erased(tenant, ambassador_id, {"$set": {"status": AmbassadorStatus.OPTED_OUT.value}},
+                                  delivery)
+
+    async def accept_charter(self, tenant: str, ambassador_id: str, charter_version: int,
+                             delivery: Delivery) -> None:
+        await self._unless_erased(tenant, ambassador_id, {"$max": {"accepted_charter_version": charter_version}},
+                                  delivery)
+
+    async def erase(self, tenant: str, ambassador_id: str, delivery: Delivery) -> None:
+        await apply_once(self.collection, {"_id": scoped_id(tenant, ambassador_id)},
+                         {"$set": {"status": AmbassadorStatus.ERASED.value, "tenant": tenant,
+                                   "ambassador_id": ambassador_id}, "$unset": {"profile": ""}}, delivery)
+
+    async def _unless_erased(self, tenant: str, ambassador_id: str, update: dict[str, Any],
+                             delivery: Delivery) -> None:
+        """Once erased, nothing but a new opt-in brings a person back into this projection."""
+        update = {**update, "$set": {**update.get("$set", {}), "tenant": tenant, "ambassador_id": ambassador_id}}
+        await apply_once(self.collection, {"_id": scoped_id(tenant, ambassador_id), **NOT_ERASED}, update, delivery)
+
+
+class MongoCharterProjection(Repository[CharterView]):
+    collection_name = "charters"  # `_id` is the tenant
+
+    def from_document(self, document: Mapping[str, Any]) -> CharterView:
+        return CharterView.model_validate(document)
+
+    async def current(self, tenant: str) -> CharterView:
+        return await super().get(tenant, tenant) or CharterView()
+
+    async def publish(self, tenant: str, charter: CharterView, delivery: Delivery) -> None:
+        update = {"$set": {"tenant": tenant, **charter.model_dump()}}
+        await apply_once(self.collection, {"_id": tenant, "current_version": {"$lt": charter.current_version}},
+                         update, delivery)
+
+
+class MongoCommentTallies(Repository[CommentTally]):
+    collection_name = "comments"  # `_id` is tenant/share_id
+
+    def from_document(self, document: Mapping[str, Any]) -> CommentTally:
+        return CommentTally.model_validate(document)
+
+    async def count(self, tally: CommentTally, kind: EngagementKind, count: int, delivery: Delivery) -> None:
+        update = {"$inc": {COMMENT_COUNTERS[kind]: count},
+                  "$set": tally.model_dump(include={"tenant", "share_id", "ambassador_id", "content_id", "network"})}
+        await apply_once(self.collection, {"_id": scoped_id(tally.tenant, tally.share_id)}, update, delivery)
+
+    async def awaiting_reply(self, tenant: str, ambassador_id: str) -> list[CommentTally]:
+        tallies = await self.find({"tenant": tenant, "ambassador_id": ambassador_id}, sort=[("share_id", 1)])
+        return [tally for tally in tallies if tally.awaiting > 0]
+
+    async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
+        await anonymise_until_settled(self.collection, tenant, ambassador_id, {"$set": {"ambassador_id": erased}})

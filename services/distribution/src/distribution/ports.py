@@ -1,0 +1,217 @@
+"""What the use cases and handlers need from storage and transport: one Protocol per repository.
+
+Domain types in and out, never documents or query dicts. The MongoDB implementations are in `adapters/`;
+the unit tests have one in-memory fake of each (tests/distribution/unit/fakes.py).
+
+Projection writes take the `Delivery` of the event that causes them: an adapter applies an event to a
+document at most once (per-partition watermark written with the effect), so redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from advocacy_common.consuming import Delivery
+from advocacy_common.envelope import Envelope
+from advocacy_common.events import AmbassadorProfile, EngagementKind
+from advocacy_common.repository import Page, UnitOfWork
+
+from .models.authenticity import AuthenticityPolicy, TenantPolicy
+from .models.engagement import Click, Connector, Report
+from .models.projections import AmbassadorView, CharterView, CommentTally, ContentView
+from .models.sharing import Share, TrackedLink
+
+
+# --- projections of other services' events ----------------------------------------------------
+
+class ContentProjection(Protocol):
+    async def get(self, tenant: str, content_id: str) -> ContentView | None: ...
+
+    async def list_published(self, tenant: str, now: datetime) -> list[ContentView]:
+        """Not retired and published by `now` (expiry and targeting are the caller's rules)."""
+        ...
+
+    async def put_if_newer(self, content: ContentView, delivery: Delivery) -> None:
+        """Store this version unless a newer one is stored already."""
+        ...
+
+    async def retire(self, tenant: str, content_id: str, version: int, reason: str, delivery: Delivery) -> None:
+        """Mark retired unless a newer version is stored."""
+        ...
+
+
+class AmbassadorProjection(Protocol):
+    async def get(self, tenant: str, ambassador_id: str) -> AmbassadorView | None: ...
+
+    async def opt_in(self, tenant: str, ambassador_id: str, profile: AmbassadorProfile, charter_version: int,
+                     delivery: Delivery) -> None:
+        """Opted in with this profile; the accepted charter version only ever grows."""
+        ...
+
+    async def update_profile(self, tenant: str, ambassador_id: str, profile: AmbassadorProfile,
+                             delivery: Delivery) -> None:
+        """New profile, unless the person was erased."""
+        ...
+
+    async def opt_out(self, tenant: str, ambassador_id: str, delivery: Delivery) -> None:
+        """Opted out, unless the person was erased."""
+        ...
+
+    async def accept_charter(self, tenant: str, ambassador_id: str, charter_version: int,
+                             delivery: Delivery) -> None:
+        """The accepted version becomes the highest seen, in any order with the opt-in (unless erased)."""
+        ...
+
+    async def erase(self, tenant: str, ambassador_id: str, delivery: Delivery) -> None:
+        """Status erased, profile dropped."""
+        ...
+
+
+class CharterProjection(Protocol):
+    async def current(self, tenant: str) -> CharterView:
+        """The tenant's current charter (version 0 when none was published)."""
+        ...
+
+    async def publish(self, tenant: str, charter: CharterView, delivery: Delivery) -> None:
+        """Becomes current unless a higher version is."""
+        ...
+
+
+class CommentTallies(Protocol):
+    async def count(self, tally: CommentTally, kind: EngagementKind, count: int, delivery: Delivery) -> None:
+        """Add `count` comments or replies (by `kind`) to the share's tally; `tally` says whose share it is."""
+        ...
+
+    async def awaiting_reply(self, tenant: str, ambassador_id: str) -> list[CommentTally]:
+        """My tallies with more comments than replies, by share id."""
+        ...
+
+    async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None: ...
+
+
+# --- this service's own state ------------------------------------------------------------------
+
+class Shares(Protocol):
+    async def get(self, tenant: str, share_id: str) -> Share | None: ...
+
+    async def get_retry(self, tenant: str, share_id: str, fingerprint: str) -> Share | None:
+        """The share an earlier request with this key created; KeyReused if its body differed."""
+        ...
+
+    async def add_prepared(self, share: Share, fingerprint: str) -> Share:
+        """Insert a prepared share under its key-derived id: the stored one (a concurrent retry may have won)."""
+        ...
+
+    async def confirm(self, share: Share, uow: UnitOfWork) -> Share:
+        """Save the confirmation with its events if the share is still prepared at the version read;
+        StaleWrite (nothing written) otherwise."""
+        ...
+
+    async def page_of(self, tenant: str, ambassador_id: str, cursor: str | None, limit: int) -> Page[Share]:
+        """My shares, newest first."""
+        ...
+
+    async def find_by_post_url(self, tenant: str, post_url: str) -> Share | None: ...
+
+    async def shared_content_ids(self, tenant: str, ambassador_id: str) -> set[str]:
+        """Contents I confirmed a share of."""
+        ...
+
+    async def count_confirmed_since(self, tenant: str, ambassador_id: str, since: datetime) -> int: ...
+
+    async def count_slots_taken_from(self, tenant: str, content_id: str, moment: datetime) -> int:
+        """Shares of this content recommended at or after `moment`."""
+        ...
+
+    async def colleague_signatures(self, tenant: str, content_id: str, ambassador_id: str,
+                                   bands: list[str]) -> list[list[int]]:
+        """Signatures of others' confirmed shares of this content sharing at least one LSH band key."""
+        ...
+
+    async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
+        """Drop the person's id, text and post URL from their shares (counts stay)."""
+        ...
+
+
+class Links(Protocol):
+    async def get(self, tenant: str, code: str) -> TrackedLink | None: ...
+
+    async def by_code(self, code: str) -> TrackedLink | None:
+        """By code alone: the public redirect has no tenant; the link says whose it is."""
+        ...
+
+    async def ensure(self, link: TrackedLink) -> None:
+        """Create the link once; later preparations of the same triple leave it unchanged."""
+        ...
+
+    async def claim(self, tenant: str, code: str, share_id: str) -> bool:
+        """One confirmed share per link: the first confirmation claims it (a retry of it still does)."""
+        ...
+
+    async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None: ...
+
+
+class Clicks(Protocol):
+    async def record(self, click: Click, uow: UnitOfWork) -> bool:
+        """Insert the click with its events; False (nothing written) when its id exists already."""
+        ...
+
+
+class Connectors(Protocol):
+    async def register(self, connector: Connector, fingerprint: str) -> Connector:
+        """Insert under its key-derived id; a retry with the same body finds the first (KeyReused with
+        another body, AlreadyExists when the name is taken)."""
+        ...
+
+    async def get(self, tenant: str, connector_id: str) -> Connector | None: ...
+
+    async def list(self, tenant: str) -> list[Connector]:
+        """Oldest first."""
+        ...
+
+
+class Reports(Protocol):
+    async def get(self, tenant: str, report_id: str) -> Report | None: ...
+
+    async def record(self, report: Report) -> bool:
+        """False (nothing written) when a report with this id exists already."""
+        ...
+
+    async def acknowledge(self, tenant: str, report_id: str) -> None:
+        """Kafka has the event: mark it and drop the kept envelope."""
+        ...
+
+
+class Policies(Protocol):
+    async def current(self, tenant: str) -> TenantPolicy:
+        """The stored policy, or the defaults at version 0."""
+        ...
+
+    async def replace(self, tenant: str, policy: AuthenticityPolicy, expected_version: int) -> TenantPolicy:
+        """Store it if the stored version is still `expected_version`: the saved policy (version + 1);
+        StaleWrite or AlreadyExists (nothing written) when another writer got there first."""
+        ...
+
+
+class Publisher(Protocol):
+    """Publishing with Kafka's acknowledgement (the signed reports answer only after it)."""
+
+    async def publish(self, logical_topic: str, envelope: Envelope) -> None: ...
+
+
+@dataclass(frozen=True)
+class Repositories:
+    """Every port the use cases and handlers of distribution work with."""
+
+    contents: ContentProjection
+    ambassadors: AmbassadorProjection
+    charters: CharterProjection
+    comments: CommentTallies
+    shares: Shares
+    links: Links
+    clicks: Clicks
+    connectors: Connectors
+    reports: Reports
+    policies: Policies

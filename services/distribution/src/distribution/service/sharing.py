@@ -1,0 +1,214 @@
+"""Use cases of the ambassador: the feed, preparing a share, confirming it was posted; the tenant's policy.
+
+The platform prepares, the person posts: nothing here posts anywhere. A confirmed share and its
+`post.shared.v1` event are one single-document write (the unit of work rides with the share).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from advocacy_common.api_support import fingerprint, idempotent_id
+from advocacy_common.auth import Principal, Role
+from advocacy_common.cursors import CursorCodec
+from advocacy_common.errors import not_found
+from advocacy_common.events import Network, PostShared
+from advocacy_common.repository import AlreadyExists, Page, StaleWrite, UnitOfWork
+
+from ..models.authenticity import (
+    AuthenticityPolicy, TenantPolicy, check_authenticity, minhash, normalized_words, score_authenticity, shingles,
+    signature_bands,
+)
+from ..models.projections import (
+    INELIGIBILITY_REASONS, SCORE_SCALE, AmbassadorView, CharterView, ContentView, FeedPage, FeedPosition,
+    after_position, ineligibility, rank_feed, suggestion, targeting_misses,
+)
+from ..models.sharing import (
+    Refusal, Share, ShareStatus, TrackedLink, check_text, check_weekly_limit, in_quiet_hours, link_code,
+    recommend_slot, required_disclosures, share_intent_url,
+)
+from ..options import EVENT_SOURCE, Options
+from ..ports import Repositories
+from ..schemas import PrepareShare
+
+WEEK = timedelta(days=7)
+SHARE_EVENT_NAMESPACE = uuid.UUID("5d0f1f0e-7a43-4d7e-b0a3-2b8c9e6d4f11")
+FEED_CURSOR_SCOPE = "feed"
+# What a confirmation still needs of the person (a pending charter does not undo a post already made).
+CONFIRMATION_REFUSALS = ("opted_out", "erased", "not_opted_in")
+
+
+class PolicyChanged(Exception):
+    """Another admin replaced the policy meanwhile; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Sharing:
+    repositories: Repositories
+    options: Options
+    cursors: CursorCodec  # feed pages: the ranking is computed here, not by a query
+
+    # --- the feed ---------------------------------------------------------------------------
+
+    async def feed(self, principal: Principal, now: datetime, limit: int, cursor: str | None) -> FeedPage:
+        repositories, tenant = self.repositories, principal.tenant
+        position = self._position(principal, cursor)
+        ambassador, charter = await asyncio.gather(repositories.ambassadors.get(tenant, principal.ambassador_id),
+                                                   repositories.charters.current(tenant))
+        reason = ineligibility(ambassador, charter)
+        if reason is not None:
+            return FeedPage(reason=reason)
+        assert ambassador is not None
+        contents, shared = await asyncio.gather(repositories.contents.list_published(tenant, now),
+                                                repositories.shares.shared_content_ids(tenant, ambassador.ambassador_id))
+        scored_at = position.scored_at if position else now
+        ranked = after_position(rank_feed(contents, ambassador, now, shared, scored_at), position)
+        page = ranked[:limit]
+        next_cursor = None
+        if len(ranked) > limit:
+            score, content = page[-1]
+            next_cursor = self.cursors.encode(self._scope(principal),
+                                              (scored_at, round(score * SCORE_SCALE), content.content_id))
+        return FeedPage(items=[suggestion(score, content, ambassador) for score, content in page],
+                        next_cursor=next_cursor)
+
+    def _scope(self, principal: Principal) -> str:
+        return f"{FEED_CURSOR_SCOPE}\x1f{principal.tenant}\x1f{principal.ambassador_id}"
+
+    def _position(self, principal: Principal, cursor: str | None) -> FeedPosition | None:
+        values = self.cursors.decode(self._scope(principal), cursor, (datetime, int, str))
+        return FeedPosition(*values) if values else None
+
+    # --- shares -----------------------------------------------------------------------------
+
+    async def prepare(self, principal: Principal, request: PrepareShare, idempotency_key: str | None,
+                      now: datetime) -> Share:
+        """Check every rule, then store the prepared share with its tracked link; same key, same result."""
+        repositories, tenant, me = self.repositories, principal.tenant, principal.ambassador_id
+        share_id = idempotent_id(tenant, f"share:{me}", idempotency_key)
+        request_fingerprint = fingerprint(request.model_dump(mode="json"))
+        existing, ambassador, charter, content, policy = await asyncio.gather(
+            repositories.shares.get_retry(tenant, share_id, request_fingerprint), repositories.ambassadors.get(tenant, me),
+            repositories.charters.current(tenant), repositories.contents.get(tenant, request.content_id),
+            repositories.policies.current(tenant))
+        if existing is not None:
+            return existing
+        _check_may_share(ambassador, charter, content, request.network, now)
+        assert ambassador is not None and ambassador.profile is not None and content is not None
+        network, preferences = request.network, ambassador.profile.preferences
+        code = link_code(self.options.link_code_secret, tenant, me, content.content_id, network.value)
+        disclosures = required_disclosures(content, charter)
+        signature = minhash(shingles(normalized_words(request.text, tuple(disclosures))))
+        bands = signature_bands(signature)
+        link, shared_this_week, taken, colleague_signatures = await asyncio.gather(
+            repositories.links.get(tenant, code), repositories.shares.count_confirmed_since(tenant, me, now - WEEK),
+            repositories.shares.count_slots_taken_from(tenant, content.content_id, now),
+            repositories.shares.colleague_signatures(tenant, content.content_id, me, bands))
+        if link is not None and link.confirmed_share_id:
+            raise Refusal("already_shared", f"You already shared this content on {network.value}.")
+        check_text(request.text, network, disclosures)
+        check_weekly_limit(shared_this_week, preferences.max_shares_per_week)
+        planned = request.planned_at or now
+        if in_quiet_hours(planned, preferences.quiet_hours, preferences.time_zone):
+            raise Refusal("quiet_hours", "That time is within the quiet hours you set; pick another moment.")
+        scores = score_authenticity(request.text, list(content.suggested_texts.values()), colleague_signatures,
+                                    ignore=tuple(disclosures))
+        check_authenticity(scores, policy.policy)
+
+        slot = recommend_slot(max(now, planned), content.publish_at or now, taken, self.options.slot_spacing,
+                              preferences.quiet_hours, preferences.time_zone)
+        team_id = ambassador.profile.team_id
+        await repositories.links.ensure(TrackedLink(
+            code=code, tenant=tenant, ambassador_id=me, content_id=content.content_id,
+            campaign_id=content.campaign_id, network=network.value, team_id=team_id, link_url=content.link_url,
+            created_at=now))
+        tracked = self.options.tracked_link(code)
+        share = Share(id=share_id, tenant=tenant, ambassador_id=me, content_id=content.content_id,
+                      campaign_id=content.campaign_id, team_id=team_id, network=network, text=request.text,
+                      tracked_link_code=code, tracked_link=tracked,
+                      share_intent_url=share_intent_url(network, tracked, request.text), recommended_at=slot,
+                      similarity_to_suggested=scores.to_suggested, similarity_to_colleagues=scores.to_colleagues,
+                      personalized=scores.personalized(policy.policy), signature=signature,
+                      signature_bands=bands, created_at=now)
+        return await repositories.shares.add_prepared(share, request_fingerprint)
+
+    async def get(self, principal: Principal, share_id: str) -> Share:
+        """An ambassador sees their own shares; admins and connectors any share of their tenant."""
+        share = await self.repositories.shares.get(principal.tenant, share_id)
+        if share is None or (share.ambassador_id != principal.ambassador_id
+                             and not principal.has_any(Role.ADMIN, Role.INTEGRATOR)):
+            raise not_found("share")
+        return share
+
+    async def mine(self, principal: Principal, cursor: str | None, limit: int) -> Page[Share]:
+        return await self.repositories.shares.page_of(principal.tenant, principal.ambassador_id, cursor, limit)
+
+    async def confirm(self, principal: Principal, share_id: str, post_url: str | None, now: datetime) -> Share:
+        """Record that the person posted; emits post.shared.v1 once (a repeated confirmation changes nothing)."""
+        repositories, tenant = self.repositories, principal.tenant
+        share = await self.get(principal, share_id)
+        if share.status is ShareStatus.CONFIRMED:
+            return share
+        ambassador = await repositories.ambassadors.get(tenant, share.ambassador_id)
+        reason = ineligibility(ambassador, await repositories.charters.current(tenant))
+        if reason in CONFIRMATION_REFUSALS:
+            raise Refusal(reason, INELIGIBILITY_REASONS[reason])
+        assert ambassador is not None
+        if not await repositories.links.claim(tenant, share.tracked_link_code, share_id):
+            raise Refusal("already_shared", f"You already shared this content on {share.network.value}.")
+        uow = UnitOfWork(tenant, EVENT_SOURCE)
+        # A deterministic id: a confirmation retried after a lost answer is the same event.
+        uow.record(PostShared(share_id=share_id, content_id=share.content_id, campaign_id=share.campaign_id,
+                              ambassador_id=share.ambassador_id, team_id=share.team_id, network=share.network,
+                              personalized=share.personalized, similarity_to_suggested=share.similarity_to_suggested,
+                              similarity_to_colleagues=share.similarity_to_colleagues,
+                              potential_reach=ambassador.audience_on(share.network.value) or 0,
+                              tracked_link_code=share.tracked_link_code, shared_at=now),
+                   event_id=str(uuid.uuid5(SHARE_EVENT_NAMESPACE, f"{tenant}/{share_id}")))
+        try:
+            saved = await repositories.shares.confirm(share.confirmed(post_url, now), uow)
+        except StaleWrite:
+            # Another request (another replica) changed the share since we read it; nothing of ours was
+            # written. If it was a confirmation, this one is a repeat and answers with what is stored.
+            current = await repositories.shares.get(tenant, share_id)
+            if current is None or current.status is not ShareStatus.CONFIRMED:
+                raise
+            return current
+        # The database's copy (times in milliseconds) is what later reads answer with.
+        return await repositories.shares.get(tenant, share_id) or saved
+
+    # --- the tenant's authenticity policy -----------------------------------------------------
+
+    async def policy(self, tenant: str) -> TenantPolicy:
+        return await self.repositories.policies.current(tenant)
+
+    async def replace_policy(self, tenant: str, policy: AuthenticityPolicy,
+                             precondition: Callable[[int], None]) -> TenantPolicy:
+        """Replace the thresholds if the stored version is the one `precondition` accepts (it raises
+        otherwise); PolicyChanged when another writer got in between, so no two admins overwrite each other."""
+        current = await self.repositories.policies.current(tenant)
+        precondition(current.version)
+        try:
+            return await self.repositories.policies.replace(tenant, policy, current.version)
+        except (StaleWrite, AlreadyExists):
+            raise PolicyChanged(tenant) from None
+
+
+def _check_may_share(ambassador: AmbassadorView | None, charter: CharterView, content: ContentView | None,
+                     network: Network, now: datetime) -> None:
+    reason = ineligibility(ambassador, charter)
+    if reason is not None:
+        raise Refusal(reason, INELIGIBILITY_REASONS[reason])
+    assert ambassador is not None
+    if content is None or not content.is_active(now):
+        raise Refusal("content_not_available", "This content is not (or no longer) available for sharing.")
+    misses = [m for m in targeting_misses(content, ambassador) if m != "network"]
+    if misses:
+        raise Refusal("not_targeted", f"This content is not meant for you (audience: {', '.join(misses)}).")
+    if network.value not in content.networks or network.value not in ambassador.networks():
+        raise Refusal("network_not_allowed", f"This content cannot be shared on {network.value}, or {network.value} "
+                      "is not one of the networks in your profile.")

@@ -1,0 +1,339 @@
+"""One in-memory fake per port of distribution (plain Python over domain types), shared by the unit tests.
+
+They keep the contracts the use cases rely on: tenant-scoped reads, at-most-once projection writes per
+event, idempotent inserts with fingerprints, compare-and-set saves that refuse a stale version, events
+saved with the state change they belong to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from advocacy_common.consuming import Delivery
+from advocacy_common.envelope import Envelope
+from advocacy_common.events import AmbassadorProfile, EngagementKind
+from advocacy_common.repository import AlreadyExists, KeyReused, Page, StaleWrite, UnitOfWork
+from distribution.models.authenticity import AuthenticityPolicy, TenantPolicy
+from distribution.models.engagement import Click, Connector, Report
+from distribution.models.projections import (
+    AmbassadorStatus, AmbassadorView, CharterView, CommentTally, ContentView,
+)
+from distribution.models.sharing import Share, ShareStatus, TrackedLink
+from distribution.ports import Repositories
+
+
+def of_tenant(item, tenant: str):
+    """Another tenant's item is as good as missing."""
+    return item if item is not None and item.tenant == tenant else None
+
+
+def replace_person(items: dict, tenant: str, ambassador_id: str, erased: str) -> None:
+    for key, item in list(items.items()):
+        if item.tenant == tenant and item.ambassador_id == ambassador_id:
+            items[key] = item.model_copy(update={"ambassador_id": erased})
+
+
+class AppliedOnce:
+    """Which event (partition and offset) was applied to which key: a redelivery changes nothing."""
+
+    def __init__(self) -> None:
+        self._watermarks: dict[tuple[object, str], int] = {}
+
+    def first_time(self, key: object, delivery: Delivery) -> bool:
+        mark = (key, delivery.watermark_key)
+        if self._watermarks.get(mark, -1) >= delivery.offset:
+            return False
+        self._watermarks[mark] = delivery.offset
+        return True
+
+
+class FakeContents(AppliedOnce):
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[tuple[str, str], ContentView] = {}
+
+    async def get(self, tenant: str, content_id: str) -> ContentView | None:
+        return self.items.get((tenant, content_id))
+
+    async def list_published(self, tenant: str, now: datetime) -> list[ContentView]:
+        return [c for (t, _), c in self.items.items()
+                if t == tenant and not c.retired and c.publish_at is not None and c.publish_at <= now]
+
+    async def put_if_newer(self, content: ContentView, delivery: Delivery) -> None:
+        key = (content.tenant, content.content_id)
+        stored = self.items.get(key)
+        if (stored is None or stored.version < content.version) and self.first_time(key, delivery):
+            self.items[key] = content
+
+    async def retire(self, tenant: str, content_id: str, version: int, reason: str, delivery: Delivery) -> None:
+        key = (tenant, content_id)
+        stored = self.items.get(key)
+        if (stored is None or stored.version <= version) and self.first_time(key, delivery):
+            base = stored or ContentView(tenant=tenant, content_id=content_id, version=version)
+            self.items[key] = base.model_copy(update={"retired": True, "version": version})
+
+
+class FakeAmbassadors(AppliedOnce):
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[tuple[str, str], AmbassadorView] = {}
+
+    async def get(self, tenant: str, ambassador_id: str) -> AmbassadorView | None:
+        return self.items.get((tenant, ambassador_id))
+
+    def _change(self, tenant: str, ambassador_id: str, delivery: Delivery, unless_erased: bool, **changes) -> None:
+        key = (tenant, ambassador_id)
+        stored = self.items.get(key) or AmbassadorView(tenant=tenant, ambassador_id=ambassador_id)
+        if unless_erased and stored.status is AmbassadorStatus.ERASED:
+            return
+        if self.first_time(key, delivery):
+            self.items[key] = stored.model_copy(update=changes)
+
+    async def opt_in(self, tenant: str, ambassador_id: str, profile: AmbassadorProfile, charter_version: int,
+                     delivery: Delivery) -> None:
+        stored = self.items.get((tenant, ambassador_id))
+        accepted = max(charter_version, stored.accepted_charter_version if stored else 0)
+        self._change(tenant, ambassador_id, delivery, False, status=AmbassadorStatus.OPTED_IN, profile=profile,
+                     accepted_charter_version=accepted)
+
+    async def update_profile(self, tenant: str, ambassador_id: str, profile: AmbassadorProfile,
+                             delivery: Delivery) -> None:
+        self._change(tenant, ambassador_id, delivery, True, profile=profile)
+
+    async def opt_out(self, tenant: str, ambassador_id: str, delivery: Delivery) -> None:
+        self._change(tenant, ambassador_id, delivery, True, status=AmbassadorStatus.OPTED_OUT)
+
+    async def accept_charter(self, tenant: str, ambassador_id: str, charter_version: int,
+                             delivery: Delivery) -> None:
+        stored = self.items.get((tenant, ambassador_id))
+        accepted = max(charter_version, stored.accepted_charter_version if stored else 0)
+        self._change(tenant, ambassador_id, delivery, True, accepted_charter_version=accepted)
+
+    async def erase(self, tenant: str, ambassador_id: str, delivery: Delivery) -> None:
+        self._change(tenant, ambassador_id, delivery, False, status=AmbassadorStatus.ERASED, profile=None)
+
+
+class FakeCharters(AppliedOnce):
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[str, CharterView] = {}
+
+    async def current(self, tenant: str) -> CharterView:
+        return self.items.get(tenant, CharterView())
+
+    async def publish(self, tenant: str, charter: CharterView, delivery: Delivery) -> None:
+        if (await self.current(tenant)).current_version < charter.current_version and self.first_time(tenant, delivery):
+            self.items[tenant] = charter
+
+
+class FakeComments(AppliedOnce):
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[tuple[str, str], CommentTally] = {}
+
+    async def count(self, tally: CommentTally, kind: EngagementKind, count: int, delivery: Delivery) -> None:
+        key = (tally.tenant, tally.share_id)
+        if not self.first_time(key, delivery):
+            return
+        stored = self.items.get(key, tally)
+        field_name = "comments" if kind is EngagementKind.COMMENT else "replies"
+        self.items[key] = tally.model_copy(update={"comments": stored.comments, "replies": stored.replies,
+                                                   field_name: getattr(stored, field_name) + count})
+
+    async def awaiting_reply(self, tenant: str, ambassador_id: str) -> list[CommentTally]:
+        return sorted((t for t in self.items.values()
+                       if t.tenant == tenant and t.ambassador_id == ambassador_id and t.awaiting > 0),
+                      key=lambda t: t.share_id)
+
+    async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
+        replace_person(self.items, tenant, ambassador_id, erased)
+
+
+@dataclass
+class FakeShares:
+    items: dict[str, Share] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    events: dict[str, list[Envelope]] = field(default_factory=dict)  # saved with the share they belong to
+
+    async def get(self, tenant: str, share_id: str) -> Share | None:
+        return of_tenant(self.items.get(share_id), tenant)
+
+    async def get_retry(self, tenant: str, share_id: str, fingerprint: str) -> Share | None:
+        share = await self.get(tenant, share_id)
+        if share is not None and self.fingerprints[share_id] != fingerprint:
+            raise KeyReused(share_id)
+        return share
+
+    async def add_prepared(self, share: Share, fingerprint: str) -> Share:
+        if share.id in self.items:
+            return await self.get_retry(share.tenant, share.id, fingerprint) or share
+        self.items[share.id], self.fingerprints[share.id] = share, fingerprint
+        return share
+
+    async def confirm(self, share: Share, uow: UnitOfWork) -> Share:
+        stored = self.items.get(share.id)
+        if stored is None or stored.version != share.version or stored.status is not ShareStatus.PREPARED:
+            raise StaleWrite(share.id)
+        saved = share.model_copy(update={"version": share.version + 1})
+        self.items[share.id] = saved
+        self.events.setdefault(share.id, []).extend(envelope for _, envelope in uow.pending)
+        return saved
+
+    def _of(self, tenant: str, ambassador_id: str) -> list[Share]:
+        return [s for s in self.items.values() if s.tenant == tenant and s.ambassador_id == ambassador_id]
+
+    async def page_of(self, tenant: str, ambassador_id: str, cursor: str | None, limit: int) -> Page[Share]:
+        newest_first = sorted(self._of(tenant, ambassador_id), key=lambda s: (s.created_at, s.id), reverse=True)
+        start = int(cursor) if cursor else 0
+        rest = newest_first[start:start + limit]
+        more = len(newest_first) > start + limit
+        return Page(rest, str(start + limit) if more else None)
+
+    async def find_by_post_url(self, tenant: str, post_url: str) -> Share | None:
+        return next((s for s in self.items.values() if s.tenant == tenant and s.post_url == post_url), None)
+
+    async def shared_content_ids(self, tenant: str, ambassador_id: str) -> set[str]:
+        return {s.content_id for s in self._of(tenant, ambassador_id) if s.status is ShareStatus.CONFIRMED}
+
+    async def count_confirmed_since(self, tenant: str, ambassador_id: str, since: datetime) -> int:
+        return sum(1 for s in self._of(tenant, ambassador_id)
+                   if s.status is ShareStatus.CONFIRMED and s.confirmed_at and s.confirmed_at >= since)
+
+    async def count_slots_taken_from(self, tenant: str, content_id: str, moment: datetime) -> int:
+        return sum(1 for s in self.items.values()
+                   if s.tenant == tenant and s.content_id == content_id and s.recommended_at >= moment)
+
+    async def colleague_signatures(self, tenant: str, content_id: str, ambassador_id: str,
+                                   bands: list[str]) -> list[list[int]]:
+        wanted = set(bands)
+        return [s.signature for s in self.items.values()
+                if s.tenant == tenant and s.content_id == content_id and s.status is ShareStatus.CONFIRMED
+                and s.ambassador_id != ambassador_id and wanted & set(s.signature_bands)]
+
+    async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
+        for share in self._of(tenant, ambassador_id):
+            self.items[share.id] = share.model_copy(update={"ambassador_id": erased, "text": None, "post_url": None,
+                                                            "version": share.version + 1})
+
+
+@dataclass
+class FakeLinks:
+    items: dict[str, TrackedLink] = field(default_factory=dict)
+
+    async def get(self, tenant: str, code: str) -> TrackedLink | None:
+        return of_tenant(self.items.get(code), tenant)
+
+    async def by_code(self, code: str) -> TrackedLink | None:
+        return self.items.get(code)
+
+    async def ensure(self, link: TrackedLink) -> None:
+        self.items.setdefault(link.code, link)
+
+    async def claim(self, tenant: str, code: str, share_id: str) -> bool:
+        link = await self.get(tenant, code)
+        if link is None or link.confirmed_share_id not in (None, share_id):
+            return False
+        self.items[code] = link.model_copy(update={"confirmed_share_id": share_id})
+        return True
+
+    async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
+        replace_person(self.items, tenant, ambassador_id, erased)
+
+
+@dataclass
+class FakeClicks:
+    items: dict[str, Click] = field(default_factory=dict)
+    events: dict[str, list[Envelope]] = field(default_factory=dict)
+
+    async def record(self, click: Click, uow: UnitOfWork) -> bool:
+        if click.id in self.items:
+            return False
+        self.items[click.id] = click
+        self.events[click.id] = [envelope for _, envelope in uow.pending]
+        return True
+
+    @property
+    def all_events(self) -> list[Envelope]:
+        return [envelope for envelopes in self.events.values() for envelope in envelopes]
+
+
+@dataclass
+class FakeConnectors:
+    items: dict[str, Connector] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+    async def register(self, connector: Connector, fingerprint: str) -> Connector:
+        existing = self.items.get(connector.id)
+        if existing is not None:
+            if existing.tenant != connector.tenant:
+                raise AlreadyExists(connector.id)
+            if self.fingerprints[connector.id] != fingerprint:
+                raise KeyReused(connector.id)
+            return existing
+        if any(c.tenant == connector.tenant and c.name == connector.name for c in self.items.values()):
+            raise AlreadyExists(connector.name)
+        self.items[connector.id], self.fingerprints[connector.id] = connector, fingerprint
+        return connector
+
+    async def get(self, tenant: str, connector_id: str) -> Connector | None:
+        return of_tenant(self.items.get(connector_id), tenant)
+
+    async def list(self, tenant: str) -> list[Connector]:
+        return sorted((c for c in self.items.values() if c.tenant == tenant), key=lambda c: c.created_at)
+
+
+@dataclass
+class FakeReports:
+    items: dict[str, Report] = field(default_factory=dict)
+
+    async def get(self, tenant: str, report_id: str) -> Report | None:
+        return of_tenant(self.items.get(report_id), tenant)
+
+    async def record(self, report: Report) -> bool:
+        if report.id in self.items:
+            return False
+        self.items[report.id] = report
+        return True
+
+    async def acknowledge(self, tenant: str, report_id: str) -> None:
+        report = await self.get(tenant, report_id)
+        if report is not None:
+            self.items[report_id] = report.model_copy(update={"acknowledged": True, "envelope": None})
+
+
+@dataclass
+class FakePolicies:
+    items: dict[str, TenantPolicy] = field(default_factory=dict)
+
+    async def current(self, tenant: str) -> TenantPolicy:
+        return self.items.get(tenant, TenantPolicy(tenant=tenant))
+
+    async def replace(self, tenant: str, policy: AuthenticityPolicy, expected_version: int) -> TenantPolicy:
+        stored = self.items.get(tenant)
+        if stored is None and expected_version != 0:
+            raise StaleWrite(tenant)
+        if stored is not None and stored.version != expected_version:
+            raise StaleWrite(tenant) if expected_version else AlreadyExists(tenant)
+        saved = TenantPolicy(tenant=tenant, policy=policy, version=expected_version + 1)
+        self.items[tenant] = saved
+        return saved
+
+
+@dataclass
+class FakePublisher:
+    """Kafka as the signed reports see it: acknowledges, or fails while `failing` is set."""
+
+    published: list[tuple[str, Envelope]] = field(default_factory=list)
+    failing: bool = False
+
+    async def publish(self, logical_topic: str, envelope: Envelope) -> None:
+        if self.failing:
+            raise ConnectionError("broker unreachable")
+        self.published.append((logical_topic, envelope))
+
+
+def fake_repositories() -> Repositories:
+    return Repositories(contents=FakeContents(), ambassadors=FakeAmbassadors(), charters=FakeCharters(),
+                        comments=FakeComments(), shares=FakeShares(), links=FakeLinks(), clicks=FakeClicks(),
+                        connectors=FakeConnectors(), reports=FakeReports(), policies=FakePolicies())
