@@ -6,6 +6,7 @@
 #   4. the Helm chart lints, renders in several configurations, and validates (scripts/checks/chart.py)
 #   5. docker-compose.yml runs the entry points and settings the code has (scripts/checks/compose.py)
 #   6. the Dockerfile passes hadolint
+#   7. the hand-written docs name every event type, topic and KPI of the code (scripts/checks/docs.py)
 # Tools install once into ~/.cache/advocacy (scripts/checks/tools.sh); everything runs offline after that.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,7 @@ step "asyncapi is valid (@asyncapi/parser)" env NODE_MODULES="$NODE_MODULES" nod
 step "helm chart" py scripts/checks/chart.py --helm "$HELM" --node-modules "$NODE_MODULES"
 step "docker-compose wiring" py scripts/checks/compose.py
 step "hadolint Dockerfile" "$UV" run --frozen --quiet hadolint Dockerfile
+step "docs match the code" py scripts/checks/docs.py
 
-echo "check-artifacts: $((6 - ${#failed[@]})) passed, ${#failed[@]} failed in $(( $(date +%s) - started )) s"
+echo "check-artifacts: $((7 - ${#failed[@]})) passed, ${#failed[@]} failed in $(( $(date +%s) - started )) s"
 if ((${#failed[@]})); then printf '  failed: %s\n' "${failed[@]}"; exit 1; fi
