@@ -51,6 +51,14 @@ CONFIGURATIONS: dict[str, list[str]] = {
 }
 
 
+def report(name: str, problems: list[str]) -> int:
+    """Print the problems of one check and its verdict; the exit code of the check."""
+    for problem in problems:
+        print("FAIL", problem, file=sys.stderr)
+    print(f" -- {name}: {'ok' if not problems else 'FAILED'}")
+    return 1 if problems else 0
+
+
 def render(helm: str, args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([helm, "template", "advocacy", str(CHART), "--namespace", "advocacy",
                            "--kube-version", KUBERNETES_VERSION, *args], capture_output=True, text=True)
@@ -173,9 +181,7 @@ def main() -> int:
         if missing:
             problems.append(f"{service} serves no {sorted(missing)}, which the chart probes or scrapes")
 
-    for problem in problems:
-        print("FAIL", problem, file=sys.stderr)
-    return 1 if problems else 0
+    return report("helm chart", problems)
 
 
 if __name__ == "__main__":

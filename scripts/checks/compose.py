@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chart import ROOT, SERVICES, entry_points, env_names  # noqa: E402
+from chart import ROOT, SERVICES, entry_points, env_names, report  # noqa: E402
 
 
 def main() -> int:
@@ -29,10 +29,7 @@ def main() -> int:
         unknown = set(spec.get("environment", {})) - env_names(service)
         if unknown:
             problems.append(f"{name}: {sorted(unknown)} are not settings of {service}")
-    for problem in problems:
-        print("FAIL", problem, file=sys.stderr)
-    print(f" -- docker-compose.yml: {'ok' if not problems else 'FAILED'}")
-    return 1 if problems else 0
+    return report("docker-compose.yml", problems)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ from advocacy_common.topics import TopicNames
 from distribution.tracking import sign
 from metrics.models import COUNTER_PARTS, kpis
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chart import report  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
@@ -40,10 +43,7 @@ def main() -> int:
     for path in [*DOCS.rglob("*.md"), *(ROOT / "deploy").rglob("*")]:
         if path.is_file() and re.search(r"\.\./shared|/work/shared|shared/(DESIGN|DOMAIN|STYLE)", path.read_text()):
             problems.append(f"{path.relative_to(ROOT)} points outside the repository")
-    for problem in problems:
-        print("FAIL", problem, file=sys.stderr)
-    print(f" -- docs: {'ok' if not problems else 'FAILED'}")
-    return 1 if problems else 0
+    return report("docs", problems)
 
 
 if __name__ == "__main__":
