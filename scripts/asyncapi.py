@@ -6,7 +6,7 @@
 Everything that the code knows comes from the code: topics and their `.dlq` twins (topics.py),
 event types, their topics, payload schemas and keys (events.py, pydantic JSON schemas), the
 CloudEvents binary-mode headers (envelope.py), the DLQ headers (consuming.py) and the default
-partition count (topics.ensure_topics). Who consumes which topic is wiring in each service's
+partition count (the `topic_partitions` setting). Who consumes which topic is wiring in each service's
 bootstrap that cannot be read without building workers, so it is the table CONSUMERS below.
 
 FastStream can emit AsyncAPI too, but only for handlers registered on a FastStream broker, with
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import inspect
 import sys
 import uuid
 from pathlib import Path
@@ -29,6 +28,7 @@ from pydantic.json_schema import models_json_schema
 
 from advocacy_common import envelope, topics
 from advocacy_common.events import EVENT_CLASSES, Event
+from advocacy_common.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "asyncapi.yaml"
@@ -37,12 +37,15 @@ EXAMPLE_TIME = "2026-03-02T09:30:00Z"
 EXAMPLE_TENANT = "acme"
 KAFKA_BINDING = "0.5.0"
 
-# Which service writes each topic, with the CloudEvents `source` it stamps on its events.
+# Which service writes each topic, the CloudEvents `source` it stamps on its events, and how.
+OUTBOX = "through its outbox relay (idempotent producer, acks=all): never lost, possibly twice"
 PRODUCERS = {
-    topics.CONTENT: ("content", "/advocacy/content"),
-    topics.AMBASSADOR: ("ambassador", "/ambassador"),
-    topics.SHARE: ("distribution", "/distribution"),
-    topics.ENGAGEMENT: ("distribution", "/distribution"),
+    topics.CONTENT: ("content", "/advocacy/content", OUTBOX),
+    topics.AMBASSADOR: ("ambassador", "/ambassador", "from the API right after the write, with the outbox "
+                        "relay as safety net (idempotent producer, acks=all): never lost, possibly twice"),
+    topics.SHARE: ("distribution", "/distribution", OUTBOX),
+    topics.ENGAGEMENT: ("distribution", "/distribution", "clicks through the outbox relay; connector reports "
+                        "from the API, which answers 202 only once Kafka acknowledged (acks=all)"),
 }
 # Consumer groups (from each service's bootstrap): group -> (service, topics). Metrics adds
 # `-g<N>` to its group for each rebuild generation.
@@ -51,6 +54,22 @@ CONSUMERS = {
     "distribution": ("distribution", [topics.CONTENT, topics.AMBASSADOR]),
     "distribution-comments": ("distribution", [topics.ENGAGEMENT]),
     "metrics": ("metrics", list(topics.EVENT_TOPICS)),
+}
+# One line per type for readers of the document (events.py has no docstring on most classes). A type
+# missing here gets its own docstring or a line made from its name.
+SUMMARIES = {
+    "content.published.v1": "A content item was published: the full snapshot others need to suggest and check shares.",
+    "content.updated.v1": "A published content item changed: the full new snapshot, with a higher version.",
+    "content.retired.v1": "A content item expired or was withdrawn: nothing more is suggested from it.",
+    "ambassador.opted_in.v1": "An employee chose to become an ambassador, accepting a charter version.",
+    "ambassador.profile_updated.v1": "An ambassador's non-identifying targeting profile changed.",
+    "ambassador.opted_out.v1": "An ambassador left the programme: stop everything addressed to them at once.",
+    "ambassador.erased.v1": "An ambassador's personal data was erased: delete what you hold about this id.",
+    "charter.published.v1": "A new charter version: ambassadors accept it again before new suggestions.",
+    "charter.accepted.v1": "An ambassador accepted a charter version (the auditable consent record).",
+    "signal.reported.v1": "An ambassador flagged a sensitive online conversation for the comms team.",
+    "post.shared.v1": "An ambassador posted a content item on a network, with its authenticity scores.",
+    "engagement.received.v1": "Impressions, reactions, comments, replies, reshares, clicks or conversions of a share.",
 }
 DLQ_HEADERS = {
     "x-dlq-reason": "The error that sent the record here (exception text, at most 2000 characters)",
@@ -71,7 +90,8 @@ def message_id(cls: type[Event]) -> str:
 
 
 def default_partitions() -> int:
-    return inspect.signature(topics.ensure_topics).parameters["partitions"].default
+    """What a service creates a missing topic with: its `topic_partitions` setting's default."""
+    return ServiceSettings.model_fields["topic_partitions"].default
 
 
 # --- schemas and examples ----------------------------------------------------------------------
@@ -126,6 +146,13 @@ def example_event(cls: type[Event], schemas: dict[str, Any]) -> Event:
     """An instance of the event built from its own schema, so pydantic confirms the example is valid."""
     values = example_value(cls.__name__, schemas[cls.__name__], schemas)
     return cls.model_validate(values)
+
+
+def summary(cls: type[Event]) -> str:
+    own_doc = cls.__dict__.get("__doc__")
+    entity, verb, version = cls.type_name.split(".")
+    fallback = f"{entity.capitalize()} {verb.replace('_', ' ')} ({version})."
+    return SUMMARIES.get(cls.type_name) or (own_doc.strip().splitlines()[0] if own_doc else fallback)
 
 
 def key_description(cls: type[Event], event: Event) -> str:
@@ -200,7 +227,7 @@ def message(cls: type[Event], schemas: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": cls.type_name,
         "title": cls.__name__,
-        "summary": (cls.__doc__ or inspect.getdoc(cls.__mro__[1]) or cls.type_name).strip().splitlines()[0],
+        "summary": summary(cls),
         "contentType": envelope.JSON_CONTENT_TYPE,
         "headers": {"$ref": f"#/components/schemas/headers.{cls.type_name}"},
         "payload": {"$ref": f"#/components/schemas/{cls.__name__}"},
@@ -254,13 +281,13 @@ def build() -> dict[str, Any]:
         dead = f"DeadLetter.{channel_id(topic)}"
         messages[dead] = dead_letter_message(topic, schemas)
         names = [message_id(cls) for cls in classes]
-        producer = PRODUCERS[topic][0]
+        producer, _, how = PRODUCERS[topic]
         channels[channel_id(topic)] = channel(topic, names, f"Events of the {producer} service, kept forever "
                                               "(replayable). Keyed by aggregate: one aggregate, one partition.")
         channels[channel_id(topic) + "-dlq"] = channel(
             topics.dlq(topic), [dead], f"Dead letters of {topic}, kept forever until replayed or discarded.")
         operations[f"{producer}.publish.{channel_id(topic)}"] = {
-            "action": "send", "summary": f"The {producer} service publishes (outbox relay, acks=all, idempotent).",
+            "action": "send", "summary": f"The {producer} service publishes {how}.",
             "channel": {"$ref": f"#/channels/{channel_id(topic)}"},
             "messages": [{"$ref": f"#/channels/{channel_id(topic)}/messages/{name}"} for name in names]}
     for group, (service, consumed) in CONSUMERS.items():
@@ -285,7 +312,7 @@ def build() -> dict[str, Any]:
             "description": "Integration events between the content, ambassador, distribution and metrics services, "
                            "as CloudEvents 1.0 in Kafka binary mode. Generated by scripts/asyncapi.py from the code; "
                            "see docs/events.md for keys, ordering, idempotency and dead letters. Topic names may "
-                           "carry a deployment prefix (`<ENV>_TOPIC_PREFIX`).",
+                           "carry a deployment prefix (the `<SERVICE>_TOPIC_PREFIX` setting).",
         },
         "defaultContentType": envelope.JSON_CONTENT_TYPE,
         "servers": {

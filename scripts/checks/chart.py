@@ -11,7 +11,8 @@ For each configuration: `helm template`, then
 - every ConfigMap/Secret key is an environment variable the service's settings class reads, and
   every Deployment runs an entry point the service's pyproject declares; api Deployments probe
   /livez and /readyz, which the app serves.
-A configuration missing the required secrets must fail to render.
+Values missing the required secrets, misspelt (values.schema.json) or with a finite retention must
+fail to render.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ CONFIGURATIONS: dict[str, list[str]] = {
         "--set", "services.content.api.autoscaling.enabled=false",
         "--set", "services.metrics.worker.podDisruptionBudget.enabled=false",
         "--set", "services.ambassador.enabled=false"],
+}
+
+# Values the chart must refuse, with a word of the expected error.
+REFUSED: dict[str, tuple[list[str], str]] = {
+    "without secrets": ([], "is required"),
+    "a misspelt value (values.schema.json)": (
+        ["-f", str(CHART / "ci" / "test-values.yaml"), "--set", "serviceMonitor.enable=true"], "enable"),
+    "retention other than forever": (
+        ["-f", str(CHART / "ci" / "test-values.yaml"), "--set", "kafka.topics.config.retention\\.ms=86400000"],
+        "retention.ms"),
 }
 
 
@@ -170,11 +181,12 @@ def main() -> int:
         problems += [f"{name}: {p}" for p in check_builtin(documents) + check_service_monitors(
             documents, args.node_modules) + check_topics(documents, prefix) + check_wiring(documents)]
 
-    refused = render(args.helm, [])
-    if refused.returncode == 0 or "is required" not in refused.stderr:
-        problems.append("rendering without secrets should fail with '... is required'")
-    else:
-        print(" -- without secrets: refused as it should be")
+    for name, (values, expected) in REFUSED.items():
+        refused = render(args.helm, values)
+        if refused.returncode == 0 or expected not in refused.stderr:
+            problems.append(f"{name}: helm template should fail with {expected!r}")
+        else:
+            print(f" -- {name}: refused as it should be")
 
     for service in SERVICES:
         missing = {"/livez", "/readyz", "/metrics"} - served_paths(service)
