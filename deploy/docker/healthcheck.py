@@ -8,15 +8,25 @@ import importlib
 import os
 import sys
 import urllib.request
+from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
 
+def running_commands() -> list[str]:
+    """Command lines of the container's processes (PID 1 may be an init such as tini)."""
+    commands = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            commands.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            pass  # the process ended meanwhile
+    return commands
+
+
 def main() -> int:
-    with open("/proc/1/cmdline", "rb") as cmdline:
-        command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
     service = os.environ["SERVICE"]
-    if f"{service}-api" not in command:
+    if not any(f"{service}-api" in command for command in running_commands()):
         return 0
     module = importlib.import_module(f"{service}.settings")
     settings_class = next(value for value in vars(module).values() if isinstance(value, type)
