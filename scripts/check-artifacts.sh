@@ -28,7 +28,7 @@ py() { "$UV" run --frozen --quiet python "$@"; }
 step "asyncapi is up to date" py scripts/asyncapi.py --check
 step "openapi is up to date" py scripts/openapi.py --check
 step "asyncapi is valid (@asyncapi/parser)" env NODE_MODULES="$NODE_MODULES" node scripts/checks/validate-asyncapi.cjs docs/asyncapi.yaml
-step "helm chart" py scripts/checks/chart.py --helm "$HELM" --node-modules "$NODE_MODULES"
+step "helm chart" py scripts/checks/chart.py --helm "$HELM" --node-modules "$NODE_MODULES" --strimzi-crds "$STRIMZI_CRDS"
 step "docker-compose wiring" py scripts/checks/compose.py
 step "hadolint Dockerfile" "$UV" run --frozen --quiet hadolint Dockerfile
 step "docs match the code" py scripts/checks/docs.py
