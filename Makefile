@@ -4,7 +4,8 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help install infra-up infra-down infra-status infra-logs up down status test test-unit test-integration bench lock clean
+.PHONY: help install infra-up infra-down infra-status infra-logs up down status test test-unit test-integration bench lock clean \
+        asyncapi openapi docs-generate check-artifacts
 
 help:
 	@echo "make up            install what is missing and run the whole stack (docker compose if a Docker engine answers, local processes otherwise)"
@@ -12,6 +13,9 @@ help:
 	@echo "make test          install what is missing and run the full test suite on real Kafka and FerretDB/MongoDB"
 	@echo "make infra-up|infra-down|infra-status|infra-logs   the local Kafka and FerretDB only"
 	@echo "make bench         run the benchmarks under bench/"
+	@echo "make asyncapi      regenerate docs/asyncapi.yaml from the event contracts"
+	@echo "make openapi       regenerate docs/openapi/<service>.json from the apps"
+	@echo "make check-artifacts  generated docs up to date and valid, Helm chart, compose file, Dockerfile (part of make test)"
 
 $(UV):
 	@bash scripts/ensure-uv.sh
@@ -40,7 +44,7 @@ down:
 status:
 	@bash scripts/stack.sh status
 
-test: install infra-up
+test: install check-artifacts infra-up
 	@KAFKA_BOOTSTRAP_SERVERS=$${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$${KAFKA_PORT:-9092}} \
 	 MONGODB_URI=$${MONGODB_URI:-mongodb://127.0.0.1:$${FERRETDB_PORT:-27017}/} \
 	 $(UV) run --frozen pytest $(PYTEST_ARGS)
@@ -50,6 +54,17 @@ test-unit: install
 
 bench: install infra-up
 	@for b in bench/*.py; do echo "== $$b"; $(UV) run --frozen python $$b || exit 1; done
+
+asyncapi: install
+	@$(UV) run --frozen python scripts/asyncapi.py
+
+openapi: install
+	@$(UV) run --frozen python scripts/openapi.py
+
+docs-generate: asyncapi openapi
+
+check-artifacts: install
+	@UV=$(UV) bash scripts/check-artifacts.sh
 
 lock: $(UV)
 	@$(UV) lock
