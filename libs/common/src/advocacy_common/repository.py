@@ -29,12 +29,14 @@ FerretDB 1.x notes, each handled here so that use cases never know the server:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from enum import Enum
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pymongo import ASCENDING, DESCENDING
+from pydantic import BaseModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -46,6 +48,7 @@ from .outbox import OUTBOX_FIELD, notify_outbox, outbox_entries
 from .publishing import envelope_for
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 TENANT_FIELD = "tenant"
 VERSION_FIELD = "version"
 FINGERPRINT_FIELD = "request_fingerprint"
@@ -302,3 +305,44 @@ class Repository(Generic[T]):
 
 def _with_pending(document: dict[str, Any], uow: UnitOfWork | None) -> dict[str, Any]:
     return {**document, OUTBOX_FIELD: outbox_entries(uow.pending)} if uow else document
+
+
+# --- pydantic domain types -----------------------------------------------------------------
+
+def storable(value: Any) -> Any:
+    """A domain value in the form BSON keeps: enums as their values, dates (BSON has only
+    date-times) as ISO strings, date-times unchanged (queries compare them)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(storable(key)): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [storable(item) for item in value]
+    return value
+
+
+class ModelRepository(Repository[M], Generic[M]):
+    """A repository of a pydantic domain type stored as itself, its `id` as the document's `_id`."""
+
+    model: ClassVar[type[BaseModel]]
+
+    def to_document(self, entity: M) -> dict[str, Any]:
+        return {"_id": entity.id, **storable(entity.model_dump(exclude={"id"}))}  # type: ignore[attr-defined]
+
+    def from_document(self, document: Mapping[str, Any]) -> M:
+        return self.model.model_validate({**document, "id": document["_id"]})  # type: ignore[return-value]
+
+
+async def create_indexes_one_by_one(collection: AsyncCollection, indexes: Iterable[IndexModel]) -> None:
+    """Create indexes one command each.
+
+    FerretDB 1.24 drops the connection when one `createIndexes` command names two or
+    more indexes that already exist (a second replica starting, any restart); one
+    index per command is idempotent there. MongoDB takes either form.
+    """
+    for index in indexes:
+        await collection.create_indexes([index])

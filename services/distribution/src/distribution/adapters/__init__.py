@@ -7,7 +7,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from advocacy_common.repository import Storage
+from advocacy_common.repository import Storage, create_indexes_one_by_one
 
 from ..ports import Repositories
 from .engagement import MongoClicks, MongoConnectors, MongoReports
@@ -58,14 +58,9 @@ INDEXES: dict[str, list[IndexModel]] = {
 
 
 async def create_indexes(database: AsyncDatabase) -> None:
-    """MongoDB uses these; FerretDB 1.x keeps them but pushes only `_id` filters down to SQLite.
-
-    One index per command: FerretDB 1.24 (behind our proxy) drops the connection when one `createIndexes`
-    names two or more indexes that exist already, i.e. on every restart; MongoDB takes either as a no-op.
-    """
+    """MongoDB uses these; FerretDB 1.x keeps them but pushes only `_id` filters down to SQLite."""
     for collection, indexes in INDEXES.items():
-        for index in indexes:
-            await database[collection].create_indexes([index])
+        await create_indexes_one_by_one(database[collection], indexes)  # FerretDB 1.24: see the base
 
 
 async def upgrade_documents(database: AsyncDatabase) -> None:

@@ -6,21 +6,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from advocacy_common.envelope import Envelope
-from advocacy_common.repository import AlreadyExists, Repository, UnitOfWork
+from advocacy_common.repository import AlreadyExists, ModelRepository, Repository, UnitOfWork
 
 from ..models.engagement import Click, Connector, Report
 
 
-class MongoClicks(Repository[Click]):
+class MongoClicks(ModelRepository[Click]):
     # `_id` is code/visitor-hash for a visitor's first click (the insert itself says whether they are new),
     # code/random for later ones. Inserts only: no document is updated by two writers.
     collection_name = "clicks"
-
-    def to_document(self, click: Click) -> dict[str, Any]:
-        return {"_id": click.id, **click.model_dump(exclude={"id"})}
-
-    def from_document(self, document: Mapping[str, Any]) -> Click:
-        return Click.model_validate({**document, "id": document["_id"]})
+    model = Click
 
     async def record(self, click: Click, uow: UnitOfWork) -> bool:
         try:
@@ -30,14 +25,9 @@ class MongoClicks(Repository[Click]):
         return True
 
 
-class MongoConnectors(Repository[Connector]):
+class MongoConnectors(ModelRepository[Connector]):
     collection_name = "connectors"  # unique (tenant, name)
-
-    def to_document(self, connector: Connector) -> dict[str, Any]:
-        return {"_id": connector.id, **connector.model_dump(exclude={"id"})}
-
-    def from_document(self, document: Mapping[str, Any]) -> Connector:
-        return Connector.model_validate({**document, "id": document["_id"]})
+    model = Connector
 
     async def register(self, connector: Connector, fingerprint: str) -> Connector:
         stored, _ = await self.add_idempotent(connector, fingerprint)
