@@ -14,7 +14,7 @@ from advocacy_common.events import (
 from advocacy_common.mongo import create_client
 from advocacy_common.outbox import new_document_with_outbox
 from advocacy_common.publishing import EventPublisher, envelope_for
-from advocacy_common.testing import read_envelopes
+from advocacy_testkit import read_envelopes
 from advocacy_common.topics import ENGAGEMENT, TopicNames, ensure_topics
 from distribution.engagement import engagement_envelope
 from distribution.store import DistributionStore
