@@ -9,6 +9,8 @@ subject (`sub`), the tenant (`tenant`) and the roles (`roles`).
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -65,6 +67,10 @@ def unauthorized(detail: str) -> Problem:
     return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
+def keys_unavailable() -> Problem:
+    return Problem(503, "Service Unavailable", "The identity provider's keys could not be fetched.")
+
+
 class JwksCache:
     """Signing keys by `kid`, from the issuer's JWKS, kept by PyJWT's `PyJWKClient`.
 
@@ -72,13 +78,16 @@ class JwksCache:
     An unknown one (or an expired cache, after `lifetime_seconds`) makes the client
     fetch the set again, in a worker thread because `PyJWKClient` is synchronous:
     keys rotate without a restart. The client refetches for an unknown `kid` at most
-    once per `min_refresh_seconds` (its cooldown), and misses are handled one at a
-    time, so tokens with random kids cannot hammer the issuer.
+    once per `min_refresh_seconds` (its cooldown), a failed fetch is not retried
+    sooner either, and misses are handled one at a time, so tokens with random kids
+    cannot hammer the issuer.
     """
 
     def __init__(self, jwks_url: str, min_refresh_seconds: float = 5.0, lifetime_seconds: float = 300.0,
                  timeout_seconds: float = 5.0):
         self.jwks_url = jwks_url
+        self.min_refresh_seconds = min_refresh_seconds
+        self._failed_at = -math.inf
         self._client = jwt.PyJWKClient(jwks_url, cache_jwk_set=True, lifespan=lifetime_seconds,
                                        cooldown_duration=min_refresh_seconds, timeout=timeout_seconds)
         self._miss = asyncio.Lock()
@@ -87,7 +96,7 @@ class JwksCache:
         key = self._cached(kid)
         if key is None:
             async with self._miss:  # one fetch at a time; those waiting find its result cached
-                key = self._cached(kid) or await asyncio.to_thread(self._fetch, kid)
+                key = self._cached(kid) or await self._fetch_in_thread(kid)
         if key is None:
             raise unauthorized("The token was signed with an unknown key.")
         return key
@@ -99,13 +108,22 @@ class JwksCache:
             return None
         return _match([key for key in key_set.keys if key.key_id and key.public_key_use in ("sig", None)], kid)
 
+    async def _fetch_in_thread(self, kid: str | None) -> jwt.PyJWK | None:
+        if time.monotonic() - self._failed_at < self.min_refresh_seconds:
+            raise keys_unavailable()  # PyJWKClient's cooldown starts only after a success
+        try:
+            return await asyncio.to_thread(self._fetch, kid)
+        except Problem:
+            self._failed_at = time.monotonic()
+            raise
+
     def _fetch(self, kid: str | None) -> jwt.PyJWK | None:
         try:
             if kid is None:
                 return _match(self._client.get_signing_keys(), None)
             return self._client.get_signing_key(kid)  # refreshes once if the kid is unknown, cooldown permitting
         except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError) as error:
-            raise Problem(503, "Service Unavailable", "The identity provider's keys could not be fetched.") from error
+            raise keys_unavailable() from error
         except jwt.PyJWKClientError:
             return None  # the kid is not in the issuer's current key set
 
