@@ -6,9 +6,8 @@ Kafka acknowledged (engagement webhooks) publish directly; handlers never do.
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
@@ -92,7 +91,7 @@ class EventPublisher:
         headers = list(record.headers)
         if kafka_instrumented():
             # The instrumentation appends the `traceparent` of its send span (a child of the
-            # current trace); drop the copy we carry so that the record has one of each.
+            # current trace); drop the copy we carry so that the record has a single one.
             headers = [(name, value) for name, value in headers if name.lower() not in TRACE_HEADERS]
         return await self._producer.send(physical_topic, key=record.key, value=record.value, headers=headers)
 
