@@ -22,7 +22,7 @@ from advocacy_common.events import (
 )
 from advocacy_common.mongo import create_client
 from advocacy_common.publishing import EventPublisher, envelope_for
-from advocacy_common.testing import read_envelopes
+from advocacy_testkit import read_envelopes
 from distribution.bootstrap import build_worker, create_app
 from distribution.settings import DistributionSettings
 from advocacy_common.repository import Storage

@@ -11,7 +11,7 @@ from advocacy_common.events import AmbassadorOptedOut
 from advocacy_common.outbox import (HINTS_COLLECTION, OUTBOX_FIELD, OutboxRelay, new_document_with_outbox,
                                      notify_outbox, with_outbox)
 from advocacy_common.publishing import EventPublisher, envelope_for
-from advocacy_common.testing import read_envelopes
+from advocacy_testkit import read_envelopes
 
 pytestmark = pytest.mark.integration
 CHILD = Path(__file__).with_name("relay_child.py")

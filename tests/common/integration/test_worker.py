@@ -7,7 +7,8 @@ from advocacy_common.consuming import Delivery, ProcessedEvents, apply_once
 from advocacy_common.envelope import KafkaRecord, to_kafka
 from advocacy_common.events import AmbassadorOptedOut
 from advocacy_common.publishing import EventPublisher, envelope_for
-from advocacy_common.testing import read_envelopes
+from advocacy_common.settings import ServiceSettings
+from advocacy_testkit import read_envelopes
 from advocacy_common.worker import ServiceWorker
 
 pytestmark = pytest.mark.integration

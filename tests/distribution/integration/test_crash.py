@@ -15,7 +15,7 @@ from advocacy_common.mongo import create_client
 from advocacy_common.outbox import new_document_with_outbox
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_common.repository import UnitOfWork
-from advocacy_common.testing import read_envelopes
+from advocacy_testkit import read_envelopes
 from advocacy_common.topics import ENGAGEMENT, TopicNames, ensure_topics
 from distribution.models.engagement import engagement_received
 

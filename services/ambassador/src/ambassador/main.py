@@ -7,7 +7,6 @@ import asyncio
 import uvicorn
 
 from advocacy_common.logs import configure_logging
-from advocacy_common.telemetry import configure_tracing
 
 from .bootstrap import build_worker, create_app, settings_from_environment
 from .settings import AmbassadorSettings
@@ -32,4 +31,3 @@ async def _work(settings: AmbassadorSettings) -> None:
 
 def _observe(settings: AmbassadorSettings) -> None:
     configure_logging(settings.log_level, settings.log_json)
-    configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)

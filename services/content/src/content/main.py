@@ -7,7 +7,6 @@ import asyncio
 import uvicorn
 
 from advocacy_common.logs import configure_logging
-from advocacy_common.telemetry import configure_tracing
 
 from .bootstrap import build_worker, create_app, settings_from_environment
 from .settings import ContentSettings
@@ -16,7 +15,6 @@ from .settings import ContentSettings
 def _settings() -> ContentSettings:
     settings = settings_from_environment()
     configure_logging(settings.log_level, settings.log_json)
-    configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)
     return settings
 
 

@@ -1,9 +1,10 @@
-"""Pytest fixtures shared by every service's tests (loaded from tests/conftest.py).
+"""Test helpers shared by every service's tests and by the benchmarks (not shipped in any package).
 
-Kafka and the database come from KAFKA_BOOTSTRAP_SERVERS / MONGODB_URI when
-set; else from testcontainers when a Docker engine answers; else the project's
-own local servers are started with `make infra-up`. Each test session uses its
-own topic prefix and database names, so runs never see each other's data.
+`find_infrastructure()` gives Kafka and the database: from KAFKA_BOOTSTRAP_SERVERS /
+MONGODB_URI when set; else from testcontainers when a Docker engine answers; else
+the project's own local servers, started with `make infra-up`. The fixtures built
+on these live in tests/conftest.py. Importable as `advocacy_testkit` because
+pyproject.toml puts tests/support on pytest's path (bench/ adds it itself).
 """
 
 from __future__ import annotations
@@ -12,19 +13,22 @@ import asyncio
 import os
 import socket
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from aiokafka import AIOKafkaConsumer
 
-from .dev_issuer import DevIssuer, JwksServer
-from .envelope import Envelope, MalformedEnvelope, from_kafka
-from .topics import TopicNames, ensure_topics
+from advocacy_common.envelope import Envelope, MalformedEnvelope, from_kafka
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Infrastructure:
+    kafka_bootstrap_servers: str
+    mongodb_uri: str
 
 
 def _docker_answers() -> bool:
@@ -43,14 +47,8 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-@dataclass(frozen=True)
-class Infrastructure:
-    kafka_bootstrap_servers: str
-    mongodb_uri: str
-
-
-@pytest.fixture(scope="session")
-def infrastructure() -> Iterator[Infrastructure]:
+@contextmanager
+def find_infrastructure() -> Iterator[Infrastructure]:
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     mongo = os.environ.get("MONGODB_URI")
     if kafka and mongo:
@@ -69,60 +67,6 @@ def infrastructure() -> Iterator[Infrastructure]:
     if not (_port_open("127.0.0.1", kafka_port) and _port_open("127.0.0.1", mongo_port)):
         subprocess.run(["make", "-C", str(REPO_ROOT), "infra-up"], check=True)
     yield Infrastructure(f"127.0.0.1:{kafka_port}", f"mongodb://127.0.0.1:{mongo_port}/")
-
-
-@pytest.fixture(scope="session")
-def run_id() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture(scope="session")
-def topic_names(run_id: str) -> TopicNames:
-    return TopicNames(prefix=f"test{run_id}.")
-
-
-@pytest.fixture(scope="session")
-async def kafka_topics(infrastructure: Infrastructure, topic_names: TopicNames) -> TopicNames:
-    """The event topics and DLQs under this session's prefix, created on the real broker."""
-    await ensure_topics(infrastructure.kafka_bootstrap_servers, topic_names, partitions=3)
-    return topic_names
-
-
-@pytest.fixture(scope="session")
-def dev_issuer() -> Iterator[tuple[DevIssuer, JwksServer]]:
-    server = JwksServer([]).start()
-    issuer = DevIssuer.generate(issuer=server.url)
-    server.issuers.append(issuer)
-    yield issuer, server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def auth_settings(dev_issuer: tuple[DevIssuer, JwksServer]) -> dict[str, str]:
-    """Settings fields that point a service at the test issuer."""
-    issuer, server = dev_issuer
-    return {"auth_issuer": issuer.issuer, "auth_audience": issuer.audience,
-            "auth_jwks_url": f"{server.url}/.well-known/jwks.json"}
-
-
-@pytest.fixture(scope="session")
-def mint_token(dev_issuer: tuple[DevIssuer, JwksServer]):
-    issuer, _ = dev_issuer
-
-    def mint(tenant: str, subject: str, *roles: str, **kwargs) -> str:
-        return issuer.mint(tenant=tenant, subject=subject, roles=list(roles), **kwargs)
-
-    return mint
-
-
-@pytest.fixture(scope="session")
-def bearer(mint_token):
-    """`bearer(tenant, subject, *roles)` -> headers with a valid token."""
-
-    def headers(tenant: str, subject: str, *roles: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(tenant, subject, *roles)}"}
-
-    return headers
 
 
 async def read_envelopes(bootstrap_servers: str, physical_topic: str, *, min_count: int = 1,
@@ -147,14 +91,6 @@ async def read_envelopes(bootstrap_servers: str, physical_topic: str, *, min_cou
     finally:
         await consumer.stop()
     return found
-
-
-@pytest.fixture
-def unique_db_name(run_id: str):
-    def name(service: str) -> str:
-        return f"{service}_{run_id}_{uuid.uuid4().hex[:6]}"
-
-    return name
 
 
 async def drain(stream: AsyncIterator) -> list:
