@@ -26,7 +26,7 @@ from pymongo.errors import OperationFailure
 from advocacy_common.repository import TENANT_FIELD, WATERMARK_FIELD, Storage
 
 from .aggregation import (
-    AmbassadorChange, AmbassadorKey, Change, ConditionalWrite, ContentKey, CounterKey, FactId, Increments, Position,
+    AmbassadorChange, AmbassadorKey, Change, ConditionalWrite, CounterKey, FactId, Increments, Position,
     Target, Watermarks, admits,
 )
 from .models import FIRST_GENERATION, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person
@@ -283,9 +283,12 @@ class MongoMetricsStore:
     async def erased_among(self, people: set[Person]) -> set[Person]:
         if not people:
             return set()
-        cursor = self.collection(AMBASSADORS).find({"_id": {"$in": [_person_id(p) for p in people]}, "erased": True},
-                                                   {TENANT_FIELD: 1, "ambassador_id": 1})
-        return {Person(document[TENANT_FIELD], document["ambassador_id"]) async for document in cursor}
+        # A bare `_id` list, the tombstone checked here: FerretDB 1.x pushes down only `_id` filters
+        # (MongoDB would serve `erased` in the filter from the same _id lookup).
+        cursor = self.collection(AMBASSADORS).find({"_id": {"$in": [_person_id(p) for p in people]}},
+                                                   {TENANT_FIELD: 1, "ambassador_id": 1, "erased": 1})
+        return {Person(document[TENANT_FIELD], document["ambassador_id"]) async for document in cursor
+                if document.get("erased")}
 
     async def erase_individual(self, person: Person) -> None:
         await self.collection(COUNTERS).delete_many({TENANT_FIELD: person.tenant,
