@@ -7,7 +7,7 @@ import pytest
 
 from advocacy_common.mongo import create_client
 from advocacy_common.repository import ServerCapabilities, Storage
-from metrics.aggregation import CounterKey, FactId, Fragment, Increments, Position, plan_writes
+from metrics.aggregation import CounterKey, FactId, Fragment, Increments, Position, above_watermarks, plan_writes
 from metrics.handlers import apply_exactly_once
 from metrics.models import Dimension, Period
 from metrics.store import MongoGenerations, MongoMetricsStore
@@ -76,8 +76,7 @@ async def _consume(store: MongoMetricsStore, batches: list[list[Fragment]], repo
             reported += [write for write in pending if write not in refused]
             refusals += refused
             watermarks = await store.read_watermarks([write.target for write in refused])
-            pending = plan_writes(f for write in refused for f in write.fragments
-                                  if f.position.offset > watermarks.get(write.target, {}).get(f.position.partition, -1))
+            pending = plan_writes(f for write in refused for f in above_watermarks(write, watermarks.get(write.target, {})))
         await asyncio.sleep(0)
 
 
