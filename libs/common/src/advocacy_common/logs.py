@@ -34,3 +34,5 @@ def configure_logging(level: str = "INFO", json_format: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel("WARNING")
+    # PyMongo logs every command and reply document at DEBUG (people's names, e-mails, secrets): never, at any level.
+    logging.getLogger("pymongo.command").setLevel("INFO")

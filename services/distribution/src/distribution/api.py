@@ -111,10 +111,12 @@ def connector_body(connector: ConnectorModel, options: Options, with_secret: boo
 
 
 @router.post("/connectors", status_code=201, response_model=Connector)
-async def register_connector(request: Request, body: NewConnector,
+async def register_connector(request: Request, response: Response, body: NewConnector,
                              principal: Principal = Depends(CONNECTOR_ADMINS)) -> Connector:
     """Register a connector (a tool that reports engagement). The response carries its signing secret, once
-    (a retry with the same `Idempotency-Key` returns it again). Sign each report with it."""
+    (a retry with the same `Idempotency-Key` returns it again), and `Cache-Control: no-store`. Sign each
+    report with it."""
+    response.headers["Cache-Control"] = "no-store"  # the body carries a secret: no cache may keep it
     distribution = _distribution(request)
     connector = await distribution.engagement.register_connector(principal, body, idempotency_key(request), utcnow())
     return connector_body(connector, distribution.options, with_secret=True)
