@@ -38,6 +38,10 @@ up_local() {
   mkdir -p "$RUN"
   bash "$ROOT/infra/infra.sh" up
   local issuer="http://127.0.0.1:$ISSUER_PORT"
+  # A keyring of this machine's own for connector secrets, instead of the settings' dev-only default.
+  local secret_key="$LOCAL/distribution-secret-key"
+  [ -s "$secret_key" ] || { mkdir -p "$LOCAL"; (umask 077; head -c 32 /dev/urandom | base64 > "$secret_key"); }
+  export DISTRIBUTION_SECRET_KEYS="{\"local\": \"$(cat "$secret_key")\"}" DISTRIBUTION_SECRET_KEY_ID=local
   start issuer "$UV" run --frozen advocacy-dev-issuer --key-file "$LOCAL/dev-issuer/key.pem" --issuer "$issuer" \
     serve --port "$ISSUER_PORT"
   wait_ready "$issuer/.well-known/jwks.json" issuer
