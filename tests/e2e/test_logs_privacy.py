@@ -4,22 +4,27 @@ Every record any logger emits in this process while the journey runs through the
 APIs and workers on the real Kafka and database) is captured at DEBUG, under the logging set-up the
 services use (`configure_logging`), and searched for what the journey
 handed out: the person's e-mail, names and network handle, the bearer tokens, the connector's secret, the
-post URL's personal part and the Idempotency-Keys. Our own code's records only: the APIs are driven in
+post URL's personal part and the Idempotency-Keys. A poison event carrying the e-mail as an invalid value
+drives the consumers' retry and dead-letter logs too. Our own code's records only: the APIs are driven in
 process through ASGI, so no access log is written here (a served stack's access log is to be added).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from advocacy_common.events import AmbassadorProfile, AmbassadorProfileUpdated, Persona
 from advocacy_common.logs import configure_logging
+from advocacy_common.publishing import EventPublisher, envelope_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -94,10 +99,30 @@ def forbidden_values(journey) -> dict[str, str]:
     return values
 
 
-async def test_journey_logs_carry_no_personal_data_or_credentials(stack, bearer):
+async def a_poison_event_with_personal_data(infrastructure, kafka_topics, capture: EveryRecord) -> None:
+    """An ambassador event whose data does not validate, with the person's e-mail as the bad value (a
+    producer's bug): every consumer of the topic retries it, logs why and dead-letters it."""
+    valid = AmbassadorProfileUpdated(ambassador_id="poison", updated_at=datetime.now(UTC),
+                                     profile=AmbassadorProfile(persona=Persona.EXPERT))
+    envelope = envelope_for(valid, tenant_id="e2e-poison", source="/tests")
+    poison = envelope.model_copy(update={"data": {**envelope.data, "profile": {"persona": PERSON.login}}})
+    publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics, client_id="e2e-poison")
+    await publisher.start()
+    try:
+        await publisher.publish(valid.topic, poison)
+    finally:
+        await publisher.stop()
+    deadline = asyncio.get_running_loop().time() + 45
+    while sum("dead-lettered" in text for _, text in capture.rendered) < 2:  # distribution's and metrics'
+        assert asyncio.get_running_loop().time() < deadline, "the poison event was not dead-lettered"
+        await asyncio.sleep(0.2)
+
+
+async def test_journey_logs_carry_no_personal_data_or_credentials(stack, bearer, infrastructure, kafka_topics):
     capture = EveryRecord()
     with logging_as_the_services_do_at_debug(capture):
         journey = await journey_steps.walk_the_journey(stack, bearer, PERSON)
+        await a_poison_event_with_personal_data(infrastructure, kafka_topics, capture)
 
     assert len(capture.rendered) > 100, "the capture saw (almost) nothing: it would prove nothing"
     leaks: dict[tuple[str, str], str] = {}
