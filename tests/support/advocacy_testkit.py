@@ -95,3 +95,10 @@ async def read_envelopes(bootstrap_servers: str, physical_topic: str, *, min_cou
 
 async def drain(stream: AsyncIterator) -> list:
     return [item async for item in stream]
+
+
+def document_with_pending(document: dict, items) -> dict:
+    """A raw document carrying pending events, as a repository's write leaves it (for relay tests)."""
+    from advocacy_common.outbox import OUTBOX_FIELD, outbox_entries
+
+    return {**document, OUTBOX_FIELD: outbox_entries(items)}

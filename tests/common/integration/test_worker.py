@@ -3,7 +3,8 @@ from datetime import UTC, datetime
 import pytest
 
 from advocacy_common import topics
-from advocacy_common.consuming import Delivery, ProcessedEvents, apply_once
+from advocacy_common.consuming import Delivery, ProcessedEvents
+from advocacy_common.repository import apply_once
 from advocacy_common.envelope import KafkaRecord, to_kafka
 from advocacy_common.events import AmbassadorOptedOut
 from advocacy_common.publishing import EventPublisher, envelope_for

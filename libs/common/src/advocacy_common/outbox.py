@@ -39,30 +39,6 @@ def outbox_entries(items: Iterable[tuple[str, Envelope]]) -> list[dict[str, Any]
     return [{"id": env.id, "topic": topic, "envelope": env.to_document()} for topic, env in items]
 
 
-def with_outbox(update: dict[str, Any], items: Iterable[tuple[str, Envelope]]) -> dict[str, Any]:
-    """Add pending events to a MongoDB update document (same atomic write)."""
-    entries = outbox_entries(items)
-    if not entries:
-        return update
-    merged = dict(update)
-    push = dict(merged.get("$push", {}))
-    push[OUTBOX_FIELD] = {"$each": entries}
-    merged["$push"] = push
-    return merged
-
-
-def new_document_with_outbox(document: dict[str, Any], items: Iterable[tuple[str, Envelope]]) -> dict[str, Any]:
-    """A document to insert, carrying its pending events."""
-    return {**document, OUTBOX_FIELD: outbox_entries(items)}
-
-
-def without_outbox(document: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Strip the relay's field before handing a document to callers."""
-    if document is None:
-        return None
-    return {k: v for k, v in document.items() if k != OUTBOX_FIELD}
-
-
 async def notify_outbox(collection: AsyncCollection, document_id: Any) -> None:
     """Tell the relay that `document_id` has pending events (call right after the write).
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -46,6 +46,9 @@ from .envelope import Envelope
 from .events import Event
 from .outbox import OUTBOX_FIELD, notify_outbox, outbox_entries
 from .publishing import envelope_for
+
+if TYPE_CHECKING:
+    from .consuming import Delivery
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -346,3 +349,46 @@ async def create_indexes_one_by_one(collection: AsyncCollection, indexes: Iterab
     """
     for index in indexes:
         await collection.create_indexes([index])
+
+
+# --- idempotent effects of events ----------------------------------------------------------
+# Handlers make their effects idempotent: each document keeps, per topic partition, the
+# offset of the last event applied to it, written in the same single-document update as
+# the effect; or the effect is an insert whose `_id` derives from the event.
+
+def not_yet_applied(delivery: Delivery) -> dict[str, Any]:
+    """Filter matching documents whose watermark for this partition is below this offset."""
+    field = f"{WATERMARK_FIELD}.{delivery.watermark_key}"
+    return {"$or": [{field: {"$exists": False}}, {field: {"$lt": delivery.offset}}]}
+
+
+def mark_applied(update: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
+    merged = dict(update)
+    merged["$set"] = {**merged.get("$set", {}), f"{WATERMARK_FIELD}.{delivery.watermark_key}": delivery.offset}
+    return merged
+
+
+async def apply_once(collection: AsyncCollection, key: dict[str, Any], update: dict[str, Any],
+                     delivery: Delivery, upsert: bool = True) -> bool:
+    """Apply `update` to the document `key` unless this event was already applied to it.
+
+    `key` must identify one document by `_id` when upserting: a duplicate
+    delivery then fails the watermark filter, the upsert tries to insert the same
+    `_id`, and the duplicate-key error tells us the effect is already there.
+    Returns True when the effect was applied now.
+    """
+    try:
+        result = await collection.update_one({**key, **not_yet_applied(delivery)},
+                                             mark_applied(update, delivery), upsert=upsert)
+    except DuplicateKeyError:
+        return False
+    return result.matched_count > 0 or result.upserted_id is not None
+
+
+async def insert_once(collection: AsyncCollection, document: dict[str, Any]) -> bool:
+    """Insert a document whose `_id` is derived from the event; False if it is already there."""
+    try:
+        await collection.insert_one(document)
+        return True
+    except DuplicateKeyError:
+        return False

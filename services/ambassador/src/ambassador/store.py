@@ -21,10 +21,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from advocacy_common.consuming import insert_once
 from advocacy_common.outbox import OUTBOX_FIELD, OutboxRelay
 from advocacy_common.repository import (
-    AlreadyExists, ModelRepository, Page, Repository, Storage, UnitOfWork, create_indexes_one_by_one,
+    AlreadyExists, ModelRepository, Page, Repository, Storage, UnitOfWork, create_indexes_one_by_one, insert_once,
 )
 
 from .models import (

@@ -12,7 +12,7 @@ from pydantic import AwareDatetime
 from advocacy_common.api_support import etag, idempotency_key, key_reused_with_other_body, page_size, require_if_match
 from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.errors import Problem, conflict, invalid, problem_response
-from advocacy_common.repository import StaleWrite
+
 
 from .models import (
     Action, FourEyesViolation, InvalidTransition, ItemFilter, KeyUsedForAnotherAction, RuleViolation, Status,
@@ -21,6 +21,7 @@ from .schemas import (
     Calendar, CalendarDay, CalendarEntry, CampaignIn, CampaignOut, CampaignPatch, Comment, ContentIn, ContentOut,
     ContentPatch, FromDomain, Page, PublishedContentOut, Rejection, TenantSettingsIn, TenantSettingsOut,
 )
+from .ports import StaleWrite
 from .service import ContentService
 
 MAX_CALENDAR_DAYS = 92

@@ -27,11 +27,11 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from advocacy_common.consuming import Delivery, ProcessedEvents, apply_once
+from advocacy_common.consuming import Delivery, ProcessedEvents
 from advocacy_common.cursors import CursorCodec
 from advocacy_common.repository import (
     AlreadyExists, ModelRepository, Page, Repository, ServerCapabilities, SortKey, StaleWrite, Storage, UnitOfWork,
-    storable,
+    apply_once, storable,
 )
 
 from .models import (
