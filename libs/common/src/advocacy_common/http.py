@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from .auth import JwksCache, JwtVerifier
 from .api_support import key_reused_with_other_body
+from .hardening import install_hardening
 from .errors import PROBLEM_JSON, Problem, install_problem_handlers, problem_response
 from .mongo import create_client, ping
 from .publishing import EventPublisher
@@ -149,4 +150,5 @@ def create_service_app(settings: ServiceSettings, *, title: str, description: st
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     FastAPIInstrumentor.instrument_app(app, excluded_urls=",".join(UNAUTHENTICATED_PATHS))
+    install_hardening(app, settings)
     return app
