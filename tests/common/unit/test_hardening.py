@@ -280,3 +280,18 @@ async def test_a_quota_frees_up_as_the_window_moves(auth_settings, bearer):
         await asyncio.sleep(1.1)
         later = (await http.post("/notes", json={"text": "y"}, headers=headers)).status_code
     assert burst == [200, 200, 429] and later == 200 and time.monotonic() - started < 5
+
+
+async def test_the_hostile_input_probe_reports_a_route_that_fails(auth_settings, bearer):
+    from advocacy_common.testing import server_errors_on_hostile_input
+
+    app = make_app(auth_settings)
+
+    @app.post("/fragile")
+    async def fragile(request: Request):
+        return {"version": int(request.headers.get("if-match", "0").strip('"'))}  # a 500 on a hostile If-Match
+
+    async with client(app) as http:
+        failures = await server_errors_on_hostile_input(http, app, bearer("t1", "u1", "editor"))
+    assert failures and all(failure.startswith("POST /fragile") for failure in failures)
+    assert any("If-Match" in failure for failure in failures)
