@@ -295,3 +295,38 @@ async def test_the_hostile_input_probe_reports_a_route_that_fails(auth_settings,
         failures = await server_errors_on_hostile_input(http, app, bearer("t1", "u1", "editor"))
     assert failures and all(failure.startswith("POST /fragile") for failure in failures)
     assert any("If-Match" in failure for failure in failures)
+
+
+async def test_a_client_that_disconnects_mid_body_gets_nothing_and_changes_nothing(auth_settings):
+    app = make_app(auth_settings)
+    sent: list[dict] = []
+    messages = [{"type": "http.request", "body": b'{"a": ', "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/raw", "raw_path": b"/raw", "query_string": b"", "root_path": "", "server": ("t", 80),
+             "client": ("1.2.3.4", 1), "headers": [(b"host", b"t"), (b"content-type", b"application/json")]}
+    await app(scope, receive, send)
+    assert sent == [] and app.state.writes == []
+
+
+@pytest.mark.parametrize("key", ["k" * 201, "tab\there", "caf\u00e9", "bell\x07"])
+async def test_malformed_idempotency_keys_are_422(auth_settings, key):
+    app = make_app(auth_settings)
+
+    @app.post("/keyed")
+    async def keyed(request: Request):
+        from advocacy_common.api_support import idempotency_key
+
+        return {"key": idempotency_key(request)}
+
+    async with client(app) as http:
+        response = await http.post("/keyed", headers={"Idempotency-Key": key.encode("latin-1")})
+        accepted = await http.post("/keyed", headers={"Idempotency-Key": "order-42 retry"})
+    assert_problem(response, 422)
+    assert accepted.json() == {"key": "order-42 retry"}

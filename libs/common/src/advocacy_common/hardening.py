@@ -65,6 +65,10 @@ class Refused(Exception):
         self.problem = problem
 
 
+class ClientGone(Exception):
+    """The client disconnected before its body was complete."""
+
+
 def json_depth_exceeds(body: bytes, limit: int) -> bool:
     """True when arrays/objects nest deeper than `limit` (brackets inside strings do not count).
 
@@ -120,6 +124,8 @@ class HardeningMiddleware:
         except Refused as refused:
             await self._answer(refused.problem, scope, receive, send)
             return
+        except ClientGone:
+            return  # nobody to answer, and nothing was done
         await self.app(scope, _replaying(body, receive), self._securing(send, scope, headers))
 
     def _check_head(self, scope: Scope, headers: Headers) -> None:
@@ -145,8 +151,8 @@ class HardeningMiddleware:
         size = 0
         while True:
             message = await receive()
-            if message["type"] != "http.request":  # the client went away: nothing to answer
-                raise Refused(Problem(400, "Bad Request", "The client disconnected."))
+            if message["type"] != "http.request":
+                raise ClientGone()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
