@@ -1,14 +1,16 @@
 """Does one tenant's burst of writes raise another tenant's latency? (per-tenant write rate limits)
 
-    uv run python bench/ratelimit_bench.py [--seconds 5] [--runs 3]
+    uv run python bench/ratelimit_bench.py [--seconds 10] [--runs 3]
 
 An app made by `create_service_app` (so the whole hardening stack runs: body scan, JWT, rate limiter)
 with one write endpoint over a simulated store that, like our FerretDB proxy, takes a few writes at
-a time (2 slots, 30 ms each). A calm tenant writes at a steady pace while a noisy tenant sends about four
-times its quota. Three scenarios, each the median of `--runs` runs: the calm tenant alone; with the
+a time (2 slots, 30 ms each). A calm tenant writes at a steady pace while a noisy tenant sends five
+times its quota at a fixed rate. Three scenarios, each the median of `--runs` runs: the calm tenant alone; with the
 noisy burst under the default-style limits; and with the burst but limits set out of reach, to show
-what the limiter prevents. The calm tenant's p99 with the burst must stay within 20 % of its p99
-alone.
+what the limiter prevents. The goal: the calm tenant's p99 with the burst within 20 % of its p99
+alone. Client and server share one event loop here, so on a busy machine the CPU spent refusing the
+burst (JWT verification, framework) shows in the calm tenant's figures; "store p99" is the calm
+tenant's wait for the store plus its write, measured inside the app.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ STORE_WRITE_SECONDS = 0.030
 CALM_SUBJECTS = 4
 CALM_PAUSE_SECONDS = 0.25  # each calm writer: ~3.5 writes/s, ~14/s for the tenant
 NOISY_SUBJECTS = 6
-NOISY_PAUSE_SECONDS = 0.08  # each noisy writer: ~10 attempts/s, ~60/s for the tenant (4x its quota)
+NOISY_PAUSE_SECONDS = 0.08  # each noisy writer: 12.5 attempts/s, 75/s for the tenant (~5x its quota)
 # Quotas sized to the store: a tenant at its quota takes a quarter of the store's ~66 writes/s.
 LIMITED = {"rate_limit_tenant_writes": "16/second", "rate_limit_subject_writes": "5/second"}
 UNLIMITED = {"rate_limit_tenant_writes": "1000000/second", "rate_limit_subject_writes": "1000000/second"}
@@ -62,14 +64,29 @@ def build_app(auth: dict[str, str], limits: dict[str, str]):
 
 
 async def writer(client: AsyncClient, headers: dict[str, str], pause: float, until: float,
-                 latencies: list[float] | None, statuses: dict[int, int]) -> None:
+                 latencies: list[float], statuses: dict[int, int]) -> None:
+    """Closed loop, as a well-behaved client: the next write after the answer and a pause."""
     while time.monotonic() < until:
         started = time.perf_counter()
         response = await client.post("/v1/notes", json={"text": "hello"}, headers=headers)
-        if latencies is not None:
-            latencies.append(time.perf_counter() - started)
+        latencies.append(time.perf_counter() - started)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         await asyncio.sleep(pause)
+
+
+async def flooder(client: AsyncClient, headers: dict[str, str], pause: float, until: float,
+                  statuses: dict[int, int]) -> None:
+    """Open loop, as an attacker or a runaway script: a new write every `pause`, answered or not."""
+
+    async def one() -> None:
+        response = await client.post("/v1/notes", json={"text": "spam"}, headers=headers)
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+    in_flight = []
+    while time.monotonic() < until:
+        in_flight.append(asyncio.create_task(one()))
+        await asyncio.sleep(pause)
+    await asyncio.gather(*in_flight)
 
 
 async def scenario(issuer: DevIssuer, auth: dict[str, str], limits: dict[str, str], noisy: bool,
@@ -88,7 +105,7 @@ async def scenario(issuer: DevIssuer, auth: dict[str, str], limits: dict[str, st
         tasks = [writer(client, token("calm", f"c{i}"), CALM_PAUSE_SECONDS, until, calm_latencies, calm_statuses)
                  for i in range(CALM_SUBJECTS)]
         if noisy:
-            tasks += [writer(client, token("noisy", f"n{i}"), NOISY_PAUSE_SECONDS, until, None, noisy_statuses)
+            tasks += [flooder(client, token("noisy", f"n{i}"), NOISY_PAUSE_SECONDS, until, noisy_statuses)
                       for i in range(NOISY_SUBJECTS)]
         await asyncio.gather(*tasks)
     millis = [latency * 1000 for latency in calm_latencies]
