@@ -36,10 +36,12 @@ DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 # declared type, because some endpoints (SCIM) parse JSON whatever the client declared.
 NOT_JSON_MEDIA_TYPES = frozenset({"text/csv", "multipart/form-data", "application/x-www-form-urlencoded"})
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# Swagger UI and ReDoc (FastAPI's pages) load their script and style from jsDelivr and run inline code.
+# Swagger UI and ReDoc (FastAPI's pages) load their script and style from jsDelivr, run inline code,
+# and ReDoc takes its fonts from Google Fonts and runs a blob worker.
 DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
-            "worker-src blob:; frame-ancestors 'none'")
+            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+            "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https:; worker-src blob:; "
+            "frame-ancestors 'none'")
 # A JSON string (escapes included) or one bracket: strings are skipped by the regex engine, in C.
 _JSON_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]|[\]}]')
 
