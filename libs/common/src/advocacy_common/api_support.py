@@ -50,8 +50,9 @@ def require_if_match(request: Request, current_version: int, required: bool = Fa
 
 def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
-    if key is not None and not (1 <= len(key) <= 200):
-        raise invalid("Idempotency-Key", "must be 1 to 200 characters")
+    # Printable ASCII only, as the IETF draft's structured-field string: no control characters to log or store.
+    if key is not None and not (1 <= len(key) <= 200 and key.isascii() and key.isprintable()):
+        raise invalid("Idempotency-Key", "must be 1 to 200 printable ASCII characters")
     return key
 
 

@@ -148,9 +148,12 @@ class JwtVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise unauthorized("The bearer token is malformed.") from None
-        if header.get("alg") not in self.algorithms:
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if not isinstance(algorithm, str) or algorithm not in self.algorithms:
             raise unauthorized("The token's algorithm is not accepted.")
-        key = await self.jwks.key_for(header.get("kid"))
+        if kid is not None and not isinstance(kid, str):
+            raise unauthorized("The token's key id is not a string.")
+        key = await self.jwks.key_for(kid)
         try:
             claims = jwt.decode(token, key=key, algorithms=self.algorithms, audience=self.audience,
                                 issuer=self.issuer, leeway=self.leeway,
@@ -177,6 +180,9 @@ async def authenticate(request: Request) -> Principal:
         raise unauthorized("A bearer token is required.")
     principal = await verifier.verify(token.strip())
     request.state.principal = principal
+    limiter = getattr(request.app.state, "rate_limiter", None)  # installed by advocacy_common.hardening
+    if limiter is not None:
+        await limiter.check(request, principal.tenant, principal.subject)
     return principal
 
 

@@ -21,6 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from .auth import JwksCache, JwtVerifier
 from .api_support import key_reused_with_other_body
+from .hardening import install_hardening
 from .errors import PROBLEM_JSON, Problem, install_problem_handlers, problem_response
 from .mongo import create_client, ping
 from .publishing import EventPublisher
@@ -140,4 +141,5 @@ def create_service_app(settings: ServiceSettings, *, title: str, description: st
                    excluded_handlers=[f"^{path}$" for path in UNAUTHENTICATED_PATHS]) \
         .add(*HTTP_METRICS).instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
     FastAPIInstrumentor.instrument_app(app, excluded_urls=",".join(UNAUTHENTICATED_PATHS))
+    install_hardening(app, settings)
     return app

@@ -15,7 +15,8 @@ from .settings import AmbassadorSettings
 def run_api() -> None:
     settings = settings_from_environment()
     _observe(settings)
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
+                log_config=None, server_header=False)  # our redacting log handler; no Server banner
 
 
 def run_worker() -> None:

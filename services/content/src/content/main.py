@@ -20,7 +20,8 @@ def _settings() -> ContentSettings:
 
 def run_api() -> None:
     settings = _settings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None,
+                server_header=False)  # no Server banner
 
 
 def run_worker() -> None:

@@ -16,7 +16,8 @@ from .settings import DistributionSettings
 def run_api() -> None:
     settings = settings_from_environment()
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, proxy_headers=True)
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, proxy_headers=True,
+                log_config=None, server_header=False)  # our redacting log handler; no Server banner
 
 
 def run_worker() -> None:

@@ -12,7 +12,8 @@ from .settings import MetricsSettings
 
 def run_api() -> None:
     settings = load_settings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
+                log_config=None, server_header=False)  # our redacting log handler; no Server banner
 
 
 def run_worker() -> None:
