@@ -36,6 +36,10 @@ class ServiceSettings(BaseSettings):
         "Signs pagination cursors; every replica of a service must share it. Set a random value in production."))
     max_event_bytes: int = Field(default=1024 * 1024, description="A consumed record with a larger value "
                                  "goes to the DLQ unread")
+    cors_allowed_origins: list[str] = Field(default_factory=list, description=(
+        "Browser origins allowed to call the API (e.g. the dashboard's); none by default"))
+    cors_allow_credentials: bool = Field(default=False, description=(
+        "Only for cookie authentication: bearer tokens need no credentialed requests"))
     otlp_endpoint: str | None = Field(default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
     @property
