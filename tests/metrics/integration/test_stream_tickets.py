@@ -45,6 +45,7 @@ async def client(settings):
 async def ticket_for(client, headers) -> str:
     response = await client.post("/v1/stream-tickets", headers=headers)
     assert response.status_code == 201, response.text
+    assert response.headers["cache-control"] == "no-store"
     assert 0 < response.json()["expires_in"] <= 60
     return response.json()["ticket"]
 

@@ -193,13 +193,15 @@ async def export_csv(use: QueriesDep, period: PeriodDep,
 
 
 @tickets_router.post("/stream-tickets", response_model=StreamTicket, status_code=201)
-async def issue_stream_ticket(request: Request, principal: Principal = Depends(analysts)) -> StreamTicket:
+async def issue_stream_ticket(request: Request, response: Response,
+                              principal: Principal = Depends(analysts)) -> StreamTicket:
     """A ticket that opens `/v1/metrics/stream?ticket=...` once, within a minute, for you only.
 
     For browsers, whose `EventSource` cannot send the `Authorization` header: ask for a ticket with
     your bearer token, then open the stream with it. Never put the token itself in a URL."""
     access: StreamAccess = request.app.state.stream_access
     issued = access.signer.issue(principal)
+    response.headers["Cache-Control"] = "no-store"  # a credential, however short-lived
     return StreamTicket(ticket=issued.ticket, expires_in=issued.expires_in)
 
 
