@@ -115,7 +115,9 @@ async def settled(api: httpx.AsyncClient, headers: dict, expected_shares: int, t
 
 
 async def open_dashboard(page: Page, base_url: str, token: str) -> None:
-    await page.goto(f"{base_url}/dashboard/#token={token}")
+    response = await page.goto(f"{base_url}/dashboard/#token={token}")
+    policy = (await response.all_headers())["content-security-policy"]
+    assert "script-src 'self';" in policy and "unsafe" not in policy  # the page's own policy, no inline code
     await page.wait_for_selector("body[data-ready=yes]", timeout=20000)
 
 
@@ -241,6 +243,7 @@ async def test_the_dashboard_shows_the_apis_figures(metrics_stack, chromium, min
         mine = await browser.new_page(viewport={"width": 1280, "height": 700})
         await open_dashboard(mine, base_url, alice_token)
         assert await mine.is_hidden("#programme") and await mine.is_visible("#me")
+        assert await mine.is_hidden("#live-status")  # no stream for ambassadors
         me_period = {"from": await mine.input_value("#from"), "to": await mine.input_value("#to"),
                      "granularity": "week"}
         me = (await api.get("/v1/metrics/me", headers={"Authorization": f"Bearer {alice_token}"},

@@ -332,6 +332,7 @@ function start() {
     $("series-show").addEventListener("click", loadSeries);
     $("breakdown-dimension").addEventListener("change", () => loadBreakdown().catch(showError));
     $("team-show").addEventListener("click", showTeam);
+    $("live-status").hidden = false;
     openStream();
   } else if (roles().has("ambassador")) {
     $("me").hidden = false;
