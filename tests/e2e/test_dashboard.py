@@ -158,6 +158,8 @@ async def test_the_dashboard_shows_the_apis_figures(metrics_stack, chromium, min
         console: list[str] = []
         page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
         page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
         await open_dashboard(page, base_url, analyst_token)
         assert "token" not in page.url  # the fragment is dropped once read
 
@@ -224,6 +226,10 @@ async def test_the_dashboard_shows_the_apis_figures(metrics_stack, chromium, min
                                                   network=Network.LINKEDIN, day=days_ago(0))])
         await page.wait_for_function(f"() => ({live_impressions})() === '{overview['impressions'] + 500}'",
                                      timeout=20000)
+
+        # The token never travelled in a URL; the stream was opened with a ticket.
+        assert not [url for url in requested if analyst_token in url]
+        assert [url for url in requested if "/v1/metrics/stream?ticket=" in url]
 
         # The charts are drawn, on the canvas and in the screenshot.
         for canvas in ("series-chart", "breakdown-chart"):
