@@ -20,6 +20,7 @@ from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .auth import JwksCache, JwtVerifier
+from .cors import install_cors
 from .api_support import key_reused_with_other_body
 from .hardening import install_hardening
 from .errors import PROBLEM_JSON, Problem, install_problem_handlers, problem_response
@@ -142,4 +143,5 @@ def create_service_app(settings: ServiceSettings, *, title: str, description: st
         .add(*HTTP_METRICS).instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
     FastAPIInstrumentor.instrument_app(app, excluded_urls=",".join(UNAUTHENTICATED_PATHS))
     install_hardening(app, settings)
+    install_cors(app, settings)  # last, so outermost: preflights are answered before anything else runs
     return app

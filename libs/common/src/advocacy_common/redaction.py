@@ -13,8 +13,9 @@ import logging
 import re
 
 REDACTED = "[redacted]"
-SENSITIVE_QUERY_PARAMS = ("filter", "access_token", "id_token", "refresh_token", "token", "code", "state",
-                          "password", "secret", "client_secret", "api_key", "key", "signature", "email")
+SENSITIVE_QUERY_PARAMS = (  # `ticket`: the stream ticket of the metrics SSE
+    "filter", "access_token", "id_token", "refresh_token", "token", "code", "state",
+    "password", "secret", "client_secret", "api_key", "key", "signature", "email", "ticket")
 _QUERY_VALUE = re.compile(r"(?i)([?&;](?:%s)=)[^&#\s\"']*" % "|".join(map(re.escape, SENSITIVE_QUERY_PARAMS)))
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+(?:@|%40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 _AUTHORIZATION = re.compile(r"(?i)(\b(?:proxy-)?authorization['\"]?\s*[:=,]\s*['\"]?)[^'\"\r\n,}]+")

@@ -59,6 +59,10 @@ class ServiceSettings(BaseSettings):
         "Path parameters that name the caller of a webhook"))
     rate_limit_storage_uri: str = Field(default="memory://", description=(
         "`limits` storage: memory:// counts per replica; redis://... shares the counts between replicas"))
+    cors_allowed_origins: list[str] = Field(default_factory=list, description=(
+        "Browser origins allowed to call the API (e.g. the dashboard's); none by default"))
+    cors_allow_credentials: bool = Field(default=False, description=(
+        "Only for cookie authentication: bearer tokens need no credentialed requests"))
     otlp_endpoint: str | None = Field(default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
     @property

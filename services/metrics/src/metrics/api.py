@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -16,26 +18,38 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from advocacy_common.auth import Principal, Role, authenticate, require_roles
 from advocacy_common.errors import Problem, invalid, not_found, problem_response
 from advocacy_common.events import Network
+from advocacy_common.stream_tickets import MongoTicketLedger, StreamSlots, TicketSigner
 
 from .models import TENANT_VALUE, Dimension, Granularity, Period, Person, trailing_days
-from .schemas import KpiReport, Leaderboard, Ranking, TeamList, TimeSeries, csv_export
+from .schemas import KpiReport, Leaderboard, Ranking, StreamTicket, TeamList, TimeSeries, csv_export
 from .service import GroupTooSmall, MetricsQueries, UnknownSubject
 
 MAX_PERIOD_DAYS = 731
 SSE_LINE_END = "\n"  # as the stream always sent (the library's default is CRLF)
 GROUP_TOO_SMALL_TYPE = "https://advocacy.example/problems/group-too-small"
 
-analysts = require_roles(Role.ANALYST, Role.ADMIN)
+STREAM_ROLES = (Role.ANALYST, Role.ADMIN)
+analysts = require_roles(*STREAM_ROLES)
 team_viewers = require_roles(Role.ANALYST, Role.ADMIN, Role.MANAGER)
 ambassadors_only = require_roles(Role.AMBASSADOR)
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+tickets_router = APIRouter(prefix="/v1", tags=["stream"])
 
 
 @dataclass(frozen=True)
 class StreamTiming:
     poll_seconds: float  # how often the stream recomputes the overview
     heartbeat_seconds: float  # how often a comment line keeps idle connections open
+
+
+@dataclass(frozen=True)
+class StreamAccess:
+    """How a browser opens the stream: a ticket instead of the header, and a cap per caller."""
+
+    signer: TicketSigner
+    ledger: MongoTicketLedger
+    slots: StreamSlots
 
 
 def install_problems(app: FastAPI) -> None:
@@ -178,25 +192,69 @@ async def export_csv(use: QueriesDep, period: PeriodDep,
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
+@tickets_router.post("/stream-tickets", response_model=StreamTicket, status_code=201)
+async def issue_stream_ticket(request: Request, response: Response,
+                              principal: Principal = Depends(analysts)) -> StreamTicket:
+    """A ticket that opens `/v1/metrics/stream?ticket=...` once, within a minute, for you only.
+
+    For browsers, whose `EventSource` cannot send the `Authorization` header: ask for a ticket with
+    your bearer token, then open the stream with it. Never put the token itself in a URL."""
+    access: StreamAccess = request.app.state.stream_access
+    issued = access.signer.issue(principal)
+    response.headers["Cache-Control"] = "no-store"  # a credential, however short-lived
+    return StreamTicket(ticket=issued.ticket, expires_in=issued.expires_in)
+
+
+async def stream_caller(request: Request, ticket: Annotated[str | None, Query(
+        description="A ticket from POST /v1/stream-tickets, for clients that cannot send the header")] = None
+                        ) -> Principal:
+    """The caller of the stream: from a single-use ticket when one is given, else from the bearer token."""
+    if ticket is None:
+        principal = await authenticate(request)
+    else:
+        access: StreamAccess = request.app.state.stream_access
+        principal = await access.ledger.redeem(access.signer.read(ticket))
+    if not principal.has_any(*STREAM_ROLES):
+        raise Problem(403, "Forbidden", f"This requires one of the roles: {', '.join(sorted(STREAM_ROLES))}.")
+    return principal
+
+
 @router.get("/stream", response_class=EventSourceResponse,
-            responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
-async def stream(request: Request, use: QueriesDep, principal: Principal = Depends(analysts),
+            responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
+                       429: {"description": "Too many open streams for this caller"}})
+async def stream(request: Request, use: QueriesDep, principal: Principal = Depends(stream_caller),
                  max_events: Annotated[int | None, Query(ge=1, description="Close after this many updates")] = None
                  ) -> EventSourceResponse:
     """Server-Sent Events: `event: kpis` with the programme's last-30-day KPIs each time they change,
-    and a comment line as heartbeat. Reconnect at will; every update carries the full figures."""
+    and a comment line as heartbeat. Reconnect at will; every update carries the full figures.
+
+    Authenticate with the `Authorization` header or, from a browser, `?ticket=` (see `POST /v1/stream-tickets`).
+    When the token expires the stream sends `event: expired` and closes: reconnect with a fresh token."""
     timing: StreamTiming = request.app.state.stream_timing
+    slots: StreamSlots = request.app.state.stream_access.slots
+    token_expiry = float(principal.claims["exp"])
 
-    async def updates() -> AsyncIterator[ServerSentEvent]:
+    async def updates() -> AsyncIterator[ServerSentEvent | None]:
         sent = 0
-        async with aclosing(use.overview_changes(principal.tenant, timing.poll_seconds)) as changes:
-            async for report in changes:
-                sent += 1
-                payload = json.dumps(KpiReport.model_validate(report).model_dump(mode="json"))
-                yield ServerSentEvent(payload, event="kpis", id=str(sent), sep=SSE_LINE_END)
-                if max_events is not None and sent >= max_events:
-                    return
+        with slots.held(principal):
+            yield None  # the slot is taken: see below
+            async with aclosing(use.overview_changes(principal.tenant, timing.poll_seconds)) as changes:
+                while (remaining := token_expiry - time.time()) > 0:
+                    try:
+                        report = await asyncio.wait_for(anext(changes), remaining)
+                    except TimeoutError:
+                        break
+                    sent += 1
+                    payload = json.dumps(KpiReport.model_validate(report).model_dump(mode="json"))
+                    yield ServerSentEvent(payload, event="kpis", id=str(sent), sep=SSE_LINE_END)
+                    if max_events is not None and sent >= max_events:
+                        return
+            yield ServerSentEvent("{}", event="expired", sep=SSE_LINE_END)
 
-    return EventSourceResponse(updates(), sep=SSE_LINE_END, ping=timing.heartbeat_seconds,
+    events = updates()
+    # Run up to the first `yield` now: a full cap answers 429 before the response starts, and once the
+    # generator has started its `finally` gives the slot back however the stream ends.
+    await anext(events)
+    return EventSourceResponse(events, sep=SSE_LINE_END, ping=timing.heartbeat_seconds,
                                ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep=SSE_LINE_END),
                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -12,10 +12,12 @@ from advocacy_common.http import api_resources, create_service_app
 from advocacy_common.logs import configure_logging
 from advocacy_common.mongo import create_client
 from advocacy_common.repository import Storage
+from advocacy_common.stream_tickets import MongoTicketLedger, StreamSlots, TicketSigner
 from advocacy_common.worker import ServiceWorker, build_broker
 
-from .api import StreamTiming, install_problems, router
+from .api import StreamAccess, StreamTiming, install_problems, router, tickets_router
 from .consumers import subscribe_generation
+from .dashboard import mount_dashboard
 from .models import FIRST_GENERATION
 from .service import MetricsQueries, ReportPolicy
 from .settings import MetricsSettings
@@ -24,6 +26,9 @@ from .store import MongoGenerations
 DESCRIPTION = """Exact KPIs of the advocacy programme, computed from events: per tenant, campaign, content,
 network, team and ambassador, per day, week or month. Team figures are shown only for teams of at least
 the configured size; individual figures only to the person themself, or on the opt-in leaderboard."""
+
+
+STREAM_TICKET_PURPOSE = "metrics-stream"
 
 
 def load_settings() -> MetricsSettings:
@@ -47,11 +52,16 @@ def create_app(settings: MetricsSettings) -> FastAPI:
             app.state.queries = MetricsQueries(generations, ReportPolicy(settings.min_team_size,
                                                                          settings.cpm_by_network))
             app.state.stream_timing = StreamTiming(settings.stream_poll_seconds, settings.stream_heartbeat_seconds)
+            app.state.stream_access = StreamAccess(
+                TicketSigner(settings.stream_ticket_key, STREAM_TICKET_PURPOSE, settings.stream_ticket_ttl_seconds),
+                MongoTicketLedger(resources.database), StreamSlots(settings.max_streams_per_subject))
             yield
 
     app = create_service_app(settings, title="Metrics", description=DESCRIPTION, lifespan=lifespan)
     install_problems(app)
     app.include_router(router)
+    app.include_router(tickets_router)
+    mount_dashboard(app)
     return app
 
 

@@ -106,6 +106,11 @@ class TeamList(_FromDomain):
     hidden_teams: int = Field(description="Teams not shown because they are smaller than the minimum")
 
 
+class StreamTicket(BaseModel):
+    ticket: str = Field(description="Opens the stream once: /v1/metrics/stream?ticket=...")
+    expires_in: int = Field(description="Seconds left to use it")
+
+
 CSV_KPIS = ("ambassadors_opted_in", "active_ambassadors", "activation_rate", "shares", "personalization_rate",
             "potential_reach", "impressions", "reactions", "comments", "reshares", "engagement_rate",
             "comment_replies", "comment_response_rate", "clicks", "unique_clicks", "click_through_rate",
