@@ -57,3 +57,5 @@ class BoundedInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_max_length=MAX_FIELD_CHARS)
 
+PathId = bounded_text(200, min_length=1)
+"""An id in a path (ours are at most a few dozen characters)."""

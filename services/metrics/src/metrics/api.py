@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from advocacy_common.bounded import PathId, QueryText, SaneDate
 from advocacy_common.auth import Principal, Role, authenticate, require_roles
 from advocacy_common.errors import Problem, invalid, not_found, problem_response
 from advocacy_common.events import Network
@@ -72,8 +73,8 @@ def queries(request: Request) -> MetricsQueries:
     return request.app.state.queries
 
 
-def requested_period(first: Annotated[date | None, Query(alias="from", description="First UTC day (default: 29 days before `to`)")] = None,
-                     last: Annotated[date | None, Query(alias="to", description="Last UTC day, included (default: today)")] = None) -> Period:
+def requested_period(first: Annotated[SaneDate | None, Query(alias="from", description="First UTC day (default: 29 days before `to`)")] = None,
+                     last: Annotated[SaneDate | None, Query(alias="to", description="Last UTC day, included (default: today)")] = None) -> Period:
     last = last or datetime.now(UTC).date()
     period = Period(first, last) if first else trailing_days(last)
     if period.first > period.last:
@@ -86,7 +87,7 @@ def requested_period(first: Annotated[date | None, Query(alias="from", descripti
 QueriesDep = Annotated[MetricsQueries, Depends(queries)]
 PeriodDep = Annotated[Period, Depends(requested_period)]
 Limit = Annotated[int, Query(ge=1, le=100)]
-MinImpressions = Annotated[int, Query(ge=1)]
+MinImpressions = Annotated[int, Query(ge=1, le=2**63 - 1)]
 
 
 @router.get("/overview", response_model=KpiReport)
@@ -96,14 +97,14 @@ async def overview(use: QueriesDep, period: PeriodDep, principal: Principal = De
 
 
 @router.get("/campaigns/{campaign_id}", response_model=KpiReport)
-async def campaign(campaign_id: str, use: QueriesDep, period: PeriodDep,
+async def campaign(campaign_id: PathId, use: QueriesDep, period: PeriodDep,
                    principal: Principal = Depends(analysts)) -> KpiReport:
     """Every KPI of one campaign for a period."""
     return KpiReport.model_validate(await use.report(principal.tenant, Dimension.CAMPAIGN, campaign_id, period))
 
 
 @router.get("/contents/{content_id}", response_model=KpiReport)
-async def content(content_id: str, use: QueriesDep, period: PeriodDep,
+async def content(content_id: PathId, use: QueriesDep, period: PeriodDep,
                   principal: Principal = Depends(analysts)) -> KpiReport:
     """Every KPI of one content item for a period."""
     return KpiReport.model_validate(await use.report(principal.tenant, Dimension.CONTENT, content_id, period))
@@ -123,7 +124,7 @@ async def teams(use: QueriesDep, period: PeriodDep, principal: Principal = Depen
 
 
 @router.get("/teams/{team_id}", response_model=KpiReport)
-async def team(team_id: str, use: QueriesDep, period: PeriodDep,
+async def team(team_id: PathId, use: QueriesDep, period: PeriodDep,
                principal: Principal = Depends(team_viewers)) -> KpiReport:
     """Every KPI of one team, if it has at least the minimum number of opted-in ambassadors (else 403 "group too small")."""
     return KpiReport.model_validate(await use.report(principal.tenant, Dimension.TEAM, team_id, period))
@@ -131,7 +132,7 @@ async def team(team_id: str, use: QueriesDep, period: PeriodDep,
 
 @router.get("/timeseries", response_model=TimeSeries)
 async def timeseries(use: QueriesDep, period: PeriodDep,
-                     dimension: Dimension = Dimension.TENANT, value: str | None = None,
+                     dimension: Dimension = Dimension.TENANT, value: QueryText | None = None,
                      granularity: Granularity = Granularity.DAY,
                      principal: Principal = Depends(team_viewers)) -> TimeSeries:
     """KPIs by day, ISO week (starting Monday) or month; buckets are clipped to the period.
@@ -223,7 +224,7 @@ async def stream_caller(request: Request, ticket: Annotated[str | None, Query(
             responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
                        429: {"description": "Too many open streams for this caller"}})
 async def stream(request: Request, use: QueriesDep, principal: Principal = Depends(stream_caller),
-                 max_events: Annotated[int | None, Query(ge=1, description="Close after this many updates")] = None
+                 max_events: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Close after this many updates")] = None
                  ) -> EventSourceResponse:
     """Server-Sent Events: `event: kpis` with the programme's last-30-day KPIs each time they change,
     and a comment line as heartbeat. Reconnect at will; every update carries the full figures.
