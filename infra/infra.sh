@@ -110,7 +110,13 @@ PG_LOG=$PG_DIR/logs/postgresql.log
 PG_RUN_DIR=$PG_DIR/run
 PG_USER=postgres
 PG_DATABASE=ferretdb
-POSTGRESQL_URL="postgres://$PG_USER@$HOST:$POSTGRES_PORT/$PG_DATABASE"
+# FerretDB 1.24 holds one pooled connection per statement of an `update` command until the
+# command ends, and hangs when the pool runs dry: its default pool of 50 makes a 50-statement
+# update hang. 100 puts the limit where the SQLite backend has it (its 100 SQLite connections),
+# so "chunk updates to 50 statements" holds on both; max_connections leaves room above that.
+PG_POOL_MAX_CONNS=100
+PG_MAX_CONNECTIONS=130
+POSTGRESQL_URL="postgres://$PG_USER@$HOST:$POSTGRES_PORT/$PG_DATABASE?pool_max_conns=$PG_POOL_MAX_CONNS"
 
 # ---------------------------------------------------------------- helpers
 
@@ -616,7 +622,7 @@ up_postgresql() {
     local owner=()
     ((EUID == 0)) && owner=(runuser -u "$PG_USER" --)
     setsid "${owner[@]}" "$(pg_bindir)/pg_ctl" -D "$PG_DATA_DIR" -l "$PG_LOG" -w -t "$INFRA_WAIT_SECS" \
-      -o "-c port=$POSTGRES_PORT -c listen_addresses=$HOST -c unix_socket_directories=$PG_RUN_DIR -c synchronous_commit=off" \
+      -o "-c port=$POSTGRES_PORT -c listen_addresses=$HOST -c unix_socket_directories=$PG_RUN_DIR -c synchronous_commit=off -c max_connections=$PG_MAX_CONNECTIONS" \
       start </dev/null >>"$PG_DIR/logs/pg_ctl.log" 2>&1 8>&- 9>&- ||
       fail_with_log "postgresql did not start" "$PG_LOG"
     pid=$(pg_pid) || fail_with_log "postgresql exited during startup" "$PG_LOG"
