@@ -11,7 +11,8 @@ happens in one database named dbcap_<random>, dropped at the end. Measured:
 * `$set` by bare `_id` on a --small-document and on a --docs-document collection (does the
   collection's size change the cost of a single-document update?);
 * find by bare `_id` on both collections, by a non-`_id` field on --docs documents (the cost of a
-  scan), and by `_id` plus other fields (is that pushed down like a bare `_id`?);
+  scan), by `_id` plus other fields (is that pushed down like a bare `_id`?) and by `_id` `$in`
+  a list of --in-ids (how a batch looks up what it has seen);
 * one `update` command of --statements statements on documents with --wide-fields fields each;
 * an unordered insert_many of --bulk small documents with deterministic `_id`s, --dup-ratio of them
   already present (claiming "seen" markers as inserts and letting duplicates fail).
@@ -20,6 +21,7 @@ happens in one database named dbcap_<random>, dropped at the end. Measured:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import threading
@@ -137,7 +139,11 @@ class Bench:
             values = [self.rng.randrange(size) for _ in range(self.args.id_finds)]
             return timed(len(values), lambda: [collection.find_one({"_id": f"d{v}", "tenant": "t1", "version": 1})
                                                for v in values])
+        def by_id_list(_: int) -> tuple[float, float]:
+            batches = [[f"d{self.rng.randrange(size)}" for _ in range(self.args.in_ids)] for _ in range(self.args.finds)]
+            return timed(len(batches), lambda: [list(collection.find({"_id": {"$in": ids}})) for ids in batches])
         self.record(f"find_one by non-_id field, {size:,} docs", "ops/s", scan)
+        self.record(f"find by _id $in {self.args.in_ids} ids, {size:,} docs", "finds/s", by_id_list)
         self.record(f"find_one by _id + tenant + version, {size:,} docs", "ops/s", by_id)
 
     def wide_update_command(self) -> None:
@@ -182,6 +188,7 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=150, help="update_one calls per run")
     parser.add_argument("--finds", type=int, default=20, help="finds by a non-_id field per run")
     parser.add_argument("--id-finds", type=int, default=50, help="finds by _id (alone, or with other fields) per run")
+    parser.add_argument("--in-ids", type=int, default=50, help="ids of one find by {_id: {$in: [...]}}")
     parser.add_argument("--upserts", type=int, default=1_000, help="$inc upserts per run")
     parser.add_argument("--hot-keys", type=int, default=20, help="distinct documents the upserts hit")
     parser.add_argument("--threads", type=int, default=8, help="concurrent clients of the second upsert figure")
@@ -212,7 +219,8 @@ def main() -> None:
     finally:
         client.drop_database(database)
         client.close()
-    print(f"\n{time.monotonic() - started:.0f} s in all")
+    print(f"\n{time.monotonic() - started:.0f} s in all; load average {os.getloadavg()[1]:.1f} over the last 5 min "
+          f"({os.cpu_count()} CPUs): other processes' load changes these figures a lot")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -136,15 +137,11 @@ async def produce(bootstrap: str, names: TopicNames, total: int, seed: int) -> f
                                 max_batch_size=512 * 1024)
     await producer.start()
     started = time.monotonic()
+    items = workload(total, random.Random(seed))
     try:
-        pending = []
-        for topic, record in workload(total, random.Random(seed)):
-            pending.append(await producer.send(names.physical(topic), key=record.key, value=record.value,
-                                               headers=record.headers))
-            if len(pending) >= 5000:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
+        while chunk := list(islice(items, 5000)):  # wait for acknowledgements every 5,000 records
+            await asyncio.gather(*[await producer.send(names.physical(topic), key=record.key, value=record.value,
+                                                       headers=record.headers) for topic, record in chunk])
     finally:
         await producer.stop()
     return time.monotonic() - started
@@ -305,6 +302,7 @@ async def main(args: argparse.Namespace) -> None:
                 steady.append(result.rate_between(0, total))
             ratio.append(rate / raw[-1] * 100)
             state = "lag 0" if result.finished else f"STOPPED at --max-seconds, {total - result.consumed:,} left"
+            state += f"; load average {os.getloadavg()[1]:.1f} over the last 5 min"
             print(f"run {run + 1}: raw {raw[-1]:,.0f}/s, read+decode {decode[-1]:,.0f}/s "
                   f"(decoding alone {decode_only[-1]:,.0f}/s), worker {result.consumed:,} in {result.seconds:.1f}s "
                   f"= {rate:,.0f}/s ({state})"
