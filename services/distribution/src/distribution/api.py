@@ -190,7 +190,7 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-@public.get("/r/{code}", response_class=RedirectResponse, status_code=302,
+@public.get("/r/{code}", response_class=RedirectResponse, status_code=302, openapi_extra={"security": []},
             responses={302: {"description": "To the content, with UTM parameters"}, 404: {"description": "Unknown"}})
 async def redirect(request: Request, code: str) -> Response:
     """Public tracked link: redirects to the content and counts the click (link-preview bots are not counted;
