@@ -101,6 +101,8 @@ async def test_every_operation_holds_its_contract(services, operations, tenant_a
             cases += generated(api_operation, GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES, headers=headers,
                                query=query)
             for case in cases:
+                if case.meta.generation.mode is GenerationMode.NEGATIVE and case.media_type == "text/csv":
+                    continue  # any text is a CSV document: no "invalid string" survives the wire
                 response = await send(service.client, case)
                 sent[operation.label] += 1
                 try:

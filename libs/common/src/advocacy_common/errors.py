@@ -63,6 +63,7 @@ def bad_request(field: str, message: str) -> Problem:
     return Problem(400, "Bad Request", f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 PROBLEM_STATUSES = {409: "Conflict with the resource's state", 412: "If-Match names another version",
                     415: "Unsupported media type", 428: "If-Match is required"}
 
@@ -76,12 +77,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def allowed_methods(request: Request) -> str:
     """Every method some route of the application serves on this path: Starlette names only those of the
     first route whose path matched, and a path often has several routes (GET here, POST there)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "\x00"})
-        if match is Match.PARTIAL and getattr(route, "methods", None):
-            methods |= route.methods
-    return ", ".join(sorted(methods))
+    return ", ".join(method for method in HTTP_METHODS if any(
+        route.matches({**request.scope, "method": method})[0] is Match.FULL for route in request.app.router.routes))
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:

@@ -6,7 +6,9 @@ import csv
 import io
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from advocacy_common.api_support import page_size
@@ -20,6 +22,8 @@ from .service import AmbassadorService
 router = APIRouter(tags=["admin"])
 CHARTER_READERS = require_roles(Role.ADMIN, Role.AMBASSADOR)
 CONSENT_COLUMNS = list(ConsentView.model_fields)
+# A charter version is a small counter; bounded so that no number reaches the database as more than 8 bytes.
+CharterVersion = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def charter_view(charter: Charter) -> CharterView:
@@ -60,7 +64,7 @@ async def current_charter(principal: Principal = Depends(CHARTER_READERS),
 
 
 @router.get("/charters/{version}", response_model=CharterView, tags=["charters"])
-async def get_charter(version: int, principal: Principal = Depends(CHARTER_READERS),
+async def get_charter(version: CharterVersion, principal: Principal = Depends(CHARTER_READERS),
                       ambassadors: AmbassadorService = Depends(service)):
     """One charter version."""
     return charter_view(await ambassadors.charter(principal.tenant, version))
@@ -69,7 +73,8 @@ async def get_charter(version: int, principal: Principal = Depends(CHARTER_READE
 # --- consent records --------------------------------------------------------------------------------
 
 @router.get("/consents", response_model=Page[ConsentView], tags=["consents"])
-async def list_consents(cursor: str | None = None, limit: int | None = None, charter_version: int | None = None,
+async def list_consents(cursor: str | None = None, limit: int | None = None,
+                        charter_version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
                         principal: Principal = Depends(ADMIN), ambassadors: AmbassadorService = Depends(service)):
     """The audit trail: every opt-in, charter acceptance and withdrawal (who, version, when, channel).
     Records of erased people stay, without any name."""
@@ -77,7 +82,9 @@ async def list_consents(cursor: str | None = None, limit: int | None = None, cha
     return page_of(found, consent_view)
 
 
-@router.get("/consents/export", tags=["consents"])
+@router.get("/consents/export", tags=["consents"], response_class=StreamingResponse, responses={200: {
+    "description": "One consent record a row (CSV) or a line (JSON lines)",
+    "content": {"text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}})
 async def export_consents(format: ExportFormat = "csv", principal: Principal = Depends(ADMIN),
                           ambassadors: AmbassadorService = Depends(service)):
     """All consent records of the tenant as CSV or JSON lines, for auditors."""

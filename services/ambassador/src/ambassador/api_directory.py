@@ -29,6 +29,7 @@ from .service import AmbassadorService
 
 INTEGRATION = require_roles(Role.INTEGRATOR, Role.ADMIN)
 SCIM_MAX_COUNT = 200
+SCIM_MAX_INDEX = 2**31 - 1
 SCIM_BASE = "/scim/v2"
 _SCIM_CONTENT = {SCIM_JSON: {"schema": {"type": "object"}}}
 # SCIM answers, errors included, in application/scim+json (RFC 7644), as Okta and Entra expect.
@@ -143,9 +144,12 @@ async def _directory_person(ambassadors: AmbassadorService, tenant: str, person_
 def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
     raw = request.query_params.get(name)
     try:
-        return max(minimum, int(raw)) if raw is not None else default
+        value = max(minimum, int(raw)) if raw is not None else default
     except ValueError:
         raise ScimError(400, f"{name} must be an integer.", "invalidValue") from None
+    if value > SCIM_MAX_INDEX:  # the database takes 8-byte integers at most
+        raise ScimError(400, f"{name} must be at most {SCIM_MAX_INDEX}.", "invalidValue")
+    return value
 
 
 @scim_router.get("/Users", responses=scim_responses())
