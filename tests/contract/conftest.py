@@ -71,7 +71,9 @@ async def services(infrastructure, kafka_topics, run_id, auth_settings) -> Async
             await worker.start()
             exits.push_async_callback(worker.stop)
             client = await exits.enter_async_context(
-                AsyncClient(transport=ASGITransport(app, raise_app_exceptions=False), base_url=f"http://{name}.test", timeout=30))
+                # An unhandled error must reach the checks as the 500 a client would get, not as an exception.
+                AsyncClient(transport=ASGITransport(app, raise_app_exceptions=False), base_url=f"http://{name}.test",
+                            timeout=30))
             running[name] = Service(name, client, app.openapi())
         yield running
 

@@ -121,7 +121,8 @@ def bad_tokens(dev_issuer, tenant: str) -> dict[str, str]:
                                                              serialization.PublicFormat.SubjectPublicKeyInfo)
     signing_input = f"{_b64(json.dumps({'alg': 'HS256', 'typ': 'JWT', 'kid': issuer.kid}).encode())}." \
                     f"{_b64(json.dumps(claims).encode())}"
-    hs256_with_public_key = f"{signing_input}.{_b64(hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest())}"
+    hs256_signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    hs256_with_public_key = f"{signing_input}.{_b64(hs256_signature)}"
     outsider = DevIssuer.generate(issuer=issuer.issuer)  # a key the JWKS does not hold
     return {
         "expired": issuer.mint(tenant=tenant, subject="mallory", roles=roles, ttl_seconds=-3600),

@@ -26,8 +26,9 @@ from schemathesis.specs.openapi.checks import (
 
 pytestmark = [pytest.mark.contract]
 
-POSITIVE_EXAMPLES = 8
-NEGATIVE_EXAMPLES = 5
+POSITIVE_EXAMPLES = 6
+NEGATIVE_EXAMPLES = 4
+REAL_OBJECT_EXAMPLES = 5
 PROBLEM_JSON = "application/problem+json"
 # A stream ends after its first update only when asked to: the in-process transport reads whole bodies.
 FIXED_QUERY = {"max_events": 1}
@@ -98,6 +99,11 @@ async def test_every_operation_holds_its_contract(services, operations, tenant_a
             query_names = {p["name"] for p in operation.definition.get("parameters", []) if p["in"] == "query"}
             query = {k: v for k, v in FIXED_QUERY.items() if k in query_names} or None
             cases = generated(api_operation, GenerationMode.POSITIVE, POSITIVE_EXAMPLES, headers=headers, query=query)
+            known = {**tenant_a_objects.values, **tenant_a_objects.by_parameter}
+            if operation.path_parameters and all(name in known for name in operation.path_parameters):
+                # The same, on tenant A's real objects, so that bodies and parameters reach the use cases.
+                cases += generated(api_operation, GenerationMode.POSITIVE, REAL_OBJECT_EXAMPLES, headers=headers,
+                                   query=query, path_parameters={n: known[n] for n in operation.path_parameters})
             cases += generated(api_operation, GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES, headers=headers,
                                query=query)
             for case in cases:

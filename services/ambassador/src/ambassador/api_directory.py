@@ -35,7 +35,8 @@ _SCIM_CONTENT = {SCIM_JSON: {"schema": {"type": "object"}}}
 # SCIM answers, errors included, in application/scim+json (RFC 7644), as Okta and Entra expect.
 SCIM_ERRORS = {status: {"description": text, "content": _SCIM_CONTENT} for status, text in {
     400: "invalidSyntax, invalidFilter or invalidValue", 401: "Missing or invalid bearer token",
-    403: "The integrator role is required", 404: "No such user in the tenant", 409: "uniqueness, or a concurrent change",
+    403: "The integrator role is required", 404: "No such user in the tenant",
+    409: "uniqueness, or a concurrent change",
     413: "Request body too large", 429: "Too many requests"}.items()}
 SCIM_BODY = {"requestBody": {"required": True, "content": _SCIM_CONTENT}}
 
