@@ -5,6 +5,14 @@
 # The base is pinned to an exact tag; pin its digest too in your registry mirror
 # (PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:...).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG NODE_IMAGE=node:20.19.5-bookworm-slim
+
+# The dashboard's charting library, from npm at the version of its lock file (scripts/build-dashboard.sh
+# does the same outside Docker). Only the metrics service serves it; it costs the others nothing.
+FROM ${NODE_IMAGE} AS dashboard
+WORKDIR /dashboard
+COPY services/metrics/dashboard/package.json services/metrics/dashboard/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
 
 FROM ${PYTHON_IMAGE} AS build
 ARG SERVICE
@@ -22,6 +30,7 @@ COPY services/metrics/pyproject.toml services/metrics/
 RUN test -n "${SERVICE}" && uv sync --frozen --no-dev --no-install-workspace --package "advocacy-${SERVICE}"
 COPY libs ./libs
 COPY services ./services
+COPY --from=dashboard /dashboard/node_modules/chart.js/dist/chart.umd.js services/metrics/src/metrics/dashboard_files/vendor/
 RUN uv sync --frozen --no-dev --no-editable --package "advocacy-${SERVICE}"
 
 FROM ${PYTHON_IMAGE}

@@ -5,13 +5,14 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
 .PHONY: help install infra-up infra-down infra-status infra-logs up down status test test-unit test-integration bench lock clean \
-        asyncapi openapi docs-generate check-artifacts
+        asyncapi openapi docs-generate check-artifacts dashboard browser
 
 help:
 	@echo "make up            install what is missing and run the whole stack (docker compose if a Docker engine answers, local processes otherwise)"
 	@echo "make down          stop the stack"
 	@echo "make test          install what is missing and run the full test suite on real Kafka and FerretDB/MongoDB"
 	@echo "make infra-up|infra-down|infra-status|infra-logs   the local Kafka and FerretDB only"
+	@echo "make dashboard     vendor Chart.js (npm) into the metrics service's dashboard; make browser: Debian's chromium"
 	@echo "make bench         run the benchmarks under bench/"
 	@echo "make asyncapi      regenerate docs/asyncapi.yaml from the event contracts"
 	@echo "make openapi       regenerate docs/openapi/<service>.json from the apps"
@@ -35,7 +36,13 @@ infra-status:
 infra-logs:
 	@bash infra/infra.sh logs
 
-up: install
+dashboard:
+	@bash scripts/build-dashboard.sh
+
+browser:
+	@bash scripts/ensure-chromium.sh
+
+up: install dashboard
 	@bash scripts/stack.sh up
 
 down:
@@ -44,7 +51,7 @@ down:
 status:
 	@bash scripts/stack.sh status
 
-test: install check-artifacts infra-up
+test: install dashboard browser check-artifacts infra-up
 	@KAFKA_BOOTSTRAP_SERVERS=$${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$${KAFKA_PORT:-9092}} \
 	 MONGODB_URI=$${MONGODB_URI:-mongodb://127.0.0.1:$${FERRETDB_PORT:-27017}/} \
 	 $(UV) run --frozen pytest $(PYTEST_ARGS)

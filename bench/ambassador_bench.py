@@ -13,8 +13,10 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import time
 import uuid
+from pathlib import Path
 
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
@@ -22,10 +24,12 @@ from pymongo import AsyncMongoClient
 
 from advocacy_common import topics
 from advocacy_common.dev_issuer import DevIssuer, JwksServer
-from advocacy_common.testing import read_envelopes
 
 from ambassador.bootstrap import create_app
 from ambassador.settings import AmbassadorSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from advocacy_testkit import read_envelopes  # noqa: E402  (test helpers, not shipped)
 
 
 def percentile(values: list[float], share: float) -> float:

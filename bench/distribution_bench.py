@@ -16,9 +16,11 @@ import json
 import os
 import random
 import statistics
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 from asgi_lifespan import LifespanManager
@@ -31,12 +33,14 @@ from advocacy_common.events import (
 )
 from advocacy_common.mongo import create_client
 from advocacy_common.publishing import EventPublisher, envelope_for
-from advocacy_common.testing import read_envelopes
 from advocacy_common.topics import ENGAGEMENT, ensure_topics
 
 from distribution.bootstrap import build_worker, create_app
 from distribution.settings import DistributionSettings
 from distribution.models.engagement import sign
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from advocacy_testkit import read_envelopes  # noqa: E402  (test helpers, not shipped)
 
 WORDS = ("team plant energy customers proud weeks project learned visit site future engineers build data open "
          "honest hard work result morning colleagues thanks first time impact launch share story").split()

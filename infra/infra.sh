@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# infra/infra.sh — local Kafka (KRaft, single node) and FerretDB (SQLite backend)
-# for development and tests, without Docker.
+# infra/infra.sh — local Kafka (KRaft, single node) and FerretDB (SQLite backend, or
+# PostgreSQL with FERRETDB_BACKEND=postgresql) for development and tests, without Docker.
 #
 # Usage: infra/infra.sh <command> [options]
 #   install          fetch/build what is missing into the cache (no start)
 #   up               install what is missing, start what is not running, wait until
 #                    both really work (Kafka: a topic can be created; FerretDB: a
 #                    document can be written, read and deleted)
-#   down [--purge]   stop both (SIGTERM, then SIGKILL); --purge also deletes their data
+#   down [--purge]   stop all (SIGTERM, then SIGKILL); --purge also deletes their data
 #   reset            same as `down --purge`
-#   status           show running/stopped, pid, port; exit 0 if both run, 3 otherwise
+#   status           show running/stopped, pid, port (and the FerretDB backend);
+#                    exit 0 if all that `up` starts run, 3 otherwise
 #   logs [-f] [-n N] show the last N (default 100) lines of both logs; -f follows
 #   env              print the effective settings (KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI, ...)
 #   topics ARGS      kafka TopicCommand against the local broker, e.g. `topics --list`
@@ -27,6 +28,14 @@
 #                          (default $HOME/.cache/advocacy); Maven still uses ~/.m2,
 #                          Go its module/build caches
 #   FERRETDB_LOG_LEVEL     debug|info|warn|error (default info)
+#   FERRETDB_BACKEND       sqlite (default) or postgresql: FerretDB's storage. postgresql
+#                          installs Debian's PostgreSQL if missing (apt-get, as root),
+#                          runs a private cluster under $ADVOCACY_LOCAL/postgresql on
+#                          127.0.0.1:$POSTGRES_PORT and FerretDB on top of it
+#   POSTGRES_PORT          that cluster's port on 127.0.0.1 (default 5433; 5432 is left
+#                          to a system cluster)
+#   POSTGRES_BINDIR        directory of initdb/pg_ctl/postgres (default: the newest
+#                          /usr/lib/postgresql/*/bin, else from PATH)
 #   INFRA_WAIT_SECS        how long `up` waits for each service to be ready (default 90)
 #   INFRA_STOP_SECS        how long `down` waits after SIGTERM before SIGKILL (default 30)
 #
@@ -37,6 +46,8 @@
 #   $ADVOCACY_LOCAL/ferretdb/{data,logs}/ ,     $ADVOCACY_LOCAL/ferretdb/ferretdb.pid
 #   $ADVOCACY_LOCAL/ferretdb/ferretdb.sock     (FerretDB's internal socket, behind the
 #                                               write-serialising proxy on $FERRETDB_PORT)
+#   $ADVOCACY_LOCAL/postgresql/{data,logs,run}/ (FERRETDB_BACKEND=postgresql only; data is
+#                                               owned by the `postgres` user when run as root)
 #
 # Requirements: bash, java 17+ (always); mvn and go only when the cache lacks the
 # Kafka jars or the FerretDB binary. Clients connect to:
@@ -57,7 +68,13 @@ ADVOCACY_LOCAL=${ADVOCACY_LOCAL:-$REPO_ROOT/.local}
 ADVOCACY_CACHE=${ADVOCACY_CACHE:-$HOME/.cache/advocacy}
 INFRA_WAIT_SECS=${INFRA_WAIT_SECS:-90}
 INFRA_STOP_SECS=${INFRA_STOP_SECS:-30}
+FERRETDB_BACKEND=${FERRETDB_BACKEND:-sqlite}
+POSTGRES_PORT=${POSTGRES_PORT:-5433}
 HOST=127.0.0.1
+case $FERRETDB_BACKEND in
+  sqlite | postgresql) ;;
+  *) printf '[infra] ERROR: FERRETDB_BACKEND must be sqlite or postgresql, not %s\n' "$FERRETDB_BACKEND" >&2; exit 2 ;;
+esac
 
 # absolute paths, so that pid/cmdline matching and the daemons do not depend on $PWD
 mkdir -p -- "$ADVOCACY_LOCAL" "$ADVOCACY_CACHE"
@@ -81,7 +98,25 @@ FDB_DATA_DIR=$FDB_DIR/data
 FDB_LOG_DIR=$FDB_DIR/logs
 FDB_LOG=$FDB_LOG_DIR/ferretdb.log
 FDB_PID=$FDB_DIR/ferretdb.pid
-FDB_MARKER="-sqlite-dir $FDB_DATA_DIR "
+# what identifies our FerretDB, per backend (the sqlite command line is unchanged since
+# before the postgresql option, so instances started by older versions are still found)
+FDB_MARKER_SQLITE="-sqlite-dir $FDB_DATA_DIR "
+FDB_MARKER_POSTGRESQL="-state-dir $FDB_DIR "
+if [[ $FERRETDB_BACKEND == postgresql ]]; then FDB_MARKER=$FDB_MARKER_POSTGRESQL; else FDB_MARKER=$FDB_MARKER_SQLITE; fi
+
+PG_DIR=$ADVOCACY_LOCAL/postgresql
+PG_DATA_DIR=$PG_DIR/data
+PG_LOG=$PG_DIR/logs/postgresql.log
+PG_RUN_DIR=$PG_DIR/run
+PG_USER=postgres
+PG_DATABASE=ferretdb
+# FerretDB 1.24 holds one pooled connection per statement of an `update` command until the
+# command ends, and hangs when the pool runs dry: its default pool of 50 makes a 50-statement
+# update hang. 100 puts the limit where the SQLite backend has it (its 100 SQLite connections),
+# so "chunk updates to 50 statements" holds on both; max_connections leaves room above that.
+PG_POOL_MAX_CONNS=100
+PG_MAX_CONNECTIONS=130
+POSTGRESQL_URL="postgres://$PG_USER@$HOST:$POSTGRES_PORT/$PG_DATABASE?pool_max_conns=$PG_POOL_MAX_CONNS"
 
 # ---------------------------------------------------------------- helpers
 
@@ -467,15 +502,26 @@ up_ferretdb() {
   install_ferretdb
   bin=$(fdb_bin)
   mkdir -p -- "$FDB_DATA_DIR" "$FDB_LOG_DIR"
+  local other=$FDB_MARKER_POSTGRESQL other_backend=postgresql
+  [[ $FERRETDB_BACKEND == postgresql ]] && other=$FDB_MARKER_SQLITE other_backend=sqlite
+  if pid=$(service_pid "$FDB_PID" "$other"); then
+    die "ferretdb (pid $pid) runs with the $other_backend backend; run 'infra/infra.sh down' first"
+  fi
   if pid=$(service_pid "$FDB_PID" "$FDB_MARKER"); then
-    log "ferretdb: already running (pid $pid)"
+    log "ferretdb: already running (pid $pid, $FERRETDB_BACKEND backend)"
     [[ $(cmdline_of "$pid") == *"-listen $HOST:$FERRETDB_PORT "* ]] ||
       die "ferretdb (pid $pid) runs with another address ($(cmdline_of "$pid")); run 'infra/infra.sh down' first"
   else
     ensure_port_free "$FERRETDB_PORT" "FerretDB (FERRETDB_PORT)"
-    log "ferretdb: starting $(ferretdb_version) on $HOST:$FERRETDB_PORT"
-    start_daemon "$FDB_PID" "$FDB_LOG" \
-      "$bin" -listen "$HOST:$FERRETDB_PORT" -sqlite-dir "$FDB_DATA_DIR" -log-level "$FERRETDB_LOG_LEVEL"
+    log "ferretdb: starting $(ferretdb_version) on $HOST:$FERRETDB_PORT ($FERRETDB_BACKEND backend)"
+    if [[ $FERRETDB_BACKEND == postgresql ]]; then
+      start_daemon "$FDB_PID" "$FDB_LOG" \
+        "$bin" -listen "$HOST:$FERRETDB_PORT" -handler postgresql -postgresql-url "$POSTGRESQL_URL" \
+          -state-dir "$FDB_DIR" -log-level "$FERRETDB_LOG_LEVEL"
+    else
+      start_daemon "$FDB_PID" "$FDB_LOG" \
+        "$bin" -listen "$HOST:$FERRETDB_PORT" -sqlite-dir "$FDB_DATA_DIR" -log-level "$FERRETDB_LOG_LEVEL"
+    fi
     pid=$(<"$FDB_PID")
     started=1
   fi
@@ -497,6 +543,117 @@ up_ferretdb() {
   log "ferretdb: ready on mongodb://$HOST:$FERRETDB_PORT/ (pid $pid$( ((started)) && echo ', started now'))"
 }
 
+# ---------------------------------------------------------------- postgresql
+# Only with FERRETDB_BACKEND=postgresql: a private cluster (its own data directory, port and
+# socket directory), never the system's one. As root, the server runs as the `postgres`
+# user (initdb and postgres refuse to run as root).
+
+pg_bindir() {
+  local d
+  if [[ -n ${POSTGRES_BINDIR:-} ]]; then printf '%s\n' "$POSTGRES_BINDIR"; return 0; fi
+  d=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n1)
+  if [[ -n $d && -x $d/initdb ]]; then printf '%s\n' "$d"; return 0; fi
+  d=$(command -v initdb 2>/dev/null) || return 1
+  dirname -- "$d"
+}
+pg_installed() { local d; d=$(pg_bindir) && [[ -x $d/initdb && -x $d/pg_ctl && -x $d/postgres ]]; }
+
+# as_pg_owner CMD...: run as the cluster owner (`postgres` when we are root)
+as_pg_owner() {
+  if ((EUID == 0)); then runuser -u "$PG_USER" -- "$@"; else "$@"; fi
+}
+
+install_postgresql_locked() {
+  pg_installed && return 0
+  ((EUID == 0)) || die "PostgreSQL is not installed; install it (Debian: apt-get install postgresql) or set POSTGRES_BINDIR"
+  need apt-get "to install PostgreSQL"
+  log "postgresql: installing Debian's package (apt-get update; apt-get install -y postgresql)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2 || die "apt-get install postgresql failed"
+  pg_installed || die "postgresql installed, but initdb/pg_ctl/postgres not found (set POSTGRES_BINDIR)"
+}
+install_postgresql() {
+  pg_installed && return 0
+  mkdir -p -- "$ADVOCACY_CACHE"
+  with_lock "$ADVOCACY_CACHE/.postgresql-install.lock" install_postgresql_locked
+}
+
+# line N of postmaster.pid (1 pid, 2 data dir, 4 port, 5 socket dir)
+pg_pid_line() { sed -n "${1}p" "$PG_DATA_DIR/postmaster.pid" 2>/dev/null; }
+# the pid of our running postmaster, or fail
+pg_pid() {
+  local pid
+  pid=$(pg_pid_line 1)
+  pid_alive "$pid" "-D $PG_DATA_DIR" && printf '%s\n' "$pid"
+}
+
+pg_sql() {
+  "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$POSTGRES_PORT" -U "$PG_USER" "$@"
+}
+
+init_postgresql() {
+  [[ -f $PG_DATA_DIR/PG_VERSION ]] && return 0
+  log "postgresql: initdb in $PG_DATA_DIR (superuser $PG_USER, trust on loopback only)"
+  mkdir -p -- "$PG_DATA_DIR"
+  ((EUID == 0)) && chown "$PG_USER:" "$PG_DATA_DIR"
+  chmod 700 "$PG_DATA_DIR"
+  as_pg_owner "$(pg_bindir)/initdb" -D "$PG_DATA_DIR" -U "$PG_USER" -E UTF8 --no-locale \
+      --auth-local=trust --auth-host=trust >>"$PG_DIR/logs/initdb.log" 2>&1 ||
+    fail_with_log "initdb failed" "$PG_DIR/logs/initdb.log"
+}
+
+up_postgresql() {
+  local pid started=0
+  install_postgresql
+  mkdir -p -- "$PG_DIR/logs" "$PG_RUN_DIR"
+  # the owner must reach its files through $ADVOCACY_LOCAL
+  ((EUID == 0)) && chown "$PG_USER:" "$PG_DIR/logs" "$PG_RUN_DIR"
+  init_postgresql
+  if pid=$(pg_pid); then
+    log "postgresql: already running (pid $pid)"
+    [[ $(pg_pid_line 4) == "$POSTGRES_PORT" ]] ||
+      die "postgresql (pid $pid) runs on port $(pg_pid_line 4), not $POSTGRES_PORT; run 'infra/infra.sh down' first"
+  else
+    ensure_port_free "$POSTGRES_PORT" "PostgreSQL (POSTGRES_PORT)"
+    log "postgresql: starting $(<"$PG_DATA_DIR/PG_VERSION") on $HOST:$POSTGRES_PORT"
+    # Local development data: synchronous_commit=off trades the last few hundred ms of
+    # commits on a crash for not waiting on fsync per write (FerretDB's SQLite backend does
+    # not wait on one either); fsync stays on, so the cluster itself is never corrupted.
+    local owner=()
+    ((EUID == 0)) && owner=(runuser -u "$PG_USER" --)
+    setsid "${owner[@]}" "$(pg_bindir)/pg_ctl" -D "$PG_DATA_DIR" -l "$PG_LOG" -w -t "$INFRA_WAIT_SECS" \
+      -o "-c port=$POSTGRES_PORT -c listen_addresses=$HOST -c unix_socket_directories=$PG_RUN_DIR -c synchronous_commit=off -c max_connections=$PG_MAX_CONNECTIONS" \
+      start </dev/null >>"$PG_DIR/logs/pg_ctl.log" 2>&1 8>&- 9>&- ||
+      fail_with_log "postgresql did not start" "$PG_LOG"
+    pid=$(pg_pid) || fail_with_log "postgresql exited during startup" "$PG_LOG"
+    started=1
+  fi
+  local deadline=$((SECONDS + INFRA_WAIT_SECS))
+  until "$(pg_bindir)/pg_isready" -q -h "$HOST" -p "$POSTGRES_PORT"; do
+    ((SECONDS < deadline)) || fail_with_log "postgresql (pid $pid) not ready on $HOST:$POSTGRES_PORT" "$PG_LOG"
+    sleep 0.5
+  done
+  if [[ $(pg_sql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DATABASE'") != 1 ]]; then
+    log "postgresql: creating database $PG_DATABASE"
+    pg_sql -d postgres -c "CREATE DATABASE $PG_DATABASE" || die "could not create database $PG_DATABASE"
+  fi
+  log "postgresql: ready on $HOST:$POSTGRES_PORT (pid $pid$( ((started)) && echo ', started now'))"
+}
+
+stop_postgresql() {
+  local pid
+  if ! pid=$(pg_pid); then
+    [[ -d $PG_DATA_DIR ]] && log "postgresql: not running"
+    return 0
+  fi
+  log "postgresql: stopping pid $pid (fast shutdown)"
+  as_pg_owner "$(pg_bindir)/pg_ctl" -D "$PG_DATA_DIR" -m fast -w -t "$INFRA_STOP_SECS" stop >>"$PG_DIR/logs/pg_ctl.log" 2>&1 || {
+    log "postgresql: pid $pid still alive after ${INFRA_STOP_SECS}s, immediate shutdown"
+    as_pg_owner "$(pg_bindir)/pg_ctl" -D "$PG_DATA_DIR" -m immediate -w stop >>"$PG_DIR/logs/pg_ctl.log" 2>&1 || true
+  }
+  log "postgresql: stopped"
+}
+
 # ---------------------------------------------------------------- commands
 
 ensure_gitignore() {
@@ -513,6 +670,7 @@ cmd_install() {
   check_java
   install_kafka
   install_ferretdb
+  [[ $FERRETDB_BACKEND == postgresql ]] && install_postgresql
   log "installed: kafka $(kafka_version) in $(kafka_lib)"
   log "installed: ferretdb $(ferretdb_version) at $(fdb_bin)"
 }
@@ -523,13 +681,14 @@ cmd_up() {
 }
 up_locked() {
   up_kafka
+  [[ $FERRETDB_BACKEND == postgresql ]] && up_postgresql
   up_ferretdb
-  log "up: Kafka 127.0.0.1:$KAFKA_PORT, FerretDB mongodb://127.0.0.1:$FERRETDB_PORT/"
+  log "up: Kafka 127.0.0.1:$KAFKA_PORT, FerretDB mongodb://127.0.0.1:$FERRETDB_PORT/ ($FERRETDB_BACKEND backend)"
 }
 
 purge_data() {
-  log "purging $KAFKA_DIR and $FDB_DIR"
-  rm -rf -- "$KAFKA_DIR" "$FDB_DIR"
+  log "purging $KAFKA_DIR, $FDB_DIR and $PG_DIR"
+  rm -rf -- "$KAFKA_DIR" "$FDB_DIR" "$PG_DIR"
 }
 
 cmd_down() {
@@ -543,7 +702,13 @@ cmd_down() {
   with_lock "$ADVOCACY_LOCAL/.infra.lock" down_locked "$purge"
 }
 down_locked() {
-  stop_service ferretdb "$FDB_PID" "$FDB_MARKER"
+  # whichever backend it was started with
+  if service_pid "$FDB_PID" "$FDB_MARKER_POSTGRESQL" >/dev/null; then
+    stop_service ferretdb "$FDB_PID" "$FDB_MARKER_POSTGRESQL"
+  else
+    stop_service ferretdb "$FDB_PID" "$FDB_MARKER_SQLITE"
+  fi
+  stop_postgresql
   stop_service kafka "$KAFKA_PID" "$KAFKA_MARKER"
   if (($1)); then purge_data; fi
 }
@@ -558,12 +723,24 @@ cmd_status() {
     printf 'kafka     stopped               port %s\n' "$KAFKA_PORT"; rc=3
   fi
   pid=""
-  if pid=$(service_pid "$FDB_PID" "$FDB_MARKER") && port_listening "$FERRETDB_PORT"; then
-    printf 'ferretdb  running  pid %-8s port %s  version %s\n' "$pid" "$FERRETDB_PORT" "$(ferretdb_version)"
+  local backend=$FERRETDB_BACKEND marker=$FDB_MARKER
+  # report the backend it runs with, whatever FERRETDB_BACKEND says now
+  if service_pid "$FDB_PID" "$FDB_MARKER_POSTGRESQL" >/dev/null; then
+    backend=postgresql marker=$FDB_MARKER_POSTGRESQL
+  elif service_pid "$FDB_PID" "$FDB_MARKER_SQLITE" >/dev/null; then
+    backend=sqlite marker=$FDB_MARKER_SQLITE
+  fi
+  if pid=$(service_pid "$FDB_PID" "$marker") && port_listening "$FERRETDB_PORT"; then
+    printf 'ferretdb  running  pid %-8s port %s  version %s  backend %s\n' "$pid" "$FERRETDB_PORT" "$(ferretdb_version)" "$backend"
   elif [[ -n ${pid:-} ]]; then
     printf 'ferretdb  starting pid %-8s port %s not listening yet\n' "$pid" "$FERRETDB_PORT"; rc=3
   else
     printf 'ferretdb  stopped               port %s\n' "$FERRETDB_PORT"; rc=3
+  fi
+  if pid=$(pg_pid); then
+    printf 'postgres  running  pid %-8s port %s  version %s  data %s\n' "$pid" "$(pg_pid_line 4)" "$(<"$PG_DATA_DIR/PG_VERSION")" "$PG_DATA_DIR"
+  elif [[ $backend == postgresql ]]; then
+    printf 'postgres  stopped               port %s\n' "$POSTGRES_PORT"; rc=3
   fi
   return $rc
 }
@@ -579,7 +756,8 @@ cmd_logs() {
     shift
   done
   local files=() f
-  for f in "$KAFKA_LOG_DIR/server.log" "$FDB_LOG"; do
+  for f in "$KAFKA_LOG_DIR/server.log" "$FDB_LOG" "$PG_LOG"; do
+    [[ $f == "$PG_LOG" && $FERRETDB_BACKEND != postgresql && ! -f $f ]] && continue
     if [[ -f $f ]]; then files+=("$f"); else log "no log yet: $f"; fi
   done
   ((${#files[@]})) || return 0
@@ -594,6 +772,9 @@ KAFKA_PORT=$KAFKA_PORT
 KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT
 KAFKA_HEAP=$KAFKA_HEAP
 FERRETDB_PORT=$FERRETDB_PORT
+FERRETDB_BACKEND=$FERRETDB_BACKEND
+POSTGRES_PORT=$POSTGRES_PORT
+POSTGRESQL_URL=$POSTGRESQL_URL
 ADVOCACY_LOCAL=$ADVOCACY_LOCAL
 ADVOCACY_CACHE=$ADVOCACY_CACHE
 KAFKA_LIB=$(kafka_lib)

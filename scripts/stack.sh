@@ -11,6 +11,9 @@ RUN="$LOCAL/run"
 UV=${UV:-$(command -v uv || echo "$HOME/.local/bin/uv")}
 SERVICES=(content:8101 ambassador:8102 distribution:8103 metrics:8104)
 ISSUER_PORT=${ISSUER_PORT:-8400}
+# The reference dashboard (served by metrics at /dashboard/) may call every API from the browser.
+DASHBOARD_ORIGINS='["http://127.0.0.1:8104", "http://localhost:8104"]'
+
 KAFKA=${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${KAFKA_PORT:-9092}}
 MONGO=${MONGODB_URI:-mongodb://127.0.0.1:${FERRETDB_PORT:-27017}/}
 
@@ -38,6 +41,10 @@ up_local() {
   mkdir -p "$RUN"
   bash "$ROOT/infra/infra.sh" up
   local issuer="http://127.0.0.1:$ISSUER_PORT"
+  # A keyring of this machine's own for connector secrets, instead of the settings' dev-only default.
+  local secret_key="$LOCAL/distribution-secret-key"
+  [ -s "$secret_key" ] || { mkdir -p "$LOCAL"; (umask 077; head -c 32 /dev/urandom | base64 > "$secret_key"); }
+  export DISTRIBUTION_SECRET_KEYS="{\"local\": \"$(cat "$secret_key")\"}" DISTRIBUTION_SECRET_KEY_ID=local
   start issuer "$UV" run --frozen advocacy-dev-issuer --key-file "$LOCAL/dev-issuer/key.pem" --issuer "$issuer" \
     serve --port "$ISSUER_PORT"
   wait_ready "$issuer/.well-known/jwks.json" issuer
@@ -46,7 +53,8 @@ up_local() {
     prefix=$(echo "$svc" | tr '[:lower:]' '[:upper:]')
     export "${prefix}_KAFKA_BOOTSTRAP_SERVERS=$KAFKA" "${prefix}_MONGODB_URI=$MONGO" \
       "${prefix}_HTTP_PORT=$port" "${prefix}_AUTH_ISSUER=$issuer" \
-      "${prefix}_AUTH_JWKS_URL=$issuer/.well-known/jwks.json"
+      "${prefix}_AUTH_JWKS_URL=$issuer/.well-known/jwks.json" \
+      "${prefix}_CORS_ALLOWED_ORIGINS=$DASHBOARD_ORIGINS"
     start "$svc-worker" "$UV" run --frozen "$svc-worker"
     start "$svc-api" "$UV" run --frozen "$svc-api"
   done
@@ -58,6 +66,11 @@ Stack is up. APIs (OpenAPI at /docs): content :8101, ambassador :8102, distribut
 A token:  $UV run advocacy-dev-issuer --key-file $LOCAL/dev-issuer/key.pem mint --tenant acme --sub alice --roles editor,reviewer
 Stop:     make down
 TXT
+  local dashboard_token
+  dashboard_token=$("$UV" run --frozen advocacy-dev-issuer --key-file "$LOCAL/dev-issuer/key.pem" --issuer "$issuer" \
+    mint --tenant acme --sub dashboard-analyst --roles analyst --ttl 28800)
+  echo "Dashboard (analyst of tenant acme, 8 h; the token rides in the fragment, never sent to a server):"
+  echo "  http://127.0.0.1:8104/dashboard/#token=$dashboard_token"
 }
 
 down_local() {

@@ -1,13 +1,19 @@
 // Command ferretdb-local runs an embedded FerretDB (v1.24.x) with the SQLite
-// backend for local development. It is built and started by infra/infra.sh.
+// or the PostgreSQL backend for local development. It is built and started by
+// infra/infra.sh.
 //
 // Flags (each falls back to an environment variable, then to a default):
 //
-//	-listen      FERRETDB_LISTEN_ADDR   127.0.0.1:27017
-//	-sqlite-dir  FERRETDB_SQLITE_DIR    ./ferretdb-data
-//	-socket      FERRETDB_SOCKET        <parent of the SQLite dir>/ferretdb.sock
-//	                                    (or a temp dir if that path is too long)
-//	-log-level   FERRETDB_LOG_LEVEL     info (debug, info, warn, error)
+//	-listen          FERRETDB_LISTEN_ADDR     127.0.0.1:27017
+//	-handler         FERRETDB_HANDLER         sqlite (or postgresql)
+//	-sqlite-dir      FERRETDB_SQLITE_DIR      ./ferretdb-data (sqlite handler)
+//	-postgresql-url  FERRETDB_POSTGRESQL_URL  (postgresql handler), e.g.
+//	                                          postgres://user@127.0.0.1:5433/ferretdb
+//	-state-dir       FERRETDB_STATE_DIR       where the internal socket goes:
+//	                                          default the parent of the SQLite dir
+//	-socket          FERRETDB_SOCKET          <state dir>/ferretdb.sock
+//	                                          (or a temp dir if that path is too long)
+//	-log-level       FERRETDB_LOG_LEVEL       info (debug, info, warn, error)
 //
 // The SQLite directory is created if it does not exist. SIGINT/SIGTERM stop
 // the server gracefully.
@@ -15,7 +21,9 @@
 // FerretDB itself listens only on the internal Unix socket -socket; clients
 // connect to -listen, served by a small wire-protocol proxy (proxy.go) that
 // serialises write commands, because FerretDB 1.24's SQLite backend loses
-// concurrent updates of the same document (see proxy.go and infra/README.md).
+// concurrent updates of the same document (see proxy.go and infra/README.md);
+// its PostgreSQL backend also writes whole documents back, so the proxy stays in
+// front of both.
 // A stale socket file is removed at start; if another server still answers on
 // it, startup fails instead.
 //
@@ -95,10 +103,10 @@ func envOr(key, def string) string {
 // maxUnixPath stays below the 108-byte sun_path limit of Linux (104 on BSDs).
 const maxUnixPath = 100
 
-// defaultSocket returns the internal socket path for the SQLite directory
-// absDir: next to it, or in the temp dir (named after absDir) if too long.
+// defaultSocket returns the internal socket path for the state directory
+// absDir: inside it, or in the temp dir (named after absDir) if too long.
 func defaultSocket(absDir string) string {
-	path := filepath.Join(filepath.Dir(absDir), "ferretdb.sock")
+	path := filepath.Join(absDir, "ferretdb.sock")
 	if len(path) <= maxUnixPath {
 		return path
 	}
@@ -131,8 +139,11 @@ func prepareSocket(path string) error {
 
 func main() {
 	listen := flag.String("listen", envOr("FERRETDB_LISTEN_ADDR", "127.0.0.1:27017"), "TCP listen address (env FERRETDB_LISTEN_ADDR)")
-	dir := flag.String("sqlite-dir", envOr("FERRETDB_SQLITE_DIR", "ferretdb-data"), "SQLite data directory (env FERRETDB_SQLITE_DIR)")
-	socket := flag.String("socket", envOr("FERRETDB_SOCKET", ""), "internal Unix socket FerretDB listens on, behind the proxy (env FERRETDB_SOCKET; default <parent of -sqlite-dir>/ferretdb.sock)")
+	handler := flag.String("handler", envOr("FERRETDB_HANDLER", "sqlite"), "backend: sqlite or postgresql (env FERRETDB_HANDLER)")
+	dir := flag.String("sqlite-dir", envOr("FERRETDB_SQLITE_DIR", "ferretdb-data"), "SQLite data directory, sqlite handler (env FERRETDB_SQLITE_DIR)")
+	pgURL := flag.String("postgresql-url", envOr("FERRETDB_POSTGRESQL_URL", ""), "PostgreSQL connection URL, postgresql handler (env FERRETDB_POSTGRESQL_URL)")
+	stateDir := flag.String("state-dir", envOr("FERRETDB_STATE_DIR", ""), "directory of the internal socket (env FERRETDB_STATE_DIR; default the parent of -sqlite-dir)")
+	socket := flag.String("socket", envOr("FERRETDB_SOCKET", ""), "internal Unix socket FerretDB listens on, behind the proxy (env FERRETDB_SOCKET; default <state dir>/ferretdb.sock)")
 	logLevel := flag.String("log-level", envOr("FERRETDB_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env FERRETDB_LOG_LEVEL)")
 	doCheck := flag.Bool("check", false, "do not serve: probe a running server at -listen with a write/read/delete and exit")
 	checkTimeout := flag.Duration("check-timeout", 5*time.Second, "timeout for -check")
@@ -154,22 +165,47 @@ func main() {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	absDir, err := filepath.Abs(*dir)
-	if err != nil {
-		logger.Error("cannot resolve SQLite directory", "dir", *dir, "error", err)
-		os.Exit(1)
+	cfg := ferretdb.Config{Logger: logger, Handler: *handler}
+	var err error
+	var absState string
+	switch *handler {
+	case "sqlite":
+		absDir, err := filepath.Abs(*dir)
+		if err != nil {
+			logger.Error("cannot resolve SQLite directory", "dir", *dir, "error", err)
+			os.Exit(1)
+		}
+		if err = os.MkdirAll(absDir, 0o755); err != nil {
+			logger.Error("cannot create SQLite directory", "dir", absDir, "error", err)
+			os.Exit(1)
+		}
+		// FerretDB wants a "file:" URI whose path is an existing directory ending with "/".
+		cfg.SQLiteURL = (&url.URL{Scheme: "file", Path: strings.TrimSuffix(absDir, "/") + "/"}).String()
+		absState = filepath.Dir(absDir)
+	case "postgresql":
+		if *pgURL == "" {
+			fmt.Fprintln(os.Stderr, "-handler postgresql needs -postgresql-url")
+			os.Exit(2)
+		}
+		cfg.PostgreSQLURL = *pgURL
+	default:
+		fmt.Fprintf(os.Stderr, "invalid -handler %q: sqlite or postgresql\n", *handler)
+		os.Exit(2)
 	}
-	if err = os.MkdirAll(absDir, 0o755); err != nil {
-		logger.Error("cannot create SQLite directory", "dir", absDir, "error", err)
-		os.Exit(1)
+	if *stateDir != "" {
+		if absState, err = filepath.Abs(*stateDir); err != nil {
+			logger.Error("cannot resolve state directory", "dir", *stateDir, "error", err)
+			os.Exit(1)
+		}
 	}
-
-	// FerretDB wants a "file:" URI whose path is an existing directory ending with "/".
-	sqliteURL := (&url.URL{Scheme: "file", Path: strings.TrimSuffix(absDir, "/") + "/"}).String()
 
 	sock := *socket
 	if sock == "" {
-		sock = defaultSocket(absDir)
+		if absState == "" {
+			fmt.Fprintln(os.Stderr, "-handler postgresql needs -state-dir or -socket")
+			os.Exit(2)
+		}
+		sock = defaultSocket(absState)
 	}
 	if sock, err = filepath.Abs(sock); err != nil {
 		logger.Error("cannot resolve socket path", "socket", *socket, "error", err)
@@ -179,6 +215,7 @@ func main() {
 		logger.Error("cannot use internal socket", "socket", sock, "error", err)
 		os.Exit(1)
 	}
+	cfg.Listener = ferretdb.ListenerConfig{Unix: sock}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -193,15 +230,10 @@ func main() {
 
 	// FerretDB binds its Unix socket in New; connections made before Run
 	// starts accepting wait in the backlog.
-	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{Unix: sock},
-		Logger:    logger,
-		Handler:   "sqlite",
-		SQLiteURL: sqliteURL,
-	})
+	f, err := ferretdb.New(&cfg)
 	if err != nil {
 		_ = ln.Close()
-		logger.Error("cannot start FerretDB", "socket", sock, "sqlite", sqliteURL, "error", err)
+		logger.Error("cannot start FerretDB", "socket", sock, "handler", cfg.Handler, "sqlite", cfg.SQLiteURL, "error", err)
 		os.Exit(1)
 	}
 
@@ -215,7 +247,7 @@ func main() {
 		fdbDone <- f.Run(ctx)
 	}()
 
-	logger.Info("FerretDB listening", "addr", *listen, "socket", sock, "sqlite", sqliteURL, "pid", os.Getpid(),
+	logger.Info("FerretDB listening", "addr", *listen, "socket", sock, "handler", cfg.Handler, "sqlite", cfg.SQLiteURL, "pid", os.Getpid(),
 		"proxy", "write commands serialised")
 
 	proxyErr := newProxy("unix", sock, logger).serve(ctx, ln)

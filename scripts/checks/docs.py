@@ -11,7 +11,7 @@ from pathlib import Path
 
 from advocacy_common.events import EVENT_CLASSES
 from advocacy_common.topics import TopicNames
-from distribution.tracking import sign
+from distribution.models.engagement import sign
 from metrics.models import COUNTER_PARTS, kpis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 
 from advocacy_common import topics
 from advocacy_common.envelope import Envelope
-from advocacy_common.testing import read_envelopes
+from advocacy_testkit import read_envelopes
 
 from ambassador.bootstrap import create_app
 from ambassador.settings import AmbassadorSettings

@@ -22,11 +22,12 @@ from advocacy_common.events import (
 )
 from advocacy_common.mongo import create_client
 from advocacy_common.publishing import EventPublisher, envelope_for
-from advocacy_common.testing import read_envelopes
+from advocacy_testkit import read_envelopes
 from distribution.bootstrap import build_worker, create_app
 from distribution.settings import DistributionSettings
 from advocacy_common.repository import Storage
 from distribution.adapters import create_indexes, mongo_repositories
+from distribution.bootstrap import secret_box
 
 NOW = datetime.now(UTC)
 
@@ -68,7 +69,7 @@ async def distribution_db(settings):
 async def repositories(settings, distribution_db):
     """The service's own adapters on its database (with its indexes), to read and write as the use cases do."""
     await create_indexes(distribution_db)
-    return mongo_repositories(await Storage.open(distribution_db, settings.cursor_key))
+    return mongo_repositories(await Storage.open(distribution_db, settings.cursor_key), secret_box(settings))
 
 
 @pytest.fixture(scope="session")

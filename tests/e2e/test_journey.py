@@ -13,6 +13,7 @@ import hmac
 import json
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,6 +26,27 @@ CHARTER = {"title": "Our social media charter", "body": "Be yourself; never shar
            "red_lines": ["No confidential figures"], "tone": "Personal, factual",
            "disclosure_required": True, "disclosure_line": "#EmployeeOfAcme"}
 ALICE = "alice@acme.example"
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who walks the journey, as the directory provisions her."""
+
+    login: str = ALICE
+    given_name: str = "Alice"
+    family_name: str = "Martin"
+    display_name: str = "Alice Martin"
+    handle: str = "alice-m"
+
+
+@dataclass
+class Journey:
+    """What a journey handed out or sent that must never reach a log: credentials and keys."""
+
+    tokens: list[str] = field(default_factory=list)
+    idempotency_keys: list[str] = field(default_factory=list)
+    connector_secrets: list[str] = field(default_factory=list)
+    post_url: str = ""
 OWN_TEXT = ("Last month I spent a day in our new Lyon lab with the battery team. What struck me most was how "
             "the interns run their own experiments from day one. #WeAreAcme #EmployeeOfAcme")
 
@@ -48,21 +70,41 @@ def signed(secret: str, body: bytes) -> str:
 
 
 async def test_employee_journey(stack, bearer):
+    await walk_the_journey(stack, bearer, Person())
+
+
+async def walk_the_journey(stack, bearer, person: Person) -> Journey:
+    """The whole story, asserting what each user sees; returns what was handed out on the way."""
+    journey = Journey()
+
+    def credentials(tenant: str, login: str, role: str) -> dict[str, str]:
+        headers = bearer(tenant, login, role)
+        journey.tokens.append(headers["Authorization"].removeprefix("Bearer "))
+        return headers
+
+    def keyed(headers: dict[str, str], key: str) -> dict[str, str]:
+        journey.idempotency_keys.append(key)
+        return {**headers, "Idempotency-Key": key}
+
     tenant = f"e2e{uuid.uuid4().hex[:8]}"
-    admin, integrator = bearer(tenant, "admin-1", "admin"), bearer(tenant, "okta-scim", "integrator")
-    editor, reviewer = bearer(tenant, "ed-1", "editor"), bearer(tenant, "rev-1", "reviewer")
-    alice, analyst = bearer(tenant, ALICE, "ambassador"), bearer(tenant, "an-1", "analyst")
+    admin, integrator = credentials(tenant, "admin-1", "admin"), credentials(tenant, "okta-scim", "integrator")
+    editor, reviewer = credentials(tenant, "ed-1", "editor"), credentials(tenant, "rev-1", "reviewer")
+    alice, analyst = credentials(tenant, person.login, "ambassador"), credentials(tenant, "an-1", "analyst")
+    manager = credentials(tenant, "mgr-1", "manager")
+    journey.post_url = f"https://www.linkedin.com/posts/{person.handle}_lab-opening-{uuid.uuid4().hex[:12]}"
 
     # --- ambassador: a charter, a directory entry, and Alice volunteers herself ---------------
     charter = await stack.ambassador.post("/v1/charters", json=CHARTER, headers=admin)
     assert charter.status_code == 201, charter.text
     user = await stack.ambassador.post("/scim/v2/Users", headers=integrator, json={
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": ALICE, "active": True,
-        "name": {"givenName": "Alice", "familyName": "Martin"}, "emails": [{"value": ALICE, "primary": True}]})
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": person.login, "active": True,
+        "displayName": person.display_name,
+        "name": {"givenName": person.given_name, "familyName": person.family_name},
+        "emails": [{"value": person.login, "primary": True}]})
     assert user.status_code == 201, user.text
-    assert user.json()["id"] == ambassador_id_for(tenant, ALICE)  # the id every service derives from her token
+    assert user.json()["id"] == ambassador_id_for(tenant, person.login)  # the id every service derives from her token
     profile = {"persona": "expert", "topics": ["Research"], "languages": ["en"], "team_id": "R&D",
-               "location": "Lyon", "networks": [{"network": "linkedin", "handle": "alice-m", "audience_size": 640}]}
+               "location": "Lyon", "networks": [{"network": "linkedin", "handle": person.handle, "audience_size": 640}]}
     opted_in = await stack.ambassador.post("/v1/me/opt-in", headers=alice, json={
         "charter_version": charter.json()["version"], "profile": profile})
     assert opted_in.status_code == 200, opted_in.text
@@ -101,13 +143,14 @@ async def test_employee_journey(stack, bearer):
         "content_id": content_id, "network": "linkedin",
         "text": "Proud of our new lab in Lyon! #WeAreAcme #EmployeeOfAcme"})
     assert parrot.status_code == 422 and parrot.json()["rule"] == "too_similar_to_suggested"  # no parrot effect
-    prepared = await stack.distribution.post("/v1/shares", headers={**alice, "Idempotency-Key": "alice-1"},
+    prepared = await stack.distribution.post("/v1/shares", headers=keyed(alice, f"share-{uuid.uuid4()}"),
                                              json={"content_id": content_id, "network": "linkedin",
                                                    "text": OWN_TEXT})
     assert prepared.status_code == 201, prepared.text
     share = prepared.json()
     assert share["share_intent_url"].startswith("https://www.linkedin.com/sharing/share-offsite/?url=")
-    confirmed = await stack.distribution.post(f"/v1/shares/{share['share_id']}/confirm", headers=alice)
+    confirmed = await stack.distribution.post(f"/v1/shares/{share['share_id']}/confirm", headers=alice,
+                                              json={"post_url": journey.post_url})
     assert confirmed.status_code == 200, confirmed.text
 
     # A reader clicks the tracked link; LinkedIn's preview bot fetches it too (not counted).
@@ -118,15 +161,19 @@ async def test_employee_journey(stack, bearer):
     assert bot.status_code == 302
 
     # A connector reports what LinkedIn saw, signed.
-    connector = await stack.distribution.post("/v1/connectors", headers={**integrator, "Idempotency-Key": "c1"},
+    connector = await stack.distribution.post("/v1/connectors", headers=keyed(integrator, f"connector-{uuid.uuid4()}"),
                                               json={"name": "linkedin-analytics"})
     assert connector.status_code == 201, connector.text
+    assert connector.headers["cache-control"] == "no-store"
     connector_id, secret = connector.json()["connector_id"], connector.json()["secret"]
+    journey.connector_secrets.append(secret)
     occurred_at = datetime.now(UTC).isoformat()
     for report_id, kind, count in (("r1", "impression", 1000), ("r2", "reaction", 40), ("r3", "comment", 6),
                                    ("r4", "comment_reply", 3), ("r5", "reshare", 4)):
+        # The reshare is reported by the post's URL, as a connector that never saw our share id would.
+        post = {"post_url": journey.post_url} if kind == "reshare" else {"share_id": share["share_id"]}
         body = json.dumps({"id": report_id, "kind": kind, "count": count, "occurred_at": occurred_at,
-                           "share_id": share["share_id"]}).encode()
+                           **post}).encode()
         reported = await stack.distribution.post(
             f"/v1/connectors/{connector_id}/engagements", content=body,
             headers={**integrator, "content-type": "application/json", "X-Advocacy-Signature": signed(secret, body)})
@@ -150,7 +197,7 @@ async def test_employee_journey(stack, bearer):
 
     mine = await stack.metrics.get("/v1/metrics/me", headers=alice)
     assert mine.status_code == 200, mine.text
-    too_small = await stack.metrics.get("/v1/metrics/teams/R&D", headers=bearer(tenant, "mgr-1", "manager"))
+    too_small = await stack.metrics.get("/v1/metrics/teams/R&D", headers=manager)
     assert too_small.status_code in (403, 404, 422) and "small" in too_small.text.lower()
 
     # --- opt-out: one call, effective everywhere ----------------------------------------------
@@ -171,3 +218,4 @@ async def test_employee_journey(stack, bearer):
         return kpis["ambassadors_opted_in"] == 0
 
     await eventually(opted_in_count_is_zero, timeout=20)
+    return journey

@@ -1,4 +1,5 @@
-"""Test helpers of the metrics service: event builders, an in-memory store, a plain reference.
+"""Test helpers of the metrics service: event builders, the shared in-memory fakes of the ports
+(`InMemoryStore`, `InMemoryGenerations`), a plain reference.
 
 The reference computes every KPI straight from the list of distinct facts, by
 filtering and counting, with none of the service's coalescing, watermarks or
@@ -22,8 +23,13 @@ from advocacy_common.events import (
     Objective, Persona, PostShared,
 )
 from advocacy_common.publishing import envelope_for
-from metrics.aggregation import ActivityWrite, ConditionalWrite, Position
-from metrics.models import Dimension, Period
+from metrics.aggregation import (
+    AmbassadorChange, AmbassadorKey, Change, ConditionalWrite, ContentKey, CounterKey, FactId, Increments, Position,
+    Target, Watermarks,
+)
+from metrics.models import (
+    FIRST_GENERATION, ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person,
+)
 
 BASE_DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 NETWORKS = [Network.LINKEDIN, Network.X, Network.XING]
@@ -113,12 +119,16 @@ class SimulatedCrash(Exception):
 
 
 class InMemoryStore:
-    """The `MetricsStore` port in memory, able to 'crash' after a number of single-document writes."""
+    """The `MetricsStore` port in plain Python over domain types, able to 'crash' after a number of
+    single-document writes (what the worker being killed leaves behind)."""
 
     def __init__(self) -> None:
-        self.documents: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        self.claims: dict[str, Position] = {}
-        self.activity: dict[str, dict[str, Any]] = {}
+        self.counters: dict[CounterKey, dict[str, int]] = {}
+        self.ambassadors: dict[AmbassadorKey, AmbassadorView] = {}
+        self.contents: dict[ContentKey, ContentView] = {}
+        self.watermarks: dict[Target, dict[str, int]] = {}
+        self.claims: dict[FactId, Position] = {}
+        self.activity: dict[tuple[Person, str], ActivityDay] = {}
         self.crash_after: int | None = None
         self.writes = 0
 
@@ -127,79 +137,103 @@ class InMemoryStore:
             raise SimulatedCrash()
         self.writes += 1
 
-    async def claim(self, claims: Mapping[str, Position]) -> dict[str, Position]:
+    async def claim(self, claims: Mapping[FactId, Position]) -> dict[FactId, Position]:
         result = {}
-        for key, position in claims.items():
-            if key not in self.claims:
+        for fact, position in claims.items():
+            if fact not in self.claims:
                 self._write()
-                self.claims[key] = position
-            result[key] = self.claims[key]
+                self.claims[fact] = position
+            result[fact] = self.claims[fact]
         return result
 
     async def write_conditionally(self, writes: Sequence[ConditionalWrite]) -> list[ConditionalWrite]:
         refused = []
         for write in writes:
-            document = self.documents[write.collection].get(write.doc_id)
-            marks = document["_wm"] if document else {}
+            marks = self.watermarks.get(write.target, {})
             if any(marks.get(p, -1) >= floor for p, floor in write.floors.items()):
                 refused.append(write)
                 continue
             self._write()
-            document = document or {"_wm": {}, "c": defaultdict(int)}
-            for name, amount in write.inc.items():
-                document["c"][name.removeprefix("c.")] += amount
-            document.update(write.identity)
-            document.update(write.set)
-            document["_wm"].update(write.marks)
-            self.documents[write.collection][write.doc_id] = document
+            self._apply(write.target, write.change)
+            self.watermarks.setdefault(write.target, {}).update(write.marks)
         return refused
 
-    async def read_watermarks(self, writes: Sequence[ConditionalWrite]) -> dict[tuple[str, str], dict[str, int]]:
-        return {(w.collection, w.doc_id): dict(self.documents[w.collection][w.doc_id]["_wm"])
-                for w in writes if w.doc_id in self.documents[w.collection]}
+    def _apply(self, target: Target, change: Change) -> None:
+        if isinstance(target, CounterKey):
+            assert isinstance(change, Increments)
+            parts = self.counters.setdefault(target, {})
+            for name, amount in change.parts.items():
+                parts[name] = parts.get(name, 0) + amount
+        elif isinstance(target, AmbassadorKey):
+            assert isinstance(change, AmbassadorChange)
+            self.ambassadors[target] = change.applied_to(
+                self.ambassadors.get(target, AmbassadorView(target.ambassador_id)))
+        else:
+            assert isinstance(change, ContentView)
+            self.contents[target] = change
 
-    async def add_activity(self, rows: Sequence[ActivityWrite]) -> None:
+    async def read_watermarks(self, targets: Sequence[Target]) -> dict[Target, Watermarks]:
+        return {t: dict(self.watermarks[t]) for t in targets if t in self.watermarks}
+
+    async def add_activity(self, rows: Sequence[ActivityDay]) -> None:
         for row in rows:
             self._write()
-            current = self.activity.setdefault(row.doc_id, {"tenant": row.tenant, "ambassador_id": row.ambassador_id,
-                                                            "day": row.day, "campaigns": set(), "contents": set(),
-                                                            "networks": set()})
-            current["campaigns"] |= row.campaigns
-            current["contents"] |= row.contents
-            current["networks"] |= row.networks
+            seen = self.activity.get((row.person, row.day))
+            self.activity[(row.person, row.day)] = row if seen is None else seen.joined(row)
 
-    async def erased_among(self, people: set[tuple[str, str]]) -> set[tuple[str, str]]:
-        return {(t, a) for t, a in people
-                if self.documents["ambassadors"].get(f"{t}|{a}", {}).get("erased")}
+    async def erased_among(self, people: set[Person]) -> set[Person]:
+        return {p for p in people if (view := self.ambassadors.get(AmbassadorKey(*p))) and view.erased}
 
-    async def erase_individual(self, tenant: str, ambassador_id: str) -> None:
+    async def erase_individual(self, person: Person) -> None:
         self._write()
-        counters = self.documents["counters"]
-        for key in [k for k, d in counters.items()
-                    if d["tenant"] == tenant and d["dimension"] == "ambassador" and d["value"] == ambassador_id]:
-            del counters[key]
-        for key in [k for k, d in self.activity.items() if d["tenant"] == tenant and d["ambassador_id"] == ambassador_id]:
+        for key in [k for k in self.counters if k.tenant == person.tenant
+                    and k.dimension is Dimension.AMBASSADOR and k.value == person.ambassador_id]:
+            del self.counters[key]
+            del self.watermarks[key]
+        for key in [k for k in self.activity if k[0] == person]:
             del self.activity[key]
 
     async def list_counters(self, tenant: str, dimension: Dimension, value: str | None,
-                            period: Period) -> list[dict[str, Any]]:
-        return [{"value": d["value"], "day": d["day"], "parts": dict(d["c"])}
-                for d in self.documents["counters"].values()
-                if d["tenant"] == tenant and d["dimension"] == dimension.value and period.contains(d["day"])
-                and (value is None or d["value"] == value)]
+                            period: Period) -> list[CounterRow]:
+        return [CounterRow(key.value, key.day, dict(parts)) for key, parts in self.counters.items()
+                if key.tenant == tenant and key.dimension is dimension and period.contains(key.day)
+                and (value is None or key.value == value)]
 
-    async def list_activity(self, tenant: str, period: Period) -> list[dict[str, Any]]:
-        return [{**d, "campaigns": sorted(d["campaigns"]), "contents": sorted(d["contents"]),
-                 "networks": sorted(d["networks"])}
-                for d in self.activity.values() if d["tenant"] == tenant and period.contains(d["day"])]
+    async def list_activity(self, tenant: str, period: Period) -> list[ActivityDay]:
+        return [row for row in self.activity.values() if row.tenant == tenant and period.contains(row.day)]
 
-    async def list_ambassadors(self, tenant: str) -> list[dict[str, Any]]:
-        return [{k: v for k, v in d.items() if k != "_wm"} for d in self.documents["ambassadors"].values()
-                if d["tenant"] == tenant]
+    async def list_ambassadors(self, tenant: str) -> list[AmbassadorView]:
+        return [view for key, view in self.ambassadors.items() if key.tenant == tenant]
 
-    async def list_contents(self, tenant: str) -> list[dict[str, Any]]:
-        return [{k: v for k, v in d.items() if k != "_wm"} for d in self.documents["contents"].values()
-                if d["tenant"] == tenant]
+    async def list_contents(self, tenant: str) -> list[ContentView]:
+        return [view for key, view in self.contents.items() if key.tenant == tenant]
+
+
+class InMemoryGenerations:
+    """The `Generations` port in memory: one `InMemoryStore` per generation and a live pointer."""
+
+    def __init__(self) -> None:
+        self.stores: dict[int, InMemoryStore] = {}
+        self.live = FIRST_GENERATION
+        self.allocated = FIRST_GENERATION
+
+    async def current(self) -> int:
+        return self.live
+
+    async def allocate(self) -> int:
+        self.allocated = max(self.allocated, self.live) + 1
+        return self.allocated
+
+    async def switch_to(self, generation: int) -> None:
+        self.live = generation
+
+    def store(self, generation: int) -> InMemoryStore:
+        return self.stores.setdefault(generation, InMemoryStore())
+
+    async def prepare(self, generation: int, *, empty: bool = False) -> InMemoryStore:
+        if empty:
+            self.stores.pop(generation, None)
+        return self.store(generation)
 
 
 def consume_plan(log: Mapping[tuple[str, int], list[Delivery]], rng: random.Random,

@@ -12,15 +12,19 @@ from advocacy_common.publishing import EventPublisher
 from advocacy_common.topics import TopicNames
 
 
+class DyingRelay(OutboxRelay):
+    """Dies the moment Kafka acknowledged, before clearing: the outbox still holds the events."""
+
+    async def clear_published(self, *args) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 async def main(bootstrap: str, mongo_uri: str, database: str, prefix: str, crash: bool) -> None:
     client = create_client(mongo_uri, "relay-child")
     publisher = EventPublisher(bootstrap, TopicNames(prefix))
     await publisher.start()
 
-    def die() -> None:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    relay = OutboxRelay([client[database]["things"]], publisher, after_publish=die if crash else None)
+    relay = (DyingRelay if crash else OutboxRelay)([client[database]["things"]], publisher)
     print("published", await relay.run_once(), flush=True)
     await publisher.stop()
     await client.close()

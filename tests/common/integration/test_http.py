@@ -53,4 +53,7 @@ async def test_health_metrics_and_problems(app, bearer):
         unknown = await http.get("/nowhere")
         assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
         metrics = await http.get("/metrics")
-        assert 'http_requests_total{method="POST",route="/things",service="http-test",status="200"}' in metrics.text
+        # labelled by the route template, never the raw path; health endpoints are not counted
+        assert 'http_requests_total{handler="/things",method="POST",status="200"}' in metrics.text
+        assert 'handler="/nowhere"' not in metrics.text and 'handler="none",method="GET",status="404"' in metrics.text
+        assert 'handler="/livez"' not in metrics.text and 'handler="/readyz"' not in metrics.text

@@ -2,7 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from advocacy_common.consuming import Delivery, apply_once, insert_once
+from advocacy_common.consuming import Delivery
+from advocacy_common.repository import apply_once, insert_once
 from advocacy_common.events import AmbassadorOptedOut
 from advocacy_common.publishing import envelope_for
 

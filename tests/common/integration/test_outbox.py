@@ -8,10 +8,9 @@ import pytest
 
 from advocacy_common import topics
 from advocacy_common.events import AmbassadorOptedOut
-from advocacy_common.outbox import (HINTS_COLLECTION, OUTBOX_FIELD, OutboxRelay, new_document_with_outbox,
-                                     notify_outbox, with_outbox)
+from advocacy_common.outbox import HINTS_COLLECTION, OUTBOX_FIELD, OutboxRelay, notify_outbox, outbox_entries
 from advocacy_common.publishing import EventPublisher, envelope_for
-from advocacy_common.testing import read_envelopes
+from advocacy_testkit import document_with_pending, read_envelopes
 
 pytestmark = pytest.mark.integration
 CHILD = Path(__file__).with_name("relay_child.py")
@@ -25,9 +24,9 @@ def opted_out(ambassador_id: str):
 async def test_state_change_and_event_are_one_write_then_relayed(database, infrastructure, kafka_topics):
     things = database["things"]
     first = opted_out("amb-outbox-1")
-    await things.insert_one(new_document_with_outbox({"_id": "a1", "tenant": "acme", "state": "in"}, [first]))
+    await things.insert_one(document_with_pending({"_id": "a1", "tenant": "acme", "state": "in"}, [first]))
     second = opted_out("amb-outbox-1")
-    await things.update_one({"_id": "a1"}, with_outbox({"$set": {"state": "out"}}, [second]))
+    await things.update_one({"_id": "a1"}, {"$set": {"state": "out"}, "$push": {OUTBOX_FIELD: {"$each": outbox_entries([second])}}})
     assert len((await things.find_one({"_id": "a1"}))[OUTBOX_FIELD]) == 2
 
     publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
@@ -48,7 +47,7 @@ async def test_state_change_and_event_are_one_write_then_relayed(database, infra
 async def test_relay_killed_between_publish_and_clear_republishes(database, infrastructure, kafka_topics):
     things = database["things"]
     pending = opted_out("amb-crash-1")
-    await things.insert_one(new_document_with_outbox({"_id": "c1", "tenant": "acme"}, [pending]))
+    await things.insert_one(document_with_pending({"_id": "c1", "tenant": "acme"}, [pending]))
     args = [sys.executable, str(CHILD), infrastructure.kafka_bootstrap_servers, infrastructure.mongodb_uri,
             database.name, kafka_topics.prefix]
 
@@ -70,7 +69,7 @@ async def test_relay_killed_between_publish_and_clear_republishes(database, infr
 async def test_flush_publishes_one_document_now(database, infrastructure, kafka_topics):
     things = database["things"]
     pending = opted_out("amb-flush-1")
-    await things.insert_one(new_document_with_outbox({"_id": "f1", "tenant": "acme"}, [pending]))
+    await things.insert_one(document_with_pending({"_id": "f1", "tenant": "acme"}, [pending]))
     publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
     await publisher.start()
     try:
@@ -85,9 +84,9 @@ async def test_flush_publishes_one_document_now(database, infrastructure, kafka_
 async def test_hinted_documents_are_relayed_without_a_sweep(database, infrastructure, kafka_topics):
     things = database["things"]
     hinted, unhinted = opted_out("amb-hint-1"), opted_out("amb-hint-2")
-    await things.insert_one(new_document_with_outbox({"_id": "h1", "tenant": "acme"}, [hinted]))
+    await things.insert_one(document_with_pending({"_id": "h1", "tenant": "acme"}, [hinted]))
     await notify_outbox(things, "h1")
-    await things.insert_one(new_document_with_outbox({"_id": "h2", "tenant": "acme"}, [unhinted]))
+    await things.insert_one(document_with_pending({"_id": "h2", "tenant": "acme"}, [unhinted]))
     publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
     await publisher.start()
     try:
@@ -105,7 +104,7 @@ async def test_hinted_documents_are_relayed_without_a_sweep(database, infrastruc
 
 async def test_sweep_drains_more_than_one_batch(database, infrastructure, kafka_topics):
     things = database["many"]
-    await things.insert_many([new_document_with_outbox({"_id": f"m{i}"}, [opted_out(f"amb-many-{i}")])
+    await things.insert_many([document_with_pending({"_id": f"m{i}"}, [opted_out(f"amb-many-{i}")])
                               for i in range(7)])
     publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
     await publisher.start()

@@ -23,7 +23,8 @@ from aiokafka.errors import KafkaTimeoutError
 from pymongo.errors import AutoReconnect
 
 from advocacy_common import dlq, topics
-from advocacy_common.consuming import Delivery, ProcessedEvents, apply_once
+from advocacy_common.consuming import Delivery, ProcessedEvents
+from advocacy_common.repository import apply_once
 from advocacy_common.envelope import to_kafka
 from advocacy_common.events import AmbassadorOptedOut
 from advocacy_common.mongo import create_client

@@ -1,8 +1,7 @@
 import pytest
 from starlette.requests import Request
 
-from advocacy_common.api_support import (decode_cursor, encode_cursor, idempotent_id, page_size,
-                                         require_if_match)
+from advocacy_common.api_support import idempotent_id, page_size, require_if_match
 from advocacy_common.errors import Problem
 
 pytestmark = pytest.mark.unit
@@ -10,14 +9,6 @@ pytestmark = pytest.mark.unit
 
 def request_with(headers: dict[str, str]) -> Request:
     return Request({"type": "http", "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]})
-
-
-def test_cursor_round_trip_and_garbage():
-    assert decode_cursor(encode_cursor(["2026-01-01", "id-1"])) == ["2026-01-01", "id-1"]
-    assert decode_cursor(None) is None
-    with pytest.raises(Problem) as caught:
-        decode_cursor("%%%not-base64")
-    assert caught.value.status == 422 and "cursor" in caught.value.detail
 
 
 def test_page_size_bounds():

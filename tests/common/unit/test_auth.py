@@ -4,7 +4,7 @@ from httpx import ASGITransport, AsyncClient
 
 from advocacy_common.auth import JwksCache, JwtVerifier, Principal, require_roles
 from advocacy_common.dev_issuer import DevIssuer, JwksServer
-from advocacy_common.errors import install_problem_handlers
+from advocacy_common.errors import Problem, install_problem_handlers
 
 pytestmark = pytest.mark.unit
 
@@ -99,3 +99,58 @@ def test_ambassador_id_is_a_stable_pseudonym_of_tenant_and_login():
     assert principal.ambassador_id == ambassador_id_for("acme", "alice@corp.example")
     assert principal.ambassador_id != ambassador_id_for("other", "alice@corp.example")
     assert "alice" not in principal.ambassador_id
+
+
+class CountedIssuers(list):
+    """The JWKS server's issuer list, counting how often the key set was served."""
+
+    reads = 0
+
+    def __iter__(self):
+        self.reads += 1
+        return super().__iter__()
+
+
+async def test_random_kids_cannot_make_the_service_hammer_the_issuer(issuer_and_server):
+    issuer, server = issuer_and_server
+    server.issuers = CountedIssuers(server.issuers)
+    verifier = JwtVerifier(issuer.issuer, "advocacy", JwksCache(server.url + "/.well-known/jwks.json",
+                                                                min_refresh_seconds=60), ["RS256"])
+    genuine = issuer.mint(tenant="acme", subject="a", roles=["editor"])
+    assert (await verifier.verify(genuine)).subject == "a"
+    impostors = [DevIssuer.generate(issuer.issuer).mint(tenant="acme", subject="x", roles=["admin"])
+                 for _ in range(10)]
+    for token in impostors:  # each with a kid the issuer never published
+        with pytest.raises(Problem) as refused:
+            await verifier.verify(token)
+        assert refused.value.status == 401
+    assert (await verifier.verify(genuine)).subject == "a"  # served from the cache meanwhile
+    assert server.issuers.reads == 1  # the first fetch only: unknown kids wait for the cooldown
+
+
+async def test_an_unreachable_issuer_is_a_503_problem():
+    cache = JwksCache("http://127.0.0.1:9/.well-known/jwks.json", timeout_seconds=1)
+    with pytest.raises(Problem) as failed:
+        await cache.key_for("any")
+    assert failed.value.status == 503
+
+
+class UnavailableIssuers(list):
+    """An issuer whose JWKS endpoint fails, counting the attempts."""
+
+    reads = 0
+
+    def __iter__(self):
+        self.reads += 1
+        raise RuntimeError("the identity provider is down")
+
+
+async def test_a_failed_key_fetch_is_not_retried_before_the_cooldown(issuer_and_server):
+    issuer, server = issuer_and_server
+    server.issuers = UnavailableIssuers()
+    cache = JwksCache(server.url + "/.well-known/jwks.json", min_refresh_seconds=60, timeout_seconds=2)
+    for _ in range(5):
+        with pytest.raises(Problem) as failed:
+            await cache.key_for(issuer.kid)
+        assert failed.value.status == 503
+    assert server.issuers.reads == 1

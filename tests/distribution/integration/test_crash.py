@@ -12,10 +12,9 @@ from advocacy_common.events import (
     AmbassadorOptedOut, AmbassadorProfileUpdated, CharterAccepted, CharterPublished, ContentRetired,
 )
 from advocacy_common.mongo import create_client
-from advocacy_common.outbox import new_document_with_outbox
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_common.repository import UnitOfWork
-from advocacy_common.testing import read_envelopes
+from advocacy_testkit import document_with_pending, read_envelopes
 from advocacy_common.topics import ENGAGEMENT, TopicNames, ensure_topics
 from distribution.models.engagement import engagement_received
 
@@ -70,7 +69,7 @@ async def test_worker_killed_and_restarted_loses_and_doubles_nothing(settings, t
         event = engagement_received(tenant, attribution, kind="click", count=1, source="redirect",
                                     source_event_id=f"{run}-{i}", occurred_at=make.now)
         envelope = UnitOfWork(tenant, "/distribution").record(event, event_id=event.engagement_id)
-        await db["clicks"].insert_one(new_document_with_outbox({"_id": f"{run}-{i}", "tenant": tenant},
+        await db["clicks"].insert_one(document_with_pending({"_id": f"{run}-{i}", "tenant": tenant},
                                                                [(ENGAGEMENT, envelope)]))
 
     group = f"distribution-crash-{uuid.uuid4().hex[:6]}"

@@ -20,7 +20,9 @@ from advocacy_common.events import ConversionType, EngagementKind, Network
 from advocacy_common.mongo import create_client
 from advocacy_common.topics import EVENT_TOPICS, TopicNames, ensure_topics
 from metrics.models import Dimension, Period
-from metrics.reports import kpis_of, load
+from advocacy_common.repository import Storage
+from metrics.reports import kpis_of
+from metrics.service import load_snapshot
 from metrics.store import MongoMetricsStore
 from metrics_testkit import (
     BASE_DAY, CPM, Reference, build_log, engaged, envelope, erased, moved, opted_in, opted_out, published, shared,
@@ -151,7 +153,7 @@ async def test_every_kpi_is_exact_after_repeated_sigkills(infrastructure, unique
 
     reference = Reference.of(build_log(envelopes, 1))
     client = create_client(infrastructure.mongodb_uri, "kill-test")
-    store = MongoMetricsStore(client[database], 1)
+    store = MongoMetricsStore(await Storage.open(client[database], "kill-test"), 1)
     first = BASE_DAY.date()
     periods = [Period(first, first + timedelta(days=2))] + [Period(first + timedelta(days=n), first + timedelta(days=n))
                                                              for n in range(3)]
@@ -159,8 +161,8 @@ async def test_every_kpi_is_exact_after_repeated_sigkills(infrastructure, unique
     try:
         for dimension in Dimension:
             for period in periods:
-                snapshot = await load(store, TENANT, dimension, None, period)
-                values = {row["value"] for row in snapshot.rows} | reference.values(TENANT, dimension)
+                snapshot = await load_snapshot(store, TENANT, dimension, None, period)
+                values = {row.value for row in snapshot.rows} | reference.values(TENANT, dimension)
                 for value in values:
                     expected = reference.kpis(TENANT, dimension, value, period.first_day, period.last_day)
                     assert kpis_of(snapshot, value, period, CPM) == expected, (dimension, value, period)

@@ -1,49 +1,123 @@
-"""The store's exactly-once primitives on the real database, in both write modes."""
+"""The store's exactly-once primitives on the real database, with both write tactics, and two clients at once."""
+
+import asyncio
+import dataclasses
 
 import pytest
 
 from advocacy_common.mongo import create_client
-from metrics.aggregation import COUNTERS, Fragment, Position, plan_writes
+from advocacy_common.repository import ServerCapabilities, Storage
+from metrics.aggregation import CounterKey, FactId, Fragment, Increments, Position, above_watermarks, plan_writes
 from metrics.handlers import apply_exactly_once
 from metrics.models import Dimension, Period
-from metrics.store import Generations, MongoMetricsStore
+from metrics.store import MongoGenerations, MongoMetricsStore
 from metrics_testkit import BASE_DAY
 
 pytestmark = pytest.mark.integration
+DAY = BASE_DAY.date()
+TOTAL = CounterKey("t", DAY.isoformat(), Dimension.TENANT, "all")
+# The two tactics of `write_conditionally`: the watermark condition in the update filter (MongoDB) or
+# checked on a read just before an update by _id (FerretDB 1.x); both run here on whichever server is up.
+TACTICS = {"condition-in-filter": False, "read-then-update-by-id": True}
 
 
-def fragment(offset: int, partition: str = "advocacy_share_0", shares: int = 1) -> Fragment:
-    return Fragment(COUNTERS, "t|2026-03-02|tenant|all",
-                    {"tenant": "t", "day": "2026-03-02", "dimension": "tenant", "value": "all"},
-                    Position(partition, offset), inc={"c.shares": shares})
+def fragment(offset: int, partition: str = "advocacy_share_0", shares: int = 1, target: CounterKey = TOTAL) -> Fragment:
+    return Fragment(target, Position(partition, offset), Increments({"shares": shares}))
 
 
-@pytest.mark.parametrize("guarded", [True, False])
-async def test_redelivered_batch_with_other_boundaries_counts_each_event_once(infrastructure, unique_db_name, guarded):
+async def storage_with_tactic(database, ferretdb_tactic: bool) -> Storage:
+    storage = await Storage.open(database, "test-cursor-key")
+    capabilities = ServerCapabilities(ferretdb=ferretdb_tactic, version=storage.capabilities.version)
+    return dataclasses.replace(storage, capabilities=capabilities)
+
+
+async def shares_of(store: MongoMetricsStore, target: CounterKey = TOTAL) -> int:
+    rows = await store.list_counters(target.tenant, target.dimension, target.value, Period(DAY, DAY))
+    return rows[0].parts["shares"] if rows else 0
+
+
+@pytest.mark.parametrize("ferretdb_tactic", TACTICS.values(), ids=TACTICS.keys())
+async def test_redelivered_batch_with_other_boundaries_counts_each_event_once(infrastructure, unique_db_name,
+                                                                           ferretdb_tactic):
     client = create_client(infrastructure.mongodb_uri, "metrics-store-test")
-    store = MongoMetricsStore(client[unique_db_name("metrics")], 1, guarded=guarded)
+    store = MongoMetricsStore(await storage_with_tactic(client[unique_db_name("metrics")], ferretdb_tactic), 1)
     try:
         await apply_exactly_once(store, [fragment(n) for n in range(0, 5)])  # offsets 0-4 applied
         refused = await store.write_conditionally(plan_writes([fragment(n) for n in range(3, 8)]))
         assert len(refused) == 1  # 3 and 4 are already in: the whole write is refused...
         await apply_exactly_once(store, [fragment(n) for n in range(3, 8)]  # ...and only 5-7 are added
                                  + [fragment(0, "advocacy_engagement_1", shares=10)])
-        rows = await store.list_counters("t", Dimension.TENANT, "all", Period(BASE_DAY.date(), BASE_DAY.date()))
-        assert rows[0]["parts"]["shares"] == 8 + 10
+        assert await shares_of(store) == 8 + 10
     finally:
         await client.close()
 
 
 async def test_claims_keep_the_first_position_of_a_fact(infrastructure, unique_db_name):
     client = create_client(infrastructure.mongodb_uri, "metrics-store-test")
-    generations = Generations(client[unique_db_name("metrics")])
-    await generations.detect_server()
-    store = generations.store(await generations.current())
+    generations = MongoGenerations(await Storage.open(client[unique_db_name("metrics")], "test-cursor-key"))
+    store = await generations.prepare(await generations.current())
+    s1, s2, s3 = (FactId("t", f"share:s{n}") for n in (1, 2, 3))
     try:
-        first = await store.claim({"t|share:s1": Position("p0", 4), "t|share:s2": Position("p0", 5)})
-        again = await store.claim({"t|share:s1": Position("p0", 9), "t|share:s3": Position("p0", 10)})
-        assert first == {"t|share:s1": Position("p0", 4), "t|share:s2": Position("p0", 5)}
-        assert again == {"t|share:s1": Position("p0", 4), "t|share:s3": Position("p0", 10)}
+        first = await store.claim({s1: Position("p0", 4), s2: Position("p0", 5)})
+        again = await store.claim({s1: Position("p0", 9), s3: Position("p0", 10)})
+        assert first == {s1: Position("p0", 4), s2: Position("p0", 5)}
+        assert again == {s1: Position("p0", 4), s3: Position("p0", 10)}
         assert await generations.allocate() == 2 and await generations.allocate() == 3
     finally:
         await client.close()
+
+
+async def _consume(store: MongoMetricsStore, batches: list[list[Fragment]], reported: list, refusals: list) -> None:
+    """What a worker does with its batches, keeping every write the store reported as applied or refused."""
+    for batch in batches:
+        pending = plan_writes(batch)
+        while pending:
+            refused = await store.write_conditionally(pending)
+            reported += [write for write in pending if write not in refused]
+            refusals += refused
+            watermarks = await store.read_watermarks([write.target for write in refused])
+            pending = plan_writes(f for write in refused for f in above_watermarks(write, watermarks.get(write.target, {})))
+        await asyncio.sleep(0)
+
+
+def _batches(partition: str, events: int, size: int, targets: list[CounterKey]) -> list[list[Fragment]]:
+    fragments = [fragment(n, partition, target=targets[n % len(targets)]) for n in range(events)]
+    return [fragments[start:start + size] for start in range(0, events, size)]
+
+
+@pytest.mark.parametrize("ferretdb_tactic", TACTICS.values(), ids=TACTICS.keys())
+async def test_two_clients_updating_the_same_documents_lose_nothing_and_report_nothing_false(
+        infrastructure, unique_db_name, ferretdb_tactic):
+    """Two independent clients (two workers, each owning other partitions, as after a rebalance) add to the
+    same counter documents at the same time; with the condition in the filter they may even deliver the same
+    partition at once. Every event counts once, and every write reported as applied is in the document."""
+    name = unique_db_name("metrics")
+    clients = [create_client(infrastructure.mongodb_uri, f"metrics-race-{n}") for n in range(2)]
+    stores = [MongoMetricsStore(await storage_with_tactic(c[name], ferretdb_tactic), 1) for c in clients]
+    targets = [TOTAL, dataclasses.replace(TOTAL, dimension=Dimension.CAMPAIGN, value="camp1")]
+    events = 60
+    if ferretdb_tactic:  # one consumer per partition: the premise of checking on a read
+        work = [_batches("advocacy_share_0", events, 7, targets), _batches("advocacy_share_1", events, 5, targets)]
+        expected = events  # per target: half of each partition's events, from two partitions
+    else:  # the same partition delivered to both at once, with other batch boundaries
+        # (one document, so that "refused" never covers a write of the same command that went through)
+        targets = [TOTAL]
+        work = [_batches("advocacy_share_0", events, 7, targets), _batches("advocacy_share_0", events, 5, targets)]
+        expected = events
+    reported: list[list] = [[], []]
+    refusals: list[list] = [[], []]
+    try:
+        await asyncio.gather(*(_consume(store, batches, applied, refused) for store, batches, applied, refused
+                               in zip(stores, work, reported, refusals)))
+        for target in targets:
+            assert await shares_of(stores[0], target) == expected
+        stored = await stores[1].read_watermarks(targets)
+        for write in reported[0] + reported[1]:
+            assert all(stored[write.target][p] >= mark for p, mark in write.marks.items())
+        if ferretdb_tactic:
+            assert reported[0] and reported[1] and not refusals[0] + refusals[1]  # both wrote, never in each other's way
+        else:
+            assert refusals[0] + refusals[1]  # they met: one was refused what the other had written
+    finally:
+        for client in clients:
+            await client.close()

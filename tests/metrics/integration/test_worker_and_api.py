@@ -3,6 +3,7 @@
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -26,7 +27,7 @@ def settings(infrastructure, kafka_topics, unique_db_name, auth_settings) -> Met
                            mongodb_uri=infrastructure.mongodb_uri, database=unique_db_name("metrics"),
                            topic_prefix=kafka_topics.prefix, topic_partitions=3,
                            consumer_group=f"metrics-{uuid.uuid4().hex[:8]}", generation_poll_seconds=0.2,
-                           stream_poll_seconds=0.1, **auth_settings)
+                           stream_poll_seconds=0.1, stream_heartbeat_seconds=0.2, **auth_settings)
 
 
 @pytest.fixture
@@ -78,7 +79,8 @@ async def test_kpis_privacy_erasure_and_freshness(running, bearer):
                   opted_in("solo1", "blue"), opted_in("solo2", "blue"))
     overview = await wait_for(client, "/v1/metrics/overview", analyst,
                               lambda body: body["kpis"]["shares"] == 2 and body["kpis"]["comments"] == 30
-                              and body["kpis"]["ambassadors_opted_in"] == 7)
+                              and body["kpis"]["ambassadors_opted_in"] == 7
+                              and body["kpis"]["active_ambassadors"] == 2)  # activity is its own write
     kpis = overview["kpis"]
     assert (kpis["active_ambassadors"], kpis["impressions"], kpis["potential_reach"]) == (2, 300, 1500)
     assert kpis["engagement_rate"] == 40 / 300 and kpis["personalization_rate"] == 0.5
@@ -116,6 +118,19 @@ async def test_kpis_privacy_erasure_and_freshness(running, bearer):
         assert sse.headers["content-type"].startswith("text/event-stream")
         body = "".join([chunk async for chunk in sse.aiter_text()])
     assert body.startswith("id: 1\nevent: kpis\ndata: {")
+    # Two updates: the figures now, then the next change; comment lines keep the quiet time in between.
+    async def two_updates() -> str:
+        async with client.stream("GET", "/v1/metrics/stream", headers=analyst, params={"max_events": 2}) as sse:
+            return "".join([chunk async for chunk in sse.aiter_text()])
+
+    streaming = asyncio.create_task(two_updates())
+    await asyncio.sleep(0.6)  # heartbeats every 0.2 s
+    today = (datetime.now(UTC).date() - BASE_DAY.date()).days  # the stream shows the last 30 days
+    await publish(publisher, tenant, engaged("e-now", "s2", "amb1", "c2", "camp1", "red", EngagementKind.REACTION, 3,
+                                             day=today))
+    updates = (await asyncio.wait_for(streaming, timeout=10)).split("\n\n")
+    assert updates[0].startswith("id: 1\nevent: kpis\ndata: {") and updates[-2].startswith("id: 2\nevent: kpis")
+    assert ": keep-alive" in updates[1:-2] and '"reactions": 3' in updates[-2]
 
     # Freshness at steady state: one more event shows within 2 seconds.
     started = time.monotonic()

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from advocacy_common.events import ConversionType, EngagementKind, Network
 from metrics.handlers import project_batch
 from metrics.models import Dimension, Period
-from metrics.reports import kpis_of, load
+from metrics.reports import kpis_of
+from metrics.service import load_snapshot
 from metrics_testkit import (
     BASE_DAY, CPM, InMemoryStore, Reference, SimulatedCrash, build_log, consume_plan, engaged, envelope, erased,
     moved, opted_in, opted_out, published, shared,
@@ -99,9 +100,9 @@ async def assert_equal_to_reference(store: InMemoryStore, reference: Reference) 
     for tenant in ("t1", "t2"):
         for dimension in Dimension:
             for period in PERIODS:
-                snapshot = await load(store, tenant, dimension, None, period)
+                snapshot = await load_snapshot(store, tenant, dimension, None, period)
                 # Values stored but absent from the reference (an erased person's) must count zero.
-                stored_values = {row["value"] for row in snapshot.rows}
+                stored_values = {row.value for row in snapshot.rows}
                 for value in stored_values | reference.values(tenant, dimension):
                     expected = reference.kpis(tenant, dimension, value, period.first_day, period.last_day)
                     assert kpis_of(snapshot, value, period, CPM) == expected, (tenant, dimension, value, period)
@@ -121,7 +122,7 @@ def test_kpis_equal_the_reference_despite_crashes_duplicates_and_reordering(acti
 def test_two_consumptions_of_one_log_store_the_same_counters(actions, seeds):
     log = build_log(produce(actions), 2)
     first, second = (asyncio.run(consume_with_crashes(log, random.Random(seed), 5)) for seed in seeds)
-    counters = [{key: dict(doc["c"]) for key, doc in store.documents["counters"].items()} for store in (first, second)]
+    counters = [store.counters for store in (first, second)]
     assert counters[0] == counters[1]
     assert set(first.activity) == set(second.activity)
 
@@ -137,4 +138,4 @@ def test_erased_person_keeps_no_individual_rows_but_totals_stay():
     individual = asyncio.run(store.list_counters("t1", Dimension.AMBASSADOR, "a1", period))
     team = asyncio.run(store.list_counters("t1", Dimension.TEAM, "red", period))
     assert individual == [] and store.activity == {}
-    assert team[0]["parts"]["impressions"] == 10 and team[0]["parts"]["reactions"] == 2
+    assert team[0].parts["impressions"] == 10 and team[0].parts["reactions"] == 2

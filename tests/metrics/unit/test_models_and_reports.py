@@ -3,7 +3,10 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from metrics.models import COUNTER_PARTS, Dimension, Granularity, Period, buckets, kpis, sum_parts
+from metrics.models import (
+    COUNTER_PARTS, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension, Granularity, Period, buckets,
+    kpis, sum_parts,
+)
 from metrics.reports import (
     GroupTooSmall, Snapshot, leaderboard, parts_by_topic, ranked_by_engagement_rate, require_visible_team,
     visible_values,
@@ -18,9 +21,8 @@ def parts(**values):
     return {**dict.fromkeys(COUNTER_PARTS, 0), **values}
 
 
-def person(ambassador_id, team="red", status="opted_in", leaderboard_opt_in=False, **extra):
-    return {"ambassador_id": ambassador_id, "team_id": team, "status": status,
-            "leaderboard_opt_in": leaderboard_opt_in, **extra}
+def person(ambassador_id, team="red", status="opted_in", leaderboard_opt_in=False):
+    return AmbassadorView(ambassador_id, AmbassadorStatus(status), team, leaderboard_opt_in=leaderboard_opt_in)
 
 
 def test_ratios_come_from_summed_parts_and_are_null_without_denominator():
@@ -51,8 +53,7 @@ def test_a_team_below_the_minimum_is_refused_and_left_out_of_listings():
     with pytest.raises(GroupTooSmall):
         require_visible_team(ambassadors, "red", 5)
     require_visible_team(ambassadors, "red", 4)
-    snapshot = Snapshot(Dimension.TEAM, [{"value": "red", "day": "2026-03-02", "parts": parts(shares=1)}], [],
-                        ambassadors)
+    snapshot = Snapshot(Dimension.TEAM, [CounterRow("red", "2026-03-02", parts(shares=1))], [], ambassadors)
     assert visible_values(snapshot, 5) == [] and visible_values(snapshot, 4) == ["red"]
 
 
@@ -63,18 +64,18 @@ def test_the_minimum_team_size_can_never_go_below_three():
 
 
 def test_leaderboard_lists_only_opted_in_people_who_chose_to_appear_and_did_something():
-    rows = [{"value": who, "day": "2026-03-02", "parts": parts(shares=1, reactions=n)}
+    rows = [CounterRow(who, "2026-03-02", parts(shares=1, reactions=n))
             for n, who in enumerate(["shy", "proud", "also", "left"])]
     ambassadors = [person("shy"), person("proud", leaderboard_opt_in=True), person("also", leaderboard_opt_in=True),
                    person("left", status="opted_out", leaderboard_opt_in=True), person("idle", leaderboard_opt_in=True)]
     board = leaderboard(Snapshot(Dimension.AMBASSADOR, rows, [], ambassadors), MARCH, 10)
-    assert [(e["rank"], e["ambassador_id"]) for e in board] == [(1, "also"), (2, "proud")]
+    assert [(e.rank, e.ambassador_id) for e in board] == [(1, "also"), (2, "proud")]
 
 
 def test_rankings_by_engagement_rate_and_topics_from_the_content_projection():
     content = {"c1": parts(impressions=100, comments=10), "c2": parts(impressions=10, reactions=5),
                "c3": parts(impressions=0, reactions=3)}
-    assert [e["key"] for e in ranked_by_engagement_rate(content, 10)] == ["c2", "c1"]
-    topics = parts_by_topic(content, [{"content_id": "c1", "topics": ["ai", "hr"]},
-                                      {"content_id": "c2", "topics": ["ai"]}])
+    assert [e.key for e in ranked_by_engagement_rate(content, 10)] == ["c2", "c1"]
+    topics = parts_by_topic(content, [ContentView("c1", "camp1", "awareness", ("ai", "hr"), 1),
+                                      ContentView("c2", "camp1", "awareness", ("ai",), 1)])
     assert topics["ai"]["impressions"] == 110 and topics["hr"]["comments"] == 10

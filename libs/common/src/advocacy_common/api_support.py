@@ -1,8 +1,7 @@
-"""Conventions shared by every HTTP API: cursors, ETags, idempotency keys."""
+"""Conventions shared by every HTTP API: page sizes, ETags, idempotency keys (cursors: `cursors.py`)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import uuid
@@ -17,25 +16,7 @@ MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
 
 
-# --- cursor pagination -----------------------------------------------------------
-
-def encode_cursor(values: list[Any]) -> str:
-    """An opaque cursor holding the sort key of the last item returned."""
-    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> list[Any] | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("cursor", "is not a cursor this API returned") from None
-    if not isinstance(values, list):
-        raise invalid("cursor", "is not a cursor this API returned")
-    return values
-
+# --- pages (cursors: see cursors.py) -----------------------------------------------------
 
 def page_size(limit: int | None) -> int:
     if limit is None:
@@ -69,8 +50,9 @@ def require_if_match(request: Request, current_version: int, required: bool = Fa
 
 def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
-    if key is not None and not (1 <= len(key) <= 200):
-        raise invalid("Idempotency-Key", "must be 1 to 200 characters")
+    # Printable ASCII only, as the IETF draft's structured-field string: no control characters to log or store.
+    if key is not None and not (1 <= len(key) <= 200 and key.isascii() and key.isprintable()):
+        raise invalid("Idempotency-Key", "must be 1 to 200 printable ASCII characters")
     return key
 
 

@@ -2,20 +2,20 @@
 
 Tokens are checked for signature (keys from the issuer's JWKS, pinned
 algorithms), issuer, audience and expiry (small leeway). An unknown `kid`
-triggers one JWKS refresh, so keys rotate without a restart. Claims give the
+triggers a JWKS refresh (rate-bounded), so keys rotate without a restart. Claims give the
 subject (`sub`), the tenant (`tenant`) and the roles (`roles`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import httpx
 import jwt
 from fastapi import Request, Security
 from fastapi.security import HTTPBearer
@@ -68,48 +68,72 @@ def unauthorized(detail: str) -> Problem:
     return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
-class JwksCache:
-    """Signing keys by `kid`, fetched from a JWKS URL; refreshed on an unknown kid, at most every few seconds."""
+def keys_unavailable() -> Problem:
+    return Problem(503, "Service Unavailable", "The identity provider's keys could not be fetched.")
 
-    def __init__(self, jwks_url: str, min_refresh_seconds: float = 5.0, http: httpx.AsyncClient | None = None):
+
+class JwksCache:
+    """Signing keys by `kid`, from the issuer's JWKS, kept by PyJWT's `PyJWKClient`.
+
+    A known `kid` is answered from the cached key set without leaving the event loop.
+    An unknown one (or an expired cache, after `lifetime_seconds`) makes the client
+    fetch the set again, in a worker thread because `PyJWKClient` is synchronous:
+    keys rotate without a restart. The client refetches for an unknown `kid` at most
+    once per `min_refresh_seconds` (its cooldown), a failed fetch is not retried
+    sooner either, and misses are handled one at a time, so tokens with random kids
+    cannot hammer the issuer.
+    """
+
+    def __init__(self, jwks_url: str, min_refresh_seconds: float = 5.0, lifetime_seconds: float = 300.0,
+                 timeout_seconds: float = 5.0):
         self.jwks_url = jwks_url
         self.min_refresh_seconds = min_refresh_seconds
-        self._http = http
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = 0.0
-        self._lock = asyncio.Lock()
+        self._failed_at = -math.inf
+        self._client = jwt.PyJWKClient(jwks_url, cache_jwk_set=True, lifespan=lifetime_seconds,
+                                       cooldown_duration=min_refresh_seconds, timeout=timeout_seconds)
+        self._miss = asyncio.Lock()
 
     async def key_for(self, kid: str | None) -> jwt.PyJWK:
-        key = self._lookup(kid)
-        if key is not None:
-            return key
-        async with self._lock:
-            key = self._lookup(kid)
-            if key is None and time.monotonic() - self._fetched_at >= self.min_refresh_seconds:
-                await self._refresh()
-                key = self._lookup(kid)
+        key = self._cached(kid)
+        if key is None:
+            async with self._miss:  # one fetch at a time; those waiting find its result cached
+                key = self._cached(kid) or await self._fetch_in_thread(kid)
         if key is None:
             raise unauthorized("The token was signed with an unknown key.")
         return key
 
-    def _lookup(self, kid: str | None) -> jwt.PyJWK | None:
-        if kid is None:
-            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
-        return self._keys.get(kid)
+    def _cached(self, kid: str | None) -> jwt.PyJWK | None:
+        cache = self._client.jwk_set_cache
+        key_set = cache.get() if cache is not None else None  # None once expired
+        if key_set is None:
+            return None
+        return _match([key for key in key_set.keys if key.key_id and key.public_key_use in ("sig", None)], kid)
 
-    async def _refresh(self) -> None:
-        self._fetched_at = time.monotonic()
+    async def _fetch_in_thread(self, kid: str | None) -> jwt.PyJWK | None:
+        if time.monotonic() - self._failed_at < self.min_refresh_seconds:
+            raise keys_unavailable()  # PyJWKClient's cooldown starts only after a success
         try:
-            if self._http is not None:
-                response = await self._http.get(self.jwks_url)
-            else:
-                async with httpx.AsyncClient(timeout=5.0) as client:
-                    response = await client.get(self.jwks_url)
-            response.raise_for_status()
-            key_set = jwt.PyJWKSet.from_dict(response.json())
-        except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as error:
-            raise Problem(503, "Service Unavailable", "The identity provider's keys could not be fetched.") from error
-        self._keys = {key.key_id: key for key in key_set.keys if key.key_id}
+            return await asyncio.to_thread(self._fetch, kid)
+        except Problem:
+            self._failed_at = time.monotonic()
+            raise
+
+    def _fetch(self, kid: str | None) -> jwt.PyJWK | None:
+        try:
+            if kid is None:
+                return _match(self._client.get_signing_keys(), None)
+            return self._client.get_signing_key(kid)  # refreshes once if the kid is unknown, cooldown permitting
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError, ValueError) as error:
+            raise keys_unavailable() from error
+        except jwt.PyJWKClientError:
+            return None  # the kid is not in the issuer's current key set
+
+
+def _match(keys: list[jwt.PyJWK], kid: str | None) -> jwt.PyJWK | None:
+    """The key named `kid`; a token without `kid` is accepted only when the issuer has a single key."""
+    if kid is None:
+        return keys[0] if len(keys) == 1 else None
+    return next((key for key in keys if key.key_id == kid), None)
 
 
 class JwtVerifier:
@@ -125,9 +149,12 @@ class JwtVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise unauthorized("The bearer token is malformed.") from None
-        if header.get("alg") not in self.algorithms:
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if not isinstance(algorithm, str) or algorithm not in self.algorithms:
             raise unauthorized("The token's algorithm is not accepted.")
-        key = await self.jwks.key_for(header.get("kid"))
+        if kid is not None and not isinstance(kid, str):
+            raise unauthorized("The token's key id is not a string.")
+        key = await self.jwks.key_for(kid)
         try:
             claims = jwt.decode(token, key=key, algorithms=self.algorithms, audience=self.audience,
                                 issuer=self.issuer, leeway=self.leeway,
@@ -161,6 +188,9 @@ async def authenticate(request: Request, _declared: object = Security(BEARER)) -
         raise unauthorized("A bearer token is required.")
     principal = await verifier.verify(token.strip())
     request.state.principal = principal
+    limiter = getattr(request.app.state, "rate_limiter", None)  # installed by advocacy_common.hardening
+    if limiter is not None:
+        await limiter.check(request, principal.tenant, principal.subject)
     return principal
 
 

@@ -27,17 +27,17 @@ from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import AutoReconnect, ConnectionFailure, DuplicateKeyError, ServerSelectionTimeoutError
+from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
 
 from .dlq import DeadLetterFailed, dead_letter_record, describe, send_dead_letter
 from .envelope import Envelope, from_kafka
 from .events import Event, UnknownEventType, decode_data
 from .publishing import EventPublisher
+from .repository import insert_once
 from .telemetry import consuming_span
 from .topics import TopicNames
 
 log = logging.getLogger(__name__)
-WATERMARK_FIELD = "_wm"
 
 # Infrastructure failures: retrying the same message later will work, so the
 # message is redelivered (never dead-lettered) until the dependency is back.
@@ -253,41 +253,3 @@ class Dispatcher:
             self._dead_lettered.popitem(last=False)
         log.error("dead-lettered %s[%d]@%d for group %s after %d attempt(s): %s", record.topic,
                   record.partition, record.offset, self.group_id or "-", attempts, describe(error))
-
-
-def not_yet_applied(delivery: Delivery) -> dict[str, Any]:
-    """Filter matching documents whose watermark for this partition is below this offset."""
-    field = f"{WATERMARK_FIELD}.{delivery.watermark_key}"
-    return {"$or": [{field: {"$exists": False}}, {field: {"$lt": delivery.offset}}]}
-
-
-def mark_applied(update: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
-    merged = dict(update)
-    merged["$set"] = {**merged.get("$set", {}), f"{WATERMARK_FIELD}.{delivery.watermark_key}": delivery.offset}
-    return merged
-
-
-async def apply_once(collection: AsyncCollection, key: dict[str, Any], update: dict[str, Any],
-                     delivery: Delivery, upsert: bool = True) -> bool:
-    """Apply `update` to the document `key` unless this event was already applied to it.
-
-    `key` must identify one document by `_id` when upserting: a duplicate
-    delivery then fails the watermark filter, the upsert tries to insert the same
-    `_id`, and the duplicate-key error tells us the effect is already there.
-    Returns True when the effect was applied now.
-    """
-    try:
-        result = await collection.update_one({**key, **not_yet_applied(delivery)},
-                                             mark_applied(update, delivery), upsert=upsert)
-    except DuplicateKeyError:
-        return False
-    return result.matched_count > 0 or result.upserted_id is not None
-
-
-async def insert_once(collection: AsyncCollection, document: dict[str, Any]) -> bool:
-    """Insert a document whose `_id` is derived from the event; False if it is already there."""
-    try:
-        await collection.insert_one(document)
-        return True
-    except DuplicateKeyError:
-        return False

@@ -8,31 +8,34 @@ Adds what every service needs and no domain: problem+json errors, `/livez`,
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from pymongo.asynchronous.database import AsyncDatabase
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_fastapi_instrumentator import Instrumentator, metrics
+from pymongo.asynchronous.database import AsyncDatabase
 
 from .auth import JwksCache, JwtVerifier
+from .cors import install_cors
 from .api_support import key_reused_with_other_body
+from .hardening import install_hardening
 from .errors import PROBLEM_JSON, Problem, install_problem_handlers, problem_response
 from .mongo import create_client, ping
 from .publishing import EventPublisher
 from .repository import AlreadyExists, KeyReused, StaleWrite
 from .settings import ServiceSettings
+from .telemetry import configure_tracing
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
-REQUESTS = Counter("http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
-LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"])
 UNAUTHENTICATED_PATHS = ("/livez", "/readyz", "/metrics")
+# Created once per process and shared by every app in it (one in production, many in tests):
+# labelled by route template (`handler`), method and exact status; the scrape adds the service.
+HTTP_METRICS = (metrics.requests(), metrics.latency(should_include_status=False))
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {PROBLEM_JSON: {"schema": {"type": "object"}}}}
@@ -117,16 +120,7 @@ def create_service_app(settings: ServiceSettings, *, title: str, description: st
     app.state.readiness: dict[str, ReadinessCheck] = {}
     install_problem_handlers(app)
     install_repository_problems(app)
-    service = settings.service_name
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        REQUESTS.labels(service, request.method, route, str(response.status_code)).inc()
-        LATENCY.labels(service, request.method, route).observe(time.perf_counter() - started)
-        return response
+    configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)
 
     @app.get("/livez", include_in_schema=False)
     async def livez() -> dict[str, str]:
@@ -146,9 +140,10 @@ def create_service_app(settings: ServiceSettings, *, title: str, description: st
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": results},
                             status_code=200 if ready else 503)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    Instrumentator(should_group_status_codes=False, should_group_untemplated=True,
+                   excluded_handlers=[f"^{path}$" for path in UNAUTHENTICATED_PATHS]) \
+        .add(*HTTP_METRICS).instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
     FastAPIInstrumentor.instrument_app(app, excluded_urls=",".join(UNAUTHENTICATED_PATHS))
+    install_hardening(app, settings)
+    install_cors(app, settings)  # last, so outermost: preflights are answered before anything else runs
     return app

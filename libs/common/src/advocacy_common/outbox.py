@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -37,30 +37,6 @@ log = logging.getLogger(__name__)
 def outbox_entries(items: Iterable[tuple[str, Envelope]]) -> list[dict[str, Any]]:
     """Pending entries for (logical topic, envelope) pairs."""
     return [{"id": env.id, "topic": topic, "envelope": env.to_document()} for topic, env in items]
-
-
-def with_outbox(update: dict[str, Any], items: Iterable[tuple[str, Envelope]]) -> dict[str, Any]:
-    """Add pending events to a MongoDB update document (same atomic write)."""
-    entries = outbox_entries(items)
-    if not entries:
-        return update
-    merged = dict(update)
-    push = dict(merged.get("$push", {}))
-    push[OUTBOX_FIELD] = {"$each": entries}
-    merged["$push"] = push
-    return merged
-
-
-def new_document_with_outbox(document: dict[str, Any], items: Iterable[tuple[str, Envelope]]) -> dict[str, Any]:
-    """A document to insert, carrying its pending events."""
-    return {**document, OUTBOX_FIELD: outbox_entries(items)}
-
-
-def without_outbox(document: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Strip the relay's field before handing a document to callers."""
-    if document is None:
-        return None
-    return {k: v for k, v in document.items() if k != OUTBOX_FIELD}
 
 
 async def notify_outbox(collection: AsyncCollection, document_id: Any) -> None:
@@ -80,15 +56,12 @@ class OutboxRelay:
     """Publishes pending events of the given collections, then clears them."""
 
     def __init__(self, collections: list[AsyncCollection], publisher: EventPublisher,
-                 poll_interval: float = 0.1, batch_size: int = 200, sweep_interval: float = 10.0,
-                 after_publish: Callable[[], Awaitable[None] | None] | None = None):
+                 poll_interval: float = 0.1, batch_size: int = 200, sweep_interval: float = 10.0):
         self.collections = collections
         self.publisher = publisher
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.sweep_interval = sweep_interval
-        # Test hook: lets the crash test kill the process between publish and clear.
-        self._after_publish = after_publish
 
     async def run_hinted(self) -> int:
         """Flush the documents named by hints, then drop the hints."""
@@ -122,15 +95,16 @@ class OutboxRelay:
             return 0
         await self.publisher.publish_many(
             [(entry["topic"], Envelope.from_document(entry["envelope"])) for entry in entries])
-        if self._after_publish is not None:
-            outcome = self._after_publish()
-            if asyncio.iscoroutine(outcome):
-                await outcome
+        await self.clear_published(collection, document["_id"], entries)
+        return len(entries)
+
+    async def clear_published(self, collection: AsyncCollection, document_id: Any,
+                              entries: list[dict[str, Any]]) -> None:
+        """Remove entries that Kafka acknowledged from the document's outbox."""
         # $pullAll with the entries exactly as read: FerretDB 1.x's $pull ignores
         # conditions on sub-document fields, exact matches work everywhere. Events
         # pushed meanwhile are different documents and stay pending.
-        await collection.update_one({"_id": document["_id"]}, {"$pullAll": {OUTBOX_FIELD: entries}})
-        return len(entries)
+        await collection.update_one({"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: entries}})
 
     async def flush(self, collection: AsyncCollection, document_id: Any) -> int:
         """Publish one document's pending events now (e.g. right after an opt-out).

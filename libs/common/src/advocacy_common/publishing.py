@@ -6,13 +6,16 @@ Kafka acknowledged (engagement webhooks) publish directly; handlers never do.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 from opentelemetry import propagate
 
-from .envelope import Envelope, KafkaRecord, to_kafka
+from .envelope import TRACE_HEADERS, Envelope, KafkaRecord, to_kafka
 from .events import Event
+from .telemetry import in_trace_of, kafka_instrumented
 from .topics import TopicNames
 
 
@@ -67,17 +70,32 @@ class EventPublisher:
             self._started = False
 
     async def publish(self, logical_topic: str, envelope: Envelope) -> None:
-        await self.send_record(self.names.physical(logical_topic), to_kafka(envelope))
+        await (await self._send_envelope(logical_topic, envelope))
 
     async def publish_many(self, items: list[tuple[str, Envelope]]) -> None:
         """Send several envelopes, then wait for all acknowledgements (order kept per key)."""
-        futures = [await self._producer.send(self.names.physical(topic), **_kwargs(to_kafka(env)))
-                   for topic, env in items]
+        futures = [await self._send_envelope(topic, envelope) for topic, envelope in items]
         for future in futures:
             await future
 
     async def send_record(self, physical_topic: str, record: KafkaRecord, partition: int | None = None) -> None:
-        await self._producer.send_and_wait(physical_topic, partition=partition, **_kwargs(record))
+        """Send a record as it is (the DLQ's copy), in the current trace."""
+        await (await self._send(physical_topic, record, partition))
+
+    async def _send_envelope(self, logical_topic: str, envelope: Envelope) -> asyncio.Future[RecordMetadata]:
+        # The send span joins the trace the envelope carries, even when the relay sends it long after.
+        with in_trace_of(envelope):
+            return await self._send(self.names.physical(logical_topic), to_kafka(envelope))
+
+    async def _send(self, physical_topic: str, record: KafkaRecord,
+                    partition: int | None = None) -> asyncio.Future[RecordMetadata]:
+        headers = list(record.headers)
+        if kafka_instrumented():
+            # The instrumentation appends the `traceparent` of its send span (a child of the
+            # current trace); drop the copy we carry so that the record has a single one.
+            headers = [(name, value) for name, value in headers if name.lower() not in TRACE_HEADERS]
+        return await self._producer.send(physical_topic, key=record.key, value=record.value, headers=headers,
+                                         partition=partition)
 
     async def is_ready(self) -> bool:
         try:
@@ -85,7 +103,3 @@ class EventPublisher:
             return True
         except Exception:
             return False
-
-
-def _kwargs(record: KafkaRecord) -> dict[str, Any]:
-    return {"key": record.key, "value": record.value, "headers": record.headers}

@@ -29,12 +29,14 @@ FerretDB 1.x notes, each handled here so that use cases never know the server:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from datetime import date, datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from pymongo import ASCENDING, DESCENDING
+from pydantic import BaseModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -45,7 +47,11 @@ from .events import Event
 from .outbox import OUTBOX_FIELD, notify_outbox, outbox_entries
 from .publishing import envelope_for
 
+if TYPE_CHECKING:
+    from .consuming import Delivery
+
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 TENANT_FIELD = "tenant"
 VERSION_FIELD = "version"
 FINGERPRINT_FIELD = "request_fingerprint"
@@ -302,3 +308,87 @@ class Repository(Generic[T]):
 
 def _with_pending(document: dict[str, Any], uow: UnitOfWork | None) -> dict[str, Any]:
     return {**document, OUTBOX_FIELD: outbox_entries(uow.pending)} if uow else document
+
+
+# --- pydantic domain types -----------------------------------------------------------------
+
+def storable(value: Any) -> Any:
+    """A domain value in the form BSON keeps: enums as their values, dates (BSON has only
+    date-times) as ISO strings, date-times unchanged (queries compare them)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(storable(key)): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [storable(item) for item in value]
+    return value
+
+
+class ModelRepository(Repository[M], Generic[M]):
+    """A repository of a pydantic domain type stored as itself, its `id` as the document's `_id`."""
+
+    model: ClassVar[type[BaseModel]]
+
+    def to_document(self, entity: M) -> dict[str, Any]:
+        return {"_id": entity.id, **storable(entity.model_dump(exclude={"id"}))}  # type: ignore[attr-defined]
+
+    def from_document(self, document: Mapping[str, Any]) -> M:
+        return self.model.model_validate({**document, "id": document["_id"]})  # type: ignore[return-value]
+
+
+async def create_indexes_one_by_one(collection: AsyncCollection, indexes: Iterable[IndexModel]) -> None:
+    """Create indexes one command each.
+
+    FerretDB 1.24 drops the connection when one `createIndexes` command names two or
+    more indexes that already exist (a second replica starting, any restart); one
+    index per command is idempotent there. MongoDB takes either form.
+    """
+    for index in indexes:
+        await collection.create_indexes([index])
+
+
+# --- idempotent effects of events ----------------------------------------------------------
+# Handlers make their effects idempotent: each document keeps, per topic partition, the
+# offset of the last event applied to it, written in the same single-document update as
+# the effect; or the effect is an insert whose `_id` derives from the event.
+
+def not_yet_applied(delivery: Delivery) -> dict[str, Any]:
+    """Filter matching documents whose watermark for this partition is below this offset."""
+    field = f"{WATERMARK_FIELD}.{delivery.watermark_key}"
+    return {"$or": [{field: {"$exists": False}}, {field: {"$lt": delivery.offset}}]}
+
+
+def mark_applied(update: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
+    merged = dict(update)
+    merged["$set"] = {**merged.get("$set", {}), f"{WATERMARK_FIELD}.{delivery.watermark_key}": delivery.offset}
+    return merged
+
+
+async def apply_once(collection: AsyncCollection, key: dict[str, Any], update: dict[str, Any],
+                     delivery: Delivery, upsert: bool = True) -> bool:
+    """Apply `update` to the document `key` unless this event was already applied to it.
+
+    `key` must identify one document by `_id` when upserting: a duplicate
+    delivery then fails the watermark filter, the upsert tries to insert the same
+    `_id`, and the duplicate-key error tells us the effect is already there.
+    Returns True when the effect was applied now.
+    """
+    try:
+        result = await collection.update_one({**key, **not_yet_applied(delivery)},
+                                             mark_applied(update, delivery), upsert=upsert)
+    except DuplicateKeyError:
+        return False
+    return result.matched_count > 0 or result.upserted_id is not None
+
+
+async def insert_once(collection: AsyncCollection, document: dict[str, Any]) -> bool:
+    """Insert a document whose `_id` is derived from the event; False if it is already there."""
+    try:
+        await collection.insert_one(document)
+        return True
+    except DuplicateKeyError:
+        return False

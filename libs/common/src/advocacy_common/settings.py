@@ -36,7 +36,39 @@ class ServiceSettings(BaseSettings):
         "Signs pagination cursors; every replica of a service must share it. Set a random value in production."))
     max_event_bytes: int = Field(default=1024 * 1024, description="A consumed record with a larger value "
                                  "goes to the DLQ unread")
+    # HTTP hardening (advocacy_common.hardening, advocacy_common.ratelimit); see libs/common/README.md.
+    public_base_url: str = Field(default="", description=(
+        "Where clients reach this service (absolute URLs in responses are built from it, never from the "
+        "request's Host); empty: http://<http_host>:<http_port>"))
+    allowed_hosts: list[str] = Field(default=["*"], description=(
+        "Host header values accepted (`*.example.com` matches sub-domains); ['*'] accepts any. "
+        "Health and metrics paths are exempt (probes use the pod's IP)."))
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="Largest request body, counted as it arrives")
+    max_json_depth: int = Field(default=32, ge=1, description="Deepest nesting of arrays/objects in a JSON body")
+    max_header_bytes: int = Field(default=8192, ge=256, description="Longest value of any one request header")
+    max_url_bytes: int = Field(default=8192, ge=256, description="Longest path plus query string")
+    hsts_seconds: int = Field(default=0, ge=0, description="Strict-Transport-Security max-age; 0 sends none "
+                              "(turn on only behind TLS)")
+    rate_limit_subject_writes: str = Field(default="100/second", description=(
+        "Writes (POST/PUT/PATCH/DELETE) per tenant and token subject, in `limits` notation; "
+        "several limits separated by ';'"))
+    rate_limit_tenant_writes: str = Field(default="500/second", description="Writes per tenant, all subjects")
+    rate_limit_source_writes: str = Field(default="100/second", description=(
+        "Writes per tenant and webhook source (the route's path parameter named in rate_limit_source_params)"))
+    rate_limit_source_params: list[str] = Field(default=["connector_id"], description=(
+        "Path parameters that name the caller of a webhook"))
+    rate_limit_storage_uri: str = Field(default="memory://", description=(
+        "`limits` storage: memory:// counts per replica; redis://... shares the counts between replicas"))
+    cors_allowed_origins: list[str] = Field(default_factory=list, description=(
+        "Browser origins allowed to call the API (e.g. the dashboard's); none by default"))
+    cors_allow_credentials: bool = Field(default=False, description=(
+        "Only for cookie authentication: bearer tokens need no credentialed requests"))
     otlp_endpoint: str | None = Field(default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+    @property
+    def public_url(self) -> str:
+        """The configured public base URL, without a trailing slash."""
+        return (self.public_base_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
     def topics(self) -> TopicNames:

@@ -20,6 +20,7 @@ from faststream import AckPolicy
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -28,6 +29,7 @@ from .events import Event
 from .outbox import OutboxRelay
 from .publishing import EventPublisher
 from .settings import ServiceSettings
+from .telemetry import configure_tracing
 from .topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,9 @@ TRANSIENT_PAUSE_SECONDS = 1.0
 
 
 def build_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
-    return KafkaBroker(bootstrap_servers, client_id=client_id, logger=logging.getLogger(f"{client_id}.broker"))
+    """A broker whose subscribers open a process span continuing the record's `traceparent`."""
+    return KafkaBroker(bootstrap_servers, client_id=client_id, logger=logging.getLogger(f"{client_id}.broker"),
+                       middlewares=[KafkaTelemetryMiddleware()])
 
 
 def subscribe_events(broker: KafkaBroker, dispatcher: Dispatcher, topics: Sequence[str], group_id: str, *,
@@ -130,6 +134,7 @@ class ServiceWorker:
                  outbox_collections: Sequence[AsyncCollection] = (),
                  background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = ()):
         self.settings = settings
+        configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)
         self.names = settings.topics
         self.publisher = EventPublisher(settings.kafka_bootstrap_servers, self.names, client_id=client_id)
         self.broker = build_broker(settings.kafka_bootstrap_servers, client_id)

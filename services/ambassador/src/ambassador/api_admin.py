@@ -6,13 +6,12 @@ import csv
 import io
 from typing import Any
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from advocacy_common.api_support import page_size
 from advocacy_common.auth import Principal, Role, require_roles
+from advocacy_common.bounded import Cursor, NonNegativeInt64
 
 from .api import ADMIN, ambassador_view, consent_view, creation_id, erasure_view, export_person, page_of, service
 from .models import Charter, Status
@@ -22,8 +21,6 @@ from .service import AmbassadorService
 router = APIRouter(tags=["admin"])
 CHARTER_READERS = require_roles(Role.ADMIN, Role.AMBASSADOR)
 CONSENT_COLUMNS = list(ConsentView.model_fields)
-# A charter version is a small counter; bounded so that no number reaches the database as more than 8 bytes.
-CharterVersion = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def charter_view(charter: Charter) -> CharterView:
@@ -49,7 +46,7 @@ async def publish_charter(body: CharterRequest, request: Request, response: Resp
 
 
 @router.get("/charters", response_model=Page[CharterView], tags=["charters"])
-async def list_charters(cursor: str | None = None, limit: int | None = None,
+async def list_charters(cursor: Cursor | None = None, limit: int | None = None,
                         principal: Principal = Depends(CHARTER_READERS),
                         ambassadors: AmbassadorService = Depends(service)):
     """Every published version, newest first."""
@@ -64,7 +61,7 @@ async def current_charter(principal: Principal = Depends(CHARTER_READERS),
 
 
 @router.get("/charters/{version}", response_model=CharterView, tags=["charters"])
-async def get_charter(version: CharterVersion, principal: Principal = Depends(CHARTER_READERS),
+async def get_charter(version: NonNegativeInt64, principal: Principal = Depends(CHARTER_READERS),
                       ambassadors: AmbassadorService = Depends(service)):
     """One charter version."""
     return charter_view(await ambassadors.charter(principal.tenant, version))
@@ -73,8 +70,7 @@ async def get_charter(version: CharterVersion, principal: Principal = Depends(CH
 # --- consent records --------------------------------------------------------------------------------
 
 @router.get("/consents", response_model=Page[ConsentView], tags=["consents"])
-async def list_consents(cursor: str | None = None, limit: int | None = None,
-                        charter_version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+async def list_consents(cursor: Cursor | None = None, limit: int | None = None, charter_version: NonNegativeInt64 | None = None,
                         principal: Principal = Depends(ADMIN), ambassadors: AmbassadorService = Depends(service)):
     """The audit trail: every opt-in, charter acceptance and withdrawal (who, version, when, channel).
     Records of erased people stay, without any name."""
@@ -109,7 +105,7 @@ async def export_consents(format: ExportFormat = "csv", principal: Principal = D
 # --- ambassadors ---------------------------------------------------------------------------------------
 
 @router.get("/ambassadors", response_model=Page[AmbassadorView], tags=["ambassadors"])
-async def list_ambassadors(status: Status | None = Status.OPTED_IN, cursor: str | None = None,
+async def list_ambassadors(status: Status | None = Status.OPTED_IN, cursor: Cursor | None = None,
                            limit: int | None = None, principal: Principal = Depends(ADMIN),
                            ambassadors: AmbassadorService = Depends(service)):
     """People in the programme (by default those opted in), newest first."""

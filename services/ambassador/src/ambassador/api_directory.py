@@ -7,6 +7,7 @@ in the same write.
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable
 from typing import Any
@@ -69,7 +70,7 @@ async def _import_rows(request: Request) -> list[Any]:
             if not isinstance(parsed, dict) or not isinstance(parsed.get("employees"), list):
                 raise invalid("employees", "must be a list of rows")
             return parsed["employees"]
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error):
         raise invalid("body", "is not valid UTF-8 CSV or JSON") from None
     raise Problem(415, "Unsupported Media Type", "Send application/json or text/csv.")
 
@@ -109,6 +110,8 @@ async def scim_caller(request: Request, _declared: object = Security(BEARER, sco
     try:
         principal = await authenticate(request)
     except Problem as problem:
+        if problem.status == 429:
+            raise  # as a problem document, with its Retry-After
         raise ScimError(problem.status, problem.detail or problem.title) from None
     if not principal.has_any(*SCIM_ROLES):
         raise ScimError(403, "This requires the integrator role.")
@@ -128,7 +131,8 @@ async def _body(request: Request) -> Any:
 
 
 def _location(request: Request, person_id: str) -> str:
-    return str(request.base_url).rstrip("/") + f"{SCIM_BASE}/Users/{person_id}"
+    # From the configured public URL, never from the request's Host (a client chooses that one).
+    return request.app.state.settings.public_url + f"{SCIM_BASE}/Users/{person_id}"
 
 
 def _resource(request: Request, person: Person) -> dict[str, Any]:
@@ -148,7 +152,7 @@ def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
         value = max(minimum, int(raw)) if raw is not None else default
     except ValueError:
         raise ScimError(400, f"{name} must be an integer.", "invalidValue") from None
-    if value > SCIM_MAX_INDEX:  # the database takes 8-byte integers at most
+    if value > SCIM_MAX_INDEX:  # beyond what the database can skip (and any directory's size)
         raise ScimError(400, f"{name} must be at most {SCIM_MAX_INDEX}.", "invalidValue")
     return value
 

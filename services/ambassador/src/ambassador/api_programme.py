@@ -7,6 +7,7 @@ from fastapi.encoders import jsonable_encoder
 
 from advocacy_common.api_support import etag, page_size
 from advocacy_common.auth import Principal, Role, require_roles
+from advocacy_common.bounded import Cursor
 from advocacy_common.errors import invalid, problem_responses
 
 from .api import ADMIN, AMBASSADOR, creation_id, if_match, me, page_of, service
@@ -65,7 +66,7 @@ async def recognise(ambassador_id: str, body: RecognitionRequest, request: Reque
 
 
 @router.get("/ambassadors/{ambassador_id}/recognitions", response_model=Page[RecognitionView], tags=["recognition"])
-async def list_recognitions(ambassador_id: str, cursor: str | None = None, limit: int | None = None,
+async def list_recognitions(ambassador_id: str, cursor: Cursor | None = None, limit: int | None = None,
                             principal: Principal = Depends(ADMIN), ambassadors: AmbassadorService = Depends(service)):
     """Recognition an ambassador received, newest first."""
     found = await ambassadors.recognitions_received(principal.tenant, ambassador_id, cursor, page_size(limit))
@@ -73,7 +74,7 @@ async def list_recognitions(ambassador_id: str, cursor: str | None = None, limit
 
 
 @router.get("/me/recognitions", response_model=Page[RecognitionView], tags=["me"])
-async def my_recognitions(cursor: str | None = None, limit: int | None = None, person: Person = Depends(me),
+async def my_recognitions(cursor: Cursor | None = None, limit: int | None = None, person: Person = Depends(me),
                           ambassadors: AmbassadorService = Depends(service)):
     """Recognition you received, newest first."""
     found = await ambassadors.recognitions_received(person.tenant, person.id, cursor, page_size(limit))
@@ -93,7 +94,7 @@ async def create_module(body: TrainingModuleRequest, request: Request, response:
 
 
 @router.get("/training/modules", response_model=Page[TrainingModuleView], tags=["training"])
-async def list_modules(cursor: str | None = None, limit: int | None = None, principal: Principal = Depends(PEOPLE),
+async def list_modules(cursor: Cursor | None = None, limit: int | None = None, principal: Principal = Depends(PEOPLE),
                        ambassadors: AmbassadorService = Depends(service)):
     """The training catalogue, newest first."""
     return page_of(await ambassadors.list_modules(principal.tenant, cursor, page_size(limit)), module_view)
@@ -149,7 +150,7 @@ async def report_signal(body: SignalRequest, request: Request, person: Person = 
 
 
 @router.get("/signals", response_model=Page[SignalView], tags=["signals"])
-async def list_signals(status: SignalStatus | None = None, cursor: str | None = None, limit: int | None = None,
+async def list_signals(status: SignalStatus | None = None, cursor: Cursor | None = None, limit: int | None = None,
                        principal: Principal = Depends(ADMIN), ambassadors: AmbassadorService = Depends(service)):
     """Signals to triage, newest first; filter by status (new, acknowledged, closed)."""
     return page_of(await ambassadors.list_signals(principal.tenant, status, cursor, page_size(limit)), signal_view)

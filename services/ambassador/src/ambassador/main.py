@@ -7,7 +7,6 @@ import asyncio
 import uvicorn
 
 from advocacy_common.logs import configure_logging
-from advocacy_common.telemetry import configure_tracing
 
 from .bootstrap import build_worker, create_app, settings_from_environment
 from .settings import AmbassadorSettings
@@ -16,7 +15,8 @@ from .settings import AmbassadorSettings
 def run_api() -> None:
     settings = settings_from_environment()
     _observe(settings)
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
+                log_config=None, server_header=False)  # our redacting log handler; no Server banner
 
 
 def run_worker() -> None:
@@ -32,4 +32,3 @@ async def _work(settings: AmbassadorSettings) -> None:
 
 def _observe(settings: AmbassadorSettings) -> None:
     configure_logging(settings.log_level, settings.log_json)
-    configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)

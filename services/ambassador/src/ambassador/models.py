@@ -116,14 +116,14 @@ class QuietHoursPreference(DomainModel):
 class Preferences(DomainModel):
     max_shares_per_week: int = Field(default=3, ge=0, le=50)
     quiet_hours: QuietHoursPreference | None = None
-    time_zone: str = "UTC"
+    time_zone: str = Field(default="UTC", max_length=64)
 
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a key no file system takes
             raise ValueError("is not an IANA time zone") from None
         return value
 

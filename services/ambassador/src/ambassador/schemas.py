@@ -7,25 +7,27 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from advocacy_common.bounded import MAX_FIELD_CHARS, BoundedInput, NonNegativeInt64
+
 from .models import CharterText, DirectoryEntry, Profile, RecognitionKind, Severity, SignalStatus, Status
 
 
 Item = TypeVar("Item")
 
 
-class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Request(BoundedInput):
+    """A misspelt field is an error; every string is bounded (advocacy_common.bounded)."""
 
 
 class OptInRequest(Request):
-    charter_version: int = Field(
+    charter_version: NonNegativeInt64 = Field(
         description="The version of the charter the employee read and accepts; must be the current one")
     channel: str = Field(default="web", max_length=50, description="Where consent was given: web, mobile, teams...")
     profile: Profile | None = Field(default=None, description="Profile to start with; the stored one otherwise")
 
 
 class CharterAcceptanceRequest(Request):
-    charter_version: int
+    charter_version: NonNegativeInt64
     channel: str = Field(default="web", max_length=50)
 
 
@@ -77,7 +79,7 @@ class CharterView(CharterText):
 
 
 class CharterRequest(CharterText):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_max_length=MAX_FIELD_CHARS * 2)  # a charter's body: 100,000
 
 
 class RecognitionRequest(Request):

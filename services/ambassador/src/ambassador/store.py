@@ -21,9 +21,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from advocacy_common.consuming import insert_once
 from advocacy_common.outbox import OUTBOX_FIELD, OutboxRelay
-from advocacy_common.repository import AlreadyExists, Page, Repository, Storage, UnitOfWork
+from advocacy_common.repository import (
+    AlreadyExists, ModelRepository, Page, Repository, Storage, UnitOfWork, create_indexes_one_by_one, insert_once,
+)
 
 from .models import (
     Charter,
@@ -45,19 +46,8 @@ CONSENT_BATCH = 200
 OUTBOX_COLLECTIONS = ("people", "charters", "signals")
 
 
-@dataclass
-class _ModelRepository(Repository[M]):
-    """A pydantic domain type stored as itself, its `id` as the document's `_id`."""
-
-    model: ClassVar[type[BaseModel]]
-
-    def to_document(self, entity: M) -> dict[str, Any]:
-        document = entity.model_dump(mode="python")
-        document["_id"] = document.pop("id")
-        return document
-
-    def from_document(self, document: Mapping[str, Any]) -> M:
-        return self.model.model_validate({**document, "id": document["_id"]})  # type: ignore[return-value]
+class _ModelRepository(ModelRepository[M]):
+    """The base's pydantic mapping, with the by-status page several ambassador lists share."""
 
     async def _by_status(self, tenant: str, status: str | None, cursor: str | None, limit: int) -> Page[M]:
         """Newest first, of one status or all; a cursor serves only the list it came from."""
@@ -350,11 +340,7 @@ class AmbassadorStores:
                 IndexModel([("tenant", ASCENDING), ("person_id", ASCENDING)], name="tenant_person")],
         }
         for collection, models in indexes.items():
-            # One index per command: FerretDB 1.24 drops the connection when one `createIndexes`
-            # names several indexes that all exist already (a second replica starting, a restart).
-            # MongoDB takes the list in one command and ignores the ones that exist.
-            for model in models:
-                await collection.create_indexes([model])
+            await create_indexes_one_by_one(collection, models)  # FerretDB 1.24: see the base
 
 
 def outbox_collections(database: AsyncDatabase) -> list[AsyncCollection]:

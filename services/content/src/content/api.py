@@ -7,12 +7,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from pydantic import AwareDatetime
-
 from advocacy_common.api_support import etag, idempotency_key, key_reused_with_other_body, page_size, require_if_match
 from advocacy_common.auth import Principal, Role, require_roles
+from advocacy_common.bounded import Cursor, QueryText, SaneDate, SaneDatetime
 from advocacy_common.errors import Problem, conflict, invalid, problem_response, problem_responses
-from advocacy_common.repository import StaleWrite
+
 
 from .models import (
     Action, FourEyesViolation, InvalidTransition, ItemFilter, KeyUsedForAnotherAction, RuleViolation, Status,
@@ -21,6 +20,7 @@ from .schemas import (
     Calendar, CalendarDay, CalendarEntry, CampaignIn, CampaignOut, CampaignPatch, Comment, ContentIn, ContentOut,
     ContentPatch, FromDomain, Page, PublishedContentOut, Rejection, TenantSettingsIn, TenantSettingsOut,
 )
+from .ports import StaleWrite
 from .service import ContentService
 
 MAX_CALENDAR_DAYS = 92
@@ -57,7 +57,7 @@ async def create_campaign(body: CampaignIn, request: Request, response: Response
 
 
 @router.get("/campaigns", response_model=Page[CampaignOut], tags=["campaigns"])
-async def list_campaigns(request: Request, cursor: str | None = None, limit: int | None = None,
+async def list_campaigns(request: Request, cursor: Cursor | None = None, limit: int | None = None,
                          principal: Principal = Depends(staff)) -> Page[CampaignOut]:
     """The tenant's campaigns, newest first, one page at a time."""
     page = await service_of(request).list_campaigns(principal.tenant, cursor, page_size(limit))
@@ -98,11 +98,11 @@ async def create_content(body: ContentIn, request: Request, response: Response,
 
 
 @router.get("/content", response_model=Page[ContentOut], tags=["content"])
-async def list_content(request: Request, status: Status | None = None, campaign_id: str | None = None,
-                       topic: str | None = None, language: str | None = None,
-                       publish_from: AwareDatetime | None = Query(None, description="publish_at at or after"),
-                       publish_to: AwareDatetime | None = Query(None, description="publish_at before"),
-                       cursor: str | None = None, limit: int | None = None,
+async def list_content(request: Request, status: Status | None = None, campaign_id: QueryText | None = None,
+                       topic: QueryText | None = None, language: QueryText | None = None,
+                       publish_from: SaneDatetime | None = Query(None, description="publish_at at or after"),
+                       publish_to: SaneDatetime | None = Query(None, description="publish_at before"),
+                       cursor: Cursor | None = None, limit: int | None = None,
                        principal: Principal = Depends(staff)) -> Page[ContentOut]:
     """Content items, newest first, filtered by status, campaign, topic, language and publication range."""
     filters = ItemFilter(status=status, campaign_id=campaign_id, topic=topic.lower() if topic else None,
@@ -166,7 +166,7 @@ async def withdraw_content(item_id: str, request: Request, response: Response, b
 
 
 @router.get("/calendar", response_model=Calendar, tags=["content"])
-async def editorial_calendar(request: Request, start: date, end: date,
+async def editorial_calendar(request: Request, start: SaneDate, end: SaneDate,
                              principal: Principal = Depends(staff)) -> Calendar:
     """The editorial calendar: items by day of `publish_at` (UTC), from `start` to `end` inclusive."""
     if end < start:
@@ -194,7 +194,7 @@ async def propose_content(body: ContentIn, request: Request, response: Response,
 
 
 @router.get("/published", response_model=Page[PublishedContentOut], tags=["ambassadors"])
-async def list_published(request: Request, cursor: str | None = None, limit: int | None = None,
+async def list_published(request: Request, cursor: Cursor | None = None, limit: int | None = None,
                          principal: Principal = Depends(ambassadors)) -> Page[PublishedContentOut]:
     """Published items targeted to the calling ambassador (team, location, languages, persona), newest first."""
     page = await service_of(request).feed(principal, cursor, page_size(limit))

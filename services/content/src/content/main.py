@@ -7,7 +7,6 @@ import asyncio
 import uvicorn
 
 from advocacy_common.logs import configure_logging
-from advocacy_common.telemetry import configure_tracing
 
 from .bootstrap import build_worker, create_app, settings_from_environment
 from .settings import ContentSettings
@@ -16,13 +15,13 @@ from .settings import ContentSettings
 def _settings() -> ContentSettings:
     settings = settings_from_environment()
     configure_logging(settings.log_level, settings.log_json)
-    configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)
     return settings
 
 
 def run_api() -> None:
     settings = _settings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None,
+                server_header=False)  # no Server banner
 
 
 def run_worker() -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
+from advocacy_common.bounded import BoundedInput, SaneDate, SaneDatetime
 from advocacy_common.events import Network, Objective, Persona
 
 from .models import Status, check_language, check_web_url, normalize_labels, to_stored_time
@@ -15,9 +16,8 @@ T = TypeVar("T")
 TITLE_LENGTH = {"min_length": 1, "max_length": 200}
 
 
-class StrictInput(BaseModel):
-    # A misspelt field is an error, not silently ignored input.
-    model_config = ConfigDict(extra="forbid")
+class StrictInput(BoundedInput):
+    """A misspelt field is an error, not silently ignored input; strings and dates are bounded."""
 
 
 class MediaIn(StrictInput):
@@ -110,8 +110,8 @@ class ContentIn(ContentRules):
     language: str = Field(description="Language tag such as en or fr-CA")
     audience: AudienceIn = Field(default_factory=AudienceIn)
     networks: list[Network] = Field(min_length=1, description="Networks the item may be shared on")
-    publish_at: AwareDatetime | None = Field(default=None, description="Required before review")
-    expires_at: AwareDatetime | None = None
+    publish_at: SaneDatetime | None = Field(default=None, description="Required before review")
+    expires_at: SaneDatetime | None = None
 
 
 class ContentPatch(ContentRules, PartialUpdate):
@@ -127,8 +127,8 @@ class ContentPatch(ContentRules, PartialUpdate):
     language: str | None = None
     audience: AudienceIn | None = None
     networks: list[Network] | None = Field(default=None, min_length=1)
-    publish_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    publish_at: SaneDatetime | None = None
+    expires_at: SaneDatetime | None = None
 
 
 class Comment(StrictInput):
@@ -189,8 +189,8 @@ class ContentOut(PublishedContentOut):
 class CampaignIn(StrictInput):
     name: str = Field(**TITLE_LENGTH)
     objective: Objective = Field(description="awareness, leads or talent (employer brand)")
-    starts_on: date
-    ends_on: date
+    starts_on: SaneDate
+    ends_on: SaneDate
     disclosure_line: str | None = Field(default=None, min_length=1, max_length=100,
                                         description="e.g. a hashtag every suggested and shared text must carry")
 
@@ -200,8 +200,8 @@ class CampaignPatch(PartialUpdate):
 
     name: str | None = Field(default=None, **TITLE_LENGTH)
     objective: Objective | None = None
-    starts_on: date | None = None
-    ends_on: date | None = None
+    starts_on: SaneDate | None = None
+    ends_on: SaneDate | None = None
     disclosure_line: str | None = Field(default=None, min_length=1, max_length=100,
                                         description="null removes the disclosure line")
 

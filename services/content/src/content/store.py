@@ -21,18 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
-from enum import Enum
-from typing import Any, ClassVar, Generic, TypeVar
+from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from advocacy_common.consuming import Delivery, ProcessedEvents, apply_once
+from advocacy_common.consuming import Delivery, ProcessedEvents
 from advocacy_common.cursors import CursorCodec
 from advocacy_common.repository import (
-    AlreadyExists, Page, Repository, ServerCapabilities, SortKey, StaleWrite, Storage, UnitOfWork,
+    AlreadyExists, ModelRepository, Page, Repository, ServerCapabilities, SortKey, StaleWrite, Storage, UnitOfWork,
+    apply_once, storable,
 )
 
 from .models import (
@@ -40,37 +39,8 @@ from .models import (
     TenantSettings, profile_values, targeting_keys,
 )
 
-M = TypeVar("M", bound=BaseModel)
 EARLIEST_FIRST = SortKey("publish_at", descending=False)
 PUBLISHED_FIRST = SortKey("publish_at")
-
-
-def storable(value: Any) -> Any:
-    """A domain value in the form BSON keeps: enums as their values, dates (BSON has only
-    date-times) as ISO strings, date-times unchanged (queries compare them)."""
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(storable(key)): storable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [storable(item) for item in value]
-    return value
-
-
-class ModelRepository(Repository[M], Generic[M]):
-    """A repository of a domain model whose `id` is the document's `_id`."""
-
-    model: ClassVar[type[BaseModel]]
-
-    def to_document(self, entity: M) -> dict[str, Any]:
-        return {"_id": entity.id, **storable(entity.model_dump(exclude={"id"}))}  # type: ignore[attr-defined]
-
-    def from_document(self, document: Mapping[str, Any]) -> M:
-        return self.model.model_validate({**document, "id": document["_id"]})  # type: ignore[return-value]
 
 
 class CampaignRepository(ModelRepository[Campaign]):

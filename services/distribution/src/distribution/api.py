@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
+from advocacy_common.bounded import Cursor, PathId
 from advocacy_common.api_support import etag, idempotency_key, page_size, require_if_match
 from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.envelope import utcnow
@@ -40,7 +41,7 @@ SIGNED_REPORT = {"parameters": [{"name": "X-Advocacy-Signature", "in": "header",
 
 
 @router.get("/feed", response_model=Feed)
-async def get_feed(request: Request, limit: int | None = None, cursor: str | None = None,
+async def get_feed(request: Request, limit: int | None = None, cursor: Cursor | None = None,
                    principal: Principal = Depends(AMBASSADOR)) -> Feed:
     """Content suggested to me: published, not expired, targeted to my team, location, language, persona and
     topics, on networks I use, not yet shared by me; ranked by topic affinity and freshness. When I may not
@@ -70,7 +71,7 @@ async def prepare(request: Request, body: PrepareShare, principal: Principal = D
 
 
 @router.get("/me/shares", response_model=SharePage)
-async def my_shares(request: Request, limit: int | None = None, cursor: str | None = None,
+async def my_shares(request: Request, limit: int | None = None, cursor: Cursor | None = None,
                     principal: Principal = Depends(AMBASSADOR)) -> SharePage:
     """My prepared and confirmed shares, newest first, with cursor pagination."""
     page = await _distribution(request).sharing.mine(principal, cursor, page_size(limit))
@@ -78,13 +79,13 @@ async def my_shares(request: Request, limit: int | None = None, cursor: str | No
 
 
 @router.get("/shares/{share_id}", response_model=Share)
-async def get_share(request: Request, share_id: str, principal: Principal = Depends(SHARE_ACTORS)) -> Share:
+async def get_share(request: Request, share_id: PathId, principal: Principal = Depends(SHARE_ACTORS)) -> Share:
     """One share: mine, or any of my tenant's for admins and connectors."""
     return share_body(await _distribution(request).sharing.get(principal, share_id))
 
 
 @router.post("/shares/{share_id}/confirm", response_model=Share)
-async def confirm(request: Request, share_id: str, body: ConfirmShare | None = None,
+async def confirm(request: Request, share_id: PathId, body: ConfirmShare | None = None,
                   principal: Principal = Depends(SHARE_ACTORS)) -> Share:
     """Confirm the post is online (by me, or by a connector), optionally with its URL. Emits `post.shared.v1`
     with the personalisation scores and my audience on that network; confirming again changes nothing."""
@@ -111,10 +112,12 @@ def connector_body(connector: ConnectorModel, options: Options, with_secret: boo
 
 
 @router.post("/connectors", status_code=201, response_model=Connector)
-async def register_connector(request: Request, body: NewConnector,
+async def register_connector(request: Request, response: Response, body: NewConnector,
                              principal: Principal = Depends(CONNECTOR_ADMINS)) -> Connector:
     """Register a connector (a tool that reports engagement). The response carries its signing secret, once
-    (a retry with the same `Idempotency-Key` returns it again). Sign each report with it."""
+    (a retry with the same `Idempotency-Key` returns it again), and `Cache-Control: no-store`. Sign each
+    report with it."""
+    response.headers["Cache-Control"] = "no-store"  # the body carries a secret: no cache may keep it
     distribution = _distribution(request)
     connector = await distribution.engagement.register_connector(principal, body, idempotency_key(request), utcnow())
     return connector_body(connector, distribution.options, with_secret=True)
@@ -127,7 +130,7 @@ async def list_connectors(request: Request, principal: Principal = Depends(CONNE
     return [connector_body(c, distribution.options) for c in await distribution.engagement.connectors(principal.tenant)]
 
 
-async def _ingest(request: Request, principal: Principal, connector_id: str, report_type: ReportType) -> ReportAccepted:
+async def _ingest(request: Request, principal: Principal, connector_id: PathId, report_type: ReportType) -> ReportAccepted:
     engagement_id = await _distribution(request).engagement.ingest_report(
         principal, connector_id, report_type, await request.body(), request.headers.get("x-advocacy-signature"),
         utcnow())
@@ -138,7 +141,7 @@ async def _ingest(request: Request, principal: Principal, connector_id: str, rep
              responses=problem_responses(409),
              openapi_extra={**SIGNED_REPORT, "requestBody": {"content": {"application/json": {
                  "schema": EngagementReport.model_json_schema()}}}})
-async def report_engagement(request: Request, connector_id: str,
+async def report_engagement(request: Request, connector_id: PathId,
                             principal: Principal = Depends(INTEGRATOR)) -> ReportAccepted:
     """A connector reports impressions, reactions, comments, comment replies or reshares of one post (by
     `share_id`, `post_url` or `tracked_link_code`). Signed (HMAC-SHA256, 5-minute window). Answers 202 once
@@ -150,7 +153,7 @@ async def report_engagement(request: Request, connector_id: str,
              responses=problem_responses(409),
              openapi_extra={**SIGNED_REPORT, "requestBody": {"content": {"application/json": {
                  "schema": ConversionReport.model_json_schema()}}}})
-async def report_conversion(request: Request, connector_id: str,
+async def report_conversion(request: Request, connector_id: PathId,
                             principal: Principal = Depends(INTEGRATOR)) -> ReportAccepted:
     """Conversion postback (application, download, lead, sign-up) attributed by tracked-link code. Signed like
     engagement reports; answers 202 once Kafka acknowledged."""
@@ -195,7 +198,7 @@ def client_ip(request: Request) -> str:
 @public.get("/r/{code}", response_class=RedirectResponse, status_code=302, openapi_extra={"security": []},
             responses={302: {"description": "To the content, with UTM parameters"},
                        404: {"description": "Unknown link: a page for people", "content": {"text/html": {}}}})
-async def redirect(request: Request, code: str) -> Response:
+async def redirect(request: Request, code: PathId) -> Response:
     """Public tracked link: redirects to the content and counts the click (link-preview bots are not counted;
     visitors are counted once per link through a salted hash, no IP is stored)."""
     target = await _distribution(request).tracking.follow(code, client_ip(request), request.headers.get("user-agent"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -14,11 +15,13 @@ from advocacy_common.http import api_resources, create_service_app
 from advocacy_common.mongo import create_client
 from advocacy_common.publishing import EventPublisher
 from advocacy_common.repository import Storage
+from advocacy_common.secretbox import DEV_ONLY_KEY_ID, Keyring, SecretBox
 from advocacy_common.worker import ServiceWorker
 
 from . import api
 from .adapters import (
-    create_indexes, mongo_repositories, outbox_collections, processed_events, upgrade_documents,
+    MongoConnectors, ResealCount, create_indexes, mongo_repositories, outbox_collections, processed_events,
+    upgrade_documents,
 )
 from .consumers import subscribe
 from .options import Options
@@ -26,6 +29,7 @@ from .ports import Repositories
 from .service import Distribution, Engagement, Sharing, Tracking
 from .settings import DistributionSettings
 
+log = logging.getLogger(__name__)
 DESCRIPTION = ("Feeds, authentic shares, tracked links and engagement ingestion. The platform prepares, "
                "the person posts: it never posts on anyone's behalf and stores no social-network password.")
 
@@ -34,7 +38,7 @@ async def build_distribution(database: AsyncDatabase, publisher: EventPublisher,
                              settings: DistributionSettings) -> Distribution:
     """The use cases on the MongoDB adapters of `database`."""
     storage = await Storage.open(database, settings.cursor_key)
-    repositories = mongo_repositories(storage)
+    repositories = mongo_repositories(storage, secret_box(settings))
     options = Options.from_settings(settings)
     return Distribution(sharing=Sharing(repositories, options, storage.cursors),
                         tracking=Tracking(repositories, options),
@@ -73,7 +77,25 @@ def build_worker(settings: DistributionSettings) -> ServiceWorker:
 
 
 async def _open_repositories(database: AsyncDatabase, settings: DistributionSettings) -> Repositories:
-    return mongo_repositories(await Storage.open(database, settings.cursor_key))
+    return mongo_repositories(await Storage.open(database, settings.cursor_key), secret_box(settings))
+
+
+def secret_box(settings: DistributionSettings) -> SecretBox:
+    """The keyring of the settings; a warning when the current key is the dev-only one."""
+    if settings.secret_key_id == DEV_ONLY_KEY_ID:
+        log.warning("connector secrets are sealed with the DEV-ONLY key: set DISTRIBUTION_SECRET_KEYS and "
+                    "DISTRIBUTION_SECRET_KEY_ID in production")
+    return SecretBox(Keyring.from_encoded(settings.secret_keys, settings.secret_key_id))
+
+
+async def reseal_connector_secrets(settings: DistributionSettings) -> ResealCount:
+    """Re-encrypt every connector secret under the current key (and seal any still in plain form)."""
+    client = create_client(settings.mongodb_uri, f"{settings.service_name}-reseal")
+    try:
+        storage = await Storage.open(client[settings.database], settings.cursor_key)
+        return await MongoConnectors(storage, secret_box(settings)).reseal_all()
+    finally:
+        await client.close()
 
 
 class OnFirstUse:

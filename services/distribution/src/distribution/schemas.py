@@ -7,11 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advocacy_common.bounded import MAX_FIELD_CHARS, BoundedInput, SaneDatetime
 from advocacy_common.events import ConversionType, Network
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Body(BoundedInput):
+    """Request bodies: unknown fields refused, every string bounded (see advocacy_common.bounded)."""
 
 
 class FeedItem(BaseModel):
@@ -41,7 +42,7 @@ class PrepareShare(Body):
     content_id: str = Field(min_length=1, max_length=200)
     network: Network
     text: str = Field(min_length=1, max_length=70000, description="Your own words; the disclosure line if required")
-    planned_at: datetime | None = Field(default=None, description="When you intend to post (default: now); "
+    planned_at: SaneDatetime | None = Field(default=None, description="When you intend to post (default: now); "
                                         "must be outside your quiet hours")
 
 
@@ -102,25 +103,26 @@ class Connector(BaseModel):
 class EngagementReport(Body):
     """One report of a connector about one post; `id` is the connector's own id of the report."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Connectors may send more than we read: ignored, but still bounded.
+    model_config = ConfigDict(extra="ignore", str_max_length=MAX_FIELD_CHARS)
 
     id: str = Field(min_length=1, max_length=200)
     kind: Literal["impression", "reaction", "comment", "comment_reply", "reshare"]
     count: int = Field(default=1, ge=0, le=1_000_000_000)
-    occurred_at: datetime
-    share_id: str | None = None
-    post_url: str | None = None
-    tracked_link_code: str | None = None
+    occurred_at: SaneDatetime
+    share_id: str | None = Field(default=None, max_length=200)
+    post_url: str | None = Field(default=None, max_length=2000)
+    tracked_link_code: str | None = Field(default=None, max_length=50)
 
 
 class ConversionReport(Body):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", str_max_length=MAX_FIELD_CHARS)
 
     id: str = Field(min_length=1, max_length=200)
     tracked_link_code: str = Field(min_length=1, max_length=50)
     conversion_type: ConversionType
     count: int = Field(default=1, ge=0, le=1_000_000)
-    occurred_at: datetime
+    occurred_at: SaneDatetime
 
 
 class ReportAccepted(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from advocacy_common.secretbox import DEV_ONLY_KEY, DEV_ONLY_KEY_ID
 from advocacy_common.settings import ServiceSettings
 
 
@@ -23,3 +24,10 @@ class DistributionSettings(ServiceSettings):
     link_code_secret: str = "dev-only-link-secret"
     slot_spacing_minutes: int = Field(default=30, ge=1, description="Gap between recommended slots of one content")
     webhook_tolerance_seconds: int = Field(default=300, ge=1, description="Accepted clock skew of signed webhooks")
+    # Seals connector secrets at rest (AES-256-GCM). The default is a DEV-ONLY key known to everyone who
+    # reads this file: production sets its own keyring, e.g. DISTRIBUTION_SECRET_KEYS='{"2026-12": "<base64 of
+    # 32 random bytes>"}' and DISTRIBUTION_SECRET_KEY_ID=2026-12 (rotation: README, "Connector secrets").
+    secret_keys: dict[str, str] = Field(default={DEV_ONLY_KEY_ID: DEV_ONLY_KEY}, description=(
+        "Keyring: key id -> base64 256-bit key; every key that sealed a stored secret must stay until "
+        "re-encrypted. The default is dev-only."))
+    secret_key_id: str = Field(default=DEV_ONLY_KEY_ID, description="The key id that seals new secrets")

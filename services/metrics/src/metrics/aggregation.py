@@ -1,7 +1,8 @@
 """The aggregation core: what each event adds to which document, and batch watermarks. Pure, no I/O.
 
-An event's effect on one document is a `Fragment` (increments, fields to set)
-at a Kafka position. A batch's fragments are coalesced into one conditional
+An event's effect on one document is a `Fragment` (counter increments, or a
+change of the ambassador or content projection) at a Kafka position; how a
+document is laid out and updated is the storage adapter's business. A batch's fragments are coalesced into one conditional
 write per document: "if this document's watermark for partition p is below the
 lowest offset I carry for p, apply the sum and raise the watermark to the
 highest". When the condition fails (the worker was killed after writing this
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from advocacy_common.consuming import Delivery
 from advocacy_common.events import (
@@ -23,11 +24,10 @@ from advocacy_common.events import (
     EngagementReceived, EngagementKind, PostShared,
 )
 
-from .models import ENGAGEMENT_PART, TENANT_VALUE, AmbassadorStatus, Dimension, day_of
-
-COUNTERS = "counters"
-AMBASSADORS = "ambassadors"
-CONTENTS = "contents"
+from .models import (
+    ENGAGEMENT_PART, TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, Dimension, Person,
+    day_of,
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -36,53 +36,122 @@ class Position:
     offset: int
 
 
+class FactId(NamedTuple):
+    """What makes two deliveries the same fact (see `claim_id`)."""
+
+    tenant: str
+    key: str
+
+
+# --- the documents an event changes, and how ------------------------------------------------
+
+@dataclass(frozen=True)
+class CounterKey:
+    tenant: str
+    day: str
+    dimension: Dimension
+    value: str
+
+
+@dataclass(frozen=True)
+class AmbassadorKey:
+    tenant: str
+    ambassador_id: str
+
+
+@dataclass(frozen=True)
+class ContentKey:
+    tenant: str
+    content_id: str
+
+
+Target = CounterKey | AmbassadorKey | ContentKey
+
+
+@dataclass(frozen=True)
+class Increments:
+    """What a counter document adds to its parts."""
+
+    parts: Mapping[str, int]
+
+    def then(self, later: Increments) -> Increments:
+        summed = dict(self.parts)
+        for name, amount in later.parts.items():
+            summed[name] = summed.get(name, 0) + amount
+        return Increments(summed)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The part of an ambassador's profile the reports use (always changed as a whole)."""
+
+    team_id: str | None
+    networks: tuple[str, ...]
+    leaderboard_opt_in: bool
+
+
+@dataclass(frozen=True)
+class AmbassadorChange:
+    """What an event changes in the ambassador projection; None leaves a field as it is."""
+
+    status: AmbassadorStatus | None = None
+    profile: Profile | None = None
+    erased: bool = False  # the tombstone: once set, never lifted
+
+    def then(self, later: AmbassadorChange) -> AmbassadorChange:
+        return AmbassadorChange(later.status if later.status is not None else self.status,
+                                later.profile if later.profile is not None else self.profile,
+                                self.erased or later.erased)
+
+    def applied_to(self, view: AmbassadorView) -> AmbassadorView:
+        changed = replace(view, erased=view.erased or self.erased)
+        if self.status is not None:
+            changed = replace(changed, status=self.status)
+        if self.profile is not None:
+            changed = replace(changed, team_id=self.profile.team_id, networks=self.profile.networks,
+                              leaderboard_opt_in=self.profile.leaderboard_opt_in)
+        return changed
+
+
+# A content event carries the whole projection (`ContentView`): the latest wins.
+Change = Increments | AmbassadorChange | ContentView
+
+
+def combine(earlier: Change, later: Change) -> Change:
+    """Two changes of one document as one, in offset order."""
+    if isinstance(earlier, Increments | AmbassadorChange):
+        return earlier.then(later)  # type: ignore[arg-type]
+    return later
+
+
 @dataclass(frozen=True)
 class Fragment:
     """One event's effect on one document."""
 
-    collection: str
-    doc_id: str
-    identity: Mapping[str, Any]
+    target: Target
     position: Position
-    inc: Mapping[str, int] = field(default_factory=dict)
-    set: Mapping[str, Any] = field(default_factory=dict)
+    change: Change
 
 
 @dataclass(frozen=True)
 class ConditionalWrite:
     """Many fragments of one document as one update, guarded by per-partition watermarks."""
 
-    collection: str
-    doc_id: str
-    identity: Mapping[str, Any]
+    target: Target
     floors: Mapping[str, int]  # the stored watermark must be below this (absent counts as below)
     marks: Mapping[str, int]  # and becomes this
-    inc: Mapping[str, int]
-    set: Mapping[str, Any]
-    fragments: tuple[Fragment, ...]
+    change: Change
+    fragments: tuple[Fragment, ...] = field(default=(), compare=False)
 
 
-@dataclass(frozen=True)
-class ActivityWrite:
-    """An ambassador shared on a day; the sets say in which campaigns, contents and networks."""
-
-    tenant: str
-    ambassador_id: str
-    day: str
-    campaigns: frozenset[str]
-    contents: frozenset[str]
-    networks: frozenset[str]
-
-    @property
-    def doc_id(self) -> str:
-        return f"{self.tenant}|{self.ambassador_id}|{self.day}"
+Watermarks = Mapping[str, int]  # partition -> last offset applied
 
 
 def position_of(delivery: Delivery) -> Position:
     return Position(delivery.watermark_key, delivery.offset)
 
 
-def claim_id(delivery: Delivery) -> str:
+def claim_id(delivery: Delivery) -> FactId:
     """What makes two deliveries the same fact: a share, an engagement, or else the envelope.
 
     The relay may publish one envelope twice (at two offsets) and a connector
@@ -95,53 +164,41 @@ def claim_id(delivery: Delivery) -> str:
         key = f"engagement:{event.engagement_id}"
     else:
         key = f"event:{delivery.envelope.id}"
-    return f"{delivery.tenant_id}|{key}"
+    return FactId(delivery.tenant_id, key)
 
 
 def plan_writes(fragments: Iterable[Fragment]) -> list[ConditionalWrite]:
     """Coalesce fragments into one conditional write per document (fields set in offset order)."""
-    grouped: dict[tuple[str, str], list[Fragment]] = defaultdict(list)
+    grouped: dict[Target, list[Fragment]] = defaultdict(list)
     for fragment in fragments:
-        grouped[(fragment.collection, fragment.doc_id)].append(fragment)
+        grouped[fragment.target].append(fragment)
     return [_coalesce(sorted(group, key=lambda f: f.position.offset)) for group in grouped.values()]
 
 
 def _coalesce(group: Sequence[Fragment]) -> ConditionalWrite:
     floors: dict[str, int] = {}
     marks: dict[str, int] = {}
-    inc: dict[str, int] = defaultdict(int)
-    fields: dict[str, Any] = {}
-    for fragment in group:
+    change = group[0].change
+    for number, fragment in enumerate(group):
         partition, offset = fragment.position.partition, fragment.position.offset
         floors[partition] = min(floors.get(partition, offset), offset)
         marks[partition] = max(marks.get(partition, offset), offset)
-        for name, amount in fragment.inc.items():
-            inc[name] += amount
-        fields.update(fragment.set)
-    first = group[0]
-    return ConditionalWrite(first.collection, first.doc_id, first.identity, floors, marks, dict(inc), fields,
-                            tuple(group))
+        if number:
+            change = combine(change, fragment.change)
+    return ConditionalWrite(group[0].target, floors, marks, change, tuple(group))
 
 
-def above_watermarks(write: ConditionalWrite, watermarks: Mapping[str, int]) -> list[Fragment]:
+def above_watermarks(write: ConditionalWrite, watermarks: Watermarks) -> list[Fragment]:
     """The fragments of a refused write that the document has not seen yet."""
     return [f for f in write.fragments if f.position.offset > watermarks.get(f.position.partition, -1)]
 
 
-def admits(write: ConditionalWrite, watermarks: Mapping[str, int]) -> bool:
+def admits(write: ConditionalWrite, watermarks: Watermarks) -> bool:
     """The condition of a conditional write, as the store evaluates it."""
     return all(watermarks.get(partition, -1) < floor for partition, floor in write.floors.items())
 
 
 # --- what each event touches ------------------------------------------------------------
-
-def counter_id(tenant: str, day: str, dimension: Dimension, value: str) -> str:
-    return f"{tenant}|{day}|{dimension.value}|{value}"
-
-
-def ambassador_id_of(tenant: str, ambassador_id: str) -> str:
-    return f"{tenant}|{ambassador_id}"
-
 
 def _dimension_values(event: PostShared | EngagementReceived, individual: bool) -> list[tuple[Dimension, str]]:
     values = [(Dimension.TENANT, TENANT_VALUE), (Dimension.CONTENT, event.content_id),
@@ -175,56 +232,52 @@ def counter_fragments(delivery: Delivery, individual: bool) -> list[Fragment]:
     """Counters a share or an engagement adds to; `individual` is False once the person is erased."""
     event = delivery.event
     assert isinstance(event, PostShared | EngagementReceived)
-    tenant = delivery.tenant_id
     day, parts = counted_parts(event)
     position = position_of(delivery)
-    return [Fragment(COUNTERS, counter_id(tenant, day, dimension, value),
-                     {"tenant": tenant, "day": day, "dimension": dimension.value, "value": value},
-                     position, inc={f"c.{name}": amount for name, amount in parts.items()})
+    return [Fragment(CounterKey(delivery.tenant_id, day, dimension, value), position, Increments(parts))
             for dimension, value in _dimension_values(event, individual)]
 
 
-def activity_of(delivery: Delivery) -> ActivityWrite:
+def activity_of(delivery: Delivery) -> ActivityDay:
     event = delivery.event
     assert isinstance(event, PostShared)
-    return ActivityWrite(delivery.tenant_id, event.ambassador_id, day_of(event.shared_at),
-                         frozenset([event.campaign_id] if event.campaign_id else []),
-                         frozenset([event.content_id]), frozenset([event.network.value]))
+    return ActivityDay(delivery.tenant_id, event.ambassador_id, day_of(event.shared_at),
+                       frozenset([event.campaign_id] if event.campaign_id else []),
+                       frozenset([event.content_id]), frozenset([event.network.value]))
 
 
-def merge_activity(rows: Iterable[ActivityWrite]) -> list[ActivityWrite]:
-    merged: dict[str, ActivityWrite] = {}
+def merge_activity(rows: Iterable[ActivityDay]) -> list[ActivityDay]:
+    merged: dict[tuple[Person, str], ActivityDay] = {}
     for row in rows:
-        seen = merged.get(row.doc_id)
-        merged[row.doc_id] = row if seen is None else ActivityWrite(
-            row.tenant, row.ambassador_id, row.day, seen.campaigns | row.campaigns,
-            seen.contents | row.contents, seen.networks | row.networks)
+        seen = merged.get((row.person, row.day))
+        merged[(row.person, row.day)] = row if seen is None else seen.joined(row)
     return list(merged.values())
+
+
+def person_of(delivery: Delivery) -> Person:
+    return Person(delivery.tenant_id, delivery.event.ambassador_id)  # type: ignore[attr-defined]
 
 
 def state_fragment(delivery: Delivery) -> Fragment | None:
     """The projection of ambassadors (status, team, networks, leaderboard choice) and of content."""
     event, tenant = delivery.event, delivery.tenant_id
     if isinstance(event, ContentSnapshot):
-        return Fragment(CONTENTS, f"{tenant}|{event.content_id}", {"tenant": tenant, "content_id": event.content_id},
-                        position_of(delivery), set={"campaign_id": event.campaign_id,
-                                                    "objective": event.objective.value,
-                                                    "topics": list(event.topics), "version": event.version})
-    fields: dict[str, Any]
+        return Fragment(ContentKey(tenant, event.content_id), position_of(delivery),
+                        ContentView(event.content_id, event.campaign_id, event.objective.value,
+                                    tuple(event.topics), event.version))
+    change: AmbassadorChange
     if isinstance(event, AmbassadorOptedIn | AmbassadorProfileUpdated):
         profile = event.profile
-        fields = {"team_id": profile.team_id, "leaderboard_opt_in": profile.leaderboard_opt_in,
-                  "networks": sorted(presence.network.value for presence in profile.networks)}
-        if isinstance(event, AmbassadorOptedIn):
-            fields["status"] = AmbassadorStatus.OPTED_IN.value
+        facts = Profile(profile.team_id, tuple(sorted(presence.network.value for presence in profile.networks)),
+                        profile.leaderboard_opt_in)
+        status = AmbassadorStatus.OPTED_IN if isinstance(event, AmbassadorOptedIn) else None
+        change = AmbassadorChange(status, facts)
     elif isinstance(event, AmbassadorOptedOut):
-        fields = {"status": AmbassadorStatus.OPTED_OUT.value}
+        change = AmbassadorChange(AmbassadorStatus.OPTED_OUT)
     elif isinstance(event, AmbassadorErased):
         # Only the tombstone stays: it stops later events from rebuilding personal statistics.
         # It is never lifted; a person who comes back after erasure does so under a new id.
-        fields = {"status": AmbassadorStatus.ERASED.value, "erased": True, "team_id": None, "networks": [],
-                  "leaderboard_opt_in": False}
+        change = AmbassadorChange(AmbassadorStatus.ERASED, Profile(None, (), False), erased=True)
     else:
         return None
-    return Fragment(AMBASSADORS, ambassador_id_of(tenant, event.ambassador_id),
-                    {"tenant": tenant, "ambassador_id": event.ambassador_id}, position_of(delivery), set=fields)
+    return Fragment(AmbassadorKey(tenant, event.ambassador_id), position_of(delivery), change)

@@ -1,46 +1,80 @@
-"""The metrics HTTP API: thin endpoints over `reports`; docstrings are the OpenAPI text."""
+"""The metrics HTTP API: parse, call a use case of `service.py`, render; docstrings are the OpenAPI text."""
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
+import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from advocacy_common.bounded import PathId, QueryText, SaneDate
 from advocacy_common.auth import Principal, Role, authenticate, require_roles
-from advocacy_common.errors import Problem, invalid, not_found
+from advocacy_common.errors import Problem, invalid, not_found, problem_response
 from advocacy_common.events import Network
+from advocacy_common.stream_tickets import MongoTicketLedger, StreamSlots, TicketSigner
 
-from . import reports
-from .models import TENANT_VALUE, Dimension, Granularity, Period, trailing_days
-from .ports import MetricsStore
-from .schemas import KpiReport, Leaderboard, Ranking, TeamList, TimeSeries
-from .store import Generations
+from .models import TENANT_VALUE, Dimension, Granularity, Period, Person, trailing_days
+from .schemas import KpiReport, Leaderboard, Ranking, StreamTicket, TeamList, TimeSeries, csv_export
+from .service import GroupTooSmall, MetricsQueries, UnknownSubject
 
 MAX_PERIOD_DAYS = 731
+SSE_LINE_END = "\n"  # as the stream always sent (the library's default is CRLF)
 GROUP_TOO_SMALL_TYPE = "https://advocacy.example/problems/group-too-small"
 
-analysts = require_roles(Role.ANALYST, Role.ADMIN)
+STREAM_ROLES = (Role.ANALYST, Role.ADMIN)
+analysts = require_roles(*STREAM_ROLES)
 team_viewers = require_roles(Role.ANALYST, Role.ADMIN, Role.MANAGER)
 ambassadors_only = require_roles(Role.AMBASSADOR)
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+tickets_router = APIRouter(prefix="/v1", tags=["stream"])
 
 
-async def current_store(request: Request) -> MetricsStore:
-    """The live generation (the rebuild moves a pointer; readers follow it on their next request)."""
-    generations: Generations = request.app.state.generations
-    return generations.store(await generations.current())
+@dataclass(frozen=True)
+class StreamTiming:
+    poll_seconds: float  # how often the stream recomputes the overview
+    heartbeat_seconds: float  # how often a comment line keeps idle connections open
 
 
-def requested_period(first: Annotated[date | None, Query(alias="from", description="First UTC day (default: 29 days before `to`)")] = None,
-                     last: Annotated[date | None, Query(alias="to", description="Last UTC day, included (default: today)")] = None) -> Period:
+@dataclass(frozen=True)
+class StreamAccess:
+    """How a browser opens the stream: a ticket instead of the header, and a cap per caller."""
+
+    signer: TicketSigner
+    ledger: MongoTicketLedger
+    slots: StreamSlots
+
+
+def install_problems(app: FastAPI) -> None:
+    """The use cases' refusals as problem documents."""
+
+    @app.exception_handler(UnknownSubject)
+    async def _unknown(request: Request, exc: UnknownSubject) -> JSONResponse:
+        return problem_response(not_found(exc.dimension.value), request)
+
+    @app.exception_handler(GroupTooSmall)
+    async def _too_small(request: Request, exc: GroupTooSmall) -> JSONResponse:
+        return problem_response(Problem(
+            403, "Group too small",
+            f"Team figures are shown only for teams of at least {exc.minimum} opted-in ambassadors, "
+            "so that no individual can be singled out.",
+            type_=GROUP_TOO_SMALL_TYPE, min_team_size=exc.minimum), request)
+
+
+def queries(request: Request) -> MetricsQueries:
+    return request.app.state.queries
+
+
+def requested_period(first: Annotated[SaneDate | None, Query(alias="from", description="First UTC day (default: 29 days before `to`)")] = None,
+                     last: Annotated[SaneDate | None, Query(alias="to", description="Last UTC day, included (default: today)")] = None) -> Period:
     last = last or datetime.now(UTC).date()
     period = Period(first, last) if first else trailing_days(last)
     if period.first > period.last:
@@ -50,111 +84,55 @@ def requested_period(first: Annotated[date | None, Query(alias="from", descripti
     return period
 
 
-StoreDep = Annotated[MetricsStore, Depends(current_store)]
+QueriesDep = Annotated[MetricsQueries, Depends(queries)]
 PeriodDep = Annotated[Period, Depends(requested_period)]
-
-
-def _settings(request: Request):
-    return request.app.state.settings
-
-
-def _report(snapshot: reports.Snapshot, value: str, period: Period, request: Request) -> KpiReport:
-    return KpiReport.model_validate({
-        "dimension": snapshot.dimension.value, "value": value,
-        "period": {"first_day": period.first, "last_day": period.last},
-        "kpis": reports.kpis_of(snapshot, value, period, _settings(request).cpm_by_network)})
-
-
-async def _visible_snapshot(store: MetricsStore, principal: Principal, dimension: Dimension, value: str,
-                            period: Period, request: Request) -> reports.Snapshot:
-    """Load one dimension value; 404 when the tenant never saw it; the team threshold for teams."""
-    snapshot = await reports.load(store, principal.tenant, dimension, value, period)
-    if dimension is Dimension.TEAM:
-        if not snapshot.rows and reports.team_size(snapshot.ambassadors, value) == 0 \
-                and not await store.list_counters(principal.tenant, dimension, value, Period(date.min, date.max)):
-            raise not_found("team")
-        _require_visible_team(snapshot, value, request)
-    elif dimension in (Dimension.CAMPAIGN, Dimension.CONTENT) and not snapshot.rows:
-        if not await _known(store, principal.tenant, dimension, value):
-            raise not_found(dimension.value)
-    return snapshot
-
-
-async def _known(store: MetricsStore, tenant: str, dimension: Dimension, value: str) -> bool:
-    field = "campaign_id" if dimension is Dimension.CAMPAIGN else "content_id"
-    if any(c.get(field) == value for c in await store.list_contents(tenant)):
-        return True
-    return bool(await store.list_counters(tenant, dimension, value, Period(date.min, date.max)))
-
-
-def _require_visible_team(snapshot: reports.Snapshot, team_id: str, request: Request) -> None:
-    minimum = _settings(request).min_team_size
-    try:
-        reports.require_visible_team(snapshot.ambassadors, team_id, minimum)
-    except reports.GroupTooSmall:
-        raise Problem(403, "Group too small",
-                      f"Team figures are shown only for teams of at least {minimum} opted-in ambassadors, "
-                      "so that no individual can be singled out.",
-                      type_=GROUP_TOO_SMALL_TYPE, min_team_size=minimum) from None
+Limit = Annotated[int, Query(ge=1, le=100)]
+MinImpressions = Annotated[int, Query(ge=1, le=2**63 - 1)]
 
 
 @router.get("/overview", response_model=KpiReport)
-async def overview(request: Request, store: StoreDep, period: PeriodDep,
-                   principal: Principal = Depends(analysts)) -> KpiReport:
+async def overview(use: QueriesDep, period: PeriodDep, principal: Principal = Depends(analysts)) -> KpiReport:
     """Every KPI of the whole programme for a period (default: the last 30 days)."""
-    snapshot = await reports.load(store, principal.tenant, Dimension.TENANT, TENANT_VALUE, period)
-    return _report(snapshot, TENANT_VALUE, period, request)
+    return KpiReport.model_validate(await use.overview(principal.tenant, period))
 
 
 @router.get("/campaigns/{campaign_id}", response_model=KpiReport)
-async def campaign(campaign_id: str, request: Request, store: StoreDep, period: PeriodDep,
+async def campaign(campaign_id: PathId, use: QueriesDep, period: PeriodDep,
                    principal: Principal = Depends(analysts)) -> KpiReport:
     """Every KPI of one campaign for a period."""
-    snapshot = await _visible_snapshot(store, principal, Dimension.CAMPAIGN, campaign_id, period, request)
-    return _report(snapshot, campaign_id, period, request)
+    return KpiReport.model_validate(await use.report(principal.tenant, Dimension.CAMPAIGN, campaign_id, period))
 
 
 @router.get("/contents/{content_id}", response_model=KpiReport)
-async def content(content_id: str, request: Request, store: StoreDep, period: PeriodDep,
+async def content(content_id: PathId, use: QueriesDep, period: PeriodDep,
                   principal: Principal = Depends(analysts)) -> KpiReport:
     """Every KPI of one content item for a period."""
-    snapshot = await _visible_snapshot(store, principal, Dimension.CONTENT, content_id, period, request)
-    return _report(snapshot, content_id, period, request)
+    return KpiReport.model_validate(await use.report(principal.tenant, Dimension.CONTENT, content_id, period))
 
 
 @router.get("/networks/{network}", response_model=KpiReport)
-async def network(network: Network, request: Request, store: StoreDep, period: PeriodDep,
+async def network(network: Network, use: QueriesDep, period: PeriodDep,
                   principal: Principal = Depends(analysts)) -> KpiReport:
     """Every KPI of one social network for a period (opted-in = ambassadors present on it)."""
-    snapshot = await reports.load(store, principal.tenant, Dimension.NETWORK, network.value, period)
-    return _report(snapshot, network.value, period, request)
+    return KpiReport.model_validate(await use.report(principal.tenant, Dimension.NETWORK, network.value, period))
 
 
 @router.get("/teams", response_model=TeamList)
-async def teams(request: Request, store: StoreDep, period: PeriodDep,
-                principal: Principal = Depends(team_viewers)) -> TeamList:
+async def teams(use: QueriesDep, period: PeriodDep, principal: Principal = Depends(team_viewers)) -> TeamList:
     """KPIs of every team at or above the minimum size; smaller teams are only counted."""
-    snapshot = await reports.load(store, principal.tenant, Dimension.TEAM, None, period)
-    minimum = _settings(request).min_team_size
-    every_team = {row["value"] for row in snapshot.rows} | {
-        a["team_id"] for a in reports.opted_in(snapshot.ambassadors) if a.get("team_id")}
-    shown = sorted(t for t in every_team if reports.team_size(snapshot.ambassadors, t) >= minimum)
-    return TeamList(period={"first_day": period.first, "last_day": period.last}, min_team_size=minimum,
-                    teams=[_report(snapshot, team, period, request) for team in shown],
-                    hidden_teams=len(every_team) - len(shown))
+    return TeamList.model_validate(await use.teams(principal.tenant, period))
 
 
 @router.get("/teams/{team_id}", response_model=KpiReport)
-async def team(team_id: str, request: Request, store: StoreDep, period: PeriodDep,
+async def team(team_id: PathId, use: QueriesDep, period: PeriodDep,
                principal: Principal = Depends(team_viewers)) -> KpiReport:
     """Every KPI of one team, if it has at least the minimum number of opted-in ambassadors (else 403 "group too small")."""
-    snapshot = await _visible_snapshot(store, principal, Dimension.TEAM, team_id, period, request)
-    return _report(snapshot, team_id, period, request)
+    return KpiReport.model_validate(await use.report(principal.tenant, Dimension.TEAM, team_id, period))
 
 
 @router.get("/timeseries", response_model=TimeSeries)
-async def timeseries(request: Request, store: StoreDep, period: PeriodDep,
-                     dimension: Dimension = Dimension.TENANT, value: str | None = None,
+async def timeseries(use: QueriesDep, period: PeriodDep,
+                     dimension: Dimension = Dimension.TENANT, value: QueryText | None = None,
                      granularity: Granularity = Granularity.DAY,
                      principal: Principal = Depends(team_viewers)) -> TimeSeries:
     """KPIs by day, ISO week (starting Monday) or month; buckets are clipped to the period.
@@ -169,113 +147,115 @@ async def timeseries(request: Request, store: StoreDep, period: PeriodDep,
         value = TENANT_VALUE
     elif not value:
         raise invalid("value", f"is required for the {dimension.value} dimension")
-    snapshot = await _visible_snapshot(store, principal, dimension, value, period, request)
-    return TimeSeries.model_validate({
-        "dimension": dimension.value, "value": value, "granularity": granularity.value,
-        "period": {"first_day": period.first, "last_day": period.last},
-        "points": reports.series_of(snapshot, value, period, granularity, _settings(request).cpm_by_network)})
+    return TimeSeries.model_validate(await use.series(principal.tenant, dimension, value, period, granularity))
 
 
 @router.get("/top/contents", response_model=Ranking)
-async def top_contents(store: StoreDep, period: PeriodDep,
-                       limit: Annotated[int, Query(ge=1, le=100)] = 10,
-                       min_impressions: Annotated[int, Query(ge=1)] = 1,
+async def top_contents(use: QueriesDep, period: PeriodDep, limit: Limit = 10, min_impressions: MinImpressions = 1,
                        principal: Principal = Depends(analysts)) -> Ranking:
     """Content items by engagement rate, highest first (items with fewer impressions than `min_impressions` left out)."""
-    rows = await store.list_counters(principal.tenant, Dimension.CONTENT, None, period)
-    items = reports.ranked_by_engagement_rate(reports.parts_by_value(rows), limit, min_impressions)
-    return Ranking.model_validate({"period": {"first_day": period.first, "last_day": period.last}, "items": items})
+    return Ranking.model_validate(await use.top_contents(principal.tenant, period, limit, min_impressions))
 
 
 @router.get("/top/topics", response_model=Ranking)
-async def top_topics(store: StoreDep, period: PeriodDep,
-                     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-                     min_impressions: Annotated[int, Query(ge=1)] = 1,
+async def top_topics(use: QueriesDep, period: PeriodDep, limit: Limit = 10, min_impressions: MinImpressions = 1,
                      principal: Principal = Depends(analysts)) -> Ranking:
     """Topics by engagement rate: each content item's figures count for each of its topics."""
-    rows = await store.list_counters(principal.tenant, Dimension.CONTENT, None, period)
-    by_topic = reports.parts_by_topic(reports.parts_by_value(rows), await store.list_contents(principal.tenant))
-    items = reports.ranked_by_engagement_rate(by_topic, limit, min_impressions)
-    return Ranking.model_validate({"period": {"first_day": period.first, "last_day": period.last}, "items": items})
+    return Ranking.model_validate(await use.top_topics(principal.tenant, period, limit, min_impressions))
 
 
 @router.get("/me", response_model=TimeSeries)
-async def my_statistics(request: Request, store: StoreDep, period: PeriodDep,
-                        granularity: Granularity = Granularity.MONTH,
+async def my_statistics(use: QueriesDep, period: PeriodDep, granularity: Granularity = Granularity.MONTH,
                         principal: Principal = Depends(ambassadors_only)) -> TimeSeries:
     """Your own statistics (reach, engagement, clicks...), by day, week or month. Nobody else can read them."""
-    me = principal.ambassador_id  # the id the ambassador service's events carry for the caller
-    snapshot = await reports.load(store, principal.tenant, Dimension.AMBASSADOR, me, period)
-    return TimeSeries.model_validate({
-        "dimension": Dimension.AMBASSADOR.value, "value": me, "granularity": granularity.value,
-        "period": {"first_day": period.first, "last_day": period.last},
-        "points": reports.series_of(snapshot, me, period, granularity,
-                                    _settings(request).cpm_by_network)})
+    me = Person(principal.tenant, principal.ambassador_id)  # the id the ambassador service's events carry
+    return TimeSeries.model_validate(await use.my_series(me, period, granularity))
 
 
 @router.get("/leaderboard", response_model=Leaderboard)
-async def leaderboard(store: StoreDep, period: PeriodDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+async def leaderboard(use: QueriesDep, period: PeriodDep, limit: Limit = 20,
                       principal: Principal = Depends(authenticate)) -> Leaderboard:
     """Ambassadors who chose to appear, by engagements in the period. Nobody else is ever listed."""
-    snapshot = await reports.load(store, principal.tenant, Dimension.AMBASSADOR, None, period)
-    return Leaderboard.model_validate({"period": {"first_day": period.first, "last_day": period.last},
-                                       "entries": reports.leaderboard(snapshot, period, limit)})
-
-
-CSV_KPIS = ("ambassadors_opted_in", "active_ambassadors", "activation_rate", "shares", "personalization_rate",
-            "potential_reach", "impressions", "reactions", "comments", "reshares", "engagement_rate",
-            "comment_replies", "comment_response_rate", "clicks", "unique_clicks", "click_through_rate",
-            "conversions", "conversion_rate", "earned_media_value")
+    return Leaderboard.model_validate(await use.leaderboard(principal.tenant, period, limit))
 
 
 @router.get("/export.csv", response_class=Response,
             responses={200: {"content": {"text/csv": {}}, "description": "One row per bucket and value"}})
-async def export_csv(request: Request, store: StoreDep, period: PeriodDep,
+async def export_csv(use: QueriesDep, period: PeriodDep,
                      dimension: Dimension = Dimension.TENANT, granularity: Granularity = Granularity.DAY,
                      principal: Principal = Depends(analysts)) -> Response:
     """KPIs as CSV, one row per bucket and dimension value (teams below the minimum size left out)."""
     if dimension is Dimension.AMBASSADOR:
         raise invalid("dimension", "individual figures are not exported")
-    snapshot = await reports.load(store, principal.tenant, dimension, None, period)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["period_start", "first_day", "last_day", "dimension", "value", *CSV_KPIS])
-    for value in reports.visible_values(snapshot, _settings(request).min_team_size):
-        for point in reports.series_of(snapshot, value, period, granularity, _settings(request).cpm_by_network):
-            writer.writerow([point["period_start"], point["first_day"], point["last_day"], dimension.value, value,
-                             *("" if point["kpis"][k] is None else point["kpis"][k] for k in CSV_KPIS)])
+    rows = await use.export(principal.tenant, dimension, period, granularity)
     filename = f"kpis-{dimension.value}-{period.first_day}-{period.last_day}.csv"
-    return Response(out.getvalue(), media_type="text/csv",
+    return Response(csv_export(rows), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@router.get("/stream", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
-async def stream(request: Request, principal: Principal = Depends(analysts),
-                 max_events: Annotated[int | None, Query(ge=1, description="Close after this many updates")] = None
-                 ) -> StreamingResponse:
+@tickets_router.post("/stream-tickets", response_model=StreamTicket, status_code=201)
+async def issue_stream_ticket(request: Request, response: Response,
+                              principal: Principal = Depends(analysts)) -> StreamTicket:
+    """A ticket that opens `/v1/metrics/stream?ticket=...` once, within a minute, for you only.
+
+    For browsers, whose `EventSource` cannot send the `Authorization` header: ask for a ticket with
+    your bearer token, then open the stream with it. Never put the token itself in a URL."""
+    access: StreamAccess = request.app.state.stream_access
+    issued = access.signer.issue(principal)
+    response.headers["Cache-Control"] = "no-store"  # a credential, however short-lived
+    return StreamTicket(ticket=issued.ticket, expires_in=issued.expires_in)
+
+
+async def stream_caller(request: Request, ticket: Annotated[str | None, Query(
+        description="A ticket from POST /v1/stream-tickets, for clients that cannot send the header")] = None
+                        ) -> Principal:
+    """The caller of the stream: from a single-use ticket when one is given, else from the bearer token."""
+    if ticket is None:
+        principal = await authenticate(request)
+    else:
+        access: StreamAccess = request.app.state.stream_access
+        principal = await access.ledger.redeem(access.signer.read(ticket))
+    if not principal.has_any(*STREAM_ROLES):
+        raise Problem(403, "Forbidden", f"This requires one of the roles: {', '.join(sorted(STREAM_ROLES))}.")
+    return principal
+
+
+@router.get("/stream", response_class=EventSourceResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
+                       429: {"description": "Too many open streams for this caller"}})
+async def stream(request: Request, use: QueriesDep, principal: Principal = Depends(stream_caller),
+                 max_events: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Close after this many updates")] = None
+                 ) -> EventSourceResponse:
     """Server-Sent Events: `event: kpis` with the programme's last-30-day KPIs each time they change,
-    and a comment line as heartbeat. Reconnect at will; every update carries the full figures."""
-    settings = _settings(request)
-    generations: Generations = request.app.state.generations
+    and a comment line as heartbeat. Reconnect at will; every update carries the full figures.
 
-    async def updates() -> AsyncIterator[str]:
-        sent, last, quiet = 0, None, 0.0
-        while max_events is None or sent < max_events:
-            period = trailing_days(datetime.now(UTC).date())
-            store = generations.store(await generations.current())
-            snapshot = await reports.load(store, principal.tenant, Dimension.TENANT, TENANT_VALUE, period)
-            payload = json.dumps(_report(snapshot, TENANT_VALUE, period, request).model_dump(mode="json"))
-            if payload != last:
-                sent, last, quiet = sent + 1, payload, 0.0
-                yield f"id: {sent}\nevent: kpis\ndata: {payload}\n\n"
-                continue
-            if quiet >= settings.stream_heartbeat_seconds:
-                quiet = 0.0
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(settings.stream_poll_seconds)
-            quiet += settings.stream_poll_seconds
+    Authenticate with the `Authorization` header or, from a browser, `?ticket=` (see `POST /v1/stream-tickets`).
+    When the token expires the stream sends `event: expired` and closes: reconnect with a fresh token."""
+    timing: StreamTiming = request.app.state.stream_timing
+    slots: StreamSlots = request.app.state.stream_access.slots
+    token_expiry = float(principal.claims["exp"])
 
-    return StreamingResponse(updates(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    async def updates() -> AsyncIterator[ServerSentEvent | None]:
+        sent = 0
+        with slots.held(principal):
+            yield None  # the slot is taken: see below
+            async with aclosing(use.overview_changes(principal.tenant, timing.poll_seconds)) as changes:
+                while (remaining := token_expiry - time.time()) > 0:
+                    try:
+                        report = await asyncio.wait_for(anext(changes), remaining)
+                    except TimeoutError:
+                        break
+                    sent += 1
+                    payload = json.dumps(KpiReport.model_validate(report).model_dump(mode="json"))
+                    yield ServerSentEvent(payload, event="kpis", id=str(sent), sep=SSE_LINE_END)
+                    if max_events is not None and sent >= max_events:
+                        return
+            yield ServerSentEvent("{}", event="expired", sep=SSE_LINE_END)
 
+    events = updates()
+    # Run up to the first `yield` now: a full cap answers 429 before the response starts, and once the
+    # generator has started its `finally` gives the slot back however the stream ends.
+    await anext(events)
+    return EventSourceResponse(events, sep=SSE_LINE_END, ping=timing.heartbeat_seconds,
+                               ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep=SSE_LINE_END),
+                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,51 +1,68 @@
-"""Composition root: the API app and the worker, wired from settings."""
+"""Composition root: the API app, the worker and the rebuild's storage, wired from settings."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from pymongo.asynchronous.database import AsyncDatabase
 
 from advocacy_common.http import api_resources, create_service_app
+from advocacy_common.logs import configure_logging
 from advocacy_common.mongo import create_client
-from advocacy_common.topics import EVENT_TOPICS
+from advocacy_common.repository import Storage
+from advocacy_common.stream_tickets import MongoTicketLedger, StreamSlots, TicketSigner
 from advocacy_common.worker import ServiceWorker, build_broker
 
-from .api import router
-from .handlers import handlers_for, project_batch
+from .api import StreamAccess, StreamTiming, install_problems, router, tickets_router
+from .consumers import subscribe_generation
+from .dashboard import mount_dashboard
+from .models import FIRST_GENERATION
+from .service import MetricsQueries, ReportPolicy
 from .settings import MetricsSettings
-from .store import FIRST_GENERATION, Generations, MongoMetricsStore
+from .store import MongoGenerations
 
 DESCRIPTION = """Exact KPIs of the advocacy programme, computed from events: per tenant, campaign, content,
 network, team and ambassador, per day, week or month. Team figures are shown only for teams of at least
 the configured size; individual figures only to the person themself, or on the opt-in leaderboard."""
 
 
-def consumer_group(settings: MetricsSettings, generation: int) -> str:
-    """Each generation has its own group: a rebuilt generation's offsets belong to it alone."""
-    return settings.consumer_group if generation == FIRST_GENERATION else f"{settings.consumer_group}-g{generation}"
+STREAM_TICKET_PURPOSE = "metrics-stream"
 
+
+def load_settings() -> MetricsSettings:
+    """The METRICS_* environment, read once per process (logging configured from it)."""
+    settings = MetricsSettings()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+async def open_generations(database: AsyncDatabase, settings: MetricsSettings) -> MongoGenerations:
+    """The generations of the read model (the server's capabilities detected once, here)."""
+    return MongoGenerations(await Storage.open(database, settings.cursor_key))
 
 
 def create_app(settings: MetricsSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with api_resources(app, settings) as resources:
-            app.state.generations = Generations(resources.database)
-            await app.state.generations.store(await app.state.generations.current()).ensure_indexes()
+            generations = await open_generations(resources.database, settings)
+            await generations.prepare(await generations.current())
+            app.state.queries = MetricsQueries(generations, ReportPolicy(settings.min_team_size,
+                                                                         settings.cpm_by_network))
+            app.state.stream_timing = StreamTiming(settings.stream_poll_seconds, settings.stream_heartbeat_seconds)
+            app.state.stream_access = StreamAccess(
+                TicketSigner(settings.stream_ticket_key, STREAM_TICKET_PURPOSE, settings.stream_ticket_ttl_seconds),
+                MongoTicketLedger(resources.database), StreamSlots(settings.max_streams_per_subject))
             yield
 
     app = create_service_app(settings, title="Metrics", description=DESCRIPTION, lifespan=lifespan)
+    install_problems(app)
     app.include_router(router)
+    app.include_router(tickets_router)
+    mount_dashboard(app)
     return app
-
-
-def subscribe_generation(worker: ServiceWorker, settings: MetricsSettings, store: MongoMetricsStore) -> None:
-    """Consume every topic in batches into one generation's collections."""
-    worker.consume(EVENT_TOPICS, consumer_group(settings, store.generation), handlers_for(store),
-                   batch_handler=functools.partial(project_batch, store), max_records=settings.batch_max_records)
 
 
 class MetricsWorker(ServiceWorker):
@@ -55,19 +72,19 @@ class MetricsWorker(ServiceWorker):
         super().__init__(settings, client_id=f"{settings.service_name}-worker", background=[self._follow_generation])
         self.metrics_settings = settings
         self.client = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")
-        self.generations = Generations(self.client[settings.database])
+        self.generations: MongoGenerations | None = None
         self.generation = FIRST_GENERATION
 
-    async def _consume_generation(self, generation: int) -> None:
-        store = self.generations.store(generation)
-        await store.ensure_indexes()
+    async def _consume_generation(self, generations: MongoGenerations, generation: int) -> None:
+        store = await generations.prepare(generation)
         self.generation = generation
         self.broker = build_broker(self.metrics_settings.kafka_bootstrap_servers, f"{self.settings.service_name}-worker")
-        subscribe_generation(self, self.metrics_settings, store)
+        subscribe_generation(self, self.metrics_settings.consumer_group, generation, store,
+                             self.metrics_settings.batch_max_records)
 
     async def start(self) -> None:
-        await self.generations.detect_server()
-        await self._consume_generation(await self.generations.current())
+        self.generations = await open_generations(self.client[self.metrics_settings.database], self.metrics_settings)
+        await self._consume_generation(self.generations, await self.generations.current())
         await super().start()
 
     async def stop(self) -> None:
@@ -75,6 +92,7 @@ class MetricsWorker(ServiceWorker):
         await self.client.close()
 
     async def _follow_generation(self, stop: asyncio.Event) -> None:
+        assert self.generations is not None
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.metrics_settings.generation_poll_seconds)
@@ -84,7 +102,7 @@ class MetricsWorker(ServiceWorker):
             live = await self.generations.current()
             if live != self.generation:
                 await self.broker.stop()
-                await self._consume_generation(live)
+                await self._consume_generation(self.generations, live)
                 await self.broker.start()
 
 

@@ -17,8 +17,8 @@ from advocacy_common.events import (
 )
 
 from .aggregation import (
-    Fragment, above_watermarks, activity_of, claim_id, counter_fragments, merge_activity, plan_writes,
-    position_of, state_fragment,
+    FactId, Fragment, Position, above_watermarks, activity_of, claim_id, counter_fragments, merge_activity, person_of,
+    plan_writes, position_of, state_fragment,
 )
 from .ports import MetricsStore
 
@@ -35,42 +35,39 @@ async def apply_exactly_once(store: MetricsStore, fragments: Iterable[Fragment])
         refused = await store.write_conditionally(pending)
         if not refused:
             return
-        watermarks = await store.read_watermarks(refused)
+        watermarks = await store.read_watermarks([write.target for write in refused])
         pending = plan_writes(fragment for write in refused
-                              for fragment in above_watermarks(write, watermarks.get((write.collection, write.doc_id), {})))
+                              for fragment in above_watermarks(write, watermarks.get(write.target, {})))
 
 
 async def canonical_deliveries(store: MetricsStore, deliveries: Sequence[Delivery]) -> list[Delivery]:
     """The deliveries that are the first occurrence of their fact (a redelivery at the same offset still is)."""
-    first: dict[str, object] = {}
+    first: dict[FactId, Position] = {}
     for delivery in deliveries:
         first.setdefault(claim_id(delivery), position_of(delivery))
-    stored = await store.claim(first)  # type: ignore[arg-type]
+    stored = await store.claim(first)
     return [d for d in deliveries if stored.get(claim_id(d)) == position_of(d)]
 
 
-def _person(delivery: Delivery) -> tuple[str, str]:
-    return delivery.tenant_id, delivery.event.ambassador_id  # type: ignore[attr-defined]
-
-
 async def project_batch(store: MetricsStore, deliveries: Sequence[Delivery]) -> None:
+    """The batch handler: every event of a batch applied once, whatever was applied before a crash."""
     canonical = await canonical_deliveries(store, deliveries)
     await apply_exactly_once(store, filter(None, (state_fragment(d) for d in canonical)))
 
     counted = [d for d in canonical if isinstance(d.event, PostShared | EngagementReceived)]
-    people = {_person(d) for d in counted}
+    people = {person_of(d) for d in counted}
     erased = await store.erased_among(people)
     await apply_exactly_once(store, (fragment for d in counted
-                                     for fragment in counter_fragments(d, individual=_person(d) not in erased)))
+                                     for fragment in counter_fragments(d, individual=person_of(d) not in erased)))
     await store.add_activity(merge_activity(activity_of(d) for d in counted
-                                            if isinstance(d.event, PostShared) and _person(d) not in erased))
+                                            if isinstance(d.event, PostShared) and person_of(d) not in erased))
 
     # Erasure wins: every erasure seen (first time or again) deletes, and so does a batch that
     # wrote personal counters while another consumer was erasing the same person.
-    erasures = {_person(d) for d in deliveries if isinstance(d.event, AmbassadorErased)}
+    erasures = {person_of(d) for d in deliveries if isinstance(d.event, AmbassadorErased)}
     erasures |= await store.erased_among(people - erased) if people - erased else set()
-    for tenant, ambassador_id in sorted(erasures):
-        await store.erase_individual(tenant, ambassador_id)
+    for person in sorted(erasures):
+        await store.erase_individual(person)
 
 
 def handlers_for(store: MetricsStore) -> dict[type[Event], Handler]:

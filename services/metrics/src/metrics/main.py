@@ -6,22 +6,18 @@ import asyncio
 
 import uvicorn
 
-from advocacy_common.logs import configure_logging
-
-from .bootstrap import build_worker, create_app
+from .bootstrap import build_worker, create_app, load_settings
 from .settings import MetricsSettings
 
 
 def run_api() -> None:
-    settings = MetricsSettings()
-    configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port)
+    settings = load_settings()
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
+                log_config=None, server_header=False)  # our redacting log handler; no Server banner
 
 
 def run_worker() -> None:
-    settings = MetricsSettings()
-    configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(_serve_worker(settings))
+    asyncio.run(_serve_worker(load_settings()))
 
 
 async def _serve_worker(settings: MetricsSettings) -> None:

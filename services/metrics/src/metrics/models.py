@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from advocacy_common.events import ConversionType, EngagementKind, Network
 
@@ -26,6 +26,7 @@ class Dimension(StrEnum):
 
 
 TENANT_VALUE = "all"  # the tenant dimension has one value: the whole programme
+FIRST_GENERATION = 1  # of the read model; a rebuild fills the next one and switches to it
 
 
 class Granularity(StrEnum):
@@ -38,6 +39,72 @@ class AmbassadorStatus(StrEnum):
     OPTED_IN = "opted_in"
     OPTED_OUT = "opted_out"
     ERASED = "erased"
+
+
+class Person(NamedTuple):
+    """An ambassador of a tenant: whose individual figures, activity and erasure."""
+
+    tenant: str
+    ambassador_id: str
+
+
+# --- what the read model holds, as the reports see it ------------------------------------
+
+@dataclass(frozen=True)
+class CounterRow:
+    """The additive parts of one (dimension value, UTC day)."""
+
+    value: str
+    day: str
+    parts: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class ActivityDay:
+    """An ambassador shared on a day; the sets say in which campaigns, contents and networks."""
+
+    tenant: str
+    ambassador_id: str
+    day: str
+    campaigns: frozenset[str] = frozenset()
+    contents: frozenset[str] = frozenset()
+    networks: frozenset[str] = frozenset()
+
+    @property
+    def person(self) -> Person:
+        return Person(self.tenant, self.ambassador_id)
+
+    def joined(self, other: ActivityDay) -> ActivityDay:
+        """The same day with the sets of both."""
+        return ActivityDay(self.tenant, self.ambassador_id, self.day, self.campaigns | other.campaigns,
+                           self.contents | other.contents, self.networks | other.networks)
+
+
+@dataclass(frozen=True)
+class AmbassadorView:
+    """The projection of one ambassador; `erased` is a tombstone that is never lifted."""
+
+    ambassador_id: str
+    status: AmbassadorStatus | None = None  # None: a profile update arrived before the opt-in
+    team_id: str | None = None
+    networks: tuple[str, ...] = ()
+    leaderboard_opt_in: bool = False
+    erased: bool = False
+
+    @property
+    def opted_in(self) -> bool:
+        return self.status is AmbassadorStatus.OPTED_IN and not self.erased
+
+
+@dataclass(frozen=True)
+class ContentView:
+    """The projection of one content item (for the 404 check and the topic rankings)."""
+
+    content_id: str
+    campaign_id: str | None
+    objective: str
+    topics: tuple[str, ...]
+    version: int
 
 
 SHARE_PARTS = ("shares", "personalized_shares", "potential_reach")

@@ -1,44 +1,79 @@
-"""What the aggregation and the reports need from storage (MongoDB in `store.py`, a fake in the tests)."""
+"""What the aggregation, the queries and the rebuild need from storage: domain types in and out.
+
+The MongoDB / FerretDB implementation is `store.py`; the unit tests share one
+in-memory fake (tests/metrics/metrics_testkit.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-from .aggregation import ActivityWrite, ConditionalWrite, Position
-from .models import Dimension, Period
+from .aggregation import ConditionalWrite, FactId, Position, Target, Watermarks
+from .models import ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person
 
 
-class MetricsStore(Protocol):
-    # --- writes of the consumer ---------------------------------------------------------
-    async def claim(self, claims: Mapping[str, Position]) -> dict[str, Position]:
+class FactClaims(Protocol):
+    """The first position of each fact, so that a copy published at another offset counts once."""
+
+    async def claim(self, claims: Mapping[FactId, Position]) -> dict[FactId, Position]:
         """Record the first position of each fact (if none yet); return the stored position of each."""
 
+
+class WatermarkedDocuments(Protocol):
+    """Counters and the ambassador and content projections, each written at most once per Kafka position."""
+
     async def write_conditionally(self, writes: Sequence[ConditionalWrite]) -> list[ConditionalWrite]:
-        """Apply each write whose watermark condition holds (upserting); return the refused ones."""
+        """Apply each write whose watermark condition holds (creating the document); return the refused ones."""
 
-    async def read_watermarks(self, writes: Sequence[ConditionalWrite]) -> dict[tuple[str, str], dict[str, int]]:
-        """The watermarks of the documents of `writes`, by (collection, document id)."""
+    async def read_watermarks(self, targets: Sequence[Target]) -> dict[Target, Watermarks]:
+        """The watermarks of those of `targets` that exist."""
 
-    async def add_activity(self, rows: Sequence[ActivityWrite]) -> None:
-        """Upsert activity days, adding to their sets (idempotent)."""
+    async def erased_among(self, people: set[Person]) -> set[Person]:
+        """Which of `people` carry the erasure tombstone."""
 
-    async def erased_among(self, people: set[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which (tenant, ambassador) pairs carry the erasure tombstone."""
+    async def list_counters(self, tenant: str, dimension: Dimension, value: str | None,
+                            period: Period) -> list[CounterRow]:
+        """Counter rows of one dimension (one value, or all when None) in a period."""
 
-    async def erase_individual(self, tenant: str, ambassador_id: str) -> None:
+    async def list_ambassadors(self, tenant: str) -> list[AmbassadorView]:
+        """The ambassador projection of a tenant."""
+
+    async def list_contents(self, tenant: str) -> list[ContentView]:
+        """The content projection of a tenant."""
+
+
+class ActivityDays(Protocol):
+    """Who shared on which day (for the distinct counts, joined when read)."""
+
+    async def add_activity(self, rows: Sequence[ActivityDay]) -> None:
+        """Create activity days or add to their sets (idempotent)."""
+
+    async def list_activity(self, tenant: str, period: Period) -> list[ActivityDay]:
+        """The activity days of a tenant in a period."""
+
+
+class MetricsStore(FactClaims, WatermarkedDocuments, ActivityDays, Protocol):
+    """One generation of the read model."""
+
+    async def erase_individual(self, person: Person) -> None:
         """Delete the person's own counters and activity days (idempotent)."""
 
-    # --- reads of the API -----------------------------------------------------------------
-    async def list_counters(self, tenant: str, dimension: Dimension, value: str | None,
-                            period: Period) -> list[dict[str, Any]]:
-        """Counter rows {value, day, parts} of one dimension (one value, or all when None) in a period."""
 
-    async def list_activity(self, tenant: str, period: Period) -> list[dict[str, Any]]:
-        """Activity rows {ambassador_id, day, campaigns, contents, networks} in a period."""
+class Generations(Protocol):
+    """Which generation of the read model is live, and fresh ones for the rebuild."""
 
-    async def list_ambassadors(self, tenant: str) -> list[dict[str, Any]]:
-        """The ambassador projection {ambassador_id, status, team_id, networks, leaderboard_opt_in}."""
+    async def current(self) -> int:
+        """The live generation."""
 
-    async def list_contents(self, tenant: str) -> list[dict[str, Any]]:
-        """The content projection {content_id, campaign_id, objective, topics}."""
+    async def allocate(self) -> int:
+        """A generation number never used before (the live one included)."""
+
+    async def switch_to(self, generation: int) -> None:
+        """Make `generation` the live one (one pointer write)."""
+
+    def store(self, generation: int) -> MetricsStore:
+        """The storage of one generation."""
+
+    async def prepare(self, generation: int, *, empty: bool = False) -> MetricsStore:
+        """The storage of one generation, ready for writes (emptied first when `empty`)."""

@@ -17,15 +17,16 @@ import time
 from aiokafka import AIOKafkaConsumer
 
 from advocacy_common.consuming import Dispatcher, RawRecord
-from advocacy_common.logs import configure_logging
 from advocacy_common.mongo import create_client
 from advocacy_common.publishing import EventPublisher
 from advocacy_common.topics import EVENT_TOPICS, ensure_topics
 
-from .bootstrap import consumer_group
+from .bootstrap import load_settings, open_generations
+from .consumers import consumer_group
 from .handlers import handlers_for, project_batch
+from .ports import MetricsStore
+from .service import rebuild_generation
 from .settings import MetricsSettings
-from .store import Generations, MongoMetricsStore
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
     return True
 
 
-async def replay(consumer: AIOKafkaConsumer, dispatcher: Dispatcher, store: MongoMetricsStore) -> int:
+async def replay(consumer: AIOKafkaConsumer, dispatcher: Dispatcher, store: MetricsStore) -> int:
     """Apply batches and commit them until every assigned partition is read to its end."""
     applied = 0
     while True:
@@ -58,29 +59,31 @@ async def replay(consumer: AIOKafkaConsumer, dispatcher: Dispatcher, store: Mong
 async def rebuild(settings: MetricsSettings) -> int:
     """Build a new generation from the topics, switch to it, and return its number."""
     client = create_client(settings.mongodb_uri, f"{settings.service_name}-rebuild")
-    generations = Generations(client[settings.database])
-    await generations.detect_server()
-    generation = await generations.allocate()
-    store = generations.store(generation)
-    await store.drop()
-    await store.ensure_indexes()
     names = settings.topics
     await ensure_topics(settings.kafka_bootstrap_servers, names, settings.topic_partitions)
     publisher = EventPublisher(settings.kafka_bootstrap_servers, names, client_id=f"{settings.service_name}-rebuild")
-    consumer = AIOKafkaConsumer(*(names.physical(t) for t in EVENT_TOPICS),
-                                bootstrap_servers=settings.kafka_bootstrap_servers,
-                                group_id=consumer_group(settings, generation), enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_poll_records=settings.batch_max_records)
-    await publisher.start()
-    await consumer.start()
+
+    async def replay_into(generation: int, store: MetricsStore) -> int:
+        consumer = AIOKafkaConsumer(*(names.physical(t) for t in EVENT_TOPICS),
+                                    bootstrap_servers=settings.kafka_bootstrap_servers,
+                                    group_id=consumer_group(settings.consumer_group, generation),
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    max_poll_records=settings.batch_max_records)
+        await consumer.start()
+        try:
+            dispatcher = Dispatcher(names, publisher, handlers_for(store),
+                                    group_id=consumer_group(settings.consumer_group, generation),
+                                    max_value_bytes=settings.max_event_bytes)
+            return await replay(consumer, dispatcher, store)
+        finally:
+            await consumer.stop()
+
     started = time.perf_counter()
+    await publisher.start()
     try:
-        dispatcher = Dispatcher(names, publisher, handlers_for(store), group_id=consumer_group(settings, generation),
-                                max_value_bytes=settings.max_event_bytes)
-        applied = await replay(consumer, dispatcher=dispatcher, store=store)
-        await generations.switch_to(generation)
+        generation, applied = await rebuild_generation(await open_generations(client[settings.database], settings),
+                                                       replay_into)
     finally:
-        await consumer.stop()
         await publisher.stop()
         await client.close()
     log.info("generation %d rebuilt from %d records in %.1fs and now live", generation, applied,
@@ -89,9 +92,7 @@ async def rebuild(settings: MetricsSettings) -> int:
 
 
 def main() -> None:
-    settings = MetricsSettings()
-    configure_logging(settings.log_level, settings.log_json)
-    generation = asyncio.run(rebuild(settings))
+    generation = asyncio.run(rebuild(load_settings()))
     print(f"metrics generation {generation} is live")
 
 

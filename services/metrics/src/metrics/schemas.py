@@ -1,13 +1,22 @@
-"""HTTP response models of the metrics API (never the event classes)."""
+"""HTTP response models of the metrics API (never the event classes), read from the use cases' results."""
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterable
 from datetime import date
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from .service import ExportRow
 
 
-class Kpis(BaseModel):
+class _FromDomain(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Kpis(_FromDomain):
     """Every KPI of the programme's definitions; a ratio is null when its denominator is zero."""
 
     ambassadors_opted_in: int = Field(description="Ambassadors currently opted in (in this team or network)")
@@ -34,26 +43,26 @@ class Kpis(BaseModel):
     earned_media_value: float = Field(description="impressions / 1000 x the network's configured CPM")
 
 
-class PeriodOut(BaseModel):
+class PeriodOut(_FromDomain):
     first_day: date
     last_day: date
 
 
-class KpiReport(BaseModel):
+class KpiReport(_FromDomain):
     dimension: str
     value: str
     period: PeriodOut
     kpis: Kpis
 
 
-class SeriesPoint(BaseModel):
+class SeriesPoint(_FromDomain):
     period_start: date
     first_day: date
     last_day: date
     kpis: Kpis
 
 
-class TimeSeries(BaseModel):
+class TimeSeries(_FromDomain):
     dimension: str
     value: str
     granularity: str
@@ -61,7 +70,7 @@ class TimeSeries(BaseModel):
     points: list[SeriesPoint]
 
 
-class RankedItem(BaseModel):
+class RankedItem(_FromDomain):
     key: str = Field(description="The content id or the topic")
     engagement_rate: float
     engagements: int
@@ -69,12 +78,12 @@ class RankedItem(BaseModel):
     shares: int
 
 
-class Ranking(BaseModel):
+class Ranking(_FromDomain):
     period: PeriodOut
     items: list[RankedItem]
 
 
-class LeaderboardEntry(BaseModel):
+class LeaderboardEntry(_FromDomain):
     rank: int
     ambassador_id: str
     engagements: int
@@ -83,15 +92,38 @@ class LeaderboardEntry(BaseModel):
     engagement_rate: float | None
 
 
-class Leaderboard(BaseModel):
+class Leaderboard(_FromDomain):
     """Only ambassadors who chose to appear on it."""
 
     period: PeriodOut
     entries: list[LeaderboardEntry]
 
 
-class TeamList(BaseModel):
+class TeamList(_FromDomain):
     period: PeriodOut
     min_team_size: int
     teams: list[KpiReport] = Field(description="Teams at or above the minimum size")
     hidden_teams: int = Field(description="Teams not shown because they are smaller than the minimum")
+
+
+class StreamTicket(BaseModel):
+    ticket: str = Field(description="Opens the stream once: /v1/metrics/stream?ticket=...")
+    expires_in: int = Field(description="Seconds left to use it")
+
+
+CSV_KPIS = ("ambassadors_opted_in", "active_ambassadors", "activation_rate", "shares", "personalization_rate",
+            "potential_reach", "impressions", "reactions", "comments", "reshares", "engagement_rate",
+            "comment_replies", "comment_response_rate", "clicks", "unique_clicks", "click_through_rate",
+            "conversions", "conversion_rate", "earned_media_value")
+
+
+def csv_export(rows: Iterable[ExportRow]) -> str:
+    """The CSV document: a header, then one line per bucket and value (an undefined ratio is empty)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["period_start", "first_day", "last_day", "dimension", "value", *CSV_KPIS])
+    for row in rows:
+        point = row.point
+        writer.writerow([point.period_start, point.first_day, point.last_day, row.dimension.value, row.value,
+                         *("" if point.kpis[k] is None else point.kpis[k] for k in CSV_KPIS)])
+    return out.getvalue()

@@ -27,6 +27,11 @@ class MetricsSettings(ServiceSettings):
     generation_poll_seconds: float = 1.0
     stream_poll_seconds: float = 1.0
     stream_heartbeat_seconds: float = 15.0
+    stream_ticket_key: str = Field(default="dev-only-stream-ticket-key-set-a-random-one", min_length=32,
+                                   description=(
+        "Signs stream tickets (HMAC); every replica must share it. Set a random value in production."))
+    stream_ticket_ttl_seconds: int = Field(default=60, ge=1, le=300, description="How long a stream ticket is valid")
+    max_streams_per_subject: int = Field(default=3, ge=1, description="Concurrent streams of one caller, per replica")
 
     @field_validator("min_team_size")
     @classmethod

@@ -7,25 +7,27 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from advocacy_common.repository import Storage
+from advocacy_common.repository import Storage, create_indexes_one_by_one
+from advocacy_common.secretbox import SecretBox
 
 from ..ports import Repositories
-from .engagement import MongoClicks, MongoConnectors, MongoReports
+from .engagement import MongoClicks, MongoConnectors, MongoReports, ResealCount
 from .projections import (
     MongoAmbassadorProjection, MongoCharterProjection, MongoCommentTallies, MongoContentProjection,
 )
 from .sharing import MongoLinks, MongoPolicies, MongoShares
 
-__all__ = ["create_indexes", "mongo_repositories", "outbox_collections", "processed_events", "upgrade_documents"]
+__all__ = ["MongoConnectors", "ResealCount", "create_indexes", "mongo_repositories", "outbox_collections",
+           "processed_events", "upgrade_documents"]
 PROCESSED_EVENTS = "processed_events"
 
 
-def mongo_repositories(storage: Storage) -> Repositories:
-    """Every repository of distribution on one database."""
+def mongo_repositories(storage: Storage, secret_box: SecretBox) -> Repositories:
+    """Every repository of distribution on one database; `secret_box` seals the connectors' secrets."""
     return Repositories(contents=MongoContentProjection(storage), ambassadors=MongoAmbassadorProjection(storage),
                         charters=MongoCharterProjection(storage), comments=MongoCommentTallies(storage),
                         shares=MongoShares(storage), links=MongoLinks(storage), clicks=MongoClicks(storage),
-                        connectors=MongoConnectors(storage), reports=MongoReports(storage),
+                        connectors=MongoConnectors(storage, secret_box), reports=MongoReports(storage),
                         policies=MongoPolicies(storage))
 
 
@@ -58,14 +60,9 @@ INDEXES: dict[str, list[IndexModel]] = {
 
 
 async def create_indexes(database: AsyncDatabase) -> None:
-    """MongoDB uses these; FerretDB 1.x keeps them but pushes only `_id` filters down to SQLite.
-
-    One index per command: FerretDB 1.24 (behind our proxy) drops the connection when one `createIndexes`
-    names two or more indexes that exist already, i.e. on every restart; MongoDB takes either as a no-op.
-    """
+    """MongoDB uses these; FerretDB 1.x keeps them but pushes only `_id` filters down to SQLite."""
     for collection, indexes in INDEXES.items():
-        for index in indexes:
-            await database[collection].create_indexes([index])
+        await create_indexes_one_by_one(database[collection], indexes)  # FerretDB 1.24: see the base
 
 
 async def upgrade_documents(database: AsyncDatabase) -> None:

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from advocacy_common.envelope import Envelope
-from advocacy_common.repository import AlreadyExists, Repository, UnitOfWork
+from advocacy_common.repository import AlreadyExists, ModelRepository, Repository, UnitOfWork
+from advocacy_common.secretbox import Sealed, SecretBox, SecretUnreadable
 
 from ..models.engagement import Click, Connector, Report
 
 
-class MongoClicks(Repository[Click]):
+class MongoClicks(ModelRepository[Click]):
     # `_id` is code/visitor-hash for a visitor's first click (the insert itself says whether they are new),
     # code/random for later ones. Inserts only: no document is updated by two writers.
     collection_name = "clicks"
-
-    def to_document(self, click: Click) -> dict[str, Any]:
-        return {"_id": click.id, **click.model_dump(exclude={"id"})}
-
-    def from_document(self, document: Mapping[str, Any]) -> Click:
-        return Click.model_validate({**document, "id": document["_id"]})
+    model = Click
 
     async def record(self, click: Click, uow: UnitOfWork) -> bool:
         try:
@@ -30,21 +27,103 @@ class MongoClicks(Repository[Click]):
         return True
 
 
-class MongoConnectors(Repository[Connector]):
+SEALED_SECRET = "sealed_secret"
+PLAIN_SECRET = "secret"  # documents written before secrets were sealed; upgraded on first use or by reseal_all
+
+
+@dataclass(frozen=True)
+class ResealCount:
+    """What `MongoConnectors.reseal_all` did: moved under the current key, or left because unreadable."""
+
+    resealed: int
+    unreadable: int
+
+
+@dataclass
+class MongoConnectors(ModelRepository[Connector]):
+    """Connectors with their signing secret sealed at rest (AES-GCM, bound to tenant and connector id).
+
+    Sealing lives here, not in the use case: it is how this store keeps the value, the use case needs the
+    plain secret to verify signatures, and the binding to the document's tenant and `_id` is the adapter's
+    knowledge. The network connectors' OAuth tokens are to be stored the same way.
+    """
+
+    secret_box: SecretBox
     collection_name = "connectors"  # unique (tenant, name)
+    model = Connector
 
     def to_document(self, connector: Connector) -> dict[str, Any]:
-        return {"_id": connector.id, **connector.model_dump(exclude={"id"})}
+        document = super().to_document(connector)
+        document[SEALED_SECRET] = self.secret_box.seal(document.pop(PLAIN_SECRET),
+                                                       *_context(connector.tenant, connector.id)).to_document()
+        return document
 
     def from_document(self, document: Mapping[str, Any]) -> Connector:
-        return Connector.model_validate({**document, "id": document["_id"]})
+        document = dict(document)
+        if PLAIN_SECRET not in document:
+            sealed = Sealed.from_document(document.pop(SEALED_SECRET, {}))
+            document[PLAIN_SECRET] = self.secret_box.open(sealed, *_context(document["tenant"], document["_id"]))
+        document.pop(SEALED_SECRET, None)
+        return super().from_document(document)
 
     async def register(self, connector: Connector, fingerprint: str) -> Connector:
         stored, _ = await self.add_idempotent(connector, fingerprint)
         return stored
 
+    async def get(self, tenant: str, connector_id: str) -> Connector | None:
+        """The connector; a secret still in plain form or under an older key is resealed on the way."""
+        document = await self.get_document(tenant, connector_id)
+        if document is None:
+            return None
+        connector = self._entity(document)
+        if self._stale(document):
+            await self._reseal(document, connector)
+        return connector
+
     async def list(self, tenant: str) -> list[Connector]:
         return await self.find({"tenant": tenant}, sort=[("created_at", 1)])
+
+    async def reseal_all(self) -> ResealCount:
+        """Every secret in plain form or under another key than the current one, moved under the current key.
+
+        Idempotent (a second run finds nothing) and safe beside running APIs (each write is a compare-and-set
+        on the value read). Cross-tenant maintenance: on FerretDB 1.x this filter scans the collection, which
+        is fine for a command run at each rotation; MongoDB scans too (no index on the key id is worth it).
+        """
+        resealed = unreadable = 0
+        stale = {"$or": [{PLAIN_SECRET: {"$exists": True}},
+                         {f"{SEALED_SECRET}.key_id": {"$ne": self.secret_box.keyring.current}}]}
+        async for document in self.collection.find(stale, projection={"_id": 1}):
+            current = await self.collection.find_one({"_id": document["_id"]})
+            if current is None or not self._stale(current):
+                continue
+            try:
+                connector = self._entity(current)
+            except SecretUnreadable:
+                unreadable += 1  # its key left the keyring already: put it back, run again
+                continue
+            resealed += await self._reseal(current, connector)
+        return ResealCount(resealed, unreadable)
+
+    def _stale(self, document: Mapping[str, Any]) -> bool:
+        return PLAIN_SECRET in document or not self.secret_box.is_current(Sealed.from_document(document[SEALED_SECRET]))
+
+    async def _reseal(self, document: Mapping[str, Any], connector: Connector) -> int:
+        # Compare-and-set on what was read (a filter with `_id`, pushed down by FerretDB 1.x): of two
+        # processes resealing the same secret, one writes; the other's read value is still valid either way.
+        if PLAIN_SECRET in document:
+            was = {PLAIN_SECRET: document[PLAIN_SECRET]}
+        else:
+            was = {f"{SEALED_SECRET}.ciphertext": document[SEALED_SECRET]["ciphertext"]}
+        sealed = self.to_document(connector)[SEALED_SECRET]
+        result = await self.collection.update_one({"_id": document["_id"], "tenant": connector.tenant, **was},
+                                                  {"$set": {SEALED_SECRET: sealed}, "$unset": {PLAIN_SECRET: ""}})
+        return result.modified_count
+
+
+def _context(tenant: str, connector_id: str) -> tuple[str, str, str]:
+    """The associated data of a connector's secret: a ciphertext copied to another connector does not open."""
+    return ("connector-secret", tenant, connector_id)
 
 
 class MongoReports(Repository[Report]):

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from advocacy_common.consuming import Delivery, apply_once
+from advocacy_common.consuming import Delivery
 from advocacy_common.events import AmbassadorProfile, EngagementKind
-from advocacy_common.repository import Repository
+from advocacy_common.repository import Repository, apply_once
 
 from ..models.projections import (
     AmbassadorStatus, AmbassadorView, CharterView, CommentTally, ContentView, scoped_id,

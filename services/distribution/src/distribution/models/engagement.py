@@ -80,10 +80,12 @@ def verify_signature(secret: str, header: str | None, raw_body: bytes, now: date
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
         fields.setdefault(name, []).append(value)
-    try:
-        timestamp = int(fields["t"][0])
-    except (KeyError, ValueError):
-        raise SignatureRejected("The signature has no valid timestamp t=<unix seconds>.") from None
+    raw_timestamp = fields.get("t", [""])[0]
+    # At most 12 digits (until the year 33658): a longer number cannot be near now, and a huge one would
+    # overflow the float arithmetic below.
+    if not (raw_timestamp.isascii() and raw_timestamp.isdigit() and len(raw_timestamp) <= 12):
+        raise SignatureRejected("The signature has no valid timestamp t=<unix seconds>.")
+    timestamp = int(raw_timestamp)
     if abs(now.timestamp() - timestamp) > tolerance_seconds:
         raise SignatureRejected(f"The signature timestamp is more than {tolerance_seconds} seconds away from now.")
     expected = sign(secret, timestamp, raw_body).split("v1=", 1)[1]

@@ -8,8 +8,11 @@ publishes the very same event, and a replay of an acknowledged id is refused.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -19,6 +22,7 @@ from advocacy_common.envelope import Envelope
 from advocacy_common.errors import Problem, conflict, invalid, not_found
 from advocacy_common.events import EngagementKind
 from advocacy_common.repository import AlreadyExists, UnitOfWork
+from advocacy_common.secretbox import SecretUnreadable
 from advocacy_common.topics import ENGAGEMENT
 
 from ..models.engagement import (
@@ -32,6 +36,8 @@ from ..ports import Publisher, Repositories
 from ..schemas import ConversionReport, EngagementReport, NewConnector
 
 ReportType = type[EngagementReport] | type[ConversionReport]
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,12 +59,13 @@ class Engagement:
                               tenant=principal.tenant, name=request.name, secret=new_connector_secret(),
                               created_at=now)
         try:
-            return await self.repositories.connectors.register(connector, fingerprint(request.model_dump(mode="json")))
+            return await _readable(self.repositories.connectors.register(
+                connector, fingerprint(request.model_dump(mode="json"))))
         except AlreadyExists:
             raise conflict(f"A connector named {request.name!r} already exists.") from None
 
     async def connectors(self, tenant: str) -> list[Connector]:
-        return await self.repositories.connectors.list(tenant)
+        return await _readable(self.repositories.connectors.list(tenant))
 
     async def comments_awaiting_reply(self, principal: Principal) -> list[AwaitingReply]:
         """My posts with comments I have not replied to yet."""
@@ -72,7 +79,7 @@ class Engagement:
                             raw_body: bytes, signature: str | None, now: datetime) -> str:
         """Verify, de-duplicate, publish and wait for Kafka; returns the engagement id."""
         tenant = principal.tenant
-        connector = await self.repositories.connectors.get(tenant, connector_id)
+        connector = await _readable(self.repositories.connectors.get(tenant, connector_id))
         if connector is None:
             raise not_found("connector")
         try:
@@ -145,6 +152,16 @@ class Engagement:
         if link is None:
             raise invalid("tracked_link_code", "matches no tracked link")
         return link
+
+
+async def _readable(call: Awaitable[T]) -> T:
+    """A stored secret sealed under a key this process does not hold is an operator's matter, not the caller's."""
+    try:
+        return await call
+    except SecretUnreadable as error:
+        log.error("a connector secret cannot be opened: %s; is its key still in DISTRIBUTION_SECRET_KEYS?", error)
+        raise Problem(503, "Service Unavailable", "The connector's secret cannot be read right now; retry later.",
+                      headers={"Retry-After": "60"}) from None
 
 
 def _parse(report_type: type[BaseModel], raw_body: bytes) -> EngagementReport | ConversionReport:

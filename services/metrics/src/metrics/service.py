@@ -1,0 +1,209 @@
+"""Use cases of the metrics service: the KPI queries of the API and the rebuild.
+
+Metrics publishes no events: it only reads the topics (see handlers.py for
+the projection), so no use case here records anything in a unit of work.
+Every query reads the live generation, which the rebuild moves with one
+pointer write; readers follow on their next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from .models import TENANT_VALUE, Dimension, Granularity, Period, Person, trailing_days
+from .ports import Generations, MetricsStore
+from .reports import (
+    GroupTooSmall, LeaderboardEntry, RankedItem, SeriesPoint, Snapshot, every_team, kpis_of, leaderboard,
+    parts_by_topic, parts_by_value, ranked_by_engagement_rate, require_visible_team, series_of, team_size,
+    visible_values,
+)
+
+ALL_TIME = Period(date.min, date.max)
+
+__all__ = ["GroupTooSmall", "MetricsQueries", "ReportPolicy", "UnknownSubject", "load_snapshot",
+           "rebuild_generation"]
+
+
+class UnknownSubject(Exception):
+    """The tenant never saw this campaign, content item or team (another tenant's answers the same)."""
+
+    def __init__(self, dimension: Dimension):
+        super().__init__(dimension.value)
+        self.dimension = dimension
+
+
+@dataclass(frozen=True)
+class ReportPolicy:
+    min_team_size: int  # privacy threshold of team views
+    cpm_by_network: Mapping[str, float]  # for earned media value
+
+
+@dataclass(frozen=True)
+class KpiReport:
+    dimension: Dimension
+    value: str
+    period: Period
+    kpis: dict
+
+
+@dataclass(frozen=True)
+class Series:
+    dimension: Dimension
+    value: str
+    granularity: Granularity
+    period: Period
+    points: list[SeriesPoint]
+
+
+@dataclass(frozen=True)
+class TeamReports:
+    period: Period
+    min_team_size: int
+    teams: list[KpiReport]  # at or above the threshold
+    hidden_teams: int  # how many were left out
+
+
+@dataclass(frozen=True)
+class Ranking:
+    period: Period
+    items: list[RankedItem]
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    period: Period
+    entries: list[LeaderboardEntry]
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    dimension: Dimension
+    value: str
+    point: SeriesPoint
+
+
+async def load_snapshot(store: MetricsStore, tenant: str, dimension: Dimension, value: str | None,
+                        period: Period) -> Snapshot:
+    """Everything one report needs, read once."""
+    return Snapshot(dimension, await store.list_counters(tenant, dimension, value, period),
+                    await store.list_activity(tenant, period), await store.list_ambassadors(tenant))
+
+
+class MetricsQueries:
+    """The KPI views, each scoped to the caller's tenant, with the privacy rules of team and individual figures."""
+
+    def __init__(self, generations: Generations, policy: ReportPolicy):
+        self.generations = generations
+        self.policy = policy
+
+    async def _live(self) -> MetricsStore:
+        return self.generations.store(await self.generations.current())
+
+    def _report(self, snapshot: Snapshot, value: str, period: Period) -> KpiReport:
+        return KpiReport(snapshot.dimension, value, period,
+                         kpis_of(snapshot, value, period, self.policy.cpm_by_network))
+
+    def _series(self, snapshot: Snapshot, value: str, period: Period, granularity: Granularity) -> Series:
+        return Series(snapshot.dimension, value, granularity, period,
+                      series_of(snapshot, value, period, granularity, self.policy.cpm_by_network))
+
+    async def _visible_snapshot(self, store: MetricsStore, tenant: str, dimension: Dimension, value: str,
+                                period: Period) -> Snapshot:
+        """One dimension value; UnknownSubject when the tenant never saw it; the threshold for teams."""
+        snapshot = await load_snapshot(store, tenant, dimension, value, period)
+        if dimension is Dimension.TEAM:
+            if not snapshot.rows and team_size(snapshot.ambassadors, value) == 0 \
+                    and not await store.list_counters(tenant, dimension, value, ALL_TIME):
+                raise UnknownSubject(dimension)
+            require_visible_team(snapshot.ambassadors, value, self.policy.min_team_size)
+        elif dimension in (Dimension.CAMPAIGN, Dimension.CONTENT) and not snapshot.rows:
+            if not await self._known(store, tenant, dimension, value):
+                raise UnknownSubject(dimension)
+        return snapshot
+
+    @staticmethod
+    async def _known(store: MetricsStore, tenant: str, dimension: Dimension, value: str) -> bool:
+        contents = await store.list_contents(tenant)
+        seen = {c.campaign_id if dimension is Dimension.CAMPAIGN else c.content_id for c in contents}
+        return value in seen or bool(await store.list_counters(tenant, dimension, value, ALL_TIME))
+
+    # --- the views ------------------------------------------------------------------------
+
+    async def overview(self, tenant: str, period: Period) -> KpiReport:
+        snapshot = await load_snapshot(await self._live(), tenant, Dimension.TENANT, TENANT_VALUE, period)
+        return self._report(snapshot, TENANT_VALUE, period)
+
+    async def report(self, tenant: str, dimension: Dimension, value: str, period: Period) -> KpiReport:
+        """One campaign, content item, network or team (teams only at or above the threshold)."""
+        snapshot = await self._visible_snapshot(await self._live(), tenant, dimension, value, period)
+        return self._report(snapshot, value, period)
+
+    async def teams(self, tenant: str, period: Period) -> TeamReports:
+        snapshot = await load_snapshot(await self._live(), tenant, Dimension.TEAM, None, period)
+        minimum = self.policy.min_team_size
+        teams = every_team(snapshot)
+        shown = sorted(t for t in teams if team_size(snapshot.ambassadors, t) >= minimum)
+        return TeamReports(period, minimum, [self._report(snapshot, team, period) for team in shown],
+                           len(teams) - len(shown))
+
+    async def series(self, tenant: str, dimension: Dimension, value: str, period: Period,
+                     granularity: Granularity) -> Series:
+        """KPIs per bucket of one dimension value (never an individual's: see `my_series`)."""
+        snapshot = await self._visible_snapshot(await self._live(), tenant, dimension, value, period)
+        return self._series(snapshot, value, period, granularity)
+
+    async def my_series(self, me: Person, period: Period, granularity: Granularity) -> Series:
+        """The caller's own figures; nobody else's can be asked for."""
+        snapshot = await load_snapshot(await self._live(), me.tenant, Dimension.AMBASSADOR, me.ambassador_id, period)
+        return self._series(snapshot, me.ambassador_id, period, granularity)
+
+    async def top_contents(self, tenant: str, period: Period, limit: int, min_impressions: int) -> Ranking:
+        rows = await (await self._live()).list_counters(tenant, Dimension.CONTENT, None, period)
+        return Ranking(period, ranked_by_engagement_rate(parts_by_value(rows), limit, min_impressions))
+
+    async def top_topics(self, tenant: str, period: Period, limit: int, min_impressions: int) -> Ranking:
+        """A content item's figures count for each of its topics."""
+        store = await self._live()
+        rows = await store.list_counters(tenant, Dimension.CONTENT, None, period)
+        by_topic = parts_by_topic(parts_by_value(rows), await store.list_contents(tenant))
+        return Ranking(period, ranked_by_engagement_rate(by_topic, limit, min_impressions))
+
+    async def leaderboard(self, tenant: str, period: Period, limit: int) -> Leaderboard:
+        snapshot = await load_snapshot(await self._live(), tenant, Dimension.AMBASSADOR, None, period)
+        return Leaderboard(period, leaderboard(snapshot, period, limit))
+
+    async def export(self, tenant: str, dimension: Dimension, period: Period,
+                     granularity: Granularity) -> list[ExportRow]:
+        """One row per bucket and value; teams below the threshold left out (never individuals: see the API)."""
+        snapshot = await load_snapshot(await self._live(), tenant, dimension, None, period)
+        return [ExportRow(dimension, value, point)
+                for value in visible_values(snapshot, self.policy.min_team_size)
+                for point in series_of(snapshot, value, period, granularity, self.policy.cpm_by_network)]
+
+    async def overview_changes(self, tenant: str, poll_seconds: float) -> AsyncIterator[KpiReport]:
+        """The last-30-day overview, now and each time it changes (polled every `poll_seconds`)."""
+        last: KpiReport | None = None
+        while True:
+            report = await self.overview(tenant, trailing_days(datetime.now(UTC).date()))
+            if report != last:
+                last = report
+                yield report
+                continue
+            await asyncio.sleep(poll_seconds)
+
+
+async def rebuild_generation(generations: Generations,
+                             replay: Callable[[int, MetricsStore], Awaitable[int]]) -> tuple[int, int]:
+    """Fill a fresh generation with `replay` (every topic from the start), then make it live.
+
+    Returns the generation and how many records were replayed. The old
+    generation stays untouched, so a switch back is one pointer write.
+    """
+    generation = await generations.allocate()
+    store = await generations.prepare(generation, empty=True)
+    applied = await replay(generation, store)
+    await generations.switch_to(generation)
+    return generation, applied

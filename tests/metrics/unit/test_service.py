@@ -1,0 +1,78 @@
+"""The use cases on the shared in-memory fakes: visibility rules, the live feed, the rebuild."""
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from advocacy_common.events import EngagementKind
+from metrics.handlers import project_batch
+from metrics.models import Dimension, Period
+from metrics.service import GroupTooSmall, MetricsQueries, ReportPolicy, UnknownSubject, rebuild_generation
+from metrics_testkit import BASE_DAY, CPM, InMemoryGenerations, build_log, engaged, envelope, opted_in, published, shared
+
+pytestmark = pytest.mark.unit
+PERIOD = Period(BASE_DAY.date(), BASE_DAY.date())
+
+
+def deliveries(tenant, *events):
+    return [d for records in build_log([(envelope(e, tenant), e) for e in events], 2).values() for d in records]
+
+
+def programme(tenant="t1"):
+    return deliveries(tenant, *[opted_in(f"a{n}", "red") for n in range(3)], opted_in("b1", "blue"),
+                      published("c1", "camp1"), published("c9", "quiet-campaign"),
+                      shared("s1", "a0", "c1", "camp1", "red"),
+                      engaged("e1", "s1", "a0", "c1", "camp1", "red", EngagementKind.IMPRESSION, 50))
+
+
+async def queries_with(*batches, minimum=3) -> tuple[MetricsQueries, InMemoryGenerations]:
+    generations = InMemoryGenerations()
+    for batch in batches:
+        await project_batch(generations.store(await generations.current()), batch)
+    return MetricsQueries(generations, ReportPolicy(minimum, CPM)), generations
+
+
+async def test_visibility_unknown_subjects_small_teams_and_other_tenants():
+    queries, _ = await queries_with(programme())
+    red = await queries.report("t1", Dimension.TEAM, "red", PERIOD)
+    assert (red.kpis["ambassadors_opted_in"], red.kpis["shares"], red.kpis["impressions"]) == (3, 1, 50)
+    with pytest.raises(GroupTooSmall):
+        await queries.report("t1", Dimension.TEAM, "blue", PERIOD)
+    listing = await queries.teams("t1", PERIOD)
+    assert [t.value for t in listing.teams] == ["red"] and listing.hidden_teams == 1
+    # A campaign known from the content projection has zero figures; one never seen is unknown.
+    assert (await queries.report("t1", Dimension.CAMPAIGN, "quiet-campaign", PERIOD)).kpis["shares"] == 0
+    for tenant, value in (("t1", "never-seen"), ("t2", "camp1")):
+        with pytest.raises(UnknownSubject):
+            await queries.report(tenant, Dimension.CAMPAIGN, value, PERIOD)
+
+
+async def test_the_feed_sends_the_overview_now_and_again_when_it_changes():
+    queries, generations = await queries_with(programme())
+    today = (datetime.now(UTC).date() - BASE_DAY.date()).days
+    feed = queries.overview_changes("t1", poll_seconds=0.01)
+    first = await anext(feed)
+    late = asyncio.create_task(anext(feed))
+    await asyncio.sleep(0.05)
+    assert not late.done()  # nothing changed: nothing sent
+    await project_batch(generations.store(1), deliveries("t1", shared("s-now", "a1", "c1", "camp1", "red", day=today)))
+    second = await asyncio.wait_for(late, timeout=2)
+    await feed.aclose()
+    assert (first.kpis["shares"], second.kpis["shares"]) == (0, 1)
+
+
+async def test_rebuild_fills_a_fresh_generation_then_makes_it_live():
+    queries, generations = await queries_with(programme())
+    live = await queries.overview("t1", PERIOD)
+    replayed = programme() + deliveries("t1", shared("s2", "a1", "c1", "camp1", "red"))
+
+    async def replay(generation, store):
+        assert generation == 2 and await generations.current() == 1  # readers stay on the old one meanwhile
+        await project_batch(store, replayed)
+        return len(replayed)
+
+    assert await rebuild_generation(generations, replay) == (2, len(replayed))
+    rebuilt = await queries.overview("t1", PERIOD)
+    assert (live.kpis["shares"], rebuilt.kpis["shares"]) == (1, 2)
+    assert (await generations.store(1).list_counters("t1", Dimension.TENANT, "all", PERIOD))[0].parts["shares"] == 1
