@@ -42,7 +42,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, text in {400: "Malformed request (an unreadable body, a cursor this API did not return)",
                        401: "Missing or invalid bearer token", 403: "Role not allowed",
                        404: "Not found (or another tenant's)", 413: "Request body too large",
-                       422: "Invalid input, the field is named", 429: "Too many requests; retry after a while"}.items()
+                       414: "Request URI too long", 422: "Invalid input, the field is named",
+                       429: "Too many requests; retry after a while", 431: "Request header fields too large"}.items()
 }
 
 
