@@ -97,7 +97,9 @@ async def test_profile_etag_and_if_match(client, provision, volunteer, as_employ
 async def test_recognition_is_given_by_people_with_a_reason(client, provision, volunteer, as_admin, as_employee):
     star = await provision("star@corp.example")
     await provision("peer@corp.example")
+    await provision("bystander@corp.example")
     await volunteer("star@corp.example")
+    await volunteer("peer@corp.example")
     url = f"/v1/ambassadors/{star['id']}/recognitions"
 
     kudos = await client.post(url, json={"reason": "Spotted the rumour early"},
@@ -108,6 +110,11 @@ async def test_recognition_is_given_by_people_with_a_reason(client, provision, v
     to_self = await client.post(url, json={"reason": "Me, myself"}, headers=as_employee("star@corp.example"))
 
     assert kudos.status_code == 201 and kudos.json()["giver_role"] == "peer"
+    # The ambassador role in a token is not enough: the giver is a peer who opted in, or an admin.
+    for outsider in ("stranger@elsewhere.example", "bystander@corp.example"):
+        refused = await client.post(url, json={"reason": "Great work"}, headers=as_employee(outsider))
+        assert refused.status_code == 403, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
     assert badge.status_code == 201 and badge.json()["giver_role"] == "admin"
     assert nameless.status_code == 422 and to_self.status_code == 422
     mine = await client.get("/v1/me/recognitions", headers=as_employee("star@corp.example"))

@@ -17,7 +17,8 @@ from enum import StrEnum
 from typing import Any
 
 import jwt
-from fastapi import Depends, Request
+from fastapi import Request, Security
+from fastapi.security import HTTPBearer
 
 from .errors import Problem
 
@@ -171,7 +172,14 @@ class JwtVerifier:
         return Principal(subject=str(claims["sub"]), tenant=tenant, roles=frozenset(map(str, roles)), claims=claims)
 
 
-async def authenticate(request: Request) -> Principal:
+# Declared by `authenticate`, so every operation that needs a token says so in the OpenAPI (`security`),
+# with the roles it accepts as the requirement's scopes (OpenAPI 3.1 allows role names there). The header
+# is read by `authenticate` itself: auto_error=False leaves every refusal to our problem documents.
+BEARER = HTTPBearer(scheme_name="bearer", bearerFormat="JWT", auto_error=False,
+                    description="An OIDC access token of the tenant's identity provider")
+
+
+async def authenticate(request: Request, _declared: object = Security(BEARER)) -> Principal:
     """FastAPI dependency: the caller, from `Authorization: Bearer <jwt>`."""
     verifier: JwtVerifier = request.app.state.verifier
     header = request.headers.get("authorization", "")
@@ -187,9 +195,13 @@ async def authenticate(request: Request) -> Principal:
 
 
 def require_roles(*roles: str):
-    """FastAPI dependency factory: the caller must hold at least one of `roles`."""
+    """FastAPI dependency factory: the caller must hold at least one of `roles`.
 
-    async def dependency(principal: Principal = Depends(authenticate)) -> Principal:
+    The roles become the scopes of the operation's `bearer` security requirement in the OpenAPI,
+    so the document (and the authorisation tests derived from it) say who may call what.
+    """
+
+    async def dependency(principal: Principal = Security(authenticate, scopes=list(roles))) -> Principal:
         if not principal.has_any(*roles):
             raise Problem(403, "Forbidden", f"This requires one of the roles: {', '.join(sorted(roles))}.")
         return principal

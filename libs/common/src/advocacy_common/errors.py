@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -62,6 +63,24 @@ def bad_request(field: str, message: str) -> Problem:
     return Problem(400, "Bad Request", f"{field}: {message}", errors=[{"field": field, "message": message}])
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+PROBLEM_STATUSES = {409: "Conflict with the resource's state", 412: "If-Match names another version",
+                    415: "Unsupported media type", 428: "If-Match is required"}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the problems an operation answers beyond those every operation may."""
+    return {status: {"description": PROBLEM_STATUSES[status], "content": {PROBLEM_JSON: {"schema": {"type": "object"}}}}
+            for status in statuses}
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of the application serves on this path: Starlette names only those of the
+    first route whose path matched, and a path often has several routes (GET here, POST there)."""
+    return ", ".join(method for method in HTTP_METHODS if any(
+        route.matches({**request.scope, "method": method})[0] is Match.FULL for route in request.app.router.routes))
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
     return JSONResponse(problem.body(str(request.url.path) if request else None), status_code=problem.status,
                         media_type=PROBLEM_JSON, headers=problem.headers)
@@ -88,7 +107,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus._value2member_map_ else "Error"
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
-        return problem_response(Problem(exc.status_code, title, detail, headers=getattr(exc, "headers", None)), request)
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return problem_response(Problem(exc.status_code, title, detail, headers=headers), request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

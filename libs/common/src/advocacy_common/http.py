@@ -39,8 +39,11 @@ HTTP_METRICS = (metrics.requests(), metrics.latency(should_include_status=False)
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {PROBLEM_JSON: {"schema": {"type": "object"}}}}
-    for code, text in {401: "Missing or invalid bearer token", 403: "Role not allowed",
-                       404: "Not found (or another tenant's)", 422: "Invalid input, the field is named"}.items()
+    for code, text in {400: "Malformed request (an unreadable body, a cursor this API did not return)",
+                       401: "Missing or invalid bearer token", 403: "Role not allowed",
+                       404: "Not found (or another tenant's)", 413: "Request body too large",
+                       414: "Request URI too long", 422: "Invalid input, the field is named",
+                       429: "Too many requests; retry after a while", 431: "Request header fields too large"}.items()
 }
 
 

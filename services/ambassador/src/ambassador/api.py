@@ -13,7 +13,7 @@ from fastapi.encoders import jsonable_encoder
 
 from advocacy_common.api_support import etag, fingerprint, idempotency_key, idempotent_id, require_if_match
 from advocacy_common.auth import Principal, Role, require_roles
-from advocacy_common.errors import Problem, invalid, not_found, problem_response
+from advocacy_common.errors import Problem, invalid, not_found, problem_response, problem_responses
 
 from .models import ConsentEntry, DomainError, NotFound, Person, Profile, SelfRecognition
 from .schemas import AmbassadorView, CharterAcceptanceRequest, ConsentView, ErasureView, OptInRequest, \
@@ -123,7 +123,7 @@ async def get_me(response: Response, person: Person = Depends(me), ambassadors: 
     return await view_of(ambassadors, person, response)
 
 
-@router.post("/opt-in", response_model=AmbassadorView)
+@router.post("/opt-in", response_model=AmbassadorView, responses=problem_responses(409))
 async def opt_in_me(body: OptInRequest, response: Response, person: Person = Depends(me),
                     ambassadors: AmbassadorService = Depends(service)):
     """Volunteer: accept the current charter version (and optionally set your profile).
@@ -145,7 +145,7 @@ async def opt_out_me(response: Response, body: OptOutRequest | None = None, pers
     return await view_of(ambassadors, updated, response)
 
 
-@router.post("/charter-acceptances", response_model=AmbassadorView)
+@router.post("/charter-acceptances", response_model=AmbassadorView, responses=problem_responses(409))
 async def accept_current_charter(body: CharterAcceptanceRequest, response: Response, person: Person = Depends(me),
                                  ambassadors: AmbassadorService = Depends(service)):
     """Accept a new charter version; until you do, you receive no new suggestions."""
@@ -160,7 +160,7 @@ async def get_profile(response: Response, person: Person = Depends(me)):
     return ProfileView(ambassador_id=person.id, profile=person.profile)
 
 
-@router.put("/profile", response_model=ProfileView)
+@router.put("/profile", response_model=ProfileView, responses=problem_responses(409, 412))
 async def put_profile(profile: Profile, request: Request, response: Response, person: Person = Depends(me),
                       ambassadors: AmbassadorService = Depends(service)):
     """Replace your profile (send If-Match with the ETag you read). Handles stay here; what other

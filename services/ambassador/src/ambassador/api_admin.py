@@ -78,7 +78,9 @@ async def list_consents(cursor: Cursor | None = None, limit: int | None = None, 
     return page_of(found, consent_view)
 
 
-@router.get("/consents/export", tags=["consents"])
+@router.get("/consents/export", tags=["consents"], response_class=StreamingResponse, responses={200: {
+    "description": "One consent record a row (CSV) or a line (JSON lines)",
+    "content": {"text/csv": {"schema": {"type": "string"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}})
 async def export_consents(format: ExportFormat = "csv", principal: Principal = Depends(ADMIN),
                           ambassadors: AmbassadorService = Depends(service)):
     """All consent records of the tenant as CSV or JSON lines, for auditors."""

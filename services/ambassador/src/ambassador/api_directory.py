@@ -12,10 +12,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response, Security
 from fastapi.responses import JSONResponse
 
-from advocacy_common.auth import Principal, Role, authenticate, require_roles
+from advocacy_common.auth import BEARER, Principal, Role, authenticate, require_roles
 from advocacy_common.errors import Problem, invalid
 
 from .api import service
@@ -32,6 +32,19 @@ INTEGRATION = require_roles(Role.INTEGRATOR, Role.ADMIN)
 SCIM_MAX_COUNT = 200
 SCIM_MAX_INDEX = 2**31 - 1
 SCIM_BASE = "/scim/v2"
+_SCIM_CONTENT = {SCIM_JSON: {"schema": {"type": "object"}}}
+# SCIM answers, errors included, in application/scim+json (RFC 7644), as Okta and Entra expect.
+SCIM_ERRORS = {status: {"description": text, "content": _SCIM_CONTENT} for status, text in {
+    400: "invalidSyntax, invalidFilter or invalidValue", 401: "Missing or invalid bearer token",
+    403: "The integrator role is required", 404: "No such user in the tenant",
+    409: "uniqueness, or a concurrent change",
+    413: "Request body too large", 429: "Too many requests"}.items()}
+SCIM_BODY = {"requestBody": {"required": True, "content": _SCIM_CONTENT}}
+
+
+def scim_responses(status: int | None = 200) -> dict[int | str, dict]:
+    ok = {} if status is None else {status: {"description": "OK", "content": _SCIM_CONTENT}}
+    return {**ok, **SCIM_ERRORS}
 
 router = APIRouter(tags=["directory"])
 scim_router = APIRouter(prefix=SCIM_BASE, tags=["scim"])
@@ -89,7 +102,10 @@ def install_scim_errors(app: FastAPI) -> None:
         return JSONResponse(exc.body(), status_code=exc.status, media_type=SCIM_JSON, headers=headers)
 
 
-async def scim_caller(request: Request) -> Principal:
+SCIM_ROLES = (Role.INTEGRATOR, Role.ADMIN)
+
+
+async def scim_caller(request: Request, _declared: object = Security(BEARER, scopes=list(SCIM_ROLES))) -> Principal:
     """The integrator's token, with errors in the SCIM format Okta and Entra expect."""
     try:
         principal = await authenticate(request)
@@ -97,7 +113,7 @@ async def scim_caller(request: Request) -> Principal:
         if problem.status == 429:
             raise  # as a problem document, with its Retry-After
         raise ScimError(problem.status, problem.detail or problem.title) from None
-    if not principal.has_any(Role.INTEGRATOR, Role.ADMIN):
+    if not principal.has_any(*SCIM_ROLES):
         raise ScimError(403, "This requires the integrator role.")
     return principal
 
@@ -141,7 +157,7 @@ def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
     return value
 
 
-@scim_router.get("/Users")
+@scim_router.get("/Users", responses=scim_responses())
 async def scim_list_users(request: Request, principal: Principal = Depends(scim_caller),
                           ambassadors: AmbassadorService = Depends(service)):
     """List users; `filter=userName eq "..."` (or externalId), `startIndex` (1-based) and `count`."""
@@ -152,7 +168,7 @@ async def scim_list_users(request: Request, principal: Principal = Depends(scim_
     return scim_json(list_response([_resource(request, p) for p in people], total, start_index))
 
 
-@scim_router.post("/Users")
+@scim_router.post("/Users", status_code=201, responses=scim_responses(201), openapi_extra=SCIM_BODY)
 async def scim_create_user(request: Request, principal: Principal = Depends(scim_caller),
                            ambassadors: AmbassadorService = Depends(service)):
     """Provision a user; 409 `uniqueness` when the userName exists."""
@@ -166,7 +182,7 @@ async def scim_create_user(request: Request, principal: Principal = Depends(scim
     return response
 
 
-@scim_router.get("/Users/{person_id}")
+@scim_router.get("/Users/{person_id}", responses=scim_responses())
 async def scim_get_user(person_id: str, request: Request, principal: Principal = Depends(scim_caller),
                         ambassadors: AmbassadorService = Depends(service)):
     """One user."""
@@ -187,7 +203,7 @@ async def _change_entry(request: Request, ambassadors: AmbassadorService, tenant
     return scim_json(_resource(request, person), person=person)
 
 
-@scim_router.put("/Users/{person_id}")
+@scim_router.put("/Users/{person_id}", responses=scim_responses(), openapi_extra=SCIM_BODY)
 async def scim_replace_user(person_id: str, request: Request, principal: Principal = Depends(scim_caller),
                             ambassadors: AmbassadorService = Depends(service)):
     """Replace a user; `active: false` deactivates (and opts out an ambassador)."""
@@ -195,7 +211,7 @@ async def scim_replace_user(person_id: str, request: Request, principal: Princip
     return await _change_entry(request, ambassadors, principal.tenant, person_id, lambda _: entry)
 
 
-@scim_router.patch("/Users/{person_id}")
+@scim_router.patch("/Users/{person_id}", responses=scim_responses(), openapi_extra=SCIM_BODY)
 async def scim_patch_user(person_id: str, request: Request, principal: Principal = Depends(scim_caller),
                           ambassadors: AmbassadorService = Depends(service)):
     """PatchOp add/replace/remove, as Okta (`{"active": false}`) and Entra (`path: active`) send it.
@@ -206,7 +222,7 @@ async def scim_patch_user(person_id: str, request: Request, principal: Principal
                                lambda person: entry_from_resource(apply_patch(_resource(request, person), patch)))
 
 
-@scim_router.delete("/Users/{person_id}", status_code=204)
+@scim_router.delete("/Users/{person_id}", status_code=204, responses=scim_responses(None))
 async def scim_delete_user(person_id: str, principal: Principal = Depends(scim_caller),
                            ambassadors: AmbassadorService = Depends(service)):
     """Deprovision: the person's data is erased as for a GDPR request (see README), and
@@ -216,13 +232,13 @@ async def scim_delete_user(person_id: str, principal: Principal = Depends(scim_c
     return Response(status_code=204)
 
 
-@scim_router.get("/ServiceProviderConfig")
+@scim_router.get("/ServiceProviderConfig", responses=scim_responses())
 async def scim_service_provider_config(principal: Principal = Depends(scim_caller)):
     """What this SCIM endpoint supports."""
     return scim_json(SERVICE_PROVIDER_CONFIG)
 
 
-@scim_router.get("/ResourceTypes")
+@scim_router.get("/ResourceTypes", responses=scim_responses())
 async def scim_resource_types(principal: Principal = Depends(scim_caller)):
     """The one resource type: User."""
     user_type = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"], "id": "User", "name": "User",

@@ -8,7 +8,7 @@ from fastapi.encoders import jsonable_encoder
 from advocacy_common.api_support import etag, page_size
 from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.bounded import Cursor
-from advocacy_common.errors import invalid
+from advocacy_common.errors import invalid, problem_responses
 
 from .api import ADMIN, AMBASSADOR, creation_id, if_match, me, page_of, service
 from .models import Person, Recognition, RecognitionKind, Signal, SignalStatus, TrainingCompletion, \
@@ -18,6 +18,8 @@ from .schemas import CompletionRequest, CompletionView, Page, RecognitionRequest
 from .service import AmbassadorService
 
 router = APIRouter()
+STALE = problem_responses(412)  # If-Match names another version
+CONFLICTS = problem_responses(409, 412)  # and the resource's state forbids the change
 PEOPLE = require_roles(Role.ADMIN, Role.AMBASSADOR)
 
 
@@ -105,7 +107,7 @@ async def get_module(module_id: str, response: Response, principal: Principal = 
     return module_view(await ambassadors.module(principal.tenant, module_id), response)
 
 
-@router.put("/training/modules/{module_id}", response_model=TrainingModuleView, tags=["training"])
+@router.put("/training/modules/{module_id}", response_model=TrainingModuleView, tags=["training"], responses=STALE)
 async def replace_module(module_id: str, body: TrainingModuleRequest, request: Request, response: Response,
                          principal: Principal = Depends(ADMIN), ambassadors: AmbassadorService = Depends(service)):
     """Replace a module (If-Match with the ETag you read)."""
@@ -161,7 +163,7 @@ async def get_signal(signal_id: str, response: Response, principal: Principal = 
     return signal_view(await ambassadors.signal(principal.tenant, signal_id), response)
 
 
-@router.patch("/signals/{signal_id}", response_model=SignalView, tags=["signals"])
+@router.patch("/signals/{signal_id}", response_model=SignalView, tags=["signals"], responses=CONFLICTS)
 async def triage_signal(signal_id: str, body: SignalTriageRequest, request: Request, response: Response,
                         principal: Principal = Depends(ADMIN), ambassadors: AmbassadorService = Depends(service)):
     """Triage: new -> acknowledged -> closed (or new -> closed). If-Match is honoured."""

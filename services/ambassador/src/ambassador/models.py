@@ -222,6 +222,11 @@ class Deactivated(DomainError):
     status, title = 403, "Forbidden"
 
 
+class NotAPeer(DomainError):
+    """Recognition from a peer needs a peer: someone in the directory who opted in."""
+    status, title = 403, "Forbidden"
+
+
 class NoCurrentCharter(DomainError):
     pass
 

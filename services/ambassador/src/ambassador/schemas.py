@@ -152,7 +152,10 @@ class SignalView(BaseModel):
 
 
 class ImportRequest(Request):
-    employees: list[dict[str, Any]] = Field(description="Rows with the fields of a directory entry")
+    # Items are not constrained: a row that is not a directory entry is reported in `errors` (the others
+    # are applied), so the document must not promise a refusal the endpoint does not make.
+    employees: list[Any] = Field(description="Rows with the fields of a directory entry; a row that is not "
+                                             "one is reported in `errors` and the others are applied")
 
 
 class ImportRowError(BaseModel):

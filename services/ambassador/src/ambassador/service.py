@@ -32,6 +32,7 @@ from advocacy_common.repository import AlreadyExists, Page, StaleWrite, UnitOfWo
 
 from .models import (
     Change,
+    NotAPeer,
     Charter,
     CharterText,
     ConsentEntry,
@@ -356,6 +357,10 @@ class AmbassadorService:
         giver = await self.people.find_by_key(tenant, self.subject_attribute, giver_subject)
         if giver is not None and giver.id == recipient.id:
             raise SelfRecognition(recipient_id)
+        if giver_role != "admin" and (giver is None or not giver.is_ambassador):
+            # The ambassador role alone is not enough: a token holder outside the directory, or an
+            # employee who never opted in, is nobody's peer in the programme.
+            raise NotAPeer("Recognition comes from programme admins or from ambassadors who opted in.")
         recognition = Recognition(id=recognition_id, tenant=tenant, recipient_id=recipient.id,
                                   giver_id=giver.id if giver else None, giver_role=giver_role, kind=kind,
                                   badge=badge, reason=reason, created_at=self.clock())
@@ -364,6 +369,7 @@ class AmbassadorService:
 
     async def recognitions_received(self, tenant: str, person_id: str, cursor: str | None,
                                     limit: int) -> Page[Recognition]:
+        await self.person(tenant, person_id)  # another tenant's person is not found, not an empty list
         return await self.recognitions.page_received(tenant, person_id, cursor, limit)
 
     # --- training -------------------------------------------------------------------------------------------
@@ -402,6 +408,7 @@ class AmbassadorService:
         return completion
 
     async def completions_of(self, tenant: str, person_id: str) -> list[TrainingCompletion]:
+        await self.person(tenant, person_id)  # another tenant's person is not found, not an empty list
         return await self.completions.of_person(tenant, person_id)
 
     # --- signals ----------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from advocacy_common.api_support import etag, idempotency_key, key_reused_with_other_body, page_size, require_if_match
 from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.bounded import Cursor, QueryText, SaneDate, SaneDatetime
-from advocacy_common.errors import Problem, conflict, invalid, problem_response
+from advocacy_common.errors import Problem, conflict, invalid, problem_response, problem_responses
 
 
 from .models import (
@@ -27,6 +27,8 @@ MAX_CALENDAR_DAYS = 92
 MAX_CALENDAR_ITEMS = 2000
 
 router = APIRouter(prefix="/v1")
+STALE = problem_responses(412)  # If-Match names another version
+CONFLICTS = problem_responses(409, 412)  # and the resource's state forbids the change
 staff = require_roles(Role.EDITOR, Role.REVIEWER, Role.ADMIN)
 editors = require_roles(Role.EDITOR)
 campaign_writers = require_roles(Role.EDITOR, Role.ADMIN)
@@ -70,7 +72,7 @@ async def get_campaign(campaign_id: str, request: Request, response: Response,
     return _tagged(response, CampaignOut.from_domain(campaign), campaign)
 
 
-@router.patch("/campaigns/{campaign_id}", response_model=CampaignOut, tags=["campaigns"])
+@router.patch("/campaigns/{campaign_id}", response_model=CampaignOut, tags=["campaigns"], responses=STALE)
 async def update_campaign(campaign_id: str, patch: CampaignPatch, request: Request, response: Response,
                           principal: Principal = Depends(campaign_writers)) -> CampaignOut:
     """Change some fields of a campaign. With `If-Match`, answers 412 if it changed since you read it."""
@@ -118,7 +120,7 @@ async def get_content(item_id: str, request: Request, response: Response,
     return _tagged(response, ContentOut.from_domain(item), item)
 
 
-@router.patch("/content/{item_id}", response_model=ContentOut, tags=["content"])
+@router.patch("/content/{item_id}", response_model=ContentOut, tags=["content"], responses=CONFLICTS)
 async def update_content(item_id: str, patch: ContentPatch, request: Request, response: Response,
                          principal: Principal = Depends(editors)) -> ContentOut:
     """Edit an item. An approved item returns to review; a published one emits `content.updated.v1`.
@@ -132,14 +134,14 @@ async def update_content(item_id: str, patch: ContentPatch, request: Request, re
     return _tagged(response, ContentOut.from_domain(item), item)
 
 
-@router.post("/content/{item_id}/submit", response_model=ContentOut, tags=["workflow"])
+@router.post("/content/{item_id}/submit", response_model=ContentOut, tags=["workflow"], responses=CONFLICTS)
 async def submit_content(item_id: str, request: Request, response: Response,
                          principal: Principal = Depends(editors)) -> ContentOut:
     """Send a draft to review (it needs `publish_at` and at least one suggested text)."""
     return await _act(request, response, principal, item_id, Action.SUBMIT)
 
 
-@router.post("/content/{item_id}/approve", response_model=ContentOut, tags=["workflow"])
+@router.post("/content/{item_id}/approve", response_model=ContentOut, tags=["workflow"], responses=CONFLICTS)
 async def approve_content(item_id: str, request: Request, response: Response, body: Comment | None = None,
                           principal: Principal = Depends(reviewers)) -> ContentOut:
     """Approve an item in review; it then publishes itself at `publish_at`.
@@ -149,14 +151,14 @@ async def approve_content(item_id: str, request: Request, response: Response, bo
     return await _act(request, response, principal, item_id, Action.APPROVE, body.comment if body else None)
 
 
-@router.post("/content/{item_id}/reject", response_model=ContentOut, tags=["workflow"])
+@router.post("/content/{item_id}/reject", response_model=ContentOut, tags=["workflow"], responses=CONFLICTS)
 async def reject_content(item_id: str, body: Rejection, request: Request, response: Response,
                          principal: Principal = Depends(reviewers)) -> ContentOut:
     """Send an item in review back to draft, with a comment for its author."""
     return await _act(request, response, principal, item_id, Action.REJECT, body.comment)
 
 
-@router.post("/content/{item_id}/withdraw", response_model=ContentOut, tags=["workflow"])
+@router.post("/content/{item_id}/withdraw", response_model=ContentOut, tags=["workflow"], responses=CONFLICTS)
 async def withdraw_content(item_id: str, request: Request, response: Response, body: Comment | None = None,
                            principal: Principal = Depends(withdrawers)) -> ContentOut:
     """Retire an item now; if it was published, `content.retired.v1` (reason `withdrawn`) follows."""
@@ -216,7 +218,7 @@ async def get_settings(request: Request, response: Response,
     return _tagged(response, TenantSettingsOut.from_domain(current), current)
 
 
-@router.put("/settings", response_model=TenantSettingsOut, tags=["settings"])
+@router.put("/settings", response_model=TenantSettingsOut, tags=["settings"], responses=STALE)
 async def put_settings(body: TenantSettingsIn, request: Request, response: Response,
                        principal: Principal = Depends(admins)) -> TenantSettingsOut:
     """Replace the tenant's editorial settings. With `If-Match`, 412 if they changed since you read them."""

@@ -9,7 +9,7 @@ from advocacy_common.bounded import Cursor, PathId
 from advocacy_common.api_support import etag, idempotency_key, page_size, require_if_match
 from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.envelope import utcnow
-from advocacy_common.errors import Problem, problem_response
+from advocacy_common.errors import Problem, problem_response, problem_responses
 
 from .models.authenticity import AuthenticityPolicy
 from .models.engagement import Connector as ConnectorModel
@@ -138,6 +138,7 @@ async def _ingest(request: Request, principal: Principal, connector_id: PathId, 
 
 
 @router.post("/connectors/{connector_id}/engagements", status_code=202, response_model=ReportAccepted,
+             responses=problem_responses(409),
              openapi_extra={**SIGNED_REPORT, "requestBody": {"content": {"application/json": {
                  "schema": EngagementReport.model_json_schema()}}}})
 async def report_engagement(request: Request, connector_id: PathId,
@@ -149,6 +150,7 @@ async def report_engagement(request: Request, connector_id: PathId,
 
 
 @router.post("/connectors/{connector_id}/conversions", status_code=202, response_model=ReportAccepted,
+             responses=problem_responses(409),
              openapi_extra={**SIGNED_REPORT, "requestBody": {"content": {"application/json": {
                  "schema": ConversionReport.model_json_schema()}}}})
 async def report_conversion(request: Request, connector_id: PathId,
@@ -167,7 +169,7 @@ async def get_policy(request: Request, response: Response,
     return stored.policy
 
 
-@router.put("/settings/authenticity", response_model=AuthenticityPolicy)
+@router.put("/settings/authenticity", response_model=AuthenticityPolicy, responses=problem_responses(412))
 async def put_policy(request: Request, response: Response, body: AuthenticityPolicy,
                      principal: Principal = Depends(ADMIN)) -> AuthenticityPolicy:
     """Replace the thresholds (0..1 similarity above which a text counts as a near-copy) and whether a
@@ -193,8 +195,9 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-@public.get("/r/{code}", response_class=RedirectResponse, status_code=302,
-            responses={302: {"description": "To the content, with UTM parameters"}, 404: {"description": "Unknown"}})
+@public.get("/r/{code}", response_class=RedirectResponse, status_code=302, openapi_extra={"security": []},
+            responses={302: {"description": "To the content, with UTM parameters"},
+                       404: {"description": "Unknown link: a page for people", "content": {"text/html": {}}}})
 async def redirect(request: Request, code: PathId) -> Response:
     """Public tracked link: redirects to the content and counts the click (link-preview bots are not counted;
     visitors are counted once per link through a salted hash, no IP is stored)."""

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from advocacy_common.bounded import PathId, QueryText, SaneDate
-from advocacy_common.auth import Principal, Role, authenticate, require_roles
+from advocacy_common.auth import BEARER, Principal, Role, authenticate, require_roles
 from advocacy_common.errors import Problem, invalid, not_found, problem_response
 from advocacy_common.events import Network
 from advocacy_common.stream_tickets import MongoTicketLedger, StreamSlots, TicketSigner
@@ -207,8 +207,8 @@ async def issue_stream_ticket(request: Request, response: Response,
 
 
 async def stream_caller(request: Request, ticket: Annotated[str | None, Query(
-        description="A ticket from POST /v1/stream-tickets, for clients that cannot send the header")] = None
-                        ) -> Principal:
+        description="A ticket from POST /v1/stream-tickets, for clients that cannot send the header")] = None,
+                        _declared: object = Security(BEARER, scopes=list(STREAM_ROLES))) -> Principal:
     """The caller of the stream: from a single-use ticket when one is given, else from the bearer token."""
     if ticket is None:
         principal = await authenticate(request)
