@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help install infra-up infra-down infra-status infra-logs up down status test test-unit test-integration bench lock clean
+.PHONY: help install infra-up infra-down infra-status infra-logs up down status test test-unit test-integration bench chaos lock clean
 
 help:
 	@echo "make up            install what is missing and run the whole stack (docker compose if a Docker engine answers, local processes otherwise)"
@@ -12,6 +12,8 @@ help:
 	@echo "make test          install what is missing and run the full test suite on real Kafka and FerretDB/MongoDB"
 	@echo "make infra-up|infra-down|infra-status|infra-logs   the local Kafka and FerretDB only"
 	@echo "make bench         run the benchmarks under bench/"
+	@echo "make chaos         the whole system under traffic, kills and restarts, on its own Kafka/FerretDB; exact checks"
+	@echo "                   (EVENTS=200000 KILLS=24 SEED=1 CHAOS_ARGS='--db-restarts 0 ...'; see tests/chaos/README.md)"
 
 $(UV):
 	@bash scripts/ensure-uv.sh
@@ -50,6 +52,13 @@ test-unit: install
 
 bench: install infra-up
 	@for b in bench/*.py; do echo "== $$b"; $(UV) run --frozen python $$b || exit 1; done
+
+EVENTS ?= 200000
+KILLS ?= 24
+SEED ?= 1
+CHAOS_ARGS ?=
+chaos: install
+	@$(UV) run --frozen python -m tests.chaos.driver --events $(EVENTS) --kills $(KILLS) --seed $(SEED) $(CHAOS_ARGS)
 
 lock: $(UV)
 	@$(UV) lock

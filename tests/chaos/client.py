@@ -39,6 +39,7 @@ class Api:
     tokens: dict[tuple, str] = field(default_factory=dict)
     retries: Counter = field(default_factory=Counter)
     server_errors: Counter = field(default_factory=Counter)
+    latencies: dict[str, list[float]] = field(default_factory=dict)  # label -> seconds of answered attempts
 
     async def __aenter__(self) -> Api:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -68,8 +69,10 @@ class Api:
             attempt += 1
             if factory is not None:
                 kwargs.update(factory())
+            sent = time.monotonic()
             try:
                 response = await self.clients[service].request(method, path, **kwargs)
+                self.latencies.setdefault(label, []).append(time.monotonic() - sent)
             except NOT_SENT:
                 pass
             except ANSWER_LOST:
@@ -82,5 +85,14 @@ class Api:
                     self.server_errors[f"{label} -> {response.status_code}"] += 1
             if time.monotonic() > deadline:
                 raise GaveUp(f"{label}: no answer within {self.deadline_seconds} s")
-            self.retries[service] += 1
+            self.retries[label] += 1
             await asyncio.sleep(min(2.0, 0.1 * attempt) * (0.5 + random.random()))
+
+
+def latency_line(latencies: dict[str, list[float]]) -> str:
+    parts = []
+    for label, seconds in sorted(latencies.items()):
+        ordered = sorted(seconds)
+        parts.append(f"{label} n={len(ordered)} p50={ordered[len(ordered) // 2] * 1000:.0f} ms "
+                     f"p95={ordered[int(len(ordered) * 0.95)] * 1000:.0f} ms")
+    return "; ".join(parts)

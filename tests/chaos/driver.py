@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import signal
 import sys
 import time
 import uuid
@@ -25,7 +26,7 @@ from advocacy_common.dev_issuer import DevIssuer, JwksServer
 from advocacy_common.topics import TopicNames, ensure_topics
 
 from .checks import Poison, committed_offsets, dead_letter_problems, end_offsets, lags, pending_outboxes
-from .client import Api
+from .client import Api, latency_line
 from .processes import REPO_ROOT, SERVICES, Instance, Stack
 from .reference import TENANT, Reference
 from .traffic import Person, Tenant, Traffic
@@ -132,17 +133,20 @@ async def settle(stack: Stack, api: Api, reference: Reference, tenants: list[Ten
 
 def report(options, state: dict, traffic: Traffic, chaos: Chaos, stack: Stack, poison: Poison, kafka_events: int,
            durations: dict[str, float], api: Api) -> None:
-    engagement_seconds = durations["programme + engagement"]
     print("\n===== chaos run summary =====")
     print(f"seed {options.seed}; target {options.events} events")
-    print(f"events acknowledged by the APIs: {traffic.events}; records on the event topics (minus poison): "
-          f"{kafka_events}; {kafka_events / engagement_seconds:.0f} events/s over {engagement_seconds:.0f} s of traffic")
+    seconds = durations["programme + engagement"]
+    print(f"events acknowledged: {traffic.events} ({traffic.events / seconds:.0f} events/s over {seconds:.0f} s "
+          f"of traffic): domain events, clicks, and the impressions, reactions... the signed reports carry")
+    print(f"API operations acknowledged: {traffic.operations} ({traffic.operations / seconds:.1f}/s); records "
+          f"on the event topics (poison excluded): {kafka_events} ({kafka_events / seconds:.1f}/s)")
     print("operations: " + ", ".join(f"{k}={v}" for k, v in sorted(traffic.counts.items())))
     print(f"kills ({sum(stack.kills.values())}): " + ", ".join(f"{k}={v}" for k, v in sorted(stack.kills.items())))
     print("restarts: " + (", ".join(f"{k} (down {v:.1f} s)" for k, v in chaos.restarts.items()) or "none"))
     if chaos.crashes:
         print("processes that died WITHOUT being killed: " + ", ".join(f"{k}={v}" for k, v in chaos.crashes.items()))
-    print(f"client retries by service: {dict(api.retries)}; 5xx answers seen: {dict(api.server_errors) or 'none'}")
+    print(f"latencies: {latency_line(api.latencies)}")
+    print(f"client retries: {dict(api.retries)}; 5xx answers seen: {dict(api.server_errors) or 'none'}")
     print(f"poison injected ({len(poison.injected)}): {dict(poison.by_kind())}; dead letters by topic: "
           f"{dict(state['letters'])}")
     print("consumer groups per topic: " + "; ".join(f"{t}: {sorted(g)}" for t, g in sorted(state["groups"].items())))
@@ -216,7 +220,7 @@ async def run(options) -> int:
         stack.stop_all()
         jwks.stop()
         if not options.keep_infra:
-            await asyncio.to_thread(instance.stop)
+            instance.stop()
 
 
 async def progress_ticker(traffic: Traffic, target: int, stack: Stack) -> None:
@@ -252,6 +256,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a terminated run still stops what it started
     sys.exit(asyncio.run(run(parse(argv))))
 
 

@@ -141,6 +141,8 @@ class Stack:
         self.processes[name] = subprocess.Popen([str(script)], env=self.env(service), stdout=log,
                                                 stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
+        with open(self.logs / "pids", "a") as pids:  # for kill_leftovers, should this driver die first
+            pids.write(f"{self.processes[name].pid} {name}\n")
 
     async def start_all(self) -> None:
         for service in SERVICES:
@@ -191,3 +193,19 @@ class Stack:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def kill_leftovers(local: Path) -> list[str]:
+    """SIGKILL the service processes a driver started under `local` and could not stop (it was killed)."""
+    killed = []
+    for pids in local.glob("runs/*/pids"):
+        for line in pids.read_text().splitlines():
+            pid, name = line.split()
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except FileNotFoundError:
+                continue
+            if f"/{name}" in cmdline:  # the same process, not a recycled pid
+                os.kill(int(pid), signal.SIGKILL)
+                killed.append(name)
+    return killed

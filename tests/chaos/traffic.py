@@ -27,8 +27,9 @@ HUMANS = ("Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.
 BOTS = ("LinkedInBot/1.0 (compatible; Mozilla/5.0; Apache-HttpClient +http://www.linkedin.com)",
         "Twitterbot/1.0", "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
         "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
-KINDS = (("impression", 40, 2000), ("reaction", 25, 60), ("comment", 15, 20), ("comment_reply", 10, 15),
-         ("reshare", 10, 10))
+# (kind, weight, largest count): a report carries `count` events of its kind (e.g. 150 impressions).
+KINDS = (("impression", 40, 200), ("reaction", 25, 20), ("comment", 15, 6), ("comment_reply", 10, 4),
+         ("reshare", 10, 4))
 
 
 class TrafficError(AssertionError):
@@ -72,7 +73,8 @@ class Traffic:
     reference: Reference
     rng: random.Random
     run_id: str
-    events: int = 0  # acknowledged operations that emit an event
+    events: int = 0  # acknowledged events: domain events, and each impression, reaction... a report carries
+    operations: int = 0  # acknowledged API calls that emit something
     counts: Counter = field(default_factory=Counter)
     unexpected: list[str] = field(default_factory=list)
     _ids: int = 0
@@ -83,6 +85,7 @@ class Traffic:
 
     def acked(self, kind: str, events: int = 1) -> None:
         self.counts[kind] += 1
+        self.operations += 1
         self.events += events
 
     def refuse(self, what: str, response) -> None:
@@ -287,7 +290,7 @@ class Traffic:
         # 409 "already received": an earlier attempt of ours was acknowledged by Kafka, its answer was lost.
         if response.status_code == 202 or (response.status_code == 409 and "already received" in response.text):
             self.reference.engaged(share, kind, count)
-            self.acked("report")
+            self.acked("report", count)
         else:
             self.refuse("report", response)
 
@@ -298,7 +301,7 @@ class Traffic:
         response = await self._signed(tenant, "conversions", report, "conversion")
         if response.status_code == 202 or (response.status_code == 409 and "already received" in response.text):
             self.reference.converted(share, kind, count)
-            self.acked("conversion")
+            self.acked("conversion", count)
         else:
             self.refuse("conversion", response)
 
