@@ -221,6 +221,7 @@ class Traffic:
                 json={"content_id": content_id, "network": person.network, "text": text})
             if prepared.status_code in (200, 201):  # 200: a replay of the same key
                 break
+            self.counts[f"prepare_refused_{refusal_rule(prepared)}"] += 1
             if time.monotonic() > deadline:
                 return self.refuse("prepare", prepared)
             if not (prepared.status_code == 422 and "similar" in prepared.text):
@@ -332,6 +333,13 @@ class Traffic:
             return
         self.reference.clicked(share, visitor)
         self.acked("click")
+
+
+def refusal_rule(response) -> str:
+    try:
+        return str(response.json().get("rule") or response.status_code)
+    except ValueError:
+        return str(response.status_code)
 
 
 async def gather_limited(jobs, limit: int) -> None:
