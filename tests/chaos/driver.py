@@ -56,8 +56,8 @@ class Chaos:
         self.actions += [((i + 0.5) / poison_rounds, "poison", "") for i in range(poison_rounds)]
         self.actions.sort()
 
-    async def run(self, progress) -> None:
-        while self.actions:
+    async def run(self, progress, stopped: asyncio.Event) -> None:
+        while self.actions and not stopped.is_set():
             self.revive_crashed()
             while self.actions and self.actions[0][0] <= progress():
                 _, kind, target = self.actions.pop(0)
@@ -134,7 +134,9 @@ async def settle(stack: Stack, api: Api, reference: Reference, tenants: list[Ten
 def report(options, state: dict, traffic: Traffic, chaos: Chaos, stack: Stack, poison: Poison, kafka_events: int,
            durations: dict[str, float], api: Api) -> None:
     print("\n===== chaos run summary =====")
-    print(f"seed {options.seed}; target {options.events} events")
+    print(f"seed {options.seed}; target {options.events} events"
+          + (f"; traffic STOPPED EARLY, {len(chaos.actions)} planned action(s) not done: {chaos.actions}"
+             if traffic.stopped.is_set() else ""))
     seconds = durations["programme + engagement"]
     print(f"events acknowledged: {traffic.events} ({traffic.events / seconds:.0f} events/s over {seconds:.0f} s "
           f"of traffic): domain events, clicks, and the impressions, reactions... the signed reports carry")
@@ -164,7 +166,7 @@ def report(options, state: dict, traffic: Traffic, chaos: Chaos, stack: Stack, p
 
 
 def succeeded(state: dict, traffic: Traffic, chaos: Chaos) -> bool:
-    return state["ok"] and not traffic.unexpected and not chaos.crashes
+    return state["ok"] and not traffic.unexpected and not chaos.crashes and not traffic.stopped.is_set()
 
 
 async def run(options) -> int:
@@ -198,7 +200,10 @@ async def run(options) -> int:
             chaos = Chaos(stack, instance, poison, rng)
             chaos.plan(options.kills, options.broker_restarts, options.db_restarts)
             mark = time.monotonic()
-            chaos_done = asyncio.create_task(chaos.run(lambda: traffic.events / options.events))
+            chaos_done = asyncio.create_task(chaos.run(lambda: traffic.events / options.events, traffic.stopped))
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, traffic.stopped.set)
+            if options.max_traffic_seconds:
+                asyncio.get_running_loop().call_later(options.max_traffic_seconds, traffic.stopped.set)
             ticker = asyncio.create_task(progress_ticker(traffic, options.events, stack))
             await asyncio.gather(*(traffic.programme(t, options.campaigns, options.contents_per_campaign,
                                                      options.shares_per_person) for t in tenants))
@@ -246,6 +251,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--contents-per-campaign", type=int, default=2)
     parser.add_argument("--shares-per-person", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=24, help="requests in flight")
+    parser.add_argument("--max-traffic-seconds", type=float, default=0,
+                        help="stop the traffic after this long and check what was done (also: kill -USR1 <pid>)")
     parser.add_argument("--settle-timeout", type=float, default=300, help="seconds to wait for convergence")
     parser.add_argument("--local", default=str(REPO_ROOT / ".local-chaos"), help="the instance's ADVOCACY_LOCAL")
     parser.add_argument("--kafka-port", type=int, default=9392)

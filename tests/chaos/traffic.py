@@ -84,6 +84,7 @@ class Traffic:
     operations: int = 0  # acknowledged API calls that emit something
     counts: Counter = field(default_factory=Counter)
     unexpected: list[str] = field(default_factory=list)
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)  # stop early (time limit, SIGUSR1)
     _ids: int = 0
 
     def next_id(self) -> str:
@@ -252,7 +253,7 @@ class Traffic:
 
         async def one_worker() -> None:
             nonlocal next_lifecycle
-            while self.events < until_events:
+            while self.events < until_events and not self.stopped.is_set():
                 if lifecycle and self.events >= next_lifecycle:
                     next_lifecycle += every
                     tenant, person, move = lifecycle.pop()
