@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
 .PHONY: help install infra-up infra-down infra-status infra-logs up down status test test-unit test-integration bench lock clean \
-        asyncapi openapi docs-generate check-artifacts dashboard browser
+        asyncapi openapi docs-generate check-artifacts dashboard browser chaos
 
 help:
 	@echo "make up            install what is missing and run the whole stack (docker compose if a Docker engine answers, local processes otherwise)"
@@ -17,6 +17,8 @@ help:
 	@echo "make asyncapi      regenerate docs/asyncapi.yaml from the event contracts"
 	@echo "make openapi       regenerate docs/openapi/<service>.json from the apps"
 	@echo "make check-artifacts  generated docs up to date and valid, Helm chart, compose file, Dockerfile (part of make test)"
+	@echo "make chaos         the whole system under traffic, kills and restarts, on its own Kafka/FerretDB; exact checks"
+	@echo "                   (EVENTS=200000 KILLS=24 SEED=1 CHAOS_ARGS='--db-restarts 0 ...'; see tests/chaos/README.md)"
 
 $(UV):
 	@bash scripts/ensure-uv.sh
@@ -72,6 +74,13 @@ docs-generate: asyncapi openapi
 
 check-artifacts: install
 	@UV=$(UV) bash scripts/check-artifacts.sh
+
+EVENTS ?= 200000
+KILLS ?= 24
+SEED ?= 1
+CHAOS_ARGS ?=
+chaos: install
+	@$(UV) run --frozen python -m tests.chaos.driver --events $(EVENTS) --kills $(KILLS) --seed $(SEED) $(CHAOS_ARGS)
 
 lock: $(UV)
 	@$(UV) lock

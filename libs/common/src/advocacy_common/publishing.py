@@ -7,9 +7,13 @@ Kafka acknowledged (engagement webhooks) publish directly; handlers never do.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from aiokafka.structs import RecordMetadata
 from opentelemetry import propagate
 
@@ -17,6 +21,27 @@ from .envelope import TRACE_HEADERS, Envelope, KafkaRecord, to_kafka
 from .events import Event
 from .telemetry import in_trace_of, kafka_instrumented
 from .topics import TopicNames
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+STARTUP_WAIT_SECONDS = 180.0
+
+
+async def while_kafka_unreachable(step: Callable[[], Awaitable[T]], what: str,
+                                  wait_seconds: float = STARTUP_WAIT_SECONDS) -> T:
+    """Run `step` (a first contact with Kafka), again while the broker does not answer, for up to
+    `wait_seconds`: a process (re)started during a broker restart waits for it instead of exiting."""
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.5
+    while True:
+        try:
+            return await step()
+        except (KafkaConnectionError, KafkaTimeoutError) as error:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s: Kafka does not answer (%s); trying again in %.1f s", what, error, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def envelope_for(event: Event, *, tenant_id: str, source: str, causation: Envelope | None = None,
@@ -61,7 +86,7 @@ class EventPublisher:
 
     async def start(self) -> None:
         if not self._started:
-            await self._producer.start()
+            await while_kafka_unreachable(self._producer.start, "starting the producer")
             self._started = True
 
     async def stop(self) -> None:
