@@ -29,7 +29,8 @@ from advocacy_common.publishing import EventPublisher  # noqa: E402
 from advocacy_common.topics import TopicNames, ensure_topics  # noqa: E402
 from metrics.bootstrap import build_worker  # noqa: E402
 from metrics.models import TENANT_VALUE, Dimension, trailing_days  # noqa: E402
-from metrics.reports import kpis_of, load  # noqa: E402
+from metrics.reports import kpis_of  # noqa: E402
+from metrics.service import load_snapshot as load  # noqa: E402
 from metrics.settings import MetricsSettings  # noqa: E402
 from metrics_testkit import BASE_DAY, engaged, envelope  # noqa: E402
 from test_kill_worker import PARTITIONS, TENANT, lag, produce, workload  # noqa: E402

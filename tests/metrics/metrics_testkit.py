@@ -25,7 +25,7 @@ from advocacy_common.events import (
 from advocacy_common.publishing import envelope_for
 from metrics.aggregation import (
     AmbassadorChange, AmbassadorKey, Change, ConditionalWrite, ContentKey, CounterKey, FactId, Increments, Position,
-    Target, Watermarks,
+    Slice, SliceSpan, Target, Watermarks, activity_rows, counter_rows,
 )
 from metrics.models import (
     FIRST_GENERATION, ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person,
@@ -129,6 +129,8 @@ class InMemoryStore:
         self.watermarks: dict[Target, dict[str, int]] = {}
         self.claims: dict[FactId, Position] = {}
         self.activity: dict[tuple[Person, str], ActivityDay] = {}
+        self.slices: dict[tuple[str, int], Slice] = {}
+        self.progress: dict[str, int] = {}
         self.crash_after: int | None = None
         self.writes = 0
 
@@ -192,15 +194,53 @@ class InMemoryStore:
             del self.watermarks[key]
         for key in [k for k in self.activity if k[0] == person]:
             del self.activity[key]
+        for key, piece in list(self.slices.items()):
+            if person in piece.people:
+                self._write()
+                self.slices[key] = piece.without(person)
+
+    async def append_slices(self, slices: Sequence[Slice]) -> list[SliceSpan]:
+        taken = []
+        for piece in slices:
+            stored = self.slices.get((piece.partition, piece.first))
+            if stored is not None:
+                taken.append(stored.span)
+                continue
+            self._write()
+            self.slices[(piece.partition, piece.first)] = piece
+        return taken
+
+    async def slice_progress(self, partitions: Sequence[str]) -> dict[str, int]:
+        return {p: self.progress[p] for p in partitions if p in self.progress}
+
+    async def raise_progress(self, partition: str, last: int) -> None:
+        self._write()
+        self.progress[partition] = max(self.progress.get(partition, -1), last)
+
+    async def pending_slices(self, partitions: Sequence[str] | None) -> list[Slice]:
+        return [piece for (partition, _), piece in sorted(self.slices.items())
+                if partitions is None or partition in partitions]
+
+    async def delete_slices(self, spans: Sequence[SliceSpan]) -> None:
+        for span in spans:
+            self._write()
+            self.slices.pop((span.partition, span.first), None)
 
     async def list_counters(self, tenant: str, dimension: Dimension, value: str | None,
                             period: Period) -> list[CounterRow]:
-        return [CounterRow(key.value, key.day, dict(parts)) for key, parts in self.counters.items()
-                if key.tenant == tenant and key.dimension is dimension and period.contains(key.day)
-                and (value is None or key.value == value)]
+        def wanted(key: CounterKey) -> bool:
+            return key.tenant == tenant and key.dimension is dimension and period.contains(key.day) \
+                and (value is None or key.value == value)
+
+        slices = list(self.slices.values())
+        return counter_rows([(key, parts, self.watermarks.get(key, {})) for key, parts in self.counters.items()
+                             if wanted(key)], slices, wanted)
 
     async def list_activity(self, tenant: str, period: Period) -> list[ActivityDay]:
-        return [row for row in self.activity.values() if row.tenant == tenant and period.contains(row.day)]
+        def wanted(row: ActivityDay) -> bool:
+            return row.tenant == tenant and period.contains(row.day)
+
+        return activity_rows([row for row in self.activity.values() if wanted(row)], list(self.slices.values()), wanted)
 
     async def list_ambassadors(self, tenant: str) -> list[AmbassadorView]:
         return [view for key, view in self.ambassadors.items() if key.tenant == tenant]

@@ -7,8 +7,10 @@ import pytest
 
 from advocacy_common.mongo import create_client
 from advocacy_common.repository import ServerCapabilities, Storage
-from metrics.aggregation import CounterKey, FactId, Fragment, Increments, Position, above_watermarks, plan_writes
-from metrics.handlers import apply_exactly_once
+from metrics.aggregation import (
+    CounterKey, FactId, Fragment, Increments, Position, Slice, above_watermarks, plan_writes,
+)
+from metrics.handlers import apply_exactly_once, fold_slices
 from metrics.models import Dimension, Period
 from metrics.store import MongoGenerations, MongoMetricsStore
 from metrics_testkit import BASE_DAY
@@ -121,3 +123,27 @@ async def test_two_clients_updating_the_same_documents_lose_nothing_and_report_n
     finally:
         for client in clients:
             await client.close()
+
+
+@pytest.mark.parametrize("ferretdb_tactic", TACTICS.values(), ids=TACTICS.keys())
+async def test_slices_are_stored_once_per_key_read_before_folding_and_folded_once(infrastructure, unique_db_name,
+                                                                                ferretdb_tactic):
+    client = create_client(infrastructure.mongodb_uri, "metrics-store-test")
+    store = MongoMetricsStore(await storage_with_tactic(client[unique_db_name("metrics")], ferretdb_tactic), 1)
+    await store.ensure_indexes()
+    partition = "advocacy_share_0"
+    stored = Slice(partition, 10, 19, {TOTAL: {"shares": 10}})
+    try:
+        assert await store.append_slices([stored]) == []
+        # The same key again (a redelivery with other boundaries) answers with what is stored.
+        assert await store.append_slices([Slice(partition, 10, 14, {TOTAL: {"shares": 5}}),
+                                          Slice(partition, 20, 20, {TOTAL: {"shares": 1}})]) == [stored.span]
+        assert await shares_of(store) == 11  # pending slices are read
+        assert await fold_slices(store, [partition]) == 2
+        assert await store.pending_slices(None) == [] and await store.slice_progress([partition]) == {partition: 20}
+        assert await shares_of(store) == 11  # now from the rolled-up document
+        assert await store.append_slices([Slice(partition, 10, 19, {TOTAL: {"shares": 10}})]) == []
+        assert await shares_of(store) == 11  # a folded slice stored again is below the watermark: not counted
+        assert await fold_slices(store, None) == 1 and await shares_of(store) == 11
+    finally:
+        await client.close()

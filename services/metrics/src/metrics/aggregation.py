@@ -1,8 +1,17 @@
-"""The aggregation core: what each event adds to which document, and batch watermarks. Pure, no I/O.
+"""The aggregation core: what each event adds to which document, slices, and watermarks. Pure, no I/O.
+
+Counters and activity days of a batch are summed in memory per topic
+partition into a `Slice`: what the partition's deliveries [first, last] add,
+written once as one insert whose key is (partition, first). Slices of a
+partition form a chain (each starts at the delivery after the previous one's
+last), so a redelivered batch, whatever its boundaries, finds the slices that
+already hold its offsets (see handlers.py). A fold later adds pending slices
+to the rolled-up counter documents; reads add the pending slices that a
+rolled-up document has not folded yet (`counter_rows`).
 
 An event's effect on one document is a `Fragment` (counter increments, or a
 change of the ambassador or content projection) at a Kafka position; how a
-document is laid out and updated is the storage adapter's business. A batch's fragments are coalesced into one conditional
+document is laid out and updated is the storage adapter's business. Fragments are coalesced into one conditional
 write per document: "if this document's watermark for partition p is below the
 lowest offset I carry for p, apply the sum and raise the watermark to the
 highest". When the condition fails (the worker was killed after writing this
@@ -14,7 +23,7 @@ to each document exactly once, in offset order per partition.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -25,8 +34,8 @@ from advocacy_common.events import (
 )
 
 from .models import (
-    ENGAGEMENT_PART, TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, Dimension, Person,
-    day_of,
+    ENGAGEMENT_PART, TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension,
+    Person, day_of,
 )
 
 
@@ -281,3 +290,107 @@ def state_fragment(delivery: Delivery) -> Fragment | None:
     else:
         return None
     return Fragment(AmbassadorKey(tenant, event.ambassador_id), position_of(delivery), change)
+
+
+# --- slices: a partition's run of deliveries, summed -------------------------------------------
+
+Parts = dict[str, int]
+
+
+@dataclass(frozen=True)
+class SliceSpan:
+    """The offsets a slice covers: every delivery of `partition` from `first` to `last`."""
+
+    partition: str
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class Slice:
+    """What the deliveries of one partition from `first` to `last` add to counters and activity days."""
+
+    partition: str
+    first: int
+    last: int
+    counters: Mapping[CounterKey, Mapping[str, int]] = field(default_factory=dict)
+    activity: tuple[ActivityDay, ...] = ()
+
+    @property
+    def span(self) -> SliceSpan:
+        return SliceSpan(self.partition, self.first, self.last)
+
+    @property
+    def people(self) -> set[Person]:
+        """Everyone with individual figures in this slice."""
+        return {Person(key.tenant, key.value) for key in self.counters if key.dimension is Dimension.AMBASSADOR} \
+            | {row.person for row in self.activity}
+
+    def without(self, person: Person) -> Slice:
+        """This slice without `person`'s individual figures (an erasure)."""
+        counters = {key: parts for key, parts in self.counters.items()
+                    if not (key.dimension is Dimension.AMBASSADOR and Person(key.tenant, key.value) == person)}
+        return replace(self, counters=counters, activity=tuple(r for r in self.activity if r.person != person))
+
+
+def add_counts(totals: dict[CounterKey, Parts], delivery: Delivery, individual: bool) -> None:
+    """Add what a share or an engagement counts to `totals` (summed in place: a batch is many events)."""
+    event = delivery.event
+    assert isinstance(event, PostShared | EngagementReceived)
+    day, parts = counted_parts(event)
+    tenant = delivery.tenant_id
+    for dimension, value in _dimension_values(event, individual):
+        bucket = totals.setdefault(CounterKey(tenant, day, dimension, value), {})
+        for name, amount in parts.items():
+            bucket[name] = bucket.get(name, 0) + amount
+
+
+def slice_of(deliveries: Sequence[Delivery], counted: Iterable[Delivery], erased: set[Person]) -> Slice:
+    """The slice of one partition's `deliveries` (in offset order); only `counted` ones add anything."""
+    totals: dict[CounterKey, Parts] = {}
+    activity = []
+    for delivery in counted:
+        person = person_of(delivery)
+        add_counts(totals, delivery, individual=person not in erased)
+        if isinstance(delivery.event, PostShared) and person not in erased:
+            activity.append(activity_of(delivery))
+    first = deliveries[0]
+    return Slice(first.watermark_key, first.offset, deliveries[-1].offset, totals, tuple(merge_activity(activity)))
+
+
+def folded_fragments(slices: Iterable[Slice], erased: set[Person]) -> list[Fragment]:
+    """Pending slices as fragments of the rolled-up counters, each at its slice's first offset.
+
+    The rolled-up document's watermark for a partition becomes the first offset of the last
+    slice folded into it: the chain orders slices, so this is what makes a fold exactly once.
+    """
+    return [Fragment(key, Position(piece.partition, piece.first), Increments(parts))
+            for piece in slices for key, parts in piece.counters.items()
+            if not (key.dimension is Dimension.AMBASSADOR and Person(key.tenant, key.value) in erased)]
+
+
+def counter_rows(rolled: Iterable[tuple[CounterKey, Mapping[str, int], Watermarks]], slices: Iterable[Slice],
+                 wanted: Callable[[CounterKey], bool]) -> list[CounterRow]:
+    """Rolled-up rows plus what pending slices add that those rows have not folded yet.
+
+    `rolled` must be every rolled-up row `wanted` selects, read after `slices` (a slice
+    folded and deleted in between is then in its row, never lost, never counted twice).
+    """
+    totals: dict[CounterKey, Parts] = {}
+    marks: dict[CounterKey, Watermarks] = {}
+    for key, parts, watermarks in rolled:
+        totals[key] = dict(parts)
+        marks[key] = watermarks
+    for piece in slices:
+        for key, parts in piece.counters.items():
+            if wanted(key) and marks.get(key, {}).get(piece.partition, -1) < piece.first:
+                bucket = totals.setdefault(key, {})
+                for name, amount in parts.items():
+                    bucket[name] = bucket.get(name, 0) + amount
+    return [CounterRow(key.value, key.day, parts) for key, parts in totals.items()]
+
+
+def activity_rows(rolled: Iterable[ActivityDay], slices: Iterable[Slice],
+                  wanted: Callable[[ActivityDay], bool]) -> list[ActivityDay]:
+    """Rolled-up activity days joined with those of pending slices (sets: folding twice is harmless)."""
+    return merge_activity([*rolled, *(row for piece in slices for row in piece.activity if wanted(row))])

@@ -80,7 +80,7 @@ class MetricsWorker(ServiceWorker):
         self.generation = generation
         self.broker = build_broker(self.metrics_settings.kafka_bootstrap_servers, f"{self.settings.service_name}-worker")
         subscribe_generation(self, self.metrics_settings.consumer_group, generation, store,
-                             self.metrics_settings.batch_max_records)
+                             self.metrics_settings.batch_max_records, self.metrics_settings.fold_every_seconds)
 
     async def start(self) -> None:
         self.generations = await open_generations(self.client[self.metrics_settings.database], self.metrics_settings)

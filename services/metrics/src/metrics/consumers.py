@@ -7,7 +7,7 @@ import functools
 from advocacy_common.topics import EVENT_TOPICS
 from advocacy_common.worker import ServiceWorker
 
-from .handlers import handlers_for, project_batch
+from .handlers import FoldSchedule, handlers_for, project_batch
 from .models import FIRST_GENERATION
 from .ports import MetricsStore
 
@@ -18,7 +18,8 @@ def consumer_group(base_group: str, generation: int) -> str:
 
 
 def subscribe_generation(worker: ServiceWorker, base_group: str, generation: int, store: MetricsStore,
-                         max_records: int) -> None:
-    """Consume every topic in batches into one generation's storage."""
+                         max_records: int, fold_every_seconds: float) -> None:
+    """Consume every topic in batches into one generation's storage, folding slices now and then."""
     worker.consume(EVENT_TOPICS, consumer_group(base_group, generation), handlers_for(store),
-                   batch_handler=functools.partial(project_batch, store), max_records=max_records)
+                   batch_handler=functools.partial(project_batch, store, schedule=FoldSchedule(fold_every_seconds)),
+                   max_records=max_records)

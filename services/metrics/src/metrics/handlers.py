@@ -1,14 +1,21 @@
 """Batches of events in, counters and projections out, each event counted exactly once.
 
-Three guards make a batch safe to apply again after a crash, with any boundaries:
-claims (one stored first position per fact) drop copies of an envelope published
-twice; per-document watermarks skip what a document already holds; activity days
-and deletions are idempotent by nature.
+Per batch: claims (one stored first position per fact) drop copies of an envelope
+published twice; the ambassador and content projections are watermarked writes;
+counters and activity days are summed per partition into one slice each, stored
+once under (partition, first offset) as a plain insert. A redelivered batch, with
+any boundaries, skips what existing slices hold: it walks the partition's chain
+(a taken key answers with the slice stored there). Folds add pending slices to
+the rolled-up counters with the same watermarks, so a crash mid-fold neither
+loses nor doubles. Activity days and deletions are idempotent by nature.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from advocacy_common.consuming import Delivery, Handler
 from advocacy_common.events import (
@@ -17,15 +24,33 @@ from advocacy_common.events import (
 )
 
 from .aggregation import (
-    FactId, Fragment, Position, above_watermarks, activity_of, claim_id, counter_fragments, merge_activity, person_of,
-    plan_writes, position_of, state_fragment,
+    FactId, Fragment, Position, above_watermarks, claim_id, folded_fragments, merge_activity, person_of, plan_writes,
+    position_of, slice_of, state_fragment,
 )
+from .models import Person
 from .ports import MetricsStore
 
 CONSUMED_EVENTS: tuple[type[Event], ...] = (
     AmbassadorOptedIn, AmbassadorProfileUpdated, AmbassadorOptedOut, AmbassadorErased,
     ContentPublished, ContentUpdated, PostShared, EngagementReceived,
 )
+
+
+@dataclass
+class FoldSchedule:
+    """When a batch also folds pending slices: every `every_seconds` at most, and at most
+    `busy_share` of the time (a fold costs one update per rolled-up document it touches,
+    whatever the number of events, so folding less often makes it cheaper per event)."""
+
+    every_seconds: float
+    busy_share: float = 0.25
+    _next: float = field(default=0.0, init=False)
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._next
+
+    def folded(self, seconds: float) -> None:
+        self._next = time.monotonic() + max(self.every_seconds, seconds * (1 - self.busy_share) / self.busy_share)
 
 
 async def apply_exactly_once(store: MetricsStore, fragments: Iterable[Fragment]) -> None:
@@ -45,29 +70,95 @@ async def canonical_deliveries(store: MetricsStore, deliveries: Sequence[Deliver
     first: dict[FactId, Position] = {}
     for delivery in deliveries:
         first.setdefault(claim_id(delivery), position_of(delivery))
-    stored = await store.claim(first)
+    stored = await store.claim(first) if first else {}
     return [d for d in deliveries if stored.get(claim_id(d)) == position_of(d)]
 
 
-async def project_batch(store: MetricsStore, deliveries: Sequence[Delivery]) -> None:
+def by_partition(deliveries: Iterable[Delivery]) -> dict[str, list[Delivery]]:
+    grouped: dict[str, list[Delivery]] = defaultdict(list)
+    for delivery in deliveries:
+        grouped[delivery.watermark_key].append(delivery)
+    for group in grouped.values():
+        group.sort(key=lambda d: d.offset)
+    return grouped
+
+
+async def append_chained(store: MetricsStore, fresh: Mapping[str, list[Delivery]],
+                         counted: Mapping[str, list[Delivery]], erased: set[Person]) -> None:
+    """One slice per partition, after the slices that already hold some of these offsets.
+
+    A taken key means an earlier attempt (or a consumer that had the partition
+    before) stored a slice there: its offsets are skipped and the rest goes after
+    it. When a stored slice reaches beyond this batch, the progress records that,
+    because the next batch will start inside that slice, not at a key of the chain.
+    """
+    pending = {partition: group for partition, group in fresh.items() if group}
+    while pending:
+        slices = [slice_of(group, [d for d in counted.get(partition, ()) if d.offset >= group[0].offset], erased)
+                  for partition, group in pending.items()]
+        retry: dict[str, list[Delivery]] = {}
+        for taken in await store.append_slices(slices):
+            group = pending[taken.partition]
+            rest = [d for d in group if d.offset > taken.last]
+            if rest:
+                retry[taken.partition] = rest
+            elif taken.last > group[-1].offset:
+                await store.raise_progress(taken.partition, taken.last)
+        pending = retry
+
+
+async def project_batch(store: MetricsStore, deliveries: Sequence[Delivery],
+                        schedule: FoldSchedule | None = None) -> None:
     """The batch handler: every event of a batch applied once, whatever was applied before a crash."""
-    canonical = await canonical_deliveries(store, deliveries)
+    partitions = by_partition(deliveries)
+    progress = await store.slice_progress(list(partitions))
+    fresh = {p: [d for d in group if d.offset > progress.get(p, -1)] for p, group in partitions.items()}
+    canonical = await canonical_deliveries(store, [d for group in fresh.values() for d in group])
     await apply_exactly_once(store, filter(None, (state_fragment(d) for d in canonical)))
 
     counted = [d for d in canonical if isinstance(d.event, PostShared | EngagementReceived)]
     people = {person_of(d) for d in counted}
     erased = await store.erased_among(people)
-    await apply_exactly_once(store, (fragment for d in counted
-                                     for fragment in counter_fragments(d, individual=person_of(d) not in erased)))
-    await store.add_activity(merge_activity(activity_of(d) for d in counted
-                                            if isinstance(d.event, PostShared) and person_of(d) not in erased))
+    await append_chained(store, fresh, by_partition(counted), erased)
 
     # Erasure wins: every erasure seen (first time or again) deletes, and so does a batch that
-    # wrote personal counters while another consumer was erasing the same person.
+    # wrote personal figures while another consumer was erasing the same person.
     erasures = {person_of(d) for d in deliveries if isinstance(d.event, AmbassadorErased)}
     erasures |= await store.erased_among(people - erased) if people - erased else set()
     for person in sorted(erasures):
         await store.erase_individual(person)
+
+    if schedule is not None and schedule.due():
+        started = time.monotonic()
+        await fold_slices(store, list(partitions))
+        schedule.folded(time.monotonic() - started)
+
+
+async def fold_slices(store: MetricsStore, partitions: Sequence[str] | None) -> int:
+    """Add the pending slices of `partitions` (all when None) to the rolled-up documents, then drop them.
+
+    Only the consumer of a partition folds its slices (as it alone writes them), so the
+    watermarks of the rolled-up documents see each partition's slices in chain order.
+    """
+    slices = await store.pending_slices(partitions)
+    if not slices:
+        return 0
+    people = set().union(*(piece.people for piece in slices))
+    erased = await store.erased_among(people)
+    await apply_exactly_once(store, folded_fragments(slices, erased))
+    await store.add_activity(merge_activity(row for piece in slices for row in piece.activity
+                                            if row.person not in erased))
+    for person in sorted(await store.erased_among(people - erased) if people - erased else ()):
+        await store.erase_individual(person)  # erased while this fold ran: erasure wins
+    # The progress passes the folded slices before they go: a redelivery of their offsets
+    # must not find their keys free and store them again.
+    ends: dict[str, int] = {}
+    for piece in slices:
+        ends[piece.partition] = max(ends.get(piece.partition, -1), piece.last)
+    for partition, last in ends.items():
+        await store.raise_progress(partition, last)
+    await store.delete_slices([piece.span for piece in slices])
+    return len(slices)
 
 
 def handlers_for(store: MetricsStore) -> dict[type[Event], Handler]:

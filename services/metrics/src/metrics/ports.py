@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from .aggregation import ConditionalWrite, FactId, Position, Target, Watermarks
+from .aggregation import ConditionalWrite, FactId, Position, Slice, SliceSpan, Target, Watermarks
 from .models import ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person
 
 
@@ -34,7 +34,7 @@ class WatermarkedDocuments(Protocol):
 
     async def list_counters(self, tenant: str, dimension: Dimension, value: str | None,
                             period: Period) -> list[CounterRow]:
-        """Counter rows of one dimension (one value, or all when None) in a period."""
+        """Counter rows of one dimension (one value, or all when None) in a period, pending slices included."""
 
     async def list_ambassadors(self, tenant: str) -> list[AmbassadorView]:
         """The ambassador projection of a tenant."""
@@ -50,14 +50,33 @@ class ActivityDays(Protocol):
         """Create activity days or add to their sets (idempotent)."""
 
     async def list_activity(self, tenant: str, period: Period) -> list[ActivityDay]:
-        """The activity days of a tenant in a period."""
+        """The activity days of a tenant in a period, pending slices included."""
 
 
-class MetricsStore(FactClaims, WatermarkedDocuments, ActivityDays, Protocol):
+class SliceLog(Protocol):
+    """Per partition, a chain of slices (see aggregation.py), each stored once under (partition, first)."""
+
+    async def append_slices(self, slices: Sequence[Slice]) -> list[SliceSpan]:
+        """Store each slice whose (partition, first) is free; the span stored under each taken one."""
+
+    async def slice_progress(self, partitions: Sequence[str]) -> dict[str, int]:
+        """Per partition, an offset up to which slices are known to cover every delivery (absent: none)."""
+
+    async def raise_progress(self, partition: str, last: int) -> None:
+        """Record that slices cover `partition` up to `last` (never lowers it)."""
+
+    async def pending_slices(self, partitions: Sequence[str] | None) -> list[Slice]:
+        """The slices not folded yet, of these partitions (of all when None)."""
+
+    async def delete_slices(self, spans: Sequence[SliceSpan]) -> None:
+        """Forget folded slices (idempotent)."""
+
+
+class MetricsStore(FactClaims, WatermarkedDocuments, ActivityDays, SliceLog, Protocol):
     """One generation of the read model."""
 
     async def erase_individual(self, person: Person) -> None:
-        """Delete the person's own counters and activity days (idempotent)."""
+        """Delete the person's own counters and activity days, in pending slices too (idempotent)."""
 
 
 class Generations(Protocol):

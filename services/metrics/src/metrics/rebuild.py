@@ -23,7 +23,7 @@ from advocacy_common.topics import EVENT_TOPICS, ensure_topics
 
 from .bootstrap import load_settings, open_generations
 from .consumers import consumer_group
-from .handlers import handlers_for, project_batch
+from .handlers import FoldSchedule, fold_slices, handlers_for, project_batch
 from .ports import MetricsStore
 from .service import rebuild_generation
 from .settings import MetricsSettings
@@ -42,17 +42,20 @@ async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
     return True
 
 
-async def replay(consumer: AIOKafkaConsumer, dispatcher: Dispatcher, store: MetricsStore) -> int:
-    """Apply batches and commit them until every assigned partition is read to its end."""
+async def replay(consumer: AIOKafkaConsumer, dispatcher: Dispatcher, store: MetricsStore,
+                 fold_every_seconds: float = 2.0) -> int:
+    """Apply batches and commit them until every assigned partition is read to its end, then fold what is left."""
     applied = 0
+    handler = functools.partial(project_batch, store, schedule=FoldSchedule(fold_every_seconds))
     while True:
         batches = await consumer.getmany(timeout_ms=500)
         records = [RawRecord.from_consumer_record(r) for partition in batches.values() for r in partition]
         if records:
-            await dispatcher.dispatch_batch(records, functools.partial(project_batch, store))
+            await dispatcher.dispatch_batch(records, handler)
             await consumer.commit()
             applied += len(records)
         elif await _caught_up(consumer):
+            await fold_slices(store, None)  # the rebuild is the generation's only writer yet
             return applied
 
 
@@ -74,7 +77,7 @@ async def rebuild(settings: MetricsSettings) -> int:
             dispatcher = Dispatcher(names, publisher, handlers_for(store),
                                     group_id=consumer_group(settings.consumer_group, generation),
                                     max_value_bytes=settings.max_event_bytes)
-            return await replay(consumer, dispatcher, store)
+            return await replay(consumer, dispatcher, store, settings.fold_every_seconds)
         finally:
             await consumer.stop()
 

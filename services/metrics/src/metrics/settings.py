@@ -23,7 +23,8 @@ class MetricsSettings(ServiceSettings):
     min_team_size: int = Field(default=5, description="Smallest team (opted-in ambassadors) whose aggregates are shown")
     cpm_by_network: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_CPM_BY_NETWORK),
                                              description="Cost per 1000 impressions, for earned media value")
-    batch_max_records: int = 1000
+    batch_max_records: int = Field(default=5000, description="Records per consumed batch (one slice per partition each)")
+    fold_every_seconds: float = Field(default=2.0, description="Least time between two folds of pending slices")
     generation_poll_seconds: float = 1.0
     stream_poll_seconds: float = 1.0
     stream_heartbeat_seconds: float = 15.0

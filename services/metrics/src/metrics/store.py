@@ -6,16 +6,23 @@ rebuild fills a fresh one from the topics and then moves the pointer, so
 readers switch in one single-document write. Every query carries the tenant
 (in the filter, or in the `_id`, whose first segment is the tenant).
 
-FerretDB 1.x tactics, each explained where it is used: watermark checks read
+What the worker writes per batch is inserts only, keyed by a deterministic `_id`:
+one claim per fact and one slice per topic partition. Updates (the rolled-up
+counters and activity days, the projections) happen once per touched document
+per fold, or per rare ambassador/content event, so their cost follows the
+number of documents touched, not the number of events.
+
+FerretDB 1.x tactics, each explained where it is used: inserts where MongoDB
+would take upserts as well (`claim`, `append_slices`), watermark checks read
 before an update by `_id` (`_write_checked`), chunked raw `update` commands
-(`_update_all`), claim buckets (`claim`), and reads by bare `_id` lists.
+(`_update_all`), and reads by bare `_id` (`_by_ids`).
 Which server runs is detected once by the base (`Storage.capabilities`).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import defaultdict
+import asyncio
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,8 +33,8 @@ from pymongo.errors import OperationFailure
 from advocacy_common.repository import TENANT_FIELD, WATERMARK_FIELD, Storage
 
 from .aggregation import (
-    AmbassadorChange, AmbassadorKey, Change, ConditionalWrite, CounterKey, FactId, Increments, Position,
-    Target, Watermarks, admits,
+    AmbassadorChange, AmbassadorKey, Change, ConditionalWrite, CounterKey, FactId, Increments, Position, Slice,
+    SliceSpan, Target, Watermarks, activity_rows, admits, counter_rows,
 )
 from .models import FIRST_GENERATION, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person
 
@@ -36,10 +43,13 @@ AMBASSADORS = "ambassadors"
 CONTENTS = "contents"
 ACTIVITY = "activity"
 CLAIMS = "claims"
+SLICES = "slices"
+PROGRESS = "progress"
 GENERATIONS = "generations"
 PARTS = "c"  # counter documents keep their parts under `c.<part>`
 DUPLICATE_KEY = 11000
-CLAIM_BUCKETS = 16
+KNOWN_CLAIMS = 200_000  # stored claims remembered per process (a few tens of MB)
+INSERT_CHUNK = 1000  # documents per `insert` command (MongoDB takes 100,000; kept modest for FerretDB's memory)
 
 
 # --- document layout ------------------------------------------------------------------
@@ -118,6 +128,30 @@ def _activity(document: Mapping[str, Any]) -> ActivityDay:
                        frozenset(document.get("networks") or ()))
 
 
+def _slice_document(piece: Slice) -> dict[str, Any]:
+    """A slice as one document: rows of small subdocuments (no field per counter, nothing updated in place)."""
+    return {"_id": _slice_id(piece.partition, piece.first), "p": piece.partition, "first": piece.first,
+            "last": piece.last,
+            "counters": [{"t": key.tenant, "d": key.day, "k": key.dimension.value, "v": key.value, PARTS: dict(parts)}
+                         for key, parts in piece.counters.items()],
+            "activity": [{"t": row.tenant, "a": row.ambassador_id, "d": row.day, "campaigns": sorted(row.campaigns),
+                          "contents": sorted(row.contents), "networks": sorted(row.networks)}
+                         for row in piece.activity]}
+
+
+def _slice_id(partition: str, first: int) -> str:
+    return f"{partition}|{first}"
+
+
+def _slice(document: Mapping[str, Any]) -> Slice:
+    counters = {CounterKey(row["t"], row["d"], Dimension(row["k"]), row["v"]): row.get(PARTS, {})
+                for row in document.get("counters") or ()}
+    activity = tuple(ActivityDay(row["t"], row["a"], row["d"], frozenset(row.get("campaigns") or ()),
+                                 frozenset(row.get("contents") or ()), frozenset(row.get("networks") or ()))
+                     for row in document.get("activity") or ())
+    return Slice(document["p"], int(document["first"]), int(document["last"]), counters, activity)
+
+
 def _duplicate_key_errors(reply: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The write errors of a command reply, all duplicate keys; any other error is a real failure."""
     errors = reply.get("writeErrors") or []
@@ -134,6 +168,20 @@ def _by_collection(writes: Iterable[ConditionalWrite]) -> dict[str, list[Conditi
     return grouped
 
 
+class RecentClaims(OrderedDict[FactId, Position]):
+    """Stored claims (immutable once written), the `capacity` most recently seen."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+
+    def __setitem__(self, fact: FactId, position: Position) -> None:
+        super().__setitem__(fact, position)
+        self.move_to_end(fact)
+        if len(self) > self.capacity:
+            self.popitem(last=False)
+
+
 # --- one generation -------------------------------------------------------------------
 
 class MongoMetricsStore:
@@ -143,6 +191,7 @@ class MongoMetricsStore:
         self.storage = storage
         self.database = storage.database
         self.generation = generation
+        self._known_claims = RecentClaims(KNOWN_CLAIMS)
 
     def collection(self, name: str) -> AsyncCollection:
         return self.database[f"{name}_g{self.generation}"]
@@ -158,46 +207,114 @@ class MongoMetricsStore:
                                                      name="by_ambassador")
         await self.collection(AMBASSADORS).create_index([(TENANT_FIELD, ASCENDING)], name="by_tenant")
         await self.collection(CONTENTS).create_index([(TENANT_FIELD, ASCENDING)], name="by_tenant")
+        await self.collection(SLICES).create_index([("p", ASCENDING)], name="by_partition")
 
     async def drop(self) -> None:
-        for name in (COUNTERS, AMBASSADORS, CONTENTS, ACTIVITY, CLAIMS):
+        for name in (COUNTERS, AMBASSADORS, CONTENTS, ACTIVITY, CLAIMS, SLICES, PROGRESS):
             await self.collection(name).drop()
 
     # --- writes of the consumer ---------------------------------------------------------
 
     async def claim(self, claims: Mapping[FactId, Position]) -> dict[FactId, Position]:
-        """Claims live in a few bucket documents per (tenant, partition), read and written by _id.
+        """One small document per fact, `_id` = tenant and fact, inserted unordered: a taken `_id` is
+        a fact claimed before, whose stored position is then read back by `_id`.
 
-        Copies of one fact always share a partition (same key), and Kafka gives a
-        partition to one consumer at a time, so its buckets have a single writer.
-        Buckets rather than one document per claim: FerretDB 1.x scans a whole
-        collection to find even one _id, and a claim per event is a large collection
-        (MongoDB would serve one document per claim from its _id index as well).
+        FerretDB 1.x: an insert by `_id` costs the same at any collection size, while an
+        update (even by bare `_id`) grows with the collection and the document; so no
+        upserts and no bucket documents. MongoDB: the same inserts go through the `_id`
+        index; an upsert per claim would be as cheap there but is not needed.
+
+        A stored claim never changes, so the claims this process wrote or read are kept
+        (`_known_claims`, the most recent ones): a copy published close to its original is
+        recognised without a write, which on FerretDB 1.x matters twice, as an insert
+        command meeting duplicate keys costs several times one without (measured here).
         """
-        wanted: dict[str, dict[str, tuple[FactId, Position]]] = defaultdict(dict)
-        for fact, position in claims.items():
-            digest = hashlib.sha1(f"{fact.tenant}|{fact.key}".encode()).hexdigest()[:24]
-            bucket = f"{fact.tenant}|{position.partition}|{int(digest[:4], 16) % CLAIM_BUCKETS}"
-            wanted[bucket][digest] = (fact, position)
-        stored = {document["_id"]: document.get("k", {}) async for document in
-                  self.collection(CLAIMS).find({"_id": {"$in": list(wanted)}})}
-        result: dict[FactId, Position] = {}
-        updates = []
-        for bucket, entries in wanted.items():
-            new_fields = {}
-            for digest, (fact, position) in entries.items():
-                offset = stored.get(bucket, {}).get(digest)
-                if offset is None:
-                    new_fields[f"k.{digest}"] = position.offset
-                    offset = position.offset
-                result[fact] = Position(position.partition, offset)
-            if new_fields:
-                tenant = next(iter(entries.values()))[0].tenant
-                updates.append({"q": {"_id": bucket}, "u": {"$set": {TENANT_FIELD: tenant, **new_fields}},
-                                "upsert": True})
-        if updates and not await self._update_all(CLAIMS, updates):
-            raise OperationFailure("claim buckets were created concurrently; the batch will be retried")
+        result = {fact: self._known_claims.get(fact) or position for fact, position in claims.items()}
+        facts = [fact for fact in claims if fact not in self._known_claims]
+        documents = [{"_id": f"{fact.tenant}|{fact.key}", TENANT_FIELD: fact.tenant,
+                      "p": claims[fact].partition, "o": claims[fact].offset} for fact in facts]
+        taken = await self._insert_new(CLAIMS, documents)
+        stored = await self._by_ids(CLAIMS, [documents[number]["_id"] for number in taken])
+        for number in taken:
+            document = stored.get(documents[number]["_id"])
+            if document is None:  # claims are never deleted: an inconsistent reply, retry the batch
+                raise OperationFailure(f"claim {documents[number]['_id']} was taken but cannot be read")
+            result[facts[number]] = Position(document["p"], int(document["o"]))
+        for fact in facts:
+            self._known_claims[fact] = result[fact]
         return result
+
+    async def _insert_new(self, name: str, documents: Sequence[dict[str, Any]]) -> list[int]:
+        """Unordered raw `insert` commands; the positions (in `documents`) of those whose `_id` is taken.
+
+        A raw command, like `_update_all`, to read every write error of the reply
+        whatever the server sends with it.
+        """
+        taken: list[int] = []
+        for start in range(0, len(documents), INSERT_CHUNK):
+            reply = await self.database.command({"insert": self.collection(name).name, "ordered": False,
+                                                 "documents": list(documents[start:start + INSERT_CHUNK])})
+            taken += [start + int(error["index"]) for error in _duplicate_key_errors(reply)]
+        return sorted(taken)
+
+    async def _by_ids(self, name: str, ids: Sequence[str],
+                      projection: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        """Documents of a growing collection by `_id`.
+
+        FerretDB 1.x pushes down `_id` equality but not `$in` (measured: 50 `find_one`
+        by `_id` on 20,000 documents take what one `$in` of 500 ids takes a hundredth
+        of), so it gets concurrent `find_one`s (reads are not serialised by our proxy);
+        MongoDB gets one `$in`, served by its `_id` index.
+        """
+        if not ids:
+            return {}
+        collection = self.collection(name)
+        if self.storage.capabilities.ferretdb:
+            found = await asyncio.gather(*(collection.find_one({"_id": i}, projection) for i in ids))
+            return {document["_id"]: document for document in found if document is not None}
+        return {document["_id"]: document async for document in collection.find({"_id": {"$in": list(ids)}},
+                                                                                 projection)}
+
+    # --- slices -------------------------------------------------------------------------
+
+    async def append_slices(self, slices: Sequence[Slice]) -> list[SliceSpan]:
+        """Inserts, `_id` = partition and first offset: a taken `_id` answers with the stored span.
+
+        One insert per partition and batch whatever the number of events (FerretDB 1.x and
+        MongoDB alike: a new document by `_id`, no read of what is stored).
+        """
+        documents = [_slice_document(piece) for piece in slices]
+        taken = await self._insert_new(SLICES, documents)
+        stored = await self._by_ids(SLICES, [documents[number]["_id"] for number in taken],
+                                    {"p": 1, "first": 1, "last": 1})
+        spans = []
+        for number in taken:
+            document = stored.get(documents[number]["_id"])
+            if document is None:
+                # Folded and deleted since the insert failed (another consumer that had the partition):
+                # the progress has passed it now, so the retried batch skips those offsets.
+                raise OperationFailure(f"slice {documents[number]['_id']} was folded meanwhile; retry the batch")
+            spans.append(SliceSpan(document["p"], int(document["first"]), int(document["last"])))
+        return spans
+
+    async def slice_progress(self, partitions: Sequence[str]) -> dict[str, int]:
+        # One document per partition: a small collection, a scan is fine on FerretDB 1.x (MongoDB: _id index).
+        cursor = self.collection(PROGRESS).find({"_id": {"$in": list(partitions)}})
+        return {document["_id"]: int(document["last"]) async for document in cursor}
+
+    async def raise_progress(self, partition: str, last: int) -> None:
+        # Only after a redelivery and once per partition and fold: an update is affordable here.
+        await self.collection(PROGRESS).update_one({"_id": partition}, {"$max": {"last": last}}, upsert=True)
+
+    async def pending_slices(self, partitions: Sequence[str] | None) -> list[Slice]:
+        # Few documents (folds keep them few): FerretDB 1.x scans them, MongoDB uses `by_partition`.
+        query = {} if partitions is None else {"p": {"$in": list(partitions)}}
+        return [_slice(document) async for document in self.collection(SLICES).find(query)]
+
+    async def delete_slices(self, spans: Sequence[SliceSpan]) -> None:
+        ids = [_slice_id(span.partition, span.first) for span in spans]
+        for start in range(0, len(ids), INSERT_CHUNK):
+            await self.collection(SLICES).delete_many({"_id": {"$in": ids[start:start + INSERT_CHUNK]}})
 
     async def write_conditionally(self, writes: Sequence[ConditionalWrite]) -> list[ConditionalWrite]:
         if self.storage.capabilities.ferretdb:
@@ -296,22 +413,41 @@ class MongoMetricsStore:
                                                      "value": person.ambassador_id})
         await self.collection(ACTIVITY).delete_many({TENANT_FIELD: person.tenant,
                                                      "ambassador_id": person.ambassador_id})
+        # Pending slices keep no trace of the person either (rare: a read of the few pending slices,
+        # one rewrite of each that names the person).
+        for piece in await self.pending_slices(None):
+            if person in piece.people:
+                document = _slice_document(piece.without(person))
+                await self.collection(SLICES).update_one(
+                    {"_id": document["_id"]}, {"$set": {"counters": document["counters"],
+                                                        "activity": document["activity"]}})
 
     # --- reads of the API -----------------------------------------------------------------
 
     async def list_counters(self, tenant: str, dimension: Dimension, value: str | None,
                             period: Period) -> list[CounterRow]:
+        """Rolled-up rows (read after the pending slices, see `counter_rows`) plus the slices' rows."""
+        slices = await self.pending_slices(None)
         query: dict[str, Any] = {TENANT_FIELD: tenant, "dimension": dimension.value,
                                  "day": {"$gte": period.first_day, "$lte": period.last_day}}
         if value is not None:
             query["value"] = value
-        cursor = self.collection(COUNTERS).find(query, {"value": 1, "day": 1, PARTS: 1})
-        return [CounterRow(d["value"], d["day"], d.get(PARTS, {})) async for d in cursor]
+        cursor = self.collection(COUNTERS).find(query, {"value": 1, "day": 1, PARTS: 1, WATERMARK_FIELD: 1})
+        rolled = [(CounterKey(tenant, d["day"], dimension, d["value"]), d.get(PARTS, {}), d.get(WATERMARK_FIELD) or {})
+                  async for d in cursor]
+
+        def wanted(key: CounterKey) -> bool:
+            return key.tenant == tenant and key.dimension is dimension and period.contains(key.day) \
+                and (value is None or key.value == value)
+
+        return counter_rows(rolled, slices, wanted)
 
     async def list_activity(self, tenant: str, period: Period) -> list[ActivityDay]:
+        slices = await self.pending_slices(None)
         cursor = self.collection(ACTIVITY).find(
             {TENANT_FIELD: tenant, "day": {"$gte": period.first_day, "$lte": period.last_day}}, {"_id": 0})
-        return [_activity(document) async for document in cursor]
+        rolled = [_activity(document) async for document in cursor]
+        return activity_rows(rolled, slices, lambda row: row.tenant == tenant and period.contains(row.day))
 
     async def list_ambassadors(self, tenant: str) -> list[AmbassadorView]:
         cursor = self.collection(AMBASSADORS).find({TENANT_FIELD: tenant}, {"_id": 0, WATERMARK_FIELD: 0})
