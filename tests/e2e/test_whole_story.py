@@ -67,6 +67,18 @@ class Story:
     lab_id: str = ""
     jobs_id: str = ""
     shares: dict[str, dict[str, Any]] = field(default_factory=dict)
+    connector: tuple[str, str] = ("", "")  # id and signing secret
+
+    async def report(self, stack, path: str, report: dict[str, Any]) -> int:
+        """A signed connector report (engagements or conversions); its status code."""
+        connector_id, secret = self.connector
+        body = json.dumps(report).encode()
+        answer = await stack.distribution.post(
+            f"/v1/connectors/{connector_id}/{path}", content=body,
+            headers={**self.headers["integrator"], "content-type": "application/json",
+                     "X-Advocacy-Signature": webhook_signature(secret, body)})
+        assert answer.status_code < 500, answer.text
+        return answer.status_code
 
     def id_of(self, key: str) -> str:
         return ambassador_id_for(self.tenant, PEOPLE[key].login)
@@ -96,7 +108,8 @@ def expected_kpis(*, opted_in: int, active: int, shares: int, personalized: int,
     return {"ambassadors_opted_in": opted_in, "active_ambassadors": active, "activation_rate": ratio(active, opted_in),
             "shares": shares, "personalized_shares": personalized, "personalization_rate": ratio(personalized, shares),
             "potential_reach": reach, "impressions": impressions, "reactions": reactions, "comments": comments,
-            "reshares": 0, "engagements": reactions + comments, "engagement_rate": ratio(reactions + comments, impressions),
+            "reshares": 0, "engagements": reactions + comments,
+            "engagement_rate": ratio(reactions + comments, impressions),
             "comment_replies": replies, "comment_response_rate": ratio(replies, comments), "clicks": clicks,
             "unique_clicks": unique, "click_through_rate": ratio(clicks, impressions), "conversions": converted,
             "conversions_by_type": conversions, "conversion_rate": ratio(converted, clicks),
@@ -106,10 +119,11 @@ def expected_kpis(*, opted_in: int, active: int, shares: int, personalized: int,
 # What the connector and the readers do, per share: (impressions, reactions, comments, comment replies),
 # clicks as (visitor address, user agent), conversions by type.
 REPORTED = {"alice": (1000, 40, 6, 3), "bob": (500, 15, 4, 2)}
-FIREFOX, SAFARI = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", \
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15"
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+SAFARI = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605"
+LINKEDIN_BOT = "LinkedInBot/1.0 (compatible; Mozilla/5.0; Apache-HttpClient +http://www.linkedin.com)"
 CLICKS = {"alice": [("203.0.113.10", FIREFOX), ("203.0.113.10", FIREFOX), ("198.51.100.7", SAFARI),
-                    ("192.0.2.99", "LinkedInBot/1.0 (compatible; Mozilla/5.0; Apache-HttpClient +http://www.linkedin.com)")],
+                    ("192.0.2.99", LINKEDIN_BOT)],
           "bob": [("203.0.113.10", FIREFOX)]}
 CONVERSIONS = {"alice": {"application": 2}, "bob": {"lead": 1}}
 
@@ -234,6 +248,8 @@ async def feeds_and_shares(stack, story: Story) -> None:
         "content_id": story.lab_id, "network": "linkedin", "text": BOB_COPY})
     refusal = problem_of(copied, 422)
     assert refusal["rule"] == "too_similar_to_colleagues" and refusal["score"] > refusal["threshold"], refusal
+    for alices in (PEOPLE["alice"].given_name, PEOPLE["alice"].handle, story.id_of("alice"), "design and run"):
+        assert alices not in copied.text  # the refusal says a colleague's post, not whose nor what it said
     story.shares["bob"] = await prepared_and_confirmed(stack, story, "bob", story.jobs_id, BOB_TEXT)
 
     async def shared_items_left_the_feeds():
@@ -272,31 +288,24 @@ async def readers_and_the_connector(stack, story: Story) -> None:
     connector = await stack.distribution.post("/v1/connectors", headers=integrator,
                                               json={"name": "linkedin-analytics"})
     assert connector.status_code == 201, connector.text
-    connector_id, secret = connector.json()["connector_id"], connector.json()["secret"]
-
-    async def signed_post(path: str, report: dict[str, Any]):
-        body = json.dumps(report).encode()
-        return await stack.distribution.post(
-            f"/v1/connectors/{connector_id}/{path}", content=body,
-            headers={**integrator, "content-type": "application/json",
-                     "X-Advocacy-Signature": webhook_signature(secret, body)})
+    assert connector.headers["cache-control"] == "no-store"
+    story.connector = (connector.json()["connector_id"], connector.json()["secret"])
+    connector_id = story.connector[0]
 
     occurred_at = datetime.now(UTC).isoformat()
     for key, counts in REPORTED.items():
         share_id = story.shares[key]["share_id"]
         for kind, count in zip(("impression", "reaction", "comment", "comment_reply"), counts, strict=True):
-            reported = await signed_post("engagements", {"id": f"{key}-{kind}", "kind": kind, "count": count,
-                                                         "occurred_at": occurred_at, "share_id": share_id})
-            assert reported.status_code == 202, reported.text
+            assert await story.report(stack, "engagements", {"id": f"{key}-{kind}", "kind": kind, "count": count,
+                                                             "occurred_at": occurred_at, "share_id": share_id}) == 202
         for conversion_type, count in CONVERSIONS[key].items():
-            converted = await signed_post("conversions", {
+            assert await story.report(stack, "conversions", {
                 "id": f"{key}-{conversion_type}", "tracked_link_code": story.shares[key]["tracked_link_code"],
-                "conversion_type": conversion_type, "count": count, "occurred_at": occurred_at})
-            assert converted.status_code == 202, converted.text
-    replayed = await signed_post("engagements", {"id": "alice-reaction", "kind": "reaction", "count": 40,
-                                                 "occurred_at": occurred_at,
-                                                 "share_id": story.shares["alice"]["share_id"]})
-    assert replayed.status_code == 409, replayed.text  # a connector's retry never counts twice
+                "conversion_type": conversion_type, "count": count, "occurred_at": occurred_at}) == 202
+    replayed = await story.report(stack, "engagements", {"id": "alice-reaction", "kind": "reaction", "count": 40,
+                                                         "occurred_at": occurred_at,
+                                                         "share_id": story.shares["alice"]["share_id"]})
+    assert replayed == 409  # a connector's retry never counts twice
     unsigned = await stack.distribution.post(f"/v1/connectors/{connector_id}/engagements", headers=integrator,
                                              json={"id": "forged", "kind": "impression", "count": 10 ** 6,
                                                    "occurred_at": occurred_at,
@@ -384,8 +393,15 @@ async def alice_exports_then_erases(stack, story: Story) -> None:
     remains = await stack.ambassador.get(f"/v1/ambassadors/{alice_id}/export", headers=admin)
     assert remains.status_code == 200, remains.text
     assert remains.json()["person"]["status"] == "erased" and remains.json()["person"]["consents"]
+    consents = await stack.ambassador.get("/v1/consents/export", headers=admin, params={"format": "json"})
+    assert consents.status_code == 200, consents.text
+    hers = [c for c in map(json.loads, consents.text.splitlines()) if c["ambassador_id"] == alice_id]  # JSON lines
+    assert {(c["kind"], c["user_name"]) for c in hers} == {("opt_in", None), ("withdrawal", None)}, hers
+    listed = (await stack.ambassador.get(f"/v1/ambassadors/{alice_id}", headers=admin)).json()
+    assert (listed["status"], listed["user_name"], listed["display_name"]) == ("erased", None, None)
     for personal in (person.login, person.given_name, person.family_name, person.handle, "Lyon"):
         assert personal.lower() not in remains.text.lower(), f"{personal!r} still held: {remains.text}"
+        assert personal.lower() not in consents.text.lower(), f"{personal!r} in the consent export"
 
     # Distribution: her shares are no longer served to her, and she is told why nothing is suggested.
     share_id = story.shares["alice"]["share_id"]
@@ -394,10 +410,25 @@ async def alice_exports_then_erases(stack, story: Story) -> None:
         return (await stack.distribution.get(f"/v1/shares/{share_id}", headers=alice)).status_code == 404
 
     await eventually(share_gone, timeout=20)
+    mine = await stack.distribution.get("/v1/me/shares", headers=alice)
+    assert mine.status_code == 200 and mine.json()["items"] == [], mine.text
+    kept = await stack.distribution.get(f"/v1/shares/{share_id}", headers=story.headers["integrator"])
+    assert kept.status_code == 200, kept.text  # the anonymous fact stays, without her words or her post
+    assert kept.json()["ambassador_id"] != alice_id and ALICE_TEXT not in kept.text
+    assert PEOPLE["alice"].handle not in kept.text
     feed = (await stack.distribution.get("/v1/feed", headers=alice)).json()
     assert feed["items"] == [] and feed["reason"] == "erased"
     bobs = await stack.distribution.get(f"/v1/shares/{story.shares['bob']['share_id']}", headers=story.headers["bob"])
     assert bobs.status_code == 200  # only hers
+
+    # Her post stays online: a reader's late visit and a connector's late report still count, anonymously.
+    link = story.shares["alice"]["tracked_link_code"]
+    late_visit = await stack.distribution.get(f"/r/{link}", headers={"User-Agent": SAFARI,
+                                                                     "X-Forwarded-For": "198.51.100.200"})
+    assert late_visit.status_code == 302, late_visit.text
+    assert await story.report(stack, "engagements", {"id": "alice-late-reaction", "kind": "reaction", "count": 1,
+                                                     "occurred_at": datetime.now(UTC).isoformat(),
+                                                     "share_id": share_id}) == 202
 
     # Metrics: her own statistics are gone; the programme keeps the anonymous counts, minus her as an ambassador.
     today = datetime.now(UTC).date().isoformat()
@@ -405,7 +436,14 @@ async def alice_exports_then_erases(stack, story: Story) -> None:
                           expected_kpis(opted_in=0, active=0, shares=0, personalized=0, reach=0, impressions=0,
                                         reactions=0, comments=0, replies=0, clicks=0, unique=0, conversions={}),
                           headers=alice, timeout=20)
-    await kpis_once_equal(stack, story, "/v1/metrics/overview", expected_kpis(opted_in=2, active=1, **PROGRAMME_KPIS),
-                          timeout=5)
+    late = {"reactions": 1, "clicks": 1, "unique": 1}
+    await kpis_once_equal(stack, story, "/v1/metrics/overview",
+                          expected_kpis(opted_in=2, active=1, **plus(PROGRAMME_KPIS, late)), timeout=20)
     await kpis_once_equal(stack, story, f"/v1/metrics/contents/{story.lab_id}",
-                          expected_kpis(opted_in=2, active=0, **LAB_KPIS), timeout=5)
+                          expected_kpis(opted_in=2, active=0, **plus(LAB_KPIS, late)), timeout=5)
+    await kpis_once_equal(stack, story, f"/v1/metrics/contents/{story.jobs_id}",
+                          expected_kpis(opted_in=2, active=1, **JOBS_KPIS), timeout=5)
+
+
+def plus(figures: dict[str, Any], more: dict[str, int]) -> dict[str, Any]:
+    return {key: value + more.get(key, 0) if isinstance(value, int) else value for key, value in figures.items()}
