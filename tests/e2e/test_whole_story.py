@@ -212,10 +212,14 @@ async def reviewed_and_scheduled_content(stack, story: Story) -> None:
     story.lab_id, story.jobs_id = ids
 
     async def both_published():
-        statuses = [(await stack.content.get(f"/v1/content/{i}", headers=editor)).json()["status"] for i in ids]
-        return statuses == ["published", "published"]
+        items = [(await stack.content.get(f"/v1/content/{i}", headers=editor)).json() for i in ids]
+        return items if all(item["status"] == "published" for item in items) else None
 
-    await eventually(both_published, timeout=30)
+    for item in await eventually(both_published, timeout=30):
+        # Published by the scheduler at its time, not by the approval; the reviewer is on record.
+        assert datetime.fromisoformat(item["published_at"]) >= publish_at, item
+        steps = [(entry["status"], entry["by"]) for entry in item["history"]]
+        assert steps[-2] == ("approved", "rev-1") and steps[-1][0] == "published", steps
 
 
 async def feeds_and_shares(stack, story: Story) -> None:
