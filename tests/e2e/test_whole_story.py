@@ -151,6 +151,7 @@ async def test_the_whole_story(stack, bearer):
     await exact_metrics(stack, story)
     await carol_opts_out(stack, story)
     await alice_exports_then_erases(stack, story)
+    await the_directory_deprovisions_dave(stack, story)
 
 
 async def directory_charter_and_volunteers(stack, story: Story) -> None:
@@ -387,6 +388,8 @@ async def alice_exports_then_erases(stack, story: Story) -> None:
 
     erased = await stack.ambassador.post("/v1/me/erasure", headers=alice)
     assert erased.status_code == 200 and erased.json()["ambassador_id"] == alice_id, erased.text
+    again = problem_of(await stack.ambassador.get("/v1/me/export", headers=alice), 403)
+    assert "directory" in again["detail"]  # she is no longer in the directory: nothing is held to export
 
     # The ambassador service: no personal data left, the SCIM resource gone, consent proofs kept.
     scim = await stack.ambassador.get(f"/scim/v2/Users/{alice_id}", headers=story.headers["integrator"])
@@ -451,3 +454,16 @@ async def alice_exports_then_erases(stack, story: Story) -> None:
 
 def plus(figures: dict[str, Any], more: dict[str, int]) -> dict[str, Any]:
     return {key: value + more.get(key, 0) if isinstance(value, int) else value for key, value in figures.items()}
+
+
+async def the_directory_deprovisions_dave(stack, story: Story) -> None:
+    """SCIM DELETE is an erasure too: Dave, who never shared, leaves the programme's count."""
+    integrator, dave_id = story.headers["integrator"], story.id_of("dave")
+    deleted = await stack.ambassador.delete(f"/scim/v2/Users/{dave_id}", headers=integrator)
+    assert deleted.status_code == 204, deleted.text
+    assert (await stack.ambassador.get(f"/scim/v2/Users/{dave_id}", headers=integrator)).status_code == 404
+    late = {"reactions": 1, "clicks": 1, "unique": 1}
+    await kpis_once_equal(stack, story, "/v1/metrics/overview",
+                          expected_kpis(opted_in=1, active=1, **plus(PROGRAMME_KPIS, late)), timeout=20)
+    feed = (await stack.distribution.get("/v1/feed", headers=story.headers["dave"])).json()
+    assert feed["items"] == [] and feed["reason"] == "erased"
