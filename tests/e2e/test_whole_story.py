@@ -152,6 +152,7 @@ async def test_the_whole_story(stack, bearer):
     await carol_opts_out(stack, story)
     await alice_exports_then_erases(stack, story)
     await the_directory_deprovisions_dave(stack, story)
+    await carol_comes_back(stack, story)
 
 
 async def directory_charter_and_volunteers(stack, story: Story) -> None:
@@ -465,5 +466,26 @@ async def the_directory_deprovisions_dave(stack, story: Story) -> None:
     late = {"reactions": 1, "clicks": 1, "unique": 1}
     await kpis_once_equal(stack, story, "/v1/metrics/overview",
                           expected_kpis(opted_in=1, active=1, **plus(PROGRAMME_KPIS, late)), timeout=20)
-    feed = (await stack.distribution.get("/v1/feed", headers=story.headers["dave"])).json()
-    assert feed["items"] == [] and feed["reason"] == "erased"
+
+    async def feed_says_erased():  # the opt-out (reason "erased") comes first, then the erasure
+        feed = (await stack.distribution.get("/v1/feed", headers=story.headers["dave"])).json()
+        return feed["items"] == [] and feed["reason"] == "erased"
+
+    await eventually(feed_says_erased, timeout=20)
+
+
+async def carol_comes_back(stack, story: Story) -> None:
+    """Opting out is not for ever: a new opt-in brings the suggestions and the count back."""
+    carol = story.headers["carol"]
+    again = await stack.ambassador.post("/v1/me/opt-in", headers=carol,
+                                        json={"charter_version": story.charter_version})
+    assert again.status_code == 200 and again.json()["status"] == "opted_in", again.text
+
+    async def feed_back():
+        feed = (await stack.distribution.get("/v1/feed", headers=carol)).json()
+        return {i["content_id"] for i in feed["items"]} == {story.lab_id, story.jobs_id}
+
+    await eventually(feed_back, timeout=20)
+    late = {"reactions": 1, "clicks": 1, "unique": 1}
+    await kpis_once_equal(stack, story, "/v1/metrics/overview",
+                          expected_kpis(opted_in=2, active=1, **plus(PROGRAMME_KPIS, late)), timeout=20)
