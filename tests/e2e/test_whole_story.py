@@ -4,9 +4,11 @@ A directory provisions five people over SCIM; an admin publishes the charter; fo
 (their own tokens). An editor's two items pass a four-eyes review and are published by the scheduler.
 Alice and Bob share them in their own words (near-copies of the suggested text and of a colleague's post
 are refused), readers click the tracked links (a link-preview bot and a returning visitor among them), a
-connector reports engagement and a conversion, and the metrics are exact in every view. Then Carol opts
-out and Alice asks for her data and its erasure: every service keeps to it. Events flow between the
-services through the real Kafka only; nothing here touches a service's storage.
+connector reports engagement and conversions, and the metrics are exact in every view. Then Carol opts
+out, Alice asks for her data and its erasure, the directory deprovisions Dave (SCIM DELETE), and Carol
+comes back: every service keeps to it. Events flow between the services through the real Kafka only;
+nothing here touches a service's storage. Expected figures are computed from what the story sent, with
+the definitions of docs/kpis.md.
 """
 
 from __future__ import annotations
