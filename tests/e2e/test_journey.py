@@ -7,16 +7,13 @@ Charter and opt-in (ambassador) -> campaign, content, review, scheduled publicat
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 import json
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from advocacy_testkit import eventually, webhook_signature
 
 from advocacy_common.auth import ambassador_id_for
 
@@ -49,24 +46,6 @@ class Journey:
     post_url: str = ""
 OWN_TEXT = ("Last month I spent a day in our new Lyon lab with the battery team. What struck me most was how "
             "the interns run their own experiments from day one. #WeAreAcme #EmployeeOfAcme")
-
-
-async def eventually(probe, timeout: float = 45.0, interval: float = 0.5):
-    """Poll `probe` until it returns a truthy value; the services converge through Kafka."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"not reached within {timeout} s; last value: {last!r}")
-
-
-def signed(secret: str, body: bytes) -> str:
-    timestamp = str(int(time.time()))
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
 
 
 async def test_employee_journey(stack, bearer):
@@ -176,7 +155,7 @@ async def walk_the_journey(stack, bearer, person: Person) -> Journey:
                            **post}).encode()
         reported = await stack.distribution.post(
             f"/v1/connectors/{connector_id}/engagements", content=body,
-            headers={**integrator, "content-type": "application/json", "X-Advocacy-Signature": signed(secret, body)})
+            headers={**integrator, "content-type": "application/json", "X-Advocacy-Signature": webhook_signature(secret, body)})
         assert reported.status_code == 202, reported.text
 
     # --- metrics: the KPIs are exact ------------------------------------------------------------

@@ -10,10 +10,13 @@ pyproject.toml puts tests/support on pytest's path (bench/ adds it itself).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import re
 import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,6 +99,25 @@ async def read_envelopes(bootstrap_servers: str, physical_topic: str, *, min_cou
 
 async def drain(stream: AsyncIterator) -> list:
     return [item async for item in stream]
+
+
+async def eventually(probe, timeout: float = 45.0, interval: float = 0.5):
+    """Poll `probe` until it returns a truthy value (bounded): the services converge through Kafka."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not reached within {timeout} s; last value: {last!r}")
+
+
+def webhook_signature(secret: str, body: bytes) -> str:
+    """The `X-Advocacy-Signature` header a connector sends with `body`, signed now."""
+    timestamp = str(int(time.time()))
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
 
 
 def document_with_pending(document: dict, items) -> dict:
