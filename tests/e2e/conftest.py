@@ -15,6 +15,7 @@ import ambassador.bootstrap
 import content.bootstrap
 import distribution.bootstrap
 import metrics.bootstrap
+from advocacy_common.topics import TopicNames
 from ambassador.settings import AmbassadorSettings
 from content.settings import ContentSettings
 from distribution.settings import DistributionSettings
@@ -34,17 +35,24 @@ class Stack:
     ambassador: AsyncClient
     distribution: AsyncClient
     metrics: AsyncClient
+    topics: TopicNames  # this stack's own topics
 
 
 @pytest.fixture(scope="module")
 async def stack(infrastructure, kafka_topics, run_id, auth_settings) -> AsyncIterator[Stack]:
     clients = {}
+    # Topics and consumer groups of this stack's own: the session's topics carry other tests' history
+    # and groups whose (possibly SIGKILLed) members would hold up this stack's rebalances.
+    stack_id = uuid.uuid4().hex[:6]
+    topics = TopicNames(prefix=f"{kafka_topics.prefix}e2e{stack_id}.")
     async with AsyncExitStack() as exits:
         for name, (settings_class, bootstrap) in SERVICES.items():
-            settings = settings_class(kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers,
+            group = {"consumer_group": f"e2e-{name}-{stack_id}"} if "consumer_group" in settings_class.model_fields \
+                else {}
+            settings = settings_class(**group, kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers,
                                       mongodb_uri=infrastructure.mongodb_uri,
                                       database=f"e2e_{name}_{run_id}_{uuid.uuid4().hex[:4]}",
-                                      topic_prefix=kafka_topics.prefix, topic_partitions=3,
+                                      topic_prefix=topics.prefix, topic_partitions=3,
                                       **auth_settings)
             app = bootstrap.create_app(settings)
             await exits.enter_async_context(LifespanManager(app, startup_timeout=60, shutdown_timeout=30))
@@ -53,4 +61,4 @@ async def stack(infrastructure, kafka_topics, run_id, auth_settings) -> AsyncIte
             exits.push_async_callback(worker.stop)
             clients[name] = await exits.enter_async_context(
                 AsyncClient(transport=ASGITransport(app), base_url=f"http://{name}.test"))
-        yield Stack(**clients)
+        yield Stack(**clients, topics=topics)

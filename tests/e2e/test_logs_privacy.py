@@ -122,7 +122,7 @@ async def test_journey_logs_carry_no_personal_data_or_credentials(stack, bearer,
     capture = EveryRecord()
     with logging_as_the_services_do_at_debug(capture):
         journey = await journey_steps.walk_the_journey(stack, bearer, PERSON)
-        await a_poison_event_with_personal_data(infrastructure, kafka_topics, capture)
+        await a_poison_event_with_personal_data(infrastructure, stack.topics, capture)
 
     assert len(capture.rendered) > 100, "the capture saw (almost) nothing: it would prove nothing"
     leaks: dict[tuple[str, str], str] = {}
