@@ -40,10 +40,10 @@ from advocacy_common.dev_issuer import DevIssuer
 
 TENANT = "acme"
 PEOPLE = 300
-FIRST_SLICE = 40  # people loaded before `make up` returns; the rest in the background
+FIRST_SLICE = 20  # people loaded before `make up` returns; the rest in the background
 OPT_IN_SHARE = 0.85
 HISTORY_DAYS = 28
-CONCURRENCY = 6
+CONCURRENCY = 10
 MARKER = "demo-loaded"
 TOKEN_TTL = 8 * 3600
 NAMESPACE = uuid.UUID("6d1f3c2a-8b4e-4f5a-9c7d-0e1a2b3c4d5e")
@@ -159,7 +159,9 @@ def weighted(rng: random.Random, choices: list[tuple[str, float]]) -> str:
 
 def directory() -> list[Demo]:
     """The same few hundred people on every run (a fixed seed), with realistic spreads."""
-    rng, people, seen = random.Random(13), [], set()
+    alice = Demo("alice.martin@acme.example", "Alice", "Martin", "R&D", "Lyon", "expert",
+                 (("linkedin", 640), ("xing", 120)), True, 6)  # the demo ambassador whose token is printed
+    rng, people, seen = random.Random(13), [alice], {alice.login}
     while len(people) < PEOPLE:
         given, family = rng.choice(GIVEN), rng.choice(FAMILY)
         base = f"{given}.{family}".lower().translate(str.maketrans("éèëüöç", "eeeuoc"))
@@ -175,8 +177,6 @@ def directory() -> list[Demo]:
             networks.append(("x", int(rng.lognormvariate(5.0, 1.2))))
         people.append(Demo(login, given, family, weighted(rng, TEAMS), rng.choice(CITIES), weighted(rng, PERSONAS),
                            tuple(networks), rng.random() < OPT_IN_SHARE, rng.randint(1, 15)))
-    people[0] = Demo("alice.martin@acme.example", "Alice", "Martin", "R&D", "Lyon", "expert",
-                     (("linkedin", 640), ("xing", 120)), True, 6)  # the demo ambassador whose token is printed
     return people
 
 
@@ -186,6 +186,13 @@ def own_words(person: Demo, content: dict, attempt: int) -> str:
     middles = rng.sample(MIDDLES[content["key"]], 2)
     parts = [rng.choice(OPENERS), middles[0] + ",", "and", middles[1] + ".", rng.choice(CLOSERS), DISCLOSURES]
     return " ".join(p for p in parts if p).format(**facts)
+
+
+def reader(rng: random.Random) -> str:
+    """A browser of a reader; the build number makes visitors distinct (a visitor is its address and agent)."""
+    return rng.choice(BROWSERS).replace("131.0", f"131.0.{rng.randint(1000, 9999)}.{rng.randint(10, 99)}", 1) \
+        .replace("rv:133.0", f"rv:133.{rng.randint(0, 9)}", 1).replace("18_1", f"18_{rng.randint(0, 6)}", 1) \
+        + f" (build {rng.randint(10**5, 10**6)})"
 
 
 def key(*parts: object) -> str:
@@ -261,9 +268,12 @@ class Loader:
         connectors = expect(await self.api.call("GET", "distribution", "/v1/connectors", role="admin", sub="demo-admin"), 200)
         return any(c.get("name") == MARKER for c in connectors)
 
-    async def programme(self) -> int:
+    async def charter(self) -> int:
         charter = expect(await self.api.call("POST", "ambassador", "/v1/charters", role="admin", sub="demo-admin",
                                              idem=key("charter", 1), json=CHARTER), 200, 201)
+        return charter["version"]
+
+    async def programme(self) -> None:
         today = datetime.now(UTC).date()
         # Dates depend on the day of the first run, so a re-run finds campaigns and items by name, not by key.
         existing = {c["name"]: c for c in await self.listed("content", "/v1/campaigns", "editor", "demo-editor")}
@@ -299,7 +309,6 @@ class Loader:
         self.connector = expect(await self.api.call("POST", "distribution", "/v1/connectors", role="integrator",
                                                     sub="demo-listening", idem=key("connector", "social-listening"),
                                                     json={"name": "social-listening"}), 200, 201)
-        return charter["version"]
 
     async def listed(self, service: str, path: str, role: str, sub: str) -> list[dict]:
         found, cursor = [], None
@@ -400,7 +409,7 @@ class Loader:
 
     async def history(self, shared: Shared, audience: int, rng: random.Random, item: dict) -> None:
         """Weeks of a post's life: impressions decaying from the day it went out, engagement, clicks, conversions."""
-        now = datetime.now(UTC)
+        now, jobs = datetime.now(UTC), []
         age = min(int(rng.expovariate(1 / 9)), HISTORY_DAYS - 1)  # more recent posts than old ones
         reach = audience * rng.uniform(0.3, 1.6)
         for day in range(min(age, 6) + 1):  # most impressions in the first week
@@ -408,41 +417,43 @@ class Loader:
             impressions = int(reach * 0.6 ** day)
             if impressions < 1:
                 break
-            await self.report("engagements", {"id": f"{shared.share_id}/imp/{day}", "kind": "impression",
+            jobs.append(self.report("engagements", {"id": f"{shared.share_id}/imp/{day}", "kind": "impression",
                                               "count": impressions, "occurred_at": occurred.isoformat(),
-                                              "share_id": shared.share_id})
+                                              "share_id": shared.share_id}))
         for kind, rate in (("reaction", 0.03), ("comment", 0.006), ("reshare", 0.002)):
             count = int(reach * rate * rng.uniform(0.4, 1.8))
             if count:
                 occurred = now - timedelta(days=age, hours=-rng.uniform(1, 30))
-                await self.report("engagements", {"id": f"{shared.share_id}/{kind}", "kind": kind, "count": count,
-                                                  "occurred_at": min(occurred, now).isoformat(), "share_id": shared.share_id})
+                jobs.append(self.report("engagements", {"id": f"{shared.share_id}/{kind}", "kind": kind, "count": count,
+                                                  "occurred_at": min(occurred, now).isoformat(), "share_id": shared.share_id}))
                 if kind == "comment":
                     replies = rng.randint(0, count)
                     if replies:
-                        await self.report("engagements", {"id": f"{shared.share_id}/reply", "kind": "comment_reply",
+                        jobs.append(self.report("engagements", {"id": f"{shared.share_id}/reply", "kind": "comment_reply",
                                                           "count": replies, "occurred_at": min(occurred, now).isoformat(),
-                                                          "share_id": shared.share_id})
-        await self.click(shared.code, PREVIEW_BOTS[shared.network])  # the network fetches the preview first
+                                                          "share_id": shared.share_id}))
+        jobs.append(self.click(shared.code, PREVIEW_BOTS[shared.network]))  # the network fetches the preview first
         humans = min(int(reach * 0.012 * rng.uniform(0.3, 2.0)), 12)
-        for n in range(humans):
-            await self.click(shared.code, f"{rng.choice(BROWSERS)} demo-reader/{rng.randint(1, 10**6)}")
+        for _ in range(humans):
+            jobs.append(self.click(shared.code, reader(rng)))
         objective = next(c["objective"] for c in CAMPAIGNS if c["key"] == item["campaign"])
         kind = {"awareness": "download", "leads": "lead", "talent": "application"}[objective]
         conversions = sum(rng.random() < 0.12 for _ in range(humans))
         if conversions:
             occurred = now - timedelta(days=max(age - 1, 0), hours=rng.uniform(0, 12))
-            await self.report("conversions", {"id": f"{shared.share_id}/conv", "tracked_link_code": shared.code,
+            jobs.append(self.report("conversions", {"id": f"{shared.share_id}/conv", "tracked_link_code": shared.code,
                                               "conversion_type": kind, "count": conversions,
-                                              "occurred_at": min(occurred, now).isoformat()})
+                                              "occurred_at": min(occurred, now).isoformat()}))
+        await asyncio.gather(*jobs)  # bounded by the client's CONCURRENCY
 
     # --- the phases ------------------------------------------------------------------------------
 
     async def people_slice(self, people: list[Demo], charter_version: int) -> None:
-        await asyncio.gather(*(self.provision(p, charter_version) for p in people))
+        report_failures(await asyncio.gather(*(self.provision(p, charter_version) for p in people),
+                                             return_exceptions=True))
 
     async def shares_slice(self, people: list[Demo]) -> None:
-        await asyncio.gather(*(self.share_all(p) for p in people))
+        report_failures(await asyncio.gather(*(self.share_all(p) for p in people), return_exceptions=True))
         self.save()
 
     async def feed_ready(self, person: Demo) -> None:
@@ -452,15 +463,16 @@ class Loader:
         await eventually(ready)
 
     async def first_slice(self) -> None:
-        charter_version = await self.programme()
+        charter_version = await self.charter()
         first = self.people[:FIRST_SLICE]
-        await self.people_slice(first, charter_version)
+        await asyncio.gather(self.programme(), self.people_slice(first, charter_version))
         await self.published()
         await self.feed_ready(first[0])
         await self.shares_slice(first)
 
     async def rest(self) -> None:
-        charter_version = await self.programme()  # idempotent: reads back ids, the connector's secret
+        charter_version = await self.charter()  # idempotent: the same version, the same ids, the connector's secret
+        await self.programme()
         rest = self.people[FIRST_SLICE:]
         for start in range(0, len(rest), 40):
             batch = rest[start:start + 40]
@@ -479,22 +491,29 @@ class Loader:
         self.load_state()
         n = 0
         while True:
-            shared = self.rng.choice(self.shared)
-            now = datetime.now(UTC).isoformat()
-            await self.click(shared.code, f"{self.rng.choice(BROWSERS)} demo-reader/{self.rng.randint(1, 10**6)}")
-            await self.report("engagements", {"id": f"live/{uuid.uuid4()}", "kind": "impression",
-                                              "count": self.rng.randint(5, 80), "occurred_at": now,
-                                              "share_id": shared.share_id})
-            if n % 3 == 0:
-                await self.report("engagements", {"id": f"live/{uuid.uuid4()}", "kind": "reaction",
-                                                  "count": self.rng.randint(1, 4), "occurred_at": now,
-                                                  "share_id": shared.share_id})
-            if n % 10 == 0:
-                await self.report("conversions", {"id": f"live/{uuid.uuid4()}", "tracked_link_code": shared.code,
-                                                  "conversion_type": self.rng.choice(["lead", "application", "download"]),
-                                                  "occurred_at": now})
+            try:
+                await self.live_step(n)
+            except RuntimeError as error:  # a refused report or a service restarting: the next step tries again
+                print(f"trickle: {error}", file=sys.stderr, flush=True)
             n += 1
             await asyncio.sleep(self.rng.uniform(1.5, 4.0))
+
+    async def live_step(self, n: int) -> None:
+        """One step of live activity: a reader clicks, the network reports impressions, now and then more."""
+        shared = self.rng.choice(self.shared)
+        now = datetime.now(UTC).isoformat()
+        await self.click(shared.code, reader(self.rng))
+        await self.report("engagements", {"id": f"live/{uuid.uuid4()}", "kind": "impression",
+                                          "count": self.rng.randint(5, 80), "occurred_at": now,
+                                          "share_id": shared.share_id})
+        if n % 3 == 0:
+            await self.report("engagements", {"id": f"live/{uuid.uuid4()}", "kind": "reaction",
+                                              "count": self.rng.randint(1, 4), "occurred_at": now,
+                                              "share_id": shared.share_id})
+        if n % 10 == 0:
+            await self.report("conversions", {"id": f"live/{uuid.uuid4()}", "tracked_link_code": shared.code,
+                                              "conversion_type": self.rng.choice(["lead", "application", "download"]),
+                                              "occurred_at": now})
 
     def save(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
@@ -509,6 +528,13 @@ class Loader:
         self.shared = self.load_shared() or self.shared
         if not self.shared:
             raise RuntimeError(f"no shares noted in {self.state}; run `load` first")
+
+
+def report_failures(results: list[Any]) -> None:
+    """One person's refusal must not stop the others: say what failed and go on."""
+    for result in results:
+        if isinstance(result, Exception):
+            print(f"  demo tenant: {result}", file=sys.stderr, flush=True)
 
 
 def print_tokens(api: Api, metrics_url: str) -> None:

@@ -2,7 +2,7 @@
 # Runs the whole stack: Kafka, the database, a dev token issuer and the four
 # services (api + worker each). With a Docker engine: docker compose. Without
 # one: local processes (Kafka and FerretDB from infra/infra.sh, services with uv).
-#   scripts/stack.sh up | down | status
+#   scripts/stack.sh up | down | status | tokens (the dashboard URL and a token per role, again)
 # Ports: content 8101, ambassador 8102, distribution 8103, metrics 8104, issuer 8400; a second stack on
 # one machine moves them with ADVOCACY_PORT_BASE (content = base + 1 ... metrics = base + 4) and ISSUER_PORT.
 # After the services are ready, `up` loads the demo tenant "acme" (scripts/demo_tenant.py, idempotent) and
@@ -109,6 +109,7 @@ status_local() {
 case "${1:-}" in
   up) if docker_answers; then docker compose -f "$ROOT/docker-compose.yml" up -d --build; else up_local; fi ;;
   down) if docker_answers; then docker compose -f "$ROOT/docker-compose.yml" down; else down_local; fi ;;
+  tokens) demo_tenant tokens ;;
   status) if docker_answers; then docker compose -f "$ROOT/docker-compose.yml" ps; else status_local; fi ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|tokens" >&2; exit 2 ;;
 esac
