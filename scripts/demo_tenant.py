@@ -13,8 +13,9 @@ engagement and conversions in signed webhooks. Tokens come from the dev issuer's
 History: shares and clicks happen "now" (the API stamps them), so the weeks of history are the
 engagement and conversion reports, whose `occurred_at` spreads over the last four weeks.
 
-Idempotent: every write carries a deterministic Idempotency-Key or report id, and a connector named
-`demo-loaded` registered at the very end marks a complete load; a second run sees it and does nothing.
+Idempotent: every write carries a deterministic Idempotency-Key or report id (people are found again by
+SCIM userName, campaigns and items by name), and connectors registered as markers say how far a load got:
+`demo-first-slice` (a second `load` does nothing) and `demo-loaded` (the trickle skips straight to live).
 The loader paces itself (at most CONCURRENCY requests in flight) and honours 429/503 `Retry-After`.
 """
 
