@@ -125,8 +125,16 @@ MIDDLES = {
                         "last summer's cohort shipped a tool we still use", "applications close at the end of the month",
                         "you can choose between {city} and two other sites", "happy to review a CV or answer questions"],
 }
+ASIDES = ["it reminded me why I joined", "my kids asked me about it at dinner", "we celebrated with coffee in the {city} office",
+          "a customer called to congratulate us", "I learned a lot from the {team} people", "the debate in our stand-up was lively",
+          "my manager let me present a slide of it", "it was a long road with many late evenings",
+          "I still have the first draft on my desk", "my former colleagues will recognise the story",
+          "nobody here takes it for granted", "the best ideas came from the shop floor",
+          "I was sceptical at first, I admit", "after {years} years I am still surprised by this place",
+          "it is the kind of work I hoped to do", "my neighbour in {city} saw it in the local paper"]
 CLOSERS = ["Have a look.", "Curious what you think.", "Link below.", "Feel free to share.", "Questions welcome!",
            "More in the link.", "Tell me what you'd add.", "That's all, back to work.", "Comments open.", ""]
+WORDING = 2  # version of the wording scheme below, part of the shares' Idempotency-Keys
 FIELDS = ["energy", "climate tech", "mobility", "engineering", "batteries", "manufacturing"]
 
 
@@ -186,8 +194,8 @@ def directory() -> list[Demo]:
 def own_words(person: Demo, content: dict, attempt: int) -> str:
     rng = random.Random(f"{person.login}/{content['key']}/{attempt}")
     facts = {"city": person.city, "team": person.team, "years": person.years, "field": rng.choice(FIELDS)}
-    middles = rng.sample(MIDDLES[content["key"]], 2)
-    parts = [rng.choice(OPENERS), middles[0] + ",", "and", middles[1] + ".", rng.choice(CLOSERS), DISCLOSURES]
+    middle, aside = rng.choice(MIDDLES[content["key"]]), rng.choice(ASIDES)
+    parts = [rng.choice(OPENERS), middle + ";", aside + ".", rng.choice(CLOSERS), DISCLOSURES]
     return " ".join(p for p in parts if p).format(**facts)
 
 
@@ -378,7 +386,7 @@ class Loader:
         while attempt < 6:
             prepared = await self.api.call(
                 "POST", "distribution", "/v1/shares", role="ambassador", sub=person.login,
-                idem=key("share", person.login, item["key"], network, attempt),
+                idem=key("share", WORDING, person.login, item["key"], network, attempt),
                 json={"content_id": content_id, "network": network, "text": own_words(person, item, attempt)})
             if prepared.status_code == 201 or prepared.status_code == 200:
                 break
