@@ -4,12 +4,13 @@ export UV_PYTHON_DOWNLOADS := never
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help install infra-up infra-down infra-status infra-logs up down status test test-unit test-integration bench lock clean \
+.PHONY: help install infra-up infra-down infra-status infra-logs up down status tokens test test-unit test-integration bench lock clean \
         asyncapi openapi docs-generate check-artifacts dashboard browser chaos
 
 help:
-	@echo "make up            install what is missing and run the whole stack (docker compose if a Docker engine answers, local processes otherwise)"
-	@echo "make down          stop the stack"
+	@echo "make up            install what is missing, run the whole stack (docker compose if a Docker engine answers, local processes otherwise) and load the demo tenant"
+	@echo "make down          stop the stack (and the demo tenant's live trickle)"
+	@echo "make tokens        print the dashboard URL and a ready token per role of the demo tenant again"
 	@echo "make test          install what is missing and run the full test suite on real Kafka and FerretDB/MongoDB"
 	@echo "make infra-up|infra-down|infra-status|infra-logs   the local Kafka and FerretDB only"
 	@echo "make dashboard     vendor Chart.js (npm) into the metrics service's dashboard; make browser: Debian's chromium"
@@ -52,6 +53,9 @@ down:
 
 status:
 	@bash scripts/stack.sh status
+
+tokens:
+	@bash scripts/stack.sh tokens
 
 test: install dashboard browser check-artifacts infra-up
 	@KAFKA_BOOTSTRAP_SERVERS=$${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$${KAFKA_PORT:-9092}} \

@@ -2,17 +2,23 @@
 # Runs the whole stack: Kafka, the database, a dev token issuer and the four
 # services (api + worker each). With a Docker engine: docker compose. Without
 # one: local processes (Kafka and FerretDB from infra/infra.sh, services with uv).
-#   scripts/stack.sh up | down | status
-# Ports: content 8101, ambassador 8102, distribution 8103, metrics 8104, issuer 8400.
+#   scripts/stack.sh up | down | status | tokens (the dashboard URL and a token per role, again)
+# Ports: content 8101, ambassador 8102, distribution 8103, metrics 8104, issuer 8400; a second stack on
+# one machine moves them with ADVOCACY_PORT_BASE (content = base + 1 ... metrics = base + 4) and ISSUER_PORT.
+# After the services are ready, `up` loads the demo tenant "acme" (scripts/demo_tenant.py, idempotent) and
+# starts its live trickle; DEMO_TENANT=0 skips both.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LOCAL=${ADVOCACY_LOCAL:-$ROOT/.local}
 RUN="$LOCAL/run"
 UV=${UV:-$(command -v uv || echo "$HOME/.local/bin/uv")}
-SERVICES=(content:8101 ambassador:8102 distribution:8103 metrics:8104)
+BASE=${ADVOCACY_PORT_BASE:-8100}
+CONTENT_PORT=$((BASE + 1)) AMBASSADOR_PORT=$((BASE + 2)) DISTRIBUTION_PORT=$((BASE + 3)) METRICS_PORT=$((BASE + 4))
+SERVICES=(content:$CONTENT_PORT ambassador:$AMBASSADOR_PORT distribution:$DISTRIBUTION_PORT metrics:$METRICS_PORT)
 ISSUER_PORT=${ISSUER_PORT:-8400}
 # The reference dashboard (served by metrics at /dashboard/) may call every API from the browser.
-DASHBOARD_ORIGINS='["http://127.0.0.1:8104", "http://localhost:8104"]'
+DASHBOARD_ORIGINS="[\"http://127.0.0.1:$METRICS_PORT\", \"http://localhost:$METRICS_PORT\"]"
+DEMO_TENANT=${DEMO_TENANT:-1}
 
 KAFKA=${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${KAFKA_PORT:-9092}}
 MONGO=${MONGODB_URI:-mongodb://127.0.0.1:${FERRETDB_PORT:-27017}/}
@@ -61,16 +67,20 @@ up_local() {
   for entry in "${SERVICES[@]}"; do
     wait_ready "http://127.0.0.1:${entry##*:}/readyz" "${entry%%:*}-api"
   done
-  cat <<TXT
-Stack is up. APIs (OpenAPI at /docs): content :8101, ambassador :8102, distribution :8103, metrics :8104.
-A token:  $UV run advocacy-dev-issuer --key-file $LOCAL/dev-issuer/key.pem mint --tenant acme --sub alice --roles editor,reviewer
-Stop:     make down
-TXT
-  local dashboard_token
-  dashboard_token=$("$UV" run --frozen advocacy-dev-issuer --key-file "$LOCAL/dev-issuer/key.pem" --issuer "$issuer" \
-    mint --tenant acme --sub dashboard-analyst --roles analyst --ttl 28800)
-  echo "Dashboard (analyst of tenant acme, 8 h; the token rides in the fragment, never sent to a server):"
-  echo "  http://127.0.0.1:8104/dashboard/#token=$dashboard_token"
+  if [ "$DEMO_TENANT" = 1 ]; then
+    demo_tenant load
+    start demo-trickle "$UV" run --frozen python "$ROOT/scripts/demo_tenant.py" "${DEMO_ARGS[@]}" trickle
+  fi
+  demo_tenant tokens
+  echo "Stop: make down (with the same environment)"
+}
+
+demo_tenant() {  # demo_tenant load|tokens: the loader talks to the public APIs only
+  DEMO_ARGS=(--key-file "$LOCAL/dev-issuer/key.pem" --issuer "http://127.0.0.1:$ISSUER_PORT"
+             --content "http://127.0.0.1:$CONTENT_PORT" --ambassador "http://127.0.0.1:$AMBASSADOR_PORT"
+             --distribution "http://127.0.0.1:$DISTRIBUTION_PORT" --metrics "http://127.0.0.1:$METRICS_PORT"
+             --state "$LOCAL/demo")
+  "$UV" run --frozen python "$ROOT/scripts/demo_tenant.py" "${DEMO_ARGS[@]}" "$1"
 }
 
 down_local() {
@@ -99,6 +109,7 @@ status_local() {
 case "${1:-}" in
   up) if docker_answers; then docker compose -f "$ROOT/docker-compose.yml" up -d --build; else up_local; fi ;;
   down) if docker_answers; then docker compose -f "$ROOT/docker-compose.yml" down; else down_local; fi ;;
+  tokens) demo_tenant tokens ;;
   status) if docker_answers; then docker compose -f "$ROOT/docker-compose.yml" ps; else status_local; fi ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|tokens" >&2; exit 2 ;;
 esac
