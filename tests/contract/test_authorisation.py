@@ -159,7 +159,7 @@ async def test_public_operations_check_their_own_credentials(services, operation
     """Public means no bearer token: the tracked link redirects anyone; health answers anyone; a connector's
     report carries the integrator's token and the connector's signature, and a bad signature is a 401."""
     public = {op.label for op in operations if op.public}
-    assert public == {"distribution GET /r/{code}"}, public
+    assert public == {"distribution GET /r/{code}", "distribution HEAD /r/{code}"}, public
     sharing = services["distribution"].client
     link = await sharing.get(f"/r/{tenant_a_objects.by_parameter['code']}")
     assert link.status_code == 302 and link.headers["location"].startswith("https://a.example/lab")

@@ -94,6 +94,25 @@ async def test_profile_etag_and_if_match(client, provision, volunteer, as_employ
     assert events[0].data["profile"]["preferences"]["time_zone"] == "Europe/Paris"
 
 
+async def test_profile_shows_the_directory_team_and_location(client, provision, volunteer, as_employee):
+    await provision("dir@corp.example", addresses=[{"type": "work", "locality": "Lyon"}],
+                    **{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "R&D"}})
+    await volunteer("dir@corp.example")
+    headers = as_employee("dir@corp.example")
+    read = await client.get("/v1/me/profile", headers=headers)
+    assert read.status_code == 200
+    body = read.json()
+    assert (body["team_id"], body["location"]) == ("R&D", "Lyon")
+    assert (body["directory_team_id"], body["directory_location"]) == ("R&D", "Lyon")
+    assert (body["profile"]["team_id"], body["profile"]["location"]) == (None, None)
+    # A location of one's own overrides the directory's for targeting; the directory's stays visible.
+    own = await client.put("/v1/me/profile", json={**body["profile"], "location": "Remote"},
+                           headers={**headers, "If-Match": read.headers["ETag"]})
+    assert own.status_code == 200
+    assert (own.json()["team_id"], own.json()["location"], own.json()["directory_location"]) == \
+        ("R&D", "Remote", "Lyon")
+
+
 async def test_recognition_is_given_by_people_with_a_reason(client, provision, volunteer, as_admin, as_employee):
     star = await provision("star@corp.example")
     await provision("peer@corp.example")

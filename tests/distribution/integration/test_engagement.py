@@ -75,6 +75,26 @@ async def test_redirect_counts_clicks_uniquely_and_skips_bots(client, tenant, co
     assert clicks[0].id == data["engagement_id"]
 
 
+async def test_head_on_a_tracked_link_answers_like_get_without_body_or_click(client, tenant, confirmed, read_topic):
+    code = confirmed["tracked_link_code"]
+    visit = {"User-Agent": BROWSER, "X-Forwarded-For": "203.0.113.7"}
+    head = await client.head(f"/r/{code}", headers=visit)
+    get = await client.get(f"/r/{code}", headers=visit)
+    assert head.status_code == get.status_code == 302 and head.content == b""
+    for header in ("location", "cache-control", "referrer-policy"):
+        assert head.headers[header] == get.headers[header]
+    missing_head = await client.head("/r/doesnotexist", headers=visit)
+    missing_get = await client.get("/r/doesnotexist", headers=visit)
+    assert missing_head.status_code == 404 and missing_head.content == b""
+    assert missing_head.headers["content-type"] == missing_get.headers["content-type"]
+    assert missing_head.headers["content-length"] == missing_get.headers["content-length"]
+    # Only the GET counted: the HEADs (a second visitor's one included) left no click.
+    await client.head(f"/r/{code}", headers={**visit, "X-Forwarded-For": "198.51.100.9"})
+    clicks = await read_topic(ENGAGEMENT, lambda e: e.tenantid == tenant and e.data["kind"] == "click",
+                              min_count=2, timeout=5)
+    assert len(clicks) == 1
+
+
 async def test_unknown_code_is_a_404_page(client):
     response = await client.get("/r/doesnotexist", headers={"User-Agent": BROWSER})
     assert response.status_code == 404 and response.headers["content-type"].startswith("text/html")

@@ -242,6 +242,14 @@ async def test_clicks_are_counted_once_per_visitor_and_never_for_bots(world):
     assert await world.tracking.follow("unknown", "203.0.113.7", BROWSER, NOW) is None
 
 
+async def test_a_link_resolved_without_counting_records_no_click(world):
+    share = await world.prepare()
+    counted = await world.tracking.follow(share.tracked_link_code, "203.0.113.7", BROWSER, NOW)
+    probed = await world.tracking.follow(share.tracked_link_code, "203.0.113.9", BROWSER, NOW, count=False)
+    assert probed == counted
+    assert len(world.repositories.clicks.items) == 1 and len(world.repositories.clicks.all_events) == 1
+
+
 # --- connectors and their reports ------------------------------------------------------------------------
 
 async def _connector(world):

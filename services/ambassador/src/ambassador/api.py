@@ -15,7 +15,7 @@ from advocacy_common.api_support import etag, fingerprint, idempotency_key, idem
 from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.errors import Problem, invalid, not_found, problem_response, problem_responses
 
-from .models import ConsentEntry, DomainError, NotFound, Person, Profile, SelfRecognition
+from .models import ConsentEntry, DomainError, NotFound, Person, Profile, SelfRecognition, placement
 from .schemas import AmbassadorView, CharterAcceptanceRequest, ConsentView, ErasureView, OptInRequest, \
     OptOutRequest, Page, ProfileView
 from .service import AmbassadorService, Precondition
@@ -111,6 +111,13 @@ async def erasure_view(ambassadors: AmbassadorService, tenant: str, person_id: s
     return ErasureView(ambassador_id=person.id, erased_at=person.erased_at)
 
 
+def profile_view(person: Person) -> ProfileView:
+    where, directory = placement(person), person.directory
+    return ProfileView(ambassador_id=person.id, profile=person.profile, team_id=where.team_id,
+                       location=where.location, directory_team_id=directory.team_id if directory else None,
+                       directory_location=directory.location if directory else None)
+
+
 # --- the caller's own person ------------------------------------------------------------------------
 
 async def me(principal: Principal = Depends(AMBASSADOR), ambassadors: AmbassadorService = Depends(service)) -> Person:
@@ -157,7 +164,7 @@ async def accept_current_charter(body: CharterAcceptanceRequest, response: Respo
 async def get_profile(response: Response, person: Person = Depends(me)):
     """Your persona, topics, languages, team, location, networks and sharing preferences."""
     response.headers["ETag"] = etag(person.version)
-    return ProfileView(ambassador_id=person.id, profile=person.profile)
+    return profile_view(person)
 
 
 @router.put("/profile", response_model=ProfileView, responses=problem_responses(409, 412))
@@ -168,7 +175,7 @@ async def put_profile(profile: Profile, request: Request, response: Response, pe
     while you are opted in. The leaderboard shows you only if `leaderboard_opt_in` is true."""
     updated = await ambassadors.update_profile(person, profile, if_match(request))
     response.headers["ETag"] = etag(updated.version)
-    return ProfileView(ambassador_id=updated.id, profile=updated.profile)
+    return profile_view(updated)
 
 
 @router.get("/consents", response_model=list[ConsentView])

@@ -264,18 +264,33 @@ def new_person(person_id: str, tenant: str, entry: DirectoryEntry, now: datetime
     return Person(id=person_id, tenant=tenant, directory=entry, created_at=now, updated_at=now)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a person works, as targeting and team figures see it: what they set in their profile, else what
+    the directory (SCIM, import) says."""
+
+    team_id: str | None
+    location: str | None
+
+
+def placement(person: Person) -> Placement:
+    profile, directory = person.profile, person.directory
+    return Placement(team_id=profile.team_id or (directory.team_id if directory else None),
+                     location=profile.location or (directory.location if directory else None))
+
+
 def event_profile(person: Person) -> AmbassadorProfile:
     """The profile as other services see it: targeting attributes, no handles, no names."""
     profile = person.profile
-    directory = person.directory
     preferences = profile.preferences
     quiet = preferences.quiet_hours
+    where = placement(person)
     return AmbassadorProfile(
         persona=profile.persona,
         topics=profile.topics,
         languages=profile.languages,
-        team_id=profile.team_id or (directory.team_id if directory else None),
-        location=profile.location or (directory.location if directory else None),
+        team_id=where.team_id,
+        location=where.location,
         networks=[NetworkPresence(network=a.network, audience_size=a.audience_size) for a in profile.networks],
         preferences=SharingPreferences(
             max_shares_per_week=preferences.max_shares_per_week,

@@ -53,7 +53,12 @@ class AmbassadorView(BaseModel):
 
 class ProfileView(BaseModel):
     ambassador_id: str
-    profile: Profile
+    profile: Profile = Field(description="What you set; `team_id` and `location` here override the directory's")
+    team_id: str | None = Field(description="Your team as targeting and team figures see it: the profile's, "
+                                "else the directory's")
+    location: str | None = Field(description="Your location, the same way: the profile's, else the directory's")
+    directory_team_id: str | None = Field(description="The team the employee directory (SCIM, import) gives")
+    directory_location: str | None = Field(description="The location the employee directory gives")
 
 
 class Page(BaseModel, Generic[Item]):

@@ -195,18 +195,39 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-@public.get("/r/{code}", response_class=RedirectResponse, status_code=302, openapi_extra={"security": []},
-            responses={302: {"description": "To the content, with UTM parameters"},
-                       404: {"description": "Unknown link: a page for people", "content": {"text/html": {}}}})
-async def redirect(request: Request, code: PathId) -> Response:
-    """Public tracked link: redirects to the content and counts the click (link-preview bots are not counted;
-    visitors are counted once per link through a salted hash, no IP is stored)."""
+REDIRECT_RESPONSES = {302: {"description": "To the content, with UTM parameters"},
+                      404: {"description": "Unknown link: a page for people", "content": {"text/html": {}}}}
+
+
+async def _redirect(request: Request, code: str, count: bool) -> Response:
     target = await _distribution(request).tracking.follow(code, client_ip(request), request.headers.get("user-agent"),
-                                                          utcnow())
+                                                          utcnow(), count=count)
     if target is None:
         return HTMLResponse(NOT_FOUND_PAGE, status_code=404)
     return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store",
                                                               "Referrer-Policy": "no-referrer-when-downgrade"})
+
+
+def without_body(response: Response) -> Response:
+    """HEAD: the GET's status and headers (Content-Length included), no body. Starlette sends the body it is
+    given whatever the method (servers drop it, in-process transports do not), so we give it none."""
+    return Response(status_code=response.status_code, headers=dict(response.headers))
+
+
+@public.get("/r/{code}", response_class=RedirectResponse, status_code=302, openapi_extra={"security": []},
+            responses=REDIRECT_RESPONSES)
+async def redirect(request: Request, code: PathId) -> Response:
+    """Public tracked link: redirects to the content and counts the click (link-preview bots are not counted;
+    visitors are counted once per link through a salted hash, no IP is stored)."""
+    return await _redirect(request, code, count=True)
+
+
+@public.head("/r/{code}", response_class=RedirectResponse, status_code=302, openapi_extra={"security": []},
+             responses=REDIRECT_RESPONSES)
+async def redirect_head(request: Request, code: PathId) -> Response:
+    """The same status and headers as GET (where the link leads), without a body and without counting a click:
+    link checkers and unfurlers probe with HEAD."""
+    return without_body(await _redirect(request, code, count=False))
 
 
 def install(app: FastAPI) -> None:

@@ -27,13 +27,17 @@ class Tracking:
     repositories: Repositories
     options: Options
 
-    async def follow(self, code: str, client_ip: str, user_agent: str | None, now: datetime) -> str | None:
-        """Where the code leads (with UTM parameters), after recording the click; None for an unknown code."""
+    async def follow(self, code: str, client_ip: str, user_agent: str | None, now: datetime,
+                     count: bool = True) -> str | None:
+        """Where the code leads (with UTM parameters), after recording the click; None for an unknown code.
+
+        `count=False` (a HEAD request: link checkers, previews probing the target) only resolves the target.
+        """
         link = await self.repositories.links.by_code(code)
         if link is None:
             return None
         work: list[Awaitable[Any]] = [self.repositories.contents.get(link.tenant, link.content_id)]
-        if not is_link_preview_bot(user_agent):
+        if count and not is_link_preview_bot(user_agent):
             work.append(self.record_click(link, client_ip, user_agent or "", now))
         content, *_ = await asyncio.gather(*work)  # the click is durable before we answer, in parallel
         destination = content.link_url if content is not None and content.link_url else link.link_url
