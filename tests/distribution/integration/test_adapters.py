@@ -117,13 +117,20 @@ async def test_clicks_connectors_reports_and_policies(repositories, tenant):
 
 
 async def test_counts_of_confirmed_shares_and_slots(repositories, tenant):
+    """Slots are held by confirmed shares and by prepares younger than the hold; an older prepare gave its back."""
     shares = repositories.shares
-    for i, (status, hours) in enumerate([(ShareStatus.CONFIRMED, 1), (ShareStatus.PREPARED, 2),
-                                         (ShareStatus.CONFIRMED, -1)]):
+    hold = timedelta(minutes=30)
+    for i, (status, hours, age) in enumerate([(ShareStatus.CONFIRMED, 1, timedelta(hours=2)),
+                                              (ShareStatus.PREPARED, 2, timedelta(minutes=29)),
+                                              (ShareStatus.CONFIRMED, -1, timedelta(0)),
+                                              (ShareStatus.PREPARED, 3, timedelta(minutes=31))]):
         item = share(tenant, f"{tenant}-n{i}", "a1", POST + str(i), status)
-        item = item.model_copy(update={"recommended_at": NOW + timedelta(hours=hours),
+        item = item.model_copy(update={"recommended_at": NOW + timedelta(hours=hours), "created_at": NOW - age,
                                        "confirmed_at": NOW if status is ShareStatus.CONFIRMED else None})
         await shares.add_prepared(item, f"fp{i}")
     assert await shares.count_confirmed_since(tenant, "a1", NOW - timedelta(days=7)) == 2
-    assert await shares.count_slots_taken_from(tenant, "c1", NOW) == 2
+    assert await shares.slots_held_from(tenant, "c1", NOW, NOW - hold) == \
+        {NOW + timedelta(hours=1), NOW + timedelta(hours=2)}
+    assert await shares.slots_held_from(tenant, "c1", NOW, NOW - 2 * hold) == \
+        {NOW + timedelta(hours=1), NOW + timedelta(hours=2), NOW + timedelta(hours=3)}
     assert await shares.shared_content_ids(tenant, "a1") == {"c1"}

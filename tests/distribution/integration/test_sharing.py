@@ -1,12 +1,16 @@
 """The two-step share flow: prepare (every rule), confirm (post.shared.v1 through the outbox)."""
 
+import asyncio
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import pytest
+from asgi_lifespan import LifespanManager
+from httpx import ASGITransport, AsyncClient
 
 from advocacy_common.events import CharterPublished, QuietHours, SharingPreferences
 from advocacy_common.topics import SHARE
+from distribution.bootstrap import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +178,44 @@ async def test_my_shares_are_paginated_newest_first(client, bearer, tenant, worl
     someone_elses = await client.get(f"/v1/me/shares?limit=1&cursor={page['next_cursor']}",
                                      headers=bearer(tenant, "amb-2", "ambassador"))
     assert someone_elses.status_code == 400  # a cursor of another person's list
+
+
+HOLD_SECONDS = 2
+OTHER_TEXTS = ("Our Lyon plant went fully renewable; I saw the crews at work all spring.",
+               "Renewable power for the whole Lyon plant: proud of the facilities team.",
+               "Spent a morning with the Lyon crew: every roof panel they fitted now powers the line I work on.")
+
+
+@pytest.fixture
+async def short_hold(settings, worker):
+    """An API replica whose prepares hold their slot for 2 seconds only (the default is 30 minutes)."""
+    app = create_app(settings.model_copy(update={"prepare_hold_seconds": HOLD_SECONDS}))
+    async with LifespanManager(app, startup_timeout=60), \
+            AsyncClient(transport=ASGITransport(app), base_url="http://short-hold") as replica:
+        yield replica
+
+
+async def test_an_abandoned_prepare_gives_its_slot_back_after_the_hold(short_hold, bearer, tenant, emit, projected,
+                                                                         make, amb):
+    logins = ("amb-h1", "amb-h2", "amb-h3", "amb-h4")
+    await emit(*(make.opted_in(amb(tenant, login)) for login in logins), make.content("c1"))
+    await projected(tuple(amb(tenant, login) for login in logins), {"c1": 1})
+    planned = (make.now + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0).isoformat()
+
+    async def prepare(login: str, text: str):
+        response = await short_hold.post("/v1/shares", json=share(text=text, planned_at=planned),
+                                         headers=bearer(tenant, login, "ambassador"))
+        assert response.status_code == 201, response.text
+        return response.json(), datetime.fromisoformat(response.json()["recommended_at"])
+
+    _, abandoned = await prepare("amb-h1", OWN)
+    kept, second = await prepare("amb-h2", OTHER_TEXTS[0])
+    assert second - abandoned == timedelta(minutes=30)  # while held, the first slot is taken
+    confirmed = await short_hold.post(f"/v1/shares/{kept['share_id']}/confirm",
+                                      headers=bearer(tenant, "amb-h2", "ambassador"))
+    assert confirmed.status_code == 200
+    await asyncio.sleep(HOLD_SECONDS + 0.5)
+    _, reused = await prepare("amb-h3", OTHER_TEXTS[1])
+    assert reused == abandoned  # amb-h1 never confirmed: the slot came back
+    _, after = await prepare("amb-h4", OTHER_TEXTS[2])
+    assert after - abandoned == timedelta(hours=1)  # the confirmed share and the fresh prepare still hold theirs

@@ -200,9 +200,11 @@ class FakeShares:
         return sum(1 for s in self._of(tenant, ambassador_id)
                    if s.status is ShareStatus.CONFIRMED and s.confirmed_at and s.confirmed_at >= since)
 
-    async def count_slots_taken_from(self, tenant: str, content_id: str, moment: datetime) -> int:
-        return sum(1 for s in self.items.values()
-                   if s.tenant == tenant and s.content_id == content_id and s.recommended_at >= moment)
+    async def slots_held_from(self, tenant: str, content_id: str, moment: datetime,
+                              held_since: datetime) -> set[datetime]:
+        return {s.recommended_at for s in self.items.values()
+                if s.tenant == tenant and s.content_id == content_id and s.recommended_at >= moment
+                and (s.status is ShareStatus.CONFIRMED or s.created_at >= held_since)}
 
     async def colleague_signatures(self, tenant: str, content_id: str, ambassador_id: str,
                                    bands: list[str]) -> list[list[int]]:

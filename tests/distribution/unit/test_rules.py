@@ -118,10 +118,15 @@ def test_slots_follow_each_other_and_avoid_quiet_hours():
     spacing = timedelta(minutes=30)
     publish = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
     now = datetime(2026, 3, 10, 9, 10, tzinfo=UTC)
-    assert recommend_slot(now, publish, 0, spacing, None, "UTC") == datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
-    assert recommend_slot(now, publish, 3, spacing, None, "UTC") == datetime(2026, 3, 10, 11, 0, tzinfo=UTC)
+    assert recommend_slot(now, publish, set(), spacing, None, "UTC") == datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+    held = {datetime(2026, 3, 10, 9, 30, tzinfo=UTC), datetime(2026, 3, 10, 10, 0, tzinfo=UTC),
+            datetime(2026, 3, 10, 10, 30, tzinfo=UTC)}
+    assert recommend_slot(now, publish, held, spacing, None, "UTC") == datetime(2026, 3, 10, 11, 0, tzinfo=UTC)
+    # A slot in the middle given back (its prepare timed out) is the next one recommended.
+    given_back = held - {datetime(2026, 3, 10, 10, 0, tzinfo=UTC)}
+    assert recommend_slot(now, publish, given_back, spacing, None, "UTC") == datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
     late = datetime(2026, 3, 10, 21, 50, tzinfo=UTC)
-    slot = recommend_slot(late, publish, 0, spacing, QuietHours(start="22:00", end="07:00"), "UTC")
+    slot = recommend_slot(late, publish, set(), spacing, QuietHours(start="22:00", end="07:00"), "UTC")
     assert slot == datetime(2026, 3, 11, 7, 0, tzinfo=UTC)
 
 

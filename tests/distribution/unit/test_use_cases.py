@@ -92,6 +92,35 @@ async def test_prepare_stores_the_share_and_its_link_and_a_retry_gets_the_same(w
         await world.prepare(key="k-1", text=OWN + " Really.")
 
 
+async def test_a_prepare_never_confirmed_gives_its_slot_back_after_the_hold(world):
+    """The clock is the `now` each call is given; the hold is the options' 30 minutes."""
+    for login in ("amb-3", "amb-4", "amb-5"):
+        world.opt_in(login)
+    planned = NOW + timedelta(hours=2)
+
+    texts = {"amb-1": OWN, "amb-2": "Spent a morning with the Lyon crew: every roof panel they fitted now "
+                                     "powers the line I work on.",
+             "amb-3": OWN, "amb-4": OWN, "amb-5": OWN}  # only amb-2 confirms: nobody else copies a post
+
+    async def slot_of(login: str, minutes: int):
+        request = PrepareShare(content_id="c1", network="linkedin", text=texts[login], planned_at=planned)
+        share = await world.sharing.prepare(principal(login), request, None, NOW + timedelta(minutes=minutes))
+        return share, share.recommended_at - NOW
+
+    _, first = await slot_of("amb-1", 0)
+    second_share, second = await slot_of("amb-2", 10)
+    _, third = await slot_of("amb-3", 29)
+    assert (first, second, third) == (timedelta(hours=2), timedelta(hours=2, minutes=30), timedelta(hours=3))
+    await world.sharing.confirm(principal("amb-2"), second_share.id, None, NOW + timedelta(minutes=20))
+    # 31 minutes on, amb-1 never confirmed: the 2 h slot is free again; amb-3's prepare still holds 3 h.
+    _, fourth = await slot_of("amb-4", 31)
+    assert fourth == timedelta(hours=2)
+    # An hour on, amb-3's prepare timed out too; amb-2's confirmed share keeps its slot for good.
+    _, fifth = await slot_of("amb-5", 61)
+    assert fifth == timedelta(hours=3)
+    assert OPTIONS.prepare_hold == timedelta(minutes=30)
+
+
 @pytest.mark.parametrize(("arrange", "rule"), [
     (lambda w: w.repositories.ambassadors.items.update({
         (TENANT, principal("amb-1").ambassador_id): AmbassadorView(

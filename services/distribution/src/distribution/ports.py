@@ -121,8 +121,10 @@ class Shares(Protocol):
 
     async def count_confirmed_since(self, tenant: str, ambassador_id: str, since: datetime) -> int: ...
 
-    async def count_slots_taken_from(self, tenant: str, content_id: str, moment: datetime) -> int:
-        """Shares of this content recommended at or after `moment`."""
+    async def slots_held_from(self, tenant: str, content_id: str, moment: datetime,
+                              held_since: datetime) -> set[datetime]:
+        """Recommended times at or after `moment` of this content's shares that still hold them: confirmed
+        shares, and prepared ones created at or after `held_since` (older prepares gave their slot back)."""
         ...
 
     async def colleague_signatures(self, tenant: str, content_id: str, ambassador_id: str,

@@ -62,9 +62,13 @@ class MongoShares(Repository[Share]):
                                                       "status": ShareStatus.CONFIRMED.value,
                                                       "confirmed_at": {"$gte": since}})
 
-    async def count_slots_taken_from(self, tenant: str, content_id: str, moment: datetime) -> int:
-        return await self.collection.count_documents({"tenant": tenant, "content_id": content_id,
-                                                      "recommended_at": {"$gte": moment}})
+    async def slots_held_from(self, tenant: str, content_id: str, moment: datetime,
+                              held_since: datetime) -> set[datetime]:
+        cursor = self.collection.find({
+            "tenant": tenant, "content_id": content_id, "recommended_at": {"$gte": moment},
+            "$or": [{"status": ShareStatus.CONFIRMED.value}, {"created_at": {"$gte": held_since}}]},
+            projection={"recommended_at": 1})
+        return {document["recommended_at"] async for document in cursor}
 
     async def colleague_signatures(self, tenant: str, content_id: str, ambassador_id: str,
                                    bands: list[str]) -> list[list[int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+from collections.abc import Collection
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from urllib.parse import quote
@@ -158,17 +159,19 @@ def in_quiet_hours(moment: datetime, quiet: QuietHours | None, time_zone: str) -
     return start <= local < end if start < end else (local >= start or local < end)
 
 
-def recommend_slot(now: datetime, publish_at: datetime, future_slots_taken: int, spacing: timedelta,
+def recommend_slot(now: datetime, publish_at: datetime, held: Collection[datetime], spacing: timedelta,
                    quiet: QuietHours | None, time_zone: str) -> datetime:
-    """The next free slot on a grid anchored at publication, after those already recommended, outside quiet hours.
+    """The first slot from `now` on a grid anchored at publication that no share holds, outside quiet hours.
 
-    Shares of one content are thereby spread `spacing` apart instead of arriving in a burst.
+    Shares of one content are thereby spread `spacing` apart instead of arriving in a burst. `held` are the
+    slots other shares hold (confirmed ones, and prepares not yet timed out): a slot given back by an
+    abandoned prepare is recommended again.
     """
     elapsed = max(0.0, (now - publish_at).total_seconds())
-    first_free = math.ceil(elapsed / spacing.total_seconds())
-    slot = publish_at + (first_free + future_slots_taken) * spacing
-    for _ in range(int(timedelta(days=1) / spacing) + 1):
-        if not in_quiet_hours(slot, quiet, time_zone):
+    slot = publish_at + math.ceil(elapsed / spacing.total_seconds()) * spacing
+    held = set(held)
+    for _ in range(len(held) + int(timedelta(days=1) / spacing) + 1):
+        if slot not in held and not in_quiet_hours(slot, quiet, time_zone):
             break
         slot += spacing
     return slot

@@ -104,9 +104,9 @@ class Sharing:
         disclosures = required_disclosures(content, charter)
         signature = minhash(shingles(normalized_words(request.text, tuple(disclosures))))
         bands = signature_bands(signature)
-        link, shared_this_week, taken, colleague_signatures = await asyncio.gather(
+        link, shared_this_week, held, colleague_signatures = await asyncio.gather(
             repositories.links.get(tenant, code), repositories.shares.count_confirmed_since(tenant, me, now - WEEK),
-            repositories.shares.count_slots_taken_from(tenant, content.content_id, now),
+            repositories.shares.slots_held_from(tenant, content.content_id, now, now - self.options.prepare_hold),
             repositories.shares.colleague_signatures(tenant, content.content_id, me, bands))
         if link is not None and link.confirmed_share_id:
             raise Refusal("already_shared", f"You already shared this content on {network.value}.")
@@ -119,7 +119,7 @@ class Sharing:
                                     ignore=tuple(disclosures))
         check_authenticity(scores, policy.policy)
 
-        slot = recommend_slot(max(now, planned), content.publish_at or now, taken, self.options.slot_spacing,
+        slot = recommend_slot(max(now, planned), content.publish_at or now, held, self.options.slot_spacing,
                               preferences.quiet_hours, preferences.time_zone)
         team_id = ambassador.profile.team_id
         await repositories.links.ensure(TrackedLink(
