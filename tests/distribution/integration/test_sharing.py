@@ -120,8 +120,20 @@ async def test_charter_disclosure_is_required_too(client, bearer, tenant, world,
     async def charter():
         assert (await repositories.charters.current(tenant)).disclosure_line == "#IWorkAtAcme"
     await wait_for(charter)
-    missing = await client.post("/v1/shares", json=share(), headers=bearer(tenant, "amb-1", "ambassador"))
+    headers = bearer(tenant, "amb-1", "ambassador")
+    missing = await client.post("/v1/shares", json=share(), headers=headers)
     assert missing.status_code == 422 and "#IWorkAtAcme" in missing.json()["detail"]
+
+    # The feed lists every line a share will need, the charter's as well as the campaign's...
+    feed = {item["content_id"]: item for item in (await client.get("/v1/feed", headers=headers)).json()["items"]}
+    assert feed["c1"]["disclosure_lines"] == ["#IWorkAtAcme"] and feed["c1"]["disclosure_line"] is None
+    assert feed["c2"]["disclosure_lines"] == ["#AcmeEmployee", "#IWorkAtAcme"]
+    # ...so a text carrying what the feed showed is accepted, and one carrying only the campaign's is not.
+    campaign_only = await client.post("/v1/shares", json=share("c2", text=OWN + " #AcmeEmployee"), headers=headers)
+    assert campaign_only.status_code == 422 and campaign_only.json()["rule"] == "disclosure_missing"
+    shown = await client.post("/v1/shares", json=share("c2", text=" ".join([OWN, *feed["c2"]["disclosure_lines"]])),
+                              headers=headers)
+    assert shown.status_code == 201, shown.text
 
 
 async def test_weekly_limit_quiet_hours_and_slots(client, bearer, tenant, emit, projected, make, amb):

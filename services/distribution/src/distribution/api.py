@@ -50,7 +50,8 @@ async def get_feed(request: Request, limit: int | None = None, cursor: Cursor | 
     items = [FeedItem(content_id=s.content.content_id, campaign_id=s.content.campaign_id, title=s.content.title,
                       link_url=s.content.link_url, topics=s.content.topics, language=s.content.language,
                       networks=s.networks, suggested_texts=s.suggested_texts,
-                      disclosure_line=s.content.disclosure_line, publish_at=s.content.publish_at,
+                      disclosure_line=s.content.disclosure_line, disclosure_lines=s.disclosure_lines,
+                      publish_at=s.content.publish_at,
                       expires_at=s.content.expires_at, score=s.score) for s in page.items]
     return Feed(items=items, next_cursor=page.next_cursor, reason=page.reason, message=page.message)
 

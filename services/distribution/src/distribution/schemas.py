@@ -24,7 +24,9 @@ class FeedItem(BaseModel):
     language: str
     networks: list[str] = Field(description="Networks of this content that you use")
     suggested_texts: dict[str, str]
-    disclosure_line: str | None
+    disclosure_line: str | None = Field(description="The campaign's disclosure line (see `disclosure_lines`)")
+    disclosure_lines: list[str] = Field(description="Every line your text must carry to be accepted: the "
+                                        "campaign's and, when the charter requires one, the charter's")
     publish_at: datetime | None
     expires_at: datetime | None
     score: float = Field(description="Topic affinity blended with freshness; the feed is sorted by it")

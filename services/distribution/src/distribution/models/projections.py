@@ -196,12 +196,15 @@ class Suggestion:
     networks: list[str]
     suggested_texts: dict[str, str]
     score: float
+    disclosure_lines: list[str] = field(default_factory=list)  # every line a share of it must carry
 
 
-def suggestion(score: float, content: ContentView, ambassador: AmbassadorView) -> Suggestion:
+def suggestion(score: float, content: ContentView, ambassador: AmbassadorView,
+               disclosure_lines: list[str]) -> Suggestion:
     mine = ambassador.networks()
     return Suggestion(content=content, networks=[n for n in content.networks if n in mine],
-                      suggested_texts={n: t for n, t in content.suggested_texts.items() if n in mine}, score=score)
+                      suggested_texts={n: t for n, t in content.suggested_texts.items() if n in mine}, score=score,
+                      disclosure_lines=disclosure_lines)
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,9 @@ class Sharing:
             score, content = page[-1]
             next_cursor = self.cursors.encode(self._scope(principal),
                                               (scored_at, round(score * SCORE_SCALE), content.content_id))
-        return FeedPage(items=[suggestion(score, content, ambassador) for score, content in page],
+        # The lines prepare will require (campaign and charter), so nobody is refused for one never shown.
+        return FeedPage(items=[suggestion(score, content, ambassador, required_disclosures(content, charter))
+                               for score, content in page],
                         next_cursor=next_cursor)
 
     def _scope(self, principal: Principal) -> str:
