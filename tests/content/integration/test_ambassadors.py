@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from advocacy_common.events import (
-    AmbassadorErased, AmbassadorOptedIn, AmbassadorOptedOut, AmbassadorProfile, AmbassadorProfileUpdated, Persona,
+    AmbassadorErased, AmbassadorOptedIn, AmbassadorOptedOut, AmbassadorProfile, AmbassadorProfileUpdated, NetworkPresence,
+    Persona,
 )
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,8 @@ NOW = datetime.now(UTC)
 def opted_in(ambassador_id: str, team: str, persona: Persona = Persona.EXPERT, languages=("en",)) -> AmbassadorOptedIn:
     return AmbassadorOptedIn(ambassador_id=ambassador_id, charter_version=1, opted_in_at=NOW,
                              profile=AmbassadorProfile(persona=persona, team_id=team, location="Paris",
-                                                       languages=list(languages)))
+                                                       languages=list(languages),
+                                                       networks=[NetworkPresence(network="linkedin", audience_size=300)]))
 
 
 async def test_projection_drives_proposals_feed_opt_out_and_erasure(kit, worker, wait_until, amb):
@@ -72,9 +74,10 @@ async def test_projection_drives_proposals_feed_opt_out_and_erasure(kit, worker,
 
     # Bob moves to R&D as an expert: now targeted by both.
     await kit.publish([AmbassadorProfileUpdated(ambassador_id=bob_id, updated_at=NOW, profile=AmbassadorProfile(
-        persona=Persona.EXPERT, team_id="r&d", languages=["en"]))])
+        persona=Persona.EXPERT, team_id="r&d", languages=["en"],
+        networks=[NetworkPresence(network="linkedin", audience_size=300)]))])
     await projected(bob_id, profile={"persona": "expert", "team_id": "r&d", "location": None,
-                                     "languages": ["en"], "topics": []})
+                                     "languages": ["en"], "topics": [], "networks": ["linkedin"]})
     assert await feed(bob) == [for_rnd["id"], for_all["id"]]
 
     # Opt-out takes effect at once: no feed, no proposals.

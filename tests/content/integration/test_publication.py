@@ -31,8 +31,11 @@ async def status_is(kit, item_id: str, status: str):
 
 async def test_publishes_at_publish_at_updates_and_retires_at_expiry(kit, worker, wait_until):
     campaign = await kit.campaign()
-    item = await kit.approved(campaign["id"], publish_at=soon(1), expires_at=None)
+    audience = {"teams": ["R&D"], "languages": ["en"], "personas": ["expert"], "topics": ["Energy", "energy", "AI"]}
+    item = await kit.approved(campaign["id"], publish_at=soon(1), expires_at=None, audience=audience)
     assert item["status"] == "approved"
+    # Editors set and read the topic axis like the others (lower-cased, one of each).
+    assert item["audience"]["topics"] == ["energy", "ai"] and item["audience"]["teams"] == ["r&d"]
     published = await wait_until(await status_is(kit, item["id"], "published"))
     assert published["published_at"] and published["history"][-1]["by"] == "scheduler"
 
@@ -45,6 +48,7 @@ async def test_publishes_at_publish_at_updates_and_retires_at_expiry(kit, worker
     assert data["version"] == published["version"]
     assert data["suggested_texts"] == item["suggested_texts"] and data["networks"] == ["linkedin", "x"]
     assert data["audience"]["teams"] == ["r&d"] and data["media"][0]["url"] == "https://cdn.example.com/lab.jpg"
+    assert data["audience"]["topics"] == ["energy", "ai"]  # what distribution's feed targets by
     assert data["link_url"] == item["link_url"] and data["topics"] == ["research", "innovation"]
     assert data["expires_at"] is None
 

@@ -162,6 +162,37 @@ async def test_the_feed_matches_the_audience_and_erasure_finds_a_person(ports):
     assert [each.id for each in await ports.items.published_behind(owner, 10)] == [for_all.id]
 
 
+async def test_the_feed_applies_topics_language_and_networks_like_distribution(ports):
+    tenant = tenant_id()
+    open_axes = {"audience": {}, "status": "published", "campaign_version": 1}
+    for_energy = item(tenant, **{**open_axes, "audience": {"topics": ["energy"]}})
+    in_french = item(tenant, minutes=1, **open_axes, language="fr")
+    on_x = item(tenant, minutes=2, **open_axes, networks=["x"])
+    described_only = item(tenant, minutes=3, **open_axes, topics=["quantum"])  # its own topics do not target
+    for each in (for_energy, in_french, on_x, described_only):
+        await ports.items.add_idempotent(each, each.id)
+
+    async def seen(profile: TargetingProfile) -> set[str]:
+        return {each.id for each in (await ports.items.published_for(tenant, profile, None, 10)).items}
+
+    reader = TargetingProfile(persona="expert", topics=["Energy"], languages=["en"], networks=["linkedin"])
+    assert await seen(reader) == {for_energy.id, described_only.id}
+    assert await seen(reader.model_copy(update={"topics": [], "languages": []})) == {in_french.id, described_only.id}
+    assert await seen(reader.model_copy(update={"networks": ["x"]})) == {on_x.id}
+    # A projection from before networks were kept constrains no network.
+    assert on_x.id in await seen(reader.model_copy(update={"networks": None}))
+
+
+async def test_an_item_stored_before_the_topics_axis_is_for_anyone_on_it(database, content_settings):
+    store = await ContentStore.open(database, content_settings.cursor_key)
+    tenant = tenant_id()
+    old = item(tenant, status="published", audience={})
+    await store.items.add_idempotent(old, old.id)
+    await database["content_items"].update_one({"_id": old.id}, {"$unset": {"targets.topics": ""}})
+    profile = TargetingProfile(persona="expert", topics=["ai"], languages=["en"], networks=["linkedin"])
+    assert [each.id for each in (await store.items.published_for(tenant, profile, None, 10)).items] == [old.id]
+
+
 async def test_campaigns_page_and_the_refresh_flag_keeps_the_version(ports):
     tenant = tenant_id()
     first, second = campaign(tenant), campaign(tenant, created_at=T0 + timedelta(minutes=1))

@@ -128,7 +128,7 @@ class FakeItems(FakeRepository[ContentItem]):
     async def published_for(self, tenant: str, profile: TargetingProfile | None, cursor: str | None,
                             limit: int) -> Page[ContentItem]:
         found = self.where(lambda i: i.tenant == tenant and i.status is Status.PUBLISHED
-                           and is_targeted(i.audience, profile))
+                           and is_targeted(i, profile))
         return self.page_of(found, lambda i: i.publish_at, cursor, limit)
 
     async def touched_by(self, tenant: str, person: str) -> list[ContentItem]:

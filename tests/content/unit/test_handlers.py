@@ -11,7 +11,8 @@ from advocacy_common.auth import Principal
 from advocacy_common.consuming import Delivery
 from advocacy_common.envelope import Envelope
 from advocacy_common.events import (
-    AmbassadorErased, AmbassadorOptedIn, AmbassadorOptedOut, AmbassadorProfile, AmbassadorProfileUpdated, Persona,
+    AmbassadorErased, AmbassadorOptedIn, AmbassadorOptedOut, AmbassadorProfile, AmbassadorProfileUpdated, NetworkPresence,
+    Persona,
 )
 from content.handlers import build_handlers
 from content.models import TargetingProfile
@@ -20,7 +21,7 @@ from content.schemas import CampaignIn, ContentIn
 pytestmark = pytest.mark.unit
 TENANT = "acme"
 PROFILE = AmbassadorProfile(persona=Persona.EXPERT, team_id="R&D", location="Paris", languages=["en"],
-                            topics=["ai"])
+                            topics=["ai"], networks=[NetworkPresence(network="linkedin", audience_size=120)])
 
 
 def delivered(event, offset: int) -> Delivery:
@@ -44,7 +45,7 @@ async def test_each_event_sets_what_the_projection_knows(handle, store):
     await handle(AmbassadorOptedIn(ambassador_id="a-1", charter_version=1, opted_in_at=NOW, profile=PROFILE), 2)
     projected = await store.ambassadors.get(TENANT, "a-1")
     assert projected.opted_in and projected.profile == TargetingProfile(
-        persona="expert", team_id="R&D", location="Paris", languages=["en"], topics=["ai"])
+        persona="expert", team_id="R&D", location="Paris", languages=["en"], topics=["ai"], networks=["linkedin"])
     await handle(AmbassadorOptedOut(ambassador_id="a-1", opted_out_at=NOW), 3)
     assert (await store.ambassadors.get(TENANT, "a-1")).model_dump(include={"opted_in", "profile"}) == \
         {"opted_in": False, "profile": None}

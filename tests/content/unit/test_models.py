@@ -114,15 +114,34 @@ def test_without_disclosure_line_any_text_goes_and_review_needs_a_time():
 
 def test_targeting_open_axes_match_anyone():
     audience = Audience(teams=["r&d"], locations=[], languages=["fr", "en"], personas=[])
-    assert targeting_keys(audience)["locations"] == [ANYONE]
-    profile = TargetingProfile(persona="talent", team_id="R&D", location="Lyon", languages=["EN"])
-    assert is_targeted(audience, profile)
-    assert not is_targeted(audience, profile.model_copy(update={"team_id": "sales"}))
-    assert not is_targeted(audience, profile.model_copy(update={"languages": ["de"]}))
-    assert not is_targeted(audience.model_copy(update={"personas": ["expert"]}), profile)
-    assert is_targeted(Audience(), TargetingProfile(persona="expert"))
-    assert not is_targeted(audience, None)  # no profile: only open audiences
-    assert is_targeted(Audience(), None)
+    assert targeting_keys(audience)["locations"] == [ANYONE] and targeting_keys(audience)["topics"] == [ANYONE]
+    targeted = item(audience=audience)
+    profile = TargetingProfile(persona="talent", team_id="R&D", location="Lyon", languages=["EN"],
+                               networks=["linkedin"])
+    assert is_targeted(targeted, profile)
+    assert not is_targeted(targeted, profile.model_copy(update={"team_id": "sales"}))
+    assert not is_targeted(targeted, profile.model_copy(update={"languages": ["de"]}))
+    assert not is_targeted(item(audience=audience.model_copy(update={"personas": ["expert"]})), profile)
+    open_item = item(audience=Audience())
+    assert is_targeted(open_item, TargetingProfile(persona="expert"))
+    assert not is_targeted(targeted, None)  # no profile: only open audiences
+    assert is_targeted(open_item, None)
+
+
+def test_topics_target_through_the_audience_and_language_and_networks_count_as_in_the_feed():
+    profile = TargetingProfile(persona="expert", topics=["Energy", "hiring"], languages=["fr"], networks=["x"])
+    for_energy = item(audience=Audience(topics=["energy"]), language="fr", networks=["linkedin", "x"])
+    assert is_targeted(for_energy, profile)
+    assert not is_targeted(for_energy, profile.model_copy(update={"topics": ["ai"]}))
+    assert not is_targeted(for_energy, profile.model_copy(update={"topics": []}))  # a named axis needs a value
+    # The item's own topics describe it; they do not exclude anybody.
+    assert is_targeted(item(audience=Audience(), topics=["quantum"], language="fr", networks=["x"]), profile)
+    # Someone who lists languages only gets items in one of them; someone who lists none gets any.
+    assert not is_targeted(for_energy.model_copy(update={"language": "en"}), profile)
+    assert is_targeted(for_energy.model_copy(update={"language": "en"}), profile.model_copy(update={"languages": []}))
+    # The item must allow one of the person's networks; a projection from before networks were kept: no constraint.
+    assert not is_targeted(for_energy, profile.model_copy(update={"networks": ["tiktok"]}))
+    assert is_targeted(for_energy, profile.model_copy(update={"networks": None}))
 
 
 def test_snapshots_carry_campaign_objective_and_disclosure():

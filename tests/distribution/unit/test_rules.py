@@ -38,11 +38,21 @@ def content(content_id="c", **values) -> ContentView:
     ({"language": "de"}, "language"),
     ({"audience": Audience(languages=["de"])}, "language"),
     ({"audience": Audience(personas=["talent"])}, "persona"),
-    ({"topics": ["hr"]}, "topics"),
+    ({"audience": Audience(topics=["hr"])}, "topics"),
     ({"networks": ["tiktok"]}, "network"),
 ])
 def test_each_targeting_axis_excludes(overrides, miss):
     assert targeting_misses(content(**overrides), ambassador()) == [miss]
+
+
+def test_topics_target_through_the_audience_only_and_a_named_axis_needs_a_value():
+    assert targeting_misses(content(topics=["hr"]), ambassador()) == []  # the content's topics only rank
+    assert targeting_misses(content(audience=Audience(topics=["Energy"])), ambassador()) == []
+    assert targeting_misses(content(audience=Audience(topics=["energy"])), ambassador(topics=[])) == ["topics"]
+    # Languages: an audience naming languages needs one of mine, even when I list none; listing none
+    # otherwise admits any item language.
+    assert targeting_misses(content(audience=Audience(languages=["fr"])), ambassador(languages=[])) == ["language"]
+    assert targeting_misses(content(language="de"), ambassador(languages=[])) == []
 
 
 def test_empty_audience_means_anyone():

@@ -84,12 +84,15 @@ class MediaRef(ContractModel):
 
 
 class Audience(ContractModel):
-    """Who a content item is for; an empty list means 'anyone' on that axis."""
+    """Who a content item is for; an empty list means 'anyone' on that axis, otherwise the ambassador's
+    value (team, location, one of their languages, persona, one of their topics) must be listed."""
 
     teams: list[str] = Field(default_factory=list)
     locations: list[str] = Field(default_factory=list)
     languages: list[str] = Field(default_factory=list)
     personas: list[Persona] = Field(default_factory=list)
+    topics: list[str] = Field(default_factory=list, description="Topics of which the ambassador must follow one "
+                              "(the item's own `topics` only rank it, they do not target)")
 
 
 class ContentSnapshot(Event):

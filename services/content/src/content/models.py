@@ -37,7 +37,7 @@ LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 ERASED = "erased"
 # In the stored targeting keys, an axis left empty by the editor matches everybody.
 ANYONE = "*"
-AUDIENCE_AXES = ("teams", "locations", "languages", "personas")
+AUDIENCE_AXES = ("teams", "locations", "languages", "personas", "topics")
 # Who the history names for the moves the worker makes on its own.
 SCHEDULER = "scheduler"
 
@@ -234,11 +234,14 @@ class TargetingProfile(DomainModel):
     location: str | None = None
     languages: list[str] = Field(default_factory=list)
     topics: list[str] = Field(default_factory=list)
+    # None: a projection written before networks were kept (no constraint until the next profile event).
+    networks: list[Network] | None = None
 
     @classmethod
     def of(cls, profile: AmbassadorProfile) -> TargetingProfile:
         return cls(persona=profile.persona, team_id=profile.team_id, location=profile.location,
-                   languages=list(profile.languages), topics=list(profile.topics))
+                   languages=list(profile.languages), topics=list(profile.topics),
+                   networks=[presence.network for presence in profile.networks])
 
 
 class AmbassadorProjection(DomainModel):
@@ -344,6 +347,14 @@ def with_author(people: list[str], person: str) -> list[str]:
 
 # --- targeting ----------------------------------------------------------------------
 
+# The rule distribution's feed applies too (its `targeting_misses`), so that an item is seen by the same
+# people here and there:
+# - on every audience axis (teams, locations, languages, personas, topics) an empty list is "anyone";
+#   otherwise the ambassador's value, or one of their values, must be listed (case-insensitive);
+# - an ambassador who lists languages only gets items in one of them;
+# - the item allows at least one network of the ambassador's profile.
+# The item's own `topics` describe it (list filter, the feed's ranking): they do not target.
+
 def targeting_keys(audience: Audience) -> dict[str, list[str]]:
     """The stored form the feed query matches: an empty axis becomes 'anyone'."""
     return {axis: [str(value) for value in getattr(audience, axis)] or [ANYONE] for axis in AUDIENCE_AXES}
@@ -353,17 +364,24 @@ def profile_values(profile: TargetingProfile | None) -> dict[str, list[str]]:
     """An ambassador's value on each axis, lower-cased like the audience labels."""
     profile = profile or TargetingProfile()
     return {
-        "teams": [profile.team_id.lower()] if profile.team_id else [],
-        "locations": [profile.location.lower()] if profile.location else [],
-        "languages": [language.lower() for language in profile.languages],
+        "teams": [profile.team_id.strip().lower()] if profile.team_id else [],
+        "locations": [profile.location.strip().lower()] if profile.location else [],
+        "languages": [language.strip().lower() for language in profile.languages],
         "personas": [str(profile.persona)] if profile.persona else [],
+        "topics": [topic.strip().lower() for topic in profile.topics],
     }
 
 
-def is_targeted(audience: Audience, profile: TargetingProfile | None) -> bool:
-    """On every axis the audience is open, or it names one of the ambassador's values."""
-    keys, values = targeting_keys(audience), profile_values(profile)
-    return all(ANYONE in keys[axis] or set(keys[axis]) & set(values[axis]) for axis in AUDIENCE_AXES)
+def is_targeted(item: ContentItem, profile: TargetingProfile | None) -> bool:
+    """The audience admits the ambassador on every axis, the item is in a language they read, on a network
+    they use (see the rule above)."""
+    keys, values = targeting_keys(item.audience), profile_values(profile)
+    if not all(ANYONE in keys[axis] or set(keys[axis]) & set(values[axis]) for axis in AUDIENCE_AXES):
+        return False
+    if values["languages"] and item.language not in values["languages"]:
+        return False
+    networks = profile.networks if profile else None
+    return networks is None or bool(set(networks) & set(item.networks))
 
 
 # --- events ---------------------------------------------------------------------------

@@ -38,8 +38,11 @@ class AudienceIn(StrictInput):
     locations: list[str] = Field(default_factory=list, max_length=100)
     languages: list[str] = Field(default_factory=list, max_length=20)
     personas: list[Persona] = Field(default_factory=list)
+    topics: list[str] = Field(default_factory=list, max_length=50, description=(
+        "Only ambassadors who follow one of these topics (in their profile) see the item; the item's own "
+        "`topics` describe it and rank it in feeds, they do not target"))
 
-    @field_validator("teams", "locations")
+    @field_validator("teams", "locations", "topics")
     @classmethod
     def _labels(cls, values: list[str]) -> list[str]:
         return normalize_labels(values)

@@ -243,7 +243,7 @@ class ContentService:
     async def get_published(self, principal: Principal, item_id: str) -> ContentItem:
         ambassador = await self._opted_in_ambassador(principal, "see published content")
         item = await self.items.get(principal.tenant, item_id)
-        if item is None or item.status is not Status.PUBLISHED or not is_targeted(item.audience, ambassador.profile):
+        if item is None or item.status is not Status.PUBLISHED or not is_targeted(item, ambassador.profile):
             raise not_found("content item")
         return item
 

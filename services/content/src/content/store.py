@@ -106,10 +106,17 @@ class ContentItemRepository(ModelRepository[ContentItem]):
 
     async def published_for(self, tenant: str, profile: TargetingProfile | None, cursor: str | None,
                             limit: int) -> Page[ContentItem]:
+        # The query form of `is_targeted` (models.py): one `$in` per axis, then language and networks.
         values = profile_values(profile)
         query: dict[str, Any] = {"tenant": tenant, "status": Status.PUBLISHED.value}
         for axis in AUDIENCE_AXES:
-            query[f"targets.{axis}"] = {"$in": [ANYONE, *values[axis]]}
+            # Items stored before an axis existed have no key for it (`null` matches a missing field): anyone.
+            query[f"targets.{axis}"] = {"$in": [ANYONE, None, *values[axis]]}
+        if values["languages"]:
+            query["language"] = {"$in": values["languages"]}
+        networks = profile.networks if profile else None
+        if networks is not None:
+            query["networks"] = {"$in": [str(network) for network in networks]}
         return await self.page(query, cursor=cursor, limit=limit, order=PUBLISHED_FIRST, scope="published")
 
     async def touched_by(self, tenant: str, person: str) -> list[ContentItem]:

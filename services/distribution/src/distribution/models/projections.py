@@ -116,8 +116,11 @@ def folded(values) -> set[str]:
 def targeting_misses(content: ContentView, ambassador: AmbassadorView) -> list[str]:
     """The targeting axes on which this content is not for this ambassador (empty: it is).
 
-    An empty audience list means 'anyone' on that axis; topics exclude only when both
-    sides name topics and none is shared.
+    The rule content's `/v1/published` applies too (its `is_targeted`), so both show an item to the same
+    people: on every audience axis (teams, locations, languages, personas, topics) an empty list means
+    'anyone', otherwise the ambassador's value (or one of their values) must be listed; someone who lists
+    languages gets only items in one of them; the item allows one of their networks. The content's own
+    `topics` rank the feed (affinity), they do not exclude.
     """
     profile = ambassador.profile
     if profile is None:
@@ -129,12 +132,12 @@ def targeting_misses(content: ContentView, ambassador: AmbassadorView) -> list[s
     if audience.locations and not folded([profile.location]) & folded(audience.locations):
         misses.append("location")
     languages = folded(profile.languages)
-    if languages and (not folded([content.language]) & languages
-                      or (audience.languages and not languages & folded(audience.languages))):
+    if (languages and not folded([content.language]) & languages) \
+            or (audience.languages and not languages & folded(audience.languages)):
         misses.append("language")
     if audience.personas and profile.persona not in audience.personas:
         misses.append("persona")
-    if content.topics and profile.topics and not folded(content.topics) & folded(profile.topics):
+    if audience.topics and not folded(profile.topics) & folded(audience.topics):
         misses.append("topics")
     if not set(content.networks) & ambassador.networks():
         misses.append("network")
