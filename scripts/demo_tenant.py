@@ -276,7 +276,7 @@ class Loader:
     # --- the programme: charter, campaigns, content through review --------------------------
 
     async def loaded(self, marker: str = MARKER) -> bool:
-        connectors = expect(await self.api.call("GET", "distribution", "/v1/connectors", role="admin", sub="demo-admin"), 200)
+        connectors = await self.listed("distribution", "/v1/connectors", "admin", "demo-admin")
         return any(c.get("name") == marker for c in connectors)
 
     async def mark(self, marker: str) -> None:

@@ -164,7 +164,17 @@ async def test_training_catalogue_and_completions(client, provision, as_admin, a
     assert done.status_code == 201 and done_again.json() == done.json()
     assert unknown.status_code == 404
     completions = await client.get(f"/v1/ambassadors/{person['id']}/training-completions", headers=as_admin)
-    assert [c["module_id"] for c in completions.json()] == [module_id]
+    assert [c["module_id"] for c in completions.json()["items"]] == [module_id]
+
+    second = (await client.post("/v1/training/modules", headers=as_admin, json={
+        "title": "Answer comments", "url": "https://learn.example/answer", "duration_minutes": 5})).json()
+    await client.post("/v1/me/training-completions", json={"module_id": second["module_id"]}, headers=headers)
+    for path, reader in (("/v1/me/training-completions", headers),
+                         (f"/v1/ambassadors/{person['id']}/training-completions", as_admin)):
+        first = (await client.get(path, params={"limit": 1}, headers=reader)).json()
+        rest = (await client.get(path, params={"limit": 1, "cursor": first["next_cursor"]}, headers=reader)).json()
+        assert [c["module_id"] for c in first["items"] + rest["items"]] == [module_id, second["module_id"]]
+        assert rest["next_cursor"] is None
 
 
 async def test_signals_are_reported_and_triaged(client, provision, volunteer, as_admin, as_employee):

@@ -59,8 +59,20 @@ async def test_re_opt_in_after_opt_out_is_allowed_and_recorded(client, provision
     view = await volunteer("again@corp.example")
 
     assert view["status"] == "opted_in"
-    consents = (await client.get("/v1/me/consents", headers=as_employee("again@corp.example"))).json()
-    assert [c["kind"] for c in consents] == ["opt_in", "withdrawal", "opt_in"]
+    headers = as_employee("again@corp.example")
+    consents = (await client.get("/v1/me/consents", headers=headers)).json()
+    assert [c["kind"] for c in consents["items"]] == ["opt_in", "withdrawal", "opt_in"]
+    assert consents["next_cursor"] is None
+    # Paged like every list: {items, next_cursor}, a bounded limit, signed cursors.
+    first = (await client.get("/v1/me/consents", params={"limit": 2}, headers=headers)).json()
+    rest = (await client.get("/v1/me/consents", params={"limit": 2, "cursor": first["next_cursor"]},
+                             headers=headers)).json()
+    assert [c["kind"] for c in first["items"] + rest["items"]] == ["opt_in", "withdrawal", "opt_in"]
+    assert first["next_cursor"] and rest["next_cursor"] is None
+    tampered = await client.get("/v1/me/consents", params={"cursor": first["next_cursor"][:-2] + "xx"},
+                                headers=headers)
+    assert tampered.status_code == 400
+    assert (await client.get("/v1/me/consents", params={"limit": 0}, headers=headers)).status_code == 422
 
 
 async def test_opting_in_twice_changes_nothing(client, provision, volunteer, as_employee):
@@ -69,7 +81,7 @@ async def test_opting_in_twice_changes_nothing(client, provision, volunteer, as_
     second = await volunteer("twice@corp.example")
     assert first == second
     consents = (await client.get("/v1/me/consents", headers=as_employee("twice@corp.example"))).json()
-    assert len(consents) == 1
+    assert len(consents["items"]) == 1
 
 
 async def test_opt_in_requires_the_current_charter(client, provision, publish_charter, as_employee):

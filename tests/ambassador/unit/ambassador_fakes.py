@@ -141,6 +141,12 @@ class FakePeople(InMemory[Person]):
                  if charter_version is None or entry.consent.charter_version == charter_version]
         return _page(every, cursor, limit)
 
+    async def consents_of(self, tenant: str, person_id: str, cursor: str | None, limit: int) -> Page[ConsentEntry]:
+        person = await self.get(tenant, person_id)
+        entries = [ConsentEntry(person, sequence, consent)
+                   for sequence, consent in enumerate(person.consents if person else [], start=1)]
+        return _page(entries, cursor, limit)
+
     async def erase_lookup_keys(self, tenant: str, person_id: str) -> None:
         return None  # the fake finds people by their entry: there are no keys to forget
 
@@ -201,6 +207,10 @@ class FakeModules(InMemory[TrainingModule]):
 class FakeCompletions(InMemory[TrainingCompletion]):
     async def of_person(self, tenant: str, person_id: str) -> list[TrainingCompletion]:
         return sorted(self.of_tenant(tenant, lambda c: c.person_id == person_id), key=lambda c: c.completed_at)
+
+    async def page_of_person(self, tenant: str, person_id: str, cursor: str | None,
+                             limit: int) -> Page[TrainingCompletion]:
+        return _page(await self.of_person(tenant, person_id), cursor, limit)
 
     async def forget_person(self, tenant: str, person_id: str) -> None:
         for completion in await self.of_person(tenant, person_id):

@@ -4,13 +4,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from advocacy_common.events import EngagementKind, PostShared
+from advocacy_common.consuming import Delivery
+from advocacy_common.envelope import Envelope
+from advocacy_common.events import EngagementKind, EngagementReceived, PostShared
 from advocacy_common.repository import AlreadyExists, KeyReused, StaleWrite, UnitOfWork
 from advocacy_common.topics import SHARE
 from distribution.models.authenticity import (
     AuthenticityPolicy, minhash, normalized_words, shingles, signature_bands,
 )
 from distribution.models.engagement import Click, Connector, Report, engagement_received
+from distribution.models.projections import CommentTally
 from distribution.models.sharing import Share, ShareStatus, TrackedLink
 
 pytestmark = pytest.mark.integration
@@ -134,3 +137,30 @@ async def test_counts_of_confirmed_shares_and_slots(repositories, tenant):
     assert await shares.slots_held_from(tenant, "c1", NOW, NOW - 2 * hold) == \
         {NOW + timedelta(hours=1), NOW + timedelta(hours=2), NOW + timedelta(hours=3)}
     assert await shares.shared_content_ids(tenant, "a1") == {"c1"}
+
+
+async def test_comments_awaiting_reply_page_by_share_skipping_the_answered(repositories, tenant):
+    """Keyset pages over the tallies; a tally whose comments all got replies is skipped, not a short page."""
+    comments = repositories.comments
+    offset = 0
+    for share_id, received, replied in (("s1", 2, 0), ("s2", 1, 1), ("s3", 3, 1), ("s4", 1, 1), ("s5", 1, 0)):
+        tally = CommentTally(tenant=tenant, share_id=share_id, ambassador_id="a1", content_id="c1", network="linkedin")
+        for kind, count in ((EngagementKind.COMMENT, received), (EngagementKind.COMMENT_REPLY, replied)):
+            if count:
+                offset += 1
+                event = EngagementReceived(engagement_id=f"e{offset}", kind=kind, count=count, share_id=share_id,
+                                           content_id="c1", ambassador_id="a1", network="linkedin", occurred_at=NOW,
+                                           source="li", source_event_id=str(offset))
+                delivery = Delivery(Envelope(source="/tests", type=event.type_name, tenantid=tenant), event,
+                                    "advocacy.engagement", 0, offset)
+                await comments.count(tally, kind, count, delivery)
+    pages, cursor = [], None
+    while True:
+        page = await comments.awaiting_reply(tenant, "a1", cursor, 1)
+        pages.append([t.share_id for t in page.items])
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert pages == [["s1"], ["s3"], ["s5"]]
+    assert (await comments.awaiting_reply(tenant, "a1", None, 10)).items[1].awaiting == 2
+    assert (await comments.awaiting_reply(tenant, "someone-else", None, 10)).items == []

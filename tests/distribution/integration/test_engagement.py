@@ -171,11 +171,12 @@ async def test_comments_awaiting_reply(client, bearer, tenant, confirmed, connec
     async def tallied():
         awaiting = (await client.get("/v1/me/comments-awaiting-reply",
                                      headers=bearer(tenant, "amb-1", "ambassador"))).json()
-        assert awaiting == [{"share_id": confirmed["share_id"], "content_id": "c1", "network": "linkedin",
-                             "post_url": confirmed["post_url"], "comments": 3, "replies": 1, "awaiting": 2}]
+        assert awaiting == {"items": [{"share_id": confirmed["share_id"], "content_id": "c1", "network": "linkedin",
+                                       "post_url": confirmed["post_url"], "comments": 3, "replies": 1,
+                                       "awaiting": 2}], "next_cursor": None}
     await wait_for(tallied)
     others = await client.get("/v1/me/comments-awaiting-reply", headers=bearer(tenant, "amb-2", "ambassador"))
-    assert others.json() == []
+    assert others.json() == {"items": [], "next_cursor": None}
 
 
 async def test_connector_registration_is_idempotent_and_secret_shown_once(client, bearer, tenant, connector):
@@ -187,7 +188,18 @@ async def test_connector_registration_is_idempotent_and_secret_shown_once(client
     same_name = await client.post("/v1/connectors", json={"name": "linkedin-sync"},
                                   headers=bearer(tenant, "admin-1", "admin"))
     assert same_name.status_code == 409
-    listed = (await client.get("/v1/connectors", headers=bearer(tenant, "svc", "integrator"))).json()
-    assert [(c["name"], c["secret"]) for c in listed] == [("linkedin-sync", None)]
+    integrator = bearer(tenant, "svc", "integrator")
+    listed = (await client.get("/v1/connectors", headers=integrator)).json()
+    assert [(c["name"], c["secret"]) for c in listed["items"]] == [("linkedin-sync", None)]
+    assert listed["next_cursor"] is None
+    # Paged like every list: oldest first, a bounded limit, signed cursors.
+    await client.post("/v1/connectors", json={"name": "x-sync"}, headers=integrator)
+    first = (await client.get("/v1/connectors", params={"limit": 1}, headers=integrator)).json()
+    rest = (await client.get("/v1/connectors", params={"limit": 1, "cursor": first["next_cursor"]},
+                             headers=integrator)).json()
+    assert [c["name"] for c in first["items"] + rest["items"]] == ["linkedin-sync", "x-sync"]
+    assert rest["next_cursor"] is None
+    assert (await client.get("/v1/connectors", params={"cursor": "forged"}, headers=integrator)).status_code == 400
+    assert (await client.get("/v1/connectors", params={"limit": 1000}, headers=integrator)).status_code == 422
     assert (await client.post("/v1/connectors", json={"name": "x"},
                               headers=bearer(tenant, "amb", "ambassador"))).status_code == 403

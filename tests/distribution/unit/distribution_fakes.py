@@ -28,6 +28,13 @@ def of_tenant(item, tenant: str):
     return item if item is not None and item.tenant == tenant else None
 
 
+def offset_page(items: list, cursor: str | None, limit: int) -> Page:
+    """Pages of an ordered list; the cursor is an offset (the adapters' are signed keysets)."""
+    start = int(cursor) if cursor else 0
+    more = len(items) > start + limit
+    return Page(items[start:start + limit], str(start + limit) if more else None)
+
+
 def replace_person(items: dict, tenant: str, ambassador_id: str, erased: str) -> None:
     for key, item in list(items.items()):
         if item.tenant == tenant and item.ambassador_id == ambassador_id:
@@ -141,10 +148,11 @@ class FakeComments(AppliedOnce):
         self.items[key] = tally.model_copy(update={"comments": stored.comments, "replies": stored.replies,
                                                    field_name: getattr(stored, field_name) + count})
 
-    async def awaiting_reply(self, tenant: str, ambassador_id: str) -> list[CommentTally]:
-        return sorted((t for t in self.items.values()
-                       if t.tenant == tenant and t.ambassador_id == ambassador_id and t.awaiting > 0),
-                      key=lambda t: t.share_id)
+    async def awaiting_reply(self, tenant: str, ambassador_id: str, cursor: str | None,
+                             limit: int) -> Page[CommentTally]:
+        return offset_page(sorted((t for t in self.items.values()
+                                   if t.tenant == tenant and t.ambassador_id == ambassador_id and t.awaiting > 0),
+                                  key=lambda t: t.share_id), cursor, limit)
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         replace_person(self.items, tenant, ambassador_id, erased)
@@ -185,10 +193,7 @@ class FakeShares:
 
     async def page_of(self, tenant: str, ambassador_id: str, cursor: str | None, limit: int) -> Page[Share]:
         newest_first = sorted(self._of(tenant, ambassador_id), key=lambda s: (s.created_at, s.id), reverse=True)
-        start = int(cursor) if cursor else 0
-        rest = newest_first[start:start + limit]
-        more = len(newest_first) > start + limit
-        return Page(rest, str(start + limit) if more else None)
+        return offset_page(newest_first, cursor, limit)
 
     async def find_by_post_url(self, tenant: str, post_url: str) -> Share | None:
         return next((s for s in self.items.values() if s.tenant == tenant and s.post_url == post_url), None)
@@ -283,6 +288,9 @@ class FakeConnectors:
 
     async def list(self, tenant: str) -> list[Connector]:
         return sorted((c for c in self.items.values() if c.tenant == tenant), key=lambda c: c.created_at)
+
+    async def page_of(self, tenant: str, cursor: str | None, limit: int) -> Page[Connector]:
+        return offset_page(await self.list(tenant), cursor, limit)
 
 
 @dataclass

@@ -93,8 +93,9 @@ async def test_erasure_drops_the_person_everywhere_and_later_events_do_not_bring
                                  ambassador_id="a1", network="linkedin", occurred_at=NOW, source="li",
                                  source_event_id="r1")
     await handle(repositories, delivered(comment))
-    assert await repositories.comments.awaiting_reply(TENANT, "a1") == []  # a replay keeps the person out
-    [tally] = await repositories.comments.awaiting_reply(TENANT, "erased")
+    # A replay keeps the person out.
+    assert (await repositories.comments.awaiting_reply(TENANT, "a1", None, 10)).items == []
+    [tally] = (await repositories.comments.awaiting_reply(TENANT, "erased", None, 10)).items
     assert tally.awaiting == 2
 
 
@@ -111,5 +112,5 @@ async def test_comment_tallies_count_each_report_once():
     await handle(repositories, comments)  # redelivered
     await handle(repositories, delivered(report("comment_reply", 1)))
     await handle(repositories, delivered(report("impression", 500)))  # not a comment: no tally
-    [tally] = await repositories.comments.awaiting_reply(TENANT, "a1")
+    [tally] = (await repositories.comments.awaiting_reply(TENANT, "a1", None, 10)).items
     assert (tally.comments, tally.replies, tally.awaiting) == (3, 1, 2)

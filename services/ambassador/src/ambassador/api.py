@@ -11,8 +11,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 
-from advocacy_common.api_support import etag, fingerprint, idempotency_key, idempotent_id, require_if_match
+from advocacy_common.api_support import (
+    etag, fingerprint, idempotency_key, idempotent_id, page_size, require_if_match,
+)
 from advocacy_common.auth import Principal, Role, require_roles
+from advocacy_common.bounded import Cursor
 from advocacy_common.errors import Problem, invalid, not_found, problem_response, problem_responses
 
 from .models import ConsentEntry, DomainError, NotFound, Person, Profile, SelfRecognition, placement
@@ -178,11 +181,11 @@ async def put_profile(profile: Profile, request: Request, response: Response, pe
     return profile_view(updated)
 
 
-@router.get("/consents", response_model=list[ConsentView])
-async def my_consents(person: Person = Depends(me)):
-    """Your consent records: each opt-in, charter acceptance and withdrawal."""
-    return [consent_view(ConsentEntry(person, sequence, consent))
-            for sequence, consent in enumerate(person.consents, start=1)]
+@router.get("/consents", response_model=Page[ConsentView])
+async def my_consents(cursor: Cursor | None = None, limit: int | None = None, person: Person = Depends(me),
+                      ambassadors: AmbassadorService = Depends(service)):
+    """Your consent records, oldest first: each opt-in, charter acceptance and withdrawal; cursor pagination."""
+    return page_of(await ambassadors.consents_of(person, cursor, page_size(limit)), consent_view)
 
 
 @router.get("/export")

@@ -122,18 +122,22 @@ async def complete_module(body: CompletionRequest, person: Person = Depends(me),
     return completion_view(await ambassadors.complete_module(person, body.module_id))
 
 
-@router.get("/me/training-completions", response_model=list[CompletionView], tags=["me"])
-async def my_completions(person: Person = Depends(me), ambassadors: AmbassadorService = Depends(service)):
-    """The modules you completed."""
-    return [completion_view(c) for c in await ambassadors.completions_of(person.tenant, person.id)]
+@router.get("/me/training-completions", response_model=Page[CompletionView], tags=["me"])
+async def my_completions(cursor: Cursor | None = None, limit: int | None = None, person: Person = Depends(me),
+                         ambassadors: AmbassadorService = Depends(service)):
+    """The modules you completed, oldest first, with cursor pagination."""
+    return page_of(await ambassadors.completions_of(person.tenant, person.id, cursor, page_size(limit)),
+                   completion_view)
 
 
-@router.get("/ambassadors/{ambassador_id}/training-completions", response_model=list[CompletionView],
+@router.get("/ambassadors/{ambassador_id}/training-completions", response_model=Page[CompletionView],
             tags=["training"])
-async def ambassador_completions(ambassador_id: str, principal: Principal = Depends(ADMIN),
+async def ambassador_completions(ambassador_id: str, cursor: Cursor | None = None, limit: int | None = None,
+                                 principal: Principal = Depends(ADMIN),
                                  ambassadors: AmbassadorService = Depends(service)):
-    """The modules an ambassador completed."""
-    return [completion_view(c) for c in await ambassadors.completions_of(principal.tenant, ambassador_id)]
+    """The modules an ambassador completed, oldest first, with cursor pagination."""
+    return page_of(await ambassadors.completions_of(principal.tenant, ambassador_id, cursor, page_size(limit)),
+                   completion_view)
 
 
 # --- signals ----------------------------------------------------------------------------------------------

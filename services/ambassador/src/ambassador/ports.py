@@ -63,6 +63,9 @@ class PersonRepository(Protocol):
                            charter_version: int | None) -> Page[ConsentEntry]:
         """One page of the consent audit trail (optionally of one charter version)."""
 
+    async def consents_of(self, tenant: str, person_id: str, cursor: str | None, limit: int) -> Page[ConsentEntry]:
+        """One page of one person's consent records, oldest first (empty for another tenant's person)."""
+
     async def erase_lookup_keys(self, tenant: str, person_id: str) -> None:
         """Forget whatever lookup structure spells the person's userName and externalId."""
 
@@ -137,5 +140,9 @@ class TrainingCompletionRepository(Protocol):
 
     async def of_person(self, tenant: str, person_id: str) -> list[TrainingCompletion]:
         """Oldest first."""
+
+    async def page_of_person(self, tenant: str, person_id: str, cursor: str | None,
+                             limit: int) -> Page[TrainingCompletion]:
+        """One page of `of_person`, oldest first."""
 
     async def forget_person(self, tenant: str, person_id: str) -> None: ...

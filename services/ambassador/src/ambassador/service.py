@@ -407,9 +407,14 @@ class AmbassadorService:
             return found(await self.completions.get(person.tenant, completion.id), "completion", completion.id)
         return completion
 
-    async def completions_of(self, tenant: str, person_id: str) -> list[TrainingCompletion]:
+    async def completions_of(self, tenant: str, person_id: str, cursor: str | None,
+                             limit: int) -> Page[TrainingCompletion]:
         await self.person(tenant, person_id)  # another tenant's person is not found, not an empty list
-        return await self.completions.of_person(tenant, person_id)
+        return await self.completions.page_of_person(tenant, person_id, cursor, limit)
+
+    async def consents_of(self, person: Person, cursor: str | None, limit: int) -> Page[ConsentEntry]:
+        """A person's own consent records, oldest first."""
+        return await self.people.consents_of(person.tenant, person.id, cursor, limit)
 
     # --- signals ----------------------------------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ from pymongo.errors import DuplicateKeyError
 
 from advocacy_common.outbox import OUTBOX_FIELD, OutboxRelay
 from advocacy_common.repository import (
-    AlreadyExists, ModelRepository, Page, Repository, Storage, UnitOfWork, create_indexes_one_by_one, insert_once,
+    AlreadyExists, ModelRepository, Page, Repository, SortKey, Storage, UnitOfWork, create_indexes_one_by_one,
+    insert_once,
 )
 
 from .models import (
@@ -43,6 +44,7 @@ from .ports import LookupAttribute
 M = TypeVar("M", bound=BaseModel)
 NO_OUTBOX = {OUTBOX_FIELD: 0}
 CONSENT_BATCH = 200
+OLDEST_FIRST = SortKey("completed_at", descending=False)
 OUTBOX_COLLECTIONS = ("people", "charters", "signals")
 
 
@@ -222,6 +224,17 @@ class PeopleStore(_ModelRepository[Person]):
             found.append(entry)
         return Page(found, None)
 
+    async def consents_of(self, tenant: str, person_id: str, cursor: str | None, limit: int) -> Page[ConsentEntry]:
+        # A person's records live in their document (a bounded list): one `_id` read, paged by sequence.
+        scope = f"person-consents\x1f{person_id}"
+        after = self.storage.cursors.decode(scope, cursor, (int,))
+        person = await self.get(tenant, person_id)
+        entries = [ConsentEntry(person, sequence, consent) for sequence, consent
+                   in enumerate(person.consents if person else [], start=1) if after is None or sequence > after[0]]
+        if len(entries) <= limit:
+            return Page(entries, None)
+        return Page(entries[:limit], self.storage.cursors.encode(scope, (entries[limit - 1].sequence,)))
+
 
 # --- charters, signals, recognition, training ----------------------------------------------------
 
@@ -298,6 +311,11 @@ class TrainingCompletionStore(_ModelRepository[TrainingCompletion]):
 
     async def of_person(self, tenant: str, person_id: str) -> list[TrainingCompletion]:
         return await self.find({"tenant": tenant, "person_id": person_id}, sort=[("completed_at", ASCENDING)])
+
+    async def page_of_person(self, tenant: str, person_id: str, cursor: str | None,
+                             limit: int) -> Page[TrainingCompletion]:
+        return await self.page({"tenant": tenant, "person_id": person_id}, cursor=cursor, limit=limit,
+                               order=OLDEST_FIRST, scope=f"person={person_id}")
 
     async def forget_person(self, tenant: str, person_id: str) -> None:
         await self.collection.delete_many({"tenant": tenant, "person_id": person_id})

@@ -16,8 +16,8 @@ from .models.engagement import Connector as ConnectorModel
 from .models.sharing import Refusal, Share as ShareModel
 from .options import Options
 from .schemas import (
-    CommentsAwaitingReply, ConfirmShare, Connector, ConversionReport, EngagementReport, Feed, FeedItem,
-    NewConnector, PrepareShare, ReportAccepted, Share, SharePage,
+    CommentsAwaitingReply, CommentsAwaitingReplyPage, ConfirmShare, Connector, ConnectorPage, ConversionReport,
+    EngagementReport, Feed, FeedItem, NewConnector, PrepareShare, ReportAccepted, Share, SharePage,
 )
 from .service import Distribution
 from .service.engagement import ReportType
@@ -95,14 +95,16 @@ async def confirm(request: Request, share_id: PathId, body: ConfirmShare | None 
     return share_body(share)
 
 
-@router.get("/me/comments-awaiting-reply", response_model=list[CommentsAwaitingReply])
-async def comments_awaiting_reply(request: Request,
-                                  principal: Principal = Depends(AMBASSADOR)) -> list[CommentsAwaitingReply]:
-    """My posts with comments I have not replied to yet: answering keeps the conversation (and reach) alive."""
-    awaiting = await _distribution(request).engagement.comments_awaiting_reply(principal)
-    return [CommentsAwaitingReply(share_id=a.tally.share_id, content_id=a.tally.content_id, network=a.tally.network,
-                                  post_url=a.post_url, comments=a.tally.comments, replies=a.tally.replies,
-                                  awaiting=a.tally.awaiting) for a in awaiting]
+@router.get("/me/comments-awaiting-reply", response_model=CommentsAwaitingReplyPage)
+async def comments_awaiting_reply(request: Request, limit: int | None = None, cursor: Cursor | None = None,
+                                  principal: Principal = Depends(AMBASSADOR)) -> CommentsAwaitingReplyPage:
+    """My posts with comments I have not replied to yet: answering keeps the conversation (and reach) alive.
+    By share id, with cursor pagination."""
+    page = await _distribution(request).engagement.comments_awaiting_reply(principal, cursor, page_size(limit))
+    items = [CommentsAwaitingReply(share_id=a.tally.share_id, content_id=a.tally.content_id, network=a.tally.network,
+                                   post_url=a.post_url, comments=a.tally.comments, replies=a.tally.replies,
+                                   awaiting=a.tally.awaiting) for a in page.items]
+    return CommentsAwaitingReplyPage(items=items, next_cursor=page.next_cursor)
 
 
 def connector_body(connector: ConnectorModel, options: Options, with_secret: bool = False) -> Connector:
@@ -124,11 +126,14 @@ async def register_connector(request: Request, response: Response, body: NewConn
     return connector_body(connector, distribution.options, with_secret=True)
 
 
-@router.get("/connectors", response_model=list[Connector])
-async def list_connectors(request: Request, principal: Principal = Depends(CONNECTOR_ADMINS)) -> list[Connector]:
-    """My tenant's connectors, without their secrets."""
+@router.get("/connectors", response_model=ConnectorPage)
+async def list_connectors(request: Request, limit: int | None = None, cursor: Cursor | None = None,
+                          principal: Principal = Depends(CONNECTOR_ADMINS)) -> ConnectorPage:
+    """My tenant's connectors, oldest first, without their secrets; cursor pagination."""
     distribution = _distribution(request)
-    return [connector_body(c, distribution.options) for c in await distribution.engagement.connectors(principal.tenant)]
+    page = await distribution.engagement.connectors(principal.tenant, cursor, page_size(limit))
+    return ConnectorPage(items=[connector_body(c, distribution.options) for c in page.items],
+                         next_cursor=page.next_cursor)
 
 
 async def _ingest(request: Request, principal: Principal, connector_id: PathId, report_type: ReportType) -> ReportAccepted:

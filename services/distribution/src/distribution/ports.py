@@ -84,8 +84,9 @@ class CommentTallies(Protocol):
         """Add `count` comments or replies (by `kind`) to the share's tally; `tally` says whose share it is."""
         ...
 
-    async def awaiting_reply(self, tenant: str, ambassador_id: str) -> list[CommentTally]:
-        """My tallies with more comments than replies, by share id."""
+    async def awaiting_reply(self, tenant: str, ambassador_id: str, cursor: str | None,
+                             limit: int) -> Page[CommentTally]:
+        """One page of my tallies with more comments than replies, by share id."""
         ...
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None: ...
@@ -171,6 +172,10 @@ class Connectors(Protocol):
 
     async def list(self, tenant: str) -> list[Connector]:
         """Oldest first."""
+        ...
+
+    async def page_of(self, tenant: str, cursor: str | None, limit: int) -> Page[Connector]:
+        """One page of `list`, oldest first."""
         ...
 
 

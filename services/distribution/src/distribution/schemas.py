@@ -88,6 +88,11 @@ class CommentsAwaitingReply(BaseModel):
     awaiting: int
 
 
+class CommentsAwaitingReplyPage(BaseModel):
+    items: list[CommentsAwaitingReply]
+    next_cursor: str | None = None
+
+
 class NewConnector(Body):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$",
                       description="Unique in your tenant; also the `source` of the engagement it reports")
@@ -100,6 +105,11 @@ class Connector(BaseModel):
     engagement_webhook: str
     conversion_postback: str
     secret: str | None = Field(default=None, description="Shown only in the creation response: keep it safe")
+
+
+class ConnectorPage(BaseModel):
+    items: list[Connector]
+    next_cursor: str | None = None
 
 
 class EngagementReport(Body):

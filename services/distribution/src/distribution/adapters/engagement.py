@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advocacy_common.envelope import Envelope
-from advocacy_common.repository import AlreadyExists, ModelRepository, Repository, UnitOfWork
+from advocacy_common.repository import AlreadyExists, ModelRepository, Page, Repository, SortKey, UnitOfWork
 from advocacy_common.secretbox import Sealed, SecretBox, SecretUnreadable
 
 from ..models.engagement import Click, Connector, Report
@@ -27,6 +27,7 @@ class MongoClicks(ModelRepository[Click]):
         return True
 
 
+OLDEST_FIRST = SortKey("created_at", descending=False)
 SEALED_SECRET = "sealed_secret"
 PLAIN_SECRET = "secret"  # documents written before secrets were sealed; upgraded on first use or by reseal_all
 
@@ -82,6 +83,9 @@ class MongoConnectors(ModelRepository[Connector]):
 
     async def list(self, tenant: str) -> list[Connector]:
         return await self.find({"tenant": tenant}, sort=[("created_at", 1)])
+
+    async def page_of(self, tenant: str, cursor: str | None, limit: int) -> Page[Connector]:
+        return await self.page({"tenant": tenant}, cursor=cursor, limit=limit, order=OLDEST_FIRST, scope="connectors")
 
     async def reseal_all(self) -> ResealCount:
         """Every secret in plain form or under another key than the current one, moved under the current key.

@@ -13,7 +13,7 @@ from typing import Any
 
 from advocacy_common.consuming import Delivery
 from advocacy_common.events import AmbassadorProfile, EngagementKind
-from advocacy_common.repository import Repository, apply_once
+from advocacy_common.repository import Page, Repository, apply_once
 
 from ..models.projections import (
     AmbassadorStatus, AmbassadorView, CharterView, CommentTally, ContentView, scoped_id,
@@ -21,6 +21,7 @@ from ..models.projections import (
 from .erasure import anonymise_until_settled
 
 NOT_ERASED = {"status": {"$ne": AmbassadorStatus.ERASED.value}}
+AWAITING_SCOPE = "comments-awaiting-reply"
 COMMENT_COUNTERS = {EngagementKind.COMMENT: "comments", EngagementKind.COMMENT_REPLY: "replies"}
 
 
@@ -120,9 +121,24 @@ class MongoCommentTallies(Repository[CommentTally]):
                   "$set": tally.model_dump(include={"tenant", "share_id", "ambassador_id", "content_id", "network"})}
         await apply_once(self.collection, {"_id": scoped_id(tally.tenant, tally.share_id)}, update, delivery)
 
-    async def awaiting_reply(self, tenant: str, ambassador_id: str) -> list[CommentTally]:
-        tallies = await self.find({"tenant": tenant, "ambassador_id": ambassador_id}, sort=[("share_id", 1)])
-        return [tally for tally in tallies if tally.awaiting > 0]
+    async def awaiting_reply(self, tenant: str, ambassador_id: str, cursor: str | None,
+                             limit: int) -> Page[CommentTally]:
+        # Keyset on share id; "more comments than replies" is checked here, not in the query (FerretDB 1.x has
+        # no `$expr` comparing two fields), reading on until the page is full.
+        scope = f"{AWAITING_SCOPE}\x1f{tenant}\x1f{ambassador_id}"
+        after = self.storage.cursors.decode(scope, cursor, (str,))
+        query: dict[str, Any] = {"tenant": tenant, "ambassador_id": ambassador_id}
+        if after is not None:
+            query["share_id"] = {"$gt": after[0]}
+        found: list[CommentTally] = []
+        async for document in self.collection.find(query).sort([("share_id", 1)]):
+            tally = self._entity(document)
+            if tally is None or tally.awaiting <= 0:
+                continue
+            if len(found) == limit:
+                return Page(found, self.storage.cursors.encode(scope, (found[-1].share_id,)))
+            found.append(tally)
+        return Page(found, None)
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         await anonymise_until_settled(self.collection, tenant, ambassador_id, {"$set": {"ambassador_id": erased}})

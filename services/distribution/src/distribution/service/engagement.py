@@ -21,7 +21,7 @@ from advocacy_common.auth import Principal
 from advocacy_common.envelope import Envelope
 from advocacy_common.errors import Problem, conflict, invalid, not_found
 from advocacy_common.events import EngagementKind
-from advocacy_common.repository import AlreadyExists, UnitOfWork
+from advocacy_common.repository import AlreadyExists, Page, UnitOfWork
 from advocacy_common.secretbox import SecretUnreadable
 from advocacy_common.topics import ENGAGEMENT
 
@@ -64,16 +64,19 @@ class Engagement:
         except AlreadyExists:
             raise conflict(f"A connector named {request.name!r} already exists.") from None
 
-    async def connectors(self, tenant: str) -> list[Connector]:
-        return await _readable(self.repositories.connectors.list(tenant))
+    async def connectors(self, tenant: str, cursor: str | None, limit: int) -> Page[Connector]:
+        return await _readable(self.repositories.connectors.page_of(tenant, cursor, limit))
 
-    async def comments_awaiting_reply(self, principal: Principal) -> list[AwaitingReply]:
-        """My posts with comments I have not replied to yet."""
+    async def comments_awaiting_reply(self, principal: Principal, cursor: str | None,
+                                      limit: int) -> Page[AwaitingReply]:
+        """My posts with comments I have not replied to yet, by share id."""
+        tallies = await self.repositories.comments.awaiting_reply(principal.tenant, principal.ambassador_id, cursor,
+                                                                  limit)
         result = []
-        for tally in await self.repositories.comments.awaiting_reply(principal.tenant, principal.ambassador_id):
+        for tally in tallies.items:
             share = await self.repositories.shares.get(principal.tenant, tally.share_id)
             result.append(AwaitingReply(tally, share.post_url if share else None))
-        return result
+        return Page(result, tallies.next_cursor)
 
     async def ingest_report(self, principal: Principal, connector_id: str, report_type: ReportType,
                             raw_body: bytes, signature: str | None, now: datetime) -> str:
