@@ -113,14 +113,6 @@ class FakePeople(InMemory[Person]):
         self._check_user_name(entity)
         return await super().save(entity, uow)
 
-    async def archive_erased(self, tenant: str, person_id: str, archive_id: str) -> bool:
-        person = await self.get(tenant, person_id)
-        if person is None or person.status != Status.ERASED:
-            return False
-        self.entities[archive_id] = person.model_copy(update={"id": archive_id})
-        del self.entities[person_id]
-        return True
-
     async def list_by_status(self, tenant: str, status: Status | None, cursor: str | None,
                              limit: int) -> Page[Person]:
         return _page(self.newest(tenant, lambda p: status is None or p.status == status), cursor, limit)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from advocacy_common.auth import ambassador_id_for
 from advocacy_common.repository import AlreadyExists, StaleWrite
 from ambassador.models import DirectoryEntry, OptOutReason, PersonNotFound, Profile, SignalStatus, \
     TrainingModuleText, opt_in, opt_out
@@ -101,9 +102,11 @@ async def test_a_taken_user_name_is_refused_and_an_erased_one_is_free_again(amba
 
     again = await ambassadors.create_person("acme", entry())
 
-    assert again.id == first.id and again.directory.user_name == "a@corp.example"
-    archived = [p for p in ambassadors.people.entities.values() if p.status == "erased"]
-    assert len(archived) == 1 and archived[0].id not in (first.id, again.id)
+    # A new person with a new id: the erased record keeps its own (with its consent trail).
+    assert first.id == ambassador_id_for("acme", "a@corp.example")
+    assert again.id != first.id and again.directory.user_name == "a@corp.example" and again.consents == []
+    assert (await ambassadors.person("acme", first.id)).status == "erased"
+    assert (await ambassadors.person_for_subject("acme", "A@corp.example")).id == again.id
 
 
 async def test_someone_else_is_not_found_by_another_tenant(ambassadors):

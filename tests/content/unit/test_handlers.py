@@ -53,7 +53,7 @@ async def test_each_event_sets_what_the_projection_knows(handle, store):
 async def test_erasure_leaves_a_tombstone_and_anonymises_the_proposals(handle, store, service):
     proposer = Principal(subject="ann", tenant=TENANT, roles=frozenset({"ambassador"}), claims={})
     editor = Principal(subject="ed", tenant=TENANT, roles=frozenset({"editor"}), claims={})
-    opted_in = AmbassadorOptedIn(ambassador_id=proposer.ambassador_id, charter_version=1, opted_in_at=NOW,
+    opted_in = AmbassadorOptedIn(ambassador_id=proposer.subject_key, charter_version=1, opted_in_at=NOW,
                                  profile=PROFILE)
     await handle(opted_in, 1)
     campaign, _ = await service.create_campaign(editor, CampaignIn(
@@ -61,9 +61,9 @@ async def test_erasure_leaves_a_tombstone_and_anonymises_the_proposals(handle, s
     proposal, _ = await service.propose(proposer, ContentIn(
         campaign_id=campaign.id, title="T", link_url="https://example.com", language="en", networks=["x"]), None)
 
-    await handle(AmbassadorErased(ambassador_id=proposer.ambassador_id, erased_at=NOW), 2)
+    await handle(AmbassadorErased(ambassador_id=proposer.subject_key, erased_at=NOW), 2)
     await handle(opted_in, 3)  # replayed behind the erasure
-    tombstone = await store.ambassadors.get(TENANT, proposer.ambassador_id)
+    tombstone = await store.ambassadors.get(TENANT, proposer.subject_key)
     assert (tombstone.erased, tombstone.opted_in, tombstone.profile) == (True, False, None)
     stored = await service.get_item(TENANT, proposal.id)
-    assert stored.proposed_by == stored.created_by == "erased" and proposer.ambassador_id not in str(stored)
+    assert stored.proposed_by == stored.created_by == "erased" and proposer.subject_key not in str(stored)

@@ -14,6 +14,7 @@ from advocacy_common.consuming import Delivery
 from advocacy_common.envelope import Envelope
 from advocacy_common.events import AmbassadorProfile, EngagementKind
 from advocacy_common.repository import AlreadyExists, KeyReused, Page, StaleWrite, UnitOfWork
+from advocacy_testkit import FakeSubjectHolders
 from distribution.models.authenticity import AuthenticityPolicy, TenantPolicy
 from distribution.models.engagement import Click, Connector, Report
 from distribution.models.projections import (
@@ -74,8 +75,9 @@ class FakeContents(AppliedOnce):
             self.items[key] = base.model_copy(update={"retired": True, "version": version})
 
 
-class FakeAmbassadors(AppliedOnce):
+class FakeAmbassadors(AppliedOnce, FakeSubjectHolders):
     def __init__(self) -> None:
+        FakeSubjectHolders.__init__(self)
         super().__init__()
         self.items: dict[tuple[str, str], AmbassadorView] = {}
 

@@ -59,7 +59,7 @@ class World:
             self.opt_in(login)
 
     def opt_in(self, login: str, **preferences) -> None:
-        me = principal(login).ambassador_id
+        me = principal(login).subject_key
         profile = AmbassadorProfile(persona="expert", topics=["energy"], languages=["en"], team_id="ops",
                                     networks=[NetworkPresence(network="linkedin", audience_size=850)],
                                     preferences=SharingPreferences(**preferences))
@@ -85,7 +85,7 @@ async def test_prepare_stores_the_share_and_its_link_and_a_retry_gets_the_same(w
     assert share.tracked_link == f"https://go.example.com/r/{share.tracked_link_code}"
     link = await world.repositories.links.by_code(share.tracked_link_code)
     assert (link.tenant, link.ambassador_id, link.content_id, link.confirmed_share_id) == \
-        (TENANT, principal("amb-1").ambassador_id, "c1", None)
+        (TENANT, principal("amb-1").subject_key, "c1", None)
     assert share.signature and len(share.signature_bands) == 64
     assert await world.prepare(key="k-1") == share
     with pytest.raises(KeyReused):
@@ -94,8 +94,8 @@ async def test_prepare_stores_the_share_and_its_link_and_a_retry_gets_the_same(w
 
 @pytest.mark.parametrize(("arrange", "rule"), [
     (lambda w: w.repositories.ambassadors.items.update({
-        (TENANT, principal("amb-1").ambassador_id): AmbassadorView(
-            tenant=TENANT, ambassador_id=principal("amb-1").ambassador_id, status=AmbassadorStatus.OPTED_OUT)}),
+        (TENANT, principal("amb-1").subject_key): AmbassadorView(
+            tenant=TENANT, ambassador_id=principal("amb-1").subject_key, status=AmbassadorStatus.OPTED_OUT)}),
      "opted_out"),
     (lambda w: w.repositories.charters.items.update({TENANT: CharterView(current_version=2)}), "charter_pending"),
     (lambda w: w.repositories.contents.items.pop((TENANT, "c1")), "content_not_available"),
@@ -157,7 +157,7 @@ async def test_confirm_is_refused_after_an_opt_out_and_for_someone_elses_share(w
     with pytest.raises(Problem) as hidden:
         await world.sharing.confirm(principal("amb-2"), prepared.id, None, NOW)
     assert hidden.value.status == 404
-    me = principal("amb-1").ambassador_id
+    me = principal("amb-1").subject_key
     world.repositories.ambassadors.items[(TENANT, me)] = AmbassadorView(tenant=TENANT, ambassador_id=me,
                                                                         status=AmbassadorStatus.OPTED_OUT)
     with pytest.raises(Refusal) as refused:
@@ -195,7 +195,7 @@ async def test_a_confirmation_racing_an_erasure_is_a_conflict_and_writes_nothing
     shares = world.repositories.shares
 
     async def erasure():
-        await shares.anonymise(TENANT, principal("amb-1").ambassador_id, "erased")
+        await shares.anonymise(TENANT, principal("amb-1").subject_key, "erased")
 
     interleave(shares, erasure)
     with pytest.raises(StaleWrite):

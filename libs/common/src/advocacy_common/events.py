@@ -183,6 +183,12 @@ class AmbassadorOptedIn(AmbassadorEvent):
     charter_version: int
     opted_in_at: datetime
     profile: AmbassadorProfile
+    subject_key: str | None = Field(
+        default=None,
+        description="The pseudonym of the login the person's token carries (`ambassador_id_for(tenant, login)`), "
+                    "so other services know whose token names this ambassador id. It equals `ambassador_id` for a "
+                    "login's first holder; someone provisioned again after an erasure has a new ambassador id. "
+                    "Absent: the ambassador id is the subject key.")
 
 
 class AmbassadorProfileUpdated(AmbassadorEvent):

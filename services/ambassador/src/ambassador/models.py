@@ -313,8 +313,11 @@ def _evolve(person: Person, now: datetime, **changes) -> Person:
 
 
 def opt_in(person: Person, current_charter: int | None, accepted_version: int, channel: str,
-           now: datetime) -> Change:
-    """The employee volunteers, accepting the current charter. Only ever called with their own token."""
+           now: datetime, subject_key: str | None = None) -> Change:
+    """The employee volunteers, accepting the current charter. Only ever called with their own token.
+
+    `subject_key` (the pseudonym of their login) rides in the event, so that other services know whose
+    token names this ambassador id (see `advocacy_common.subjects`)."""
     _require_active(person)
     _require_current(current_charter, accepted_version)
     if person.is_ambassador:
@@ -324,7 +327,7 @@ def opt_in(person: Person, current_charter: int | None, accepted_version: int, c
                       opted_out_at=None, consents=[*person.consents, consent])
     return Change(updated, [
         AmbassadorOptedIn(ambassador_id=person.id, charter_version=accepted_version, opted_in_at=now,
-                          profile=event_profile(updated)),
+                          profile=event_profile(updated), subject_key=subject_key),
         CharterAccepted(ambassador_id=person.id, charter_version=accepted_version, accepted_at=now,
                         channel=channel),
     ])

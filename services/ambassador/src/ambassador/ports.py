@@ -46,9 +46,6 @@ class PersonRepository(Protocol):
         """Store `person` if still at `previous.version` (StaleWrite otherwise); AlreadyExists when a
         new userName belongs to someone else. Returns the person at its new version."""
 
-    async def archive_erased(self, tenant: str, person_id: str, archive_id: str) -> bool:
-        """Move an erased person's anonymised record (and consent trail) to `archive_id`, freeing its id."""
-
     async def list_by_status(self, tenant: str, status: Status | None, cursor: str | None,
                              limit: int) -> Page[Person]:
         """People, newest first."""

@@ -139,11 +139,21 @@ class AmbassadorService:
 
     # --- people ---------------------------------------------------------------------------------
 
-    def person_id_for(self, tenant: str, entry: DirectoryEntry) -> str:
-        """The person's id derives from the login their token will carry (`ambassador_id_for`),
-        so the other services name the same person from the token alone."""
+    def subject_key_for(self, tenant: str, entry: DirectoryEntry) -> str | None:
+        """The pseudonym of the login this person's token will carry (`ambassador_id_for`)."""
         login = entry.external_id if self.subject_attribute == "external_id" else entry.user_name
-        return ambassador_id_for(tenant, login) if login else self.new_id()
+        return ambassador_id_for(tenant, login) if login else None
+
+    async def person_id_for(self, tenant: str, entry: DirectoryEntry) -> str:
+        """A login's first holder gets the subject key as their id, so that other services name them from
+        the token alone. An id is never given twice: when a person document (erased, or renamed away)
+        holds that id already, the newcomer gets a new random id, and other services learn whose token
+        names it from the subject key in `ambassador.opted_in.v1`. Nothing of the erased person (their
+        consents, tombstones elsewhere, tracked links, statistics) can then attach to the newcomer."""
+        subject_key = self.subject_key_for(tenant, entry)
+        if subject_key is None or await self.people.get(tenant, subject_key) is not None:
+            return self.new_id()
+        return subject_key
 
     async def person(self, tenant: str, person_id: str) -> Person:
         person = await self.people.get(tenant, person_id)
@@ -198,7 +208,9 @@ class AmbassadorService:
         def rule(p: Person) -> Change:
             now = self.clock()
             start = update_profile(p, profile, now) if profile is not None else Change.none(p)
-            return start.then(lambda q: opt_in(q, current, charter_version, channel, now))
+            directory = start.person.directory
+            subject_key = self.subject_key_for(p.tenant, directory) if directory is not None else None
+            return start.then(lambda q: opt_in(q, current, charter_version, channel, now, subject_key))
 
         return await self.change_person(person.tenant, person.id, rule)
 
@@ -220,15 +232,9 @@ class AmbassadorService:
 
     async def create_person(self, tenant: str, entry: DirectoryEntry) -> Person:
         """A new directory entry, never an ambassador yet; AlreadyExists when the userName is taken."""
-        person = new_person(self.person_id_for(tenant, entry), tenant, entry, self.clock()) \
+        person = new_person(await self.person_id_for(tenant, entry), tenant, entry, self.clock()) \
             .model_copy(update={"version": 1})
-        try:
-            await self.people.add(person)
-        except AlreadyExists:
-            # The login belonged to someone erased: their anonymised record moves aside.
-            if not await self.people.archive_erased(tenant, person.id, self.new_id()):
-                raise
-            await self.people.add(person)
+        await self.people.add(person)
         return person
 
     async def provision(self, tenant: str, entry: DirectoryEntry) -> tuple[Person, str]:

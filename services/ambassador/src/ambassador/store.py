@@ -163,17 +163,6 @@ class PeopleStore(_ModelRepository[Person]):
         # Lookup keys spell the userName and externalId.
         await self.keys.delete_many({"tenant": tenant, "person_id": person_id})
 
-    async def archive_erased(self, tenant: str, person_id: str, archive_id: str) -> bool:
-        # Read with its `_outbox` (which `get_document` leaves out): pending events move with the record.
-        document = await self.collection.find_one({"_id": person_id})
-        if document is None or document.get("tenant") != tenant or document.get("status") != Status.ERASED:
-            return False
-        archived = {**document, "_id": archive_id, "user_name_key": f"~erased~{archive_id}",
-                    "archived_from": person_id}
-        await insert_once(self.collection, archived)
-        await self.collection.delete_one({"_id": person_id})
-        return True
-
     async def list_by_status(self, tenant: str, status: Status | None, cursor: str | None,
                              limit: int) -> Page[Person]:
         return await self._by_status(tenant, status, cursor, limit)

@@ -22,6 +22,9 @@ def build_handlers(projections: AmbassadorProjections, service: ContentService) 
         event: AmbassadorOptedIn = delivery.event
         await projections.opted_in(delivery.tenant_id, event.ambassador_id, TargetingProfile.of(event.profile),
                                    delivery)
+        # Whose token names this id: a login provisioned again after an erasure names a new id.
+        await projections.claim_subject(delivery.tenant_id, event.subject_key or event.ambassador_id,
+                                        event.ambassador_id, event.opted_in_at)
 
     async def on_profile_updated(delivery: Delivery) -> None:
         event: AmbassadorProfileUpdated = delivery.event

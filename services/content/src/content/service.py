@@ -21,6 +21,7 @@ from advocacy_common.envelope import utcnow
 from advocacy_common.errors import forbidden, not_found
 from advocacy_common.events import ContentRetired, ContentSnapshot
 from advocacy_common.repository import Page, StaleWrite, UnitOfWork
+from advocacy_common.subjects import ambassador_id_of
 
 from .models import (
     SCHEDULER, SNAPSHOT_CAMPAIGN_FIELDS, Action, AmbassadorProjection, Campaign, ContentItem, HistoryEntry,
@@ -144,7 +145,7 @@ class ContentService:
         if action is Action.APPROVE:
             settings = await self.tenant_settings.of_tenant(item.tenant)
             # A proposer is among the authors under their ambassador id, not their login.
-            for approver in (principal.subject, principal.ambassador_id):
+            for approver in (principal.subject, await ambassador_id_of(self.ambassadors, principal)):
                 check_approver(approver, item.authors, settings.four_eyes)
         now = self.now()
         uow = self._unit_of_work(item.tenant)
@@ -248,9 +249,9 @@ class ContentService:
         return item
 
     async def _opted_in_ambassador(self, principal: Principal, to_do: str) -> AmbassadorProjection:
-        """The caller's entry in the projection, under their ambassador id: `ambassador_id_for(tenant, sub)`,
-        the id the ambassador service puts in its events."""
-        ambassador = await self.ambassadors.get(principal.tenant, principal.ambassador_id)
+        """The caller's entry in the projection, under the ambassador id that holds their login now
+        (`advocacy_common.subjects`): never an erased predecessor's with the same login."""
+        ambassador = await self.ambassadors.get(principal.tenant, await ambassador_id_of(self.ambassadors, principal))
         if ambassador is None or not ambassador.opted_in:
             # Principle 1: nothing is suggested to someone who has not opted in (or opted out).
             raise forbidden(f"Only ambassadors who opted in may {to_do}.")

@@ -29,6 +29,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from advocacy_common.consuming import Delivery, ProcessedEvents
 from advocacy_common.cursors import CursorCodec
+from advocacy_common.subjects import StoredSubjectHolders
 from advocacy_common.repository import (
     AlreadyExists, ModelRepository, Page, Repository, ServerCapabilities, SortKey, StaleWrite, Storage, UnitOfWork,
     apply_once, storable,
@@ -158,7 +159,7 @@ class TenantSettingsRepository(Repository[TenantSettings]):
         return saved
 
 
-class AmbassadorProjectionRepository(Repository[AmbassadorProjection]):
+class AmbassadorProjectionRepository(StoredSubjectHolders, Repository[AmbassadorProjection]):
     """`_id` `tenant:ambassador_id`; each document keeps the watermarks of the events applied to it."""
 
     collection_name = "ambassadors"

@@ -41,6 +41,9 @@ async def on_opted_in(repositories: Repositories, delivery: Delivery) -> None:
     assert isinstance(event, AmbassadorOptedIn)
     await repositories.ambassadors.opt_in(delivery.tenant_id, event.ambassador_id, event.profile,
                                           event.charter_version, delivery)
+    # Whose token names this id: a login provisioned again after an erasure names a new id.
+    await repositories.ambassadors.claim_subject(delivery.tenant_id, event.subject_key or event.ambassador_id,
+                                                 event.ambassador_id, event.opted_in_at)
 
 
 async def on_profile_updated(repositories: Repositories, delivery: Delivery) -> None:

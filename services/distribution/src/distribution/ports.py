@@ -17,6 +17,7 @@ from advocacy_common.consuming import Delivery
 from advocacy_common.envelope import Envelope
 from advocacy_common.events import AmbassadorProfile, EngagementKind
 from advocacy_common.repository import Page, UnitOfWork
+from advocacy_common.subjects import SubjectHolders
 
 from .models.authenticity import AuthenticityPolicy, TenantPolicy
 from .models.engagement import Click, Connector, Report
@@ -42,7 +43,9 @@ class ContentProjection(Protocol):
         ...
 
 
-class AmbassadorProjection(Protocol):
+class AmbassadorProjection(SubjectHolders, Protocol):
+    """Opted-in people as their events describe them, and which ambassador id holds each login now."""
+
     async def get(self, tenant: str, ambassador_id: str) -> AmbassadorView | None: ...
 
     async def opt_in(self, tenant: str, ambassador_id: str, profile: AmbassadorProfile, charter_version: int,

@@ -115,6 +115,7 @@ async def project_batch(store: MetricsStore, deliveries: Sequence[Delivery],
     fresh = {p: [d for d in group if d.offset > progress.get(p, -1)] for p, group in partitions.items()}
     canonical = await canonical_deliveries(store, [d for group in fresh.values() for d in group])
     await apply_exactly_once(store, filter(None, (state_fragment(d) for d in canonical)))
+    await claim_subjects(store, deliveries)
 
     counted = [d for d in canonical if isinstance(d.event, PostShared | EngagementReceived)]
     people = {person_of(d) for d in counted}
@@ -132,6 +133,16 @@ async def project_batch(store: MetricsStore, deliveries: Sequence[Delivery],
         started = time.monotonic()
         await fold_slices(store, list(partitions))
         schedule.folded(time.monotonic() - started)
+
+
+async def claim_subjects(store: MetricsStore, deliveries: Sequence[Delivery]) -> None:
+    """Whose token names which id: a login provisioned again after an erasure names a new id.
+    Every opt-in seen claims again (idempotent: the latest claim wins), redeliveries included."""
+    for delivery in deliveries:
+        event = delivery.event
+        if isinstance(event, AmbassadorOptedIn):
+            await store.claim_subject(delivery.tenant_id, event.subject_key or event.ambassador_id,
+                                      event.ambassador_id, event.opted_in_at)
 
 
 async def fold_slices(store: MetricsStore, partitions: Sequence[str] | None) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from advocacy_common.subjects import SubjectHolders
+
 from .aggregation import ConditionalWrite, FactId, Position, Slice, SliceSpan, Target, Watermarks
 from .models import ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person
 
@@ -72,8 +74,8 @@ class SliceLog(Protocol):
         """Forget folded slices (idempotent)."""
 
 
-class MetricsStore(FactClaims, WatermarkedDocuments, ActivityDays, SliceLog, Protocol):
-    """One generation of the read model."""
+class MetricsStore(FactClaims, WatermarkedDocuments, ActivityDays, SliceLog, SubjectHolders, Protocol):
+    """One generation of the read model, and which ambassador id holds each login now."""
 
     async def erase_individual(self, person: Person) -> None:
         """Delete the person's own counters and activity days, in pending slices too (idempotent)."""

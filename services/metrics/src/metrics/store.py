@@ -31,6 +31,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 
 from advocacy_common.repository import TENANT_FIELD, WATERMARK_FIELD, Storage
+from advocacy_common.subjects import StoredSubjectHolders
 
 from .aggregation import (
     AmbassadorChange, AmbassadorKey, Change, ConditionalWrite, CounterKey, FactId, Increments, Position, Slice,
@@ -184,7 +185,7 @@ class RecentClaims(OrderedDict[FactId, Position]):
 
 # --- one generation -------------------------------------------------------------------
 
-class MongoMetricsStore:
+class MongoMetricsStore(StoredSubjectHolders):
     """The `MetricsStore` port on MongoDB / FerretDB, for one generation."""
 
     def __init__(self, storage: Storage, generation: int):

@@ -24,6 +24,7 @@ from advocacy_common.events import EngagementKind
 from advocacy_common.repository import AlreadyExists, UnitOfWork
 from advocacy_common.secretbox import SecretUnreadable
 from advocacy_common.topics import ENGAGEMENT
+from advocacy_common.subjects import ambassador_id_of
 
 from ..models.engagement import (
     Connector, Report, SignatureRejected, attribution_of_link, attribution_of_share, engagement_received,
@@ -70,7 +71,8 @@ class Engagement:
     async def comments_awaiting_reply(self, principal: Principal) -> list[AwaitingReply]:
         """My posts with comments I have not replied to yet."""
         result = []
-        for tally in await self.repositories.comments.awaiting_reply(principal.tenant, principal.ambassador_id):
+        me = await ambassador_id_of(self.repositories.ambassadors, principal)
+        for tally in await self.repositories.comments.awaiting_reply(principal.tenant, me):
             share = await self.repositories.shares.get(principal.tenant, tally.share_id)
             result.append(AwaitingReply(tally, share.post_url if share else None))
         return result
