@@ -222,3 +222,26 @@ class FakeSubjectHolders:
     async def subject_holder(self, tenant: str, subject_key: str) -> str | None:
         claim = self.subject_claims.get((tenant, subject_key))
         return claim[1] if claim else None
+
+
+class FakeExportParts:
+    """In-memory `advocacy_common.gdpr_export.ExportParts`: the page events each export would publish."""
+
+    def __init__(self) -> None:
+        self.pages: dict[tuple[str, str], list] = {}  # (tenant, export id) -> GdprExportPartWritten pages
+
+    async def write(self, delivery, service: str, sections, now) -> bool:
+        from advocacy_common.gdpr_export import part_pages
+        key = (delivery.tenant_id, delivery.event.export_id)
+        if key in self.pages:
+            return False
+        self.pages[key] = part_pages(delivery.event, service, sections, now)
+        return True
+
+    def records(self, tenant: str, export_id: str) -> dict[str, list]:
+        """Every page's records merged by section."""
+        merged: dict[str, list] = {}
+        for page in self.pages.get((tenant, export_id), []):
+            for kind, items in page.sections.items():
+                merged.setdefault(kind, []).extend(items)
+        return merged

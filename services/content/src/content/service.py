@@ -24,7 +24,7 @@ from advocacy_common.repository import Page, StaleWrite, UnitOfWork
 from advocacy_common.subjects import ambassador_id_of
 
 from .models import (
-    SCHEDULER, SNAPSHOT_CAMPAIGN_FIELDS, Action, AmbassadorProjection, Campaign, ContentItem, HistoryEntry,
+    EVENT_SOURCE, SCHEDULER, SNAPSHOT_CAMPAIGN_FIELDS, Action, AmbassadorProjection, Campaign, ContentItem, HistoryEntry,
     ItemFilter, RetireReason, RuleViolation, Status, TenantSettings, check_approver, check_campaign_period,
     check_content, check_ready_for_review, event_id, is_targeted, next_status, published_event, retired_event,
     status_after_edit, to_stored_time, updated_event, with_author,
@@ -32,7 +32,7 @@ from .models import (
 from .ports import AmbassadorProjections, Campaigns, ContentItems, TenantSettingsStore
 from .schemas import CampaignIn, CampaignPatch, ContentIn, ContentPatch
 
-SOURCE = "/advocacy/content"
+SOURCE = EVENT_SOURCE
 ERASURE_ATTEMPTS = 5
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -256,6 +256,15 @@ class ContentService:
             # Principle 1: nothing is suggested to someone who has not opted in (or opted out).
             raise forbidden(f"Only ambassadors who opted in may {to_do}.")
         return ambassador
+
+    async def person_data(self, tenant: str, person: str) -> dict[str, list[dict[str, Any]]]:
+        """Everything content holds about an ambassador id (their part of a GDPR export). An erased
+        person's tombstone is not about anyone any more: nothing is exported for it."""
+        ambassador = await self.ambassadors.get(tenant, person)
+        if ambassador is not None and ambassador.erased:
+            return {"ambassador": [], "content_items": []}
+        return {"ambassador": [ambassador.model_dump(mode="json")] if ambassador else [],
+                "content_items": [item.model_dump(mode="json") for item in await self.items.touched_by(tenant, person)]}
 
     async def anonymise_person(self, tenant: str, person: str) -> int:
         """Replace an erased person's id in every item they wrote, proposed or acted on."""

@@ -15,10 +15,14 @@ from advocacy_common.consuming import Delivery
 from advocacy_common.events import (
     AmbassadorErased, AmbassadorOptedIn, AmbassadorOptedOut, AmbassadorProfileUpdated, CharterAccepted,
     CharterPublished, ContentPublished, ContentRetired, ContentUpdated, EngagementKind, EngagementReceived, Event,
+    GdprExportRequested,
 )
+from advocacy_common.envelope import utcnow
+from advocacy_common.gdpr_export import answer_export_request
 
 from .models.projections import ERASED, AmbassadorStatus, CharterView, CommentTally, ContentView
 from .ports import Repositories
+from .service.gdpr import person_data
 
 COMMENT_KINDS = (EngagementKind.COMMENT, EngagementKind.COMMENT_REPLY)
 
@@ -69,6 +73,12 @@ async def on_erased(repositories: Repositories, delivery: Delivery) -> None:
                          repositories.comments.anonymise(tenant, ambassador_id, ERASED))
 
 
+async def on_export_requested(repositories: Repositories, delivery: Delivery) -> None:
+    """Distribution's part of a GDPR export (see advocacy_common.gdpr_export): no call, an event back."""
+    await answer_export_request(repositories.exports, delivery, "distribution",
+                                lambda tenant, person: person_data(repositories, tenant, person), utcnow())
+
+
 async def on_charter_published(repositories: Repositories, delivery: Delivery) -> None:
     event = delivery.event
     assert isinstance(event, CharterPublished)
@@ -111,6 +121,7 @@ PROJECTION_HANDLERS: dict[type[Event], RepositoryHandler] = {
     AmbassadorErased: on_erased,
     CharterPublished: on_charter_published,
     CharterAccepted: on_charter_accepted,
+    GdprExportRequested: on_export_requested,
 }
 ENGAGEMENT_HANDLERS: dict[type[Event], RepositoryHandler] = {EngagementReceived: on_engagement}
 

@@ -18,6 +18,7 @@ from advocacy_common.envelope import Envelope
 from advocacy_common.events import AmbassadorProfile, EngagementKind
 from advocacy_common.repository import Page, UnitOfWork
 from advocacy_common.subjects import SubjectHolders
+from advocacy_common.gdpr_export import ExportParts
 
 from .models.authenticity import AuthenticityPolicy, TenantPolicy
 from .models.engagement import Click, Connector, Report
@@ -155,10 +156,18 @@ class Links(Protocol):
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None: ...
 
+    async def of_ambassador(self, tenant: str, ambassador_id: str) -> list[TrackedLink]:
+        """Every tracked link of one person (their GDPR export)."""
+        ...
+
 
 class Clicks(Protocol):
     async def record(self, click: Click, uow: UnitOfWork) -> bool:
         """Insert the click with its events; False (nothing written) when its id exists already."""
+        ...
+
+    async def count_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:
+        """Clicks recorded on each of these links (absent: none)."""
         ...
 
 
@@ -218,3 +227,4 @@ class Repositories:
     connectors: Connectors
     reports: Reports
     policies: Policies
+    exports: ExportParts
