@@ -76,3 +76,33 @@ async def test_rebuild_fills_a_fresh_generation_then_makes_it_live():
     rebuilt = await queries.overview("t1", PERIOD)
     assert (live.kpis["shares"], rebuilt.kpis["shares"]) == (1, 2)
     assert (await generations.store(1).list_counters("t1", Dimension.TENANT, "all", PERIOD))[0].parts["shares"] == 1
+
+
+async def test_a_login_provisioned_again_after_an_erasure_gets_statistics_of_its_own():
+    from datetime import timedelta
+
+    from advocacy_common.auth import Principal, ambassador_id_for
+    from advocacy_common.envelope import utcnow
+    from advocacy_common.events import GdprExportRequested
+    from metrics.models import Granularity
+    from metrics_testkit import erased
+
+    ann = Principal(subject="ann", tenant="t1", roles=frozenset({"ambassador"}), claims={})
+    old = ambassador_id_for("t1", "ann")
+    again = opted_in("new-ann", "red", at=BASE_DAY + timedelta(hours=1)).model_copy(update={"subject_key": old})
+    queries, generations = await queries_with(
+        programme() + deliveries("t1", opted_in(old, "red"), shared("s-old", old, "c1", "camp1", "red")),
+        deliveries("t1", erased(old)),
+        deliveries("t1", again, shared("s-new", "new-ann", "c1", "camp1", "red")),
+        deliveries("t1", opted_in(old, "red")))  # the erased one's opt-in replayed last: the key stays the new one's
+    assert await queries.me(ann) == ("t1", "new-ann")
+    mine = await queries.my_series(await queries.me(ann), PERIOD, Granularity.DAY)
+    assert sum(point.kpis["shares"] for point in mine.points) == 1
+
+    store = generations.store(await generations.current())
+    await project_batch(store, deliveries("t1", *[GdprExportRequested(export_id=x, ambassador_id=p,
+                                                                       requested_at=utcnow())
+                                                   for x, p in (("x-old", old), ("x-new", "new-ann"))]))
+    assert store.records("t1", "x-old") == {"ambassador": [], "daily_statistics": [], "activity_days": []}
+    new = store.records("t1", "x-new")
+    assert [row["shares"] for row in new["daily_statistics"]] == [1] and new["ambassador"][0]["team_id"] == "red"
