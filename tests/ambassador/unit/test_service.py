@@ -129,3 +129,31 @@ async def test_triage_and_module_replacement_retry_or_refuse_on_a_lost_race(amba
         await ambassadors.replace_module("acme", module.id, TrainingModuleText(title="Two"),
                                          expecting(module.version))
     assert ambassadors.modules.entities["m1"].title == "One"
+
+
+async def test_an_export_asks_by_event_assembles_the_parts_and_goes_with_the_erasure(ambassadors):
+    from ambassador.models import ExportPart, export_status
+
+    person = await ambassadors.create_person("acme", entry())
+    request = await ambassadors.request_export("acme", person.id)
+    (_, events), = ambassadors.exports.requests.values()
+    assert [e.type for e in events] == ["gdpr.export_requested.v1"] and events[0].subject == person.id
+
+    def part(service, page, last):
+        return ExportPart(export_id=request.id, service=service, page=page, last=last, sections={"x": [{"n": page}]},
+                          written_at=NOW)
+
+    for piece in (part("content", 1, True), part("distribution", 2, True), part("metrics", 1, True)):
+        assert await ambassadors.receive_export_part("acme", piece)
+    assert not await ambassadors.receive_export_part("acme", part("content", 1, True))  # redelivered
+    assert not await ambassadors.receive_export_part("acme", part("content", 1, True).model_copy(
+        update={"export_id": "never-asked"}))
+    _, parts = await ambassadors.export("acme", person.id, request.id)
+    assert export_status(parts) == {"content": True, "distribution": False, "metrics": True}  # page 1 missing
+    await ambassadors.receive_export_part("acme", part("distribution", 1, False))
+    assert all(export_status((await ambassadors.export("acme", person.id, request.id))[1]).values())
+    with pytest.raises(Exception):
+        await ambassadors.export("acme", "someone-else", request.id)
+
+    await ambassadors.erase_person("acme", person.id)
+    assert ambassadors.exports.requests == {} and ambassadors.exports.received == {}

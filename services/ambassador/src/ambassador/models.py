@@ -530,6 +530,39 @@ class ConsentEntry:
     consent: ConsentRecord
 
 
+EXPORT_SERVICES = ("content", "distribution", "metrics")  # the services that answer an export request
+
+
+class ExportRequest(DomainModel):
+    """A GDPR export asked for by event; the other services' parts arrive as events too."""
+
+    id: str
+    tenant: str
+    person_id: str
+    requested_at: datetime
+
+
+class ExportPart(DomainModel):
+    """One page of one service's part, as its event carried it."""
+
+    export_id: str
+    service: str
+    page: int
+    last: bool
+    sections: dict[str, list[dict]]
+    written_at: datetime
+
+
+def export_status(parts: list[ExportPart]) -> dict[str, bool]:
+    """Per service, whether its part is complete: its last page arrived, and every page before it."""
+    complete = {}
+    for service in EXPORT_SERVICES:
+        pages = {part.page: part for part in parts if part.service == service}
+        last = next((part.page for part in pages.values() if part.last), None)
+        complete[service] = last is not None and all(number in pages for number in range(1, last + 1))
+    return complete
+
+
 @dataclass(frozen=True)
 class PersonRecords:
     """Everything but the person document that is about a person (GDPR access)."""

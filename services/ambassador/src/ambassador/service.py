@@ -10,7 +10,7 @@ refuses the newer version (412). A person's events are then published at once
 (`publish_now`), so an opt-out is on the topic when the call returns; the
 worker's relay is the safety net (the write left it a hint).
 
-This service consumes no events: there is no handlers.py.
+The only events this service consumes are the parts of GDPR exports it asked for (handlers.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from advocacy_common.auth import ambassador_id_for
 from advocacy_common.envelope import utcnow
-from advocacy_common.events import CharterPublished, Event, SignalReported
+from advocacy_common.events import CharterPublished, Event, GdprExportRequested, SignalReported
 from advocacy_common.repository import AlreadyExists, Page, StaleWrite, UnitOfWork
 
 from .models import (
@@ -37,6 +37,8 @@ from .models import (
     CharterText,
     ConsentEntry,
     DirectoryEntry,
+    ExportPart,
+    ExportRequest,
     NotFound,
     NotInDirectory,
     NotOptedIn,
@@ -68,6 +70,7 @@ from .ports import (
     CharterRepository,
     LookupAttribute,
     PersonRepository,
+    ExportRepository,
     PublishNow,
     RecognitionRepository,
     SignalRepository,
@@ -131,6 +134,7 @@ class AmbassadorService:
     recognitions: RecognitionRepository
     modules: TrainingModuleRepository
     completions: TrainingCompletionRepository
+    exports: ExportRepository
     publish_now: PublishNow = _nothing_to_publish
     clock: Callable[[], datetime] = now_to_the_millisecond
     subject_attribute: LookupAttribute = "user_name"
@@ -303,9 +307,33 @@ class AmbassadorService:
             training_completions=await self.completions.of_person(tenant, person_id),
             signals_reported=await self.signals.reported_by(tenant, person_id))
 
+    async def request_export(self, tenant: str, person_id: str) -> ExportRequest:
+        """Ask every other service for its part: `gdpr.export_requested.v1` (relayed by the worker); each
+        answers with `gdpr.export_part_written.v1` pages, which `receive_export_part` keeps."""
+        await self.person(tenant, person_id)
+        request = ExportRequest(id=self.new_id(), tenant=tenant, person_id=person_id, requested_at=self.clock())
+        uow = _unit_of_work(tenant, [GdprExportRequested(export_id=request.id, ambassador_id=person_id,
+                                                         requested_at=request.requested_at)])
+        await self.exports.add(request, uow)
+        return request
+
+    async def export(self, tenant: str, person_id: str, export_id: str) -> tuple[ExportRequest, list[ExportPart]]:
+        """The request and the parts received so far (another person's export is not found)."""
+        request = await self.exports.get(tenant, export_id)
+        if request is None or request.person_id != person_id:
+            raise NotFound("export", export_id)
+        return request, await self.exports.parts(tenant, export_id)
+
+    async def receive_export_part(self, tenant: str, part: ExportPart) -> bool:
+        """Keep a page of a part of an export we asked for (anything else is dropped)."""
+        if await self.exports.get(tenant, part.export_id) is None:
+            return False
+        return await self.exports.add_part(tenant, part)
+
     async def erase_person(self, tenant: str, person_id: str) -> Person:
         """GDPR erasure. Related records go first, so a retried request finishes an interrupted one."""
         await self.person(tenant, person_id)
+        await self.exports.forget_person(tenant, person_id)
         await self.people.erase_lookup_keys(tenant, person_id)
         await self.recognitions.forget_person(tenant, person_id)
         await self.completions.forget_person(tenant, person_id)
