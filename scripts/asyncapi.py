@@ -46,7 +46,11 @@ PRODUCERS = {
     topics.SHARE: ("distribution", "/distribution", OUTBOX),
     topics.ENGAGEMENT: ("distribution", "/distribution", "clicks through the outbox relay; connector reports "
                         "from the API, which answers 202 only once Kafka acknowledged (acks=all)"),
+    topics.GDPR_EXPORT: ("content, distribution and metrics", "/distribution",  # or /advocacy/content, /metrics
+                         "its part of a GDPR export, through its outbox relay, when asked by gdpr.export_requested.v1"),
 }
+# The export parts' topic has three producers, each its own send operation.
+GDPR_EXPORT_PRODUCERS = ("content", "distribution", "metrics")
 # Consumer groups (from each service's bootstrap): group -> (service, topics). Metrics adds
 # `-g<N>` to its group for each rebuild generation.
 CONSUMERS = {
@@ -54,6 +58,7 @@ CONSUMERS = {
     "distribution": ("distribution", [topics.CONTENT, topics.AMBASSADOR]),
     "distribution-comments": ("distribution", [topics.ENGAGEMENT]),
     "metrics": ("metrics", list(topics.EVENT_TOPICS)),
+    "ambassador-gdpr-export": ("ambassador", [topics.GDPR_EXPORT]),
 }
 # One line per type for readers of the document (events.py has no docstring on most classes). A type
 # missing here gets its own docstring or a line made from its name.
@@ -260,20 +265,21 @@ def dead_letter_message(topic: str, schemas: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def channel(topic: str, messages: list[str], description: str) -> dict[str, Any]:
+def channel(topic: str, messages: list[str], description: str, retention_ms: int = -1) -> dict[str, Any]:
     return {
         "address": topic,
         "description": description,
         "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in messages},
         "bindings": {"kafka": {"topic": topic, "partitions": default_partitions(),
-                               "topicConfiguration": {"cleanup.policy": ["delete"], "retention.ms": -1},
+                               "topicConfiguration": {"cleanup.policy": ["delete"], "retention.ms": retention_ms},
                                "bindingVersion": KAFKA_BINDING}},
     }
 
 
 def build() -> dict[str, Any]:
     schemas = payload_schemas()
-    by_topic = {topic: [cls for cls in EVENT_CLASSES if cls.topic == topic] for topic in topics.EVENT_TOPICS}
+    by_topic = {topic: [cls for cls in EVENT_CLASSES if cls.topic == topic]
+                for topic in (*topics.EVENT_TOPICS, topics.GDPR_EXPORT)}
     messages: dict[str, Any] = {message_id(cls): message(cls, schemas) for cls in EVENT_CLASSES}
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -282,14 +288,25 @@ def build() -> dict[str, Any]:
         messages[dead] = dead_letter_message(topic, schemas)
         names = [message_id(cls) for cls in classes]
         producer, _, how = PRODUCERS[topic]
-        channels[channel_id(topic)] = channel(topic, names, f"Events of the {producer} service, kept forever "
-                                              "(replayable). Keyed by aggregate: one aggregate, one partition.")
-        channels[channel_id(topic) + "-dlq"] = channel(
-            topics.dlq(topic), [dead], f"Dead letters of {topic}, kept forever until replayed or discarded.")
-        operations[f"{producer}.publish.{channel_id(topic)}"] = {
-            "action": "send", "summary": f"The {producer} service publishes {how}.",
-            "channel": {"$ref": f"#/channels/{channel_id(topic)}"},
-            "messages": [{"$ref": f"#/channels/{channel_id(topic)}/messages/{name}"} for name in names]}
+        if topic == topics.GDPR_EXPORT:
+            retention, publishers = topics.GDPR_EXPORT_RETENTION_MS, GDPR_EXPORT_PRODUCERS
+            channels[channel_id(topic)] = channel(
+                topic, names, "GDPR export parts: PERSONAL DATA (share texts, post URLs, profiles, statistics), "
+                "so not a replayable event topic: kept one day, consumed by the ambassador service alone. Keyed "
+                "by export id.", retention)
+            channels[channel_id(topic) + "-dlq"] = channel(
+                topics.dlq(topic), [dead], f"Dead letters of {topic}, kept one day like their topic.", retention)
+        else:
+            publishers = (producer,)
+            channels[channel_id(topic)] = channel(topic, names, f"Events of the {producer} service, kept forever "
+                                                  "(replayable). Keyed by aggregate: one aggregate, one partition.")
+            channels[channel_id(topic) + "-dlq"] = channel(
+                topics.dlq(topic), [dead], f"Dead letters of {topic}, kept forever until replayed or discarded.")
+        for publisher in publishers:
+            operations[f"{publisher}.publish.{channel_id(topic)}"] = {
+                "action": "send", "summary": f"The {publisher} service publishes {how}.",
+                "channel": {"$ref": f"#/channels/{channel_id(topic)}"},
+                "messages": [{"$ref": f"#/channels/{channel_id(topic)}/messages/{name}"} for name in names]}
     for group, (service, consumed) in CONSUMERS.items():
         for topic in consumed:
             operations[f"{group}.consume.{channel_id(topic)}"] = {

@@ -31,7 +31,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from advocacy_common.topics import TopicNames
+from advocacy_common.topics import GDPR_EXPORT_RETENTION_MS, TopicNames
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from openapi import SERVICES, settings_class  # noqa: E402  (the generator's own lookup of settings classes)
@@ -150,8 +150,14 @@ def check_topics(documents: list[dict[str, Any]], prefix: str) -> list[str]:
     problems = []
     if names != sorted(TopicNames(prefix).all()):
         problems.append(f"KafkaTopics {names} are not the topics of topics.py {sorted(TopicNames(prefix).all())}")
+    short_lived = set(TopicNames(prefix).short_lived())
     for topic in topics:
-        if topic["spec"].get("config", {}).get("retention.ms") != -1:
+        retention = topic["spec"].get("config", {}).get("retention.ms")
+        if topic["spec"]["topicName"] in short_lived:
+            if retention != GDPR_EXPORT_RETENTION_MS:
+                problems.append(f"KafkaTopic {topic['spec']['topicName']}: retention.ms must be "
+                                f"{GDPR_EXPORT_RETENTION_MS} (personal data, kept one day)")
+        elif retention != -1:
             problems.append(f"KafkaTopic {topic['spec']['topicName']}: retention.ms must be -1 (replayable)")
         if not topic["metadata"].get("labels", {}).get("strimzi.io/cluster"):
             problems.append(f"KafkaTopic {topic['spec']['topicName']}: no strimzi.io/cluster label")

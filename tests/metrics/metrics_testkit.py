@@ -23,6 +23,7 @@ from advocacy_common.events import (
     Objective, Persona, PostShared,
 )
 from advocacy_common.publishing import envelope_for
+from advocacy_testkit import FakeExportParts, FakeSubjectHolders
 from metrics.aggregation import (
     AmbassadorChange, AmbassadorKey, Change, ConditionalWrite, ContentKey, CounterKey, FactId, Increments, Position,
     Slice, SliceSpan, Target, Watermarks, activity_rows, counter_rows,
@@ -118,11 +119,13 @@ class SimulatedCrash(Exception):
     """The worker was killed: nothing after this point of the batch happened."""
 
 
-class InMemoryStore:
+class InMemoryStore(FakeSubjectHolders, FakeExportParts):
     """The `MetricsStore` port in plain Python over domain types, able to 'crash' after a number of
     single-document writes (what the worker being killed leaves behind)."""
 
     def __init__(self) -> None:
+        FakeSubjectHolders.__init__(self)
+        FakeExportParts.__init__(self)
         self.counters: dict[CounterKey, dict[str, int]] = {}
         self.ambassadors: dict[AmbassadorKey, AmbassadorView] = {}
         self.contents: dict[ContentKey, ContentView] = {}

@@ -204,3 +204,44 @@ async def server_errors_on_hostile_input(client, app, authorization: dict[str, s
             if response.status_code >= 500 or (expect and response.status_code not in (expect, 429)):
                 failures.append(f"{method} {path} {name}: {response.status_code} {response.text[:200]}")
     return failures
+
+
+class FakeSubjectHolders:
+    """In-memory `advocacy_common.subjects.SubjectHolders`: the latest claim of each subject key wins.
+
+    Every service's unit fakes mix it into their ambassador projection fake."""
+
+    def __init__(self) -> None:
+        self.subject_claims: dict[tuple[str, str], tuple[object, str]] = {}
+
+    async def claim_subject(self, tenant: str, subject_key: str, ambassador_id: str, claimed_at) -> None:
+        current = self.subject_claims.get((tenant, subject_key))
+        if current is None or current[0] <= claimed_at:
+            self.subject_claims[(tenant, subject_key)] = (claimed_at, ambassador_id)
+
+    async def subject_holder(self, tenant: str, subject_key: str) -> str | None:
+        claim = self.subject_claims.get((tenant, subject_key))
+        return claim[1] if claim else None
+
+
+class FakeExportParts:
+    """In-memory `advocacy_common.gdpr_export.ExportParts`: the page events each export would publish."""
+
+    def __init__(self) -> None:
+        self.pages: dict[tuple[str, str], list] = {}  # (tenant, export id) -> GdprExportPartWritten pages
+
+    async def write(self, delivery, service: str, sections, now) -> bool:
+        from advocacy_common.gdpr_export import part_pages
+        key = (delivery.tenant_id, delivery.event.export_id)
+        if key in self.pages:
+            return False
+        self.pages[key] = part_pages(delivery.event, service, sections, now)
+        return True
+
+    def records(self, tenant: str, export_id: str) -> dict[str, list]:
+        """Every page's records merged by section."""
+        merged: dict[str, list] = {}
+        for page in self.pages.get((tenant, export_id), []):
+            for kind, items in page.sections.items():
+                merged.setdefault(kind, []).extend(items)
+        return merged

@@ -80,7 +80,7 @@ async def test_events_ride_in_the_persons_write(stores):
     assert [entry["id"] for entry in document[OUTBOX_FIELD]] == ["evt-1"]
 
 
-async def test_erased_people_move_aside_and_the_directory_lists_the_rest(stores):
+async def test_erased_people_stay_under_their_id_and_the_directory_lists_the_rest(stores):
     people = stores.people
     for index in range(3):
         await people.add(person(f"p{index}", f"u{index}@corp.example", minutes=index))
@@ -89,12 +89,11 @@ async def test_erased_people_move_aside_and_the_directory_lists_the_rest(stores)
 
     total, listed = await people.directory_page("acme", 1, 10)
     assert (total, [p.id for p in listed]) == (2, ["p1", "p2"])
-    assert await people.archive_erased("acme", "p0", "archived-0")
-    assert not await people.archive_erased("acme", "p1", "archived-1")  # not erased: stays
-    assert await people.get("acme", "p0") is None and (await people.get("acme", "archived-0")).status == "erased"
+    assert (await people.get("acme", "p0")).status == "erased"
+    await people.add(person("p3", "u0@corp.example", minutes=3))  # the erased one's userName is free again
     newest = await people.list_by_status("acme", None, None, 2)
     rest = await people.list_by_status("acme", None, newest.next_cursor, 2)
-    assert [p.id for p in newest.items + rest.items] == ["p2", "p1", "archived-0"] and rest.next_cursor is None
+    assert [p.id for p in newest.items + rest.items] == ["p3", "p2", "p1", "p0"] and rest.next_cursor is None
 
 
 async def test_consent_pages_walk_people_in_batches_without_gaps(stores):

@@ -17,6 +17,8 @@ from advocacy_common.repository import AlreadyExists, KeyReused, Page, StaleWrit
 from ambassador.models import (
     Charter,
     ConsentEntry,
+    ExportPart,
+    ExportRequest,
     Person,
     Recognition,
     Signal,
@@ -112,14 +114,6 @@ class FakePeople(InMemory[Person]):
     async def save(self, entity: Person, uow: UnitOfWork | None = None, *, previous: Person) -> Person:
         self._check_user_name(entity)
         return await super().save(entity, uow)
-
-    async def archive_erased(self, tenant: str, person_id: str, archive_id: str) -> bool:
-        person = await self.get(tenant, person_id)
-        if person is None or person.status != Status.ERASED:
-            return False
-        self.entities[archive_id] = person.model_copy(update={"id": archive_id})
-        del self.entities[person_id]
-        return True
 
     async def list_by_status(self, tenant: str, status: Status | None, cursor: str | None,
                              limit: int) -> Page[Person]:
@@ -230,7 +224,36 @@ class Published:
         self.people.append(person_id)
 
 
+class FakeExports:
+    def __init__(self) -> None:
+        self.requests: dict[str, tuple[ExportRequest, list]] = {}
+        self.received: dict[tuple[str, str, str, int], ExportPart] = {}
+
+    async def add(self, request: ExportRequest, uow: UnitOfWork) -> None:
+        self.requests[request.id] = (request, [envelope for _, envelope in uow.pending])
+
+    async def get(self, tenant: str, export_id: str) -> ExportRequest | None:
+        found = self.requests.get(export_id)
+        return found[0] if found and found[0].tenant == tenant else None
+
+    async def add_part(self, tenant: str, part: ExportPart) -> bool:
+        key = (tenant, part.export_id, part.service, part.page)
+        if key in self.received:
+            return False
+        self.received[key] = part
+        return True
+
+    async def parts(self, tenant: str, export_id: str) -> list[ExportPart]:
+        return [part for (t, x, _, _), part in sorted(self.received.items(), key=lambda item: item[0])
+                if (t, x) == (tenant, export_id)]
+
+    async def forget_person(self, tenant: str, person_id: str) -> None:
+        gone = {x for x, (request, _) in self.requests.items() if (request.tenant, request.person_id) == (tenant, person_id)}
+        self.requests = {x: found for x, found in self.requests.items() if x not in gone}
+        self.received = {key: part for key, part in self.received.items() if key[1] not in gone}
+
+
 def fake_service(**overrides: Any) -> AmbassadorService:
     return AmbassadorService(people=FakePeople(), charters=FakeCharters(), signals=FakeSignals(),
                              recognitions=FakeRecognitions(), modules=FakeModules(), completions=FakeCompletions(),
-                             publish_now=Published(), **overrides)
+                             exports=FakeExports(), publish_now=Published(), **overrides)

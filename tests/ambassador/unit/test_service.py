@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from advocacy_common.auth import ambassador_id_for
 from advocacy_common.repository import AlreadyExists, StaleWrite
 from ambassador.models import DirectoryEntry, OptOutReason, PersonNotFound, Profile, SignalStatus, \
     TrainingModuleText, opt_in, opt_out
@@ -101,9 +102,11 @@ async def test_a_taken_user_name_is_refused_and_an_erased_one_is_free_again(amba
 
     again = await ambassadors.create_person("acme", entry())
 
-    assert again.id == first.id and again.directory.user_name == "a@corp.example"
-    archived = [p for p in ambassadors.people.entities.values() if p.status == "erased"]
-    assert len(archived) == 1 and archived[0].id not in (first.id, again.id)
+    # A new person with a new id: the erased record keeps its own (with its consent trail).
+    assert first.id == ambassador_id_for("acme", "a@corp.example")
+    assert again.id != first.id and again.directory.user_name == "a@corp.example" and again.consents == []
+    assert (await ambassadors.person("acme", first.id)).status == "erased"
+    assert (await ambassadors.person_for_subject("acme", "A@corp.example")).id == again.id
 
 
 async def test_someone_else_is_not_found_by_another_tenant(ambassadors):
@@ -126,3 +129,31 @@ async def test_triage_and_module_replacement_retry_or_refuse_on_a_lost_race(amba
         await ambassadors.replace_module("acme", module.id, TrainingModuleText(title="Two"),
                                          expecting(module.version))
     assert ambassadors.modules.entities["m1"].title == "One"
+
+
+async def test_an_export_asks_by_event_assembles_the_parts_and_goes_with_the_erasure(ambassadors):
+    from ambassador.models import ExportPart, export_status
+
+    person = await ambassadors.create_person("acme", entry())
+    request = await ambassadors.request_export("acme", person.id)
+    (_, events), = ambassadors.exports.requests.values()
+    assert [e.type for e in events] == ["gdpr.export_requested.v1"] and events[0].subject == person.id
+
+    def part(service, page, last):
+        return ExportPart(export_id=request.id, service=service, page=page, last=last, sections={"x": [{"n": page}]},
+                          written_at=NOW)
+
+    for piece in (part("content", 1, True), part("distribution", 2, True), part("metrics", 1, True)):
+        assert await ambassadors.receive_export_part("acme", piece)
+    assert not await ambassadors.receive_export_part("acme", part("content", 1, True))  # redelivered
+    assert not await ambassadors.receive_export_part("acme", part("content", 1, True).model_copy(
+        update={"export_id": "never-asked"}))
+    _, parts = await ambassadors.export("acme", person.id, request.id)
+    assert export_status(parts) == {"content": True, "distribution": False, "metrics": True}  # page 1 missing
+    await ambassadors.receive_export_part("acme", part("distribution", 1, False))
+    assert all(export_status((await ambassadors.export("acme", person.id, request.id))[1]).values())
+    with pytest.raises(Exception):
+        await ambassadors.export("acme", "someone-else", request.id)
+
+    await ambassadors.erase_person("acme", person.id)
+    assert ambassadors.exports.requests == {} and ambassadors.exports.received == {}

@@ -96,9 +96,9 @@ def test_ambassador_id_is_a_stable_pseudonym_of_tenant_and_login():
     from advocacy_common.auth import ambassador_id_for
 
     principal = Principal(subject="Alice@Corp.example", tenant="acme", roles=frozenset(), claims={})
-    assert principal.ambassador_id == ambassador_id_for("acme", "alice@corp.example")
-    assert principal.ambassador_id != ambassador_id_for("other", "alice@corp.example")
-    assert "alice" not in principal.ambassador_id
+    assert principal.subject_key == ambassador_id_for("acme", "alice@corp.example")
+    assert principal.subject_key != ambassador_id_for("other", "alice@corp.example")
+    assert "alice" not in principal.subject_key
 
 
 class CountedIssuers(list):

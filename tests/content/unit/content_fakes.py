@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from advocacy_common.consuming import Delivery
+from advocacy_testkit import FakeSubjectHolders
 from advocacy_common.envelope import Envelope
 from advocacy_common.repository import AlreadyExists, KeyReused, Page, StaleWrite, UnitOfWork
 
@@ -164,10 +165,11 @@ class FakeTenantSettings:
         return self.saved[settings.tenant]
 
 
-class FakeAmbassadors:
+class FakeAmbassadors(FakeSubjectHolders):
     """The projection with its per-partition watermarks and erasure tombstones."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.projections: dict[tuple[str, str], AmbassadorProjection] = {}
         self.watermarks: dict[tuple[str, str], dict[str, int]] = {}
 

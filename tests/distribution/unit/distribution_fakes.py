@@ -14,6 +14,7 @@ from advocacy_common.consuming import Delivery
 from advocacy_common.envelope import Envelope
 from advocacy_common.events import AmbassadorProfile, EngagementKind
 from advocacy_common.repository import AlreadyExists, KeyReused, Page, StaleWrite, UnitOfWork
+from advocacy_testkit import FakeExportParts, FakeSubjectHolders
 from distribution.models.authenticity import AuthenticityPolicy, TenantPolicy
 from distribution.models.engagement import Click, Connector, Report
 from distribution.models.projections import (
@@ -81,8 +82,9 @@ class FakeContents(AppliedOnce):
             self.items[key] = base.model_copy(update={"retired": True, "version": version})
 
 
-class FakeAmbassadors(AppliedOnce):
+class FakeAmbassadors(AppliedOnce, FakeSubjectHolders):
     def __init__(self) -> None:
+        FakeSubjectHolders.__init__(self)
         super().__init__()
         self.items: dict[tuple[str, str], AmbassadorView] = {}
 
@@ -234,6 +236,9 @@ class FakeLinks:
     async def by_code(self, code: str) -> TrackedLink | None:
         return self.items.get(code)
 
+    async def of_ambassador(self, tenant: str, ambassador_id: str) -> list[TrackedLink]:
+        return [link for link in self.items.values() if link.tenant == tenant and link.ambassador_id == ambassador_id]
+
     async def ensure(self, link: TrackedLink) -> None:
         self.items.setdefault(link.code, link)
 
@@ -259,6 +264,13 @@ class FakeClicks:
         self.items[click.id] = click
         self.events[click.id] = [envelope for _, envelope in uow.pending]
         return True
+
+    async def count_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for click in self.items.values():
+            if click.tenant == tenant and click.code in codes:
+                counts[click.code] = counts.get(click.code, 0) + 1
+        return counts
 
     @property
     def all_events(self) -> list[Envelope]:
@@ -346,4 +358,5 @@ class FakePublisher:
 def fake_repositories() -> Repositories:
     return Repositories(contents=FakeContents(), ambassadors=FakeAmbassadors(), charters=FakeCharters(),
                         comments=FakeComments(), shares=FakeShares(), links=FakeLinks(), clicks=FakeClicks(),
-                        connectors=FakeConnectors(), reports=FakeReports(), policies=FakePolicies())
+                        connectors=FakeConnectors(), reports=FakeReports(), policies=FakePolicies(),
+                        exports=FakeExportParts())

@@ -59,7 +59,7 @@ class World:
             self.opt_in(login)
 
     def opt_in(self, login: str, **preferences) -> None:
-        me = principal(login).ambassador_id
+        me = principal(login).subject_key
         profile = AmbassadorProfile(persona="expert", topics=["energy"], languages=["en"], team_id="ops",
                                     networks=[NetworkPresence(network="linkedin", audience_size=850)],
                                     preferences=SharingPreferences(**preferences))
@@ -85,7 +85,7 @@ async def test_prepare_stores_the_share_and_its_link_and_a_retry_gets_the_same(w
     assert share.tracked_link == f"https://go.example.com/r/{share.tracked_link_code}"
     link = await world.repositories.links.by_code(share.tracked_link_code)
     assert (link.tenant, link.ambassador_id, link.content_id, link.confirmed_share_id) == \
-        (TENANT, principal("amb-1").ambassador_id, "c1", None)
+        (TENANT, principal("amb-1").subject_key, "c1", None)
     assert share.signature and len(share.signature_bands) == 64
     assert await world.prepare(key="k-1") == share
     with pytest.raises(KeyReused):
@@ -123,8 +123,8 @@ async def test_a_prepare_never_confirmed_gives_its_slot_back_after_the_hold(worl
 
 @pytest.mark.parametrize(("arrange", "rule"), [
     (lambda w: w.repositories.ambassadors.items.update({
-        (TENANT, principal("amb-1").ambassador_id): AmbassadorView(
-            tenant=TENANT, ambassador_id=principal("amb-1").ambassador_id, status=AmbassadorStatus.OPTED_OUT)}),
+        (TENANT, principal("amb-1").subject_key): AmbassadorView(
+            tenant=TENANT, ambassador_id=principal("amb-1").subject_key, status=AmbassadorStatus.OPTED_OUT)}),
      "opted_out"),
     (lambda w: w.repositories.charters.items.update({TENANT: CharterView(current_version=2)}), "charter_pending"),
     (lambda w: w.repositories.contents.items.pop((TENANT, "c1")), "content_not_available"),
@@ -186,7 +186,7 @@ async def test_confirm_is_refused_after_an_opt_out_and_for_someone_elses_share(w
     with pytest.raises(Problem) as hidden:
         await world.sharing.confirm(principal("amb-2"), prepared.id, None, NOW)
     assert hidden.value.status == 404
-    me = principal("amb-1").ambassador_id
+    me = principal("amb-1").subject_key
     world.repositories.ambassadors.items[(TENANT, me)] = AmbassadorView(tenant=TENANT, ambassador_id=me,
                                                                         status=AmbassadorStatus.OPTED_OUT)
     with pytest.raises(Refusal) as refused:
@@ -224,7 +224,7 @@ async def test_a_confirmation_racing_an_erasure_is_a_conflict_and_writes_nothing
     shares = world.repositories.shares
 
     async def erasure():
-        await shares.anonymise(TENANT, principal("amb-1").ambassador_id, "erased")
+        await shares.anonymise(TENANT, principal("amb-1").subject_key, "erased")
 
     interleave(shares, erasure)
     with pytest.raises(StaleWrite):
@@ -359,3 +359,49 @@ async def test_policy_replacement_is_compare_and_set(world):
     with pytest.raises(PolicyChanged):
         await world.sharing.replace_policy(TENANT, AuthenticityPolicy(near_copy_action="flag"), someone_else_first)
     assert (await world.sharing.policy(TENANT)).policy == AuthenticityPolicy()
+
+
+# --- identity: erasure, then the same login provisioned again ---------------------------------------
+
+NEW_TEXT = ("Our Lyon colleagues switched the whole site to wind and solar. I joined the team in May and "
+            "seeing the meters today was something else.")
+
+async def test_a_login_provisioned_again_after_an_erasure_shares_afresh_and_exports_nothing_of_the_old(world):
+    from advocacy_common.consuming import Delivery
+    from advocacy_common.envelope import Envelope, utcnow
+    from advocacy_common.events import AmbassadorErased, AmbassadorOptedIn, GdprExportRequested
+    from distribution.handlers import PROJECTION_HANDLERS
+
+    async def handle(event, offset):
+        envelope = Envelope(source="/ambassador", type=event.type_name, tenantid=TENANT)
+        await PROJECTION_HANDLERS[type(event)](world.repositories, Delivery(envelope, event, event.topic, 0, offset))
+
+    old = principal("amb-1").subject_key
+    first = await world.prepare(key="k-old")
+    await world.sharing.confirm(principal("amb-1"), first.id, "https://li/old", NOW)
+    await handle(AmbassadorErased(ambassador_id=old, erased_at=NOW), 1)
+    with pytest.raises(Refusal) as refused:
+        await world.prepare(key="k-erased")
+    assert refused.value.rule == "erased"
+
+    profile = world.repositories.ambassadors.items[(TENANT, principal("amb-2").subject_key)].profile
+    await handle(AmbassadorOptedIn(ambassador_id="new-amb-1", subject_key=old, charter_version=1,
+                                   opted_in_at=NOW + timedelta(hours=1), profile=profile), 2)
+    # Not already_shared: a link of their own. (The erased share's text still counts as a colleague's post:
+    # the post is still out there, anonymously; so the newcomer writes their own.)
+    second = await world.prepare(key="k-new", text=NEW_TEXT)
+    assert second.ambassador_id == "new-amb-1" and second.tracked_link_code != first.tracked_link_code
+    confirmed = await world.sharing.confirm(principal("amb-1"), second.id, "https://li/new", NOW)
+    assert confirmed.status is ShareStatus.CONFIRMED
+    assert [s.id for s in (await world.sharing.mine(principal("amb-1"), None, 10)).items] == [second.id]
+    await world.tracking.record_click(await world.repositories.links.by_code(second.tracked_link_code),
+                                      "203.0.113.9", BROWSER, NOW)
+
+    for export_id, person in (("x-old", old), ("x-new", "new-amb-1")):
+        await handle(GdprExportRequested(export_id=export_id, ambassador_id=person, requested_at=utcnow()), 3)
+    exports = world.repositories.exports
+    assert exports.records(TENANT, "x-old") == {"ambassador": [], "shares": [], "tracked_links": []}
+    new = exports.records(TENANT, "x-new")
+    assert [(s["id"], s["text"], s["post_url"]) for s in new["shares"]] == [(second.id, NEW_TEXT, "https://li/new")]
+    assert [(link["code"], link["clicks"]) for link in new["tracked_links"]] == [(second.tracked_link_code, 1)]
+    assert new["ambassador"][0]["ambassador_id"] == "new-amb-1"

@@ -76,3 +76,36 @@ async def test_rebuild_fills_a_fresh_generation_then_makes_it_live():
     rebuilt = await queries.overview("t1", PERIOD)
     assert (live.kpis["shares"], rebuilt.kpis["shares"]) == (1, 2)
     assert (await generations.store(1).list_counters("t1", Dimension.TENANT, "all", PERIOD))[0].parts["shares"] == 1
+
+
+async def test_a_login_provisioned_again_after_an_erasure_gets_statistics_of_its_own():
+    from datetime import timedelta
+
+    from advocacy_common.auth import Principal, ambassador_id_for
+    from advocacy_common.envelope import utcnow
+    from advocacy_common.events import GdprExportRequested
+    from metrics.models import Granularity
+    from metrics_testkit import erased
+
+    ann = Principal(subject="ann", tenant="t1", roles=frozenset({"ambassador"}), claims={})
+    old = ambassador_id_for("t1", "ann")
+    again = opted_in("new-ann", "red", at=BASE_DAY + timedelta(hours=1)).model_copy(update={"subject_key": old})
+    # One log, in production order; the erased one's opt-in comes again last (a copy re-published by a relay):
+    # the login's key stays with the newcomer.
+    queries, generations = await queries_with(deliveries(
+        "t1", *[opted_in(f"a{n}", "red") for n in range(3)], published("c1", "camp1"), opted_in(old, "red"),
+        shared("s-old", old, "c1", "camp1", "red"), erased(old), again,
+        shared("s-new", "new-ann", "c1", "camp1", "red"), opted_in(old, "red")))
+    assert await queries.me(ann) == ("t1", "new-ann")
+    mine = await queries.my_series(await queries.me(ann), PERIOD, Granularity.DAY)
+    assert sum(point.kpis["shares"] for point in mine.points) == 1
+    # a0..a2 and the newcomer: the erased person is no longer counted, the newcomer is.
+    assert (await queries.overview("t1", PERIOD)).kpis["ambassadors_opted_in"] == 4
+
+    store = generations.store(await generations.current())
+    await project_batch(store, deliveries("t1", *[GdprExportRequested(export_id=x, ambassador_id=p,
+                                                                       requested_at=utcnow())
+                                                   for x, p in (("x-old", old), ("x-new", "new-ann"))]))
+    assert store.records("t1", "x-old") == {"ambassador": [], "daily_statistics": [], "activity_days": []}
+    new = store.records("t1", "x-new")
+    assert [row["shares"] for row in new["daily_statistics"]] == [1] and new["ambassador"][0]["team_id"] == "red"

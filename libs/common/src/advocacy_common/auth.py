@@ -37,13 +37,18 @@ AMBASSADOR_ID_NAMESPACE = uuid.UUID("0b8f4a52-6d2e-4c1f-9a57-2f0c8e6d1b34")
 
 
 def ambassador_id_for(tenant: str, login: str) -> str:
-    """The pseudonymous id that every service uses for one employee.
+    """The subject key: a pseudonym of one login, the same in every service.
 
     Derived from the tenant and the login that the identity provider puts in
     the token's `sub` (and that provisioning gives the ambassador service as the
     SCIM userName or externalId), so each service can name the caller without
     asking another and events never carry the login itself. Prefer an
     immutable, opaque login (Okta user id, Entra object id) over an e-mail.
+
+    It is also the ambassador id of the login's first holder. A person
+    provisioned with the same login after an erasure gets a new ambassador id,
+    and `ambassador.opted_in.v1` carries this key beside it: services resolve a
+    token to the current holder through `advocacy_common.subjects`.
     """
     return str(uuid.uuid5(AMBASSADOR_ID_NAMESPACE, f"{tenant}\x1f{login.strip().lower()}"))
 
@@ -59,8 +64,9 @@ class Principal:
         return any(role in self.roles for role in roles)
 
     @property
-    def ambassador_id(self) -> str:
-        """The caller's id as an ambassador (see `ambassador_id_for`)."""
+    def subject_key(self) -> str:
+        """The pseudonym of the caller's login (see `ambassador_id_for`). Not necessarily their ambassador
+        id: resolve it with `advocacy_common.subjects.ambassador_id_of`."""
         return ambassador_id_for(self.tenant, self.subject)
 
 

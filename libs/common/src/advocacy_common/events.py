@@ -186,6 +186,12 @@ class AmbassadorOptedIn(AmbassadorEvent):
     charter_version: int
     opted_in_at: datetime
     profile: AmbassadorProfile
+    subject_key: str | None = Field(
+        default=None,
+        description="The pseudonym of the login the person's token carries (`ambassador_id_for(tenant, login)`), "
+                    "so other services know whose token names this ambassador id. It equals `ambassador_id` for a "
+                    "login's first holder; someone provisioned again after an erasure has a new ambassador id. "
+                    "Absent: the ambassador id is the subject key.")
 
 
 class AmbassadorProfileUpdated(AmbassadorEvent):
@@ -242,6 +248,41 @@ class SignalReported(Event):
         return self.ambassador_id
 
 
+class GdprExportRequested(Event):
+    """A person (or an admin on their behalf) asked for everything held about them: each service answers
+    with its part on the export topic. Carries ids only; requests older than a day are not answered."""
+
+    type_name: ClassVar[str] = "gdpr.export_requested.v1"
+    topic: ClassVar[str] = topic_names.AMBASSADOR
+
+    export_id: str
+    ambassador_id: str
+    requested_at: datetime
+
+    def aggregate_id(self) -> str:
+        return self.ambassador_id
+
+
+class GdprExportPartWritten(Event):
+    """One page of one service's part of a GDPR export. PERSONAL DATA: it travels only on the export
+    topic (`advocacy.gdpr-export`, short retention), which only the ambassador service consumes."""
+
+    type_name: ClassVar[str] = "gdpr.export_part_written.v1"
+    topic: ClassVar[str] = topic_names.GDPR_EXPORT
+
+    export_id: str
+    ambassador_id: str
+    service: str = Field(description="content, distribution or metrics")
+    page: int = Field(ge=1, description="1, 2, ... within this service's part")
+    last: bool = Field(description="True on the service's last page: its part is complete")
+    sections: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="Records by kind (shares, tracked_links, ...); a page holds at most 100")
+    written_at: datetime
+
+    def aggregate_id(self) -> str:
+        return self.export_id
+
+
 # --- distribution ------------------------------------------------------------------
 
 class PostShared(Event):
@@ -292,7 +333,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     ContentPublished, ContentUpdated, ContentRetired,
     AmbassadorOptedIn, AmbassadorProfileUpdated, AmbassadorOptedOut, AmbassadorErased,
     CharterPublished, CharterAccepted, SignalReported,
-    PostShared, EngagementReceived,
+    PostShared, EngagementReceived, GdprExportRequested, GdprExportPartWritten,
 )
 REGISTRY: dict[str, type[Event]] = {cls.type_name: cls for cls in EVENT_CLASSES}
 

@@ -17,6 +17,10 @@ AMBASSADOR = "advocacy.ambassador"
 SHARE = "advocacy.share"
 ENGAGEMENT = "advocacy.engagement"
 EVENT_TOPICS = (CONTENT, AMBASSADOR, SHARE, ENGAGEMENT)
+# GDPR export parts carry personal data: a topic of their own, not among the replayable event topics,
+# kept one day (long enough for a worker that was down to catch up, short enough not to be an archive).
+GDPR_EXPORT = "advocacy.gdpr-export"
+GDPR_EXPORT_RETENTION_MS = 24 * 3600 * 1000
 DLQ_SUFFIX = ".dlq"
 
 
@@ -40,7 +44,10 @@ class TopicNames:
         return self.physical(dlq(logical))
 
     def all(self) -> list[str]:
-        return [self.physical(t) for t in EVENT_TOPICS] + [self.dlq(t) for t in EVENT_TOPICS]
+        return [self.physical(t) for t in EVENT_TOPICS] + [self.dlq(t) for t in EVENT_TOPICS] + self.short_lived()
+
+    def short_lived(self) -> list[str]:
+        return [self.physical(GDPR_EXPORT), self.dlq(GDPR_EXPORT)]
 
 
 async def ensure_topics(bootstrap_servers: str, names: TopicNames, partitions: int = 6,
@@ -50,9 +57,11 @@ async def ensure_topics(bootstrap_servers: str, names: TopicNames, partitions: i
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        short_lived = set(names.short_lived())
         wanted = [
             NewTopic(name=name, num_partitions=partitions, replication_factor=replication_factor,
-                     topic_configs={"retention.ms": "-1", "cleanup.policy": "delete"})
+                     topic_configs={"retention.ms": str(GDPR_EXPORT_RETENTION_MS) if name in short_lived else "-1",
+                                    "cleanup.policy": "delete"})
             for name in names.all() if name not in existing
         ]
         if wanted:

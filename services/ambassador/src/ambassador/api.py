@@ -15,10 +15,10 @@ from advocacy_common.api_support import (
     etag, fingerprint, idempotency_key, idempotent_id, page_size, require_if_match,
 )
 from advocacy_common.auth import Principal, Role, require_roles
-from advocacy_common.bounded import Cursor
+from advocacy_common.bounded import Cursor, PathId
 from advocacy_common.errors import Problem, invalid, not_found, problem_response, problem_responses
 
-from .models import ConsentEntry, DomainError, NotFound, Person, Profile, SelfRecognition, placement
+from .models import ConsentEntry, DomainError, NotFound, Person, Profile, SelfRecognition, export_status, placement
 from .schemas import AmbassadorView, CharterAcceptanceRequest, ConsentView, ErasureView, OptInRequest, \
     OptOutRequest, Page, ProfileView
 from .service import AmbassadorService, Precondition
@@ -108,6 +108,28 @@ async def export_person(ambassadors: AmbassadorService, tenant: str, person_id: 
     })
 
 
+async def assembled_export(ambassadors: AmbassadorService, tenant: str, person_id: str,
+                           export_id: str) -> dict[str, Any]:
+    """An export asked for by event: this service's part now, and each other service's part as it arrived
+    (`complete` once every service's last page and all pages before it are in)."""
+    request, parts = await ambassadors.export(tenant, person_id, export_id)
+    complete = export_status(parts)
+    services: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        merged = services.setdefault(part.service, {"complete": complete[part.service], "pages": 0, "sections": {}})
+        merged["pages"] += 1
+        for kind, records in part.sections.items():
+            merged["sections"].setdefault(kind, []).extend(records)
+    for service_name, done in complete.items():
+        services.setdefault(service_name, {"complete": done, "pages": 0, "sections": {}})
+    return jsonable_encoder({
+        "export_id": request.id, "requested_at": request.requested_at,
+        "status": "complete" if all(complete.values()) else "pending",
+        "ambassador": await export_person(ambassadors, tenant, person_id),
+        "services": services,
+    })
+
+
 async def erasure_view(ambassadors: AmbassadorService, tenant: str, person_id: str) -> ErasureView:
     person = await ambassadors.erase_person(tenant, person_id)
     assert person.erased_at is not None
@@ -192,6 +214,22 @@ async def my_consents(cursor: Cursor | None = None, limit: int | None = None, pe
 async def export_me(person: Person = Depends(me), ambassadors: AmbassadorService = Depends(service)) -> dict[str, Any]:
     """Everything this service holds about you, as JSON."""
     return await export_person(ambassadors, person.tenant, person.id)
+
+
+@router.post("/exports", status_code=202)
+async def request_my_export(person: Person = Depends(me),
+                            ambassadors: AmbassadorService = Depends(service)) -> dict[str, Any]:
+    """Ask for everything every service holds about you. The other services answer by event within
+    seconds; read the result at `GET /v1/me/exports/{export_id}` until its `status` is `complete`."""
+    request = await ambassadors.request_export(person.tenant, person.id)
+    return {"export_id": request.id, "status": "pending", "requested_at": request.requested_at}
+
+
+@router.get("/exports/{export_id}")
+async def my_export(export_id: PathId, person: Person = Depends(me),
+                    ambassadors: AmbassadorService = Depends(service)) -> dict[str, Any]:
+    """Your export, assembled from every service's part (never cached: `Cache-Control: no-store`)."""
+    return await assembled_export(ambassadors, person.tenant, person.id, export_id)
 
 
 @router.post("/erasure", response_model=ErasureView)

@@ -11,9 +11,11 @@ from fastapi.responses import StreamingResponse
 
 from advocacy_common.api_support import page_size
 from advocacy_common.auth import Principal, Role, require_roles
-from advocacy_common.bounded import Cursor, NonNegativeInt64
+from advocacy_common.bounded import Cursor, NonNegativeInt64, PathId
 
-from .api import ADMIN, ambassador_view, consent_view, creation_id, erasure_view, export_person, page_of, service
+from .api import (
+    ADMIN, ambassador_view, assembled_export, consent_view, creation_id, erasure_view, export_person, page_of, service,
+)
 from .models import Charter, Status
 from .schemas import AmbassadorView, CharterRequest, CharterView, ConsentView, ErasureView, ExportFormat, Page
 from .service import AmbassadorService
@@ -127,6 +129,21 @@ async def export_ambassador(ambassador_id: str, principal: Principal = Depends(A
                             ambassadors: AmbassadorService = Depends(service)) -> dict[str, Any]:
     """Everything held about a person (GDPR access request handled by an admin)."""
     return await export_person(ambassadors, principal.tenant, ambassador_id)
+
+
+@router.post("/ambassadors/{ambassador_id}/exports", status_code=202, tags=["gdpr"])
+async def request_ambassador_export(ambassador_id: PathId, principal: Principal = Depends(ADMIN),
+                                    ambassadors: AmbassadorService = Depends(service)) -> dict[str, Any]:
+    """Ask every service for what it holds about a person (also after their erasure, to prove it is gone)."""
+    request = await ambassadors.request_export(principal.tenant, ambassador_id)
+    return {"export_id": request.id, "status": "pending", "requested_at": request.requested_at}
+
+
+@router.get("/ambassadors/{ambassador_id}/exports/{export_id}", tags=["gdpr"])
+async def ambassador_export(ambassador_id: PathId, export_id: PathId, principal: Principal = Depends(ADMIN),
+                            ambassadors: AmbassadorService = Depends(service)) -> dict[str, Any]:
+    """A person's export, assembled from every service's part."""
+    return await assembled_export(ambassadors, principal.tenant, ambassador_id, export_id)
 
 
 @router.post("/ambassadors/{ambassador_id}/erasure", response_model=ErasureView, tags=["gdpr"])

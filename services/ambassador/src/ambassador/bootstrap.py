@@ -11,10 +11,11 @@ from advocacy_common.http import api_resources, create_service_app
 from advocacy_common.mongo import create_client
 from advocacy_common.outbox import OutboxRelay
 from advocacy_common.publishing import EventPublisher
-from advocacy_common.topics import ensure_topics
+from advocacy_common.topics import GDPR_EXPORT, ensure_topics
 from advocacy_common.worker import ServiceWorker
 
 from . import api, api_admin, api_directory, api_programme
+from .handlers import build_handlers
 from .service import AmbassadorService
 from .settings import AmbassadorSettings
 from .store import AmbassadorStores, ImmediatePublication, outbox_collections
@@ -59,12 +60,18 @@ def service_over(stores: AmbassadorStores, settings: AmbassadorSettings,
                                        stores.people.collection) if publisher else None
     return AmbassadorService(
         people=stores.people, charters=stores.charters, signals=stores.signals, recognitions=stores.recognitions,
-        modules=stores.modules, completions=stores.completions, subject_attribute=settings.subject_attribute,
+        modules=stores.modules, completions=stores.completions, exports=stores.exports,
+        subject_attribute=settings.subject_attribute,
         import_max_rows=settings.import_max_rows, **({"publish_now": publish_now} if publish_now else {}))
 
 
 def build_worker(settings: AmbassadorSettings) -> ServiceWorker:
-    """The outbox relay over the collections that carry events; this service consumes nothing."""
+    """The outbox relay over the collections that carry events, and the consumer of GDPR export parts."""
     client = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")
-    return ServiceWorker(settings, client_id=f"{settings.service_name}-worker",
-                         outbox_collections=outbox_collections(client[settings.database]))
+    worker = ServiceWorker(settings, client_id=f"{settings.service_name}-worker",
+                           outbox_collections=outbox_collections(client[settings.database]))
+    # Built outside the event loop: the server's capabilities are not asked for (no adapter here needs them).
+    stores = AmbassadorStores.without_detection(client[settings.database], settings.cursor_key)
+    worker.consume([GDPR_EXPORT], f"{settings.service_name}-gdpr-export", build_handlers(service_over(stores, settings)))
+    worker.mongo_client = client
+    return worker

@@ -328,8 +328,11 @@ def _evolve(person: Person, now: datetime, **changes) -> Person:
 
 
 def opt_in(person: Person, current_charter: int | None, accepted_version: int, channel: str,
-           now: datetime) -> Change:
-    """The employee volunteers, accepting the current charter. Only ever called with their own token."""
+           now: datetime, subject_key: str | None = None) -> Change:
+    """The employee volunteers, accepting the current charter. Only ever called with their own token.
+
+    `subject_key` (the pseudonym of their login) rides in the event, so that other services know whose
+    token names this ambassador id (see `advocacy_common.subjects`)."""
     _require_active(person)
     _require_current(current_charter, accepted_version)
     if person.is_ambassador:
@@ -339,7 +342,7 @@ def opt_in(person: Person, current_charter: int | None, accepted_version: int, c
                       opted_out_at=None, consents=[*person.consents, consent])
     return Change(updated, [
         AmbassadorOptedIn(ambassador_id=person.id, charter_version=accepted_version, opted_in_at=now,
-                          profile=event_profile(updated)),
+                          profile=event_profile(updated), subject_key=subject_key),
         CharterAccepted(ambassador_id=person.id, charter_version=accepted_version, accepted_at=now,
                         channel=channel),
     ])
@@ -540,6 +543,39 @@ class ConsentEntry:
     person: Person
     sequence: int
     consent: ConsentRecord
+
+
+EXPORT_SERVICES = ("content", "distribution", "metrics")  # the services that answer an export request
+
+
+class ExportRequest(DomainModel):
+    """A GDPR export asked for by event; the other services' parts arrive as events too."""
+
+    id: str
+    tenant: str
+    person_id: str
+    requested_at: datetime
+
+
+class ExportPart(DomainModel):
+    """One page of one service's part, as its event carried it."""
+
+    export_id: str
+    service: str
+    page: int
+    last: bool
+    sections: dict[str, list[dict]]
+    written_at: datetime
+
+
+def export_status(parts: list[ExportPart]) -> dict[str, bool]:
+    """Per service, whether its part is complete: its last page arrived, and every page before it."""
+    complete = {}
+    for service in EXPORT_SERVICES:
+        pages = {part.page: part for part in parts if part.service == service}
+        last = next((part.page for part in pages.values() if part.last), None)
+        complete[service] = last is not None and all(number in pages for number in range(1, last + 1))
+    return complete
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from advocacy_common.repository import AlreadyExists, KeyReused, Page, StaleWrit
 from .models import (
     Charter,
     ConsentEntry,
+    ExportPart,
+    ExportRequest,
     Person,
     Recognition,
     Signal,
@@ -46,9 +48,6 @@ class PersonRepository(Protocol):
         """Store `person` if still at `previous.version` (StaleWrite otherwise); AlreadyExists when a
         new userName belongs to someone else. Returns the person at its new version."""
 
-    async def archive_erased(self, tenant: str, person_id: str, archive_id: str) -> bool:
-        """Move an erased person's anonymised record (and consent trail) to `archive_id`, freeing its id."""
-
     async def list_by_status(self, tenant: str, status: Status | None, cursor: str | None,
                              limit: int) -> Page[Person]:
         """People, newest first."""
@@ -68,6 +67,22 @@ class PersonRepository(Protocol):
 
     async def erase_lookup_keys(self, tenant: str, person_id: str) -> None:
         """Forget whatever lookup structure spells the person's userName and externalId."""
+
+
+class ExportRepository(Protocol):
+    async def add(self, request: ExportRequest, uow: UnitOfWork) -> None:
+        """Store the request with its `gdpr.export_requested.v1` (published by the relay)."""
+
+    async def get(self, tenant: str, export_id: str) -> ExportRequest | None: ...
+
+    async def add_part(self, tenant: str, part: ExportPart) -> bool:
+        """Keep a page once (a redelivered page changes nothing); False when it was there already."""
+
+    async def parts(self, tenant: str, export_id: str) -> list[ExportPart]:
+        """Every page received, by service and page."""
+
+    async def forget_person(self, tenant: str, person_id: str) -> None:
+        """Delete the person's exports and every part received for them (erasure)."""
 
 
 class PublishNow(Protocol):

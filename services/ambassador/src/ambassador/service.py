@@ -10,7 +10,7 @@ refuses the newer version (412). A person's events are then published at once
 (`publish_now`), so an opt-out is on the topic when the call returns; the
 worker's relay is the safety net (the write left it a hint).
 
-This service consumes no events: there is no handlers.py.
+The only events this service consumes are the parts of GDPR exports it asked for (handlers.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from advocacy_common.auth import ambassador_id_for
 from advocacy_common.envelope import utcnow
-from advocacy_common.events import CharterPublished, Event, SignalReported
+from advocacy_common.events import CharterPublished, Event, GdprExportRequested, SignalReported
 from advocacy_common.repository import AlreadyExists, Page, StaleWrite, UnitOfWork
 
 from .models import (
@@ -37,6 +37,8 @@ from .models import (
     CharterText,
     ConsentEntry,
     DirectoryEntry,
+    ExportPart,
+    ExportRequest,
     NotFound,
     NotInDirectory,
     NotOptedIn,
@@ -68,6 +70,7 @@ from .ports import (
     CharterRepository,
     LookupAttribute,
     PersonRepository,
+    ExportRepository,
     PublishNow,
     RecognitionRepository,
     SignalRepository,
@@ -131,6 +134,7 @@ class AmbassadorService:
     recognitions: RecognitionRepository
     modules: TrainingModuleRepository
     completions: TrainingCompletionRepository
+    exports: ExportRepository
     publish_now: PublishNow = _nothing_to_publish
     clock: Callable[[], datetime] = now_to_the_millisecond
     subject_attribute: LookupAttribute = "user_name"
@@ -139,11 +143,21 @@ class AmbassadorService:
 
     # --- people ---------------------------------------------------------------------------------
 
-    def person_id_for(self, tenant: str, entry: DirectoryEntry) -> str:
-        """The person's id derives from the login their token will carry (`ambassador_id_for`),
-        so the other services name the same person from the token alone."""
+    def subject_key_for(self, tenant: str, entry: DirectoryEntry) -> str | None:
+        """The pseudonym of the login this person's token will carry (`ambassador_id_for`)."""
         login = entry.external_id if self.subject_attribute == "external_id" else entry.user_name
-        return ambassador_id_for(tenant, login) if login else self.new_id()
+        return ambassador_id_for(tenant, login) if login else None
+
+    async def person_id_for(self, tenant: str, entry: DirectoryEntry) -> str:
+        """A login's first holder gets the subject key as their id, so that other services name them from
+        the token alone. An id is never given twice: when a person document (erased, or renamed away)
+        holds that id already, the newcomer gets a new random id, and other services learn whose token
+        names it from the subject key in `ambassador.opted_in.v1`. Nothing of the erased person (their
+        consents, tombstones elsewhere, tracked links, statistics) can then attach to the newcomer."""
+        subject_key = self.subject_key_for(tenant, entry)
+        if subject_key is None or await self.people.get(tenant, subject_key) is not None:
+            return self.new_id()
+        return subject_key
 
     async def person(self, tenant: str, person_id: str) -> Person:
         person = await self.people.get(tenant, person_id)
@@ -198,7 +212,9 @@ class AmbassadorService:
         def rule(p: Person) -> Change:
             now = self.clock()
             start = update_profile(p, profile, now) if profile is not None else Change.none(p)
-            return start.then(lambda q: opt_in(q, current, charter_version, channel, now))
+            directory = start.person.directory
+            subject_key = self.subject_key_for(p.tenant, directory) if directory is not None else None
+            return start.then(lambda q: opt_in(q, current, charter_version, channel, now, subject_key))
 
         return await self.change_person(person.tenant, person.id, rule)
 
@@ -220,15 +236,9 @@ class AmbassadorService:
 
     async def create_person(self, tenant: str, entry: DirectoryEntry) -> Person:
         """A new directory entry, never an ambassador yet; AlreadyExists when the userName is taken."""
-        person = new_person(self.person_id_for(tenant, entry), tenant, entry, self.clock()) \
+        person = new_person(await self.person_id_for(tenant, entry), tenant, entry, self.clock()) \
             .model_copy(update={"version": 1})
-        try:
-            await self.people.add(person)
-        except AlreadyExists:
-            # The login belonged to someone erased: their anonymised record moves aside.
-            if not await self.people.archive_erased(tenant, person.id, self.new_id()):
-                raise
-            await self.people.add(person)
+        await self.people.add(person)
         return person
 
     async def provision(self, tenant: str, entry: DirectoryEntry) -> tuple[Person, str]:
@@ -297,9 +307,33 @@ class AmbassadorService:
             training_completions=await self.completions.of_person(tenant, person_id),
             signals_reported=await self.signals.reported_by(tenant, person_id))
 
+    async def request_export(self, tenant: str, person_id: str) -> ExportRequest:
+        """Ask every other service for its part: `gdpr.export_requested.v1` (relayed by the worker); each
+        answers with `gdpr.export_part_written.v1` pages, which `receive_export_part` keeps."""
+        await self.person(tenant, person_id)
+        request = ExportRequest(id=self.new_id(), tenant=tenant, person_id=person_id, requested_at=self.clock())
+        uow = _unit_of_work(tenant, [GdprExportRequested(export_id=request.id, ambassador_id=person_id,
+                                                         requested_at=request.requested_at)])
+        await self.exports.add(request, uow)
+        return request
+
+    async def export(self, tenant: str, person_id: str, export_id: str) -> tuple[ExportRequest, list[ExportPart]]:
+        """The request and the parts received so far (another person's export is not found)."""
+        request = await self.exports.get(tenant, export_id)
+        if request is None or request.person_id != person_id:
+            raise NotFound("export", export_id)
+        return request, await self.exports.parts(tenant, export_id)
+
+    async def receive_export_part(self, tenant: str, part: ExportPart) -> bool:
+        """Keep a page of a part of an export we asked for (anything else is dropped)."""
+        if await self.exports.get(tenant, part.export_id) is None:
+            return False
+        return await self.exports.add_part(tenant, part)
+
     async def erase_person(self, tenant: str, person_id: str) -> Person:
         """GDPR erasure. Related records go first, so a retried request finishes an interrupted one."""
         await self.person(tenant, person_id)
+        await self.exports.forget_person(tenant, person_id)
         await self.people.erase_lookup_keys(tenant, person_id)
         await self.recognitions.forget_person(tenant, person_id)
         await self.completions.forget_person(tenant, person_id)

@@ -21,15 +21,19 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from advocacy_common.cursors import CursorCodec
 from advocacy_common.outbox import OUTBOX_FIELD, OutboxRelay
 from advocacy_common.repository import (
-    AlreadyExists, ModelRepository, Page, Repository, SortKey, Storage, UnitOfWork, create_indexes_one_by_one,
-    insert_once,
+    AlreadyExists, ModelRepository, Page, Repository, ServerCapabilities, SortKey, Storage, UnitOfWork,
+    create_indexes_one_by_one, insert_once,
 )
 
 from .models import (
+    EXPORT_SERVICES,
     Charter,
     ConsentEntry,
+    ExportPart,
+    ExportRequest,
     Person,
     Recognition,
     Signal,
@@ -45,7 +49,7 @@ M = TypeVar("M", bound=BaseModel)
 NO_OUTBOX = {OUTBOX_FIELD: 0}
 CONSENT_BATCH = 200
 OLDEST_FIRST = SortKey("completed_at", descending=False)
-OUTBOX_COLLECTIONS = ("people", "charters", "signals")
+OUTBOX_COLLECTIONS = ("people", "charters", "signals", "exports")
 
 
 class _ModelRepository(ModelRepository[M]):
@@ -164,17 +168,6 @@ class PeopleStore(_ModelRepository[Person]):
     async def erase_lookup_keys(self, tenant: str, person_id: str) -> None:
         # Lookup keys spell the userName and externalId.
         await self.keys.delete_many({"tenant": tenant, "person_id": person_id})
-
-    async def archive_erased(self, tenant: str, person_id: str, archive_id: str) -> bool:
-        # Read with its `_outbox` (which `get_document` leaves out): pending events move with the record.
-        document = await self.collection.find_one({"_id": person_id})
-        if document is None or document.get("tenant") != tenant or document.get("status") != Status.ERASED:
-            return False
-        archived = {**document, "_id": archive_id, "user_name_key": f"~erased~{archive_id}",
-                    "archived_from": person_id}
-        await insert_once(self.collection, archived)
-        await self.collection.delete_one({"_id": person_id})
-        return True
 
     async def list_by_status(self, tenant: str, status: Status | None, cursor: str | None,
                              limit: int) -> Page[Person]:
@@ -321,6 +314,46 @@ class TrainingCompletionStore(_ModelRepository[TrainingCompletion]):
         await self.collection.delete_many({"tenant": tenant, "person_id": person_id})
 
 
+@dataclass
+class ExportStore(_ModelRepository[ExportRequest]):
+    """GDPR export requests (`exports`, with their event in `_outbox`) and the parts received
+    (`export_parts`, `_id` = tenant, export, service and page, so a redelivered page is one insert refused).
+    Parts are read back by `_id`, page after page (FerretDB 1.x pushes only `_id` filters down)."""
+
+    collection_name = "exports"
+    model = ExportRequest
+    parts_collection: AsyncCollection = field(init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.parts_collection = self.storage.database["export_parts"]
+
+    @staticmethod
+    def _part_id(tenant: str, export_id: str, service: str, page: int) -> str:
+        return f"{tenant}\x1f{export_id}\x1f{service}\x1f{page}"
+
+    async def add_part(self, tenant: str, part: ExportPart) -> bool:
+        document = {"_id": self._part_id(tenant, part.export_id, part.service, part.page), "tenant": tenant,
+                    **part.model_dump()}
+        return await insert_once(self.parts_collection, document)
+
+    async def parts(self, tenant: str, export_id: str) -> list[ExportPart]:
+        found = []
+        for service in EXPORT_SERVICES:
+            page = 1
+            while (document := await self.parts_collection.find_one(
+                    {"_id": self._part_id(tenant, export_id, service, page)})) is not None:
+                found.append(ExportPart.model_validate(document))
+                page += 1
+        return found
+
+    async def forget_person(self, tenant: str, person_id: str) -> None:
+        # A scan on FerretDB 1.x; erasure is rare and repeatable.
+        async for request in self.collection.find({"tenant": tenant, "person_id": person_id}, {"_id": 1}):
+            await self.parts_collection.delete_many({"tenant": tenant, "export_id": request["_id"]})
+        await self.collection.delete_many({"tenant": tenant, "person_id": person_id})
+
+
 # --- the whole storage ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -331,12 +364,22 @@ class AmbassadorStores:
     recognitions: RecognitionStore
     modules: TrainingModuleStore
     completions: TrainingCompletionStore
+    exports: ExportStore
 
     @classmethod
     async def open(cls, database: AsyncDatabase, cursor_key: str) -> AmbassadorStores:
-        storage = await Storage.open(database, cursor_key)
+        return cls.on(await Storage.open(database, cursor_key))
+
+    @classmethod
+    def without_detection(cls, database: AsyncDatabase, cursor_key: str) -> AmbassadorStores:
+        """For a process built outside an event loop (the worker): FerretDB 1.x's limits are assumed."""
+        return cls.on(Storage(database, ServerCapabilities(ferretdb=True, version="not detected"),
+                              CursorCodec(cursor_key.encode())))
+
+    @classmethod
+    def on(cls, storage: Storage) -> AmbassadorStores:
         return cls(PeopleStore(storage), CharterStore(storage), SignalStore(storage), RecognitionStore(storage),
-                   TrainingModuleStore(storage), TrainingCompletionStore(storage))
+                   TrainingModuleStore(storage), TrainingCompletionStore(storage), ExportStore(storage))
 
     async def create_indexes(self) -> None:
         indexes = {

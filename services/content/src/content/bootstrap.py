@@ -61,7 +61,7 @@ def build_worker(settings: ContentSettings, clock: Clock = utcnow) -> ServiceWor
         await scheduler_job(service, settings.scheduler_poll_seconds, settings.scheduler_batch_size)(stop)
 
     worker = ServiceWorker(settings, client_id=f"{settings.service_name}-worker",
-                           outbox_collections=[store.items.collection],
+                           outbox_collections=[store.items.collection, store.export_parts.collection],
                            background=[prepare_then_schedule, store.ledger.prune])
     subscribe(worker, settings.consumer_group, store, service)
     # The worker's own database client: whoever runs the worker in-process closes it after stop()

@@ -12,4 +12,5 @@ from .store import ContentStore
 
 def subscribe(worker: ServiceWorker, group_id: str, store: ContentStore, service: ContentService) -> None:
     # The ledger (our own database) skips copies of an event that its producer's relay re-published.
-    worker.consume([AMBASSADOR], group_id, build_handlers(store.ambassadors, service), ledger=store.ledger)
+    worker.consume([AMBASSADOR], group_id, build_handlers(store.ambassadors, service, store.export_parts),
+                   ledger=store.ledger)

@@ -35,6 +35,7 @@ MAX_URL_LENGTH = 2048
 LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 # The proposer's name is personal data: after an erasure only this stays.
 ERASED = "erased"
+EVENT_SOURCE = "/advocacy/content"  # the CloudEvents source of everything content publishes
 # In the stored targeting keys, an axis left empty by the editor matches everybody.
 ANYONE = "*"
 AUDIENCE_AXES = ("teams", "locations", "languages", "personas", "topics")

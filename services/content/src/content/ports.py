@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from advocacy_common.consuming import Delivery
 from advocacy_common.repository import Page, StaleWrite, UnitOfWork  # StaleWrite: the refusal the API renders
+from advocacy_common.subjects import SubjectHolders
 
 from .models import AmbassadorProjection, Campaign, ContentItem, ItemFilter, TargetingProfile, TenantSettings
 
@@ -77,9 +78,10 @@ class TenantSettingsStore(Protocol):
                    guard: Mapping[str, Any] | None = None) -> TenantSettings: ...
 
 
-class AmbassadorProjections(Protocol):
+class AmbassadorProjections(SubjectHolders, Protocol):
     """The projection of ambassador events. Each write applies once per delivered event, and an
-    erased ambassador stays a tombstone that no later event changes; True when it applied now."""
+    erased ambassador stays a tombstone that no later event changes; True when it applied now.
+    With it, which ambassador id holds each login now (`advocacy_common.subjects`)."""
 
     async def get(self, tenant: str, ambassador_id: str) -> AmbassadorProjection | None: ...
 

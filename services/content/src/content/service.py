@@ -21,9 +21,10 @@ from advocacy_common.envelope import utcnow
 from advocacy_common.errors import forbidden, not_found
 from advocacy_common.events import ContentRetired, ContentSnapshot
 from advocacy_common.repository import Page, StaleWrite, UnitOfWork
+from advocacy_common.subjects import ambassador_id_of
 
 from .models import (
-    SCHEDULER, SNAPSHOT_CAMPAIGN_FIELDS, Action, AmbassadorProjection, Campaign, ContentItem, HistoryEntry,
+    EVENT_SOURCE, SCHEDULER, SNAPSHOT_CAMPAIGN_FIELDS, Action, AmbassadorProjection, Campaign, ContentItem, HistoryEntry,
     ItemFilter, RetireReason, RuleViolation, Status, TenantSettings, check_approver, check_campaign_period,
     check_content, check_ready_for_review, event_id, is_targeted, next_status, published_event, retired_event,
     status_after_edit, to_stored_time, updated_event, with_author,
@@ -31,7 +32,7 @@ from .models import (
 from .ports import AmbassadorProjections, Campaigns, ContentItems, TenantSettingsStore
 from .schemas import CampaignIn, CampaignPatch, ContentIn, ContentPatch
 
-SOURCE = "/advocacy/content"
+SOURCE = EVENT_SOURCE
 ERASURE_ATTEMPTS = 5
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -144,7 +145,7 @@ class ContentService:
         if action is Action.APPROVE:
             settings = await self.tenant_settings.of_tenant(item.tenant)
             # A proposer is among the authors under their ambassador id, not their login.
-            for approver in (principal.subject, principal.ambassador_id):
+            for approver in (principal.subject, await ambassador_id_of(self.ambassadors, principal)):
                 check_approver(approver, item.authors, settings.four_eyes)
         now = self.now()
         uow = self._unit_of_work(item.tenant)
@@ -248,13 +249,22 @@ class ContentService:
         return item
 
     async def _opted_in_ambassador(self, principal: Principal, to_do: str) -> AmbassadorProjection:
-        """The caller's entry in the projection, under their ambassador id: `ambassador_id_for(tenant, sub)`,
-        the id the ambassador service puts in its events."""
-        ambassador = await self.ambassadors.get(principal.tenant, principal.ambassador_id)
+        """The caller's entry in the projection, under the ambassador id that holds their login now
+        (`advocacy_common.subjects`): never an erased predecessor's with the same login."""
+        ambassador = await self.ambassadors.get(principal.tenant, await ambassador_id_of(self.ambassadors, principal))
         if ambassador is None or not ambassador.opted_in:
             # Principle 1: nothing is suggested to someone who has not opted in (or opted out).
             raise forbidden(f"Only ambassadors who opted in may {to_do}.")
         return ambassador
+
+    async def person_data(self, tenant: str, person: str) -> dict[str, list[dict[str, Any]]]:
+        """Everything content holds about an ambassador id (their part of a GDPR export). An erased
+        person's tombstone is not about anyone any more: nothing is exported for it."""
+        ambassador = await self.ambassadors.get(tenant, person)
+        if ambassador is not None and ambassador.erased:
+            return {"ambassador": [], "content_items": []}
+        return {"ambassador": [ambassador.model_dump(mode="json")] if ambassador else [],
+                "content_items": [item.model_dump(mode="json") for item in await self.items.touched_by(tenant, person)]}
 
     async def anonymise_person(self, tenant: str, person: str) -> int:
         """Replace an erased person's id in every item they wrote, proposed or acted on."""

@@ -29,13 +29,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from advocacy_common.consuming import Delivery, ProcessedEvents
 from advocacy_common.cursors import CursorCodec
+from advocacy_common.gdpr_export import COLLECTION as EXPORT_PARTS, MongoExportParts
+from advocacy_common.subjects import StoredSubjectHolders
 from advocacy_common.repository import (
     AlreadyExists, ModelRepository, Page, Repository, ServerCapabilities, SortKey, StaleWrite, Storage, UnitOfWork,
     apply_once, storable,
 )
 
 from .models import (
-    ANYONE, AUDIENCE_AXES, AmbassadorProjection, Campaign, ContentItem, ItemFilter, Status, TargetingProfile,
+    ANYONE, AUDIENCE_AXES, EVENT_SOURCE, AmbassadorProjection, Campaign, ContentItem, ItemFilter, Status,
+    TargetingProfile,
     TenantSettings, profile_values, targeting_keys,
 )
 
@@ -165,7 +168,7 @@ class TenantSettingsRepository(Repository[TenantSettings]):
         return saved
 
 
-class AmbassadorProjectionRepository(Repository[AmbassadorProjection]):
+class AmbassadorProjectionRepository(StoredSubjectHolders, Repository[AmbassadorProjection]):
     """`_id` `tenant:ambassador_id`; each document keeps the watermarks of the events applied to it."""
 
     collection_name = "ambassadors"
@@ -220,13 +223,15 @@ class ContentStore:
     tenant_settings: TenantSettingsRepository
     ambassadors: AmbassadorProjectionRepository
     ledger: ProcessedEvents
+    export_parts: MongoExportParts
 
     @classmethod
     def on(cls, storage: Storage) -> ContentStore:
         return cls(CampaignRepository(storage), ContentItemRepository(storage), TenantSettingsRepository(storage),
                    AmbassadorProjectionRepository(storage),
                    # Ids of ambassador events already applied, against copies re-published by their relay.
-                   ProcessedEvents(storage.database["processed_events"]))
+                   ProcessedEvents(storage.database["processed_events"]),
+                   MongoExportParts(storage.database[EXPORT_PARTS], EVENT_SOURCE))
 
     @classmethod
     async def open(cls, database: AsyncDatabase, cursor_key: str) -> ContentStore:

@@ -15,10 +15,14 @@ from advocacy_common.consuming import Delivery
 from advocacy_common.events import (
     AmbassadorErased, AmbassadorOptedIn, AmbassadorOptedOut, AmbassadorProfileUpdated, CharterAccepted,
     CharterPublished, ContentPublished, ContentRetired, ContentUpdated, EngagementKind, EngagementReceived, Event,
+    GdprExportRequested,
 )
+from advocacy_common.envelope import utcnow
+from advocacy_common.gdpr_export import answer_export_request
 
 from .models.projections import ERASED, AmbassadorStatus, CharterView, CommentTally, ContentView
 from .ports import Repositories
+from .service.gdpr import person_data
 
 COMMENT_KINDS = (EngagementKind.COMMENT, EngagementKind.COMMENT_REPLY)
 
@@ -41,6 +45,9 @@ async def on_opted_in(repositories: Repositories, delivery: Delivery) -> None:
     assert isinstance(event, AmbassadorOptedIn)
     await repositories.ambassadors.opt_in(delivery.tenant_id, event.ambassador_id, event.profile,
                                           event.charter_version, delivery)
+    # Whose token names this id: a login provisioned again after an erasure names a new id.
+    await repositories.ambassadors.claim_subject(delivery.tenant_id, event.subject_key or event.ambassador_id,
+                                                 event.ambassador_id, event.opted_in_at)
 
 
 async def on_profile_updated(repositories: Repositories, delivery: Delivery) -> None:
@@ -64,6 +71,12 @@ async def on_erased(repositories: Repositories, delivery: Delivery) -> None:
     await asyncio.gather(repositories.shares.anonymise(tenant, ambassador_id, ERASED),
                          repositories.links.anonymise(tenant, ambassador_id, ERASED),
                          repositories.comments.anonymise(tenant, ambassador_id, ERASED))
+
+
+async def on_export_requested(repositories: Repositories, delivery: Delivery) -> None:
+    """Distribution's part of a GDPR export (see advocacy_common.gdpr_export): no call, an event back."""
+    await answer_export_request(repositories.exports, delivery, "distribution",
+                                lambda tenant, person: person_data(repositories, tenant, person), utcnow())
 
 
 async def on_charter_published(repositories: Repositories, delivery: Delivery) -> None:
@@ -108,6 +121,7 @@ PROJECTION_HANDLERS: dict[type[Event], RepositoryHandler] = {
     AmbassadorErased: on_erased,
     CharterPublished: on_charter_published,
     CharterAccepted: on_charter_accepted,
+    GdprExportRequested: on_export_requested,
 }
 ENGAGEMENT_HANDLERS: dict[type[Event], RepositoryHandler] = {EngagementReceived: on_engagement}
 

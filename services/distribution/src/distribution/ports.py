@@ -17,6 +17,8 @@ from advocacy_common.consuming import Delivery
 from advocacy_common.envelope import Envelope
 from advocacy_common.events import AmbassadorProfile, EngagementKind
 from advocacy_common.repository import Page, UnitOfWork
+from advocacy_common.subjects import SubjectHolders
+from advocacy_common.gdpr_export import ExportParts
 
 from .models.authenticity import AuthenticityPolicy, TenantPolicy
 from .models.engagement import Click, Connector, Report
@@ -42,7 +44,9 @@ class ContentProjection(Protocol):
         ...
 
 
-class AmbassadorProjection(Protocol):
+class AmbassadorProjection(SubjectHolders, Protocol):
+    """Opted-in people as their events describe them, and which ambassador id holds each login now."""
+
     async def get(self, tenant: str, ambassador_id: str) -> AmbassadorView | None: ...
 
     async def opt_in(self, tenant: str, ambassador_id: str, profile: AmbassadorProfile, charter_version: int,
@@ -155,10 +159,18 @@ class Links(Protocol):
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None: ...
 
+    async def of_ambassador(self, tenant: str, ambassador_id: str) -> list[TrackedLink]:
+        """Every tracked link of one person (their GDPR export)."""
+        ...
+
 
 class Clicks(Protocol):
     async def record(self, click: Click, uow: UnitOfWork) -> bool:
         """Insert the click with its events; False (nothing written) when its id exists already."""
+        ...
+
+    async def count_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:
+        """Clicks recorded on each of these links (absent: none)."""
         ...
 
 
@@ -222,3 +234,4 @@ class Repositories:
     connectors: Connectors
     reports: Reports
     policies: Policies
+    exports: ExportParts

@@ -21,7 +21,7 @@ from advocacy_common.errors import Problem, invalid, not_found, problem_response
 from advocacy_common.events import Network
 from advocacy_common.stream_tickets import MongoTicketLedger, StreamSlots, TicketSigner
 
-from .models import TENANT_VALUE, Dimension, Granularity, Period, Person, trailing_days
+from .models import TENANT_VALUE, Dimension, Granularity, Period, trailing_days
 from .schemas import KpiReport, Leaderboard, Ranking, StreamTicket, TeamList, TimeSeries, csv_export
 from .service import GroupTooSmall, MetricsQueries, UnknownSubject
 
@@ -168,8 +168,7 @@ async def top_topics(use: QueriesDep, period: PeriodDep, limit: Limit = 10, min_
 async def my_statistics(use: QueriesDep, period: PeriodDep, granularity: Granularity = Granularity.MONTH,
                         principal: Principal = Depends(ambassadors_only)) -> TimeSeries:
     """Your own statistics (reach, engagement, clicks...), by day, week or month. Nobody else can read them."""
-    me = Person(principal.tenant, principal.ambassador_id)  # the id the ambassador service's events carry
-    return TimeSeries.model_validate(await use.my_series(me, period, granularity))
+    return TimeSeries.model_validate(await use.my_series(await use.me(principal), period, granularity))
 
 
 @router.get("/leaderboard", response_model=Leaderboard)

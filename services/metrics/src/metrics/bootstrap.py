@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
 
+from advocacy_common.gdpr_export import COLLECTION as EXPORT_PARTS
 from advocacy_common.http import api_resources, create_service_app
 from advocacy_common.logs import configure_logging
 from advocacy_common.mongo import create_client
@@ -69,9 +70,12 @@ class MetricsWorker(ServiceWorker):
     """The worker, following the live generation: after a rebuild it continues in the new one."""
 
     def __init__(self, settings: MetricsSettings):
-        super().__init__(settings, client_id=f"{settings.service_name}-worker", background=[self._follow_generation])
+        client = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")
+        # The relay publishes only the GDPR export parts: metrics emits no other event.
+        super().__init__(settings, client_id=f"{settings.service_name}-worker", background=[self._follow_generation],
+                         outbox_collections=[client[settings.database][EXPORT_PARTS]])
         self.metrics_settings = settings
-        self.client = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")
+        self.client = client
         self.generations: MongoGenerations | None = None
         self.generation = FIRST_GENERATION
 

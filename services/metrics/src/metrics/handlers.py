@@ -13,6 +13,8 @@ loses nor doubles. Activity days and deletions are idempotent by nature.
 from __future__ import annotations
 
 import time
+from datetime import date
+from typing import Any
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,18 +22,20 @@ from dataclasses import dataclass, field
 from advocacy_common.consuming import Delivery, Handler
 from advocacy_common.events import (
     AmbassadorErased, AmbassadorOptedIn, AmbassadorOptedOut, AmbassadorProfileUpdated, ContentPublished,
-    ContentUpdated, EngagementReceived, Event, PostShared,
+    ContentUpdated, EngagementReceived, Event, GdprExportRequested, PostShared,
 )
+from advocacy_common.envelope import utcnow
+from advocacy_common.gdpr_export import answer_export_request
 
 from .aggregation import (
     FactId, Fragment, Position, above_watermarks, claim_id, folded_fragments, merge_activity, person_of, plan_writes,
     position_of, slice_of, state_fragment,
 )
-from .models import Person
+from .models import Dimension, Period, Person
 from .ports import MetricsStore
 
 CONSUMED_EVENTS: tuple[type[Event], ...] = (
-    AmbassadorOptedIn, AmbassadorProfileUpdated, AmbassadorOptedOut, AmbassadorErased,
+    AmbassadorOptedIn, AmbassadorProfileUpdated, AmbassadorOptedOut, AmbassadorErased, GdprExportRequested,
     ContentPublished, ContentUpdated, PostShared, EngagementReceived,
 )
 
@@ -115,6 +119,7 @@ async def project_batch(store: MetricsStore, deliveries: Sequence[Delivery],
     fresh = {p: [d for d in group if d.offset > progress.get(p, -1)] for p, group in partitions.items()}
     canonical = await canonical_deliveries(store, [d for group in fresh.values() for d in group])
     await apply_exactly_once(store, filter(None, (state_fragment(d) for d in canonical)))
+    await claim_subjects(store, deliveries)
 
     counted = [d for d in canonical if isinstance(d.event, PostShared | EngagementReceived)]
     people = {person_of(d) for d in counted}
@@ -128,10 +133,49 @@ async def project_batch(store: MetricsStore, deliveries: Sequence[Delivery],
     for person in sorted(erasures):
         await store.erase_individual(person)
 
+    for delivery in deliveries:
+        if isinstance(delivery.event, GdprExportRequested):
+            # Metrics' part of a GDPR export (advocacy_common.gdpr_export): no call, an event back.
+            await answer_export_request(store, delivery, "metrics",
+                                        lambda tenant, person: individual_records(store, Person(tenant, person)),
+                                        utcnow())
+
     if schedule is not None and schedule.due():
         started = time.monotonic()
         await fold_slices(store, list(partitions))
         schedule.folded(time.monotonic() - started)
+
+
+ALL_TIME = Period(date(2000, 1, 1), date(2999, 12, 31))
+
+
+async def individual_records(store: MetricsStore, person: Person) -> dict[str, list[dict[str, Any]]]:
+    """The person's own statistics (per day), their activity days and the projection of them. After
+    an erasure only the tombstone is left, which is about nobody: nothing is exported."""
+    view = next((v for v in await store.list_ambassadors(person.tenant) if v.ambassador_id == person.ambassador_id),
+                None)
+    if view is None or view.erased:
+        return {"ambassador": [], "daily_statistics": [], "activity_days": []}
+    counters = await store.list_counters(person.tenant, Dimension.AMBASSADOR, person.ambassador_id, ALL_TIME)
+    activity = [row for row in await store.list_activity(person.tenant, ALL_TIME)
+                if row.ambassador_id == person.ambassador_id]
+    return {
+        "ambassador": [{"ambassador_id": view.ambassador_id, "status": view.status, "team_id": view.team_id,
+                        "networks": list(view.networks), "leaderboard_opt_in": view.leaderboard_opt_in}],
+        "daily_statistics": [{"day": row.day, **row.parts} for row in sorted(counters, key=lambda r: r.day)],
+        "activity_days": [{"day": row.day, "campaigns": sorted(row.campaigns), "contents": sorted(row.contents),
+                           "networks": sorted(row.networks)} for row in sorted(activity, key=lambda r: r.day)],
+    }
+
+
+async def claim_subjects(store: MetricsStore, deliveries: Sequence[Delivery]) -> None:
+    """Whose token names which id: a login provisioned again after an erasure names a new id.
+    Every opt-in seen claims again (idempotent: the latest claim wins), redeliveries included."""
+    for delivery in deliveries:
+        event = delivery.event
+        if isinstance(event, AmbassadorOptedIn):
+            await store.claim_subject(delivery.tenant_id, event.subject_key or event.ambassador_id,
+                                      event.ambassador_id, event.opted_in_at)
 
 
 async def fold_slices(store: MetricsStore, partitions: Sequence[str] | None) -> int:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from advocacy_common.gdpr_export import ExportParts
+from advocacy_common.subjects import SubjectHolders
+
 from .aggregation import ConditionalWrite, FactId, Position, Slice, SliceSpan, Target, Watermarks
 from .models import ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person
 
@@ -72,8 +75,9 @@ class SliceLog(Protocol):
         """Forget folded slices (idempotent)."""
 
 
-class MetricsStore(FactClaims, WatermarkedDocuments, ActivityDays, SliceLog, Protocol):
-    """One generation of the read model."""
+class MetricsStore(FactClaims, WatermarkedDocuments, ActivityDays, SliceLog, SubjectHolders, ExportParts, Protocol):
+    """One generation of the read model, which ambassador id holds each login now, and the GDPR export
+    parts metrics wrote (outside the generations: a rebuild does not answer a request again)."""
 
     async def erase_individual(self, person: Person) -> None:
         """Delete the person's own counters and activity days, in pending slices too (idempotent)."""

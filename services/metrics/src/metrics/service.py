@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from advocacy_common.auth import Principal
+from advocacy_common.subjects import ambassador_id_of
+
 from .models import TENANT_VALUE, Dimension, Granularity, Period, Person, trailing_days
 from .ports import Generations, MetricsStore
 from .reports import (
@@ -154,6 +157,10 @@ class MetricsQueries:
         """KPIs per bucket of one dimension value (never an individual's: see `my_series`)."""
         snapshot = await self._visible_snapshot(await self._live(), tenant, dimension, value, period)
         return self._series(snapshot, value, period, granularity)
+
+    async def me(self, principal: Principal) -> Person:
+        """The caller as an ambassador: the id holding their login now (never an erased predecessor's)."""
+        return Person(principal.tenant, await ambassador_id_of(await self._live(), principal))
 
     async def my_series(self, me: Person, period: Period, granularity: Granularity) -> Series:
         """The caller's own figures; nobody else's can be asked for."""

@@ -24,19 +24,25 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 
+from advocacy_common.consuming import Delivery
+from advocacy_common.gdpr_export import COLLECTION as EXPORT_PARTS, MongoExportParts, Sections
 from advocacy_common.repository import TENANT_FIELD, WATERMARK_FIELD, Storage
+from advocacy_common.subjects import StoredSubjectHolders
 
 from .aggregation import (
     AmbassadorChange, AmbassadorKey, Change, ConditionalWrite, CounterKey, FactId, Increments, Position, Slice,
     SliceSpan, Target, Watermarks, activity_rows, admits, counter_rows,
 )
-from .models import FIRST_GENERATION, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person
+from .models import (
+    FIRST_GENERATION, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person,
+)
 
 COUNTERS = "counters"
 AMBASSADORS = "ambassadors"
@@ -184,7 +190,10 @@ class RecentClaims(OrderedDict[FactId, Position]):
 
 # --- one generation -------------------------------------------------------------------
 
-class MongoMetricsStore:
+class MongoMetricsStore(StoredSubjectHolders):
+    # GDPR export parts live outside the generations (one collection of the database), so that a
+    # rebuilding generation replaying a recent request finds the part written and writes nothing.
+    event_source = "/metrics"
     """The `MetricsStore` port on MongoDB / FerretDB, for one generation."""
 
     def __init__(self, storage: Storage, generation: int):
@@ -195,6 +204,10 @@ class MongoMetricsStore:
 
     def collection(self, name: str) -> AsyncCollection:
         return self.database[f"{name}_g{self.generation}"]
+
+    async def write(self, delivery: Delivery, service: str, sections: Sections, now: datetime) -> bool:
+        return await MongoExportParts(self.database[EXPORT_PARTS], self.event_source).write(delivery, service, sections,
+                                                                                      now)
 
     async def ensure_indexes(self) -> None:
         counters = self.collection(COUNTERS)

@@ -8,7 +8,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from advocacy_common.repository import Storage, create_indexes_one_by_one
+from advocacy_common.gdpr_export import COLLECTION as EXPORT_PARTS, MongoExportParts
 from advocacy_common.secretbox import SecretBox
+
+from ..options import EVENT_SOURCE
 
 from ..ports import Repositories
 from .engagement import MongoClicks, MongoConnectors, MongoReports, ResealCount
@@ -28,7 +31,8 @@ def mongo_repositories(storage: Storage, secret_box: SecretBox) -> Repositories:
                         charters=MongoCharterProjection(storage), comments=MongoCommentTallies(storage),
                         shares=MongoShares(storage), links=MongoLinks(storage), clicks=MongoClicks(storage),
                         connectors=MongoConnectors(storage, secret_box), reports=MongoReports(storage),
-                        policies=MongoPolicies(storage))
+                        policies=MongoPolicies(storage),
+                        exports=MongoExportParts(storage.database[EXPORT_PARTS], EVENT_SOURCE))
 
 
 def processed_events(database: AsyncDatabase) -> AsyncCollection:
@@ -38,7 +42,7 @@ def processed_events(database: AsyncDatabase) -> AsyncCollection:
 
 def outbox_collections(database: AsyncDatabase) -> list[AsyncCollection]:
     """Collections whose documents carry events for the relay."""
-    return [database[MongoShares.collection_name], database[MongoClicks.collection_name]]
+    return [database[MongoShares.collection_name], database[MongoClicks.collection_name], database[EXPORT_PARTS]]
 
 
 INDEXES: dict[str, list[IndexModel]] = {

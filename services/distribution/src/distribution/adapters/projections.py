@@ -14,6 +14,7 @@ from typing import Any
 from advocacy_common.consuming import Delivery
 from advocacy_common.events import AmbassadorProfile, EngagementKind
 from advocacy_common.repository import Page, Repository, apply_once
+from advocacy_common.subjects import StoredSubjectHolders
 
 from ..models.projections import (
     AmbassadorStatus, AmbassadorView, CharterView, CommentTally, ContentView, scoped_id,
@@ -52,7 +53,7 @@ class MongoContentProjection(Repository[ContentView]):
                          update, delivery)
 
 
-class MongoAmbassadorProjection(Repository[AmbassadorView]):
+class MongoAmbassadorProjection(StoredSubjectHolders, Repository[AmbassadorView]):
     collection_name = "ambassadors"
 
     def from_document(self, document: Mapping[str, Any]) -> AmbassadorView:

@@ -118,6 +118,9 @@ class MongoLinks(Repository[TrackedLink]):
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         await anonymise_until_settled(self.collection, tenant, ambassador_id, {"$set": {"ambassador_id": erased}})
 
+    async def of_ambassador(self, tenant: str, ambassador_id: str) -> list[TrackedLink]:
+        return await self.find({"tenant": tenant, "ambassador_id": ambassador_id})  # a scan on FerretDB 1.x
+
 
 class MongoPolicies(Repository[TenantPolicy]):
     collection_name = "policies"  # `_id` is the tenant; `version` is the ETag

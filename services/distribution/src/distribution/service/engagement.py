@@ -24,6 +24,7 @@ from advocacy_common.events import EngagementKind
 from advocacy_common.repository import AlreadyExists, Page, UnitOfWork
 from advocacy_common.secretbox import SecretUnreadable
 from advocacy_common.topics import ENGAGEMENT
+from advocacy_common.subjects import ambassador_id_of
 
 from ..models.engagement import (
     Connector, Report, SignatureRejected, attribution_of_link, attribution_of_share, engagement_received,
@@ -70,8 +71,8 @@ class Engagement:
     async def comments_awaiting_reply(self, principal: Principal, cursor: str | None,
                                       limit: int) -> Page[AwaitingReply]:
         """My posts with comments I have not replied to yet, by share id."""
-        tallies = await self.repositories.comments.awaiting_reply(principal.tenant, principal.ambassador_id, cursor,
-                                                                  limit)
+        me = await ambassador_id_of(self.repositories.ambassadors, principal)
+        tallies = await self.repositories.comments.awaiting_reply(principal.tenant, me, cursor, limit)
         result = []
         for tally in tallies.items:
             share = await self.repositories.shares.get(principal.tenant, tally.share_id)

@@ -18,6 +18,7 @@ from advocacy_common.cursors import CursorCodec
 from advocacy_common.errors import not_found
 from advocacy_common.events import Network, PostShared
 from advocacy_common.repository import AlreadyExists, Page, StaleWrite, UnitOfWork
+from advocacy_common.subjects import ambassador_id_of
 
 from ..models.authenticity import (
     AuthenticityPolicy, TenantPolicy, check_authenticity, minhash, normalized_words, score_authenticity, shingles,
@@ -56,8 +57,9 @@ class Sharing:
 
     async def feed(self, principal: Principal, now: datetime, limit: int, cursor: str | None) -> FeedPage:
         repositories, tenant = self.repositories, principal.tenant
-        position = self._position(principal, cursor)
-        ambassador, charter = await asyncio.gather(repositories.ambassadors.get(tenant, principal.ambassador_id),
+        me = await self.me(principal)
+        position = self._position(tenant, me, cursor)
+        ambassador, charter = await asyncio.gather(repositories.ambassadors.get(tenant, me),
                                                    repositories.charters.current(tenant))
         reason = ineligibility(ambassador, charter)
         if reason is not None:
@@ -71,18 +73,22 @@ class Sharing:
         next_cursor = None
         if len(ranked) > limit:
             score, content = page[-1]
-            next_cursor = self.cursors.encode(self._scope(principal),
+            next_cursor = self.cursors.encode(self._scope(tenant, me),
                                               (scored_at, round(score * SCORE_SCALE), content.content_id))
         # The lines prepare will require (campaign and charter), so nobody is refused for one never shown.
         return FeedPage(items=[suggestion(score, content, ambassador, required_disclosures(content, charter))
                                for score, content in page],
                         next_cursor=next_cursor)
 
-    def _scope(self, principal: Principal) -> str:
-        return f"{FEED_CURSOR_SCOPE}\x1f{principal.tenant}\x1f{principal.ambassador_id}"
+    async def me(self, principal: Principal) -> str:
+        """The caller's ambassador id: the one holding their login now (never an erased predecessor's)."""
+        return await ambassador_id_of(self.repositories.ambassadors, principal)
 
-    def _position(self, principal: Principal, cursor: str | None) -> FeedPosition | None:
-        values = self.cursors.decode(self._scope(principal), cursor, (datetime, int, str))
+    def _scope(self, tenant: str, me: str) -> str:
+        return f"{FEED_CURSOR_SCOPE}\x1f{tenant}\x1f{me}"
+
+    def _position(self, tenant: str, me: str, cursor: str | None) -> FeedPosition | None:
+        values = self.cursors.decode(self._scope(tenant, me), cursor, (datetime, int, str))
         return FeedPosition(*values) if values else None
 
     # --- shares -----------------------------------------------------------------------------
@@ -90,7 +96,7 @@ class Sharing:
     async def prepare(self, principal: Principal, request: PrepareShare, idempotency_key: str | None,
                       now: datetime) -> Share:
         """Check every rule, then store the prepared share with its tracked link; same key, same result."""
-        repositories, tenant, me = self.repositories, principal.tenant, principal.ambassador_id
+        repositories, tenant, me = self.repositories, principal.tenant, await self.me(principal)
         share_id = idempotent_id(tenant, f"share:{me}", idempotency_key)
         request_fingerprint = fingerprint(request.model_dump(mode="json"))
         existing, ambassador, charter, content, policy = await asyncio.gather(
@@ -141,13 +147,13 @@ class Sharing:
     async def get(self, principal: Principal, share_id: str) -> Share:
         """An ambassador sees their own shares; admins and connectors any share of their tenant."""
         share = await self.repositories.shares.get(principal.tenant, share_id)
-        if share is None or (share.ambassador_id != principal.ambassador_id
-                             and not principal.has_any(Role.ADMIN, Role.INTEGRATOR)):
+        if share is None or (not principal.has_any(Role.ADMIN, Role.INTEGRATOR)
+                             and share.ambassador_id != await self.me(principal)):
             raise not_found("share")
         return share
 
     async def mine(self, principal: Principal, cursor: str | None, limit: int) -> Page[Share]:
-        return await self.repositories.shares.page_of(principal.tenant, principal.ambassador_id, cursor, limit)
+        return await self.repositories.shares.page_of(principal.tenant, await self.me(principal), cursor, limit)
 
     async def confirm(self, principal: Principal, share_id: str, post_url: str | None, now: datetime) -> Share:
         """Record that the person posted; emits post.shared.v1 once (a repeated confirmation changes nothing)."""
