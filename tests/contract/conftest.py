@@ -123,6 +123,7 @@ async def tenant_a_objects(services, bearer) -> Objects:
     signal = created(await people.post("/v1/me/signals", headers=amber, json={
         "url": "https://social.example/post/1", "note": "A heated thread", "severity": "low"}))
     ids["signal_id"] = signal["signal_id"]
+    ids["export_id"] = created(await people.post("/v1/me/exports", headers=amber), 202)["export_id"]
 
     today = datetime.now(UTC).date()
     campaign = created(await content_api.post("/v1/campaigns", headers=editor, json={
