@@ -18,6 +18,7 @@ from distribution.models.authenticity import AuthenticityPolicy, TenantPolicy
 from distribution.models.projections import AmbassadorStatus, AmbassadorView, CharterView, ContentView
 from distribution.models.sharing import Refusal, ShareStatus
 from distribution.models.engagement import sign
+from distribution.models.plausibility import Implausible
 from distribution.options import Options
 from distribution.schemas import EngagementReport, NewConnector, PrepareShare
 from distribution.service import Engagement, Sharing, Tracking
@@ -86,7 +87,7 @@ async def test_prepare_stores_the_share_and_its_link_and_a_retry_gets_the_same(w
     link = await world.repositories.links.by_code(share.tracked_link_code)
     assert (link.tenant, link.ambassador_id, link.content_id, link.confirmed_share_id) == \
         (TENANT, principal("amb-1").ambassador_id, "c1", None)
-    assert share.signature and len(share.signature_bands) == 64
+    assert len(share.signature) == 128
     assert await world.prepare(key="k-1") == share
     with pytest.raises(KeyReused):
         await world.prepare(key="k-1", text=OWN + " Really.")
@@ -122,7 +123,7 @@ async def test_a_near_copy_of_the_suggested_text_is_refused_or_flagged_by_policy
     assert flagged.personalized is False and flagged.similarity_to_suggested > 0.8
 
 
-async def test_copying_a_colleagues_confirmed_post_is_refused_through_the_lsh_lookup(world):
+async def test_copying_a_colleagues_confirmed_post_is_refused_through_the_signature_book(world):
     first = await world.prepare("amb-1")
     parrot = OWN.replace("honestly ", "").replace("last month", "in May")
     unconfirmed = await world.prepare("amb-2", text=parrot)  # a prepared share is no one's post yet
@@ -134,6 +135,67 @@ async def test_copying_a_colleagues_confirmed_post_is_refused_through_the_lsh_lo
     own = await world.prepare("amb-2", key="own", text="Our facilities team did something remarkable in Lyon: "
                               "no more fossil energy for the whole plant. Well done, everyone!")
     assert own.personalized
+
+
+PARROT = OWN.replace("honestly ", "").replace("last month", "in May")
+
+
+async def test_of_two_colleagues_preparing_the_same_text_only_the_first_to_confirm_succeeds(world):
+    first, second = await world.prepare("amb-1"), await world.prepare("amb-2", text=PARROT)
+    assert first.personalized and second.personalized  # at preparation neither had confirmed yet
+    await world.sharing.confirm(principal("amb-1"), first.id, None, NOW)
+    with pytest.raises(Refusal) as refused:
+        await world.sharing.confirm(principal("amb-2"), second.id, None, NOW)
+    assert (refused.value.rule, refused.value.threshold) == ("too_similar_to_colleagues", 0.4)
+    assert refused.value.score > 0.4 and "colleague already posted" in refused.value.message
+    stored = world.repositories.shares.items[second.id]
+    assert stored.status is ShareStatus.PREPARED and second.id not in world.repositories.shares.events
+    book = await world.repositories.books.read(TENANT, "c1")
+    assert [e.share_id for e in book.entries] == [first.id]  # the refused one left no trace
+    link = await world.repositories.links.by_code(second.tracked_link_code)
+    assert link.confirmed_share_id is None  # and did not take its link: a rewritten text can still go
+
+
+async def test_a_colleague_confirming_between_our_read_and_our_write_is_compared_with(world):
+    first, second = await world.prepare("amb-1"), await world.prepare("amb-2", text=PARROT)
+    books = world.repositories.books
+    original = books.add
+
+    async def add(book, entry):  # amb-1's confirmation lands between amb-2's read of the book and its write
+        books.add = original
+        await world.sharing.confirm(principal("amb-1"), first.id, None, NOW)
+        return await original(book, entry)
+
+    books.add = add
+    with pytest.raises(Refusal) as refused:
+        await world.sharing.confirm(principal("amb-2"), second.id, None, NOW)
+    assert refused.value.rule == "too_similar_to_colleagues"
+    assert [e.share_id for e in (await books.read(TENANT, "c1")).entries] == [first.id]
+
+
+async def test_with_the_flag_policy_the_second_confirmation_goes_through_as_not_personalised(world):
+    world.repositories.policies.items[TENANT] = TenantPolicy(
+        tenant=TENANT, policy=AuthenticityPolicy(near_copy_action="flag"), version=1)
+    first, second = await world.prepare("amb-1"), await world.prepare("amb-2", text=PARROT)
+    await world.sharing.confirm(principal("amb-1"), first.id, None, NOW)
+    confirmed = await world.sharing.confirm(principal("amb-2"), second.id, None, NOW)
+    assert confirmed.personalized is False and confirmed.similarity_to_colleagues > 0.4
+    [event] = world.repositories.shares.events[second.id]
+    assert event.data["personalized"] is False and event.data["similarity_to_colleagues"] > 0.4
+
+
+async def test_my_own_posts_of_one_content_on_two_networks_are_not_compared(world):
+    world.opt_in("amb-1")
+    me = principal("amb-1").ambassador_id
+    profile = world.repositories.ambassadors.items[(TENANT, me)].profile
+    world.repositories.ambassadors.items[(TENANT, me)].profile = profile.model_copy(update={"networks": [
+        *profile.networks, NetworkPresence(network="x", audience_size=100)]})
+    linkedin = await world.prepare("amb-1", text=OWN[:250])
+    x = await world.sharing.prepare(principal("amb-1"), PrepareShare(content_id="c1", network="x", text=OWN[:250]),
+                                    None, NOW)
+    await world.sharing.confirm(principal("amb-1"), linkedin.id, None, NOW)
+    confirmed = await world.sharing.confirm(principal("amb-1"), x.id, None, NOW)
+    assert confirmed.personalized and confirmed.similarity_to_colleagues == 0.0
 
 
 async def test_confirm_saves_one_post_shared_event_with_the_share(world):
@@ -250,7 +312,7 @@ async def _connector(world):
 
 
 def _report(**fields) -> bytes:
-    return json.dumps({"id": "li-1", "kind": "impression", "count": 1200, "occurred_at": "2026-03-10T10:00:00Z",
+    return json.dumps({"id": "li-1", "kind": "impression", "count": 1200, "occurred_at": "2026-03-10T12:00:00Z",
                        **fields}).encode()
 
 
@@ -279,6 +341,7 @@ async def test_a_signed_report_is_published_once_and_a_replay_is_refused(world):
 async def test_a_report_whose_publish_failed_is_published_again_as_the_same_event(world):
     connector = await _connector(world)
     share = await world.prepare()
+    await world.sharing.confirm(principal("amb-1"), share.id, None, NOW)
     body = _report(share_id=share.id, kind="comment", count=2)
     integrator = principal("svc", "integrator")
     signature = sign(connector.secret, int(NOW.timestamp()), body)
@@ -300,10 +363,10 @@ async def test_bad_signatures_and_unknown_targets_change_nothing(world):
         await world.engagement.ingest_report(integrator, connector.id, EngagementReport, body,
                                              sign("whsec_guess", int(NOW.timestamp()), body), NOW)
     assert forged.value.status == 401
-    with pytest.raises(Problem) as unknown:
+    with pytest.raises(Implausible) as unknown:
         await world.engagement.ingest_report(integrator, connector.id, EngagementReport, body,
                                              sign(connector.secret, int(NOW.timestamp()), body), NOW)
-    assert unknown.value.status == 422 and unknown.value.extensions["errors"][0]["field"] == "share_id"
+    assert (unknown.value.reason, unknown.value.field) == ("unknown_post", "share_id")
     assert world.repositories.reports.items == {} and world.publisher.published == []
 
 

@@ -13,6 +13,7 @@ from advocacy_common.errors import Problem, problem_response, problem_responses
 
 from .models.authenticity import AuthenticityPolicy
 from .models.engagement import Connector as ConnectorModel
+from .models.plausibility import Implausible
 from .models.sharing import Refusal, Share as ShareModel
 from .options import Options
 from .schemas import (
@@ -215,6 +216,13 @@ def install(app: FastAPI) -> None:
         extensions = {"rule": refusal.rule, "score": refusal.score, "threshold": refusal.threshold}
         problem = Problem(422, "Share refused", refusal.message, type_=f"urn:advocacy:share-refused:{refusal.rule}",
                           **extensions)
+        return problem_response(problem, request)
+
+    @app.exception_handler(Implausible)
+    async def implausible(request: Request, error: Implausible) -> JSONResponse:
+        problem = Problem(422, "Report refused", f"{error.field}: {error.message}",
+                          type_=f"urn:advocacy:report-refused:{error.reason}", reason=error.reason,
+                          errors=[{"field": error.field, "message": error.message}])
         return problem_response(problem, request)
 
     app.include_router(router)

@@ -6,15 +6,20 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+from bson import Binary
+from pymongo.errors import DuplicateKeyError
+
 from advocacy_common.repository import (
-    FINGERPRINT_FIELD, NEWEST_FIRST, AlreadyExists, KeyReused, Page, Repository, UnitOfWork,
+    FINGERPRINT_FIELD, NEWEST_FIRST, AlreadyExists, KeyReused, Page, Repository, StaleWrite, UnitOfWork,
 )
 
-from ..models.authenticity import AuthenticityPolicy, TenantPolicy
+from ..models.authenticity import AuthenticityPolicy, BookEntry, SignatureBook, TenantPolicy
 from ..models.sharing import Share, ShareStatus, TrackedLink
 from .erasure import anonymise_until_settled
 
-COLLEAGUES_COMPARED = 500  # the most colleague signatures one preparation looks at
+BOOK_CHUNK_ENTRIES = 200  # entries per book document: about 120 kB each, far below the 16 MB limit
+BOOK_ATTEMPTS = 20  # compare-and-set rounds of one removal
 
 
 class MongoShares(Repository[Share]):
@@ -66,23 +71,82 @@ class MongoShares(Repository[Share]):
         return await self.collection.count_documents({"tenant": tenant, "content_id": content_id,
                                                       "recommended_at": {"$gte": moment}})
 
-    async def colleague_signatures(self, tenant: str, content_id: str, ambassador_id: str,
-                                   bands: list[str]) -> list[list[int]]:
-        # The LSH lookup: only shares with a band key in common come back (MongoDB: the multikey index on
-        # signature_bands; FerretDB 1.x scans the collection for any filter without `_id`, as it did for
-        # the whole content before, but returns only the candidates).
-        if not bands:
-            return []
-        cursor = self.collection.find({"tenant": tenant, "content_id": content_id,
-                                       "status": ShareStatus.CONFIRMED.value, "signature_bands": {"$in": bands}},
-                                      projection={"ambassador_id": 1, "signature": 1}).limit(COLLEAGUES_COMPARED)
-        return [document["signature"] async for document in cursor
-                if document.get("ambassador_id") != ambassador_id and document.get("signature")]
-
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         # The version moves on, so a confirmation read before the erasure cannot write the person back.
         await anonymise_until_settled(self.collection, tenant, ambassador_id, {
             "$set": {"ambassador_id": erased, "text": None, "post_url": None}, "$inc": {"version": 1}})
+
+
+class MongoSignatureBooks(Repository[SignatureBook]):
+    """A content's signature book in chunk documents `tenant/content_id/<n>` (n = 0, 1, ...), each with a
+    `version`.
+
+    FerretDB 1.x pushes down only bare `_id` filters and has no transactions: the book is read chunk by
+    chunk by `_id` (cost grows with the content's confirmed shares, not with the collection), and an entry
+    is added by a compare-and-set on the last chunk's `{_id, tenant, version}` (or the insert of the next
+    chunk, a duplicate key for the second of two racers): one single-document write, atomic on MongoDB
+    and on FerretDB behind the write-serialising proxy. Signatures are stored packed (128 x 32 bits).
+    """
+
+    collection_name = "signature_books"
+
+    @staticmethod
+    def _id(tenant: str, content_id: str, chunk: int) -> str:
+        return f"{tenant}/{content_id}/{chunk}"
+
+    @staticmethod
+    def _entry_document(entry: BookEntry) -> dict[str, Any]:
+        # datasketch's affine32 hash values are below 2**32 (see models/authenticity.py).
+        packed = np.array(entry.signature, dtype="<u4").tobytes()
+        return {"share_id": entry.share_id, "colleague": entry.colleague, "signature": Binary(packed)}
+
+    @staticmethod
+    def _entry(document: Mapping[str, Any]) -> BookEntry:
+        signature = np.frombuffer(bytes(document["signature"]), dtype="<u4").tolist()
+        return BookEntry(share_id=document["share_id"], colleague=document["colleague"], signature=signature)
+
+    async def read(self, tenant: str, content_id: str) -> SignatureBook:
+        book = SignatureBook(tenant=tenant, content_id=content_id)
+        entries: list[BookEntry] = []
+        chunk = 0
+        while (document := await self.get_document(tenant, self._id(tenant, content_id, chunk))) is not None:
+            chunk_entries = [self._entry(e) for e in document.get("entries", [])]
+            entries += chunk_entries
+            book = book.model_copy(update={"last_chunk": chunk, "last_chunk_size": len(chunk_entries),
+                                           "last_version": document["version"]})
+            chunk += 1
+        return book.model_copy(update={"entries": entries})
+
+    async def add(self, book: SignatureBook, entry: BookEntry) -> None:
+        tenant, content_id = book.tenant, book.content_id
+        if book.last_version == 0 or book.last_chunk_size >= BOOK_CHUNK_ENTRIES:
+            chunk = book.last_chunk + 1 if book.last_version else 0
+            try:
+                await self.collection.insert_one({"_id": self._id(tenant, content_id, chunk), "tenant": tenant,
+                                                  "content_id": content_id, "chunk": chunk, "version": 1,
+                                                  "entries": [self._entry_document(entry)]})
+            except DuplicateKeyError:
+                raise AlreadyExists(self._id(tenant, content_id, chunk)) from None
+            return
+        await self._compare_and_set(tenant, self._id(tenant, content_id, book.last_chunk), book.last_version,
+                                    {"$push": {"entries": self._entry_document(entry)},
+                                     "$set": {"version": book.last_version + 1}}, None)
+
+    async def remove(self, tenant: str, content_id: str, share_id: str) -> None:
+        chunk, attempts = 0, 0
+        while (document := await self.get_document(tenant, self._id(tenant, content_id, chunk))) is not None:
+            kept = [e for e in document.get("entries", []) if e["share_id"] != share_id]
+            if len(kept) != len(document.get("entries", [])):
+                try:
+                    await self._compare_and_set(tenant, document["_id"], document["version"],
+                                                {"$set": {"entries": kept, "version": document["version"] + 1}},
+                                                None)
+                except StaleWrite:
+                    attempts += 1
+                    if attempts < BOOK_ATTEMPTS:
+                        continue  # an addition got in between: read this chunk again
+                    raise
+            chunk += 1
 
 
 class MongoLinks(Repository[TrackedLink]):
