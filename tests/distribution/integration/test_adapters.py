@@ -33,7 +33,8 @@ async def test_a_signature_book_is_read_by_id_and_grows_by_compare_and_set_acros
     empty = await books.read(tenant, "c1")
     assert (empty.entries, empty.last_version) == ([], 0)
     post = minhash(shingles(normalized_words(POST)))
-    entries = [BookEntry(share_id=f"s-{i}", colleague=f"k-{i % 3}", signature=post) for i in range(BOOK_CHUNK_ENTRIES + 2)]
+    entries = [BookEntry(share_id=f"s-{i}", colleague=f"k-{i % 3}", signature=post)
+               for i in range(BOOK_CHUNK_ENTRIES + 2)]
     await books.add(empty, entries[0])
     with pytest.raises(AlreadyExists):  # a second writer of the first chunk, from the same empty read
         await books.add(empty, entries[1])

@@ -369,5 +369,5 @@ class FakePublisher:
 def fake_repositories() -> Repositories:
     return Repositories(contents=FakeContents(), ambassadors=FakeAmbassadors(), charters=FakeCharters(),
                         comments=FakeComments(), shares=FakeShares(), books=FakeBooks(), links=FakeLinks(),
-                        clicks=FakeClicks(),
-                        connectors=FakeConnectors(), reports=FakeReports(), totals=FakeTotals(), policies=FakePolicies())
+                        clicks=FakeClicks(), connectors=FakeConnectors(), reports=FakeReports(), totals=FakeTotals(),
+                        policies=FakePolicies())
