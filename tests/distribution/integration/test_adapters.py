@@ -8,7 +8,9 @@ from advocacy_common.events import EngagementKind, PostShared
 from advocacy_common.repository import AlreadyExists, KeyReused, StaleWrite, UnitOfWork
 from advocacy_common.topics import SHARE
 from distribution.adapters.sharing import BOOK_CHUNK_ENTRIES
-from distribution.models.authenticity import AuthenticityPolicy, BookEntry, minhash, normalized_words, shingles
+from distribution.models.authenticity import (
+    AuthenticityPolicy, BookEntry, minhash, normalized_words, packed, shingles,
+)
 from distribution.models.engagement import Click, Connector, Report, engagement_received
 from distribution.models.sharing import Share, ShareStatus, TrackedLink
 
@@ -32,7 +34,7 @@ async def test_a_signature_book_is_read_by_id_and_grows_by_compare_and_set_acros
     books = repositories.books
     empty = await books.read(tenant, "c1")
     assert (empty.entries, empty.last_version) == ([], 0)
-    post = minhash(shingles(normalized_words(POST)))
+    post = packed(minhash(shingles(normalized_words(POST))))
     entries = [BookEntry(share_id=f"s-{i}", colleague=f"k-{i % 3}", signature=post)
                for i in range(BOOK_CHUNK_ENTRIES + 2)]
     await books.add(empty, entries[0])
@@ -141,3 +143,16 @@ async def test_counts_of_confirmed_shares_and_slots(repositories, tenant):
     assert await shares.count_confirmed_since(tenant, "a1", NOW - timedelta(days=7)) == 2
     assert await shares.count_slots_taken_from(tenant, "c1", NOW) == 2
     assert await shares.shared_content_ids(tenant, "a1") == {"c1"}
+
+
+async def test_shares_confirmed_before_the_signature_books_are_found_until_marked(repositories, tenant,
+                                                                                  distribution_db):
+    shares = repositories.shares
+    old = repositories.shares.to_document(share(tenant, f"{tenant}-old", "a1", POST))
+    old.pop("in_book")
+    await distribution_db["shares"].insert_one(old)  # as an earlier release stored it
+    await shares.add_prepared(share(tenant, f"{tenant}-new", "a2", POST), "fp")  # stored by this release
+    outside = {s.id for s in await shares.confirmed_outside_books(1000)}
+    assert f"{tenant}-old" in outside and f"{tenant}-new" not in outside
+    await shares.mark_in_book(tenant, f"{tenant}-old")
+    assert f"{tenant}-old" not in {s.id for s in await shares.confirmed_outside_books(1000)}

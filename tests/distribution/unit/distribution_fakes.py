@@ -156,6 +156,7 @@ class FakeShares:
     items: dict[str, Share] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)
     events: dict[str, list[Envelope]] = field(default_factory=dict)  # saved with the share they belong to
+    in_book: set[str] = field(default_factory=set)  # confirmed by this release: entered in their book
 
     async def get(self, tenant: str, share_id: str) -> Share | None:
         return of_tenant(self.items.get(share_id), tenant)
@@ -178,6 +179,7 @@ class FakeShares:
             raise StaleWrite(share.id)
         saved = share.model_copy(update={"version": share.version + 1})
         self.items[share.id] = saved
+        self.in_book.add(share.id)
         self.events.setdefault(share.id, []).extend(envelope for _, envelope in uow.pending)
         return saved
 
@@ -204,6 +206,13 @@ class FakeShares:
     async def count_slots_taken_from(self, tenant: str, content_id: str, moment: datetime) -> int:
         return sum(1 for s in self.items.values()
                    if s.tenant == tenant and s.content_id == content_id and s.recommended_at >= moment)
+
+    async def confirmed_outside_books(self, limit: int) -> list[Share]:
+        return [s for s in self.items.values()
+                if s.status is ShareStatus.CONFIRMED and s.id not in self.in_book][:limit]
+
+    async def mark_in_book(self, tenant: str, share_id: str) -> None:
+        self.in_book.add(share_id)
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         for share in self._of(tenant, ambassador_id):

@@ -62,6 +62,15 @@ def test_occurred_at_may_precede_the_confirmation_by_the_clock_skew_and_no_more(
         "occurred_before_the_share"
 
 
+def test_history_is_accepted_only_as_far_back_as_the_backfill_setting_allows():
+    confirmed, backfill = NOW - timedelta(hours=1), timedelta(days=28)
+    check_occurred_at(confirmed - backfill - SKEW, NOW, confirmed, SKEW, backfill)
+    assert reason(lambda: check_occurred_at(confirmed - backfill - SKEW - timedelta(seconds=1), NOW, confirmed,
+                                            SKEW, backfill)) == "occurred_before_the_share"
+    assert reason(lambda: check_occurred_at(NOW + timedelta(hours=1), NOW, confirmed, SKEW, backfill)) == \
+        "occurred_in_the_future"  # the backfill never opens the future
+
+
 def test_only_a_confirmed_share_is_a_post():
     assert reason(lambda: check_confirmed(None, "share_id")) == "unknown_post"
 

@@ -149,6 +149,18 @@ async def test_my_own_posts_of_one_content_on_two_networks_are_not_compared(worl
     assert confirmed.personalized and confirmed.similarity_to_colleagues == 0.0
 
 
+async def test_shares_confirmed_before_the_books_existed_are_entered_once_at_start(world):
+    prepared = await world.prepare("amb-1")
+    shares = world.repositories.shares
+    shares.items[prepared.id] = prepared.model_copy(update={"status": ShareStatus.CONFIRMED, "confirmed_at": NOW})
+    assert await world.sharing.fill_books() == 1
+    assert await world.sharing.fill_books() == 0  # nothing left: a restart does nothing
+    assert [e.share_id for e in (await world.repositories.books.read(TENANT, "c1")).entries] == [prepared.id]
+    with pytest.raises(Refusal) as refused:  # a colleague's copy of it is a near-copy again
+        await world.prepare("amb-2", text=PARROT)
+    assert refused.value.rule == "too_similar_to_colleagues"
+
+
 async def test_confirm_saves_one_post_shared_event_with_the_share(world):
     prepared = await world.prepare()
     confirmed = await world.sharing.confirm(principal("amb-1"), prepared.id, "https://li/p/1", NOW)

@@ -18,6 +18,7 @@ class Options:
     slot_spacing: timedelta
     webhook_tolerance_seconds: int
     engagement_clock_skew: timedelta = timedelta(minutes=5)
+    engagement_backfill: timedelta = timedelta(0)
 
     @classmethod
     def from_settings(cls, settings: DistributionSettings) -> Options:
@@ -25,7 +26,8 @@ class Options:
                    visitor_hash_salt=settings.visitor_hash_salt,
                    slot_spacing=timedelta(minutes=settings.slot_spacing_minutes),
                    webhook_tolerance_seconds=settings.webhook_tolerance_seconds,
-                   engagement_clock_skew=timedelta(seconds=settings.engagement_clock_skew_seconds))
+                   engagement_clock_skew=timedelta(seconds=settings.engagement_clock_skew_seconds),
+                   engagement_backfill=timedelta(days=settings.engagement_backfill_days))
 
     def tracked_link(self, code: str) -> str:
         return f"{self.public_base_url}/r/{code}"

@@ -126,6 +126,13 @@ class Shares(Protocol):
         """Shares of this content recommended at or after `moment`."""
         ...
 
+    async def confirmed_outside_books(self, limit: int) -> list[Share]:
+        """Confirmed shares (of any tenant) not yet entered in their content's signature book: those
+        confirmed before the books existed. Empty once `fill_books` has run."""
+        ...
+
+    async def mark_in_book(self, tenant: str, share_id: str) -> None: ...
+
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         """Drop the person's id, text and post URL from their shares (counts stay)."""
         ...

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from bson import Binary
 from pymongo.errors import DuplicateKeyError
 
@@ -20,6 +19,7 @@ from .erasure import anonymise_until_settled
 
 BOOK_CHUNK_ENTRIES = 200  # entries per book document: about 120 kB each, far below the 16 MB limit
 BOOK_ATTEMPTS = 20  # compare-and-set rounds of one removal
+IN_BOOK = "in_book"  # storage's note that a confirmed share is in its content's signature book
 
 
 class MongoShares(Repository[Share]):
@@ -28,6 +28,8 @@ class MongoShares(Repository[Share]):
     def to_document(self, share: Share) -> dict[str, Any]:
         document = share.model_dump(exclude={"id"})
         document.update(_id=share.id, status=share.status.value, network=share.network.value)
+        if share.status is ShareStatus.CONFIRMED:
+            document[IN_BOOK] = True  # a confirmation enters the book before it saves the share
         return document
 
     def from_document(self, document: Mapping[str, Any]) -> Share:
@@ -71,6 +73,14 @@ class MongoShares(Repository[Share]):
         return await self.collection.count_documents({"tenant": tenant, "content_id": content_id,
                                                       "recommended_at": {"$gte": moment}})
 
+    async def confirmed_outside_books(self, limit: int) -> list[Share]:
+        # Cross-tenant, run at start-up: a scan on FerretDB 1.x (and on MongoDB: no index is worth it for a
+        # filter that matches nothing once the books are filled).
+        return await self.find({"status": ShareStatus.CONFIRMED.value, IN_BOOK: {"$exists": False}}, limit=limit)
+
+    async def mark_in_book(self, tenant: str, share_id: str) -> None:
+        await self.collection.update_one({"_id": share_id, "tenant": tenant}, {"$set": {IN_BOOK: True}})
+
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         # The version moves on, so a confirmation read before the erasure cannot write the person back.
         await anonymise_until_settled(self.collection, tenant, ambassador_id, {
@@ -96,14 +106,12 @@ class MongoSignatureBooks(Repository[SignatureBook]):
 
     @staticmethod
     def _entry_document(entry: BookEntry) -> dict[str, Any]:
-        # datasketch's affine32 hash values are below 2**32 (see models/authenticity.py).
-        packed = np.array(entry.signature, dtype="<u4").tobytes()
-        return {"share_id": entry.share_id, "colleague": entry.colleague, "signature": Binary(packed)}
+        return {"share_id": entry.share_id, "colleague": entry.colleague, "signature": Binary(entry.signature)}
 
     @staticmethod
     def _entry(document: Mapping[str, Any]) -> BookEntry:
-        signature = np.frombuffer(bytes(document["signature"]), dtype="<u4").tolist()
-        return BookEntry(share_id=document["share_id"], colleague=document["colleague"], signature=signature)
+        return BookEntry(share_id=document["share_id"], colleague=document["colleague"],
+                         signature=bytes(document["signature"]))
 
     async def read(self, tenant: str, content_id: str) -> SignatureBook:
         book = SignatureBook(tenant=tenant, content_id=content_id)

@@ -80,6 +80,11 @@ def colleague_key(secret: str, tenant: str, ambassador_id: str, content_id: str)
     return hmac.new(secret.encode(), b"colleague\x1f" + message, hashlib.sha256).hexdigest()[:32]
 
 
+def packed(signature: list[int]) -> bytes:
+    """A signature as 128 little-endian 32-bit values (datasketch's affine32 hash values are below 2**32)."""
+    return np.array(signature, dtype="<u4").tobytes()
+
+
 class BookEntry(BaseModel):
     """One confirmed share in its content's signature book: all a later comparison needs (never the text)."""
 
@@ -87,7 +92,7 @@ class BookEntry(BaseModel):
 
     share_id: str
     colleague: str  # colleague_key of its author
-    signature: list[int]
+    signature: bytes  # packed(...)
 
 
 class SignatureBook(BaseModel):
@@ -108,17 +113,20 @@ class SignatureBook(BaseModel):
     def holds(self, share_id: str) -> bool:
         return any(entry.share_id == share_id for entry in self.entries)
 
-    def colleagues_of(self, colleague: str) -> list[list[int]]:
-        """Signatures of the others' posts (not those of `colleague`, the caller)."""
-        return [entry.signature for entry in self.entries if entry.colleague != colleague and entry.signature]
+    def colleagues_of(self, colleague: str) -> np.ndarray:
+        """Signatures of the others' posts (not those of `colleague`, the caller), one row each."""
+        rows = b"".join(entry.signature for entry in self.entries
+                        if entry.colleague != colleague and len(entry.signature) == 4 * MINHASH_PERMUTATIONS)
+        return np.frombuffer(rows, dtype="<u4").reshape(-1, MINHASH_PERMUTATIONS)
 
 
-def closest_colleague(signature: list[int], others: list[list[int]]) -> float:
-    """The highest MinHash similarity of `signature` to any of `others` (vectorised: books hold thousands)."""
-    usable = [other for other in others if len(other) == len(signature)]
-    if not signature or not usable:
+def closest_colleague(signature: list[int], others: np.ndarray | list[list[int]]) -> float:
+    """The highest MinHash similarity of `signature` to any of `others` (one vectorised pass: books hold
+    thousands of signatures)."""
+    if len(signature) != MINHASH_PERMUTATIONS or len(others) == 0:
         return 0.0
-    matches = (np.array(usable, dtype=np.uint64) == np.array(signature, dtype=np.uint64)).mean(axis=1)
+    matrix = np.asarray(others, dtype=np.uint32).reshape(-1, MINHASH_PERMUTATIONS)
+    matches = (matrix == np.array(signature, dtype=np.uint32)).mean(axis=1)
     return round(float(matches.max()), 4)
 
 
@@ -150,7 +158,7 @@ class AuthenticityScores:
                 and self.to_colleagues <= policy.max_similarity_to_colleagues)
 
 
-def score_authenticity(text: str, suggested: list[str], colleague_signatures: list[list[int]],
+def score_authenticity(text: str, suggested: list[str], colleague_signatures: np.ndarray | list[list[int]],
                        ignore: tuple[str, ...] = ()) -> AuthenticityScores:
     """Similarity of my text to the suggested ones (exact shingle Jaccard, the closest of the content's
     suggested texts) and to colleagues' posts of the same content (MinHash, the closest one)."""

@@ -58,15 +58,16 @@ def check_count(kind: EngagementKind, count: int) -> None:
 
 
 def check_occurred_at(occurred_at: datetime, now: datetime, confirmed_at: datetime | None,
-                      clock_skew: timedelta) -> None:
-    """Inside the share's life: after its confirmation, not in the future (both up to the clock skew)."""
+                      clock_skew: timedelta, backfill: timedelta = timedelta(0)) -> None:
+    """Inside the share's life: after its confirmation, not in the future (both up to the clock skew; and
+    `backfill` earlier, only where history is loaded on purpose)."""
     if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
         raise Implausible("timestamp_without_time_zone", "occurred_at", "needs a time zone (RFC 3339, e.g. "
                           "2026-03-02T09:30:00Z)")
     if occurred_at > now + clock_skew:
         raise Implausible("occurred_in_the_future", "occurred_at", f"is later than now (more than "
                           f"{clock_skew.total_seconds():.0f} s of clock skew)")
-    if confirmed_at is not None and occurred_at < confirmed_at - clock_skew:
+    if confirmed_at is not None and occurred_at < confirmed_at - clock_skew - backfill:
         raise Implausible("occurred_before_the_share", "occurred_at", "is earlier than the moment the post was "
                           "shared")
 

@@ -163,7 +163,8 @@ class Engagement:
         """The observation's event, attributed to its confirmed share, if every plausibility rule holds."""
         check_count(observation.kind, observation.count)
         share = await self._post(tenant, observation)
-        check_occurred_at(observation.occurred_at, now, share.confirmed_at, self.options.engagement_clock_skew)
+        check_occurred_at(observation.occurred_at, now, share.confirmed_at, self.options.engagement_clock_skew,
+                          self.options.engagement_backfill)
         ambassador = await self.repositories.ambassadors.get(tenant, share.ambassador_id)
         attribution = {**attribution_of_share(share), "ambassador_id": reported_ambassador(share, ambassador)}
         if observation.kind is EngagementKind.CONVERSION and observation.conversion_type is None:

@@ -21,7 +21,7 @@ from advocacy_common.repository import AlreadyExists, Page, StaleWrite, UnitOfWo
 
 from ..models.authenticity import (
     AuthenticityPolicy, AuthenticityScores, BookEntry, TenantPolicy, check_authenticity, closest_colleague,
-    colleague_key, score_authenticity,
+    colleague_key, packed, score_authenticity,
 )
 from ..models.projections import (
     INELIGIBILITY_REASONS, SCORE_SCALE, AmbassadorView, CharterView, ContentView, FeedPage, FeedPosition,
@@ -189,7 +189,7 @@ class Sharing:
     def _colleague(self, tenant: str, ambassador_id: str, content_id: str) -> str:
         return colleague_key(self.options.link_code_secret, tenant, ambassador_id, content_id)
 
-    async def _enter_book(self, share: Share) -> Share:
+    async def _enter_book(self, share: Share, check: bool = True) -> Share:
         """Check the share against the colleagues in its content's book under the current policy (Refusal
         as at preparation), then add it to the book; the share with its scores as of now.
 
@@ -209,14 +209,27 @@ class Sharing:
                                                "personalized": scores.personalized(policy)})
             if book.holds(share.id) or not share.signature:
                 return checked  # entered by an earlier attempt of this confirmation (or nothing to compare)
-            check_authenticity(scores, policy)
+            if check:
+                check_authenticity(scores, policy)
             try:
-                await books.add(book, BookEntry(share_id=share.id, colleague=colleague, signature=share.signature))
+                await books.add(book, BookEntry(share_id=share.id, colleague=colleague,
+                                                signature=packed(share.signature)))
                 return checked
             except (StaleWrite, AlreadyExists):
                 continue  # another confirmation of this content got in first: compare with it too
         raise Problem(503, "Service Unavailable", "Many colleagues are confirming this content right now; "
                       "confirm again in a moment.", headers={"Retry-After": "1"})
+
+    async def fill_books(self, batch: int = 200) -> int:
+        """Enter the shares confirmed before signature books existed into their content's book (run at
+        start-up; idempotent and safe beside other replicas doing the same); how many were entered."""
+        entered = 0
+        while shares := await self.repositories.shares.confirmed_outside_books(batch):
+            for share in shares:
+                await self._enter_book(share, check=False)  # confirmed already: a fact, not a request
+                await self.repositories.shares.mark_in_book(share.tenant, share.id)
+                entered += 1
+        return entered
 
     # --- the tenant's authenticity policy -----------------------------------------------------
 
