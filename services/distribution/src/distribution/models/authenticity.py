@@ -80,6 +80,9 @@ def colleague_key(secret: str, tenant: str, ambassador_id: str, content_id: str)
     return hmac.new(secret.encode(), b"colleague\x1f" + message, hashlib.sha256).hexdigest()[:32]
 
 
+SIGNATURE_BYTES = 4 * MINHASH_PERMUTATIONS  # a packed signature
+
+
 def packed(signature: list[int]) -> bytes:
     """A signature as 128 little-endian 32-bit values (datasketch's affine32 hash values are below 2**32)."""
     return np.array(signature, dtype="<u4").tobytes()
@@ -116,7 +119,7 @@ class SignatureBook(BaseModel):
     def colleagues_of(self, colleague: str) -> np.ndarray:
         """Signatures of the others' posts (not those of `colleague`, the caller), one row each."""
         rows = b"".join(entry.signature for entry in self.entries
-                        if entry.colleague != colleague and len(entry.signature) == 4 * MINHASH_PERMUTATIONS)
+                        if entry.colleague != colleague and len(entry.signature) == SIGNATURE_BYTES)
         return np.frombuffer(rows, dtype="<u4").reshape(-1, MINHASH_PERMUTATIONS)
 
 
