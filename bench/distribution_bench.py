@@ -151,7 +151,8 @@ async def main(contents: int, shares: int, clicks: int, reports: int) -> None:
             webhook = []
             for i in range(reports):
                 raw = json.dumps({"id": f"r{i}", "kind": "impression", "count": 100,
-                                  "occurred_at": now.isoformat(), "tracked_link_code": codes[i % len(codes)]}).encode()
+                                  "occurred_at": datetime.now(UTC).isoformat(),  # after the confirmations
+                                  "tracked_link_code": codes[i % len(codes)]}).encode()
                 headers = {**bearer("svc", "integrator"), "Content-Type": "application/json",
                            "X-Advocacy-Signature": sign(connector["secret"], int(time.time()), raw)}
                 spent, response = await timed(client.post(f"/v1/connectors/{connector['connector_id']}/engagements",

@@ -429,6 +429,11 @@ class Loader:
             headers={"content-type": "application/json", "X-Advocacy-Signature": f"t={stamp},v1={mac}"})
         expect(response, 202, 409)  # 409: this report id was received by an earlier run, counted once
 
+    @staticmethod
+    async def in_turn(*steps) -> None:
+        for step in steps:
+            await step
+
     async def history(self, shared: Shared, audience: int, rng: random.Random, item: dict) -> None:
         """Weeks of a post's life: impressions decaying from the day it went out, engagement, clicks, conversions."""
         now, jobs = datetime.now(UTC), []
@@ -446,14 +451,15 @@ class Loader:
             count = int(reach * rate * rng.uniform(0.4, 1.8))
             if count:
                 occurred = now - timedelta(days=age, hours=-rng.uniform(1, 30))
-                jobs.append(self.report("engagements", {"id": f"{shared.share_id}/{kind}", "kind": kind, "count": count,
-                                                  "occurred_at": min(occurred, now).isoformat(), "share_id": shared.share_id}))
-                if kind == "comment":
-                    replies = rng.randint(0, count)
-                    if replies:
-                        jobs.append(self.report("engagements", {"id": f"{shared.share_id}/reply", "kind": "comment_reply",
-                                                          "count": replies, "occurred_at": min(occurred, now).isoformat(),
-                                                          "share_id": shared.share_id}))
+                report = self.report("engagements", {"id": f"{shared.share_id}/{kind}", "kind": kind, "count": count,
+                                                     "occurred_at": min(occurred, now).isoformat(),
+                                                     "share_id": shared.share_id})
+                replies = rng.randint(0, count) if kind == "comment" else 0
+                if replies:  # replies only after their comments were counted: never more replies than comments
+                    report = self.in_turn(report, self.report("engagements", {
+                        "id": f"{shared.share_id}/reply", "kind": "comment_reply", "count": replies,
+                        "occurred_at": min(occurred, now).isoformat(), "share_id": shared.share_id}))
+                jobs.append(report)
         jobs.append(self.click(shared.code, PREVIEW_BOTS[shared.network]))  # the network fetches the preview first
         humans = min(int(reach * 0.012 * rng.uniform(0.3, 2.0)), 12)
         for _ in range(humans):

@@ -51,6 +51,11 @@ up_local() {
   local secret_key="$LOCAL/distribution-secret-key"
   [ -s "$secret_key" ] || { mkdir -p "$LOCAL"; (umask 077; head -c 32 /dev/urandom | base64 > "$secret_key"); }
   export DISTRIBUTION_SECRET_KEYS="{\"local\": \"$(cat "$secret_key")\"}" DISTRIBUTION_SECRET_KEY_ID=local
+  # The demo tenant reports weeks of engagement for posts it shares today: let that history in (0 otherwise,
+  # nothing happens to a post before it exists; see services/distribution/README.md, Plausibility).
+  if [ "$DEMO_TENANT" = 1 ]; then
+    export DISTRIBUTION_ENGAGEMENT_BACKFILL_DAYS=${DISTRIBUTION_ENGAGEMENT_BACKFILL_DAYS:-28}
+  fi
   start issuer "$UV" run --frozen advocacy-dev-issuer --key-file "$LOCAL/dev-issuer/key.pem" --issuer "$issuer" \
     serve --port "$ISSUER_PORT"
   wait_ready "$issuer/.well-known/jwks.json" issuer

@@ -85,6 +85,10 @@ class Traffic:
     counts: Counter = field(default_factory=Counter)
     unexpected: list[str] = field(default_factory=list)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)  # stop early (time limit, SIGUSR1)
+    # Per share: comments acknowledged, replies sent (or in doubt). The service refuses replies beyond the
+    # comments it counted, so the traffic keeps within what it knows is counted: acknowledged comments only,
+    # and every reply that might have been counted.
+    comment_room: dict[str, list[int]] = field(default_factory=dict)
     _ids: int = 0
 
     def next_id(self) -> str:
@@ -220,18 +224,22 @@ class Traffic:
             prepared = await self.api.call(
                 "distribution", "POST", "/v1/shares", headers={**headers, "Idempotency-Key": f"{content_id}-{attempt}"},
                 json={"content_id": content_id, "network": person.network, "text": text})
-            if prepared.status_code in (200, 201):  # 200: a replay of the same key
+            if prepared.status_code not in (200, 201):  # 200: a replay of the same key
+                self.counts[f"prepare_refused_{refusal_rule(prepared)}"] += 1
+                if time.monotonic() > deadline:
+                    return self.refuse("prepare", prepared)
+                if not (prepared.status_code == 422 and "similar" in prepared.text):
+                    await asyncio.sleep(1)  # the content or the opt-in is not projected yet
+                continue
+            share = prepared.json()
+            confirmed = await self.api.call("distribution", "POST", f"/v1/shares/{share['share_id']}/confirm",
+                                            headers=headers, json={})
+            if confirmed.status_code == 200:
                 break
-            self.counts[f"prepare_refused_{refusal_rule(prepared)}"] += 1
-            if time.monotonic() > deadline:
-                return self.refuse("prepare", prepared)
-            if not (prepared.status_code == 422 and "similar" in prepared.text):
-                await asyncio.sleep(1)  # the content or the opt-in is not projected yet
-        share = prepared.json()
-        confirmed = await self.api.call("distribution", "POST", f"/v1/shares/{share['share_id']}/confirm",
-                                        headers=headers, json={})
-        if confirmed.status_code != 200:
-            return self.refuse("confirm", confirmed)
+            if not (confirmed.status_code == 422 and "similar" in confirmed.text):
+                return self.refuse("confirm", confirmed)
+            # A colleague confirmed the same words first (both prepared before either confirmed): rewrite.
+            self.counts[f"confirm_refused_{refusal_rule(confirmed)}"] += 1
         body = confirmed.json()
         ref = ShareRef(tenant.name, body["share_id"], content_id, campaign_id, body["ambassador_id"], person.network,
                        body["tracked_link_code"])
@@ -290,6 +298,13 @@ class Traffic:
     async def report(self, tenant: Tenant, share: ShareRef) -> None:
         kind, _, most = self.rng.choices(KINDS, weights=[k[1] for k in KINDS])[0]
         count = self.rng.randint(1, most)
+        room = self.comment_room.setdefault(share.share_id, [0, 0])
+        if kind == "comment_reply":
+            if room[0] - room[1] < 1:
+                kind = "comment"  # nothing to reply to yet: a reply now would be implausible
+            else:
+                count = min(count, room[0] - room[1])
+                room[1] += count  # taken before sending, so concurrent replies never overshoot
         report = {"id": self.next_id(), "kind": kind, "count": count, "occurred_at": datetime.now(UTC).isoformat()}
         if self.rng.random() < 0.2:  # connectors may name the post by its tracked link instead
             report["tracked_link_code"] = share.code
@@ -300,6 +315,8 @@ class Traffic:
         if response.status_code == 202 or (response.status_code == 409 and "already received" in response.text):
             self.reference.engaged(share, kind, count)
             self.acked("report", count)
+            if kind == "comment":
+                room[0] += count
         else:
             self.refuse("report", response)
 

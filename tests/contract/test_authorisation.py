@@ -15,6 +15,7 @@ import hmac
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 
 import jwt
 import pytest
@@ -170,9 +171,13 @@ async def test_public_operations_check_their_own_credentials(services, operation
 
     objects = tenant_a_objects
     url = f"/v1/connectors/{objects.by_parameter['connector_id']}/engagements"
-    body = json.dumps({"id": f"r-{uuid.uuid4().hex[:6]}", "kind": "impression", "count": 10,
-                       "occurred_at": "2026-01-01T00:00:00Z", "share_id": objects.by_parameter["share_id"]}).encode()
     integrator = bearer(objects.tenant, "scim-a", "integrator")
+    # Engagement is plausible only on a posted share, after it was posted: confirm it (again, if the matrix did).
+    posted = await sharing.post(f"/v1/shares/{objects.by_parameter['share_id']}/confirm", json={}, headers=integrator)
+    assert posted.status_code == 200, posted.text
+    body = json.dumps({"id": f"r-{uuid.uuid4().hex[:6]}", "kind": "impression", "count": 10,
+                       "occurred_at": datetime.now(UTC).isoformat(),
+                       "share_id": objects.by_parameter["share_id"]}).encode()
 
     def signed(secret: str) -> dict[str, str]:
         timestamp = str(int(time.time()))

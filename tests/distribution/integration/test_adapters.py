@@ -9,8 +9,9 @@ from advocacy_common.envelope import Envelope
 from advocacy_common.events import EngagementKind, EngagementReceived, PostShared
 from advocacy_common.repository import AlreadyExists, KeyReused, StaleWrite, UnitOfWork
 from advocacy_common.topics import SHARE
+from distribution.adapters.sharing import BOOK_CHUNK_ENTRIES
 from distribution.models.authenticity import (
-    AuthenticityPolicy, minhash, normalized_words, shingles, signature_bands,
+    AuthenticityPolicy, BookEntry, minhash, normalized_words, packed, shingles,
 )
 from distribution.models.engagement import Click, Connector, Report, engagement_received
 from distribution.models.projections import CommentTally
@@ -28,21 +29,36 @@ def share(tenant: str, share_id: str, ambassador_id: str, text: str, status=Shar
                  campaign_id="camp", network="linkedin", text=text, tracked_link_code=f"code-{share_id}",
                  tracked_link="https://go/r/x", share_intent_url=None, recommended_at=NOW,
                  similarity_to_suggested=0.1, similarity_to_colleagues=0.0, personalized=True, signature=signature,
-                 signature_bands=signature_bands(signature), created_at=NOW)
+                 created_at=NOW)
 
 
-async def test_colleague_signatures_come_from_the_lsh_bands_of_confirmed_shares_of_others(repositories, tenant):
-    shares = repositories.shares
-    await shares.add_prepared(share(tenant, f"{tenant}-1", "a1", POST), "fp1")
-    await shares.add_prepared(share(tenant, f"{tenant}-2", "a2", "Completely different words about hiring "
-                                    "engineers in Nantes for the data platform team this spring."), "fp2")
-    await shares.add_prepared(share(tenant, f"{tenant}-3", "a3", POST, status=ShareStatus.PREPARED), "fp3")
-    await shares.add_prepared(share(tenant, f"{tenant}-4", "me", POST), "fp4")
-    near_copy = minhash(shingles(normalized_words(POST.replace("honestly ", ""))))
-    found = await shares.colleague_signatures(tenant, "c1", "me", signature_bands(near_copy))
-    assert found == [share(tenant, "x", "a1", POST).signature]  # not the unrelated, the prepared, nor mine
-    assert await shares.colleague_signatures(tenant, "c1", "me", []) == []
-    assert await shares.colleague_signatures("another", "c1", "me", signature_bands(near_copy)) == []
+async def test_a_signature_book_is_read_by_id_and_grows_by_compare_and_set_across_chunks(repositories, tenant,
+                                                                                         distribution_db):
+    books = repositories.books
+    empty = await books.read(tenant, "c1")
+    assert (empty.entries, empty.last_version) == ([], 0)
+    post = packed(minhash(shingles(normalized_words(POST))))
+    entries = [BookEntry(share_id=f"s-{i}", colleague=f"k-{i % 3}", signature=post)
+               for i in range(BOOK_CHUNK_ENTRIES + 2)]
+    await books.add(empty, entries[0])
+    with pytest.raises(AlreadyExists):  # a second writer of the first chunk, from the same empty read
+        await books.add(empty, entries[1])
+    stale = await books.read(tenant, "c1")
+    for entry in entries[1:]:
+        await books.add(await books.read(tenant, "c1"), entry)
+    with pytest.raises(StaleWrite):  # the book moved on since `stale` was read: nothing written
+        await books.add(stale, BookEntry(share_id="late", colleague="k-9", signature=post))
+    book = await books.read(tenant, "c1")
+    assert [e.share_id for e in book.entries] == [e.share_id for e in entries]
+    assert book.entries[0].signature == post and book.last_chunk == 1 and book.last_chunk_size == 2
+    assert len(book.colleagues_of("k-0")) == len(entries) - len(entries[::3])
+    stored = await distribution_db["signature_books"].find_one({"_id": f"{tenant}/c1/0"})
+    assert len(stored["share_ids"]) == BOOK_CHUNK_ENTRIES and len(stored["signatures"]) == 512 * BOOK_CHUNK_ENTRIES
+    await books.remove(tenant, "c1", "s-1")
+    await books.remove(tenant, "c1", f"s-{BOOK_CHUNK_ENTRIES + 1}")
+    assert [e.share_id for e in (await books.read(tenant, "c1")).entries] == \
+        [e.share_id for e in entries if e.share_id not in {"s-1", f"s-{BOOK_CHUNK_ENTRIES + 1}"}]
+    assert (await books.read("another", "c1")).entries == []  # ids are tenant-scoped, the tenant is checked
 
 
 async def test_share_confirmation_is_a_compare_and_set_with_its_event(repositories, tenant, distribution_db,
@@ -164,3 +180,16 @@ async def test_comments_awaiting_reply_page_by_share_skipping_the_answered(repos
     assert pages == [["s1"], ["s3"], ["s5"]]
     assert (await comments.awaiting_reply(tenant, "a1", None, 10)).items[1].awaiting == 2
     assert (await comments.awaiting_reply(tenant, "someone-else", None, 10)).items == []
+
+
+async def test_shares_confirmed_before_the_signature_books_are_found_until_marked(repositories, tenant,
+                                                                                  distribution_db):
+    shares = repositories.shares
+    old = repositories.shares.to_document(share(tenant, f"{tenant}-old", "a1", POST))
+    old.pop("in_book")
+    await distribution_db["shares"].insert_one(old)  # as an earlier release stored it
+    await shares.add_prepared(share(tenant, f"{tenant}-new", "a2", POST), "fp")  # stored by this release
+    outside = {s.id for s in await shares.confirmed_outside_books(1000)}
+    assert f"{tenant}-old" in outside and f"{tenant}-new" not in outside
+    await shares.mark_in_book(tenant, f"{tenant}-old")
+    assert f"{tenant}-old" not in {s.id for s in await shares.confirmed_outside_books(1000)}

@@ -55,11 +55,13 @@ async def test_two_replicas_confirming_the_same_share_emit_one_event(client, oth
                                                                      projected, make, amb, read_topic,
                                                                      repositories):
     logins = [f"amb-{i}" for i in range(SHARES)]
-    await emit(*(make.opted_in(amb(tenant, login)) for login in logins), make.content("c1"))
-    await projected(tuple(amb(tenant, login) for login in logins), {"c1": 1})
+    # One content each: the same words by two colleagues on one content would be a near-copy.
+    await emit(*(make.opted_in(amb(tenant, login)) for login in logins),
+               *(make.content(f"c{i}") for i in range(SHARES)))
+    await projected(tuple(amb(tenant, login) for login in logins), {f"c{i}": 1 for i in range(SHARES)})
     shares = {}
-    for login in logins:
-        prepared = await client.post("/v1/shares", json={"content_id": "c1", "network": "linkedin", "text": OWN},
+    for i, login in enumerate(logins):
+        prepared = await client.post("/v1/shares", json={"content_id": f"c{i}", "network": "linkedin", "text": OWN},
                                      headers=bearer(tenant, login, "ambassador"))
         assert prepared.status_code == 201, prepared.text
         shares[login] = prepared.json()["share_id"]
@@ -80,3 +82,46 @@ async def test_two_replicas_confirming_the_same_share_emit_one_event(client, oth
 
     events = await read_topic(SHARE, lambda e: e.tenantid == tenant, min_count=SHARES + 1, timeout=5)
     assert sorted(e.data["share_id"] for e in events) == sorted(shares.values())  # one post.shared.v1 each
+
+
+PARROT = OWN.replace("honestly ", "").replace("last month", "in May")
+
+
+async def test_of_two_colleagues_confirming_the_same_text_at_once_only_one_succeeds(client, other_replica, bearer,
+                                                                                     tenant, emit, projected, make,
+                                                                                     amb, read_topic, repositories):
+    """Both prepared the text before either confirmed (so both were accepted as personalised); they confirm
+    at the same moment on two replicas: one confirmation goes through, the other gets the 422 a preparation
+    after it would have got, and the book of the content holds only the winner."""
+    pairs = [(f"amb-{round_}a", f"amb-{round_}b") for round_ in range(ROUNDS)]
+    contents = {f"c{round_}": 1 for round_ in range(ROUNDS)}
+    await emit(*(make.opted_in(amb(tenant, login)) for pair in pairs for login in pair),
+               *(make.content(content_id) for content_id in contents))
+    await projected(tuple(amb(tenant, login) for pair in pairs for login in pair), contents)
+    winners = []
+    for (first, second), content_id in zip(pairs, contents, strict=True):
+        prepared = {}
+        for login, text in ((first, OWN), (second, PARROT)):
+            answer = await client.post("/v1/shares", json={"content_id": content_id, "network": "linkedin",
+                                                           "text": text}, headers=bearer(tenant, login, "ambassador"))
+            assert answer.status_code == 201 and answer.json()["personalized"], answer.text
+            prepared[login] = answer.json()["share_id"]
+        answers = await asyncio.gather(*(
+            replica.post(f"/v1/shares/{prepared[login]}/confirm", json={},
+                         headers=bearer(tenant, login, "ambassador"))
+            for replica, login in ((client, first), (other_replica, second))))
+        assert sorted(a.status_code for a in answers) == [200, 422], [a.text for a in answers]
+        won, lost = (answers[0], answers[1]) if answers[0].status_code == 200 else (answers[1], answers[0])
+        refusal = lost.json()
+        assert lost.headers["content-type"] == "application/problem+json"
+        assert (refusal["type"], refusal["rule"], refusal["threshold"]) == (
+            "urn:advocacy:share-refused:too_similar_to_colleagues", "too_similar_to_colleagues", 0.4)
+        assert refusal["score"] > 0.4 and "colleague already posted" in refusal["detail"]
+        loser_id = lost.url.path.split("/")[-2]
+        assert (await repositories.shares.get(tenant, loser_id)).status == "prepared"
+        book = await repositories.books.read(tenant, content_id)
+        assert [e.share_id for e in book.entries] == [won.json()["share_id"]]
+        winners.append(won.json()["share_id"])
+
+    events = await read_topic(SHARE, lambda e: e.tenantid == tenant, min_count=ROUNDS + 1, timeout=5)
+    assert sorted(e.data["share_id"] for e in events) == sorted(winners)  # only the winners were shared

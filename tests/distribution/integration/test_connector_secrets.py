@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgi_lifespan import LifespanManager
@@ -49,9 +49,18 @@ async def own_database(settings):
 
 
 async def a_tracked_link(database, tenant: str) -> str:
-    code = f"code{uuid.uuid4().hex[:8]}"
+    """A tracked link and its confirmed share, as a confirmation leaves them (conversions need a posted share)."""
+    code, share_id = f"code{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    confirmed_at = datetime.now(UTC) - timedelta(minutes=1)
     await database["links"].insert_one({"_id": code, "tenant": tenant, "ambassador_id": "a1", "content_id": "c1",
-                                        "network": "linkedin", "link_url": "https://www.example.com/"})
+                                        "network": "linkedin", "link_url": "https://www.example.com/",
+                                        "confirmed_share_id": share_id})
+    await database["shares"].insert_one({
+        "_id": share_id, "tenant": tenant, "version": 2, "status": "confirmed", "ambassador_id": "a1",
+        "content_id": "c1", "campaign_id": "camp-1", "network": "linkedin", "text": "My own words",
+        "tracked_link_code": code, "tracked_link": f"https://go.example.com/r/{code}", "share_intent_url": None,
+        "recommended_at": confirmed_at, "similarity_to_suggested": 0.0, "similarity_to_colleagues": 0.0,
+        "personalized": True, "created_at": confirmed_at, "confirmed_at": confirmed_at})
     return code
 
 

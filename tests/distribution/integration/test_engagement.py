@@ -1,7 +1,9 @@
 """Tracked links (clicks through the outbox) and signed connector reports (202 after Kafka's ack)."""
 
+import asyncio
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -13,6 +15,8 @@ pytestmark = pytest.mark.integration
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"
 OWN = ("I visited our Lyon site last month and watched the solar panels go up. Today the whole plant runs on "
        "renewable power, and honestly it makes me proud to work here.")
+OTHER_OWN = ("Our facilities team did something remarkable: no more fossil energy for the whole plant. I saw the "
+             "first panels go up in the spring. Well done, everyone!")
 
 
 @pytest.fixture
@@ -34,6 +38,11 @@ async def connector(client, bearer, tenant):
                                  headers={**bearer(tenant, "admin-1", "admin"), "Idempotency-Key": "conn-1"})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def moment(**delta) -> str:
+    """An occurred_at inside the share's life: now, or shifted by `delta` (timedelta arguments)."""
+    return (datetime.now(UTC) + timedelta(**delta)).isoformat()
 
 
 def signed(connector, body: dict, timestamp: int | None = None, secret: str | None = None) -> tuple[bytes, str]:
@@ -105,7 +114,7 @@ async def test_signed_report_is_published_once(client, bearer, tenant, confirmed
                                                  distribution_db, amb):
     assert connector["secret"].startswith("whsec_")
     assert connector["engagement_webhook"].endswith(f"/v1/connectors/{connector['connector_id']}/engagements")
-    report = {"id": "li-1", "kind": "impression", "count": 1200, "occurred_at": "2026-11-20T10:00:00Z",
+    report = {"id": "li-1", "kind": "impression", "count": 1200, "occurred_at": moment(),
               "post_url": confirmed["post_url"]}
     accepted = await post_report(client, bearer, tenant, connector, report)
     assert accepted.status_code == 202, accepted.text
@@ -129,7 +138,7 @@ async def test_signed_report_is_published_once(client, bearer, tenant, confirmed
 
 async def test_bad_signatures_are_refused_and_change_nothing(client, bearer, tenant, confirmed, connector,
                                                              repositories):
-    report = {"id": "li-2", "kind": "reaction", "occurred_at": "2026-11-20T10:00:00Z",
+    report = {"id": "li-2", "kind": "reaction", "occurred_at": moment(),
               "share_id": confirmed["share_id"]}
     wrong_secret = await post_report(client, bearer, tenant, connector, report, secret="whsec_guess")
     assert wrong_secret.status_code == 401 and "does not match" in wrong_secret.json()["detail"]
@@ -151,7 +160,7 @@ async def test_bad_signatures_are_refused_and_change_nothing(client, bearer, ten
 
 async def test_conversion_postback_by_tracked_link(client, bearer, tenant, confirmed, connector, read_topic):
     body = {"id": "ats-77", "tracked_link_code": confirmed["tracked_link_code"], "conversion_type": "application",
-            "occurred_at": "2026-11-21T08:00:00Z"}
+            "occurred_at": moment()}
     accepted = await post_report(client, bearer, tenant, connector, body, kind="conversions")
     assert accepted.status_code == 202, accepted.text
     events = await read_topic(ENGAGEMENT, lambda e: e.tenantid == tenant and e.data["kind"] == "conversion")
@@ -165,7 +174,7 @@ async def test_conversion_postback_by_tracked_link(client, bearer, tenant, confi
 async def test_comments_awaiting_reply(client, bearer, tenant, confirmed, connector, wait_for):
     for report in ({"id": "c-1", "kind": "comment", "count": 3}, {"id": "c-2", "kind": "comment_reply"}):
         response = await post_report(client, bearer, tenant, connector, {
-            **report, "occurred_at": "2026-11-21T09:00:00Z", "tracked_link_code": confirmed["tracked_link_code"]})
+            **report, "occurred_at": moment(), "tracked_link_code": confirmed["tracked_link_code"]})
         assert response.status_code == 202
 
     async def tallied():
@@ -203,3 +212,107 @@ async def test_connector_registration_is_idempotent_and_secret_shown_once(client
     assert (await client.get("/v1/connectors", params={"limit": 1000}, headers=integrator)).status_code == 422
     assert (await client.post("/v1/connectors", json={"name": "x"},
                               headers=bearer(tenant, "amb", "ambassador"))).status_code == 403
+
+
+# --- plausibility, through the signed webhook -----------------------------------------------------------
+
+async def assert_refused(client, bearer, tenant, connector, body, reason, field, repositories, kind="engagements"):
+    response = await post_report(client, bearer, tenant, connector, body, kind=kind)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert (problem.get("reason"), problem["errors"][0]["field"]) == (reason, field), problem
+    assert await repositories.reports.get(tenant, f"{tenant}/{connector['connector_id']}/{body['id']}") is None
+
+
+async def test_implausible_reports_are_refused_and_counted_nowhere(client, bearer, tenant, emit, projected, make,
+                                                                   amb, confirmed, connector, repositories,
+                                                                   read_topic):
+    headers = bearer(tenant, "amb-2", "ambassador")
+    await emit(make.opted_in(amb(tenant, "amb-2")))
+    await projected((amb(tenant, "amb-2"),))
+    prepared = (await client.post("/v1/shares", json={"content_id": "c1", "network": "linkedin",
+                                                      "text": OTHER_OWN},
+                                  headers=headers)).json()
+    share_id = confirmed["share_id"]
+    cases = [
+        ({"id": "p-1", "kind": "reaction", "occurred_at": moment(), "share_id": prepared["share_id"]},
+         "share_not_confirmed", "share_id"),
+        ({"id": "p-2", "kind": "reaction", "occurred_at": moment(),
+          "tracked_link_code": prepared["tracked_link_code"]}, "share_not_confirmed", "tracked_link_code"),
+        ({"id": "p-3", "kind": "impression", "count": 5, "occurred_at": moment(days=3), "share_id": share_id},
+         "occurred_in_the_future", "occurred_at"),
+        ({"id": "p-4", "kind": "impression", "count": 5, "occurred_at": moment(hours=-2), "share_id": share_id},
+         "occurred_before_the_share", "occurred_at"),
+        ({"id": "p-5", "kind": "impression", "count": 0, "occurred_at": moment(), "share_id": share_id},
+         "count_out_of_range", "count"),
+        ({"id": "p-6", "kind": "impression", "count": 50_000_000, "occurred_at": moment(), "share_id": share_id},
+         "count_out_of_range", "count"),
+        ({"id": "p-7", "kind": "comment_reply", "count": 1, "occurred_at": moment(), "share_id": share_id},
+         "replies_exceed_comments", "count"),
+    ]
+    for body, reason, field in cases:
+        await assert_refused(client, bearer, tenant, connector, body, reason, field, repositories)
+    conversion = {"id": "p-8", "tracked_link_code": prepared["tracked_link_code"], "conversion_type": "lead",
+                  "occurred_at": moment()}
+    await assert_refused(client, bearer, tenant, connector, conversion, "share_not_confirmed", "tracked_link_code",
+                         repositories, kind="conversions")
+    naive = await post_report(client, bearer, tenant, connector, {"id": "p-9", "kind": "reaction", "share_id": share_id,
+                                                                  "occurred_at": "2026-12-01T10:00:00"})
+    assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "occurred_at"
+    negative = await post_report(client, bearer, tenant, connector, {"id": "p-10", "kind": "reaction", "count": -1,
+                                                                     "share_id": share_id, "occurred_at": moment()})
+    assert negative.status_code == 422 and negative.json()["errors"][0]["field"] == "count"
+
+    # A plausible report after all of them: the only event on the topic.
+    accepted = await post_report(client, bearer, tenant, connector, {"id": "ok", "kind": "reaction",
+                                                                     "occurred_at": moment(), "share_id": share_id})
+    assert accepted.status_code == 202, accepted.text
+    events = await read_topic(ENGAGEMENT, lambda e: e.tenantid == tenant and e.data["kind"] != "click",
+                              min_count=2, timeout=3)
+    assert [e.data["source_event_id"] for e in events] == ["ok"]
+
+
+async def test_replies_racing_on_two_replicas_never_exceed_the_comments(client, bearer, tenant, confirmed, connector,
+                                                                        settings, worker, repositories, read_topic):
+    from asgi_lifespan import LifespanManager
+    from httpx import ASGITransport, AsyncClient
+
+    from distribution.bootstrap import create_app
+
+    share_id = confirmed["share_id"]
+    comments = await post_report(client, bearer, tenant, connector, {"id": "c", "kind": "comment", "count": 3,
+                                                                     "occurred_at": moment(), "share_id": share_id})
+    assert comments.status_code == 202, comments.text
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=60), \
+            AsyncClient(transport=ASGITransport(app), base_url="http://replica-b") as replica:
+        answers = await asyncio.gather(*(
+            post_report(api, bearer, tenant, connector, {"id": f"r-{i}", "kind": "comment_reply",
+                                                         "occurred_at": moment(), "share_id": share_id})
+            for i, api in enumerate([client, replica] * 3)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [202, 202, 202, 422, 422, 422], [a.text for a in answers]
+    assert all(a.json()["reason"] == "replies_exceed_comments" for a in answers if a.status_code == 422)
+    totals = await repositories.totals.get(tenant, share_id)
+    assert (totals.comments, totals.replies) == (3, 3)
+    replies = await read_topic(ENGAGEMENT, lambda e: e.tenantid == tenant and e.data["kind"] == "comment_reply",
+                               min_count=4, timeout=3)
+    assert len(replies) == 3  # the response rate on this post is exactly 1, never above
+
+
+async def test_an_erased_persons_post_is_counted_anonymously(client, bearer, tenant, confirmed, connector, emit,
+                                                             amb, repositories, wait_for, read_topic):
+    from advocacy_common.events import AmbassadorErased
+
+    await emit(AmbassadorErased(ambassador_id=amb(tenant, "amb-1"), erased_at=datetime.now(UTC)))
+
+    async def erased():
+        assert (await repositories.ambassadors.get(tenant, amb(tenant, "amb-1"))).status == "erased"
+    await wait_for(erased)
+    accepted = await post_report(client, bearer, tenant, connector, {"id": "late", "kind": "reaction",
+                                                                     "occurred_at": moment(),
+                                                                     "share_id": confirmed["share_id"]})
+    assert accepted.status_code == 202, accepted.text
+    [event] = await read_topic(ENGAGEMENT, lambda e: e.tenantid == tenant and e.data["kind"] == "reaction")
+    assert event.data["ambassador_id"] == "erased" and amb(tenant, "amb-1") not in json.dumps(event.data)

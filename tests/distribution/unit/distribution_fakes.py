@@ -15,8 +15,9 @@ from advocacy_common.envelope import Envelope
 from advocacy_common.events import AmbassadorProfile, EngagementKind
 from advocacy_common.repository import AlreadyExists, KeyReused, Page, StaleWrite, UnitOfWork
 from advocacy_testkit import FakeExportParts, FakeSubjectHolders
-from distribution.models.authenticity import AuthenticityPolicy, TenantPolicy
+from distribution.models.authenticity import AuthenticityPolicy, BookEntry, SignatureBook, TenantPolicy
 from distribution.models.engagement import Click, Connector, Report
+from distribution.models.plausibility import ShareTotals
 from distribution.models.projections import (
     AmbassadorStatus, AmbassadorView, CharterView, CommentTally, ContentView,
 )
@@ -165,6 +166,7 @@ class FakeShares:
     items: dict[str, Share] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)
     events: dict[str, list[Envelope]] = field(default_factory=dict)  # saved with the share they belong to
+    in_book: set[str] = field(default_factory=set)  # confirmed by this release: entered in their book
 
     async def get(self, tenant: str, share_id: str) -> Share | None:
         return of_tenant(self.items.get(share_id), tenant)
@@ -187,6 +189,7 @@ class FakeShares:
             raise StaleWrite(share.id)
         saved = share.model_copy(update={"version": share.version + 1})
         self.items[share.id] = saved
+        self.in_book.add(share.id)
         self.events.setdefault(share.id, []).extend(envelope for _, envelope in uow.pending)
         return saved
 
@@ -213,17 +216,40 @@ class FakeShares:
                 if s.tenant == tenant and s.content_id == content_id and s.recommended_at >= moment
                 and (s.status is ShareStatus.CONFIRMED or s.created_at >= held_since)}
 
-    async def colleague_signatures(self, tenant: str, content_id: str, ambassador_id: str,
-                                   bands: list[str]) -> list[list[int]]:
-        wanted = set(bands)
-        return [s.signature for s in self.items.values()
-                if s.tenant == tenant and s.content_id == content_id and s.status is ShareStatus.CONFIRMED
-                and s.ambassador_id != ambassador_id and wanted & set(s.signature_bands)]
+    async def confirmed_outside_books(self, limit: int) -> list[Share]:
+        return [s for s in self.items.values()
+                if s.status is ShareStatus.CONFIRMED and s.id not in self.in_book][:limit]
+
+    async def mark_in_book(self, tenant: str, share_id: str) -> None:
+        self.in_book.add(share_id)
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         for share in self._of(tenant, ambassador_id):
             self.items[share.id] = share.model_copy(update={"ambassador_id": erased, "text": None, "post_url": None,
                                                             "version": share.version + 1})
+
+
+@dataclass
+class FakeBooks:
+    """One list of entries per content, with a version: an addition to a book read before another's fails."""
+
+    items: dict[tuple[str, str], SignatureBook] = field(default_factory=dict)
+
+    async def read(self, tenant: str, content_id: str) -> SignatureBook:
+        return self.items.get((tenant, content_id), SignatureBook(tenant=tenant, content_id=content_id))
+
+    async def add(self, book: SignatureBook, entry: BookEntry) -> None:
+        stored = await self.read(book.tenant, book.content_id)
+        if stored.last_version != book.last_version:
+            raise StaleWrite(book.content_id) if book.last_version else AlreadyExists(book.content_id)
+        self.items[(book.tenant, book.content_id)] = stored.model_copy(update={
+            "entries": [*stored.entries, entry], "last_version": stored.last_version + 1,
+            "last_chunk_size": stored.last_chunk_size + 1})
+
+    async def remove(self, tenant: str, content_id: str, share_id: str) -> None:
+        stored = await self.read(tenant, content_id)
+        self.items[(tenant, content_id)] = stored.model_copy(update={
+            "entries": [e for e in stored.entries if e.share_id != share_id], "last_version": stored.last_version + 1})
 
 
 @dataclass
@@ -325,6 +351,22 @@ class FakeReports:
 
 
 @dataclass
+class FakeTotals:
+    items: dict[tuple[str, str], ShareTotals] = field(default_factory=dict)
+
+    async def get(self, tenant: str, share_id: str) -> ShareTotals:
+        return self.items.get((tenant, share_id), ShareTotals(tenant=tenant, share_id=share_id))
+
+    async def save(self, totals: ShareTotals) -> ShareTotals:
+        stored = await self.get(totals.tenant, totals.share_id)
+        if stored.version != totals.version:
+            raise StaleWrite(totals.share_id) if totals.version else AlreadyExists(totals.share_id)
+        saved = totals.model_copy(update={"version": totals.version + 1})
+        self.items[(totals.tenant, totals.share_id)] = saved
+        return saved
+
+
+@dataclass
 class FakePolicies:
     items: dict[str, TenantPolicy] = field(default_factory=dict)
 
@@ -357,6 +399,6 @@ class FakePublisher:
 
 def fake_repositories() -> Repositories:
     return Repositories(contents=FakeContents(), ambassadors=FakeAmbassadors(), charters=FakeCharters(),
-                        comments=FakeComments(), shares=FakeShares(), links=FakeLinks(), clicks=FakeClicks(),
-                        connectors=FakeConnectors(), reports=FakeReports(), policies=FakePolicies(),
-                        exports=FakeExportParts())
+                        comments=FakeComments(), shares=FakeShares(), books=FakeBooks(), links=FakeLinks(),
+                        clicks=FakeClicks(), connectors=FakeConnectors(), reports=FakeReports(), totals=FakeTotals(),
+                        policies=FakePolicies(), exports=FakeExportParts())

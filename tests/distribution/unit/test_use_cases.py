@@ -3,73 +3,26 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from advocacy_common.auth import Principal
-from advocacy_common.cursors import CursorCodec
 from advocacy_common.errors import Problem
 from advocacy_common.events import (
-    AmbassadorProfile, NetworkPresence, PostShared, QuietHours, SharingPreferences,
+    NetworkPresence, PostShared, QuietHours,
 )
 from advocacy_common.repository import KeyReused, StaleWrite
 from distribution.models.authenticity import AuthenticityPolicy, TenantPolicy
-from distribution.models.projections import AmbassadorStatus, AmbassadorView, CharterView, ContentView
+from distribution.models.projections import AmbassadorStatus, AmbassadorView, CharterView
 from distribution.models.sharing import Refusal, ShareStatus
 from distribution.models.engagement import sign
-from distribution.options import Options
+from distribution.models.plausibility import Implausible
 from distribution.schemas import EngagementReport, NewConnector, PrepareShare
-from distribution.service import Engagement, Sharing, Tracking
 from distribution.service.sharing import PolicyChanged
 
-from distribution_fakes import FakePublisher, fake_repositories
+from distribution_world import BROWSER, NOW, OPTIONS, OWN, SUGGESTED, TENANT, World, principal
 
 pytestmark = pytest.mark.unit
-NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-TENANT = "acme"
-SUGGESTED = ("We are proud to announce that our new plant in Lyon is now running on 100% renewable energy. "
-             "This is a major step towards our goal of carbon neutrality by 2030. Thanks to all the teams who "
-             "made this possible!")
-OWN = ("I visited our Lyon site last month and watched the solar panels go up. Today the whole plant runs on "
-       "renewable power, and honestly it makes me proud to work here.")
-BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"
-OPTIONS = Options(public_base_url="https://go.example.com", link_code_secret="links", visitor_hash_salt="salt",
-                  slot_spacing=timedelta(minutes=30), webhook_tolerance_seconds=300)
-
-
-def principal(login: str, *roles: str) -> Principal:
-    return Principal(subject=login, tenant=TENANT, roles=frozenset(roles or ("ambassador",)), claims={})
-
-
-class World:
-    """The use cases over one set of fakes, with a content and two opted-in ambassadors."""
-
-    def __init__(self) -> None:
-        self.repositories = fake_repositories()
-        self.publisher = FakePublisher()
-        self.sharing = Sharing(self.repositories, OPTIONS, CursorCodec(b"unit-key"))
-        self.tracking = Tracking(self.repositories, OPTIONS)
-        self.engagement = Engagement(self.repositories, self.publisher, OPTIONS)
-        self.repositories.contents.items[(TENANT, "c1")] = ContentView(
-            tenant=TENANT, content_id="c1", version=1, campaign_id="camp-1", link_url="https://acme.com/green",
-            suggested_texts={"linkedin": SUGGESTED}, topics=["energy"], language="en", networks=["linkedin", "x"],
-            publish_at=NOW - timedelta(hours=2), expires_at=NOW + timedelta(days=5))
-        for login in ("amb-1", "amb-2"):
-            self.opt_in(login)
-
-    def opt_in(self, login: str, **preferences) -> None:
-        me = principal(login).subject_key
-        profile = AmbassadorProfile(persona="expert", topics=["energy"], languages=["en"], team_id="ops",
-                                    networks=[NetworkPresence(network="linkedin", audience_size=850)],
-                                    preferences=SharingPreferences(**preferences))
-        self.repositories.ambassadors.items[(TENANT, me)] = AmbassadorView(
-            tenant=TENANT, ambassador_id=me, status=AmbassadorStatus.OPTED_IN, accepted_charter_version=1,
-            profile=profile)
-
-    async def prepare(self, login: str = "amb-1", text: str = OWN, key: str | None = None, **extra):
-        request = PrepareShare(content_id="c1", network="linkedin", text=text, **extra)
-        return await self.sharing.prepare(principal(login), request, key, NOW)
 
 
 @pytest.fixture
@@ -86,7 +39,7 @@ async def test_prepare_stores_the_share_and_its_link_and_a_retry_gets_the_same(w
     link = await world.repositories.links.by_code(share.tracked_link_code)
     assert (link.tenant, link.ambassador_id, link.content_id, link.confirmed_share_id) == \
         (TENANT, principal("amb-1").subject_key, "c1", None)
-    assert share.signature and len(share.signature_bands) == 64
+    assert len(share.signature) == 128
     assert await world.prepare(key="k-1") == share
     with pytest.raises(KeyReused):
         await world.prepare(key="k-1", text=OWN + " Really.")
@@ -151,7 +104,7 @@ async def test_a_near_copy_of_the_suggested_text_is_refused_or_flagged_by_policy
     assert flagged.personalized is False and flagged.similarity_to_suggested > 0.8
 
 
-async def test_copying_a_colleagues_confirmed_post_is_refused_through_the_lsh_lookup(world):
+async def test_copying_a_colleagues_confirmed_post_is_refused_through_the_signature_book(world):
     first = await world.prepare("amb-1")
     parrot = OWN.replace("honestly ", "").replace("last month", "in May")
     unconfirmed = await world.prepare("amb-2", text=parrot)  # a prepared share is no one's post yet
@@ -163,6 +116,79 @@ async def test_copying_a_colleagues_confirmed_post_is_refused_through_the_lsh_lo
     own = await world.prepare("amb-2", key="own", text="Our facilities team did something remarkable in Lyon: "
                               "no more fossil energy for the whole plant. Well done, everyone!")
     assert own.personalized
+
+
+PARROT = OWN.replace("honestly ", "").replace("last month", "in May")
+
+
+async def test_of_two_colleagues_preparing_the_same_text_only_the_first_to_confirm_succeeds(world):
+    first, second = await world.prepare("amb-1"), await world.prepare("amb-2", text=PARROT)
+    assert first.personalized and second.personalized  # at preparation neither had confirmed yet
+    await world.sharing.confirm(principal("amb-1"), first.id, None, NOW)
+    with pytest.raises(Refusal) as refused:
+        await world.sharing.confirm(principal("amb-2"), second.id, None, NOW)
+    assert (refused.value.rule, refused.value.threshold) == ("too_similar_to_colleagues", 0.4)
+    assert refused.value.score > 0.4 and "colleague already posted" in refused.value.message
+    stored = world.repositories.shares.items[second.id]
+    assert stored.status is ShareStatus.PREPARED and second.id not in world.repositories.shares.events
+    book = await world.repositories.books.read(TENANT, "c1")
+    assert [e.share_id for e in book.entries] == [first.id]  # the refused one left no trace
+    link = await world.repositories.links.by_code(second.tracked_link_code)
+    assert link.confirmed_share_id is None  # and did not take its link: a rewritten text can still go
+
+
+async def test_a_colleague_confirming_between_our_read_and_our_write_is_compared_with(world):
+    first, second = await world.prepare("amb-1"), await world.prepare("amb-2", text=PARROT)
+    books = world.repositories.books
+    original = books.add
+
+    async def add(book, entry):  # amb-1's confirmation lands between amb-2's read of the book and its write
+        books.add = original
+        await world.sharing.confirm(principal("amb-1"), first.id, None, NOW)
+        return await original(book, entry)
+
+    books.add = add
+    with pytest.raises(Refusal) as refused:
+        await world.sharing.confirm(principal("amb-2"), second.id, None, NOW)
+    assert refused.value.rule == "too_similar_to_colleagues"
+    assert [e.share_id for e in (await books.read(TENANT, "c1")).entries] == [first.id]
+
+
+async def test_with_the_flag_policy_the_second_confirmation_goes_through_as_not_personalised(world):
+    world.repositories.policies.items[TENANT] = TenantPolicy(
+        tenant=TENANT, policy=AuthenticityPolicy(near_copy_action="flag"), version=1)
+    first, second = await world.prepare("amb-1"), await world.prepare("amb-2", text=PARROT)
+    await world.sharing.confirm(principal("amb-1"), first.id, None, NOW)
+    confirmed = await world.sharing.confirm(principal("amb-2"), second.id, None, NOW)
+    assert confirmed.personalized is False and confirmed.similarity_to_colleagues > 0.4
+    [event] = world.repositories.shares.events[second.id]
+    assert event.data["personalized"] is False and event.data["similarity_to_colleagues"] > 0.4
+
+
+async def test_my_own_posts_of_one_content_on_two_networks_are_not_compared(world):
+    world.opt_in("amb-1")
+    me = principal("amb-1").subject_key
+    profile = world.repositories.ambassadors.items[(TENANT, me)].profile
+    world.repositories.ambassadors.items[(TENANT, me)].profile = profile.model_copy(update={"networks": [
+        *profile.networks, NetworkPresence(network="x", audience_size=100)]})
+    linkedin = await world.prepare("amb-1", text=OWN[:250])
+    x = await world.sharing.prepare(principal("amb-1"), PrepareShare(content_id="c1", network="x", text=OWN[:250]),
+                                    None, NOW)
+    await world.sharing.confirm(principal("amb-1"), linkedin.id, None, NOW)
+    confirmed = await world.sharing.confirm(principal("amb-1"), x.id, None, NOW)
+    assert confirmed.personalized and confirmed.similarity_to_colleagues == 0.0
+
+
+async def test_shares_confirmed_before_the_books_existed_are_entered_once_at_start(world):
+    prepared = await world.prepare("amb-1")
+    shares = world.repositories.shares
+    shares.items[prepared.id] = prepared.model_copy(update={"status": ShareStatus.CONFIRMED, "confirmed_at": NOW})
+    assert await world.sharing.fill_books() == 1
+    assert await world.sharing.fill_books() == 0  # nothing left: a restart does nothing
+    assert [e.share_id for e in (await world.repositories.books.read(TENANT, "c1")).entries] == [prepared.id]
+    with pytest.raises(Refusal) as refused:  # a colleague's copy of it is a near-copy again
+        await world.prepare("amb-2", text=PARROT)
+    assert refused.value.rule == "too_similar_to_colleagues"
 
 
 async def test_confirm_saves_one_post_shared_event_with_the_share(world):
@@ -287,7 +313,7 @@ async def _connector(world):
 
 
 def _report(**fields) -> bytes:
-    return json.dumps({"id": "li-1", "kind": "impression", "count": 1200, "occurred_at": "2026-03-10T10:00:00Z",
+    return json.dumps({"id": "li-1", "kind": "impression", "count": 1200, "occurred_at": "2026-03-10T12:00:00Z",
                        **fields}).encode()
 
 
@@ -316,6 +342,7 @@ async def test_a_signed_report_is_published_once_and_a_replay_is_refused(world):
 async def test_a_report_whose_publish_failed_is_published_again_as_the_same_event(world):
     connector = await _connector(world)
     share = await world.prepare()
+    await world.sharing.confirm(principal("amb-1"), share.id, None, NOW)
     body = _report(share_id=share.id, kind="comment", count=2)
     integrator = principal("svc", "integrator")
     signature = sign(connector.secret, int(NOW.timestamp()), body)
@@ -337,10 +364,10 @@ async def test_bad_signatures_and_unknown_targets_change_nothing(world):
         await world.engagement.ingest_report(integrator, connector.id, EngagementReport, body,
                                              sign("whsec_guess", int(NOW.timestamp()), body), NOW)
     assert forged.value.status == 401
-    with pytest.raises(Problem) as unknown:
+    with pytest.raises(Implausible) as unknown:
         await world.engagement.ingest_report(integrator, connector.id, EngagementReport, body,
                                              sign(connector.secret, int(NOW.timestamp()), body), NOW)
-    assert unknown.value.status == 422 and unknown.value.extensions["errors"][0]["field"] == "share_id"
+    assert (unknown.value.reason, unknown.value.field) == ("unknown_post", "share_id")
     assert world.repositories.reports.items == {} and world.publisher.published == []
 
 

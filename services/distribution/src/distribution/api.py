@@ -13,6 +13,7 @@ from advocacy_common.errors import Problem, problem_response, problem_responses
 
 from .models.authenticity import AuthenticityPolicy
 from .models.engagement import Connector as ConnectorModel
+from .models.plausibility import Implausible
 from .models.sharing import Refusal, Share as ShareModel
 from .options import Options
 from .schemas import (
@@ -88,8 +89,10 @@ async def get_share(request: Request, share_id: PathId, principal: Principal = D
 @router.post("/shares/{share_id}/confirm", response_model=Share)
 async def confirm(request: Request, share_id: PathId, body: ConfirmShare | None = None,
                   principal: Principal = Depends(SHARE_ACTORS)) -> Share:
-    """Confirm the post is online (by me, or by a connector), optionally with its URL. Emits `post.shared.v1`
-    with the personalisation scores and my audience on that network; confirming again changes nothing."""
+    """Confirm the post is online (by me, or by a connector), optionally with its URL. The authenticity rules
+    are checked again against what colleagues confirmed since the preparation (a near-copy is a 422 as at
+    preparation). Emits `post.shared.v1` with the personalisation scores and my audience on that network;
+    confirming again changes nothing."""
     share = await _distribution(request).sharing.confirm(principal, share_id, body.post_url if body else None,
                                                          utcnow())
     return share_body(share)
@@ -151,7 +154,9 @@ async def report_engagement(request: Request, connector_id: PathId,
                             principal: Principal = Depends(INTEGRATOR)) -> ReportAccepted:
     """A connector reports impressions, reactions, comments, comment replies or reshares of one post (by
     `share_id`, `post_url` or `tracked_link_code`). Signed (HMAC-SHA256, 5-minute window). Answers 202 once
-    Kafka acknowledged the `engagement.received.v1`; an `id` already received is refused (409)."""
+    Kafka acknowledged the `engagement.received.v1`; an `id` already received is refused (409). An implausible
+    report (a share never confirmed, `occurred_at` outside the post's life, a count out of bounds, replies
+    beyond the comments) is a 422 with its `reason` that records and counts nothing."""
     return await _ingest(request, principal, connector_id, EngagementReport)
 
 
@@ -162,7 +167,7 @@ async def report_engagement(request: Request, connector_id: PathId,
 async def report_conversion(request: Request, connector_id: PathId,
                             principal: Principal = Depends(INTEGRATOR)) -> ReportAccepted:
     """Conversion postback (application, download, lead, sign-up) attributed by tracked-link code. Signed like
-    engagement reports; answers 202 once Kafka acknowledged."""
+    engagement reports; answers 202 once Kafka acknowledged; the same plausibility rules (422 with `reason`)."""
     return await _ingest(request, principal, connector_id, ConversionReport)
 
 
@@ -242,6 +247,13 @@ def install(app: FastAPI) -> None:
         extensions = {"rule": refusal.rule, "score": refusal.score, "threshold": refusal.threshold}
         problem = Problem(422, "Share refused", refusal.message, type_=f"urn:advocacy:share-refused:{refusal.rule}",
                           **extensions)
+        return problem_response(problem, request)
+
+    @app.exception_handler(Implausible)
+    async def implausible(request: Request, error: Implausible) -> JSONResponse:
+        problem = Problem(422, "Report refused", f"{error.field}: {error.message}",
+                          type_=f"urn:advocacy:report-refused:{error.reason}", reason=error.reason,
+                          errors=[{"field": error.field, "message": error.message}])
         return problem_response(problem, request)
 
     app.include_router(router)

@@ -59,6 +59,9 @@ def create_app(settings: DistributionSettings) -> FastAPI:
             await create_indexes(resources.database)
             await upgrade_documents(resources.database)
             app.state.distribution = await build_distribution(resources.database, resources.publisher, settings)
+            entered = await app.state.distribution.sharing.fill_books()
+            if entered:
+                log.info("entered %d shares confirmed before signature books existed into their books", entered)
             yield
 
     app = create_service_app(settings, title="Distribution", description=DESCRIPTION, lifespan=lifespan)

@@ -19,6 +19,8 @@ class Options:
     webhook_tolerance_seconds: int
     # A prepare never confirmed stops holding its slot after this (the person gave up, or posted without us).
     prepare_hold: timedelta = timedelta(minutes=30)
+    engagement_clock_skew: timedelta = timedelta(minutes=5)
+    engagement_backfill: timedelta = timedelta(0)
 
     @classmethod
     def from_settings(cls, settings: DistributionSettings) -> Options:
@@ -26,7 +28,9 @@ class Options:
                    visitor_hash_salt=settings.visitor_hash_salt,
                    slot_spacing=timedelta(minutes=settings.slot_spacing_minutes),
                    webhook_tolerance_seconds=settings.webhook_tolerance_seconds,
-                   prepare_hold=timedelta(seconds=settings.prepare_hold_seconds))
+                   prepare_hold=timedelta(seconds=settings.prepare_hold_seconds),
+                   engagement_clock_skew=timedelta(seconds=settings.engagement_clock_skew_seconds),
+                   engagement_backfill=timedelta(days=settings.engagement_backfill_days))
 
     def tracked_link(self, code: str) -> str:
         return f"{self.public_base_url}/r/{code}"

@@ -20,8 +20,9 @@ from advocacy_common.repository import Page, UnitOfWork
 from advocacy_common.subjects import SubjectHolders
 from advocacy_common.gdpr_export import ExportParts
 
-from .models.authenticity import AuthenticityPolicy, TenantPolicy
+from .models.authenticity import AuthenticityPolicy, BookEntry, SignatureBook, TenantPolicy
 from .models.engagement import Click, Connector, Report
+from .models.plausibility import ShareTotals
 from .models.projections import AmbassadorView, CharterView, CommentTally, ContentView
 from .models.sharing import Share, TrackedLink
 
@@ -132,13 +133,32 @@ class Shares(Protocol):
         shares, and prepared ones created at or after `held_since` (older prepares gave their slot back)."""
         ...
 
-    async def colleague_signatures(self, tenant: str, content_id: str, ambassador_id: str,
-                                   bands: list[str]) -> list[list[int]]:
-        """Signatures of others' confirmed shares of this content sharing at least one LSH band key."""
+    async def confirmed_outside_books(self, limit: int) -> list[Share]:
+        """Confirmed shares (of any tenant) not yet entered in their content's signature book: those
+        confirmed before the books existed. Empty once `fill_books` has run."""
         ...
+
+    async def mark_in_book(self, tenant: str, share_id: str) -> None: ...
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         """Drop the person's id, text and post URL from their shares (counts stay)."""
+        ...
+
+
+class SignatureBooks(Protocol):
+    """Per content, the signatures of its confirmed shares: what the near-copy check compares with."""
+
+    async def read(self, tenant: str, content_id: str) -> SignatureBook:
+        """The whole book (empty at version 0 when no share of the content was confirmed)."""
+        ...
+
+    async def add(self, book: SignatureBook, entry: BookEntry) -> None:
+        """Append if the book is still as read; StaleWrite or AlreadyExists (nothing written) when another
+        confirmation got there first."""
+        ...
+
+    async def remove(self, tenant: str, content_id: str, share_id: str) -> None:
+        """Take a share's entry out again (its confirmation did not go through)."""
         ...
 
 
@@ -203,6 +223,19 @@ class Reports(Protocol):
         ...
 
 
+class EngagementTotals(Protocol):
+    """Per-share running totals of reported comments and replies, checked and updated at ingestion."""
+
+    async def get(self, tenant: str, share_id: str) -> ShareTotals:
+        """The share's totals, or empty ones at version 0."""
+        ...
+
+    async def save(self, totals: ShareTotals) -> ShareTotals:
+        """Store them if the stored version is still `totals.version` (the saved totals carry version + 1);
+        StaleWrite or AlreadyExists (nothing written) when another writer got there first."""
+        ...
+
+
 class Policies(Protocol):
     async def current(self, tenant: str) -> TenantPolicy:
         """The stored policy, or the defaults at version 0."""
@@ -229,9 +262,11 @@ class Repositories:
     charters: CharterProjection
     comments: CommentTallies
     shares: Shares
+    books: SignatureBooks
     links: Links
     clicks: Clicks
     connectors: Connectors
     reports: Reports
+    totals: EngagementTotals
     policies: Policies
     exports: ExportParts

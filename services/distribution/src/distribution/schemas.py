@@ -120,8 +120,11 @@ class EngagementReport(Body):
 
     id: str = Field(min_length=1, max_length=200)
     kind: Literal["impression", "reaction", "comment", "comment_reply", "reshare"]
-    count: int = Field(default=1, ge=0, le=1_000_000_000)
-    occurred_at: SaneDatetime
+    count: int = Field(default=1, ge=0, le=1_000_000_000, description="The increase since your last report, "
+                       "1 to the bound of its kind (impressions 10,000,000; reactions, reshares 1,000,000; comments, "
+                       "replies 100,000)")
+    occurred_at: SaneDatetime = Field(description="With a time zone; not before the post was confirmed, not in "
+                                      "the future (5 minutes of clock skew)")
     share_id: str | None = Field(default=None, max_length=200)
     post_url: str | None = Field(default=None, max_length=2000)
     tracked_link_code: str | None = Field(default=None, max_length=50)
@@ -133,8 +136,9 @@ class ConversionReport(Body):
     id: str = Field(min_length=1, max_length=200)
     tracked_link_code: str = Field(min_length=1, max_length=50)
     conversion_type: ConversionType
-    count: int = Field(default=1, ge=0, le=1_000_000)
-    occurred_at: SaneDatetime
+    count: int = Field(default=1, ge=0, le=1_000_000, description="1 to 10,000")
+    occurred_at: SaneDatetime = Field(description="With a time zone; not before the post was confirmed, not in "
+                                      "the future (5 minutes of clock skew)")
 
 
 class ReportAccepted(BaseModel):

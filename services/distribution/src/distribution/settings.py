@@ -26,6 +26,12 @@ class DistributionSettings(ServiceSettings):
     webhook_tolerance_seconds: int = Field(default=300, ge=1, description="Accepted clock skew of signed webhooks")
     prepare_hold_seconds: int = Field(default=1800, ge=1, description=(
         "How long a prepared, unconfirmed share keeps its recommended slot; after it, the slot is free again"))
+    engagement_clock_skew_seconds: int = Field(default=300, ge=0, le=86_400, description=(
+        "How far a reported occurred_at may lie after now, or before the share's confirmation"))
+    engagement_backfill_days: int = Field(default=0, ge=0, le=366, description=(
+        "How many days before a share's confirmation a reported occurred_at may lie on top of the clock skew. "
+        "0 in production: nothing happens to a post before it exists. Only for loading history (the demo "
+        "tenant reports weeks of engagement for posts it shares today)"))
     # Seals connector secrets at rest (AES-256-GCM). The default is a DEV-ONLY key known to everyone who
     # reads this file: production sets its own keyring, e.g. DISTRIBUTION_SECRET_KEYS='{"2026-12": "<base64 of
     # 32 random bytes>"}' and DISTRIBUTION_SECRET_KEY_ID=2026-12 (rotation: README, "Connector secrets").

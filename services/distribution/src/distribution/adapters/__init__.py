@@ -14,11 +14,11 @@ from advocacy_common.secretbox import SecretBox
 from ..options import EVENT_SOURCE
 
 from ..ports import Repositories
-from .engagement import MongoClicks, MongoConnectors, MongoReports, ResealCount
+from .engagement import MongoClicks, MongoConnectors, MongoEngagementTotals, MongoReports, ResealCount
 from .projections import (
     MongoAmbassadorProjection, MongoCharterProjection, MongoCommentTallies, MongoContentProjection,
 )
-from .sharing import MongoLinks, MongoPolicies, MongoShares
+from .sharing import MongoLinks, MongoPolicies, MongoShares, MongoSignatureBooks
 
 __all__ = ["MongoConnectors", "ResealCount", "create_indexes", "mongo_repositories", "outbox_collections",
            "processed_events", "upgrade_documents"]
@@ -29,9 +29,10 @@ def mongo_repositories(storage: Storage, secret_box: SecretBox) -> Repositories:
     """Every repository of distribution on one database; `secret_box` seals the connectors' secrets."""
     return Repositories(contents=MongoContentProjection(storage), ambassadors=MongoAmbassadorProjection(storage),
                         charters=MongoCharterProjection(storage), comments=MongoCommentTallies(storage),
-                        shares=MongoShares(storage), links=MongoLinks(storage), clicks=MongoClicks(storage),
+                        shares=MongoShares(storage), books=MongoSignatureBooks(storage), links=MongoLinks(storage),
+                        clicks=MongoClicks(storage),
                         connectors=MongoConnectors(storage, secret_box), reports=MongoReports(storage),
-                        policies=MongoPolicies(storage),
+                        totals=MongoEngagementTotals(storage), policies=MongoPolicies(storage),
                         exports=MongoExportParts(storage.database[EXPORT_PARTS], EVENT_SOURCE))
 
 
@@ -50,8 +51,6 @@ INDEXES: dict[str, list[IndexModel]] = {
     "shares": [
         IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING), ("status", ASCENDING),
                     ("confirmed_at", DESCENDING)]),
-        IndexModel([("tenant", ASCENDING), ("content_id", ASCENDING), ("status", ASCENDING),
-                    ("signature_bands", ASCENDING)]),  # the LSH lookup (multikey)
         IndexModel([("tenant", ASCENDING), ("content_id", ASCENDING), ("recommended_at", ASCENDING)]),
         IndexModel([("tenant", ASCENDING), ("post_url", ASCENDING)]),
         IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING), ("created_at", DESCENDING)]),

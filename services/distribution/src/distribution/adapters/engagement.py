@@ -11,6 +11,8 @@ from advocacy_common.repository import AlreadyExists, ModelRepository, Page, Rep
 from advocacy_common.secretbox import Sealed, SecretBox, SecretUnreadable
 
 from ..models.engagement import Click, Connector, Report
+from ..models.plausibility import ShareTotals
+from ..models.projections import scoped_id
 
 
 class MongoClicks(ModelRepository[Click]):
@@ -161,3 +163,27 @@ class MongoReports(Repository[Report]):
         # The envelope is only needed until Kafka has it; dropping it keeps no ambassador id here.
         await self.collection.update_one({"_id": report_id, "tenant": tenant},
                                          {"$set": {"acknowledged": True}, "$unset": {"envelope": ""}})
+
+
+class MongoEngagementTotals(Repository[ShareTotals]):
+    """One document per share (`_id` tenant/share id): a compare-and-set on `{_id, tenant, version}`, which
+    FerretDB 1.x resolves through the `_id` lookup and applies atomically behind the write-serialising proxy
+    (no transactions there: the check and the new totals are one single-document write)."""
+
+    collection_name = "engagement_totals"
+
+    def to_document(self, totals: ShareTotals) -> dict[str, Any]:
+        return {"_id": scoped_id(totals.tenant, totals.share_id), **totals.model_dump()}
+
+    def from_document(self, document: Mapping[str, Any]) -> ShareTotals:
+        return ShareTotals.model_validate(document)
+
+    async def get(self, tenant: str, share_id: str) -> ShareTotals:
+        return await super().get(tenant, scoped_id(tenant, share_id)) or ShareTotals(tenant=tenant, share_id=share_id)
+
+    async def save(self, totals: ShareTotals) -> ShareTotals:  # type: ignore[override]
+        if totals.version == 0:  # nothing stored yet: the first writer inserts, a racing one gets AlreadyExists
+            first = totals.model_copy(update={"version": 1})
+            await self.add(first)
+            return first
+        return await super().save(totals)

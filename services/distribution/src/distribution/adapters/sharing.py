@@ -6,15 +6,20 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from bson import Binary
+from pymongo.errors import DuplicateKeyError
+
 from advocacy_common.repository import (
-    FINGERPRINT_FIELD, NEWEST_FIRST, AlreadyExists, KeyReused, Page, Repository, UnitOfWork,
+    FINGERPRINT_FIELD, NEWEST_FIRST, AlreadyExists, KeyReused, Page, Repository, StaleWrite, UnitOfWork,
 )
 
-from ..models.authenticity import AuthenticityPolicy, TenantPolicy
+from ..models.authenticity import SIGNATURE_BYTES, AuthenticityPolicy, BookEntry, SignatureBook, TenantPolicy
 from ..models.sharing import Share, ShareStatus, TrackedLink
 from .erasure import anonymise_until_settled
 
-COLLEAGUES_COMPARED = 500  # the most colleague signatures one preparation looks at
+BOOK_CHUNK_ENTRIES = 200  # entries per book document: about 110 kB each, far below the 16 MB limit
+BOOK_ATTEMPTS = 20  # compare-and-set rounds of one removal
+IN_BOOK = "in_book"  # storage's note that a confirmed share is in its content's signature book
 
 
 class MongoShares(Repository[Share]):
@@ -23,6 +28,8 @@ class MongoShares(Repository[Share]):
     def to_document(self, share: Share) -> dict[str, Any]:
         document = share.model_dump(exclude={"id"})
         document.update(_id=share.id, status=share.status.value, network=share.network.value)
+        if share.status is ShareStatus.CONFIRMED:
+            document[IN_BOOK] = True  # a confirmation enters the book before it saves the share
         return document
 
     def from_document(self, document: Mapping[str, Any]) -> Share:
@@ -70,23 +77,94 @@ class MongoShares(Repository[Share]):
             projection={"recommended_at": 1})
         return {document["recommended_at"] async for document in cursor}
 
-    async def colleague_signatures(self, tenant: str, content_id: str, ambassador_id: str,
-                                   bands: list[str]) -> list[list[int]]:
-        # The LSH lookup: only shares with a band key in common come back (MongoDB: the multikey index on
-        # signature_bands; FerretDB 1.x scans the collection for any filter without `_id`, as it did for
-        # the whole content before, but returns only the candidates).
-        if not bands:
-            return []
-        cursor = self.collection.find({"tenant": tenant, "content_id": content_id,
-                                       "status": ShareStatus.CONFIRMED.value, "signature_bands": {"$in": bands}},
-                                      projection={"ambassador_id": 1, "signature": 1}).limit(COLLEAGUES_COMPARED)
-        return [document["signature"] async for document in cursor
-                if document.get("ambassador_id") != ambassador_id and document.get("signature")]
+    async def confirmed_outside_books(self, limit: int) -> list[Share]:
+        # Cross-tenant, run at start-up: a scan on FerretDB 1.x (and on MongoDB: no index is worth it for a
+        # filter that matches nothing once the books are filled).
+        return await self.find({"status": ShareStatus.CONFIRMED.value, IN_BOOK: {"$exists": False}}, limit=limit)
+
+    async def mark_in_book(self, tenant: str, share_id: str) -> None:
+        await self.collection.update_one({"_id": share_id, "tenant": tenant}, {"$set": {IN_BOOK: True}})
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         # The version moves on, so a confirmation read before the erasure cannot write the person back.
         await anonymise_until_settled(self.collection, tenant, ambassador_id, {
             "$set": {"ambassador_id": erased, "text": None, "post_url": None}, "$inc": {"version": 1}})
+
+
+class MongoSignatureBooks(Repository[SignatureBook]):
+    """A content's signature book in chunk documents `tenant/content_id/<n>` (n = 0, 1, ...), each with a
+    `version`: parallel arrays of share ids and colleague keys, and the chunk's packed signatures as one
+    binary value (FerretDB 1.x stores documents as JSON: one field of 100 kB reads and writes far faster
+    than 200 sub-documents).
+
+    FerretDB 1.x pushes down only bare `_id` filters and has no transactions: the book is read chunk by
+    chunk by `_id` (cost grows with the content's confirmed shares, not with the collection), and an entry
+    is added by a compare-and-set on the last chunk's `{_id, tenant, version}` (or the insert of the next
+    chunk, a duplicate key for the second of two racers): one single-document write, atomic on MongoDB
+    and on FerretDB behind the write-serialising proxy.
+    """
+
+    collection_name = "signature_books"
+
+    @staticmethod
+    def _id(tenant: str, content_id: str, chunk: int) -> str:
+        return f"{tenant}/{content_id}/{chunk}"
+
+    @staticmethod
+    def _fields(entries: list[BookEntry], version: int) -> dict[str, Any]:
+        return {"share_ids": [e.share_id for e in entries], "colleagues": [e.colleague for e in entries],
+                "signatures": Binary(b"".join(e.signature for e in entries)), "version": version}
+
+    @staticmethod
+    def _entries(document: Mapping[str, Any]) -> list[BookEntry]:
+        signatures, size = bytes(document.get("signatures", b"")), SIGNATURE_BYTES
+        return [BookEntry(share_id=share_id, colleague=colleague, signature=signatures[i * size:(i + 1) * size])
+                for i, (share_id, colleague) in enumerate(zip(document.get("share_ids", []),
+                                                              document.get("colleagues", []), strict=True))]
+
+    async def read(self, tenant: str, content_id: str) -> SignatureBook:
+        book = SignatureBook(tenant=tenant, content_id=content_id)
+        entries: list[BookEntry] = []
+        chunk = 0
+        while (document := await self.get_document(tenant, self._id(tenant, content_id, chunk))) is not None:
+            chunk_entries = self._entries(document)
+            entries += chunk_entries
+            book = book.model_copy(update={"last_chunk": chunk, "last_chunk_size": len(chunk_entries),
+                                           "last_version": document["version"]})
+            chunk += 1
+        return book.model_copy(update={"entries": entries})
+
+    async def add(self, book: SignatureBook, entry: BookEntry) -> None:
+        tenant, content_id = book.tenant, book.content_id
+        if book.last_version == 0 or book.last_chunk_size >= BOOK_CHUNK_ENTRIES:
+            chunk = book.last_chunk + 1 if book.last_version else 0
+            try:
+                await self.collection.insert_one({"_id": self._id(tenant, content_id, chunk), "tenant": tenant,
+                                                  "content_id": content_id, "chunk": chunk,
+                                                  **self._fields([entry], 1)})
+            except DuplicateKeyError:
+                raise AlreadyExists(self._id(tenant, content_id, chunk)) from None
+            return
+        # The whole last chunk is rewritten from what was read: the compare-and-set makes that read current.
+        last = [*book.entries[len(book.entries) - book.last_chunk_size:], entry]
+        await self._compare_and_set(tenant, self._id(tenant, content_id, book.last_chunk), book.last_version,
+                                    {"$set": self._fields(last, book.last_version + 1)}, None)
+
+    async def remove(self, tenant: str, content_id: str, share_id: str) -> None:
+        chunk, attempts = 0, 0
+        while (document := await self.get_document(tenant, self._id(tenant, content_id, chunk))) is not None:
+            entries = self._entries(document)
+            kept = [e for e in entries if e.share_id != share_id]
+            if len(kept) != len(entries):
+                try:
+                    await self._compare_and_set(tenant, document["_id"], document["version"],
+                                                {"$set": self._fields(kept, document["version"] + 1)}, None)
+                except StaleWrite:
+                    attempts += 1
+                    if attempts < BOOK_ATTEMPTS:
+                        continue  # an addition got in between: read this chunk again
+                    raise
+            chunk += 1
 
 
 class MongoLinks(Repository[TrackedLink]):

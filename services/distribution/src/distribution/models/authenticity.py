@@ -1,22 +1,23 @@
 """Authenticity: how close a text is to the suggested one and to colleagues' posts of the same content.
 
 Texts become sets of word 3-shingles. Against the suggested texts the Jaccard similarity is exact; against
-colleagues we keep only a MinHash signature per confirmed share (datasketch), and an LSH index of band keys
-(datasketch's MinHashLSH banding) names the colleagues worth comparing, so a preparation never loads every
-colleague's signature.
+colleagues we keep only a MinHash signature per confirmed share (datasketch), in the content's signature
+book, which preparation and confirmation read by id and compare with in one vectorised pass.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+from datasketch import MinHash
 from datasketch.hashfunc import sha1_hash32
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .sharing import Refusal
 
@@ -26,10 +27,6 @@ SHINGLE_SIZE = 3
 MINHASH_PERMUTATIONS = 128
 MINHASH_SEED = 1
 MINHASH_SCHEME = "affine32"  # datasketch >= 2.0's default, named so that an upgrade cannot change it silently
-# LSH banding: 64 bands of 2 rows. A colleague's post of similarity s shares a band with probability
-# 1 - (1 - s^2)^64: 0.93 at s = 0.2, 0.998 at 0.3, > 0.9999 from 0.4 (the default threshold) up. Fixed
-# (not datasketch's optimiser) because the band keys are stored with each share.
-LSH_BANDS, LSH_ROWS = 64, 2
 _TEMPLATE = MinHash(num_perm=MINHASH_PERMUTATIONS, seed=MINHASH_SEED, hashfunc=sha1_hash32, scheme=MINHASH_SCHEME)
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _TAG = re.compile(r"[#@][\w-]+")
@@ -75,14 +72,65 @@ def minhash_similarity(a: list[int], b: list[int]) -> float:
     return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
 
 
-def signature_bands(signature: list[int]) -> list[str]:
-    """The LSH band keys of a signature: two posts sharing one are compared (see LSH_BANDS)."""
-    if len(signature) != MINHASH_PERMUTATIONS:
-        return []
-    index = MinHashLSH(num_perm=MINHASH_PERMUTATIONS, params=(LSH_BANDS, LSH_ROWS))
-    sketch = LeanMinHash(seed=MINHASH_SEED, hashvalues=np.array(signature, dtype=np.uint64), scheme=MINHASH_SCHEME)
-    index.insert("self", sketch)
-    return [f"{band}:{key.hex()}" for band, key in enumerate(index.keys.get("self"))]
+def colleague_key(secret: str, tenant: str, ambassador_id: str, content_id: str) -> str:
+    """Whose post an entry of the signature book is, without the person's id (erasure removes that id from
+    everything kept; this keyed hash, like a tracked-link code, names no one without the service's secret).
+    One person's posts of one content on several networks are never compared with each other."""
+    message = f"{tenant}\x1f{ambassador_id}\x1f{content_id}".encode()
+    return hmac.new(secret.encode(), b"colleague\x1f" + message, hashlib.sha256).hexdigest()[:32]
+
+
+SIGNATURE_BYTES = 4 * MINHASH_PERMUTATIONS  # a packed signature
+
+
+def packed(signature: list[int]) -> bytes:
+    """A signature as 128 little-endian 32-bit values (datasketch's affine32 hash values are below 2**32)."""
+    return np.array(signature, dtype="<u4").tobytes()
+
+
+class BookEntry(BaseModel):
+    """One confirmed share in its content's signature book: all a later comparison needs (never the text)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    share_id: str
+    colleague: str  # colleague_key of its author
+    signature: bytes  # packed(...)
+
+
+class SignatureBook(BaseModel):
+    """Every confirmed share's signature of one content, as read from storage.
+
+    Storage keeps it in chunks of one document each; `last_chunk`, `last_chunk_size` and `last_version`
+    (0: no chunk yet) say where the next entry goes, so that an addition is a compare-and-set on one
+    document read by `_id`: of two confirmations racing, the second reads again and sees the first.
+    """
+
+    tenant: str
+    content_id: str
+    entries: list[BookEntry] = Field(default_factory=list)
+    last_chunk: int = 0
+    last_chunk_size: int = 0
+    last_version: int = 0
+
+    def holds(self, share_id: str) -> bool:
+        return any(entry.share_id == share_id for entry in self.entries)
+
+    def colleagues_of(self, colleague: str) -> np.ndarray:
+        """Signatures of the others' posts (not those of `colleague`, the caller), one row each."""
+        rows = b"".join(entry.signature for entry in self.entries
+                        if entry.colleague != colleague and len(entry.signature) == SIGNATURE_BYTES)
+        return np.frombuffer(rows, dtype="<u4").reshape(-1, MINHASH_PERMUTATIONS)
+
+
+def closest_colleague(signature: list[int], others: np.ndarray | list[list[int]]) -> float:
+    """The highest MinHash similarity of `signature` to any of `others` (one vectorised pass: books hold
+    thousands of signatures)."""
+    if len(signature) != MINHASH_PERMUTATIONS or len(others) == 0:
+        return 0.0
+    matrix = np.asarray(others, dtype=np.uint32).reshape(-1, MINHASH_PERMUTATIONS)
+    matches = (matrix == np.array(signature, dtype=np.uint32)).mean(axis=1)
+    return round(float(matches.max()), 4)
 
 
 class AuthenticityPolicy(BaseModel):
@@ -113,15 +161,14 @@ class AuthenticityScores:
                 and self.to_colleagues <= policy.max_similarity_to_colleagues)
 
 
-def score_authenticity(text: str, suggested: list[str], colleague_signatures: list[list[int]],
+def score_authenticity(text: str, suggested: list[str], colleague_signatures: np.ndarray | list[list[int]],
                        ignore: tuple[str, ...] = ()) -> AuthenticityScores:
     """Similarity of my text to the suggested ones (exact shingle Jaccard, the closest of the content's
     suggested texts) and to colleagues' posts of the same content (MinHash, the closest one)."""
     mine = shingles(normalized_words(text, ignore))
     signature = minhash(mine)
     to_suggested = max((jaccard(mine, shingles(normalized_words(s, ignore))) for s in suggested), default=0.0)
-    to_colleagues = max((minhash_similarity(signature, other) for other in colleague_signatures), default=0.0)
-    return AuthenticityScores(round(to_suggested, 4), round(to_colleagues, 4), signature)
+    return AuthenticityScores(round(to_suggested, 4), closest_colleague(signature, colleague_signatures), signature)
 
 
 def check_authenticity(scores: AuthenticityScores, policy: AuthenticityPolicy) -> None:

@@ -115,6 +115,31 @@ class Connector(BaseModel):
     created_at: datetime
 
 
+class ReportSource(BaseModel):
+    """Who reports: `key` scopes the report ids (a webhook connector's id), `name` is the events' `source`."""
+
+    key: str
+    name: str
+
+
+class Observation(BaseModel):
+    """What a connector saw about one post, in the form every connector hands it to ingestion.
+
+    `id` is the connector's own id of the observation (replays of it are refused); the post is named by
+    one of `share_id`, `post_url` or `tracked_link_code`; a conversion names its `conversion_type` and its
+    tracked link.
+    """
+
+    id: str
+    kind: EngagementKind
+    count: int
+    occurred_at: datetime
+    share_id: str | None = None
+    post_url: str | None = None
+    tracked_link_code: str | None = None
+    conversion_type: ConversionType | None = None
+
+
 class Report(BaseModel):
     """A connector's report as received: its event is kept only until Kafka acknowledged it."""
 

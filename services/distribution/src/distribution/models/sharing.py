@@ -43,9 +43,8 @@ class Share(BaseModel):
     similarity_to_suggested: float
     similarity_to_colleagues: float
     personalized: bool
-    # The MinHash signature and its LSH band keys: all that later comparisons need (never the text).
+    # The MinHash signature: all that later comparisons need (never the text); see SignatureBook.
     signature: list[int] = Field(default_factory=list)
-    signature_bands: list[str] = Field(default_factory=list)
     post_url: str | None = None
     created_at: datetime
     confirmed_at: datetime | None = None

@@ -1,9 +1,29 @@
-"""Engagement from connectors: their registration, their signed reports (202 after Kafka's ack), and the
-comment tallies those reports feed.
+"""Engagement from connectors: their registration, their reports (202 after Kafka's ack), and the
+comments awaiting a reply.
 
-A connector's report is recorded under its own id first, with its envelope, then published, then marked
+**One entry point for every connector**: `Engagement.ingest(tenant, source, observation, now)`.
+
+- `tenant`: whose post it is.
+- `source`: a `ReportSource(key, name)`; `key` scopes the observation ids (a webhook connector's id, or a
+  poller's own stable key such as "linkedin-poller"), `name` becomes the events' `source` (for a webhook,
+  the connector's name).
+- `observation`: an `Observation` (models/engagement.py): the connector's own `id` of it, `kind`, `count`
+  (the increase, not a running total), `occurred_at` (time-zone aware), the post by `share_id`, `post_url`
+  or `tracked_link_code`, and `conversion_type` for a conversion.
+- `now`: the server's clock.
+
+It returns the engagement id (the event's id, deterministic from tenant, source name and observation id)
+once Kafka acknowledged the `engagement.received.v1`. It raises `Implausible` (models/plausibility.py: the
+rules, all in one place) when the observation cannot be true, and then records and publishes nothing; a
+`Problem` 409 when the id was received already (counted once), 422 when the id came back with another
+body, 503 when Kafka or the totals are busy (retry with the same observation). The signed webhooks
+(`ingest_report`) verify and parse, then call it like any poller does.
+
+An observation is recorded under its id first, with its envelope, then published, then marked
 acknowledged; the envelope id is the deterministic engagement id, so a retry after a failed publish
-publishes the very same event, and a replay of an acknowledged id is refused.
+publishes the very same event, and a replay of an acknowledged id is refused. Each share's comment and
+reply totals (one document, compare-and-set) are checked and updated on the way: replies before the
+report is recorded, comments after Kafka's ack, so replies never exceed comments that were published.
 """
 
 from __future__ import annotations
@@ -20,24 +40,26 @@ from advocacy_common.api_support import fingerprint, idempotent_id
 from advocacy_common.auth import Principal
 from advocacy_common.envelope import Envelope
 from advocacy_common.errors import Problem, conflict, invalid, not_found
-from advocacy_common.events import EngagementKind
-from advocacy_common.repository import AlreadyExists, Page, UnitOfWork
+from advocacy_common.events import EngagementKind, EngagementReceived
+from advocacy_common.repository import AlreadyExists, Page, StaleWrite, UnitOfWork
 from advocacy_common.secretbox import SecretUnreadable
 from advocacy_common.topics import ENGAGEMENT
 from advocacy_common.subjects import ambassador_id_of
 
 from ..models.engagement import (
-    Connector, Report, SignatureRejected, attribution_of_link, attribution_of_share, engagement_received,
+    Connector, Observation, Report, ReportSource, SignatureRejected, attribution_of_share, engagement_received,
     new_connector_secret, verify_signature,
 )
+from ..models.plausibility import Implausible, check_confirmed, check_count, check_occurred_at, reported_ambassador
 from ..models.projections import CommentTally, scoped_id
-from ..models.sharing import TrackedLink
+from ..models.sharing import Share
 from ..options import EVENT_SOURCE, Options
 from ..ports import Publisher, Repositories
 from ..schemas import ConversionReport, EngagementReport, NewConnector
 
 ReportType = type[EngagementReport] | type[ConversionReport]
 T = TypeVar("T")
+TOTALS_ATTEMPTS = 20  # compare-and-set rounds on one post's totals before answering 503
 log = logging.getLogger(__name__)
 
 
@@ -81,7 +103,7 @@ class Engagement:
 
     async def ingest_report(self, principal: Principal, connector_id: str, report_type: ReportType,
                             raw_body: bytes, signature: str | None, now: datetime) -> str:
-        """Verify, de-duplicate, publish and wait for Kafka; returns the engagement id."""
+        """A signed webhook: verify the signature, parse the body, then `ingest` it; the engagement id."""
         tenant = principal.tenant
         connector = await _readable(self.repositories.connectors.get(tenant, connector_id))
         if connector is None:
@@ -91,21 +113,40 @@ class Engagement:
         except SignatureRejected as error:
             raise Problem(401, "Unauthorized", str(error)) from None
         report = _parse(report_type, raw_body)
-        report_id = scoped_id(tenant, connector_id, report.id)
-        report_fingerprint = fingerprint(report.model_dump(mode="json"))
+        if isinstance(report, ConversionReport):
+            observation = Observation(id=report.id, kind=EngagementKind.CONVERSION, count=report.count,
+                                      occurred_at=report.occurred_at, tracked_link_code=report.tracked_link_code,
+                                      conversion_type=report.conversion_type)
+        else:
+            observation = Observation(**report.model_dump())
+        return await self.ingest(tenant, ReportSource(key=connector.id, name=connector.name), observation, now)
+
+    async def ingest(self, tenant: str, source: ReportSource, observation: Observation, now: datetime) -> str:
+        """The one way in for every connector's observation (see the module docstring); the engagement id."""
+        report_id = scoped_id(tenant, source.key, observation.id)
+        report_fingerprint = fingerprint(observation.model_dump(mode="json"))
         envelope = await self._recorded_envelope(tenant, report_id, report_fingerprint)
         if envelope is None:
-            envelope = await self._envelope(tenant, connector.name, report)
-            recorded = Report(id=report_id, tenant=tenant, connector_id=connector_id, source_event_id=report.id,
+            event = await self._plausible_event(tenant, source.name, observation, now)
+            # Replies are counted against the comments before anything is recorded: a refusal leaves nothing.
+            await self._count_in_totals(tenant, event, EngagementKind.COMMENT_REPLY)
+            envelope = UnitOfWork(tenant, EVENT_SOURCE).record(event, event_id=event.engagement_id)
+            recorded = Report(id=report_id, tenant=tenant, connector_id=source.key, source_event_id=observation.id,
                               fingerprint=report_fingerprint, engagement_id=envelope.id, envelope=envelope,
                               received_at=now)
             if not await self.repositories.reports.record(recorded):
                 raise conflict("This report id is being received right now; retry in a moment.")
+        else:
+            event = EngagementReceived.model_validate(envelope.data)
+            await self._count_in_totals(tenant, event, EngagementKind.COMMENT_REPLY)  # once: see ShareTotals
         try:
             await self.publisher.publish(ENGAGEMENT, envelope)
         except Exception as error:
             raise Problem(503, "Service Unavailable", "The report could not be stored durably; retry with the "
                           "same id.", headers={"Retry-After": "5"}) from error
+        # Comments count in the totals only once Kafka has them: the totals never hold more comments than
+        # were published, so replies accepted against them never exceed the published comments.
+        await self._count_in_totals(tenant, event, EngagementKind.COMMENT)
         await self.repositories.reports.acknowledge(tenant, report_id)
         return envelope.id
 
@@ -121,41 +162,55 @@ class Engagement:
                            engagement_id=existing.engagement_id)
         return existing.envelope
 
-    async def _envelope(self, tenant: str, source: str, report: EngagementReport | ConversionReport) -> Envelope:
-        """The report's event, attributed to its share or tracked link, in a unit of work of its own
-        (published right away, not through an outbox: the answer waits for Kafka)."""
-        if isinstance(report, ConversionReport):
-            attribution = attribution_of_link(await self._link(tenant, report.tracked_link_code))
-            event = engagement_received(tenant, attribution, kind=EngagementKind.CONVERSION, count=report.count,
-                                        source=source, source_event_id=report.id, occurred_at=report.occurred_at,
-                                        conversion_type=report.conversion_type)
-        else:
-            event = engagement_received(tenant, await self._attribute(tenant, report), kind=EngagementKind(report.kind),
-                                        count=report.count, source=source, source_event_id=report.id,
-                                        occurred_at=report.occurred_at)
-        return UnitOfWork(tenant, EVENT_SOURCE).record(event, event_id=event.engagement_id)
+    async def _plausible_event(self, tenant: str, source: str, observation: Observation,
+                               now: datetime) -> EngagementReceived:
+        """The observation's event, attributed to its confirmed share, if every plausibility rule holds."""
+        check_count(observation.kind, observation.count)
+        share = await self._post(tenant, observation)
+        check_occurred_at(observation.occurred_at, now, share.confirmed_at, self.options.engagement_clock_skew,
+                          self.options.engagement_backfill)
+        ambassador = await self.repositories.ambassadors.get(tenant, share.ambassador_id)
+        attribution = {**attribution_of_share(share), "ambassador_id": reported_ambassador(share, ambassador)}
+        if observation.kind is EngagementKind.CONVERSION and observation.conversion_type is None:
+            raise Implausible("conversion_type_missing", "conversion_type", "is required for a conversion")
+        return engagement_received(tenant, attribution, kind=observation.kind, count=observation.count,
+                                   source=source, source_event_id=observation.id,
+                                   occurred_at=observation.occurred_at, conversion_type=observation.conversion_type)
 
-    async def _attribute(self, tenant: str, report: EngagementReport) -> dict:
+    async def _post(self, tenant: str, observation: Observation) -> Share:
+        """The confirmed share the observation is about."""
         shares = self.repositories.shares
-        if report.share_id:
-            share = await shares.get(tenant, report.share_id)
+        if observation.share_id:
+            return check_confirmed(await shares.get(tenant, observation.share_id), "share_id")
+        if observation.post_url:
+            return check_confirmed(await shares.find_by_post_url(tenant, observation.post_url), "post_url")
+        if observation.tracked_link_code:
+            link = await self.repositories.links.get(tenant, observation.tracked_link_code)
+            if link is None:
+                raise Implausible("unknown_post", "tracked_link_code", "matches no tracked link")
+            share = await shares.get(tenant, link.confirmed_share_id) if link.confirmed_share_id else None
             if share is None:
-                raise invalid("share_id", "matches no share")
-            return attribution_of_share(share)
-        if report.post_url:
-            share = await shares.find_by_post_url(tenant, report.post_url)
-            if share is None:
-                raise invalid("post_url", "matches no confirmed share")
-            return attribution_of_share(share)
-        if report.tracked_link_code:
-            return attribution_of_link(await self._link(tenant, report.tracked_link_code))
-        raise invalid("share_id", "one of share_id, post_url or tracked_link_code is required")
+                raise Implausible("share_not_confirmed", "tracked_link_code", "belongs to a share that was never "
+                                  "confirmed as posted")
+            return check_confirmed(share, "tracked_link_code")
+        raise Implausible("unknown_post", "share_id", "one of share_id, post_url or tracked_link_code is required")
 
-    async def _link(self, tenant: str, code: str) -> TrackedLink:
-        link = await self.repositories.links.get(tenant, code)
-        if link is None:
-            raise invalid("tracked_link_code", "matches no tracked link")
-        return link
+    async def _count_in_totals(self, tenant: str, event: EngagementReceived, kind: EngagementKind) -> None:
+        """Add the event to its share's comment totals if it is of `kind` (compare-and-set, retried)."""
+        if event.kind is not kind or event.share_id is None:
+            return
+        totals = self.repositories.totals
+        for _ in range(TOTALS_ATTEMPTS):
+            updated = (await totals.get(tenant, event.share_id)).counting(kind, event.count, event.engagement_id)
+            if updated is None:
+                return  # counted by an earlier attempt of this report
+            try:
+                await totals.save(updated)
+                return
+            except (StaleWrite, AlreadyExists):
+                continue  # another report on this post got in between: read again
+        raise Problem(503, "Service Unavailable", "Too many reports on this post at once; retry with the same id.",
+                      headers={"Retry-After": "1"})
 
 
 async def _readable(call: Awaitable[T]) -> T:

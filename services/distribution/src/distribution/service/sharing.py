@@ -15,14 +15,14 @@ from datetime import datetime, timedelta
 from advocacy_common.api_support import fingerprint, idempotent_id
 from advocacy_common.auth import Principal, Role
 from advocacy_common.cursors import CursorCodec
-from advocacy_common.errors import not_found
+from advocacy_common.errors import Problem, not_found
 from advocacy_common.events import Network, PostShared
 from advocacy_common.repository import AlreadyExists, Page, StaleWrite, UnitOfWork
 from advocacy_common.subjects import ambassador_id_of
 
 from ..models.authenticity import (
-    AuthenticityPolicy, TenantPolicy, check_authenticity, minhash, normalized_words, score_authenticity, shingles,
-    signature_bands,
+    AuthenticityPolicy, AuthenticityScores, BookEntry, TenantPolicy, check_authenticity, closest_colleague,
+    colleague_key, packed, score_authenticity,
 )
 from ..models.projections import (
     INELIGIBILITY_REASONS, SCORE_SCALE, AmbassadorView, CharterView, ContentView, FeedPage, FeedPosition,
@@ -37,6 +37,7 @@ from ..ports import Repositories
 from ..schemas import PrepareShare
 
 WEEK = timedelta(days=7)
+BOOK_ATTEMPTS = 20  # compare-and-set rounds on a content's signature book before answering 503
 SHARE_EVENT_NAMESPACE = uuid.UUID("5d0f1f0e-7a43-4d7e-b0a3-2b8c9e6d4f11")
 FEED_CURSOR_SCOPE = "feed"
 # What a confirmation still needs of the person (a pending charter does not undo a post already made).
@@ -110,12 +111,10 @@ class Sharing:
         network, preferences = request.network, ambassador.profile.preferences
         code = link_code(self.options.link_code_secret, tenant, me, content.content_id, network.value)
         disclosures = required_disclosures(content, charter)
-        signature = minhash(shingles(normalized_words(request.text, tuple(disclosures))))
-        bands = signature_bands(signature)
-        link, shared_this_week, held, colleague_signatures = await asyncio.gather(
+        link, shared_this_week, held, book = await asyncio.gather(
             repositories.links.get(tenant, code), repositories.shares.count_confirmed_since(tenant, me, now - WEEK),
             repositories.shares.slots_held_from(tenant, content.content_id, now, now - self.options.prepare_hold),
-            repositories.shares.colleague_signatures(tenant, content.content_id, me, bands))
+            repositories.books.read(tenant, content.content_id))
         if link is not None and link.confirmed_share_id:
             raise Refusal("already_shared", f"You already shared this content on {network.value}.")
         check_text(request.text, network, disclosures)
@@ -123,7 +122,8 @@ class Sharing:
         planned = request.planned_at or now
         if in_quiet_hours(planned, preferences.quiet_hours, preferences.time_zone):
             raise Refusal("quiet_hours", "That time is within the quiet hours you set; pick another moment.")
-        scores = score_authenticity(request.text, list(content.suggested_texts.values()), colleague_signatures,
+        colleagues = book.colleagues_of(self._colleague(tenant, me, content.content_id))
+        scores = score_authenticity(request.text, list(content.suggested_texts.values()), colleagues,
                                     ignore=tuple(disclosures))
         check_authenticity(scores, policy.policy)
 
@@ -140,8 +140,8 @@ class Sharing:
                       tracked_link_code=code, tracked_link=tracked,
                       share_intent_url=share_intent_url(network, tracked, request.text), recommended_at=slot,
                       similarity_to_suggested=scores.to_suggested, similarity_to_colleagues=scores.to_colleagues,
-                      personalized=scores.personalized(policy.policy), signature=signature,
-                      signature_bands=bands, created_at=now)
+                      personalized=scores.personalized(policy.policy), signature=scores.signature,
+                      created_at=now)
         return await repositories.shares.add_prepared(share, request_fingerprint)
 
     async def get(self, principal: Principal, share_id: str) -> Share:
@@ -166,7 +166,11 @@ class Sharing:
         if reason in CONFIRMATION_REFUSALS:
             raise Refusal(reason, INELIGIBILITY_REASONS[reason])
         assert ambassador is not None
+        # The near-copy check again, against what colleagues confirmed since the preparation; passing it
+        # enters this share in the content's book, so a colleague confirming the same text next is refused.
+        share = await self._enter_book(share)
         if not await repositories.links.claim(tenant, share.tracked_link_code, share_id):
+            await repositories.books.remove(tenant, share.content_id, share_id)
             raise Refusal("already_shared", f"You already shared this content on {share.network.value}.")
         uow = UnitOfWork(tenant, EVENT_SOURCE)
         # A deterministic id: a confirmation retried after a lost answer is the same event.
@@ -184,10 +188,56 @@ class Sharing:
             # written. If it was a confirmation, this one is a repeat and answers with what is stored.
             current = await repositories.shares.get(tenant, share_id)
             if current is None or current.status is not ShareStatus.CONFIRMED:
+                await repositories.books.remove(tenant, share.content_id, share_id)
                 raise
             return current
         # The database's copy (times in milliseconds) is what later reads answer with.
         return await repositories.shares.get(tenant, share_id) or saved
+
+    def _colleague(self, tenant: str, ambassador_id: str, content_id: str) -> str:
+        return colleague_key(self.options.link_code_secret, tenant, ambassador_id, content_id)
+
+    async def _enter_book(self, share: Share, check: bool = True) -> Share:
+        """Check the share against the colleagues in its content's book under the current policy (Refusal
+        as at preparation), then add it to the book; the share with its scores as of now.
+
+        The addition is a compare-and-set: when another confirmation of the same content got in between,
+        the book is read again and the check repeated against it, so of two colleagues confirming the same
+        text at once the second is compared with the first.
+        """
+        tenant, books = share.tenant, self.repositories.books
+        colleague = self._colleague(tenant, share.ambassador_id, share.content_id)
+        policy = (await self.repositories.policies.current(tenant)).policy
+        for _ in range(BOOK_ATTEMPTS):
+            book = await books.read(tenant, share.content_id)
+            scores = AuthenticityScores(share.similarity_to_suggested,
+                                        closest_colleague(share.signature, book.colleagues_of(colleague)),
+                                        share.signature)
+            checked = share.model_copy(update={"similarity_to_colleagues": scores.to_colleagues,
+                                               "personalized": scores.personalized(policy)})
+            if book.holds(share.id) or not share.signature:
+                return checked  # entered by an earlier attempt of this confirmation (or nothing to compare)
+            if check:
+                check_authenticity(scores, policy)
+            try:
+                await books.add(book, BookEntry(share_id=share.id, colleague=colleague,
+                                                signature=packed(share.signature)))
+                return checked
+            except (StaleWrite, AlreadyExists):
+                continue  # another confirmation of this content got in first: compare with it too
+        raise Problem(503, "Service Unavailable", "Many colleagues are confirming this content right now; "
+                      "confirm again in a moment.", headers={"Retry-After": "1"})
+
+    async def fill_books(self, batch: int = 200) -> int:
+        """Enter the shares confirmed before signature books existed into their content's book (run at
+        start-up; idempotent and safe beside other replicas doing the same); how many were entered."""
+        entered = 0
+        while shares := await self.repositories.shares.confirmed_outside_books(batch):
+            for share in shares:
+                await self._enter_book(share, check=False)  # confirmed already: a fact, not a request
+                await self.repositories.shares.mark_in_book(share.tenant, share.id)
+                entered += 1
+        return entered
 
     # --- the tenant's authenticity policy -----------------------------------------------------
 
