@@ -229,10 +229,11 @@ async function showTeam() {
 
 async function loadTop() {
   const ranking = await api("/v1/metrics/top/contents", { ...period(), limit: "10" });
-  // Titles live in the content service, which analysts may not read: the ranking names content ids.
-  table($("top-table"), ["content", "engagement rate", "engagements", "impressions", "shares"],
-    ranking.items.map((i) => [i.key, format(i.engagement_rate, "pct"), format(i.engagements, "int"),
-      format(i.impressions, "int"), format(i.shares, "int")]));
+  // Titles come with the ranking (the metrics service projects them from the content events).
+  table($("top-table"), ["content", "id", "engagement rate", "engagements", "impressions", "shares"],
+    ranking.items.map((i) => [{ textContent: i.title ?? i.key, className: i.title ? "" : "muted" },
+      { textContent: i.key, className: "muted" }, format(i.engagement_rate, "pct"),
+      format(i.engagements, "int"), format(i.impressions, "int"), format(i.shares, "int")]));
 }
 
 // --- the live stream -------------------------------------------------------------------------
