@@ -46,7 +46,7 @@ SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 ALICE = "alice@acme.example"
 CAMPAIGNS = ("spring-launch", "careers-week")
 CONTENTS = {"c-lab": "spring-launch", "c-robots": "spring-launch", "c-interns": "careers-week"}
-TITLES = {"c-lab": "Inside our new research lab", "c-robots": "Robots that sort parcels",
+TITLES = {"c-lab": "Inside our new research lab", "c-robots": "Robots that sort parcels, \"fast\"",
           "c-interns": "A summer with our interns"}
 
 
