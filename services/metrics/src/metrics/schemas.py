@@ -21,7 +21,8 @@ class _FromDomain(BaseModel):
 class Kpis(_FromDomain):
     """Every KPI of the programme's definitions; a ratio is null when its denominator is zero."""
 
-    ambassadors_opted_in: int = Field(description="Ambassadors currently opted in (in this team or network)")
+    ambassadors_opted_in: int = Field(description="Ambassadors opted in at the end of the period's last day "
+                                                  "(in this team or network then); each bucket of a series has its own")
     active_ambassadors: int = Field(description="Of those, how many shared at least once in the period")
     activation_rate: float | None
     shares: int
