@@ -107,10 +107,16 @@ def payload_schemas() -> dict[str, Any]:
     return dict(sorted(document.get("$defs", {}).items()))
 
 
+# Fields that are null in a consistent example: the leaderboard name travels only with leaderboard_opt_in.
+NULL_IN_EXAMPLES = {"leaderboard_name"}
+
+
 def example_value(name: str, schema: dict[str, Any], schemas: dict[str, Any]) -> Any:
     """A plausible, deterministic value for one field, from its name and schema."""
     if "$ref" in schema:
         return example_value(name, schemas[schema["$ref"].rsplit("/", 1)[1]], schemas)
+    if name in NULL_IN_EXAMPLES:
+        return None
     if "anyOf" in schema:
         non_null = [s for s in schema["anyOf"] if s.get("type") != "null"]
         return example_value(name, non_null[0], schemas) if non_null else None

@@ -4,6 +4,10 @@
     demo_tenant.py [...] trickle                        the rest of the load, then a light live trickle
     demo_tenant.py [...] tokens                         the dashboard URL and a ready token per role
 
+Sizes and the tenant are flags (`--tenant`, `--people`, `--first-slice`; `--steps` ends the trickle after
+that many live steps; `--again` sends the whole load again), so that tests/e2e/test_demo_tenant.py runs a
+small copy against the real stack and checks that a second run changes nothing.
+
 Everything goes through the public APIs, as the real actors would: HR's directory sync provisions people
 by SCIM, an admin publishes the charter, each person opts in with a profile, editors write content that a
 reviewer approves and the scheduler publishes, people share in their own words (personalised texts that
@@ -39,7 +43,7 @@ import httpx
 
 from advocacy_common.dev_issuer import DevIssuer
 
-TENANT = "acme"
+TENANT = "acme"  # defaults of the flags
 PEOPLE = 300
 FIRST_SLICE = 20  # people loaded before `make up` returns; the rest in the background
 OPT_IN_SHARE = 0.85
@@ -168,12 +172,12 @@ def weighted(rng: random.Random, choices: list[tuple[str, float]]) -> str:
     return rng.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]
 
 
-def directory() -> list[Demo]:
+def directory(count: int = PEOPLE) -> list[Demo]:
     """The same few hundred people on every run (a fixed seed), with realistic spreads."""
     alice = Demo("alice.martin@acme.example", "Alice", "Martin", "R&D", "Lyon", "expert",
                  (("linkedin", 640), ("xing", 120)), True, 6)  # the demo ambassador whose token is printed
     rng, people, seen = random.Random(13), [alice], {alice.login}
-    while len(people) < PEOPLE:
+    while len(people) < count:
         given, family = rng.choice(GIVEN), rng.choice(FAMILY)
         base = f"{given}.{family}".lower().translate(str.maketrans("éèëüöç", "eeeuoc"))
         login, n = f"{base}@acme.example", 2
@@ -215,6 +219,7 @@ class Api:
 
     def __init__(self, args: argparse.Namespace):
         self.issuer = DevIssuer.from_key_file(Path(args.key_file), args.issuer)
+        self.tenant = args.tenant
         self.urls = {"content": args.content, "ambassador": args.ambassador, "distribution": args.distribution,
                      "metrics": args.metrics}
         self.client = httpx.AsyncClient(timeout=30)
@@ -223,7 +228,8 @@ class Api:
 
     def token(self, sub: str, role: str) -> str:
         if (sub, role) not in self.tokens:
-            self.tokens[(sub, role)] = self.issuer.mint(tenant=TENANT, subject=sub, roles=[role], ttl_seconds=TOKEN_TTL)
+            self.tokens[(sub, role)] = self.issuer.mint(tenant=self.tenant, subject=sub, roles=[role],
+                                                        ttl_seconds=TOKEN_TTL)
         return self.tokens[(sub, role)]
 
     async def call(self, method: str, service: str, path: str, *, sub: str | None = None, role: str | None = None,
@@ -265,9 +271,10 @@ async def eventually(probe, timeout: float = 60.0):
 
 
 class Loader:
-    def __init__(self, api: Api, state: Path):
+    def __init__(self, api: Api, state: Path, people: int = PEOPLE, first_slice: int = FIRST_SLICE):
         self.api, self.state = api, state
-        self.people = directory()
+        self.people = directory(people)
+        self.first_count = first_slice
         self.contents: dict[str, dict] = {}
         self.connector: dict = {}
         self.shared: list[Shared] = []
@@ -376,13 +383,16 @@ class Loader:
         if not person.opts_in or rng.random() > activity:
             return
         picks = rng.sample(CONTENT, rng.choice([1, 1, 2, 2, 3, 4]))
-        for item in picks:
-            network = rng.choices([n for n, _ in person.networks], weights=[4] + [1] * (len(person.networks) - 1))[0]
-            await self.share(person, item, network, rng)
+        # Every choice is drawn before any share: what a share's history draws (from its own generator)
+        # must not change which network the next share goes to when a second run skips the history.
+        networks = [rng.choices([n for n, _ in person.networks], weights=[4] + [1] * (len(person.networks) - 1))[0]
+                    for _ in picks]
+        for item, network in zip(picks, networks, strict=True):
+            await self.share(person, item, network)
 
-    async def share(self, person: Demo, item: dict, network: str, rng: random.Random) -> None:
+    async def share(self, person: Demo, item: dict, network: str) -> None:
         content_id = self.contents[item["key"]]["id"]
-        attempt, waited = 0, 0
+        attempt, waited, refusals = 0, 0, []
         while attempt < 6:
             prepared = await self.api.call(
                 "POST", "distribution", "/v1/shares", role="ambassador", sub=person.login,
@@ -391,6 +401,7 @@ class Loader:
             if prepared.status_code == 201 or prepared.status_code == 200:
                 break
             rule = prepared.json().get("rule") if prepared.status_code == 422 else None
+            refusals.append(rule)
             if rule == "already_shared":
                 return
             if rule in ("not_opted_in", "charter_not_accepted", "content_not_available") and waited < 60:
@@ -402,7 +413,10 @@ class Loader:
             if rule not in ("too_similar_to_colleagues", "too_similar_to_suggested"):
                 expect(prepared, 201)
         else:
-            return  # six wordings too close to colleagues': this person skips it, as a real one might
+            # Six wordings too close to colleagues': this person skips it, as a real one might.
+            print(f"  skipped: {person.login} {item['key']} on {network} ({', '.join(map(str, refusals))})",
+                  file=sys.stderr, flush=True)
+            return
         share = prepared.json()
         handle = person.login.split("@")[0]
         confirmed = expect(await self.api.call(
@@ -412,7 +426,8 @@ class Loader:
         shared = Shared(share["share_id"], share["tracked_link_code"], network, person.login, item["key"])
         self.shared.append(shared)
         if first_time:
-            await self.history(shared, dict(person.networks)[network], rng, item)
+            await self.history(shared, dict(person.networks)[network], random.Random(f"history/{shared.share_id}"),
+                               item)
 
     async def click(self, code: str, user_agent: str) -> None:
         response = await self.api.call("GET", "distribution", f"/r/{code}", headers={"User-Agent": user_agent},
@@ -492,7 +507,7 @@ class Loader:
 
     async def first_slice(self) -> None:
         charter_version = await self.charter()
-        first = self.people[:FIRST_SLICE]
+        first = self.people[:self.first_count]
         await asyncio.gather(self.programme(), self.people_slice(first, charter_version))
         await self.published()
         await self.feed_ready(first[0])
@@ -503,22 +518,23 @@ class Loader:
         self.api.slots = asyncio.Semaphore(BACKGROUND_CONCURRENCY)
         charter_version = await self.charter()  # idempotent: the same version, the same ids, the connector's secret
         await self.programme()
-        rest = self.people[FIRST_SLICE:]
+        rest = self.people[self.first_count:]
         for start in range(0, len(rest), 40):
             batch = rest[start:start + 40]
             await self.people_slice(batch, charter_version)
             await self.shares_slice(batch)
         await self.mark(MARKER)
 
-    async def trickle(self) -> None:
-        """A light live flow so that the dashboard moves: a click, an impression report, now and then more."""
-        if not await self.loaded():
+    async def trickle(self, steps: int | None = None, again: bool = False) -> None:
+        """A light live flow so that the dashboard moves: a click, an impression report, now and then more
+        (after `steps` steps, if given, it stops). `again` sends the whole load again first."""
+        if again or not await self.loaded():
             await self.rest()
         else:
             await self.programme()
         self.load_state()
         n = 0
-        while True:
+        while steps is None or n < steps:
             try:
                 await self.live_step(n)
             except RuntimeError as error:  # a refused report or a service restarting: the next step tries again
@@ -566,15 +582,16 @@ def report_failures(results: list[Any]) -> None:
 
 
 def print_tokens(api: Api, metrics_url: str) -> None:
-    alice = directory()[0].login
+    alice = directory(1)[0].login
+    tenant = api.tenant
     roles = [("admin", "demo-admin"), ("editor", "demo-editor"), ("reviewer", "demo-reviewer"),
              ("analyst", "demo-analyst"), ("ambassador", alice), ("integrator", "demo-listening")]
-    print(f"Dashboard (tenant {TENANT}, analyst, 8 h; the token rides in the fragment, never sent to a server):")
+    print(f"Dashboard (tenant {tenant}, analyst, 8 h; the token rides in the fragment, never sent to a server):")
     print(f"  {metrics_url}/dashboard/#token={api.token('demo-analyst', 'analyst')}")
     print("APIs (OpenAPI at /docs, every path under /v1):")
     for name in ("content", "ambassador", "distribution", "metrics"):
         print(f"  {name:<13} {api.urls[name]}")
-    print(f"Tokens (tenant {TENANT}, 8 h), e.g. curl -H \"Authorization: Bearer $ANALYST\" "
+    print(f"Tokens (tenant {tenant}, 8 h), e.g. curl -H \"Authorization: Bearer $ANALYST\" "
           f"{metrics_url}/v1/metrics/overview")
     for role, sub in roles:
         print(f"  export {role.upper()}={api.token(sub, role)}   # sub {sub}")
@@ -582,21 +599,22 @@ def print_tokens(api: Api, metrics_url: str) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     api = Api(args)
-    loader = Loader(api, Path(args.state))
+    loader = Loader(api, Path(args.state), args.people, args.first_slice)
     try:
         if args.command == "tokens":
-            print_tokens(api, args.metrics)
+            print_tokens(api, args.dashboard_base or args.metrics)
         elif args.command == "load":
-            if await loader.loaded(FIRST_SLICE_MARKER):
-                print("  demo tenant acme already loaded; the trickle goes on (and finishes the load if need be)")
+            if not args.again and await loader.loaded(FIRST_SLICE_MARKER):
+                print(f"  demo tenant {args.tenant} already loaded; the trickle goes on "
+                      "(and finishes the load if need be)")
                 return
             started = time.monotonic()
             await loader.first_slice()
-            print(f"  demo tenant acme: first {FIRST_SLICE} people, {len(CAMPAIGNS)} campaigns, {len(CONTENT)} items, "
-                  f"{len(loader.shared)} shares loaded in {time.monotonic() - started:.0f} s; "
-                  f"the other {PEOPLE - FIRST_SLICE} people load in the background")
+            print(f"  demo tenant {args.tenant}: first {loader.first_count} people, {len(CAMPAIGNS)} campaigns, "
+                  f"{len(CONTENT)} items, {len(loader.shared)} shares loaded in {time.monotonic() - started:.0f} s; "
+                  f"the other {len(loader.people) - loader.first_count} people load in the background")
         else:
-            await loader.trickle()
+            await loader.trickle(args.steps, args.again)
     finally:
         await api.close()
 
@@ -608,6 +626,14 @@ def main() -> None:
     for service, port in (("content", 8101), ("ambassador", 8102), ("distribution", 8103), ("metrics", 8104)):
         parser.add_argument(f"--{service}", default=f"http://127.0.0.1:{port}")
     parser.add_argument("--state", default=".local/demo", help="the loader's notes (share ids for the trickle)")
+    parser.add_argument("--tenant", default=TENANT)
+    parser.add_argument("--people", type=int, default=PEOPLE, help="employees in the directory (Alice first)")
+    parser.add_argument("--first-slice", type=int, default=FIRST_SLICE, help="people that `load` brings in")
+    parser.add_argument("--steps", type=int, help="trickle: stop after this many live steps (default: never)")
+    parser.add_argument("--again", action="store_true",
+                        help="send every write of the load again, markers or not (the idempotency keys and report "
+                             "ids make it change nothing)")
+    parser.add_argument("--dashboard-base", help="the metrics URL a browser reaches (default: --metrics)")
     parser.add_argument("command", choices=["load", "trickle", "tokens"])
     args = parser.parse_args()
     try:

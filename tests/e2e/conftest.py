@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
+from live_server import serving
 
 import ambassador.bootstrap
 import content.bootstrap
@@ -38,27 +39,50 @@ class Stack:
     topics: TopicNames  # this stack's own topics
 
 
+def own_topics(kafka_topics: TopicNames) -> tuple[str, TopicNames]:
+    """Topics and consumer groups of a stack's own: the session's topics carry other tests' history
+    and groups whose (possibly SIGKILLed) members would hold up this stack's rebalances."""
+    stack_id = uuid.uuid4().hex[:6]
+    return stack_id, TopicNames(prefix=f"{kafka_topics.prefix}e2e{stack_id}.")
+
+
+async def start_services(exits: AsyncExitStack, infrastructure, topics: TopicNames, stack_id: str, run_id: str,
+                         auth_settings: dict) -> AsyncIterator[tuple[str, object, object]]:
+    """Each service's settings and app, in the order of SERVICES; its worker starts (stopped by `exits`)
+    once the caller has started the app."""
+    for name, (settings_class, bootstrap) in SERVICES.items():
+        group = {"consumer_group": f"e2e-{name}-{stack_id}"} if "consumer_group" in settings_class.model_fields \
+            else {}
+        settings = settings_class(**group, kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers,
+                                  mongodb_uri=infrastructure.mongodb_uri,
+                                  database=f"e2e_{name}_{run_id}_{uuid.uuid4().hex[:4]}",
+                                  topic_prefix=topics.prefix, topic_partitions=3,
+                                  **auth_settings)
+        app = bootstrap.create_app(settings)
+        yield name, settings, app
+        worker = bootstrap.build_worker(settings)
+        await worker.start()
+        exits.push_async_callback(worker.stop)
+
+
 @pytest.fixture(scope="module")
 async def stack(infrastructure, kafka_topics, run_id, auth_settings) -> AsyncIterator[Stack]:
     clients = {}
-    # Topics and consumer groups of this stack's own: the session's topics carry other tests' history
-    # and groups whose (possibly SIGKILLed) members would hold up this stack's rebalances.
-    stack_id = uuid.uuid4().hex[:6]
-    topics = TopicNames(prefix=f"{kafka_topics.prefix}e2e{stack_id}.")
+    stack_id, topics = own_topics(kafka_topics)
     async with AsyncExitStack() as exits:
-        for name, (settings_class, bootstrap) in SERVICES.items():
-            group = {"consumer_group": f"e2e-{name}-{stack_id}"} if "consumer_group" in settings_class.model_fields \
-                else {}
-            settings = settings_class(**group, kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers,
-                                      mongodb_uri=infrastructure.mongodb_uri,
-                                      database=f"e2e_{name}_{run_id}_{uuid.uuid4().hex[:4]}",
-                                      topic_prefix=topics.prefix, topic_partitions=3,
-                                      **auth_settings)
-            app = bootstrap.create_app(settings)
+        async for name, _, app in start_services(exits, infrastructure, topics, stack_id, run_id, auth_settings):
             await exits.enter_async_context(LifespanManager(app, startup_timeout=60, shutdown_timeout=30))
-            worker = bootstrap.build_worker(settings)
-            await worker.start()
-            exits.push_async_callback(worker.stop)
             clients[name] = await exits.enter_async_context(
                 AsyncClient(transport=ASGITransport(app), base_url=f"http://{name}.test"))
         yield Stack(**clients, topics=topics)
+
+
+@pytest.fixture(scope="module")
+async def served_stack(infrastructure, kafka_topics, run_id, auth_settings) -> AsyncIterator[dict[str, str]]:
+    """The four services on real loopback ports (for clients in other processes): name -> base URL."""
+    urls = {}
+    stack_id, topics = own_topics(kafka_topics)
+    async with AsyncExitStack() as exits:
+        async for name, _, app in start_services(exits, infrastructure, topics, stack_id, run_id, auth_settings):
+            urls[name] = await exits.enter_async_context(serving(app))
+        yield urls

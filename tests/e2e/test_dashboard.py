@@ -46,6 +46,8 @@ SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 ALICE = "alice@acme.example"
 CAMPAIGNS = ("spring-launch", "careers-week")
 CONTENTS = {"c-lab": "spring-launch", "c-robots": "spring-launch", "c-interns": "careers-week"}
+TITLES = {"c-lab": "Inside our new research lab", "c-robots": "Robots that sort parcels, \"fast\"",
+          "c-interns": "A summer with our interns"}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,8 @@ def programme(tenant: str) -> list:
     blue = ["blue-0", "blue-1"]
     events: list = [opted_in(a, "red", [Network.LINKEDIN, Network.X]) for a in red]
     events += [opted_in(a, "blue", [Network.LINKEDIN]) for a in blue]
-    events += [published(content, campaign, topics=("research",)) for content, campaign in CONTENTS.items()]
+    events += [published(content, campaign, topics=("research",), title=TITLES[content])
+               for content, campaign in CONTENTS.items()]
     kinds = (EngagementKind.IMPRESSION, EngagementKind.REACTION, EngagementKind.COMMENT, EngagementKind.CLICK)
     for n, person in enumerate(red + blue):
         team = "red" if person in red else "blue"
@@ -217,10 +220,13 @@ async def test_the_dashboard_shows_the_apis_figures(metrics_stack, chromium, min
         assert await (await page.wait_for_selector("#team-result .too-small")).text_content() == \
             "blue: group too small"
 
-        # Top content, by engagement rate.
+        # Top content, by engagement rate, with the titles of the content events.
         top = (await api.get("/v1/metrics/top/contents", headers=analyst, params={**period, "limit": 10})).json()
-        keys = await page.eval_on_selector_all("#top-table tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
-        assert keys == [item["key"] for item in top["items"]] and len(keys) == 3
+        ranked = await page.eval_on_selector_all("#top-table tbody tr", "rows => rows.map(r => [...r.cells]"
+                                                 ".slice(0, 5).map(c => c.textContent))")
+        assert ranked == [[item["title"], item["key"], f"{item['engagement_rate'] * 100:.2f} %",
+                           f"{item['engagements']:,}", f"{item['impressions']:,}"] for item in top["items"]]
+        assert sorted(row[0] for row in ranked) == sorted(TITLES.values())
 
         # Live: the stream (opened with a ticket) shows the last 30 days, and follows a new report.
         await page.wait_for_function("() => document.getElementById('live-status').textContent === 'live'")

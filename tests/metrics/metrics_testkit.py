@@ -40,33 +40,37 @@ CPM = {"linkedin": 12.0, "x": 6.0, "xing": 10.0}
 # --- events -------------------------------------------------------------------------------
 
 def opted_in(ambassador: str, team: str | None, networks: Sequence[Network] = (Network.LINKEDIN,),
-             leaderboard: bool = False, at: datetime = BASE_DAY) -> AmbassadorOptedIn:
+             leaderboard: bool = False, at: datetime = BASE_DAY, name: str | None = None) -> AmbassadorOptedIn:
     return AmbassadorOptedIn(ambassador_id=ambassador, charter_version=1, opted_in_at=at,
-                             profile=profile(team, networks, leaderboard))
+                             profile=profile(team, networks, leaderboard, name))
 
 
-def profile(team: str | None, networks: Sequence[Network], leaderboard: bool = False) -> AmbassadorProfile:
+def profile(team: str | None, networks: Sequence[Network], leaderboard: bool = False,
+            name: str | None = None) -> AmbassadorProfile:
+    """`name` is the leaderboard name, sent (as the ambassador service does) only with `leaderboard`."""
     return AmbassadorProfile(persona=Persona.EXPERT, team_id=team, leaderboard_opt_in=leaderboard,
+                             leaderboard_name=name if leaderboard else None,
                              networks=[NetworkPresence(network=n, audience_size=100) for n in networks])
 
 
 def moved(ambassador: str, team: str | None, networks: Sequence[Network] = (Network.LINKEDIN,),
-          leaderboard: bool = False) -> AmbassadorProfileUpdated:
-    return AmbassadorProfileUpdated(ambassador_id=ambassador, updated_at=BASE_DAY,
-                                    profile=profile(team, networks, leaderboard))
+          leaderboard: bool = False, at: datetime = BASE_DAY, name: str | None = None) -> AmbassadorProfileUpdated:
+    return AmbassadorProfileUpdated(ambassador_id=ambassador, updated_at=at,
+                                    profile=profile(team, networks, leaderboard, name))
 
 
-def opted_out(ambassador: str) -> AmbassadorOptedOut:
-    return AmbassadorOptedOut(ambassador_id=ambassador, opted_out_at=BASE_DAY)
+def opted_out(ambassador: str, at: datetime = BASE_DAY) -> AmbassadorOptedOut:
+    return AmbassadorOptedOut(ambassador_id=ambassador, opted_out_at=at)
 
 
-def erased(ambassador: str) -> AmbassadorErased:
-    return AmbassadorErased(ambassador_id=ambassador, erased_at=BASE_DAY)
+def erased(ambassador: str, at: datetime = BASE_DAY) -> AmbassadorErased:
+    return AmbassadorErased(ambassador_id=ambassador, erased_at=at)
 
 
-def published(content: str, campaign: str, topics: Sequence[str] = ("ai",)) -> ContentPublished:
-    return ContentPublished(content_id=content, version=1, campaign_id=campaign, objective=Objective.AWARENESS,
-                            title="t", link_url="https://example.com", topics=list(topics), language="en",
+def published(content: str, campaign: str, topics: Sequence[str] = ("ai",), title: str = "t",
+              version: int = 1) -> ContentPublished:
+    return ContentPublished(content_id=content, version=version, campaign_id=campaign, objective=Objective.AWARENESS,
+                            title=title, link_url="https://example.com", topics=list(topics), language="en",
                             networks=[Network.LINKEDIN], publish_at=BASE_DAY)
 
 
@@ -303,6 +307,7 @@ class Reference:
     shares: list[tuple[str, PostShared]]
     engagements: list[tuple[str, EngagementReceived]]
     ambassadors: dict[tuple[str, str], dict[str, Any]]
+    histories: dict[tuple[str, str], list[Event]]  # each person's events, in their partition's order
 
     @classmethod
     def of(cls, log: Mapping[tuple[str, int], list[Delivery]]) -> Reference:
@@ -310,6 +315,7 @@ class Reference:
         shares: dict[tuple[str, str], PostShared] = {}
         engagements: dict[tuple[str, str], EngagementReceived] = {}
         ambassadors: dict[tuple[str, str], dict[str, Any]] = {}
+        histories: dict[tuple[str, str], list[Event]] = defaultdict(list)
         for records in log.values():
             for delivery in records:
                 tenant, event = delivery.tenant_id, delivery.event
@@ -320,8 +326,20 @@ class Reference:
                 elif delivery.envelope.id not in seen:
                     seen.add(delivery.envelope.id)
                     _fold_ambassador(ambassadors, tenant, event)
+                    if hasattr(event, "ambassador_id"):
+                        histories[(tenant, event.ambassador_id)].append(event)
         return cls([(t, e) for (t, _), e in shares.items()], [(t, e) for (t, _), e in engagements.items()],
-                   ambassadors)
+                   ambassadors, dict(histories))
+
+    def state_on(self, tenant: str, ambassador: str, day: str) -> dict[str, Any]:
+        """The person's state at the end of `day`: their events up to the first one dated after it
+        (one event dated later holds back the rest, however they are dated)."""
+        state: dict[tuple[str, str], dict[str, Any]] = {}
+        for event in self.histories.get((tenant, ambassador), []):
+            if _event_day(event) > day:
+                break
+            _fold_ambassador(state, tenant, event)
+        return state.get((tenant, ambassador), {})
 
     def is_erased(self, tenant: str, ambassador: str) -> bool:
         return bool(self.ambassadors.get((tenant, ambassador), {}).get("erased"))
@@ -335,9 +353,11 @@ class Reference:
                   Dimension.NETWORK: fact.network.value, Dimension.TEAM: fact.team_id}[dimension]
         return actual == value
 
-    def members(self, tenant: str, dimension: Dimension, value: str) -> set[str]:
+    def members(self, tenant: str, dimension: Dimension, value: str, day: str) -> set[str]:
+        """Who counted in `value` at the end of `day`."""
         people = set()
-        for (t, ambassador), state in self.ambassadors.items():
+        for (t, ambassador) in self.ambassadors:
+            state = self.state_on(t, ambassador, day) if t == tenant else {}
             if t != tenant or state.get("status") != "opted_in" or state.get("erased"):
                 continue
             if dimension is Dimension.TEAM and state.get("team_id") != value:
@@ -361,10 +381,13 @@ class Reference:
         def total(kind: EngagementKind, keep=lambda e: True) -> int:
             return sum(e.count for e in engagements if e.kind is kind and keep(e))
 
-        people = self.members(tenant, dimension, value)
+        people = self.members(tenant, dimension, value, last)
         team_view = dimension in (Dimension.TEAM, Dimension.TENANT, Dimension.AMBASSADOR)
+        # An erased person's activity days are deleted: they stay in past days' opted-in count
+        # (anonymously) but no longer count as active.
         sharers = {s.ambassador_id for t, s in self.shares if t == tenant and within(s.shared_at)
-                   and (team_view or self.matches(t, s, dimension, value))}
+                   and (team_view or self.matches(t, s, dimension, value))
+                   and not self.is_erased(tenant, s.ambassador_id)}
         impressions = total(EngagementKind.IMPRESSION)
         reactions, comments, reshares = (total(EngagementKind.REACTION), total(EngagementKind.COMMENT),
                                          total(EngagementKind.RESHARE))
@@ -402,6 +425,12 @@ class Reference:
                      Dimension.NETWORK: "network", Dimension.TEAM: "team_id"}[dimension]
         found = {getattr(f, attribute) for f in facts}
         return {getattr(v, "value", v) for v in found if v is not None}
+
+
+def _event_day(event: Event) -> str:
+    moment = next(getattr(event, name) for name in ("opted_in_at", "updated_at", "opted_out_at", "erased_at")
+                  if hasattr(event, name))
+    return moment.date().isoformat()
 
 
 def _fold_ambassador(states: dict[tuple[str, str], dict[str, Any]], tenant: str, event: Event) -> None:

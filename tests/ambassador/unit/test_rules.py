@@ -113,6 +113,25 @@ def test_profile_changes_emit_only_for_ambassadors_and_only_what_others_see():
     assert renamed.changed and renamed.events == []
 
 
+def test_the_leaderboard_name_travels_only_while_the_person_chooses_to_appear():
+    person = volunteered(display_name="Jane D.")
+    hidden = update_profile(person, Profile(persona="expert"), NOW)
+    assert hidden.events[0].profile.leaderboard_name is None
+    assert "Jane" not in json.dumps(hidden.events[0].model_dump(mode="json"))
+    shown = update_profile(hidden.person, Profile(persona="expert", leaderboard_opt_in=True), LATER)
+    assert shown.events[0].profile.leaderboard_name == "Jane D."  # the directory's display name by default
+    chosen = update_profile(shown.person, Profile(persona="expert", leaderboard_opt_in=True,
+                                                  leaderboard_name="JD"), LATER)
+    assert chosen.events[0].profile.leaderboard_name == "JD"
+    renamed = apply_directory_entry(chosen.person, chosen.person.directory.model_copy(
+        update={"display_name": "Jane Doe"}), LATER)
+    assert renamed.events == []  # the chosen name does not follow the directory
+    withdrawn = update_profile(chosen.person, Profile(persona="expert", leaderboard_name="JD"), LATER)
+    assert withdrawn.events[0].profile.leaderboard_name is None
+    with pytest.raises(ValidationError):
+        Profile(leaderboard_name="x" * 81)
+
+
 def test_deactivation_opts_out_in_the_same_change():
     person = volunteered()
     change = apply_directory_entry(person, person.directory.model_copy(update={"active": False}), LATER)

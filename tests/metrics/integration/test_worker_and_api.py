@@ -1,21 +1,24 @@
 """The worker and the API on the real Kafka and database: freshness, privacy, erasure, rebuild."""
 
 import asyncio
+import csv
+import io
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from pymongo import AsyncMongoClient
 
 from advocacy_common.auth import ambassador_id_for
-from advocacy_common.events import EngagementKind, Network
+from advocacy_common.events import ConversionType, EngagementKind, Network
 from advocacy_common.publishing import EventPublisher
-from metrics.bootstrap import build_worker, create_app
+from metrics.bootstrap import build_worker, create_app, open_generations
 from metrics.rebuild import rebuild
 from metrics.settings import MetricsSettings
-from metrics_testkit import BASE_DAY, engaged, envelope, erased, opted_in, published, shared
+from metrics_testkit import BASE_DAY, engaged, envelope, erased, moved, opted_in, published, shared
 
 pytestmark = pytest.mark.integration
 PERIOD = {"from": BASE_DAY.date().isoformat(), "to": BASE_DAY.date().isoformat()}
@@ -103,7 +106,8 @@ async def test_kpis_privacy_erasure_and_freshness(running, bearer):
     assert [entry["ambassador_id"] for entry in board] == ["amb1"]  # only who chose to appear
     csv_text = (await client.get("/v1/metrics/export.csv", headers=analyst,
                                  params={**PERIOD, "dimension": "team"})).text
-    assert csv_text.splitlines()[1].split(",")[3:6] == ["team", "red", "5"]
+    row = next(csv.DictReader(io.StringIO(csv_text)))
+    assert (row["dimension"], row["value"], row["ambassadors_opted_in"]) == ("team", "red", "5")
     assert "blue" not in csv_text
 
     me = bearer(tenant, "amb0", "ambassador")
@@ -150,7 +154,9 @@ async def test_rebuild_equals_live_and_the_worker_follows(running, bearer, setti
     client, publisher, worker = running
     tenant = f"rebuild-{uuid.uuid4().hex[:6]}"
     analyst = bearer(tenant, "ann", "analyst")
-    await publish(publisher, tenant, *[opted_in(f"a{n}", "red", [Network.LINKEDIN, Network.X]) for n in range(5)],
+    # Opt-ins on two days: the rebuilt series must give each day its own opted-in count again.
+    await publish(publisher, tenant, *[opted_in(f"a{n}", "red", [Network.LINKEDIN, Network.X], at=on_day(n % 2))
+                                       for n in range(5)],
                   *[shared(f"s{n}", f"a{n % 5}", f"c{n % 3}", "camp", "red", Network.X, day=n % 2) for n in range(20)],
                   *[engaged(f"e{n}", f"s{n}", f"a{n % 5}", f"c{n % 3}", "camp", "red", kind, n + 1,
                             network=Network.X, day=n % 2)
@@ -162,6 +168,7 @@ async def test_rebuild_equals_live_and_the_worker_follows(running, bearer, setti
              "/v1/metrics/contents/c1", "/v1/metrics/teams/red"]
     live = [(await client.get(p, headers=analyst, params=two_days)).json() for p in paths]
     series = (await client.get("/v1/metrics/timeseries", headers=analyst, params={**two_days, "granularity": "day"})).json()
+    assert [point["kpis"]["ambassadors_opted_in"] for point in series["points"]] == [3, 5]
 
     assert await rebuild(settings) == 2
     rebuilt = [(await client.get(p, headers=analyst, params=two_days)).json() for p in paths]
@@ -173,3 +180,101 @@ async def test_rebuild_equals_live_and_the_worker_follows(running, bearer, setti
     await wait_for(client, "/livez", {}, lambda b: worker.generation == 2, params={})
     await publish(publisher, tenant, shared("late", "a1", "c1", "camp", "red", Network.X))
     await wait_for(client, "/v1/metrics/overview", analyst, lambda b: b["kpis"]["shares"] == 21, params=two_days)
+
+
+def on_day(day: int) -> datetime:
+    return BASE_DAY + timedelta(days=day)
+
+
+def flat(report: dict, prefix: str = "") -> dict[str, object]:
+    """A JSON report's fields as CSV columns: nested objects flattened (`conversions_by_type.lead` as
+    `conversions_lead`, `kpis.shares` as `shares`, `period.first_day` as `first_day`)."""
+    fields: dict[str, object] = {}
+    for key, value in report.items():
+        if isinstance(value, dict):
+            fields.update(flat(value, "conversions_" if key == "conversions_by_type" else ""))
+        elif not isinstance(value, list):
+            fields[prefix + key] = value
+    return fields
+
+
+def cell(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+async def test_each_day_has_its_own_opted_in_count_and_the_csv_has_every_json_field(running, bearer, settings):
+    """People join, move and leave on their own days; titles and chosen names come from events only."""
+    client, publisher, _ = running
+    tenant = f"days-{uuid.uuid4().hex[:6]}"
+    analyst = bearer(tenant, "ann", "analyst")
+    await publish(publisher, tenant,
+                  opted_in("a1", "red", [Network.LINKEDIN], leaderboard=True, at=on_day(0), name="Ada L."),
+                  opted_in("a2", "red", [Network.LINKEDIN, Network.X], at=on_day(0)),
+                  opted_in("a4", "red", [Network.X], leaderboard=True, at=on_day(1), name="Dee"),
+                  opted_in("a3", "blue", [Network.X], leaderboard=True, at=on_day(2), name="Cy"),
+                  moved("a2", "blue", [Network.X], at=on_day(3)), erased("a4", at=on_day(3)),
+                  published("c1", "camp1", title="Spring launch"), published("c2", "camp2", title="Careers"),
+                  published("c1", "camp1", title="Spring launch, v2", version=2),
+                  *[shared(share, who, content, campaign, team, Network.X, day=day)
+                    for share, who, content, campaign, team, day in (
+                        ("s1", "a1", "c1", "camp1", "red", 0), ("s4", "a4", "c2", "camp2", "red", 1),
+                        ("s3", "a3", "c1", "camp1", "blue", 2), ("s2", "a2", "c2", "camp2", "blue", 3))],
+                  *[engaged(f"e{n}-{kind.value}", share, who, content, campaign, team, kind, count, Network.X, day,
+                            conversion=ConversionType.LEAD if kind is EngagementKind.CONVERSION else None)
+                    for n, (share, who, content, campaign, team, day) in enumerate((
+                        ("s1", "a1", "c1", "camp1", "red", 0), ("s4", "a4", "c2", "camp2", "red", 1),
+                        ("s3", "a3", "c1", "camp1", "blue", 2), ("s2", "a2", "c2", "camp2", "blue", 3)))
+                    for kind, count in ((EngagementKind.IMPRESSION, 100 * (n + 1)), (EngagementKind.REACTION, n + 1),
+                                        (EngagementKind.CLICK, 2), (EngagementKind.CONVERSION, 1))])
+    period = {"from": on_day(0).date().isoformat(), "to": on_day(4).date().isoformat()}
+    overview = await wait_for(client, "/v1/metrics/overview", analyst,
+                              lambda b: b["kpis"]["impressions"] == 1000 and b["kpis"]["conversions"] == 4
+                              and b["kpis"]["ambassadors_opted_in"] == 3 and b["kpis"]["active_ambassadors"] == 3,
+                              params=period)
+
+    # Each day its own count: a1 and a2 from day 0, a4 from day 1 until erased on day 3, a3 from day 2.
+    series = (await client.get("/v1/metrics/timeseries", headers=analyst, params=period)).json()
+    assert [p["kpis"]["ambassadors_opted_in"] for p in series["points"]] == [2, 3, 4, 3, 3]
+    # Erasure deletes a4's activity days (personal data): day 1 keeps her in the count, not among the active.
+    assert [p["kpis"]["active_ambassadors"] for p in series["points"]] == [1, 0, 1, 1, 0]
+    assert [p["kpis"]["shares"] for p in series["points"]] == [1, 1, 1, 1, 0]  # totals stay
+    on_x = (await client.get("/v1/metrics/timeseries", headers=analyst,
+                             params={**period, "dimension": "network", "value": "x"})).json()
+    assert [p["kpis"]["ambassadors_opted_in"] for p in on_x["points"]] == [1, 2, 3, 2, 2]
+    weekly = (await client.get("/v1/metrics/timeseries", headers=analyst,
+                               params={**period, "granularity": "week"})).json()  # Monday 2 March: one week
+    assert [p["kpis"]["ambassadors_opted_in"] for p in weekly["points"]] == [3]
+
+    # Titles and chosen names, from the content and ambassador events; the erased person's name is gone.
+    top = (await client.get("/v1/metrics/top/contents", headers=analyst, params=period)).json()["items"]
+    assert {item["key"]: item["title"] for item in top} == {"c1": "Spring launch, v2", "c2": "Careers"}
+    board = (await client.get("/v1/metrics/leaderboard", headers=bearer(tenant, "a2", "ambassador"),
+                              params=period)).json()["entries"]
+    assert [(entry["ambassador_id"], entry["display_name"]) for entry in board] == [("a3", "Cy"), ("a1", "Ada L.")]
+    generations = await open_generations(AsyncMongoClient(settings.mongodb_uri)[settings.database], settings)
+    stored = {view.ambassador_id: view for view in
+              await generations.store(await generations.current()).list_ambassadors(tenant)}
+    assert stored["a4"].erased and stored["a4"].leaderboard_name is None and stored["a1"].leaderboard_name == "Ada L."
+    assert stored["a2"].leaderboard_name is None  # never chose to appear
+
+    # The CSV offers every field of the JSON overview, series and breakdowns, with the same figures.
+    async def export(**params) -> list[dict[str, str]]:
+        response = await client.get("/v1/metrics/export.csv", headers=analyst, params={**period, **params})
+        return list(csv.DictReader(io.StringIO(response.text)))
+
+    rows = await export(granularity="day")
+    assert len(rows) == len(series["points"])
+    for row, point in zip(rows, series["points"], strict=True):
+        expected = {**flat({key: value for key, value in series.items() if key != "period"}), **flat(point)}
+        assert {name: row[name] for name in expected} == {name: cell(value) for name, value in expected.items()}
+    assert set(flat(overview)) <= set(rows[0])
+    for dimension, path, values in (("campaign", "campaigns", ["camp1", "camp2"]),
+                                    ("content", "contents", ["c1", "c2"]), ("network", "networks", ["x"])):
+        by_value = {row["value"]: row for row in await export(dimension=dimension, granularity="month")}
+        assert sorted(by_value) == values
+        for value in values:
+            report = (await client.get(f"/v1/metrics/{path}/{value}", headers=analyst, params=period)).json()
+            assert {name: by_value[value][name] for name in flat(report)} == \
+                {name: cell(figure) for name, figure in flat(report).items()}, (dimension, value)
+    titled = {row["value"]: row["title"] for row in await export(dimension="content")}
+    assert titled == {"c1": "Spring launch, v2", "c2": "Careers"}

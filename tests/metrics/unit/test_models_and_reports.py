@@ -4,11 +4,11 @@ import pytest
 from pydantic import ValidationError
 
 from metrics.models import (
-    COUNTER_PARTS, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension, Granularity, Period, buckets,
-    kpis, sum_parts,
+    COUNTER_PARTS, TENANT_VALUE, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension, Granularity,
+    MembershipChange, Period, buckets, kpis, sum_parts,
 )
 from metrics.reports import (
-    GroupTooSmall, Snapshot, leaderboard, parts_by_topic, ranked_by_engagement_rate, require_visible_team,
+    GroupTooSmall, Roster, Snapshot, leaderboard, parts_by_topic, ranked_by_engagement_rate, require_visible_team,
     visible_values,
 )
 from metrics.settings import MetricsSettings
@@ -79,3 +79,30 @@ def test_rankings_by_engagement_rate_and_topics_from_the_content_projection():
     topics = parts_by_topic(content, [ContentView("c1", "camp1", "awareness", ("ai", "hr"), 1),
                                       ContentView("c2", "camp1", "awareness", ("ai",), 1)])
     assert topics["ai"]["impressions"] == 110 and topics["hr"]["comments"] == 10
+
+
+def test_each_day_counts_who_was_opted_in_at_its_end():
+    def view(ambassador_id, *changes, status="opted_in", erased=False):
+        return AmbassadorView(ambassador_id, AmbassadorStatus(status), "red", ("x",), erased=erased,
+                              history=tuple(changes))
+
+    opted, out = AmbassadorStatus.OPTED_IN, AmbassadorStatus.OPTED_OUT
+    roster = Roster([
+        view("moved", MembershipChange("2026-03-02", opted, "blue", ("x",)),
+             MembershipChange("2026-03-04", None, "red", ("x",))),
+        # A clock behind: the opt-out dated before the opt-in still comes after it.
+        view("late", MembershipChange("2026-03-05", opted, "red", ("x",)), MembershipChange("2026-03-03", out),
+             status="opted_out"),
+        # Erased, then an opt-in under the same id: the tombstone is never lifted.
+        view("gone", MembershipChange("2026-03-01", opted, "red", ("x",)),
+             MembershipChange("2026-03-03", AmbassadorStatus.ERASED), MembershipChange("2026-03-04", opted),
+             status="opted_in", erased=True),
+        view("legacy"),  # stored before histories were kept: its current standing on every day
+    ])
+    days = ["2026-02-28", "2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"]
+    assert [roster.count(Dimension.TENANT, TENANT_VALUE, day) for day in days] == [1, 2, 3, 2, 2, 2]
+    assert [roster.count(Dimension.TEAM, "red", day) for day in days] == [1, 2, 2, 1, 2, 2]
+    assert [roster.count(Dimension.TEAM, "blue", day) for day in days] == [0, 0, 1, 1, 0, 0]
+    assert roster.counts_on("moved", Dimension.TEAM, "blue", "2026-03-03")
+    assert not roster.counts_on("moved", Dimension.TEAM, "blue", "2026-03-04")
+    assert not roster.counts_on("late", Dimension.TENANT, TENANT_VALUE, "2026-03-05")

@@ -9,7 +9,9 @@ from advocacy_common.events import EngagementKind
 from metrics.handlers import project_batch
 from metrics.models import Dimension, Period
 from metrics.service import GroupTooSmall, MetricsQueries, ReportPolicy, UnknownSubject, rebuild_generation
-from metrics_testkit import BASE_DAY, CPM, InMemoryGenerations, build_log, engaged, envelope, opted_in, published, shared
+from metrics_testkit import (
+    BASE_DAY, CPM, InMemoryGenerations, build_log, engaged, envelope, erased, moved, opted_in, opted_out, published, shared,
+)
 
 pytestmark = pytest.mark.unit
 PERIOD = Period(BASE_DAY.date(), BASE_DAY.date())
@@ -109,3 +111,25 @@ async def test_a_login_provisioned_again_after_an_erasure_gets_statistics_of_its
     assert store.records("t1", "x-old") == {"ambassador": [], "daily_statistics": [], "activity_days": []}
     new = store.records("t1", "x-new")
     assert [row["shares"] for row in new["daily_statistics"]] == [1] and new["ambassador"][0]["team_id"] == "red"
+
+
+async def test_leaderboard_names_and_content_titles_come_from_the_projections():
+    later = [moved("shown", "red"), erased("quiet")]
+    log = deliveries(
+        "t1", opted_in("shown", "red", leaderboard=True, name="Sam"), opted_in("quiet", "red", leaderboard=True),
+        opted_in("hidden", "red", name="Never sent"), opted_in("leaves", "red", leaderboard=True, name="Lee"),
+        published("c1", "camp1", title="Launch"), published("c1", "camp1", title="Launch, updated", version=2),
+        *[shared(f"s-{who}", who, "c1", "camp1", "red") for who in ("shown", "quiet", "hidden", "leaves")],
+        engaged("e1", "s-shown", "shown", "c1", "camp1", "red", EngagementKind.IMPRESSION, 10),
+        opted_out("leaves"), *later)
+    queries, generations = await queries_with([d for d in log if d.event not in later])
+    board = await queries.leaderboard("t1", PERIOD, 10)
+    assert sorted((e.ambassador_id, e.display_name) for e in board.entries) == [("quiet", None), ("shown", "Sam")]
+    top = await queries.top_contents("t1", PERIOD, 10, 1)
+    assert [(item.key, item.title) for item in top.items] == [("c1", "Launch, updated")]
+
+    # Leaving the leaderboard, opting out or being erased takes the name out of the projection.
+    await project_batch(generations.store(1), [d for d in log if d.event in later])
+    names = {view.ambassador_id: view.leaderboard_name for view in await generations.store(1).list_ambassadors("t1")}
+    assert names == dict.fromkeys(("shown", "quiet", "hidden", "leaves"))
+    assert (await queries.leaderboard("t1", PERIOD, 10)).entries == []

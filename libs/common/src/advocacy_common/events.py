@@ -6,7 +6,9 @@ contract adds optional fields or a new `vN+1` class published beside the old
 one. Consumers ignore fields they don't know (`extra="ignore"`).
 
 Events carry ids and non-identifying attributes, never names, e-mail addresses
-or social-network handles: personal data stays in the ambassador service.
+or social-network handles: personal data stays in the ambassador service. One
+exception, by the person's own choice: `AmbassadorProfile.leaderboard_name`, the
+name they chose to show on the leaderboard, sent only while they appear on it.
 """
 
 from __future__ import annotations
@@ -171,6 +173,9 @@ class AmbassadorProfile(ContractModel):
     networks: list[NetworkPresence] = Field(default_factory=list)
     preferences: SharingPreferences = Field(default_factory=SharingPreferences)
     leaderboard_opt_in: bool = False
+    leaderboard_name: str | None = Field(
+        default=None, description="The name the person chose to show on the leaderboard; null unless "
+                                  "leaderboard_opt_in (the only name an event carries, by the person's choice)")
 
 
 class AmbassadorEvent(Event):

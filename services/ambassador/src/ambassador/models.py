@@ -137,6 +137,10 @@ class Profile(DomainModel):
     networks: list[NetworkAccount] = Field(default_factory=list, max_length=10)
     preferences: Preferences = Field(default_factory=Preferences)
     leaderboard_opt_in: bool = Field(default=False, description="Off unless the person chooses to appear")
+    leaderboard_name: str | None = Field(
+        default=None, min_length=1, max_length=80,
+        description="The name shown beside your figures on the leaderboard, only while you appear on it "
+                    "(default: your directory display name)")
 
     @field_validator("topics", "languages")
     @classmethod
@@ -280,7 +284,8 @@ def placement(person: Person) -> Placement:
 
 
 def event_profile(person: Person) -> AmbassadorProfile:
-    """The profile as other services see it: targeting attributes, no handles, no names."""
+    """The profile as other services see it: targeting attributes, no handles, and no name but the
+    leaderboard's, which the person chose to show by appearing on it."""
     profile = person.profile
     preferences = profile.preferences
     quiet = preferences.quiet_hours
@@ -297,7 +302,14 @@ def event_profile(person: Person) -> AmbassadorProfile:
             quiet_hours=QuietHours(start=quiet.start, end=quiet.end) if quiet else None,
             time_zone=preferences.time_zone),
         leaderboard_opt_in=profile.leaderboard_opt_in,
+        leaderboard_name=leaderboard_name(person) if profile.leaderboard_opt_in else None,
     )
+
+
+def leaderboard_name(person: Person) -> str | None:
+    """The one name an event may carry: chosen by the person, and sent only while they appear."""
+    directory = person.directory
+    return person.profile.leaderboard_name or (directory.display_name if directory else None)
 
 
 def _require_active(person: Person) -> DirectoryEntry:

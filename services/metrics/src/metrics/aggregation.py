@@ -35,7 +35,7 @@ from advocacy_common.events import (
 
 from .models import (
     ENGAGEMENT_PART, TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension,
-    Person, day_of,
+    MembershipChange, Person, day_of,
 )
 
 
@@ -97,28 +97,37 @@ class Profile:
     team_id: str | None
     networks: tuple[str, ...]
     leaderboard_opt_in: bool
+    leaderboard_name: str | None = None  # only while leaderboard_opt_in
+
+
+NO_PROFILE = Profile(None, (), False, None)  # after an opt-out or an erasure: nothing left to show
 
 
 @dataclass(frozen=True)
 class AmbassadorChange:
-    """What an event changes in the ambassador projection; None leaves a field as it is."""
+    """What an event changes in the ambassador projection; None leaves a field as it is.
+
+    `history` is appended to the projection's own (in offset order, exactly once like the rest).
+    """
 
     status: AmbassadorStatus | None = None
     profile: Profile | None = None
     erased: bool = False  # the tombstone: once set, never lifted
+    history: tuple[MembershipChange, ...] = ()
 
     def then(self, later: AmbassadorChange) -> AmbassadorChange:
         return AmbassadorChange(later.status if later.status is not None else self.status,
                                 later.profile if later.profile is not None else self.profile,
-                                self.erased or later.erased)
+                                self.erased or later.erased, self.history + later.history)
 
     def applied_to(self, view: AmbassadorView) -> AmbassadorView:
-        changed = replace(view, erased=view.erased or self.erased)
+        changed = replace(view, erased=view.erased or self.erased, history=view.history + self.history)
         if self.status is not None:
             changed = replace(changed, status=self.status)
         if self.profile is not None:
             changed = replace(changed, team_id=self.profile.team_id, networks=self.profile.networks,
-                              leaderboard_opt_in=self.profile.leaderboard_opt_in)
+                              leaderboard_opt_in=self.profile.leaderboard_opt_in,
+                              leaderboard_name=self.profile.leaderboard_name)
         return changed
 
 
@@ -273,20 +282,30 @@ def state_fragment(delivery: Delivery) -> Fragment | None:
     if isinstance(event, ContentSnapshot):
         return Fragment(ContentKey(tenant, event.content_id), position_of(delivery),
                         ContentView(event.content_id, event.campaign_id, event.objective.value,
-                                    tuple(event.topics), event.version))
+                                    tuple(event.topics), event.version, event.title))
     change: AmbassadorChange
     if isinstance(event, AmbassadorOptedIn | AmbassadorProfileUpdated):
         profile = event.profile
         facts = Profile(profile.team_id, tuple(sorted(presence.network.value for presence in profile.networks)),
-                        profile.leaderboard_opt_in)
-        status = AmbassadorStatus.OPTED_IN if isinstance(event, AmbassadorOptedIn) else None
-        change = AmbassadorChange(status, facts)
+                        profile.leaderboard_opt_in,
+                        profile.leaderboard_name if profile.leaderboard_opt_in else None)
+        if isinstance(event, AmbassadorOptedIn):
+            status, moment = AmbassadorStatus.OPTED_IN, event.opted_in_at
+        else:
+            status, moment = None, event.updated_at
+        change = AmbassadorChange(status, facts,
+                                  history=(MembershipChange(day_of(moment), status, facts.team_id, facts.networks),))
     elif isinstance(event, AmbassadorOptedOut):
-        change = AmbassadorChange(AmbassadorStatus.OPTED_OUT)
+        # The name leaves the leaderboard with the person; team and networks live on in the history.
+        change = AmbassadorChange(AmbassadorStatus.OPTED_OUT, NO_PROFILE,
+                                  history=(MembershipChange(day_of(event.opted_out_at), AmbassadorStatus.OPTED_OUT),))
     elif isinstance(event, AmbassadorErased):
         # Only the tombstone stays: it stops later events from rebuilding personal statistics.
         # It is never lifted; a person who comes back after erasure does so under a new id.
-        change = AmbassadorChange(AmbassadorStatus.ERASED, Profile(None, (), False), erased=True)
+        # The history keeps the days the id counted as opted in (team and networks, no name),
+        # so past days' opted-in counts, anonymous aggregates, stay what they were.
+        change = AmbassadorChange(AmbassadorStatus.ERASED, NO_PROFILE, erased=True,
+                                  history=(MembershipChange(day_of(event.erased_at), AmbassadorStatus.ERASED),))
     else:
         return None
     return Fragment(AmbassadorKey(tenant, event.ambassador_id), position_of(delivery), change)

@@ -81,8 +81,24 @@ class ActivityDay:
 
 
 @dataclass(frozen=True)
+class MembershipChange:
+    """What one ambassador event changed in who counts as opted in, from `day` (the UTC day of the
+    event's own timestamp) on: the status, and the team and networks when the event carries a profile."""
+
+    day: str
+    status: AmbassadorStatus | None = None  # None: unchanged
+    team_id: str | None = None
+    networks: tuple[str, ...] | None = None  # None: the profile (team and networks) is unchanged
+
+
+@dataclass(frozen=True)
 class AmbassadorView:
-    """The projection of one ambassador; `erased` is a tombstone that is never lifted."""
+    """The projection of one ambassador; `erased` is a tombstone that is never lifted.
+
+    `history` is every membership change in event order, so that any past day has its own
+    opted-in counts (see reports.Roster); `leaderboard_name` is the name the person chose to
+    show, present only while they appear on the leaderboard.
+    """
 
     ambassador_id: str
     status: AmbassadorStatus | None = None  # None: a profile update arrived before the opt-in
@@ -90,6 +106,8 @@ class AmbassadorView:
     networks: tuple[str, ...] = ()
     leaderboard_opt_in: bool = False
     erased: bool = False
+    leaderboard_name: str | None = None
+    history: tuple[MembershipChange, ...] = ()
 
     @property
     def opted_in(self) -> bool:
@@ -98,13 +116,14 @@ class AmbassadorView:
 
 @dataclass(frozen=True)
 class ContentView:
-    """The projection of one content item (for the 404 check and the topic rankings)."""
+    """The projection of one content item (for the 404 check, the titles and the topic rankings)."""
 
     content_id: str
     campaign_id: str | None
     objective: str
     topics: tuple[str, ...]
     version: int
+    title: str | None = None  # None: stored before titles were projected (a rebuild fills it)
 
 
 SHARE_PARTS = ("shares", "personalized_shares", "potential_reach")

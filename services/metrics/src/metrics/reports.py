@@ -7,14 +7,17 @@ before the opt-in still makes an active ambassador once the opt-in is known.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import accumulate
 from typing import Any
 
 from .models import (
-    TENANT_VALUE, ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Granularity, Period, buckets,
-    engagement_rate_of, kpis, sum_parts,
+    TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension, Granularity,
+    Period, buckets, engagement_rate_of, kpis, sum_parts,
 )
 
 
@@ -35,6 +38,10 @@ class Snapshot:
     rows: list[CounterRow]
     activity: list[ActivityDay]
     ambassadors: list[AmbassadorView]
+
+    @cached_property
+    def roster(self) -> Roster:
+        return Roster(self.ambassadors)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class RankedItem:
     engagements: int
     impressions: int
     shares: int
+    title: str | None = None  # a content item's, from the content projection
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,92 @@ class LeaderboardEntry:
     impressions: int
     shares: int
     engagement_rate: float | None
+    display_name: str | None = None  # the name the person chose to show
+
+
+# --- who counted as opted in on a given day ------------------------------------------------
+
+@dataclass(frozen=True)
+class Standing:
+    """A person's standing at the end of a day: opted in or not, and where they counted."""
+
+    opted_in: bool
+    team_id: str | None
+    networks: tuple[str, ...]
+
+    def counts_in(self, dimension: Dimension, value: str, ambassador_id: str) -> bool:
+        if not self.opted_in:
+            return False
+        if dimension is Dimension.TEAM:
+            return self.team_id == value
+        if dimension is Dimension.NETWORK:
+            return value in self.networks
+        if dimension is Dimension.AMBASSADOR:
+            return ambassador_id == value
+        return True
+
+
+def standings(view: AmbassadorView) -> list[tuple[str, Standing]]:
+    """The person's standing from each day on which it changed, from their events' own days.
+
+    Days are made non-decreasing in event order (a clock behind never reorders what the
+    person did), so the last standing is always the current one. A projection whose history
+    does not end where the projection stands (written before histories were kept: a rebuild
+    fills them) counts with its current standing on every day.
+    """
+    current = Standing(view.opted_in, view.team_id, view.networks)
+    day, status, team, networks = "", None, None, ()
+    found: list[tuple[str, Standing]] = []
+    for change in view.history:
+        day = max(day, change.day)
+        if change.status is not None and status is not AmbassadorStatus.ERASED:  # the tombstone is never lifted
+            status = change.status
+        if change.networks is not None:
+            team, networks = change.team_id, change.networks
+        standing = Standing(status is AmbassadorStatus.OPTED_IN, team, networks)
+        if found and found[-1][0] == day:
+            found[-1] = (day, standing)
+        else:
+            found.append((day, standing))
+    if not found or found[-1][1].opted_in != current.opted_in:
+        return [("", current)]
+    return found
+
+
+class Roster:
+    """Who counted as opted in (in a team, on a network) at the end of any day.
+
+    Counts are prefix sums of the days people joined and left a dimension value, so a
+    series costs one lookup per bucket, not one pass over the people per bucket.
+    """
+
+    def __init__(self, ambassadors: Iterable[AmbassadorView]):
+        self._standings = {view.ambassador_id: standings(view) for view in ambassadors}
+        self._days = {person: [day for day, _ in found] for person, found in self._standings.items()}
+        self._counts: dict[tuple[Dimension, str], tuple[list[str], list[int]]] = {}
+
+    def counts_on(self, ambassador_id: str, dimension: Dimension, value: str, day: str) -> bool:
+        days = self._days.get(ambassador_id)
+        if not days:
+            return False
+        index = bisect_right(days, day)
+        return bool(index) and self._standings[ambassador_id][index - 1][1].counts_in(dimension, value, ambassador_id)
+
+    def count(self, dimension: Dimension, value: str, day: str) -> int:
+        if (dimension, value) not in self._counts:
+            changes: dict[str, int] = defaultdict(int)
+            for person, found in self._standings.items():
+                inside = False
+                for since, standing in found:
+                    now_inside = standing.counts_in(dimension, value, person)
+                    if now_inside != inside:
+                        changes[since] += 1 if now_inside else -1
+                        inside = now_inside
+            days = sorted(changes)
+            self._counts[(dimension, value)] = (days, list(accumulate(changes[d] for d in days)))
+        days, totals = self._counts[(dimension, value)]
+        index = bisect_right(days, day)
+        return totals[index - 1] if index else 0
 
 
 def opted_in(ambassadors: Iterable[AmbassadorView]) -> list[AmbassadorView]:
@@ -105,10 +199,14 @@ def active(activity: Iterable[ActivityDay], among: set[str], dimension: Dimensio
 
 
 def kpis_of(snapshot: Snapshot, value: str, period: Period, cpm_by_network: Mapping[str, float]) -> dict[str, Any]:
+    """The KPIs of one value over a period; the distinct counts are those of the period's last day
+    (opted in at its end, and of those, who shared in the period): each day has its own."""
     parts = sum_parts(row.parts for row in snapshot.rows if row.value == value and period.contains(row.day))
-    people = members(snapshot.ambassadors, snapshot.dimension, value)
-    return kpis(parts, opted_in=len(people),
-                active=len(active(snapshot.activity, people, snapshot.dimension, value, period)),
+    roster, dimension, last = snapshot.roster, snapshot.dimension, period.last_day
+    sharers = {row.ambassador_id for row in snapshot.activity if period.contains(row.day)}
+    people = {a for a in sharers if roster.counts_on(a, dimension, value, last)}
+    return kpis(parts, opted_in=roster.count(dimension, value, last),
+                active=len(active(snapshot.activity, people, dimension, value, period)),
                 cpm_by_network=cpm_by_network)
 
 
@@ -154,10 +252,12 @@ def _engagements(summed: Mapping[str, int]) -> int:
 
 
 def ranked_by_engagement_rate(parts: Mapping[str, Mapping[str, int]], limit: int,
-                              min_impressions: int = 1) -> list[RankedItem]:
+                              min_impressions: int = 1, titles: Mapping[str, str | None] | None = None
+                              ) -> list[RankedItem]:
     """Highest engagement rate first; ties broken by more engagements, then by name."""
+    titles = titles or {}
     entries = [RankedItem(key, engagement_rate_of(summed) or 0.0, _engagements(summed), summed["impressions"],
-                          summed["shares"])
+                          summed["shares"], titles.get(key))
                for key, summed in parts.items() if summed["impressions"] >= min_impressions]
     entries.sort(key=lambda e: (-e.engagement_rate, -e.engagements, e.key))
     return entries[:limit]
@@ -175,12 +275,13 @@ def parts_by_topic(content_parts: Mapping[str, Mapping[str, int]],
 
 
 def leaderboard(snapshot: Snapshot, period: Period, limit: int) -> list[LeaderboardEntry]:
-    """Only people who chose to appear, are opted in, and have figures in the period."""
-    shown = {a.ambassador_id for a in opted_in(snapshot.ambassadors) if a.leaderboard_opt_in}
+    """Only people who chose to appear, are opted in, and have figures in the period, with the name they chose."""
+    names = {a.ambassador_id: a.leaderboard_name for a in opted_in(snapshot.ambassadors) if a.leaderboard_opt_in}
+    shown = set(names)
     parts = parts_by_value(row for row in snapshot.rows if row.value in shown and period.contains(row.day))
     ranked = sorted(((ambassador_id, summed) for ambassador_id, summed in parts.items()
                      if summed["shares"] or _engagements(summed)),
                     key=lambda item: (-_engagements(item[1]), -item[1]["impressions"], item[0]))
     return [LeaderboardEntry(rank, ambassador_id, _engagements(summed), summed["impressions"], summed["shares"],
-                             engagement_rate_of(summed))
+                             engagement_rate_of(summed), names[ambassador_id])
             for rank, (ambassador_id, summed) in enumerate(ranked[:limit], start=1)]

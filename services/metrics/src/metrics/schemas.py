@@ -9,6 +9,8 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advocacy_common.events import ConversionType
+
 from .service import ExportRow
 
 
@@ -19,7 +21,8 @@ class _FromDomain(BaseModel):
 class Kpis(_FromDomain):
     """Every KPI of the programme's definitions; a ratio is null when its denominator is zero."""
 
-    ambassadors_opted_in: int = Field(description="Ambassadors currently opted in (in this team or network)")
+    ambassadors_opted_in: int = Field(description="Ambassadors opted in at the end of the period's last day "
+                                                  "(in this team or network then); each bucket of a series has its own")
     active_ambassadors: int = Field(description="Of those, how many shared at least once in the period")
     activation_rate: float | None
     shares: int
@@ -72,6 +75,7 @@ class TimeSeries(_FromDomain):
 
 class RankedItem(_FromDomain):
     key: str = Field(description="The content id or the topic")
+    title: str | None = Field(default=None, description="The content item's title (null for topics)")
     engagement_rate: float
     engagements: int
     impressions: int
@@ -86,6 +90,7 @@ class Ranking(_FromDomain):
 class LeaderboardEntry(_FromDomain):
     rank: int
     ambassador_id: str
+    display_name: str | None = Field(description="The name the person chose to show (null if they set none)")
     engagements: int
     impressions: int
     shares: int
@@ -111,19 +116,22 @@ class StreamTicket(BaseModel):
     expires_in: int = Field(description="Seconds left to use it")
 
 
-CSV_KPIS = ("ambassadors_opted_in", "active_ambassadors", "activation_rate", "shares", "personalization_rate",
-            "potential_reach", "impressions", "reactions", "comments", "reshares", "engagement_rate",
-            "comment_replies", "comment_response_rate", "clicks", "unique_clicks", "click_through_rate",
-            "conversions", "conversion_rate", "earned_media_value")
+# Every KPI of `Kpis`, in its order; `conversions_by_type` as one column per type.
+CSV_KPIS = tuple(name for name in Kpis.model_fields if name != "conversions_by_type")
+CSV_CONVERSION_TYPES = tuple(kind.value for kind in ConversionType)
+CSV_HEADER = ("period_start", "first_day", "last_day", "granularity", "dimension", "value", "title", *CSV_KPIS,
+              *(f"conversions_{kind}" for kind in CSV_CONVERSION_TYPES))
 
 
 def csv_export(rows: Iterable[ExportRow]) -> str:
-    """The CSV document: a header, then one line per bucket and value (an undefined ratio is empty)."""
+    """The CSV document: a header, then one line per bucket and value (an undefined ratio or title is empty)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["period_start", "first_day", "last_day", "dimension", "value", *CSV_KPIS])
+    writer.writerow(CSV_HEADER)
     for row in rows:
-        point = row.point
-        writer.writerow([point.period_start, point.first_day, point.last_day, row.dimension.value, row.value,
-                         *("" if point.kpis[k] is None else point.kpis[k] for k in CSV_KPIS)])
+        point, figures = row.point, row.point.kpis
+        writer.writerow([point.period_start, point.first_day, point.last_day, row.granularity.value,
+                         row.dimension.value, row.value, row.title or "",
+                         *("" if figures[k] is None else figures[k] for k in CSV_KPIS),
+                         *(figures["conversions_by_type"].get(kind, 0) for kind in CSV_CONVERSION_TYPES)])
     return out.getvalue()

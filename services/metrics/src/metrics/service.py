@@ -86,6 +86,8 @@ class ExportRow:
     dimension: Dimension
     value: str
     point: SeriesPoint
+    granularity: Granularity
+    title: str | None = None  # a content item's
 
 
 async def load_snapshot(store: MetricsStore, tenant: str, dimension: Dimension, value: str | None,
@@ -168,8 +170,15 @@ class MetricsQueries:
         return self._series(snapshot, me.ambassador_id, period, granularity)
 
     async def top_contents(self, tenant: str, period: Period, limit: int, min_impressions: int) -> Ranking:
-        rows = await (await self._live()).list_counters(tenant, Dimension.CONTENT, None, period)
-        return Ranking(period, ranked_by_engagement_rate(parts_by_value(rows), limit, min_impressions))
+        """Ranked content items with their titles, from the content projection (never a call to content)."""
+        store = await self._live()
+        rows = await store.list_counters(tenant, Dimension.CONTENT, None, period)
+        return Ranking(period, ranked_by_engagement_rate(parts_by_value(rows), limit, min_impressions,
+                                                         await self._titles(store, tenant)))
+
+    @staticmethod
+    async def _titles(store: MetricsStore, tenant: str) -> dict[str, str | None]:
+        return {c.content_id: c.title for c in await store.list_contents(tenant)}
 
     async def top_topics(self, tenant: str, period: Period, limit: int, min_impressions: int) -> Ranking:
         """A content item's figures count for each of its topics."""
@@ -184,9 +193,12 @@ class MetricsQueries:
 
     async def export(self, tenant: str, dimension: Dimension, period: Period,
                      granularity: Granularity) -> list[ExportRow]:
-        """One row per bucket and value; teams below the threshold left out (never individuals: see the API)."""
-        snapshot = await load_snapshot(await self._live(), tenant, dimension, None, period)
-        return [ExportRow(dimension, value, point)
+        """One row per bucket and value; teams below the threshold left out (never individuals: see the API).
+        Content rows carry the item's title."""
+        store = await self._live()
+        snapshot = await load_snapshot(store, tenant, dimension, None, period)
+        titles = await self._titles(store, tenant) if dimension is Dimension.CONTENT else {}
+        return [ExportRow(dimension, value, point, granularity, titles.get(value))
                 for value in visible_values(snapshot, self.policy.min_team_size)
                 for point in series_of(snapshot, value, period, granularity, self.policy.cpm_by_network)]
 

@@ -41,7 +41,8 @@ from .aggregation import (
     SliceSpan, Target, Watermarks, activity_rows, admits, counter_rows,
 )
 from .models import (
-    FIRST_GENERATION, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person,
+    FIRST_GENERATION, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension,
+    MembershipChange, Period, Person,
 )
 
 COUNTERS = "counters"
@@ -81,31 +82,48 @@ def _activity_id(row: ActivityDay) -> str:
     return f"{row.tenant}|{row.ambassador_id}|{row.day}"
 
 
-def _changed_fields(change: Change) -> tuple[dict[str, int], dict[str, Any]]:
-    """A change as ($inc, $set) fields."""
+def _changed_fields(change: Change) -> tuple[dict[str, int], dict[str, Any], list[dict[str, Any]]]:
+    """A change as ($inc, $set, history entries to $push) fields."""
     if isinstance(change, Increments):
-        return {f"{PARTS}.{name}": amount for name, amount in change.parts.items()}, {}
+        return {f"{PARTS}.{name}": amount for name, amount in change.parts.items()}, {}, []
     if isinstance(change, AmbassadorChange):
         fields: dict[str, Any] = {}
         if change.status is not None:
             fields["status"] = change.status.value
         if change.profile is not None:
             fields.update(team_id=change.profile.team_id, networks=list(change.profile.networks),
-                          leaderboard_opt_in=change.profile.leaderboard_opt_in)
+                          leaderboard_opt_in=change.profile.leaderboard_opt_in,
+                          leaderboard_name=change.profile.leaderboard_name)
         if change.erased:
             fields["erased"] = True
-        return {}, fields
+        return {}, fields, [_history_entry(entry) for entry in change.history]
     return {}, {"campaign_id": change.campaign_id, "objective": change.objective, "topics": list(change.topics),
-                "version": change.version}
+                "version": change.version, "title": change.title}, []
+
+
+def _history_entry(change: MembershipChange) -> dict[str, Any]:
+    entry: dict[str, Any] = {"d": change.day, "s": change.status.value if change.status else None}
+    if change.networks is not None:
+        entry.update(t=change.team_id, n=list(change.networks))
+    return entry
+
+
+def _membership_change(entry: Mapping[str, Any]) -> MembershipChange:
+    status = entry.get("s")
+    return MembershipChange(entry["d"], AmbassadorStatus(status) if status else None, entry.get("t"),
+                            tuple(entry["n"]) if "n" in entry else None)
 
 
 def _update(write: ConditionalWrite) -> dict[str, Any]:
     _, _, identity = _layout(write.target)
-    inc, fields = _changed_fields(write.change)
+    inc, fields, history = _changed_fields(write.change)
     update: dict[str, Any] = {"$set": {**identity, **fields, **{f"{WATERMARK_FIELD}.{partition}": mark
                                                                 for partition, mark in write.marks.items()}}}
     if inc:
         update["$inc"] = inc
+    if history:
+        # Appended under the same watermark condition as the rest: each entry once, in offset order.
+        update["$push"] = {"history": {"$each": history}}
     return update
 
 
@@ -120,12 +138,14 @@ def _ambassador(document: Mapping[str, Any]) -> AmbassadorView:
     status = document.get("status")
     return AmbassadorView(document["ambassador_id"], AmbassadorStatus(status) if status else None,
                           document.get("team_id"), tuple(document.get("networks") or ()),
-                          bool(document.get("leaderboard_opt_in")), bool(document.get("erased")))
+                          bool(document.get("leaderboard_opt_in")), bool(document.get("erased")),
+                          document.get("leaderboard_name"),
+                          tuple(_membership_change(entry) for entry in document.get("history") or ()))
 
 
 def _content(document: Mapping[str, Any]) -> ContentView:
     return ContentView(document["content_id"], document.get("campaign_id"), document.get("objective", ""),
-                       tuple(document.get("topics") or ()), int(document.get("version", 0)))
+                       tuple(document.get("topics") or ()), int(document.get("version", 0)), document.get("title"))
 
 
 def _activity(document: Mapping[str, Any]) -> ActivityDay:

@@ -177,8 +177,25 @@ async function valuesOf(dimension) {
   // The API lists no campaigns or contents to analysts: their ids come from the CSV export.
   if (dimension === "network") return NETWORKS;
   const csv = await api("/v1/metrics/export.csv", { ...period(), dimension, granularity: "month" });
-  const values = new Set(csv.trim().split("\n").slice(1).map((line) => line.split(",")[4]).filter(Boolean));
+  const [header, ...lines] = csv.trim().split("\n").map(csvFields);
+  const column = header.indexOf("value");
+  const values = new Set(lines.map((fields) => fields[column]).filter(Boolean));
   return [...values].sort().slice(0, MAX_BREAKDOWN_VALUES);
+}
+
+function csvFields(line) {
+  // One CSV line (RFC 4180 quoting: titles may hold commas and quotes).
+  const fields = [];
+  let field = "", quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (quoted && c === '"' && line[i + 1] === '"') { field += '"'; i++; }
+    else if (c === '"') quoted = !quoted;
+    else if (c === "," && !quoted) { fields.push(field); field = ""; }
+    else field += c;
+  }
+  fields.push(field);
+  return fields;
 }
 
 async function loadBreakdown() {
@@ -229,10 +246,11 @@ async function showTeam() {
 
 async function loadTop() {
   const ranking = await api("/v1/metrics/top/contents", { ...period(), limit: "10" });
-  // Titles live in the content service, which analysts may not read: the ranking names content ids.
-  table($("top-table"), ["content", "engagement rate", "engagements", "impressions", "shares"],
-    ranking.items.map((i) => [i.key, format(i.engagement_rate, "pct"), format(i.engagements, "int"),
-      format(i.impressions, "int"), format(i.shares, "int")]));
+  // Titles come with the ranking (the metrics service projects them from the content events).
+  table($("top-table"), ["content", "id", "engagement rate", "engagements", "impressions", "shares"],
+    ranking.items.map((i) => [{ textContent: i.title ?? i.key, className: i.title ? "" : "muted" },
+      { textContent: i.key, className: "muted" }, format(i.engagement_rate, "pct"),
+      format(i.engagements, "int"), format(i.impressions, "int"), format(i.shares, "int")]));
 }
 
 // --- the live stream -------------------------------------------------------------------------
