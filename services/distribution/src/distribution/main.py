@@ -1,4 +1,5 @@
-"""Process entry points: `distribution-api`, `distribution-worker` and `distribution-reseal-secrets`."""
+"""Process entry points: `distribution-api`, `distribution-worker`, `distribution-poller` and
+`distribution-reseal-secrets`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import uvicorn
 
 from advocacy_common.logs import configure_logging
 
-from .bootstrap import build_worker, create_app, reseal_connector_secrets, settings_from_environment
+from .bootstrap import build_poller, build_worker, create_app, reseal_connector_secrets, settings_from_environment
 from .settings import DistributionSettings
 
 
@@ -29,6 +30,17 @@ def run_worker() -> None:
 async def _work(settings: DistributionSettings) -> None:
     # Kafka clients must be created inside the running event loop.
     await build_worker(settings).run()
+
+
+def run_poller() -> None:
+    """The network connectors' polling worker (LinkedIn, X); several replicas may run (claims are CAS)."""
+    settings = settings_from_environment()
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(_poll(settings))
+
+
+async def _poll(settings: DistributionSettings) -> None:
+    await build_poller(settings).run()
 
 
 def run_reseal_secrets() -> None:

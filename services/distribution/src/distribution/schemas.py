@@ -62,6 +62,9 @@ class Share(BaseModel):
     tracked_link_code: str
     share_intent_url: str | None = Field(description="Open it to post yourself (LinkedIn: share-offsite with the "
                                          "tracked link); null where the network has no web intent")
+    share_composer_url: str | None = Field(default=None, description="LinkedIn only: the composer prefilled with "
+                                           "your text and the tracked link (an undocumented LinkedIn address)")
+    share_text: str | None = Field(default=None, description="Your text and the tracked link, to copy and paste")
     recommended_at: datetime = Field(description="A slot that spreads this content's shares over time")
     similarity_to_suggested: float
     similarity_to_colleagues: float
@@ -107,7 +110,7 @@ class EngagementReport(Body):
     model_config = ConfigDict(extra="ignore", str_max_length=MAX_FIELD_CHARS)
 
     id: str = Field(min_length=1, max_length=200)
-    kind: Literal["impression", "reaction", "comment", "comment_reply", "reshare"]
+    kind: Literal["impression", "members_reached", "reaction", "comment", "comment_reply", "reshare"]
     count: int = Field(default=1, ge=0, le=1_000_000_000)
     occurred_at: SaneDatetime
     share_id: str | None = Field(default=None, max_length=200)

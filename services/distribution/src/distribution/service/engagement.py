@@ -86,12 +86,22 @@ class Engagement:
             verify_signature(connector.secret, signature, raw_body, now, self.options.webhook_tolerance_seconds)
         except SignatureRejected as error:
             raise Problem(401, "Unauthorized", str(error)) from None
-        report = _parse(report_type, raw_body)
+        return await self.accept_report(tenant, connector_id, connector.name, _parse(report_type, raw_body), now)
+
+    async def accept_report(self, tenant: str, connector_id: str, source: str,
+                            report: EngagementReport | ConversionReport, now: datetime, *,
+                            self_reported: bool = False) -> str:
+        """A verified report: de-duplicated by (tenant, connector, report id), published, acknowledged.
+
+        The signed webhook comes here after its signature check; so do the deltas of the network
+        connectors we run (`connectors.poller.report_delta`), so both follow the same rules."""
         report_id = scoped_id(tenant, connector_id, report.id)
-        report_fingerprint = fingerprint(report.model_dump(mode="json"))
+        body = report.model_dump(mode="json")
+        # Only when set, so that the fingerprints of webhook reports stay what they were.
+        report_fingerprint = fingerprint({**body, "self_reported": True} if self_reported else body)
         envelope = await self._recorded_envelope(tenant, report_id, report_fingerprint)
         if envelope is None:
-            envelope = await self._envelope(tenant, connector.name, report)
+            envelope = await self._envelope(tenant, source, report, self_reported)
             recorded = Report(id=report_id, tenant=tenant, connector_id=connector_id, source_event_id=report.id,
                               fingerprint=report_fingerprint, engagement_id=envelope.id, envelope=envelope,
                               received_at=now)
@@ -117,7 +127,8 @@ class Engagement:
                            engagement_id=existing.engagement_id)
         return existing.envelope
 
-    async def _envelope(self, tenant: str, source: str, report: EngagementReport | ConversionReport) -> Envelope:
+    async def _envelope(self, tenant: str, source: str, report: EngagementReport | ConversionReport,
+                        self_reported: bool = False) -> Envelope:
         """The report's event, attributed to its share or tracked link, in a unit of work of its own
         (published right away, not through an outbox: the answer waits for Kafka)."""
         if isinstance(report, ConversionReport):
@@ -128,7 +139,7 @@ class Engagement:
         else:
             event = engagement_received(tenant, await self._attribute(tenant, report), kind=EngagementKind(report.kind),
                                         count=report.count, source=source, source_event_id=report.id,
-                                        occurred_at=report.occurred_at)
+                                        occurred_at=report.occurred_at, self_reported=self_reported)
         return UnitOfWork(tenant, EVENT_SOURCE).record(event, event_id=event.engagement_id)
 
     async def _attribute(self, tenant: str, report: EngagementReport) -> dict:
