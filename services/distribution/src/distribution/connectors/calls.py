@@ -32,7 +32,9 @@ def checked(response: httpx.Response) -> httpx.Response:
         raise Unauthorized("the network refused the token (401)")
     if response.status_code == 429:
         raise RateLimited(retry_after_seconds(response))
-    if response.status_code in (403, 404):
+    if response.status_code in (400, 403, 404):
+        # 400: a code or URN the network does not accept (LinkedIn's invalid_grant); 403/404: not this
+        # member's post, or gone. None of them gets better by asking again.
         raise NotFound(f"the network answered {response.status_code}")
     if response.status_code >= 400:
         raise NetworkError(f"the network answered {response.status_code}")

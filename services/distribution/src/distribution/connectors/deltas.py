@@ -24,6 +24,9 @@ from .models import Delta
 def deltas(share_id: str, high_water: Mapping[str, int], totals: Mapping[str, int], kinds: Mapping[str, EngagementKind],
            observed_at: datetime) -> tuple[list[Delta], dict[str, int]]:
     """The deltas of `totals` above the marks, and the new marks. Metrics without a kind are ignored."""
+    # BSON keeps milliseconds: a delta read back from its post must be the very report first attempted
+    # (the ingestion compares the bodies of a retried report id).
+    observed_at = observed_at.replace(microsecond=observed_at.microsecond // 1000 * 1000)
     found: list[Delta] = []
     marks = dict(high_water)
     for metric, total in sorted(totals.items()):

@@ -31,7 +31,7 @@ METRICS: dict[str, EngagementKind] = {
 }
 URN = re.compile(r"^urn:li:(share|ugcPost|activity):(\d{1,30})$")
 _IN_PATH = re.compile(r"urn:li:(share|ugcPost|activity):(\d{1,30})")
-_IN_SLUG = re.compile(r"-(activity|ugcPost|share)-(\d{6,30})(?:-|$)")
+_IN_SLUG = re.compile(r"[-_](activity|ugcPost|share)-(\d{6,30})(?:-|$)")
 _HOSTS = re.compile(r"^([a-z]{2,3}\.|www\.)?linkedin\.com$")
 
 

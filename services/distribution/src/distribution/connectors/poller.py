@@ -95,6 +95,7 @@ class Poller:
     # (tenant, network) -> until when this poller leaves that network alone (after a 429).
     held: dict[tuple[str, str], datetime] = field(default_factory=dict)
     requests: int = 0
+    tenant: str | None = None  # only this tenant's posts (a tenant's own poller; tests), else every tenant's
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds until stopped; a round that found work is followed by another at once."""
@@ -115,7 +116,7 @@ class Poller:
         """One round: claim and poll the due posts; how many were polled."""
         now = self.clock()
         polled = 0
-        for post in await self.stores.posts.due(now, self.options.batch):
+        for post in await self.stores.posts.due(now, self.options.batch, self.tenant):
             held = self.held.get((post.tenant, post.network))
             if held and held > now:
                 continue

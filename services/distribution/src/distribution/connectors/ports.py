@@ -51,8 +51,8 @@ class TrackedPosts(Protocol):
         """Compare-and-set on the version read: the saved post (version + 1), or StaleWrite."""
         ...
 
-    async def due(self, now: datetime, limit: int) -> list[TrackedPost]:
-        """Active posts whose next poll time has come, earliest first (any tenant: the poller's job)."""
+    async def due(self, now: datetime, limit: int, tenant: str | None = None) -> list[TrackedPost]:
+        """Active posts whose next poll time has come, earliest first (of every tenant, or of one)."""
         ...
 
     async def pause(self, tenant: str, ambassador_id: str, network: str) -> None:

@@ -108,9 +108,11 @@ class MongoTrackedPosts(ModelRepository[TrackedPost]):
             return await self.get(post.tenant, post.id) or post
         return post
 
-    async def due(self, now: datetime, limit: int) -> list[TrackedPost]:
-        return await self.find({"status": PostStatus.ACTIVE.value, "next_poll_at": {"$lte": now}},
-                               sort=[("next_poll_at", 1)], limit=limit)
+    async def due(self, now: datetime, limit: int, tenant: str | None = None) -> list[TrackedPost]:
+        query: dict[str, Any] = {"status": PostStatus.ACTIVE.value, "next_poll_at": {"$lte": now}}
+        if tenant is not None:
+            query["tenant"] = tenant
+        return await self.find(query, sort=[("next_poll_at", 1)], limit=limit)
 
     async def pause(self, tenant: str, ambassador_id: str, network: str) -> None:
         await self.collection.update_many(
