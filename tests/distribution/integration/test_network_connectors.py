@@ -388,3 +388,64 @@ async def test_a_crash_after_the_deltas_were_written_reports_them_once_on_restar
     envelopes = await read_topic(ENGAGEMENT, lambda e: e.data.get("share_id") == share_id, min_count=2)
     assert sorted((e.data["kind"], e.data["count"]) for e in envelopes) == [("comment", 2), ("impression", 33)]
 
+
+
+async def test_x_public_metrics_through_the_same_pipeline_within_the_tenant_budget(
+        api, networks, person, poller, bearer, tenant, read_topic):
+    fake = networks.x
+    admin = bearer(tenant, "admin-1", "admin")
+    response = await api.put("/v1/settings/network-apps/x", headers=admin,
+                             json={"bearer_token": fake.bearer_token, "daily_request_budget": 2})
+    assert response.status_code == 204
+    apps = (await api.get("/v1/settings/network-apps", headers=admin)).json()
+    assert apps["x"]["daily_request_budget"] == 2 and fake.bearer_token not in str(apps)
+    post = str(1_800_000_000_000_000_000 + int(uuid.uuid4().int % 10**15))
+    fake.publish(post, impression_count=500, like_count=9, reply_count=2, retweet_count=3, quote_count=1)
+    share_id = await prepared_share(api, person, network="x")
+    refused = await api.post(f"/v1/shares/{share_id}/confirm", headers=person.headers,
+                             json={"post_url": "https://x.com/janedoe"})
+    assert refused.status_code == 422  # not a post address
+    confirmed = await api.post(f"/v1/shares/{share_id}/confirm", headers=person.headers,
+                               json={"post_url": f"https://x.com/janedoe/status/{post}"})
+    assert confirmed.status_code == 200, confirmed.text
+    before = fake.requests
+    assert await poll_once_due(poller) >= 1
+    fake.set_metrics(post, impression_count=800, like_count=12)
+    await asyncio.sleep(1.05)
+    assert await poll_once_due(poller) >= 1
+    assert fake.requests == before + 2
+    fake.set_metrics(post, impression_count=900)
+    await asyncio.sleep(1.05)
+    await poll_once_due(poller, timeout=3)
+    assert fake.requests == before + 2  # the budget of 2 requests a day is spent: no third call
+    tracked_x = await tracked(api, person, share_id)
+    assert tracked_x["counted"]["impression_count"] == 800
+    assert datetime.fromisoformat(tracked_x["next_poll_at"]) >= datetime.combine(
+        datetime.now(UTC).date() + timedelta(days=1), datetime.min.time(), UTC)  # tomorrow's budget
+    envelopes = await read_topic(ENGAGEMENT, lambda e: e.data.get("share_id") == share_id, min_count=7)
+    assert {e.data["source"] for e in envelopes} == {"x"}
+    by_kind: dict[str, int] = {}
+    for envelope in envelopes:
+        by_kind[envelope.data["kind"]] = by_kind.get(envelope.data["kind"], 0) + envelope.data["count"]
+    assert by_kind == {"impression": 800, "reaction": 12, "comment": 2, "reshare": 4}
+
+
+async def test_self_reported_figures_are_marked_and_separable_in_the_kpis(
+        api, person, bearer, tenant, metrics_api, read_topic):
+    share_id = await prepared_share(api, person)
+    assert (await api.post(f"/v1/shares/{share_id}/confirm", headers=person.headers)).status_code == 200
+    first = await api.post(f"/v1/shares/{share_id}/self-reported", headers=person.headers,
+                           json={"impressions": 300, "reactions": 8})
+    assert first.status_code == 200, first.text
+    admin = bearer(tenant, "admin-1", "admin")
+    again = await api.post(f"/v1/shares/{share_id}/self-reported", headers=admin,
+                           json={"impressions": 280, "reactions": 10, "comments": 1})
+    assert again.json()["counted"] == {"impressions": 300, "reactions": 10, "comments": 1}
+    assert again.json()["totals"] == {"impressions": 280, "reactions": 10, "comments": 1}
+    unknown = await api.post(f"/v1/shares/{share_id}/self-reported", headers=person.headers, json={"clicks": 5})
+    assert unknown.status_code == 422  # clicks come from tracked links only
+    envelopes = await read_topic(ENGAGEMENT, lambda e: e.data.get("share_id") == share_id, min_count=4)
+    assert all(e.data["self_reported"] and e.data["source"] == "self-reported" for e in envelopes)
+    kpis = await wait_for_metrics(metrics_api, admin, "c1", lambda k: k["comments"] == 1 and k["reactions"] == 10)
+    assert (kpis["impressions"], kpis["self_reported"]["impressions"], kpis["self_reported"]["reactions"]) == \
+        (300, 300, 10)
