@@ -449,3 +449,37 @@ async def test_self_reported_figures_are_marked_and_separable_in_the_kpis(
     kpis = await wait_for_metrics(metrics_api, admin, "c1", lambda k: k["comments"] == 1 and k["reactions"] == 10)
     assert (kpis["impressions"], kpis["self_reported"]["impressions"], kpis["self_reported"]["reactions"]) == \
         (300, 300, 10)
+
+
+async def test_key_rotation_reseals_tokens_and_app_secrets_then_the_old_key_can_go(settings, unique_db_name):
+    from advocacy_common.mongo import create_client
+    from advocacy_common.secretbox import Keyring, SecretBox, new_encoded_key
+    from distribution.bootstrap import reseal_connector_secrets
+    from distribution.connectors.models import Connection, LinkedInApp, XApp
+
+    old, new = new_encoded_key(), new_encoded_key()
+    database = unique_db_name("distribution")
+    client = create_client(settings.mongodb_uri, "rotation-test")
+    try:
+        storage = await Storage.open(client[database], settings.cursor_key)
+        before = connector_stores(storage, SecretBox(Keyring.from_encoded({"k1": old}, "k1")))
+        now = datetime.now(UTC)
+        await before.connections.put(Connection(id="t1/a1/linkedin", tenant="t1", ambassador_id="a1",
+                                                network="linkedin", member_id="m1", access_token="AQ-secret-token",
+                                                scopes=["r_member_postAnalytics"], connected_at=now,
+                                                expires_at=now + timedelta(days=60)))
+        await before.apps.put_linkedin(LinkedInApp(tenant="t1", client_id="cid", client_secret="li-secret",
+                                                   redirect_uri=REDIRECT, updated_at=now))
+        await before.apps.put_x(XApp(tenant="t1", bearer_token="x-bearer", daily_request_budget=5, updated_at=now))
+        both = settings.model_copy(update={"database": database, "secret_keys": {"k1": old, "k2": new},
+                                           "secret_key_id": "k2"})
+        first = await reseal_connector_secrets(both)
+        assert (first.resealed, first.unreadable) == (3, 0)
+        assert (await reseal_connector_secrets(both)).resealed == 0  # idempotent
+        after = connector_stores(storage, SecretBox(Keyring.from_encoded({"k2": new}, "k2")))  # old key removed
+        assert (await after.connections.get("t1", "a1", "linkedin")).access_token == "AQ-secret-token"
+        assert (await after.apps.linkedin("t1")).client_secret == "li-secret"
+        assert (await after.apps.x("t1")).bearer_token == "x-bearer"
+    finally:
+        await client.drop_database(database)
+        await client.close()

@@ -25,7 +25,7 @@ from .connectors.linkedin import LinkedInApi
 from .connectors.options import ConnectorOptions, connector_options
 from .connectors.poller import Poller
 from .connectors.service import NetworkConnections
-from .connectors.store import connector_stores, create_connector_indexes
+from .connectors.store import connector_stores, create_connector_indexes, reseal_tokens
 from .connectors.x import XApi
 from .adapters import (
     MongoConnectors, ResealCount, create_indexes, mongo_repositories, outbox_collections, processed_events,
@@ -139,11 +139,15 @@ def secret_box(settings: DistributionSettings) -> SecretBox:
 
 
 async def reseal_connector_secrets(settings: DistributionSettings) -> ResealCount:
-    """Re-encrypt every connector secret under the current key (and seal any still in plain form)."""
+    """Re-encrypt every connector secret (and seal any still in plain form), network token, PKCE verifier
+    and network app secret under the current key."""
     client = create_client(settings.mongodb_uri, f"{settings.service_name}-reseal")
     try:
         storage = await Storage.open(client[settings.database], settings.cursor_key)
-        return await MongoConnectors(storage, secret_box(settings)).reseal_all()
+        box = secret_box(settings)
+        connectors = await MongoConnectors(storage, box).reseal_all()
+        tokens, unreadable_tokens = await reseal_tokens(client[settings.database], box)
+        return ResealCount(connectors.resealed + tokens, connectors.unreadable + unreadable_tokens)
     finally:
         await client.close()
 

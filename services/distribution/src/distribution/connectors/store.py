@@ -18,7 +18,7 @@ from pymongo import ASCENDING, ReturnDocument, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from advocacy_common.repository import AlreadyExists, ModelRepository, Storage, create_indexes_one_by_one, storable
-from advocacy_common.secretbox import Sealed, SecretBox
+from advocacy_common.secretbox import Sealed, SecretBox, SecretUnreadable
 
 from ..models.projections import scoped_id
 from .models import Authorization, Connection, ConnectionStatus, LinkedInApp, PostStatus, TrackedPost, XApp
@@ -214,3 +214,33 @@ INDEXES: dict[str, list[IndexModel]] = {
 async def create_connector_indexes(database) -> None:
     for collection, indexes in INDEXES.items():
         await create_indexes_one_by_one(database[collection], indexes)  # FerretDB 1.24: one per command
+
+
+# What is sealed where: (collection, field, purpose). Rotation re-encrypts all of them (see reseal_tokens).
+SEALED_FIELDS = ((MongoConnections.collection_name, "access_token", "network-token"),
+                 (MongoAuthorizations.collection_name, "code_verifier", "pkce-verifier"),
+                 (MongoNetworkApps.collection_name, "client_secret", "linkedin-app"),
+                 (MongoNetworkApps.collection_name, "bearer_token", "x-app"))
+
+
+async def reseal_tokens(database, box: SecretBox) -> tuple[int, int]:
+    """Network tokens, PKCE verifiers and app secrets sealed under another key than the current one,
+    moved under it: (resealed, unreadable). Idempotent; each write is a compare-and-set on the ciphertext
+    read, so it is safe beside running replicas. A maintenance scan (any server), run at each rotation."""
+    resealed = unreadable = 0
+    for collection_name, field_name, purpose in SEALED_FIELDS:
+        collection = database[collection_name]
+        sealed_field = f"{SEALED}_{field_name}"
+        stale = {f"{sealed_field}.key_id": {"$exists": True, "$ne": box.keyring.current}}
+        async for document in collection.find(stale):
+            try:
+                fresh = box.reseal(Sealed.from_document(document[sealed_field]), purpose, document["tenant"],
+                                   document["_id"])
+            except SecretUnreadable:
+                unreadable += 1
+                continue
+            result = await collection.update_one(
+                {"_id": document["_id"], f"{sealed_field}.ciphertext": document[sealed_field]["ciphertext"]},
+                {"$set": {sealed_field: fresh.to_document()}})
+            resealed += result.modified_count
+    return resealed, unreadable
