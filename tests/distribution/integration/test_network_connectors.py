@@ -329,6 +329,8 @@ async def test_429_with_retry_after_backs_off_that_network_then_counts_exactly(a
     fake = networks.linkedin
     await connect(api, networks, person)
     share_id, urn = await linked_post(api, networks, person, IMPRESSION=70, REACTION=7)
+    typed = await api.post(f"/v1/shares/{share_id}/self-reported", headers=person.headers, json={"impressions": 9})
+    assert typed.status_code == 422  # read from LinkedIn already: typed figures would count twice
     fake.throttle = Throttle(times=1, retry_after=2)
     started = datetime.now(UTC)
     assert await poll_once_due(poller) >= 1

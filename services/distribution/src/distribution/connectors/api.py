@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.bounded import PathId
 from advocacy_common.envelope import utcnow
+from advocacy_common.errors import problem_responses
 
 from .models import Connection, LinkedInApp, TrackedPost, XApp
 from .schemas import (
@@ -45,7 +46,8 @@ def post_body(post: TrackedPost) -> TrackedPostOut:
                           totals=post.last_seen, counted=post.high_water)
 
 
-@router.post("/me/connections/{network}/start", status_code=201, response_model=ConnectionStarted)
+@router.post("/me/connections/{network}/start", status_code=201, response_model=ConnectionStarted,
+             responses=problem_responses(409))
 async def start_connection(request: Request, response: Response, network: Connectable,
                            principal: Principal = Depends(AMBASSADOR)) -> ConnectionStarted:
     """Start connecting my LinkedIn account, read-only (`openid profile r_member_postAnalytics`; never a
@@ -57,7 +59,8 @@ async def start_connection(request: Request, response: Response, network: Connec
                              expires_at=started.expires_at)
 
 
-@router.post("/me/connections/{network}/callback", status_code=201, response_model=ConnectionOut)
+@router.post("/me/connections/{network}/callback", status_code=201, response_model=ConnectionOut,
+             responses=problem_responses(409))
 async def complete_connection(request: Request, network: Connectable, body: ConnectionCallback,
                               principal: Principal = Depends(AMBASSADOR)) -> ConnectionOut:
     """Complete it: the code is exchanged for a token, stored encrypted; my paused posts resume."""
@@ -99,7 +102,7 @@ async def share_posts(request: Request, share_id: PathId,
     return [post_body(post) for post in await distribution.connections.posts_of(share)]
 
 
-@router.post("/shares/{share_id}/self-reported", response_model=TrackedPostOut)
+@router.post("/shares/{share_id}/self-reported", response_model=TrackedPostOut, responses=problem_responses(409))
 async def self_reported(request: Request, share_id: PathId, body: SelfReported,
                         principal: Principal = Depends(REPORTERS)) -> TrackedPostOut:
     """For networks without an API: the totals the network shows, entered by me or an admin. Counted as

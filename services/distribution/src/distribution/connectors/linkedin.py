@@ -29,6 +29,7 @@ METRICS: dict[str, EngagementKind] = {
     "COMMENT": EngagementKind.COMMENT,
     "RESHARE": EngagementKind.RESHARE,
 }
+MAX_PAGES = 20
 URN = re.compile(r"^urn:li:(share|ugcPost|activity):(\d{1,30})$")
 _IN_PATH = re.compile(r"urn:li:(share|ugcPost|activity):(\d{1,30})")
 _IN_SLUG = re.compile(r"[-_](activity|ugcPost|share)-(\d{6,30})(?:-|$)")
@@ -131,8 +132,9 @@ class LinkedInApi:
         kind = urn.split(":")[2]
         url = (f"{self.endpoints.api_base}/rest/memberCreatorPostAnalytics?q=entity"
                f"&entity=({kind}:{quote(urn, safe='')})&queryType={metric}&aggregation=TOTAL")
-        total = 0
-        while url:
+        total, seen = 0, set()
+        while url and url not in seen and len(seen) < MAX_PAGES:  # a link back, or no end: stop
+            seen.add(url)
             body = _json(await get(self.http, url, headers=self._headers(token)))
             for element in body.get("elements") or []:
                 total += _count(element)

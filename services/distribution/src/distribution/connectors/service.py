@@ -161,6 +161,10 @@ class NetworkConnections:
         ingestion as polled totals, marked self-reported."""
         if share.status is not ShareStatus.CONFIRMED:
             raise invalid("share_id", "is not confirmed yet")
+        read = [p.source for p in await self.stores.posts.of_share(share.tenant, share.id) if p.source != SELF_REPORTED]
+        if read:
+            # The same figures would count twice: once read from the network, once typed in.
+            raise invalid("share_id", f"is read from {read[0]} already; its figures need not be entered")
         post = TrackedPost(id=tracked_post_id(share.tenant, share.id, SELF_REPORTED), tenant=share.tenant,
                            share_id=share.id, ambassador_id=share.ambassador_id, network=share.network.value,
                            source=SELF_REPORTED, post_ref="", linked_at=now, last_change_at=now, next_poll_at=None,
