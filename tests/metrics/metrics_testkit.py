@@ -85,11 +85,19 @@ def shared(share: str, ambassador: str, content: str, campaign: str, team: str |
 
 def engaged(engagement: str, share: str, ambassador: str, content: str, campaign: str | None, team: str | None,
             kind: EngagementKind, count: int = 1, network: Network = Network.LINKEDIN, day: int = 0,
-            conversion: ConversionType | None = None, unique: bool = False) -> EngagementReceived:
+            conversion: ConversionType | None = None, unique: bool = False,
+            self_reported: bool = False) -> EngagementReceived:
     return EngagementReceived(
         engagement_id=engagement, kind=kind, count=count, share_id=share, content_id=content, campaign_id=campaign,
         ambassador_id=ambassador, team_id=team, network=network, occurred_at=BASE_DAY + timedelta(days=day),
-        source="test", source_event_id=engagement, conversion_type=conversion, unique_visitor=unique)
+        source="test", source_event_id=engagement, conversion_type=conversion, unique_visitor=unique,
+        self_reported=self_reported)
+
+
+# The KPI names of self-reported figures, kind by kind (written out here, independently of metrics.models).
+SELF_REPORTED = {"impressions": EngagementKind.IMPRESSION, "members_reached": EngagementKind.MEMBERS_REACHED,
+                 "reactions": EngagementKind.REACTION, "comments": EngagementKind.COMMENT,
+                 "comment_replies": EngagementKind.COMMENT_REPLY, "reshares": EngagementKind.RESHARE}
 
 
 def envelope(event: Event, tenant: str) -> Envelope:
@@ -413,6 +421,8 @@ class Reference:
             "conversions_by_type": {kind.value: total(EngagementKind.CONVERSION, lambda e, k=kind: e.conversion_type is k)
                                     for kind in ConversionType},
             "conversion_rate": rate(conversions, clicks), "earned_media_value": round(emv / 1000, 2),
+            "members_reached": total(EngagementKind.MEMBERS_REACHED),
+            "self_reported": {name: total(kind, lambda e: e.self_reported) for name, kind in SELF_REPORTED.items()},
         }
 
     def values(self, tenant: str, dimension: Dimension) -> set[str]:

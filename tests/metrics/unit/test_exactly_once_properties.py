@@ -88,7 +88,8 @@ def produce(actions):
             _, ambassador, content, with_campaign, team, network, day, what, count, conversion, unique = rest
             event = engaged(f"e{number}", f"s{number}", ambassador, content,
                             CONTENTS[content] if with_campaign else None, team, what, count, network, day,
-                            conversion if what is EngagementKind.CONVERSION else None, unique)
+                            conversion if what is EngagementKind.CONVERSION else None, unique,
+                            self_reported=unique)  # the same draw covers self-reported figures
         produced.append((envelope(event, tenant), event))
     return produced
 

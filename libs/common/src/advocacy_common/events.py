@@ -46,6 +46,8 @@ class Persona(StrEnum):
 
 class EngagementKind(StrEnum):
     IMPRESSION = "impression"
+    # Unique members who saw the post (LinkedIn MEMBERS_REACHED): organic reach beside impressions.
+    MEMBERS_REACHED = "members_reached"
     REACTION = "reaction"
     COMMENT = "comment"
     COMMENT_REPLY = "comment_reply"
@@ -329,6 +331,8 @@ class EngagementReceived(Event):
     source_event_id: str
     conversion_type: ConversionType | None = None
     unique_visitor: bool = Field(default=False, description="For clicks: first visit of this visitor on this link")
+    self_reported: bool = Field(default=False, description="Figures the employee or an admin entered from what "
+                                "the network shows (networks without an API), not read from the network")
 
     def aggregate_id(self) -> str:
         return self.share_id or f"link:{self.content_id}:{self.ambassador_id}:{self.network}"

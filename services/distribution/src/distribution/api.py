@@ -14,7 +14,7 @@ from advocacy_common.errors import Problem, problem_response, problem_responses
 from .models.authenticity import AuthenticityPolicy
 from .models.engagement import Connector as ConnectorModel
 from .models.plausibility import Implausible
-from .models.sharing import Refusal, Share as ShareModel
+from .models.sharing import Refusal, Share as ShareModel, composer_url, post_text
 from .options import Options
 from .schemas import (
     CommentsAwaitingReply, CommentsAwaitingReplyPage, ConfirmShare, Connector, ConnectorPage, ConversionReport,
@@ -58,7 +58,9 @@ async def get_feed(request: Request, limit: int | None = None, cursor: Cursor | 
 
 
 def share_body(share: ShareModel) -> Share:
-    return Share.model_validate({**share.model_dump(mode="json"), "share_id": share.id})
+    return Share.model_validate({**share.model_dump(mode="json"), "share_id": share.id,
+                                 "share_composer_url": composer_url(share.network, share.text, share.tracked_link),
+                                 "share_text": post_text(share.text, share.tracked_link)})
 
 
 @router.post("/shares", status_code=201, response_model=Share)
@@ -92,9 +94,17 @@ async def confirm(request: Request, share_id: PathId, body: ConfirmShare | None 
     """Confirm the post is online (by me, or by a connector), optionally with its URL. The authenticity rules
     are checked again against what colleagues confirmed since the preparation (a near-copy is a 422 as at
     preparation). Emits `post.shared.v1` with the personalisation scores and my audience on that network;
-    confirming again changes nothing."""
-    share = await _distribution(request).sharing.confirm(principal, share_id, body.post_url if body else None,
-                                                         utcnow())
+    confirming again changes nothing. When the network is read by a connector (my LinkedIn account is
+    connected, or the tenant has an X app), the URL must be a post of mine (else 422, nothing confirmed)
+    and the post's figures are then polled."""
+    distribution, post_url = _distribution(request), body.post_url if body else None
+    checked = None
+    if post_url:
+        checked = await distribution.connections.check_post(await distribution.sharing.get(principal, share_id),
+                                                            post_url)
+    share = await distribution.sharing.confirm(principal, share_id, post_url, utcnow())
+    if checked:
+        await distribution.connections.track(share, *checked, utcnow())
     return share_body(share)
 
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -19,6 +20,13 @@ from advocacy_common.secretbox import DEV_ONLY_KEY_ID, Keyring, SecretBox
 from advocacy_common.worker import ServiceWorker
 
 from . import api
+from .connectors import api as connectors_api
+from .connectors.linkedin import LinkedInApi
+from .connectors.options import ConnectorOptions, connector_options
+from .connectors.poller import Poller
+from .connectors.service import NetworkConnections
+from .connectors.store import connector_stores, create_connector_indexes, reseal_tokens
+from .connectors.x import XApi
 from .adapters import (
     MongoConnectors, ResealCount, create_indexes, mongo_repositories, outbox_collections, processed_events,
     upgrade_documents,
@@ -34,15 +42,26 @@ DESCRIPTION = ("Feeds, authentic shares, tracked links and engagement ingestion.
                "the person posts: it never posts on anyone's behalf and stores no social-network password.")
 
 
-async def build_distribution(database: AsyncDatabase, publisher: EventPublisher,
-                             settings: DistributionSettings) -> Distribution:
-    """The use cases on the MongoDB adapters of `database`."""
+async def build_distribution(database: AsyncDatabase, publisher: EventPublisher, settings: DistributionSettings,
+                             http: httpx.AsyncClient) -> Distribution:
+    """The use cases on the MongoDB adapters of `database`; `http` calls the networks (LinkedIn, X)."""
     storage = await Storage.open(database, settings.cursor_key)
-    repositories = mongo_repositories(storage, secret_box(settings))
+    box = secret_box(settings)
+    repositories = mongo_repositories(storage, box)
     options = Options.from_settings(settings)
+    engagement = Engagement(repositories, publisher, options)
+    connector = connector_options(settings)
+    connections = NetworkConnections(connector_stores(storage, box), repositories, engagement,
+                                     LinkedInApi(http, connector.linkedin), XApi(http, connector.x_api_base), connector)
     return Distribution(sharing=Sharing(repositories, options, storage.cursors),
-                        tracking=Tracking(repositories, options),
-                        engagement=Engagement(repositories, publisher, options), options=options)
+                        tracking=Tracking(repositories, options), engagement=engagement, connections=connections,
+                        options=options)
+
+
+def network_http() -> httpx.AsyncClient:
+    """The client that calls LinkedIn and X: bounded timeouts, no redirects followed (an API never needs one)."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False,
+                             headers={"User-Agent": "advocacy-distribution"})
 
 
 def settings_from_environment() -> DistributionSettings:
@@ -54,11 +73,13 @@ def create_app(settings: DistributionSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Webhook reports answer only after Kafka acknowledged, so the API has a producer of its own.
-        async with api_resources(app, settings, publisher=True) as resources:
+        async with api_resources(app, settings, publisher=True) as resources, network_http() as http:
             assert resources.publisher is not None
             await create_indexes(resources.database)
+            await create_connector_indexes(resources.database)
             await upgrade_documents(resources.database)
-            app.state.distribution = await build_distribution(resources.database, resources.publisher, settings)
+            app.state.distribution = await build_distribution(resources.database, resources.publisher, settings,
+                                                              http)
             entered = await app.state.distribution.sharing.fill_books()
             if entered:
                 log.info("entered %d shares confirmed before signature books existed into their books", entered)
@@ -66,6 +87,7 @@ def create_app(settings: DistributionSettings) -> FastAPI:
 
     app = create_service_app(settings, title="Distribution", description=DESCRIPTION, lifespan=lifespan)
     api.install(app)
+    app.include_router(connectors_api.router)
     return app
 
 
@@ -75,8 +97,36 @@ def build_worker(settings: DistributionSettings) -> ServiceWorker:
     ledger = ProcessedEvents(processed_events(database))
     worker = ServiceWorker(settings, f"{settings.service_name}-worker",
                            outbox_collections=outbox_collections(database), background=[ledger.prune])
-    subscribe(worker, OnFirstUse(lambda: _open_repositories(database, settings)), settings.consumer_group, ledger)
+    subscribe(worker, OnFirstUse(lambda: _open_repositories(database, settings)), settings.consumer_group, ledger,
+              OnFirstUse(lambda: _open_connector_stores(database, settings)))
     return worker
+
+
+def build_poller(settings: DistributionSettings, options: ConnectorOptions | None = None) -> ServiceWorker:
+    """The polling worker of the network connectors (`distribution-poller`): no consumer, one background
+    loop; its deltas are published with Kafka's acknowledgement, like signed reports."""
+    database = create_client(settings.mongodb_uri, f"{settings.service_name}-poller")[settings.database]
+    options = options or connector_options(settings)
+    started: list[Poller] = []
+
+    async def poll(stop: asyncio.Event) -> None:
+        async with network_http() as http:
+            storage = await Storage.open(database, settings.cursor_key)
+            await create_connector_indexes(database)
+            box = secret_box(settings)
+            engagement = Engagement(mongo_repositories(storage, box), worker.publisher, Options.from_settings(settings))
+            poller = Poller(connector_stores(storage, box), engagement, LinkedInApi(http, options.linkedin),
+                            XApi(http, options.x_api_base), options)
+            started.append(poller)
+            await poller.run(stop)
+
+    worker = ServiceWorker(settings, f"{settings.service_name}-poller", background=[poll])
+    worker.pollers = started  # type: ignore[attr-defined]  # for tests: the running poller
+    return worker
+
+
+async def _open_connector_stores(database: AsyncDatabase, settings: DistributionSettings):
+    return connector_stores(await Storage.open(database, settings.cursor_key), secret_box(settings))
 
 
 async def _open_repositories(database: AsyncDatabase, settings: DistributionSettings) -> Repositories:
@@ -92,11 +142,15 @@ def secret_box(settings: DistributionSettings) -> SecretBox:
 
 
 async def reseal_connector_secrets(settings: DistributionSettings) -> ResealCount:
-    """Re-encrypt every connector secret under the current key (and seal any still in plain form)."""
+    """Re-encrypt every connector secret (and seal any still in plain form), network token, PKCE verifier
+    and network app secret under the current key."""
     client = create_client(settings.mongodb_uri, f"{settings.service_name}-reseal")
     try:
         storage = await Storage.open(client[settings.database], settings.cursor_key)
-        return await MongoConnectors(storage, secret_box(settings)).reseal_all()
+        box = secret_box(settings)
+        connectors = await MongoConnectors(storage, box).reseal_all()
+        tokens, unreadable_tokens = await reseal_tokens(client[settings.database], box)
+        return ResealCount(connectors.resealed + tokens, connectors.unreadable + unreadable_tokens)
     finally:
         await client.close()
 

@@ -4,19 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from advocacy_common.consuming import ProcessedEvents
+from advocacy_common.consuming import Delivery, ProcessedEvents
 from advocacy_common.topics import AMBASSADOR, CONTENT, ENGAGEMENT
 from advocacy_common.worker import ServiceWorker
 
-from .handlers import ENGAGEMENT_HANDLERS, PROJECTION_HANDLERS, bind
+from .connectors.handlers import connection_handlers
+from .connectors.ports import ConnectorStores
+from .handlers import ENGAGEMENT_HANDLERS, PROJECTION_HANDLERS, Handler, bind
 from .ports import Repositories
 
 
 def subscribe(worker: ServiceWorker, repositories: Callable[[], Awaitable[Repositories]], consumer_group: str,
-              ledger: ProcessedEvents) -> None:
+              ledger: ProcessedEvents, connector_stores: Callable[[], Awaitable[ConnectorStores]]) -> None:
     """Projections of content and ambassador events in `consumer_group`; comment tallies from engagement
     in a group of their own (a slow projection replay never delays them, nor the other way round).
     The ledger skips events a producer's relay re-published after a crash (same id, new offset)."""
-    worker.consume([CONTENT, AMBASSADOR], consumer_group, bind(PROJECTION_HANDLERS, repositories), ledger=ledger)
+    projections = bind(PROJECTION_HANDLERS, repositories)
+    # An opt-out or an erasure also deletes the person's network tokens and tracked posts, in the same
+    # handling (both effects are idempotent; no consumer group more to join at every start).
+    for event_type, forget in connection_handlers(connector_stores).items():
+        projections[event_type] = then(projections[event_type], forget)
+    worker.consume([CONTENT, AMBASSADOR], consumer_group, projections, ledger=ledger)
     worker.consume([ENGAGEMENT], f"{consumer_group}-comments", bind(ENGAGEMENT_HANDLERS, repositories),
                    ledger=ledger)
+
+
+def then(first: Handler, second: Handler) -> Handler:
+    async def both(delivery: Delivery) -> None:
+        await first(delivery)
+        await second(delivery)
+    return both

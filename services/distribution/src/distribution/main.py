@@ -1,15 +1,18 @@
-"""Process entry points: `distribution-api`, `distribution-worker` and `distribution-reseal-secrets`."""
+"""Process entry points: `distribution-api`, `distribution-worker`, `distribution-poller` and
+`distribution-reseal-secrets`."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 import uvicorn
 
 from advocacy_common.logs import configure_logging
+from advocacy_common.worker import ServiceWorker
 
-from .bootstrap import build_worker, create_app, reseal_connector_secrets, settings_from_environment
+from .bootstrap import build_poller, build_worker, create_app, reseal_connector_secrets, settings_from_environment
 from .settings import DistributionSettings
 
 
@@ -21,14 +24,23 @@ def run_api() -> None:
 
 
 def run_worker() -> None:
+    _run_until_signalled(build_worker)
+
+
+def run_poller() -> None:
+    """The network connectors' polling worker (LinkedIn, X); several replicas may run (claims are CAS)."""
+    _run_until_signalled(build_poller)
+
+
+def _run_until_signalled(build: Callable[[DistributionSettings], ServiceWorker]) -> None:
     settings = settings_from_environment()
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(_work(settings))
 
+    async def work() -> None:
+        # Kafka clients must be created inside the running event loop.
+        await build(settings).run()
 
-async def _work(settings: DistributionSettings) -> None:
-    # Kafka clients must be created inside the running event loop.
-    await build_worker(settings).run()
+    asyncio.run(work())
 
 
 def run_reseal_secrets() -> None:

@@ -64,6 +64,9 @@ class Share(BaseModel):
     tracked_link_code: str
     share_intent_url: str | None = Field(description="Open it to post yourself (LinkedIn: share-offsite with the "
                                          "tracked link); null where the network has no web intent")
+    share_composer_url: str | None = Field(default=None, description="LinkedIn only: the composer prefilled with "
+                                           "your text and the tracked link (an undocumented LinkedIn address)")
+    share_text: str | None = Field(default=None, description="Your text and the tracked link, to copy and paste")
     recommended_at: datetime = Field(description="A slot that spreads this content's shares over time")
     similarity_to_suggested: float
     similarity_to_colleagues: float
@@ -119,9 +122,9 @@ class EngagementReport(Body):
     model_config = ConfigDict(extra="ignore", str_max_length=MAX_FIELD_CHARS)
 
     id: str = Field(min_length=1, max_length=200)
-    kind: Literal["impression", "reaction", "comment", "comment_reply", "reshare"]
+    kind: Literal["impression", "members_reached", "reaction", "comment", "comment_reply", "reshare"]
     count: int = Field(default=1, ge=0, le=1_000_000_000, description="The increase since your last report, "
-                       "1 to the bound of its kind (impressions 10,000,000; reactions, reshares 1,000,000; comments, "
+                       "1 to the bound of its kind (impressions, members reached 10,000,000; reactions, reshares 1,000,000; comments, "
                        "replies 100,000)")
     occurred_at: SaneDatetime = Field(description="With a time zone; not before the post was confirmed, not in "
                                       "the future (5 minutes of clock skew)")

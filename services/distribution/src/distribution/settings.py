@@ -39,3 +39,17 @@ class DistributionSettings(ServiceSettings):
         "Keyring: key id -> base64 256-bit key; every key that sealed a stored secret must stay until "
         "re-encrypted. The default is dev-only."))
     secret_key_id: str = Field(default=DEV_ONLY_KEY_ID, description="The key id that seals new secrets")
+    # Network connectors (README, "Network connectors"). The bases are settings so tests point them at fakes.
+    linkedin_oauth_base: str = "https://www.linkedin.com/oauth/v2"
+    linkedin_api_base: str = "https://api.linkedin.com"
+    linkedin_version: str = Field(default="202606", pattern=r"^\d{6}$",
+                                  description="LinkedIn-Version header (YYYYMM); each version lives about a year")
+    x_api_base: str = "https://api.x.com"
+    poll_early_minutes: int = Field(default=60, ge=1, description="Poll interval during the early period")
+    poll_early_hours: int = Field(default=48, ge=0, description="Early period after a post is linked")
+    poll_late_hours: int = Field(default=24, ge=1, description="Poll interval after the early period")
+    poll_quiet_days: int = Field(default=14, ge=1, description="Polling stops this long after the last change")
+    poll_round_seconds: float = Field(default=30.0, gt=0, description="Pause of the poller when nothing is due")
+    poll_request_gap_seconds: float = Field(default=0.5, ge=0, description="Pause between two network calls")
+    poll_batch: int = Field(default=50, ge=1, le=1000, description="Posts claimed per round")
+    connection_warning_days: int = Field(default=7, ge=0, description="Warn this long before a token lapses")

@@ -34,8 +34,8 @@ from advocacy_common.events import (
 )
 
 from .models import (
-    ENGAGEMENT_PART, TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension,
-    MembershipChange, Person, day_of,
+    ENGAGEMENT_PART, SELF_REPORTED_KINDS, TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView,
+    CounterRow, Dimension, MembershipChange, Person, day_of,
 )
 
 
@@ -236,7 +236,10 @@ def counted_parts(event: PostShared | EngagementReceived) -> tuple[str, dict[str
     if isinstance(event, PostShared):
         parts = {"shares": 1, "personalized_shares": int(event.personalized), "potential_reach": event.potential_reach}
         return day_of(event.shared_at), parts
-    parts = {ENGAGEMENT_PART[event.kind]: event.count}
+    part = ENGAGEMENT_PART[event.kind]
+    parts = {part: event.count}
+    if event.self_reported and part in SELF_REPORTED_KINDS:
+        parts[f"self_reported_{part}"] = event.count
     if event.kind is EngagementKind.IMPRESSION:
         parts[f"impressions_{event.network.value}"] = event.count
     elif event.kind is EngagementKind.CLICK and event.unique_visitor:

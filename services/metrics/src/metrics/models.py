@@ -128,14 +128,19 @@ class ContentView:
 
 SHARE_PARTS = ("shares", "personalized_shares", "potential_reach")
 ENGAGEMENT_PARTS = ("impressions", "reactions", "comments", "comment_replies", "reshares",
-                    "clicks", "unique_clicks", "conversions")
+                    "clicks", "unique_clicks", "conversions", "members_reached")
+# The share of engagement that people entered themselves (networks without an API), kept apart so that a
+# view can tell figures read from a network from figures typed in.
+SELF_REPORTED_KINDS = ("impressions", "members_reached", "reactions", "comments", "comment_replies", "reshares")
+SELF_REPORTED_PARTS = tuple(f"self_reported_{part}" for part in SELF_REPORTED_KINDS)
 CONVERSION_PARTS = tuple(f"conversions_{kind.value}" for kind in ConversionType)
 IMPRESSION_PARTS = tuple(f"impressions_{network.value}" for network in Network)
-COUNTER_PARTS = SHARE_PARTS + ENGAGEMENT_PARTS + CONVERSION_PARTS + IMPRESSION_PARTS
+COUNTER_PARTS = SHARE_PARTS + ENGAGEMENT_PARTS + CONVERSION_PARTS + IMPRESSION_PARTS + SELF_REPORTED_PARTS
 
 # Which counter an engagement kind adds its count to.
 ENGAGEMENT_PART = {
     EngagementKind.IMPRESSION: "impressions",
+    EngagementKind.MEMBERS_REACHED: "members_reached",
     EngagementKind.REACTION: "reactions",
     EngagementKind.COMMENT: "comments",
     EngagementKind.COMMENT_REPLY: "comment_replies",
@@ -228,6 +233,7 @@ def kpis(parts: Mapping[str, int], *, opted_in: int, active: int,
         "personalization_rate": ratio(parts["personalized_shares"], parts["shares"]),
         "potential_reach": parts["potential_reach"],
         "impressions": parts["impressions"],
+        "members_reached": parts["members_reached"],
         "reactions": parts["reactions"],
         "comments": parts["comments"],
         "reshares": parts["reshares"],
@@ -242,6 +248,7 @@ def kpis(parts: Mapping[str, int], *, opted_in: int, active: int,
         "conversions_by_type": {kind.value: parts[f"conversions_{kind.value}"] for kind in ConversionType},
         "conversion_rate": ratio(parts["conversions"], parts["clicks"]),
         "earned_media_value": earned_media_value(parts, cpm_by_network),
+        "self_reported": {part: parts[f"self_reported_{part}"] for part in SELF_REPORTED_KINDS},
     }
 
 

@@ -30,6 +30,8 @@ class Kpis(_FromDomain):
     personalization_rate: float | None = Field(description="personalized_shares / shares")
     potential_reach: int = Field(description="Sum of the ambassadors' audience at share time")
     impressions: int = Field(description="Organic reach reported for shared posts")
+    members_reached: int = Field(default=0, description="Unique members who saw the shared posts, as the network "
+                                 "reports them (LinkedIn MEMBERS_REACHED), summed over posts")
     reactions: int
     comments: int
     reshares: int
@@ -44,6 +46,8 @@ class Kpis(_FromDomain):
     conversions_by_type: dict[str, int]
     conversion_rate: float | None = Field(description="conversions / clicks")
     earned_media_value: float = Field(description="impressions / 1000 x the network's configured CPM")
+    self_reported: dict[str, int] = Field(default_factory=dict, description="Of the figures above, what people "
+                                          "entered themselves for networks without an API")
 
 
 class PeriodOut(_FromDomain):

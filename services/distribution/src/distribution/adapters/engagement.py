@@ -54,7 +54,7 @@ class MongoConnectors(ModelRepository[Connector]):
 
     Sealing lives here, not in the use case: it is how this store keeps the value, the use case needs the
     plain secret to verify signatures, and the binding to the document's tenant and `_id` is the adapter's
-    knowledge. The network connectors' OAuth tokens are to be stored the same way.
+    knowledge. The network connectors' tokens are stored the same way (connectors/store.py).
     """
 
     secret_box: SecretBox

@@ -167,7 +167,8 @@ def attribution_of_share(share: Share) -> dict[str, Any]:
 
 def engagement_received(tenant: str, attribution: dict[str, Any], *, kind: EngagementKind, count: int, source: str,
                         source_event_id: str, occurred_at: datetime, conversion_type: ConversionType | None = None,
-                        unique_visitor: bool = False) -> EngagementReceived:
+                        unique_visitor: bool = False, self_reported: bool = False) -> EngagementReceived:
     return EngagementReceived(engagement_id=engagement_id(tenant, source, source_event_id), kind=kind, count=count,
                               occurred_at=occurred_at, source=source, source_event_id=source_event_id,
-                              conversion_type=conversion_type, unique_visitor=unique_visitor, **attribution)
+                              conversion_type=conversion_type, unique_visitor=unique_visitor,
+                              self_reported=self_reported, **attribution)

@@ -32,7 +32,8 @@ from .sharing import Share, ShareStatus
 # The most one report may count, per kind: far above any single post's figures in an interval a
 # connector reports (a viral LinkedIn post has a few million impressions in total), far below overflow.
 MAX_COUNT: dict[EngagementKind, int] = {
-    EngagementKind.IMPRESSION: 10_000_000, EngagementKind.REACTION: 1_000_000, EngagementKind.COMMENT: 100_000,
+    EngagementKind.IMPRESSION: 10_000_000, EngagementKind.MEMBERS_REACHED: 10_000_000,
+    EngagementKind.REACTION: 1_000_000, EngagementKind.COMMENT: 100_000,
     EngagementKind.COMMENT_REPLY: 100_000, EngagementKind.RESHARE: 1_000_000, EngagementKind.CONVERSION: 10_000,
 }
 # How many recent reports a share's totals remember, so a retried report is counted in them once.

@@ -98,6 +98,23 @@ def share_intent_url(network: Network, tracked_link: str, text: str) -> str | No
     return None
 
 
+def post_text(text: str | None, tracked_link: str) -> str | None:
+    """The whole post to copy and paste: the person's own words, then the tracked link."""
+    return f"{text}\n\n{tracked_link}" if text else None
+
+
+def composer_url(network: Network, text: str | None, tracked_link: str) -> str | None:
+    """LinkedIn's composer opened with the whole post prefilled (`/feed/?shareActive=true&text=`).
+
+    Undocumented by LinkedIn (it works in browsers today and may stop without notice); share-offsite,
+    which is documented, carries only the link, so both are offered, and the text for copy-paste.
+    """
+    whole = post_text(text, tracked_link)
+    if network is not Network.LINKEDIN or whole is None:
+        return None
+    return f"https://www.linkedin.com/feed/?shareActive=true&text={quote(whole, safe='')}"
+
+
 # Characters a post may hold; on X a link always counts as 23 characters and we append one.
 NETWORK_TEXT_LIMITS = {Network.LINKEDIN: 3000, Network.X: 280 - 24, Network.FACEBOOK: 63206,
                        Network.INSTAGRAM: 2200, Network.TIKTOK: 2200, Network.XING: 3000}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..connectors.service import NetworkConnections
 from ..options import Options
 from .engagement import Engagement
 from .sharing import Sharing
@@ -20,4 +21,5 @@ class Distribution:
     sharing: Sharing
     tracking: Tracking
     engagement: Engagement
+    connections: NetworkConnections
     options: Options

@@ -121,13 +121,18 @@ class Engagement:
             observation = Observation(**report.model_dump())
         return await self.ingest(tenant, ReportSource(key=connector.id, name=connector.name), observation, now)
 
-    async def ingest(self, tenant: str, source: ReportSource, observation: Observation, now: datetime) -> str:
-        """The one way in for every connector's observation (see the module docstring); the engagement id."""
+    async def ingest(self, tenant: str, source: ReportSource, observation: Observation, now: datetime, *,
+                     self_reported: bool = False) -> str:
+        """The one way in for every connector's observation (see the module docstring); the engagement id.
+        Signed webhooks and the deltas of the network connectors we run (`connectors.poller.report_delta`)
+        both come here. `self_reported`: figures a person typed in, marked as such in the event."""
         report_id = scoped_id(tenant, source.key, observation.id)
-        report_fingerprint = fingerprint(observation.model_dump(mode="json"))
+        body = observation.model_dump(mode="json")
+        # Only when set, so that the fingerprints of webhook reports stay what they were.
+        report_fingerprint = fingerprint({**body, "self_reported": True} if self_reported else body)
         envelope = await self._recorded_envelope(tenant, report_id, report_fingerprint)
         if envelope is None:
-            event = await self._plausible_event(tenant, source.name, observation, now)
+            event = await self._plausible_event(tenant, source.name, observation, now, self_reported)
             # Replies are counted against the comments before anything is recorded: a refusal leaves nothing.
             await self._count_in_totals(tenant, event, EngagementKind.COMMENT_REPLY)
             envelope = UnitOfWork(tenant, EVENT_SOURCE).record(event, event_id=event.engagement_id)
@@ -163,7 +168,7 @@ class Engagement:
         return existing.envelope
 
     async def _plausible_event(self, tenant: str, source: str, observation: Observation,
-                               now: datetime) -> EngagementReceived:
+                               now: datetime, self_reported: bool = False) -> EngagementReceived:
         """The observation's event, attributed to its confirmed share, if every plausibility rule holds."""
         check_count(observation.kind, observation.count)
         share = await self._post(tenant, observation)
@@ -175,7 +180,8 @@ class Engagement:
             raise Implausible("conversion_type_missing", "conversion_type", "is required for a conversion")
         return engagement_received(tenant, attribution, kind=observation.kind, count=observation.count,
                                    source=source, source_event_id=observation.id,
-                                   occurred_at=observation.occurred_at, conversion_type=observation.conversion_type)
+                                   occurred_at=observation.occurred_at, conversion_type=observation.conversion_type,
+                                   self_reported=self_reported)
 
     async def _post(self, tenant: str, observation: Observation) -> Share:
         """The confirmed share the observation is about."""
