@@ -25,6 +25,7 @@ from .api_support import key_reused_with_other_body
 from .hardening import install_hardening
 from .errors import PROBLEM_JSON, Problem, install_problem_handlers, problem_response
 from .mongo import create_client, ping
+from .openapi_conventions import install_openapi_conventions
 from .publishing import EventPublisher
 from .repository import AlreadyExists, KeyReused, StaleWrite
 from .settings import ServiceSettings
@@ -121,6 +122,7 @@ def create_service_app(settings: ServiceSettings, *, title: str, description: st
     app.state.readiness: dict[str, ReadinessCheck] = {}
     install_problem_handlers(app)
     install_repository_problems(app)
+    install_openapi_conventions(app)
     configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)
 
     @app.get("/livez", include_in_schema=False)
