@@ -184,7 +184,8 @@ async def run(options) -> int:
     logs = instance.local / "runs" / run_id
     logs.mkdir(parents=True)
     stack = Stack(instance, run_id, {"issuer": issuer.issuer, "audience": issuer.audience,
-                                     "jwks_url": f"{jwks.url}/.well-known/jwks.json"}, logs)
+                                     "jwks_url": f"{jwks.url}/.well-known/jwks.json"}, logs,
+                  log_level=options.log_level)
     names = TopicNames(stack.topic_prefix)
     print(f"chaos run {run_id}: Kafka {instance.bootstrap}, FerretDB {instance.mongodb_uri} ({instance.backend} "
           f"backend), logs {logs}", flush=True)
@@ -262,6 +263,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql",
                         help="FerretDB's storage (see tests/chaos/README.md for what each sustains)")
     parser.add_argument("--postgres-port", type=int, default=5435, help="the private PostgreSQL cluster's port")
+    parser.add_argument("--log-level", default="WARNING", help="of the service processes (INFO adds access logs)")
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and FerretDB running at the end")
     return parser.parse_args(argv)
 

@@ -118,6 +118,7 @@ class Stack:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     kills: Counter = field(default_factory=Counter)
     killing: set[str] = field(default_factory=set)  # down on purpose right now
+    log_level: str = "WARNING"
 
     @property
     def topic_prefix(self) -> str:
@@ -134,7 +135,7 @@ class Stack:
         settings = {
             "KAFKA_BOOTSTRAP_SERVERS": self.instance.bootstrap, "MONGODB_URI": self.instance.mongodb_uri,
             "HTTP_PORT": str(self.ports[service]), "TOPIC_PREFIX": self.topic_prefix, "TOPIC_PARTITIONS": "3",
-            "DATABASE": self.database(service), "LOG_LEVEL": "WARNING", "AUTH_ISSUER": self.auth["issuer"],
+            "DATABASE": self.database(service), "LOG_LEVEL": self.log_level, "AUTH_ISSUER": self.auth["issuer"],
             "AUTH_AUDIENCE": self.auth["audience"], "AUTH_JWKS_URL": self.auth["jwks_url"],
         }
         if service == "distribution":

@@ -65,9 +65,11 @@ async def test_every_401_names_a_scheme(auth_settings, bearer):
         signature = await http.post("/hook")
         stale = await http.put("/things/a", headers={**bearer("t1", "u1", "editor"), "If-Match": '"2"'})
         missing = await http.put("/strict/a", headers=bearer("t1", "u1", "editor"))
+        too_long = await http.put("/things/a", headers={**bearer("t1", "u1", "editor"), "If-Match": '"3"' * 400})
     assert no_token.status_code == 401 and no_token.headers["www-authenticate"].startswith("Bearer")
     assert raised_bare.status_code == 401 and raised_bare.headers["www-authenticate"].startswith("Bearer")
     assert signature.status_code == 401
     assert signature.headers["www-authenticate"].startswith('Advocacy-Signature realm="webhooks"')
     assert stale.status_code == 412
     assert missing.status_code == 428
+    assert too_long.status_code == 400  # longer than the declared maxLength

@@ -15,10 +15,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from .api_support import MAX_IF_MATCH_LENGTH
+
 IF_MATCH = {
     "name": "If-Match", "in": "header", "required": False,
     "description": "The ETag you read (or `*`); the write is refused with 412 if the resource changed since.",
-    "schema": {"type": "string", "maxLength": 1024},
+    "schema": {"type": "string", "maxLength": MAX_IF_MATCH_LENGTH},
 }
 CHALLENGE = {"WWW-Authenticate": {"description": "The authentication scheme to use (RFC 9110 §11.6.1)",
                                   "required": True, "schema": {"type": "string"}}}

@@ -19,7 +19,7 @@ from opentelemetry import propagate
 
 from .envelope import TRACE_HEADERS, Envelope, KafkaRecord, to_kafka
 from .events import Event
-from .kafka_wait import while_kafka_unreachable
+from .startup_wait import while_kafka_unreachable
 from .telemetry import in_trace_of, kafka_instrumented
 from .topics import TopicNames
 
