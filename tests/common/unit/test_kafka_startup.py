@@ -5,24 +5,28 @@ import asyncio
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, OutOfOrderSequenceNumber
+from pymongo.errors import ServerSelectionTimeoutError
 
 from advocacy_common.envelope import KafkaRecord
 from advocacy_common.publishing import EventPublisher, while_kafka_unreachable
+from advocacy_common.startup_wait import while_database_unreachable
 from advocacy_common.topics import TopicNames
 
 pytestmark = pytest.mark.unit
 
 
-async def test_a_first_contact_is_tried_again_until_the_broker_answers():
+@pytest.mark.parametrize(("wait", "outage"), [(while_kafka_unreachable, KafkaConnectionError("Unable to bootstrap")),
+                                              (while_database_unreachable, ServerSelectionTimeoutError("refused"))])
+async def test_a_first_contact_is_tried_again_until_the_server_answers(wait, outage):
     attempts = []
 
     async def contact():
         attempts.append(1)
         if len(attempts) < 3:
-            raise KafkaConnectionError("Unable to bootstrap")
+            raise outage
         return "connected"
 
-    assert await while_kafka_unreachable(contact, "test", wait_seconds=10) == "connected"
+    assert await wait(contact, "test", wait_seconds=10) == "connected"
     assert len(attempts) == 3
 
 
