@@ -79,6 +79,12 @@ class Api:
                 if not retry_lost:
                     raise InDoubt(label) from None
             else:
+                if response.status_code == 429:  # a rate limit: what a polite client does, after Retry-After
+                    self.retries[f"{label} after 429"] += 1
+                    await asyncio.sleep(min(5.0, float(response.headers.get("retry-after", "1"))))
+                    if time.monotonic() > deadline:
+                        raise GaveUp(f"{label}: still rate limited after {self.deadline_seconds} s")
+                    continue
                 if response.status_code < 500 and response.status_code not in retry_status:
                     return response
                 if response.status_code >= 500:

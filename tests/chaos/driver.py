@@ -134,7 +134,7 @@ async def settle(stack: Stack, api: Api, reference: Reference, tenants: list[Ten
 def report(options, state: dict, traffic: Traffic, chaos: Chaos, stack: Stack, poison: Poison, kafka_events: int,
            durations: dict[str, float], api: Api) -> None:
     print("\n===== chaos run summary =====")
-    print(f"seed {options.seed}; target {options.events} events"
+    print(f"seed {options.seed}; FerretDB on {options.backend}; target {options.events} events"
           + (f"; traffic STOPPED EARLY, {len(chaos.actions)} planned action(s) not done: {chaos.actions}"
              if traffic.stopped.is_set() else ""))
     seconds = durations["programme + engagement"]
@@ -174,7 +174,7 @@ async def run(options) -> int:
     durations: dict[str, float] = {}
     started = time.monotonic()
     instance = Instance(Path(options.local).resolve(), options.kafka_port, options.controller_port,
-                        options.ferretdb_port)
+                        options.ferretdb_port, options.backend, options.postgres_port)
     await asyncio.to_thread(instance.fresh)
     durations["infra up"] = time.monotonic() - started
     jwks = JwksServer([]).start()
@@ -184,9 +184,11 @@ async def run(options) -> int:
     logs = instance.local / "runs" / run_id
     logs.mkdir(parents=True)
     stack = Stack(instance, run_id, {"issuer": issuer.issuer, "audience": issuer.audience,
-                                     "jwks_url": f"{jwks.url}/.well-known/jwks.json"}, logs)
+                                     "jwks_url": f"{jwks.url}/.well-known/jwks.json"}, logs,
+                  log_level=options.log_level)
     names = TopicNames(stack.topic_prefix)
-    print(f"chaos run {run_id}: Kafka {instance.bootstrap}, FerretDB {instance.mongodb_uri}, logs {logs}", flush=True)
+    print(f"chaos run {run_id}: Kafka {instance.bootstrap}, FerretDB {instance.mongodb_uri} ({instance.backend} "
+          f"backend), logs {logs}", flush=True)
     try:
         await ensure_topics(instance.bootstrap, names, partitions=3)
         mark = time.monotonic()
@@ -258,6 +260,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kafka-port", type=int, default=9392)
     parser.add_argument("--controller-port", type=int, default=9393)
     parser.add_argument("--ferretdb-port", type=int, default=27047)
+    parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql",
+                        help="FerretDB's storage (see tests/chaos/README.md for what each sustains)")
+    parser.add_argument("--postgres-port", type=int, default=5435, help="the private PostgreSQL cluster's port")
+    parser.add_argument("--log-level", default="WARNING", help="of the service processes (INFO adds access logs)")
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and FerretDB running at the end")
     return parser.parse_args(argv)
 

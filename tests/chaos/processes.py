@@ -30,6 +30,8 @@ class Instance:
     kafka_port: int
     controller_port: int
     ferretdb_port: int
+    backend: str = "sqlite"  # FerretDB's storage: sqlite, or postgresql (a private cluster on postgres_port)
+    postgres_port: int = 5435
 
     def __post_init__(self) -> None:
         clash = SHARED_PORTS & {self.kafka_port, self.controller_port, self.ferretdb_port}
@@ -46,7 +48,8 @@ class Instance:
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "ADVOCACY_LOCAL": str(self.local), "KAFKA_PORT": str(self.kafka_port),
-                "KAFKA_CONTROLLER_PORT": str(self.controller_port), "FERRETDB_PORT": str(self.ferretdb_port)}
+                "KAFKA_CONTROLLER_PORT": str(self.controller_port), "FERRETDB_PORT": str(self.ferretdb_port),
+                "FERRETDB_BACKEND": self.backend, "POSTGRES_PORT": str(self.postgres_port)}
 
     def infra(self, *args: str) -> None:
         subprocess.run(["bash", str(INFRA), *args], env=self.env(), check=True, stdout=subprocess.DEVNULL)
@@ -67,15 +70,21 @@ class Instance:
         self.infra("down")
 
     async def restart(self, component: str) -> float:
-        """Stop the broker (`kafka`) or the database (`ferretdb`) with SIGTERM, start it again; seconds down."""
-        pidfile = self.local / component / f"{component}.pid"
-        pid = int(pidfile.read_text().strip())
+        """Stop the broker (`kafka`) or the database (`ferretdb`, and PostgreSQL under it) and start it again;
+        seconds down. SIGTERM for Kafka and FerretDB, SIGINT (fast shutdown: it does not wait for FerretDB's
+        connections to close) for PostgreSQL."""
+        stops = [(int((self.local / component / f"{component}.pid").read_text().strip()), signal.SIGTERM)]
+        if component == "ferretdb" and self.backend == "postgresql":
+            postmaster = self.local / "postgresql" / "data" / "postmaster.pid"
+            stops.append((int(postmaster.read_text().split()[0]), signal.SIGINT))
         started = time.monotonic()
-        os.kill(pid, signal.SIGTERM)
-        while _alive(pid):
-            if time.monotonic() - started > 60:
-                os.kill(pid, signal.SIGKILL)
-            await asyncio.sleep(0.2)
+        for pid, signum in stops:
+            os.kill(pid, signum)
+        for pid, _ in stops:
+            while _alive(pid):
+                if time.monotonic() - started > 60:
+                    os.kill(pid, signal.SIGKILL)
+                await asyncio.sleep(0.2)
         await self.ainfra("up")
         return time.monotonic() - started
 
@@ -109,6 +118,7 @@ class Stack:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     kills: Counter = field(default_factory=Counter)
     killing: set[str] = field(default_factory=set)  # down on purpose right now
+    log_level: str = "WARNING"
 
     @property
     def topic_prefix(self) -> str:
@@ -125,7 +135,7 @@ class Stack:
         settings = {
             "KAFKA_BOOTSTRAP_SERVERS": self.instance.bootstrap, "MONGODB_URI": self.instance.mongodb_uri,
             "HTTP_PORT": str(self.ports[service]), "TOPIC_PREFIX": self.topic_prefix, "TOPIC_PARTITIONS": "3",
-            "DATABASE": self.database(service), "LOG_LEVEL": "WARNING", "AUTH_ISSUER": self.auth["issuer"],
+            "DATABASE": self.database(service), "LOG_LEVEL": self.log_level, "AUTH_ISSUER": self.auth["issuer"],
             "AUTH_AUDIENCE": self.auth["audience"], "AUTH_JWKS_URL": self.auth["jwks_url"],
         }
         if service == "distribution":

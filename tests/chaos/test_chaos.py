@@ -20,7 +20,7 @@ INSTANCE = Instance(REPO_ROOT / ".local-chaos-ci", kafka_port=9492, controller_p
 SMALL = ["--events", "20000", "--kills", "6", "--broker-restarts", "1", "--db-restarts", "0", "--people", "20",
          "--seed", os.environ.get("CHAOS_SEED", "7"), "--settle-timeout", "120", "--local", str(INSTANCE.local),
          "--kafka-port", str(INSTANCE.kafka_port), "--controller-port", str(INSTANCE.controller_port),
-         "--ferretdb-port", str(INSTANCE.ferretdb_port)]
+         "--ferretdb-port", str(INSTANCE.ferretdb_port), "--backend", INSTANCE.backend]
 
 
 @pytest.mark.timeout(400)

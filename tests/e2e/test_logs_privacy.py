@@ -5,21 +5,35 @@ APIs and workers on the real Kafka and database) is captured at DEBUG, under the
 services use (`configure_logging`), and searched for what the journey
 handed out: the person's e-mail, names and network handle, the bearer tokens, the connector's secret, the
 post URL's personal part and the Idempotency-Keys. A poison event carrying the e-mail as an invalid value
-drives the consumers' retry and dead-letter logs too. Our own code's records only: the APIs are driven in
-process through ASGI, so no access log is written here (a served stack's access log is to be added).
+drives the consumers' retry and dead-letter logs too.
+
+The second test serves the stack as it is deployed: the eight console scripts (`<service>-api` and
+`<service>-worker`) as processes of their own, configured through their environment at the default log
+level, so uvicorn writes its access log. The same journey, plus the requests whose URLs carry personal data
+or credentials (a SCIM filter on the e-mail, a token in the query string), goes over HTTP; then every line
+the processes wrote to stdout and stderr is searched for the same values.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import logging
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
+import httpx
 import pytest
 
 from advocacy_common.events import AmbassadorProfile, AmbassadorProfileUpdated, Persona
@@ -45,6 +59,10 @@ journey_steps = _journey_module()
 PERSON = journey_steps.Person(login="zebulon.quixhatch@acme.example", given_name="Zebulon",
                               family_name="Quixhatch", display_name="Zeb Quixhatch-Ormond",
                               handle="zquixhatch-lyon")
+SERVED_PERSON = journey_steps.Person(login="ysolde.vantroyen@acme.example", given_name="Ysolde",
+                                     family_name="Vantroyen", display_name="Ysolde Vantroyen-Brask",
+                                     handle="yvantroyen-gent")
+SERVICES = ("content", "ambassador", "distribution", "metrics")
 
 
 class EveryRecord(logging.Handler):
@@ -86,11 +104,12 @@ def logging_as_the_services_do_at_debug(capture: logging.Handler) -> Iterator[No
             logging.getLogger(name).setLevel(old)
 
 
-def forbidden_values(journey) -> dict[str, str]:
+def forbidden_values(journey, person=PERSON) -> dict[str, str]:
     """What must appear in no log, by what it is."""
-    values = {"e-mail": PERSON.login, "given name": PERSON.given_name, "family name": PERSON.family_name,
-              "display name": PERSON.display_name, "network handle": PERSON.handle,
-              "post URL": journey.post_url, "post URL's personal part": PERSON.handle}
+    values = {"e-mail": person.login, "given name": person.given_name, "family name": person.family_name,
+              "display name": person.display_name, "network handle": person.handle,
+              "post URL": journey.post_url, "post URL's personal part": person.handle,
+              "e-mail, URL-encoded": person.login.replace("@", "%40")}
     for number, token in enumerate(journey.tokens):
         values[f"bearer token {number}"] = token
         values[f"bearer token {number}'s signature"] = token.rsplit(".", 1)[1]
@@ -131,3 +150,121 @@ async def test_journey_logs_carry_no_personal_data_or_credentials(stack, bearer,
             if value.lower() in text.lower():
                 leaks.setdefault((what, logger), text[:400])
     assert not leaks, "\n".join(f"{what} in {logger}: {text}" for (what, logger), text in leaks.items())
+
+
+# --- the stack as served processes ------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServedStack:
+    """The eight console scripts as processes, on the session's Kafka and database, with topics, consumer
+    groups and databases of their own; stdout and stderr of each in a file of `logs`."""
+
+    def __init__(self, infrastructure, auth_settings: dict[str, str], run_id: str, logs: Path):
+        self.infrastructure, self.auth, self.logs = infrastructure, auth_settings, logs
+        self.stack_id = f"{run_id}{uuid.uuid4().hex[:4]}"
+        self.ports = {service: free_port() for service in SERVICES}
+        self.processes: list[subprocess.Popen] = []
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def env(self, service: str) -> dict[str, str]:
+        settings = {"KAFKA_BOOTSTRAP_SERVERS": self.infrastructure.kafka_bootstrap_servers,
+                    "MONGODB_URI": self.infrastructure.mongodb_uri, "HTTP_PORT": str(self.ports[service]),
+                    "TOPIC_PREFIX": f"logs{self.stack_id}.", "TOPIC_PARTITIONS": "3",
+                    "DATABASE": f"logs_{self.stack_id}_{service}", "CONSUMER_GROUP": f"logs-{service}-{self.stack_id}",
+                    "AUTH_ISSUER": self.auth["auth_issuer"], "AUTH_AUDIENCE": self.auth["auth_audience"],
+                    "AUTH_JWKS_URL": self.auth["auth_jwks_url"], "PUBLIC_BASE_URL": self.url(service)}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(service.upper() + "_")}
+        return {**inherited, **{f"{service.upper()}_{name}": value for name, value in settings.items()}}
+
+    def start(self) -> None:
+        scripts = Path(sys.executable).parent
+        for service in SERVICES:
+            for role in ("worker", "api"):
+                with open(self.logs / f"{service}-{role}.log", "wb") as log:
+                    self.processes.append(subprocess.Popen([str(scripts / f"{service}-{role}")], env=self.env(service),
+                                                           stdout=log, stderr=subprocess.STDOUT,
+                                                           start_new_session=True))
+
+    async def ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=5) as client:
+            for service in SERVICES:
+                while True:
+                    try:
+                        if (await client.get(f"{self.url(service)}/readyz")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    dead = [p.args[0] for p in self.processes if p.poll() is not None]
+                    assert not dead and time.monotonic() < deadline, f"not ready: {service}; exited: {dead}"
+                    await asyncio.sleep(0.3)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def lines(self) -> list[tuple[str, str]]:
+        return [(path.stem, line) for path in sorted(self.logs.glob("*.log"))
+                for line in path.read_text(errors="replace").splitlines()]
+
+
+async def urls_with_personal_data(stack, bearer, journey, person) -> None:
+    """Requests whose URL carries what an access log must not keep: a SCIM filter on the e-mail, tokens in
+    the query string (a client's mistake), the e-mail as a path segment and as a query value."""
+    tenant = f"logs{uuid.uuid4().hex[:6]}"
+    integrator, analyst = bearer(tenant, "okta-scim", "integrator"), bearer(tenant, "an-1", "analyst")
+    journey.tokens += [h["Authorization"].removeprefix("Bearer ") for h in (integrator, analyst)]
+    token = journey.tokens[-1]
+    found = await stack.ambassador.get("/scim/v2/Users", params={"filter": f'userName eq "{person.login}"'},
+                                       headers=integrator)
+    assert found.status_code == 200, found.text
+    for path, params in (("/v1/metrics/overview", {"access_token": token}),
+                         ("/v1/metrics/overview", {"email": person.login, "token": token}),
+                         (f"/scim/v2/Users/{person.login}", {})):
+        client = stack.ambassador if path.startswith("/scim") else stack.metrics
+        answer = await client.get(path, params=params, headers=integrator if path.startswith("/scim") else analyst)
+        assert answer.status_code < 500, answer.text
+
+
+async def test_served_processes_logs_carry_no_personal_data_or_credentials(infrastructure, auth_settings, bearer,
+                                                                         run_id, tmp_path):
+    served = ServedStack(infrastructure, auth_settings, run_id, tmp_path)
+    served.start()
+    try:
+        await served.ready()
+        async with AsyncExitStack() as exits:
+            clients = {service: await exits.enter_async_context(httpx.AsyncClient(base_url=served.url(service),
+                                                                                   timeout=30))
+                       for service in SERVICES}
+            stack = SimpleNamespace(**clients)
+            journey = await journey_steps.walk_the_journey(stack, bearer, SERVED_PERSON)
+            await urls_with_personal_data(stack, bearer, journey, SERVED_PERSON)
+    finally:
+        served.stop()
+
+    lines = served.lines()
+    access = [(name, line) for name, line in lines if '"logger": "uvicorn.access"' in line]
+    # The scan must have seen the access log of every API and the requests that carried personal data.
+    assert {name for name, _ in access} == {f"{service}-api" for service in SERVICES}, sorted({n for n, _ in lines})
+    assert len(access) >= 30 and any("/scim/v2/Users?filter=" in line for _, line in access)
+    assert any("access_token=" in line for _, line in access) and all(json.loads(line) for _, line in access)
+    leaks: dict[tuple[str, str], str] = {}
+    for what, value in forbidden_values(journey, SERVED_PERSON).items():
+        for name, line in lines:
+            if value.lower() in line.lower():
+                leaks.setdefault((what, name), line[:400])
+    assert not leaks, "\n".join(f"{what} in {name}: {line}" for (what, name), line in leaks.items())

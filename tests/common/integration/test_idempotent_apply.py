@@ -46,7 +46,9 @@ async def test_ledger_remembers_and_prunes(database):
     ledger = ProcessedEvents(database["processed_events"])
     await ledger.record(["e1", "e2", "e1"])
     assert await ledger.already_processed(["e1", "e3"]) == {"e1"}
+    await ledger.record(["e2", "e3", "e4"])  # a batch with an id already there: the others still go in
+    assert await ledger.already_processed(["e1", "e2", "e3", "e4", "e5"]) == {"e1", "e2", "e3", "e4"}
     stop = asyncio.Event()
     stop.set()  # one pass, then return
     await ledger.prune(stop, keep=timedelta(seconds=-1))
-    assert await ledger.already_processed(["e1", "e2"]) == set()
+    assert await ledger.already_processed(["e1", "e2", "e3", "e4"]) == set()

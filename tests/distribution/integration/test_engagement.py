@@ -148,6 +148,8 @@ async def test_bad_signatures_are_refused_and_change_nothing(client, bearer, ten
     unsigned = await client.post(f"/v1/connectors/{connector['connector_id']}/engagements", content=raw,
                                  headers=bearer(tenant, "svc", "integrator"))
     assert unsigned.status_code == 401
+    for refused in (wrong_secret, stale, unsigned):  # the challenge names the signature, not the (valid) token
+        assert refused.headers["www-authenticate"].startswith('Advocacy-Signature realm="webhooks"')
     other_tenant = await post_report(client, bearer, "someone-else", connector, report)
     assert other_tenant.status_code == 404
     not_integrator = await client.post(f"/v1/connectors/{connector['connector_id']}/engagements", content=raw,

@@ -9,11 +9,12 @@ from typing import Any
 
 from fastapi import Request
 
-from .errors import Problem, invalid
+from .errors import Problem, bad_request, invalid
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c3c52-8d0e-4a36-9f7c-3e5c5d8a2b11")
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
+MAX_IF_MATCH_LENGTH = 1024  # declared in every OpenAPI (openapi_conventions.IF_MATCH)
 
 
 # --- pages (cursors: see cursors.py) -----------------------------------------------------
@@ -35,6 +36,8 @@ def etag(version: int) -> str:
 def require_if_match(request: Request, current_version: int, required: bool = False) -> None:
     """412 when If-Match names another version; 428 when it is required and absent."""
     header = request.headers.get("if-match")
+    if header is not None and len(header) > MAX_IF_MATCH_LENGTH:
+        raise bad_request("If-Match", f"may have at most {MAX_IF_MATCH_LENGTH} characters")
     if header is None:
         if required:
             raise Problem(428, "Precondition Required", "Send If-Match with the ETag you read.")

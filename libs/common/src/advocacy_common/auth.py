@@ -74,6 +74,14 @@ def unauthorized(detail: str) -> Problem:
     return Problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
+def signature_unauthorized(detail: str, header: str = "X-Advocacy-Signature") -> Problem:
+    """401 for a body whose signature (a webhook's HMAC-SHA256 in `header`) was refused: the challenge names
+    that scheme, not Bearer, since the bearer token was fine."""
+    return Problem(401, "Unauthorized", detail, headers={
+        "WWW-Authenticate": f'Advocacy-Signature realm="webhooks", header="{header}", algorithm="hmac-sha256", '
+                            'error="invalid_signature"'})
+
+
 def keys_unavailable() -> Problem:
     return Problem(503, "Service Unavailable", "The identity provider's keys could not be fetched.")
 

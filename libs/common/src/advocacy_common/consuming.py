@@ -27,7 +27,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
+from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, ServerSelectionTimeoutError
 
 from .dlq import DeadLetterFailed, dead_letter_record, describe, send_dead_letter
 from .envelope import Envelope, from_kafka
@@ -68,6 +68,22 @@ class Delivery:
 
 Handler = Callable[[Delivery], Awaitable[Any]]
 BatchHandler = Callable[[Sequence[Delivery]], Awaitable[Any]]
+DUPLICATE_KEY = 11000
+
+
+def one_at_a_time(handlers: Mapping[type[Event], Handler]) -> BatchHandler:
+    """A batch handler made of per-event handlers, applied in order. For idempotent handlers (apply_once,
+    insert_once) whose consumer is bounded by what each record costs besides the handler: a batch shares
+    one ledger lookup, one ledger insert and one offset commit (found by the chaos run: distribution's
+    comment tallies, one record at a time, fell minutes behind the engagement topic). A failed batch is
+    retried one event at a time by the dispatcher, which the handlers' idempotence makes safe."""
+
+    async def handle(deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            with consuming_span(delivery.envelope, delivery.topic):
+                await handlers[type(delivery.event)](delivery)
+
+    return handle
 
 
 @dataclass(frozen=True)
@@ -107,8 +123,16 @@ class ProcessedEvents:
 
     async def record(self, event_ids: Sequence[str]) -> None:
         now = datetime.now(UTC)
-        for event_id in dict.fromkeys(event_ids):
-            await insert_once(self.collection, {"_id": event_id, "seen_at": now})
+        documents = [{"_id": event_id, "seen_at": now} for event_id in dict.fromkeys(event_ids)]
+        if len(documents) == 1:
+            await insert_once(self.collection, documents[0])
+            return
+        # One unordered insert for a batch: the ids already there fail alone (duplicate key), the rest go in.
+        try:
+            await self.collection.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
+                raise
 
     async def forget_before(self, cutoff: datetime) -> int:
         result = await self.collection.delete_many({"seen_at": {"$lt": cutoff}})

@@ -81,9 +81,16 @@ def allowed_methods(request: Request) -> str:
         route.matches({**request.scope, "method": method})[0] is Match.FULL for route in request.app.router.routes))
 
 
+# RFC 9110 §15.5.2: a 401 names how to authenticate. Bearer unless the code raised a more specific challenge.
+DEFAULT_CHALLENGE = 'Bearer error="invalid_token"'
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    headers = problem.headers
+    if problem.status == 401 and not any(name.lower() == "www-authenticate" for name in headers or {}):
+        headers = {**(headers or {}), "WWW-Authenticate": DEFAULT_CHALLENGE}
     return JSONResponse(problem.body(str(request.url.path) if request else None), status_code=problem.status,
-                        media_type=PROBLEM_JSON, headers=problem.headers)
+                        media_type=PROBLEM_JSON, headers=headers)
 
 
 def _field_name(location: tuple[Any, ...]) -> str:

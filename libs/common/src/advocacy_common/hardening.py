@@ -5,7 +5,8 @@ streaming): it checks the Host, the size of each header and of the URL, reads
 the body while counting its bytes (a lying or absent Content-Length and
 chunked bodies are caught as they arrive), and measures the nesting of a JSON
 body with a cheap scanner before anything parses it. A refused request never
-reaches the application, so it changes nothing. Responses get the security
+reaches the application, so it changes nothing. A write over its rate limit is
+refused before its body is read (see ratelimit.py). Responses get the security
 headers, and `Cache-Control: no-store` when the request carried credentials.
 """
 
@@ -111,9 +112,10 @@ def too_large(limit: int) -> Problem:
 
 
 class HardeningMiddleware:
-    def __init__(self, app: Callable[..., Awaitable[None]], limits: HttpLimits):
+    def __init__(self, app: Callable[..., Awaitable[None]], limits: HttpLimits, limiter: RateLimiter | None = None):
         self.app = app
         self.limits = limits
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,13 +124,21 @@ class HardeningMiddleware:
         headers = Headers(scope=scope)
         try:
             self._check_head(scope, headers)
+            if self.limiter is not None:  # a write over quota costs no body read and no signature check
+                refusal = await self.limiter.refuse_early(scope["method"], headers.get("authorization", ""))
+                if refusal is not None:
+                    raise Refused(refusal)
             body = await self._read_body(receive, headers)
         except Refused as refused:
             await self._answer(refused.problem, scope, receive, send)
             return
         except ClientGone:
             return  # nobody to answer, and nothing was done
-        await self.app(scope, _replaying(body, receive), self._securing(send, scope, headers))
+        try:
+            await self.app(scope, _replaying(body, receive), self._securing(send, scope, headers))
+        finally:
+            if self.limiter is not None:
+                self.limiter.release(scope)  # the tenant's in-progress write slot, if the request took one
 
     def _check_head(self, scope: Scope, headers: Headers) -> None:
         limits = self.limits
@@ -194,8 +204,9 @@ class HardeningMiddleware:
         return headers
 
     async def _answer(self, problem: Problem, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {**(problem.headers or {}), **({"connection": "close"} if problem.status in (400, 413) else {})}
         response = JSONResponse(problem.body(scope["path"]), status_code=problem.status, media_type=PROBLEM_JSON,
-                                headers={"connection": "close"} if problem.status in (400, 413) else None)
+                                headers=headers)
         await response(scope, receive, self._securing(send, scope, Headers(scope=scope)))
 
 
@@ -216,4 +227,4 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
 def install_hardening(app: FastAPI, settings: ServiceSettings) -> None:
     """The middleware and the per-replica rate limiter, for an app made by `create_service_app`."""
     app.state.rate_limiter = RateLimiter.from_settings(settings)
-    app.add_middleware(HardeningMiddleware, limits=HttpLimits.from_settings(settings))
+    app.add_middleware(HardeningMiddleware, limits=HttpLimits.from_settings(settings), limiter=app.state.rate_limiter)

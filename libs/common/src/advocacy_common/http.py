@@ -8,16 +8,19 @@ Adds what every service needs and no domain: problem+json errors, `/livez`,
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure
 
 from .auth import JwksCache, JwtVerifier
 from .cors import install_cors
@@ -25,12 +28,14 @@ from .api_support import key_reused_with_other_body
 from .hardening import install_hardening
 from .errors import PROBLEM_JSON, Problem, install_problem_handlers, problem_response
 from .mongo import create_client, ping
+from .openapi_conventions import install_openapi_conventions
 from .publishing import EventPublisher
 from .repository import AlreadyExists, KeyReused, StaleWrite
 from .settings import ServiceSettings
 from .telemetry import configure_tracing
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+log = logging.getLogger(__name__)
 
 UNAUTHENTICATED_PATHS = ("/livez", "/readyz", "/metrics")
 # Created once per process and shared by every app in it (one in production, many in tests):
@@ -107,6 +112,16 @@ def install_repository_problems(app: FastAPI) -> None:
         return problem_response(Problem(409, "Conflict", "The resource changed while this request was applied; "
                                         "read it again and retry."), request)
 
+    @app.exception_handler(ConnectionFailure)
+    @app.exception_handler(KafkaConnectionError)
+    @app.exception_handler(KafkaTimeoutError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database or the broker is away (a restart, a failover): the client may retry, nothing was
+        # acknowledged. A 503, not a 500: nothing is wrong with the request or the code.
+        log.warning("%s on %s %s: answered 503", type(exc).__name__, request.method, request.url.path)
+        return problem_response(Problem(503, "Service Unavailable", "A backing service does not answer right now; "
+                                        "retry in a moment.", headers={"Retry-After": "5"}), request)
+
     @app.exception_handler(AlreadyExists)
     async def _exists(request: Request, exc: AlreadyExists) -> JSONResponse:
         return problem_response(Problem(409, "Conflict", "A resource with this identity exists already."), request)
@@ -121,6 +136,7 @@ def create_service_app(settings: ServiceSettings, *, title: str, description: st
     app.state.readiness: dict[str, ReadinessCheck] = {}
     install_problem_handlers(app)
     install_repository_problems(app)
+    install_openapi_conventions(app)
     configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)
 
     @app.get("/livez", include_in_schema=False)

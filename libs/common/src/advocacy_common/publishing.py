@@ -7,41 +7,32 @@ Kafka acknowledged (engagement webhooks) publish directly; handlers never do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka.errors import (InvalidProducerEpoch, KafkaError, KafkaTimeoutError, OutOfOrderSequenceNumber,
+                             ProducerFenced, UnknownProducerId)
 from aiokafka.structs import RecordMetadata
 from opentelemetry import propagate
 
 from .envelope import TRACE_HEADERS, Envelope, KafkaRecord, to_kafka
 from .events import Event
+from .startup_wait import while_kafka_unreachable
 from .telemetry import in_trace_of, kafka_instrumented
 from .topics import TopicNames
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-STARTUP_WAIT_SECONDS = 180.0
+# What ends an idempotent producer's sender task (aiokafka re-raises these from it, or wraps in a KafkaError).
+FATAL_TO_PRODUCER = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerFenced, InvalidProducerEpoch, KafkaError)
 
 
-async def while_kafka_unreachable(step: Callable[[], Awaitable[T]], what: str,
-                                  wait_seconds: float = STARTUP_WAIT_SECONDS) -> T:
-    """Run `step` (a first contact with Kafka), again while the broker does not answer, for up to
-    `wait_seconds`: a process (re)started during a broker restart waits for it instead of exiting."""
-    deadline = time.monotonic() + wait_seconds
-    pause = 0.5
-    while True:
-        try:
-            return await step()
-        except (KafkaConnectionError, KafkaTimeoutError) as error:
-            if time.monotonic() + pause > deadline:
-                raise
-            log.warning("%s: Kafka does not answer (%s); trying again in %.1f s", what, error, pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 5.0)
+def _ended_with(task: asyncio.Task) -> str:
+    if task.cancelled():
+        return "cancelled"
+    error = task.exception()
+    return repr(error) if error else "ended"
 
 
 def envelope_for(event: Event, *, tenant_id: str, source: str, causation: Envelope | None = None,
@@ -70,19 +61,35 @@ def envelope_for(event: Event, *, tenant_id: str, source: str, causation: Envelo
 
 
 class EventPublisher:
-    """An idempotent producer (`acks=all`): `publish` returns once Kafka acknowledged."""
+    """An idempotent producer (`acks=all`): `publish` returns once Kafka acknowledged.
 
-    def __init__(self, bootstrap_servers: str, names: TopicNames, client_id: str = "advocacy"):
+    An idempotent aiokafka producer does not survive some broker restarts: the broker answers
+    OutOfOrderSequenceNumber, the producer's sender task ends, and every later send waits forever
+    in its buffer (aio-libs/aiokafka#1017; found by the chaos run). So a send first checks that the
+    sender still runs and replaces a dead producer, and waiting for an acknowledgement is bounded
+    (`ack_timeout_seconds`): the caller then gets an error it can retry (a 503, the relay's next pass)
+    instead of a request that never ends.
+    """
+
+    def __init__(self, bootstrap_servers: str, names: TopicNames, client_id: str = "advocacy",
+                 ack_timeout_seconds: float = 45.0):
         self.names = names
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
+        self._bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
+        self.ack_timeout_seconds = ack_timeout_seconds
+        self._producer = self._new_producer()
+        self._renewing = asyncio.Lock()
+        self._started = False
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
             request_timeout_ms=15000,
         )
-        self._started = False
 
     async def start(self) -> None:
         if not self._started:
@@ -95,17 +102,37 @@ class EventPublisher:
             self._started = False
 
     async def publish(self, logical_topic: str, envelope: Envelope) -> None:
-        await (await self._send_envelope(logical_topic, envelope))
+        await self._acknowledged([await self._send_envelope(logical_topic, envelope)])
 
     async def publish_many(self, items: list[tuple[str, Envelope]]) -> None:
         """Send several envelopes, then wait for all acknowledgements (order kept per key)."""
-        futures = [await self._send_envelope(topic, envelope) for topic, envelope in items]
-        for future in futures:
-            await future
+        await self._acknowledged([await self._send_envelope(topic, envelope) for topic, envelope in items])
+
+    async def _acknowledged(self, futures: list[asyncio.Future[RecordMetadata]]) -> None:
+        try:
+            async with asyncio.timeout(self.ack_timeout_seconds):
+                for future in futures:
+                    await future
+        except TimeoutError:
+            raise KafkaTimeoutError(f"no acknowledgement within {self.ack_timeout_seconds} s") from None
+        except FATAL_TO_PRODUCER:
+            await self._replace_if_dead()
+            raise
+
+    async def _replace_if_dead(self) -> None:
+        async with self._renewing:
+            task = getattr(getattr(self._producer, "_sender", None), "sender_task", None)
+            if not self._started or task is None or not task.done():
+                return
+            broken, self._producer = self._producer, self._new_producer()
+            log.warning("the Kafka producer stopped (%s); starting a new one", _ended_with(task))
+            await while_kafka_unreachable(self._producer.start, "restarting the producer")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(broken.stop(), 5)
 
     async def send_record(self, physical_topic: str, record: KafkaRecord, partition: int | None = None) -> None:
         """Send a record as it is (the DLQ's copy), in the current trace."""
-        await (await self._send(physical_topic, record, partition))
+        await self._acknowledged([await self._send(physical_topic, record, partition)])
 
     async def _send_envelope(self, logical_topic: str, envelope: Envelope) -> asyncio.Future[RecordMetadata]:
         # The send span joins the trace the envelope carries, even when the relay sends it long after.
@@ -119,6 +146,7 @@ class EventPublisher:
             # The instrumentation appends the `traceparent` of its send span (a child of the
             # current trace); drop the copy we carry so that the record has a single one.
             headers = [(name, value) for name, value in headers if name.lower() not in TRACE_HEADERS]
+        await self._replace_if_dead()  # a dead producer would buffer the record forever
         return await self._producer.send(physical_topic, key=record.key, value=record.value, headers=headers,
                                          partition=partition)
 

@@ -46,6 +46,7 @@ from .envelope import Envelope
 from .events import Event
 from .outbox import OUTBOX_FIELD, notify_outbox, outbox_entries
 from .publishing import envelope_for
+from .startup_wait import while_database_unreachable
 
 if TYPE_CHECKING:
     from .consuming import Delivery
@@ -88,7 +89,9 @@ class ServerCapabilities:
 
     @classmethod
     async def detect(cls, database: AsyncDatabase) -> ServerCapabilities:
-        info = await database.client["admin"].command("buildInfo")
+        # Usually a process's first command: a process started while the database restarts waits for it.
+        info = await while_database_unreachable(lambda: database.client["admin"].command("buildInfo"),
+                                                "detecting the database")
         if "ferretdbVersion" in info:
             return cls(ferretdb=True, version=str(info["ferretdbVersion"]))
         return cls(ferretdb=False, version=str(info.get("version", "unknown")))

@@ -57,6 +57,11 @@ class ServiceSettings(BaseSettings):
         "Writes per tenant and webhook source (the route's path parameter named in rate_limit_source_params)"))
     rate_limit_source_params: list[str] = Field(default=["connector_id"], description=(
         "Path parameters that name the caller of a webhook"))
+    rate_limit_tenant_concurrent_writes: int = Field(default=32, ge=0, description=(
+        "Writes of one tenant in progress at once, per replica (0: no cap); more wait in the tenant's own "
+        "queue instead of queueing for the database ahead of other tenants' writes"))
+    rate_limit_slot_wait_seconds: float = Field(default=10.0, gt=0, le=300, description=(
+        "How long a write may wait for one of its tenant's in-progress slots before it is refused 429"))
     rate_limit_storage_uri: str = Field(default="memory://", description=(
         "`limits` storage: memory:// counts per replica; redis://... shares the counts between replicas"))
     cors_allowed_origins: list[str] = Field(default_factory=list, description=(

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from .startup_wait import while_kafka_unreachable
+
 CONTENT = "advocacy.content"
 AMBASSADOR = "advocacy.ambassador"
 SHARE = "advocacy.share"
@@ -52,7 +54,14 @@ class TopicNames:
 
 async def ensure_topics(bootstrap_servers: str, names: TopicNames, partitions: int = 6,
                         replication_factor: int = 1) -> list[str]:
-    """Create the event topics and their DLQs if missing; returns the ones created."""
+    """Create the event topics and their DLQs if missing; returns the ones created. Waits for a broker that
+    does not answer yet (see startup_wait)."""
+    return await while_kafka_unreachable(lambda: _ensure_topics(bootstrap_servers, names, partitions,
+                                                                replication_factor), "creating topics")
+
+
+async def _ensure_topics(bootstrap_servers: str, names: TopicNames, partitions: int,
+                         replication_factor: int) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:

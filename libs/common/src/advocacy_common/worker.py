@@ -27,7 +27,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from .consuming import BatchHandler, Dispatcher, Handler, ProcessedEvents, RawRecord
 from .events import Event
 from .outbox import OutboxRelay
-from .publishing import EventPublisher, while_kafka_unreachable
+from .publishing import EventPublisher
 from .settings import ServiceSettings
 from .telemetry import configure_tracing
 from .topics import ensure_topics
@@ -156,8 +156,7 @@ class ServiceWorker:
         return dispatcher
 
     async def start(self) -> None:
-        await while_kafka_unreachable(lambda: ensure_topics(
-            self.settings.kafka_bootstrap_servers, self.names, self.settings.topic_partitions), "creating topics")
+        await ensure_topics(self.settings.kafka_bootstrap_servers, self.names, self.settings.topic_partitions)
         await self.publisher.start()
         self._stop.clear()
         # Background jobs (relay, schedulers) first: joining the consumer group can wait

@@ -37,7 +37,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from advocacy_common.api_support import fingerprint, idempotent_id
-from advocacy_common.auth import Principal
+from advocacy_common.auth import Principal, signature_unauthorized
 from advocacy_common.envelope import Envelope
 from advocacy_common.errors import Problem, conflict, invalid, not_found
 from advocacy_common.events import EngagementKind, EngagementReceived
@@ -111,7 +111,7 @@ class Engagement:
         try:
             verify_signature(connector.secret, signature, raw_body, now, self.options.webhook_tolerance_seconds)
         except SignatureRejected as error:
-            raise Problem(401, "Unauthorized", str(error)) from None
+            raise signature_unauthorized(str(error)) from None
         report = _parse(report_type, raw_body)
         if isinstance(report, ConversionReport):
             observation = Observation(id=report.id, kind=EngagementKind.CONVERSION, count=report.count,
