@@ -245,13 +245,18 @@ class FakeLinks:
 class FakeClicks:
     items: dict[str, Click] = field(default_factory=dict)
     events: dict[str, list[Envelope]] = field(default_factory=dict)
+    visitors: set[str] = field(default_factory=set)
 
-    async def record(self, click: Click, uow: UnitOfWork) -> bool:
-        if click.id in self.items:
+    async def claim_visitor(self, tenant: str, visitor_key: str) -> bool:
+        if visitor_key in self.visitors:
             return False
+        self.visitors.add(visitor_key)
+        return True
+
+    async def record(self, click: Click, uow: UnitOfWork) -> None:
+        assert click.id not in self.items, "click ids are random: never taken"
         self.items[click.id] = click
         self.events[click.id] = [envelope for _, envelope in uow.pending]
-        return True
 
     @property
     def all_events(self) -> list[Envelope]:

@@ -17,13 +17,15 @@ class Options:
     visitor_hash_salt: str
     slot_spacing: timedelta
     webhook_tolerance_seconds: int
+    link_cache_seconds: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: DistributionSettings) -> Options:
         return cls(public_base_url=settings.public_base_url.rstrip("/"), link_code_secret=settings.link_code_secret,
                    visitor_hash_salt=settings.visitor_hash_salt,
                    slot_spacing=timedelta(minutes=settings.slot_spacing_minutes),
-                   webhook_tolerance_seconds=settings.webhook_tolerance_seconds)
+                   webhook_tolerance_seconds=settings.webhook_tolerance_seconds,
+                   link_cache_seconds=settings.link_cache_seconds)
 
     def tracked_link(self, code: str) -> str:
         return f"{self.public_base_url}/r/{code}"

@@ -154,8 +154,12 @@ class Links(Protocol):
 
 
 class Clicks(Protocol):
-    async def record(self, click: Click, uow: UnitOfWork) -> bool:
-        """Insert the click with its events; False (nothing written) when its id exists already."""
+    async def claim_visitor(self, tenant: str, visitor_key: str) -> bool:
+        """True the first time a visitor's key on a link is claimed, False ever after (one insert)."""
+        ...
+
+    async def record(self, click: Click, uow: UnitOfWork) -> None:
+        """Store the counted click with its events (one insert; click ids are random, never taken)."""
         ...
 
 

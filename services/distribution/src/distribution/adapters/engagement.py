@@ -7,24 +7,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from advocacy_common.envelope import Envelope
-from advocacy_common.repository import AlreadyExists, ModelRepository, Repository, UnitOfWork
+from advocacy_common.repository import AlreadyExists, ModelRepository, Repository, UnitOfWork, insert_once
 from advocacy_common.secretbox import Sealed, SecretBox, SecretUnreadable
 
 from ..models.engagement import Click, Connector, Report
 
 
 class MongoClicks(ModelRepository[Click]):
-    # `_id` is code/visitor-hash for a visitor's first click (the insert itself says whether they are new),
-    # code/random for later ones. Inserts only: no document is updated by two writers.
+    """Clicks as two insert-only collections, so that no write on the redirect path grows with the data.
+
+    `clicks` is the queue of click events: each document is inserted with its event (the outbox) and the
+    relay deletes it once Kafka has the event (`outbox_queues`), so it holds only the backlog and needs no
+    hint. `click_visitors` holds one `_id` = code/visitor-hash per visitor and link, never read back: the
+    insert itself says whether the visitor is new. On FerretDB 1.x an insert is checked against the unique
+    `_id` index, whereas every lookup or update scans the collection; MongoDB does both by index.
+    """
+
     collection_name = "clicks"
+    visitors_collection = "click_visitors"
+    hinted = False
     model = Click
 
-    async def record(self, click: Click, uow: UnitOfWork) -> bool:
-        try:
-            await self.add(click, uow)
-        except AlreadyExists:
-            return False
-        return True
+    async def claim_visitor(self, tenant: str, visitor_key: str) -> bool:
+        return await insert_once(self.storage.database[self.visitors_collection], {"_id": visitor_key,
+                                                                                   "tenant": tenant})
+
+    async def record(self, click: Click, uow: UnitOfWork) -> None:
+        await self.add(click, uow)
 
 
 SEALED_SECRET = "sealed_secret"
