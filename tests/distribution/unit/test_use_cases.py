@@ -242,6 +242,34 @@ async def test_clicks_are_counted_once_per_visitor_and_never_for_bots(world):
     assert await world.tracking.follow("unknown", "203.0.113.7", BROWSER, NOW) is None
 
 
+async def test_redirect_reuses_what_it_read_of_a_link_for_the_cache_period_only(world):
+    share = await world.prepare()
+    code = share.tracked_link_code
+    reads = []
+    by_code = world.repositories.links.by_code
+
+    async def counted(code_: str):
+        reads.append(code_)
+        return await by_code(code_)
+    world.repositories.links.by_code = counted
+    for _ in range(3):
+        await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
+    assert reads == [code]  # one read for three clicks
+    world.repositories.links.items[code] = world.repositories.links.items[code].model_copy(
+        update={"confirmed_share_id": share.id})
+    world.tracking.destinations.clear()  # what the period's end does
+    await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
+    assert reads == [code, code]
+    assert world.repositories.clicks.all_events[-1].data["share_id"] == share.id
+
+    uncached = Tracking(world.repositories, Options(**{**vars(OPTIONS), "link_cache_seconds": 0}))
+    await uncached.follow(code, "203.0.113.7", BROWSER, NOW)
+    await uncached.follow(code, "203.0.113.7", BROWSER, NOW)
+    assert reads == [code] * 4
+    assert await world.tracking.follow("unknown", "203.0.113.7", BROWSER, NOW) is None
+    assert "unknown" not in world.tracking.destinations  # an unknown code may be created any moment
+
+
 # --- connectors and their reports ------------------------------------------------------------------------
 
 async def _connector(world):

@@ -208,21 +208,20 @@ def _build(attributes: dict[str, str], data: Any, content_type: str, key: bytes 
         time = parse_time(attributes["time"]) if attributes.get("time") else utcnow()
     except ValueError as error:
         raise MalformedEnvelope(f"invalid CloudEvents time {attributes['time']!r}") from error
-    # Every field is checked above or is text from a header: constructing without a second validation
-    # pass keeps the per-record cost down (the consumers decode every record of their topics).
-    return Envelope.model_construct(
-        id=attributes["id"],
-        source=attributes["source"],
-        type=attributes["type"],
-        specversion=attributes["specversion"],
-        time=time,
-        subject=subject,
-        datacontenttype=content_type,
-        tenantid=attributes.get("tenantid"),
-        correlationid=attributes.get("correlationid"),
-        causationid=attributes.get("causationid"),
-        traceparent=header_map.get("traceparent"),
-        tracestate=header_map.get("tracestate"),
-        extensions={k: v for k, v in attributes.items() if k not in _KNOWN},
-        data=data,
-    )
+    # model_validate of a dict: measured faster than keyword arguments, and than model_construct (Python).
+    return Envelope.model_validate({
+        "id": attributes["id"],
+        "source": attributes["source"],
+        "type": attributes["type"],
+        "specversion": attributes["specversion"],
+        "time": time,
+        "subject": subject,
+        "datacontenttype": content_type,
+        "tenantid": attributes.get("tenantid"),
+        "correlationid": attributes.get("correlationid"),
+        "causationid": attributes.get("causationid"),
+        "traceparent": header_map.get("traceparent"),
+        "tracestate": header_map.get("tracestate"),
+        "extensions": {k: v for k, v in attributes.items() if k not in _KNOWN},
+        "data": data,
+    })

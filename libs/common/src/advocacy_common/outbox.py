@@ -85,13 +85,14 @@ class OutboxRelay:
         published = 0
         by_name = {c.name: c for c in self.collections}
         for hints in {c.database[HINTS_COLLECTION] for c in self.collections}:
-            batch = await hints.find({}).limit(self.batch_size).to_list()
+            batch = [hint async for hint in hints.find({}).limit(self.batch_size)
+                     if hint.get("collection") in by_name]  # another relay's hints are left to it
             if not batch:
                 continue
             # `$in` scans the hints collection on FerretDB 1.x: it holds only the hints not yet followed.
             await hints.delete_many({"_id": {"$in": [hint["_id"] for hint in batch]}})
-            targets = [(by_name[hint["collection"]], hint.get("document_id")) for hint in batch
-                       if hint.get("collection") in by_name]  # one hint per document: its `_id` names both
+            # One hint per document (its `_id` names both), so no document is read twice.
+            targets = [(by_name[hint["collection"]], hint.get("document_id")) for hint in batch]
             documents = await asyncio.gather(*(collection.find_one({"_id": document_id}, projection={OUTBOX_FIELD: 1})
                                                for collection, document_id in targets))
             published += await self._relay_documents(
