@@ -77,6 +77,7 @@ class Stack:
     log: Path
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     port: int = field(default_factory=free_port)
+    start_timeout: float = 600  # imports alone (scipy, via datasketch) take minutes on a loaded machine
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -107,7 +108,7 @@ class Stack:
                     [sys.executable, "-c", f"from distribution.main import {entry}; {entry}()"], env=self.env(),
                     stdout=subprocess.DEVNULL, stderr=errors)
         async with httpx.AsyncClient() as client:
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + self.start_timeout
             while True:
                 try:
                     if (await client.get(f"{self.url}/readyz")).status_code == 200:
@@ -115,7 +116,10 @@ class Stack:
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes.values()):
-                    raise RuntimeError(f"the distribution processes did not start; see {self.log}")
+                    for process in self.processes.values():
+                        process.kill()
+                    raise RuntimeError(f"the distribution processes did not start in {self.start_timeout} s; "
+                                       f"see {self.log}")
                 await asyncio.sleep(0.3)
 
     async def publish_people_and_contents(self, ambassadors: int, contents: int) -> None:
