@@ -187,10 +187,17 @@ async def read_all(bootstrap: str, tps: list[TopicPartition], total: int, decode
         await consumer.stop()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (from /proc; Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class CatchUp:
     seconds: float  # from starting the processes until lag 0 (or the time limit)
     consumed: int
+    cpu: float = 0.0  # CPU seconds the worker processes used, all together
     samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, consumed)
     finished: bool = True
 
@@ -251,6 +258,7 @@ async def catch_up(args: argparse.Namespace, names: TopicNames, ends: dict[Topic
                     result.finished = False
                     break
             result.seconds, result.consumed = result.samples[-1]
+            result.cpu = sum(cpu_seconds(w.pid) for w in workers)
         finally:
             for worker in workers:
                 worker.terminate()
@@ -284,6 +292,7 @@ async def main(args: argparse.Namespace) -> None:
     log = Path(f"/tmp/{names.prefix}worker.log")
     databases: list[str] = []
     raw, decode, decode_only, catch, steady, first, last, ratio = [], [], [], [], [], [], [], []
+    per_cpu: list[float] = []
     try:
         for run in range(args.runs):
             read_seconds, _ = await read_all(args.bootstrap, tps, total, decode=False)
@@ -301,12 +310,14 @@ async def main(args: argparse.Namespace) -> None:
                 last.append(result.rate_between(total * 0.9, total))
                 steady.append(result.rate_between(0, total))
             ratio.append(rate / raw[-1] * 100)
+            per_cpu.append(result.consumed / result.cpu if result.cpu else float("nan"))
             state = "lag 0" if result.finished else f"STOPPED at --max-seconds, {total - result.consumed:,} left"
             state += f"; load average {os.getloadavg()[1]:.1f} over the last 5 min"
             print(f"run {run + 1}: raw {raw[-1]:,.0f}/s, read+decode {decode[-1]:,.0f}/s "
                   f"(decoding alone {decode_only[-1]:,.0f}/s), worker {result.consumed:,} in {result.seconds:.1f}s "
                   f"= {rate:,.0f}/s ({state})"
-                  + (f", first tenth {first[-1]:,.0f}/s, last tenth {last[-1]:,.0f}/s" if result.finished else ""),
+                  + (f", first tenth {first[-1]:,.0f}/s, last tenth {last[-1]:,.0f}/s" if result.finished else "")
+                  + f"; {per_cpu[-1]:,.0f} events per worker CPU-second",
                   flush=True)
     finally:
         if not args.keep:
@@ -321,6 +332,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"| (c) first tenth of the records (from that sample) | {spread(first)} |")
     print(f"| (c) last tenth of the records | {spread(last)} |")
     print(f"| catch-up / raw | {spread(ratio, ' %', 2)} |")
+    print(f"| events per CPU-second of the worker process(es), startup included | {spread(per_cpu)} |")
 
 
 async def cleanup(args: argparse.Namespace, names: TopicNames, databases: list[str]) -> None:

@@ -63,7 +63,7 @@ async def test_erase_provision_again_opt_in_and_share(stack, bearer):
     sections = {name: part["sections"] for name, part in held["services"].items()}
     assert [(s["text"], s["post_url"]) for s in sections["distribution"]["shares"]] == \
         [(FIRST_TEXT, first["post_url"])]
-    assert [(link["code"], link["clicks"]) for link in sections["distribution"]["tracked_links"]] == \
+    assert [(link["code"], link["unique_visitors"]) for link in sections["distribution"]["tracked_links"]] == \
         [(first["tracked_link_code"], 1)]
     assert sections["content"]["ambassador"][0]["profile"]["team_id"] == "R&D"
     assert [(row["shares"], row["clicks"]) for row in sections["metrics"]["daily_statistics"]] == [(1, 1)]

@@ -112,3 +112,46 @@ async def test_sweep_drains_more_than_one_batch(database, infrastructure, kafka_
         assert await OutboxRelay([things], publisher, batch_size=3).run_once() == 7
     finally:
         await publisher.stop()
+
+
+async def test_hinted_documents_are_relayed_in_batches(database, infrastructure, kafka_topics):
+    things = database["batched"]
+    pending = {f"b{i}": [opted_out(f"amb-batch-{i}"), opted_out(f"amb-batch-{i}")] for i in range(5)}
+    for document_id, events in pending.items():
+        await things.insert_one(document_with_pending({"_id": document_id, "tenant": "acme"}, events))
+        await notify_outbox(things, document_id)
+    publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
+    await publisher.start()
+    try:
+        relay = OutboxRelay([things], publisher, batch_size=3)
+        assert await relay.run_hinted() == 6  # three documents of two events in one pass
+        assert await relay.run_hinted() == 4
+        assert await relay.run_hinted() == 0
+    finally:
+        await publisher.stop()
+    assert await things.count_documents({f"{OUTBOX_FIELD}.0": {"$exists": True}}) == 0
+    ids = {envelope.id for events in pending.values() for _, envelope in events}
+    found = await read_envelopes(infrastructure.kafka_bootstrap_servers, kafka_topics.physical(topics.AMBASSADOR),
+                                 min_count=10, predicate=lambda e: e.id in ids)
+    ordered = [e.id for e in found]
+    for _, events in pending.items():  # one document's events keep their order
+        assert ordered.index(events[0][1].id) < ordered.index(events[1][1].id)
+
+
+async def test_queue_documents_are_published_then_deleted(database, infrastructure, kafka_topics):
+    queue, kept = database["queue"], database["kept"]
+    await queue.insert_many([document_with_pending({"_id": f"q{i}", "tenant": "acme"}, [opted_out(f"amb-q-{i}")])
+                             for i in range(5)])
+    publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
+    await publisher.start()
+    try:
+        relay = OutboxRelay([kept], publisher, batch_size=2, queues=[queue])
+        assert await relay.run_queues() == 2  # no hint needed: every queued document is pending
+        assert await queue.count_documents({}) == 3
+        assert await relay.run_once() == 3  # the sweep drains the queues too
+        assert await queue.count_documents({}) == 0
+    finally:
+        await publisher.stop()
+    found = await read_envelopes(infrastructure.kafka_bootstrap_servers, kafka_topics.physical(topics.AMBASSADOR),
+                                 min_count=5, predicate=lambda e: e.data["ambassador_id"].startswith("amb-q-"))
+    assert {e.data["ambassador_id"] for e in found} == {f"amb-q-{i}" for i in range(5)}

@@ -103,9 +103,12 @@ async def test_clicks_connectors_reports_and_policies(repositories, tenant):
                                 kind=EngagementKind.CLICK, count=1, source="redirect", source_event_id=tenant,
                                 occurred_at=NOW)
     uow.record(event, event_id=event.engagement_id)
-    click = Click(id=f"{tenant}/visitor", tenant=tenant, code="code", at=NOW)
-    assert await repositories.clicks.record(click, uow) is True
-    assert await repositories.clicks.record(click, uow) is False
+    assert await repositories.clicks.claim_visitor(tenant, f"code/{tenant}") is True
+    assert await repositories.clicks.claim_visitor(tenant, f"code/{tenant}") is False  # the insert said it
+    click = Click(id=f"code/{tenant}", tenant=tenant, code="code", at=NOW)
+    await repositories.clicks.record(click, uow)  # into the relay's queue, with its event
+    queued = await repositories.clicks.collection.find_one({"_id": click.id})
+    assert queued["tenant"] == tenant and [e["id"] for e in queued["_outbox"]] == [event.engagement_id]
 
     connector = Connector(id=f"{tenant}-c", tenant=tenant, name="sync", secret="whsec_x", created_at=NOW)
     assert await repositories.connectors.register(connector, "fp") == connector

@@ -283,19 +283,25 @@ class FakeLinks:
 class FakeClicks:
     items: dict[str, Click] = field(default_factory=dict)
     events: dict[str, list[Envelope]] = field(default_factory=dict)
+    visitors: set[str] = field(default_factory=set)
 
-    async def record(self, click: Click, uow: UnitOfWork) -> bool:
-        if click.id in self.items:
+    async def claim_visitor(self, tenant: str, visitor_key: str) -> bool:
+        if visitor_key in self.visitors:
             return False
-        self.items[click.id] = click
-        self.events[click.id] = [envelope for _, envelope in uow.pending]
+        self.visitors.add(visitor_key)
         return True
 
-    async def count_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:
+    async def record(self, click: Click, uow: UnitOfWork) -> None:
+        assert click.id not in self.items, "click ids are random: never taken"
+        self.items[click.id] = click
+        self.events[click.id] = [envelope for _, envelope in uow.pending]
+
+    async def unique_visitors_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for click in self.items.values():
-            if click.tenant == tenant and click.code in codes:
-                counts[click.code] = counts.get(click.code, 0) + 1
+        for key in self.visitors:
+            code = key.split("/", 1)[0]
+            if code in codes:
+                counts[code] = counts.get(code, 0) + 1
         return counts
 
     @property

@@ -18,6 +18,8 @@ from distribution.models.sharing import Refusal, ShareStatus
 from distribution.models.engagement import sign
 from distribution.models.plausibility import Implausible
 from distribution.schemas import EngagementReport, NewConnector, PrepareShare
+from distribution.options import Options
+from distribution.service import Tracking
 from distribution.service.sharing import PolicyChanged
 
 from distribution_world import BROWSER, NOW, OPTIONS, OWN, SUGGESTED, TENANT, World, principal
@@ -305,6 +307,34 @@ async def test_a_link_resolved_without_counting_records_no_click(world):
     assert len(world.repositories.clicks.items) == 1 and len(world.repositories.clicks.all_events) == 1
 
 
+async def test_redirect_reuses_what_it_read_of_a_link_for_the_cache_period_only(world):
+    share = await world.prepare()
+    code = share.tracked_link_code
+    reads = []
+    by_code = world.repositories.links.by_code
+
+    async def counted(code_: str):
+        reads.append(code_)
+        return await by_code(code_)
+    world.repositories.links.by_code = counted
+    for _ in range(3):
+        await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
+    assert reads == [code]  # one read for three clicks
+    world.repositories.links.items[code] = world.repositories.links.items[code].model_copy(
+        update={"confirmed_share_id": share.id})
+    world.tracking.destinations.clear()  # what the period's end does
+    await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
+    assert reads == [code, code]
+    assert world.repositories.clicks.all_events[-1].data["share_id"] == share.id
+
+    uncached = Tracking(world.repositories, Options(**{**vars(OPTIONS), "link_cache_seconds": 0}))
+    await uncached.follow(code, "203.0.113.7", BROWSER, NOW)
+    await uncached.follow(code, "203.0.113.7", BROWSER, NOW)
+    assert reads == [code] * 4
+    assert await world.tracking.follow("unknown", "203.0.113.7", BROWSER, NOW) is None
+    assert "unknown" not in world.tracking.destinations  # an unknown code may be created any moment
+
+
 # --- connectors and their reports ------------------------------------------------------------------------
 
 async def _connector(world):
@@ -430,5 +460,5 @@ async def test_a_login_provisioned_again_after_an_erasure_shares_afresh_and_expo
     assert exports.records(TENANT, "x-old") == {"ambassador": [], "shares": [], "tracked_links": []}
     new = exports.records(TENANT, "x-new")
     assert [(s["id"], s["text"], s["post_url"]) for s in new["shares"]] == [(second.id, NEW_TEXT, "https://li/new")]
-    assert [(link["code"], link["clicks"]) for link in new["tracked_links"]] == [(second.tracked_link_code, 1)]
+    assert [(link["code"], link["unique_visitors"]) for link in new["tracked_links"]] == [(second.tracked_link_code, 1)]
     assert new["ambassador"][0]["ambassador_id"] == "new-amb-1"

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import from_json
 
 SPECVERSION = "1.0"
 JSON_CONTENT_TYPE = "application/json"
@@ -119,10 +120,10 @@ def to_kafka(envelope: Envelope) -> KafkaRecord:
 
 def from_kafka(key: bytes | None, value: bytes | None, headers: Any) -> Envelope:
     """Read a binary- or structured-mode CloudEvent from a Kafka record."""
-    header_map = _header_map(headers)
+    attributes, header_map = _split_headers(headers)
     try:
-        if any(name.startswith(CE_PREFIX) for name in header_map):
-            return _from_binary(key, value, header_map)
+        if attributes:
+            return _from_binary(key, value, attributes, header_map)
         if header_map.get("content-type", "").startswith(STRUCTURED_CONTENT_TYPE):
             return _from_structured(key, value, header_map)
     except MalformedEnvelope:
@@ -132,22 +133,33 @@ def from_kafka(key: bytes | None, value: bytes | None, headers: Any) -> Envelope
     raise MalformedEnvelope("no ce_* headers and not application/cloudevents+json")
 
 
-def _header_map(headers: Any) -> dict[str, str]:
+def _split_headers(headers: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """(ce_* attributes without the prefix, the other headers), names lower-cased, values as text.
+
+    One pass over the headers: this runs for every consumed record, and was a third of the decoding.
+    """
     items = headers.items() if isinstance(headers, dict) else headers or ()
-    header_map: dict[str, str] = {}
+    attributes: dict[str, str] = {}
+    others: dict[str, str] = {}
     for name, raw in items:
+        lowered = name.lower()
         if raw is None or isinstance(raw, str):
-            header_map[name.lower()] = raw or ""
-            continue
-        try:
-            header_map[name.lower()] = bytes(raw).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise MalformedEnvelope(f"header {name!r} is not UTF-8 ({error.reason} at byte {error.start})") from error
-    return header_map
+            text = raw or ""
+        else:
+            try:
+                text = raw.decode("utf-8") if isinstance(raw, bytes) else bytes(raw).decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise MalformedEnvelope(f"header {name!r} is not UTF-8 ({error.reason} at byte {error.start})") \
+                    from error
+        if lowered.startswith(CE_PREFIX):
+            attributes[lowered[3:]] = text
+        else:
+            others[lowered] = text
+    return attributes, others
 
 
-def _from_binary(key: bytes | None, value: bytes | None, header_map: dict[str, str]) -> Envelope:
-    attributes = {name[len(CE_PREFIX):]: text for name, text in header_map.items() if name.startswith(CE_PREFIX)}
+def _from_binary(key: bytes | None, value: bytes | None, attributes: dict[str, str],
+                 header_map: dict[str, str]) -> Envelope:
     content_type = header_map.get("content-type", JSON_CONTENT_TYPE)
     data = _decode_data(value, content_type)
     return _build(attributes, data, content_type, key, header_map)
@@ -155,7 +167,7 @@ def _from_binary(key: bytes | None, value: bytes | None, header_map: dict[str, s
 
 def _from_structured(key: bytes | None, value: bytes | None, header_map: dict[str, str]) -> Envelope:
     try:
-        document = json.loads(value or b"{}")
+        document = from_json(value or b"{}")
     except ValueError as error:
         raise MalformedEnvelope(f"value is not JSON: {error}") from error
     if not isinstance(document, dict):
@@ -174,8 +186,8 @@ def _decode_data(value: bytes | None, content_type: str) -> dict[str, Any] | Non
     if "json" not in content_type:
         raise MalformedEnvelope(f"unsupported content type {content_type!r}")
     try:
-        data = json.loads(value)
-    except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8 at all
+        data = from_json(value)  # pydantic's Rust parser: a few times faster than json.loads
+    except ValueError as error:  # not JSON, or bytes that are not UTF-8 at all
         raise MalformedEnvelope(f"value is not JSON: {error}") from error
     if data is not None and not isinstance(data, dict):
         raise MalformedEnvelope("event data is not a JSON object")
@@ -189,24 +201,27 @@ def _build(attributes: dict[str, str], data: Any, content_type: str, key: bytes 
             raise MalformedEnvelope(f"missing CloudEvents attribute {required!r}")
     if attributes["specversion"] != SPECVERSION:
         raise MalformedEnvelope(f"unsupported CloudEvents specversion {attributes['specversion']!r}")
+    if data is not None and not isinstance(data, dict):
+        raise MalformedEnvelope("event data is not a JSON object")
     subject = attributes.get("subject") or (key.decode() if key else None)
     try:
         time = parse_time(attributes["time"]) if attributes.get("time") else utcnow()
     except ValueError as error:
         raise MalformedEnvelope(f"invalid CloudEvents time {attributes['time']!r}") from error
-    return Envelope(
-        id=attributes["id"],
-        source=attributes["source"],
-        type=attributes["type"],
-        specversion=attributes["specversion"],
-        time=time,
-        subject=subject,
-        datacontenttype=content_type,
-        tenantid=attributes.get("tenantid"),
-        correlationid=attributes.get("correlationid"),
-        causationid=attributes.get("causationid"),
-        traceparent=header_map.get("traceparent"),
-        tracestate=header_map.get("tracestate"),
-        extensions={k: v for k, v in attributes.items() if k not in _KNOWN},
-        data=data,
-    )
+    # model_validate of a dict: measured faster than keyword arguments, and than model_construct (Python).
+    return Envelope.model_validate({
+        "id": attributes["id"],
+        "source": attributes["source"],
+        "type": attributes["type"],
+        "specversion": attributes["specversion"],
+        "time": time,
+        "subject": subject,
+        "datacontenttype": content_type,
+        "tenantid": attributes.get("tenantid"),
+        "correlationid": attributes.get("correlationid"),
+        "causationid": attributes.get("causationid"),
+        "traceparent": header_map.get("traceparent"),
+        "tracestate": header_map.get("tracestate"),
+        "extensions": {k: v for k, v in attributes.items() if k not in _KNOWN},
+        "data": data,
+    })

@@ -53,50 +53,94 @@ async def notify_outbox(collection: AsyncCollection, document_id: Any) -> None:
 
 
 class OutboxRelay:
-    """Publishes pending events of the given collections, then clears them."""
+    """Publishes pending events of the given collections, then clears them.
+
+    Every pass works in batches of up to `batch_size` documents: one read of the hints (or of a queue),
+    the documents' reads side by side, one `publish_many` for all their events (order kept per document),
+    then the clears side by side. The per-event cost is then a share of a few round trips instead of five.
+
+    `queues` are collections whose documents exist only to carry events (e.g. distribution's click
+    events): every document in them is pending, so the relay reads them directly (no hints, no sweep)
+    and deletes each document once Kafka has its events. They stay as small as the backlog, which keeps
+    their reads and deletes cheap on FerretDB 1.x, where every filter costs a scan of the collection.
+    """
 
     def __init__(self, collections: list[AsyncCollection], publisher: EventPublisher,
-                 poll_interval: float = 0.1, batch_size: int = 200, sweep_interval: float = 10.0):
+                 poll_interval: float = 0.1, batch_size: int = 200, sweep_interval: float = 10.0,
+                 queues: Iterable[AsyncCollection] = ()):
         self.collections = collections
         self.publisher = publisher
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.sweep_interval = sweep_interval
+        self.queues = list(queues)
 
     async def run_hinted(self) -> int:
-        """Flush the documents named by hints, then drop the hints."""
+        """Flush the documents named by hints (a batch per hints collection), dropping the hints first.
+
+        A hint is dropped before its document is read: a writer that pushes events after that read
+        leaves its hint again (an upsert), so the next pass sees it; a hint dropped by a relay that then
+        dies is the sweep's to catch, as a lost hint always was.
+        """
         published = 0
         by_name = {c.name: c for c in self.collections}
         for hints in {c.database[HINTS_COLLECTION] for c in self.collections}:
-            async for hint in hints.find({}).limit(self.batch_size):
-                collection = by_name.get(hint.get("collection"))
-                if collection is not None:
-                    published += await self.flush(collection, hint.get("document_id"))
-                    await hints.delete_one({"_id": hint["_id"]})
+            batch = [hint async for hint in hints.find({}).limit(self.batch_size)
+                     if hint.get("collection") in by_name]  # another relay's hints are left to it
+            if not batch:
+                continue
+            # `$in` scans the hints collection on FerretDB 1.x: it holds only the hints not yet followed.
+            await hints.delete_many({"_id": {"$in": [hint["_id"] for hint in batch]}})
+            # One hint per document (its `_id` names both), so no document is read twice.
+            targets = [(by_name[hint["collection"]], hint.get("document_id")) for hint in batch]
+            documents = await asyncio.gather(*(collection.find_one({"_id": document_id}, projection={OUTBOX_FIELD: 1})
+                                               for collection, document_id in targets))
+            published += await self._relay_documents(
+                [(collection, document) for (collection, _), document in zip(targets, documents) if document])
+        return published
+
+    async def run_queues(self) -> int:
+        """Publish a batch of each queue's documents, then delete them."""
+        published = 0
+        for queue in self.queues:
+            documents = await queue.find({}, projection={OUTBOX_FIELD: 1}).limit(self.batch_size).to_list()
+            entries = [entry for document in documents for entry in document.get(OUTBOX_FIELD) or []]
+            if entries:
+                await self.publisher.publish_many(
+                    [(entry["topic"], Envelope.from_document(entry["envelope"])) for entry in entries])
+            if documents:
+                # The documents were inserted with their events and never change: once Kafka has the
+                # events nothing is left to keep. `$in` scans on FerretDB 1.x, over the backlog only.
+                await queue.delete_many({"_id": {"$in": [document["_id"] for document in documents]}})
+            published += len(entries)
         return published
 
     async def run_once(self) -> int:
-        """Sweep every collection for pending events (the safety net behind hints)."""
+        """Sweep every collection for pending events (the safety net behind hints), and the queues."""
         published = 0
         for collection in self.collections:
             while True:  # pages of `batch_size` until no pending document is left
                 cursor = collection.find({f"{OUTBOX_FIELD}.0": {"$exists": True}},
                                          projection={OUTBOX_FIELD: 1}).limit(self.batch_size)
                 documents = [document async for document in cursor]
-                for document in documents:
-                    published += await self._relay_document(collection, document)
+                published += await self._relay_documents([(collection, document) for document in documents])
                 if len(documents) < self.batch_size:
                     break
+        while queued := await self.run_queues():
+            published += queued
         return published
 
-    async def _relay_document(self, collection: AsyncCollection, document: dict[str, Any]) -> int:
-        entries = document.get(OUTBOX_FIELD) or []
-        if not entries:
+    async def _relay_documents(self, documents: list[tuple[AsyncCollection, dict[str, Any]]]) -> int:
+        """Publish the events of all `documents` at once, then clear each document's published entries."""
+        pending = [(collection, document, document.get(OUTBOX_FIELD) or []) for collection, document in documents]
+        pending = [item for item in pending if item[2]]
+        if not pending:
             return 0
-        await self.publisher.publish_many(
-            [(entry["topic"], Envelope.from_document(entry["envelope"])) for entry in entries])
-        await self.clear_published(collection, document["_id"], entries)
-        return len(entries)
+        await self.publisher.publish_many([(entry["topic"], Envelope.from_document(entry["envelope"]))
+                                           for _, _, entries in pending for entry in entries])
+        await asyncio.gather(*(self.clear_published(collection, document["_id"], entries)
+                               for collection, document, entries in pending))
+        return sum(len(entries) for _, _, entries in pending)
 
     async def clear_published(self, collection: AsyncCollection, document_id: Any,
                               entries: list[dict[str, Any]]) -> None:
@@ -113,7 +157,7 @@ class OutboxRelay:
         pending and are published on its next pass.
         """
         document = await collection.find_one({"_id": document_id}, projection={OUTBOX_FIELD: 1})
-        return await self._relay_document(collection, document) if document else 0
+        return await self._relay_documents([(collection, document)]) if document else 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll hints, sweep now and then, until `stop` is set; errors are logged and retried."""
@@ -121,7 +165,7 @@ class OutboxRelay:
         next_sweep = loop.time()
         while not stop.is_set():
             try:
-                published = await self.run_hinted()
+                published = await self.run_hinted() + await self.run_queues()
                 if loop.time() >= next_sweep:
                     published += await self.run_once()
                     next_sweep = loop.time() + self.sweep_interval

@@ -176,6 +176,8 @@ class Repository(Generic[T]):
 
     storage: Storage
     collection_name: ClassVar[str]
+    # False for a collection the outbox relay reads as a queue (`OutboxRelay(queues=...)`): no hint needed.
+    hinted: ClassVar[bool] = True
     collection: AsyncCollection = field(init=False)
 
     def __post_init__(self) -> None:
@@ -301,7 +303,7 @@ class Repository(Generic[T]):
 
     async def _hint(self, document_id: Any, uow: UnitOfWork | None) -> None:
         # The relay follows hints instead of scanning for pending events (a scan on FerretDB 1.x).
-        if uow:
+        if uow and self.hinted:
             await notify_outbox(self.collection, document_id)
 
     async def delete(self, tenant: str, entity_id: str) -> bool:

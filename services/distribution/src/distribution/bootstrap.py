@@ -28,8 +28,8 @@ from .connectors.service import NetworkConnections
 from .connectors.store import connector_stores, create_connector_indexes, reseal_tokens
 from .connectors.x import XApi
 from .adapters import (
-    MongoConnectors, ResealCount, create_indexes, mongo_repositories, outbox_collections, processed_events,
-    upgrade_documents,
+    MongoConnectors, ResealCount, create_indexes, mongo_repositories, outbox_collections, outbox_queues,
+    processed_events, upgrade_documents,
 )
 from .consumers import subscribe
 from .options import Options
@@ -96,7 +96,8 @@ def build_worker(settings: DistributionSettings) -> ServiceWorker:
     database = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")[settings.database]
     ledger = ProcessedEvents(processed_events(database))
     worker = ServiceWorker(settings, f"{settings.service_name}-worker",
-                           outbox_collections=outbox_collections(database), background=[ledger.prune])
+                           outbox_collections=outbox_collections(database), outbox_queues=outbox_queues(database),
+                           background=[ledger.prune])
     subscribe(worker, OnFirstUse(lambda: _open_repositories(database, settings)), settings.consumer_group, ledger,
               OnFirstUse(lambda: _open_connector_stores(database, settings)))
     return worker

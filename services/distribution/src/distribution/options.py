@@ -21,6 +21,7 @@ class Options:
     prepare_hold: timedelta = timedelta(minutes=30)
     engagement_clock_skew: timedelta = timedelta(minutes=5)
     engagement_backfill: timedelta = timedelta(0)
+    link_cache_seconds: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: DistributionSettings) -> Options:
@@ -30,7 +31,8 @@ class Options:
                    webhook_tolerance_seconds=settings.webhook_tolerance_seconds,
                    prepare_hold=timedelta(seconds=settings.prepare_hold_seconds),
                    engagement_clock_skew=timedelta(seconds=settings.engagement_clock_skew_seconds),
-                   engagement_backfill=timedelta(days=settings.engagement_backfill_days))
+                   engagement_backfill=timedelta(days=settings.engagement_backfill_days),
+                   link_cache_seconds=settings.link_cache_seconds)
 
     def tracked_link(self, code: str) -> str:
         return f"{self.public_base_url}/r/{code}"

@@ -185,11 +185,15 @@ class Links(Protocol):
 
 
 class Clicks(Protocol):
-    async def record(self, click: Click, uow: UnitOfWork) -> bool:
-        """Insert the click with its events; False (nothing written) when its id exists already."""
+    async def claim_visitor(self, tenant: str, visitor_key: str) -> bool:
+        """True the first time a visitor's key on a link is claimed, False ever after (one insert)."""
         ...
 
-    async def count_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:
+    async def record(self, click: Click, uow: UnitOfWork) -> None:
+        """Store the counted click with its events (one insert; click ids are random, never taken)."""
+        ...
+
+    async def unique_visitors_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:
         """Clicks recorded on each of these links (absent: none)."""
         ...
 

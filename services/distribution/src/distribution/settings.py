@@ -32,6 +32,8 @@ class DistributionSettings(ServiceSettings):
         "How many days before a share's confirmation a reported occurred_at may lie on top of the clock skew. "
         "0 in production: nothing happens to a post before it exists. Only for loading history (the demo "
         "tenant reports weeks of engagement for posts it shares today)"))
+    link_cache_seconds: float = Field(default=2.0, ge=0, le=60, description=(
+        "How long the redirect reuses a tracked link and its destination it read (0: read on every click)"))
     # Seals connector secrets at rest (AES-256-GCM). The default is a DEV-ONLY key known to everyone who
     # reads this file: production sets its own keyring, e.g. DISTRIBUTION_SECRET_KEYS='{"2026-12": "<base64 of
     # 32 random bytes>"}' and DISTRIBUTION_SECRET_KEY_ID=2026-12 (rotation: README, "Connector secrets").

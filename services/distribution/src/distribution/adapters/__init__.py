@@ -21,7 +21,7 @@ from .projections import (
 from .sharing import MongoLinks, MongoPolicies, MongoShares, MongoSignatureBooks
 
 __all__ = ["MongoConnectors", "ResealCount", "create_indexes", "mongo_repositories", "outbox_collections",
-           "processed_events", "upgrade_documents"]
+           "outbox_queues", "processed_events", "upgrade_documents"]
 PROCESSED_EVENTS = "processed_events"
 
 
@@ -42,8 +42,13 @@ def processed_events(database: AsyncDatabase) -> AsyncCollection:
 
 
 def outbox_collections(database: AsyncDatabase) -> list[AsyncCollection]:
-    """Collections whose documents carry events for the relay."""
-    return [database[MongoShares.collection_name], database[MongoClicks.collection_name], database[EXPORT_PARTS]]
+    """Collections whose documents carry events for the relay (hinted by their writers)."""
+    return [database[MongoShares.collection_name], database[EXPORT_PARTS]]
+
+
+def outbox_queues(database: AsyncDatabase) -> list[AsyncCollection]:
+    """Collections whose documents only carry events: the relay deletes each once its events are on Kafka."""
+    return [database[MongoClicks.collection_name]]
 
 
 INDEXES: dict[str, list[IndexModel]] = {

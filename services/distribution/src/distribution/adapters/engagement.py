@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advocacy_common.envelope import Envelope
-from advocacy_common.repository import AlreadyExists, ModelRepository, Page, Repository, SortKey, UnitOfWork
+from advocacy_common.repository import AlreadyExists, ModelRepository, Page, Repository, SortKey, UnitOfWork, insert_once
 from advocacy_common.secretbox import Sealed, SecretBox, SecretUnreadable
 
 from ..models.engagement import Click, Connector, Report
@@ -16,23 +16,36 @@ from ..models.projections import scoped_id
 
 
 class MongoClicks(ModelRepository[Click]):
-    # `_id` is code/visitor-hash for a visitor's first click (the insert itself says whether they are new),
-    # code/random for later ones. Inserts only: no document is updated by two writers.
+    """Clicks as two insert-only collections, so that no write on the redirect path grows with the data.
+
+    `clicks` is the queue of click events: each document is inserted with its event (the outbox) and the
+    relay deletes it once Kafka has the event (`outbox_queues`), so it holds only the backlog and needs no
+    hint. `click_visitors` holds one `_id` = code/visitor-hash per visitor and link (with its `code`), read
+    back only by a GDPR export: the insert itself says whether the visitor is new. On FerretDB 1.x an insert is checked against the unique
+    `_id` index, whereas every lookup or update scans the collection; MongoDB does both by index.
+    """
+
     collection_name = "clicks"
+    visitors_collection = "click_visitors"
+    hinted = False
     model = Click
 
-    async def record(self, click: Click, uow: UnitOfWork) -> bool:
-        try:
-            await self.add(click, uow)
-        except AlreadyExists:
-            return False
-        return True
+    async def claim_visitor(self, tenant: str, visitor_key: str) -> bool:
+        code = visitor_key.split("/", 1)[0]
+        return await insert_once(self.storage.database[self.visitors_collection],
+                                 {"_id": visitor_key, "tenant": tenant, "code": code})
 
-    async def count_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:
-        # `$group` with `$sum` is what FerretDB 1.x offers; the match scans there (rare: GDPR exports).
+    async def record(self, click: Click, uow: UnitOfWork) -> None:
+        await self.add(click, uow)
+
+    async def unique_visitors_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:
+        """Distinct visitors per link (clicks themselves leave `clicks` once relayed; their daily counts are
+        metrics' figures). `$group` with `$sum` is what FerretDB 1.x offers; the match scans there (rare:
+        GDPR exports)."""
         pipeline = [{"$match": {"tenant": tenant, "code": {"$in": codes}}},
-                    {"$group": {"_id": "$code", "clicks": {"$sum": 1}}}]
-        return {row["_id"]: row["clicks"] async for row in await self.collection.aggregate(pipeline)}
+                    {"$group": {"_id": "$code", "visitors": {"$sum": 1}}}]
+        visitors = self.storage.database[self.visitors_collection]
+        return {row["_id"]: row["visitors"] async for row in await visitors.aggregate(pipeline)}
 
 
 OLDEST_FIRST = SortKey("created_at", descending=False)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from advocacy_common.auth import Principal
 from advocacy_common.errors import Problem, invalid, not_found
+from advocacy_common.subjects import ambassador_id_of
 
 from ..models.sharing import Share, ShareStatus
 from ..ports import Repositories
@@ -47,11 +48,12 @@ class NetworkConnections:
 
     async def start(self, principal: Principal, network: str, now: datetime) -> Started:
         """The authorization URL (PKCE S256 + state) the person opens to consent, read-only scopes only."""
+        me = await ambassador_id_of(self.repositories.ambassadors, principal)
         app = await self._linkedin_app(principal.tenant, network)
         state, verifier = oauth.new_state(), oauth.new_code_verifier()
         expires_at = now + self.options.authorization_ttl
         await self.stores.authorizations.add(Authorization(
-            id=state, tenant=principal.tenant, ambassador_id=principal.ambassador_id, network=network,
+            id=state, tenant=principal.tenant, ambassador_id=me, network=network,
             code_verifier=verifier, redirect_uri=app.redirect_uri, created_at=now, expires_at=expires_at))
         url = oauth.authorization_url(self.options.linkedin.authorize, client_id=app.client_id,
                                       redirect_uri=app.redirect_uri, scopes=oauth.LINKEDIN_SCOPES, state=state,
@@ -60,8 +62,9 @@ class NetworkConnections:
 
     async def complete(self, principal: Principal, network: str, code: str, state: str, now: datetime) -> Connection:
         """The callback: the state must be the caller's own and fresh; the code is exchanged, the grant stored."""
+        me = await ambassador_id_of(self.repositories.ambassadors, principal)
         app = await self._linkedin_app(principal.tenant, network)
-        pending = await self.stores.authorizations.take(principal.tenant, principal.ambassador_id, state)
+        pending = await self.stores.authorizations.take(principal.tenant, me, state)
         if pending is None or pending.network != network:
             raise invalid("state", "matches no authorization you started (each state is used once)")
         if pending.expires_at <= now:
@@ -78,21 +81,23 @@ class NetworkConnections:
         scopes = oauth.granted_scopes(grant.scope, oauth.LINKEDIN_SCOPES)
         if "r_member_postAnalytics" not in scopes:
             raise invalid("code", "the consent did not include post analytics (r_member_postAnalytics)")
-        connection = Connection(id=_connection_id(principal.tenant, principal.ambassador_id, network),
-                                tenant=principal.tenant, ambassador_id=principal.ambassador_id, network=network,
+        connection = Connection(id=_connection_id(principal.tenant, me, network),
+                                tenant=principal.tenant, ambassador_id=me, network=network,
                                 member_id=member, access_token=grant.access_token, scopes=scopes, connected_at=now,
                                 expires_at=grant.expires_at)
         await self.stores.connections.put(connection)
-        await self.stores.posts.resume(principal.tenant, principal.ambassador_id, network, now)
+        await self.stores.posts.resume(principal.tenant, me, network, now)
         return connection
 
     async def mine(self, principal: Principal) -> list[Connection]:
-        return await self.stores.connections.of_ambassador(principal.tenant, principal.ambassador_id)
+        me = await ambassador_id_of(self.repositories.ambassadors, principal)
+        return await self.stores.connections.of_ambassador(principal.tenant, me)
 
     async def disconnect(self, principal: Principal, network: str) -> None:
         """The token is deleted; the person's posts on that network stop being polled."""
-        await self.stores.connections.delete(principal.tenant, principal.ambassador_id, network)
-        await self.stores.posts.pause(principal.tenant, principal.ambassador_id, network)
+        me = await ambassador_id_of(self.repositories.ambassadors, principal)
+        await self.stores.connections.delete(principal.tenant, me, network)
+        await self.stores.posts.pause(principal.tenant, me, network)
 
     async def forget(self, tenant: str, ambassador_id: str, before: datetime | None = None) -> None:
         await forget(self.stores, tenant, ambassador_id, before)

@@ -17,7 +17,8 @@ INTERNAL_SHARE_FIELDS = {"signature", "signature_bands"}  # MinHash values, not 
 
 async def person_data(repositories: Repositories, tenant: str, ambassador_id: str) -> dict[str, list[dict[str, Any]]]:
     """Profile as distribution knows it, shares with their texts and post URLs, tracked links and the
-    clicks counted on each."""
+    distinct visitors of each (click records leave once relayed; the person's clicks per day are in
+    metrics' part)."""
     ambassador = await repositories.ambassadors.get(tenant, ambassador_id)
     if ambassador is not None and ambassador.status is AmbassadorStatus.ERASED:
         ambassador = None
@@ -29,9 +30,9 @@ async def person_data(repositories: Repositories, tenant: str, ambassador_id: st
             break
         cursor = page.next_cursor
     links = await repositories.links.of_ambassador(tenant, ambassador_id)
-    clicks = await repositories.clicks.count_by_code(tenant, [link.code for link in links]) if links else {}
+    visitors = await repositories.clicks.unique_visitors_by_code(tenant, [link.code for link in links]) if links else {}
     return {
         "ambassador": [ambassador.model_dump(mode="json")] if ambassador else [],
         "shares": shares,
-        "tracked_links": [{**link.model_dump(mode="json"), "clicks": clicks.get(link.code, 0)} for link in links],
+        "tracked_links": [{**link.model_dump(mode="json"), "unique_visitors": visitors.get(link.code, 0)} for link in links],
     }
