@@ -17,13 +17,15 @@ class Options:
     visitor_hash_salt: str
     slot_spacing: timedelta
     webhook_tolerance_seconds: int
+    feed_snapshot_seconds: float = 0.0  # 0: the feed reads the contents on every request
 
     @classmethod
     def from_settings(cls, settings: DistributionSettings) -> Options:
         return cls(public_base_url=settings.public_base_url.rstrip("/"), link_code_secret=settings.link_code_secret,
                    visitor_hash_salt=settings.visitor_hash_salt,
                    slot_spacing=timedelta(minutes=settings.slot_spacing_minutes),
-                   webhook_tolerance_seconds=settings.webhook_tolerance_seconds)
+                   webhook_tolerance_seconds=settings.webhook_tolerance_seconds,
+                   feed_snapshot_seconds=settings.feed_snapshot_seconds)
 
     def tracked_link(self, code: str) -> str:
         return f"{self.public_base_url}/r/{code}"

@@ -24,6 +24,9 @@ class DistributionSettings(ServiceSettings):
     link_code_secret: str = "dev-only-link-secret"
     slot_spacing_minutes: int = Field(default=30, ge=1, description="Gap between recommended slots of one content")
     webhook_tolerance_seconds: int = Field(default=300, ge=1, description="Accepted clock skew of signed webhooks")
+    feed_snapshot_seconds: float = Field(default=5.0, ge=0, description=(
+        "How long a process answers feeds from one snapshot of a tenant's published contents (0: read them on "
+        "every request); a content change shows in feeds at most this long plus one reload later"))
     # Seals connector secrets at rest (AES-256-GCM). The default is a DEV-ONLY key known to everyone who
     # reads this file: production sets its own keyring, e.g. DISTRIBUTION_SECRET_KEYS='{"2026-12": "<base64 of
     # 32 random bytes>"}' and DISTRIBUTION_SECRET_KEY_ID=2026-12 (rotation: README, "Connector secrets").

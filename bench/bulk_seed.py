@@ -1,0 +1,105 @@
+"""Seeding a read model in bulk through the services' own adapters.
+
+A projection adapter applies an event as an `update_one(filter, update, upsert=True)` on one document.
+On FerretDB 1.x each of those costs a scan of the collection (its filter holds the watermark, not only
+`_id`) and the writes are serialised, so 100,000 of them take hours. `RecordingDatabase` stands in for
+the adapter's database: it keeps each collection in memory and applies every update exactly as the
+server would for these operators ($set, $max, $inc, $unset, dotted paths, equality fields of the filter
+on insert); `flush` then writes the resulting documents with unordered `insert_many`. The documents are
+the ones the adapter's own updates produce: only the way they reach the server differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+CHUNK = 1000
+
+
+@dataclass
+class UpdateResult:
+    matched_count: int
+    upserted_id: Any
+
+
+def _put(document: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        document = document.setdefault(part, {})
+    document[last] = value
+
+
+def _get(document: Mapping[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(document, Mapping) or part not in document:
+            return None
+        document = document[part]
+    return document
+
+
+def _drop(document: dict[str, Any], path: str) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        document = document.get(part, {})
+    document.pop(last, None)
+
+
+class RecordingCollection:
+    def __init__(self, name: str):
+        self.name = name
+        self.documents: dict[Any, dict[str, Any]] = {}
+
+    async def update_one(self, filter_: Mapping[str, Any], update: Mapping[str, Any], upsert: bool = False,
+                         **_: Any) -> UpdateResult:
+        key = filter_["_id"]
+        document = self.documents.get(key)
+        inserted = document is None
+        if inserted:
+            if not upsert:
+                return UpdateResult(0, None)
+            document = {name: value for name, value in filter_.items()
+                        if not name.startswith("$") and not isinstance(value, Mapping)}
+            self.documents[key] = document
+        for operator, fields in update.items():
+            for path, value in fields.items():
+                if operator == "$set":
+                    _put(document, path, value)
+                elif operator == "$max":
+                    current = _get(document, path)
+                    _put(document, path, value if current is None else max(current, value))
+                elif operator == "$inc":
+                    _put(document, path, (_get(document, path) or 0) + value)
+                elif operator == "$unset":
+                    _drop(document, path)
+                else:
+                    raise NotImplementedError(operator)
+        return UpdateResult(0 if inserted else 1, key if inserted else None)
+
+
+class RecordingDatabase:
+    """What `Storage.database` offers the adapters: collections by name."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.collections: dict[str, RecordingCollection] = {}
+
+    def __getitem__(self, name: str) -> RecordingCollection:
+        return self.collections.setdefault(name, RecordingCollection(name))
+
+    def get_collection(self, name: str) -> RecordingCollection:
+        return self[name]
+
+    async def flush(self, database: AsyncDatabase) -> int:
+        """Insert every recorded document (unordered, in chunks) and forget them; the number written."""
+        written = 0
+        for name, collection in self.collections.items():
+            documents = list(collection.documents.values())
+            for start in range(0, len(documents), CHUNK):
+                await database[name].insert_many(documents[start:start + CHUNK], ordered=False)
+            written += len(documents)
+            collection.documents.clear()
+        return written
