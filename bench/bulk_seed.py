@@ -1,6 +1,7 @@
 """Seeding a read model in bulk through the services' own adapters.
 
 A projection adapter applies an event as an `update_one(filter, update, upsert=True)` on one document.
+(The metrics store sends raw `update` commands of such statements; they are applied the same way.)
 On FerretDB 1.x each of those costs a scan of the collection (its filter holds the watermark, not only
 `_id`) and the writes are serialised, so 100,000 of them take hours. `RecordingDatabase` stands in for
 the adapter's database: it keeps each collection in memory and applies every update exactly as the
@@ -75,9 +76,36 @@ class RecordingCollection:
                     _put(document, path, (_get(document, path) or 0) + value)
                 elif operator == "$unset":
                     _drop(document, path)
+                elif operator == "$addToSet":
+                    values = _get(document, path) or []
+                    added = value["$each"] if isinstance(value, Mapping) and "$each" in value else [value]
+                    _put(document, path, values + [v for v in added if v not in values])
                 else:
                     raise NotImplementedError(operator)
         return UpdateResult(0 if inserted else 1, key if inserted else None)
+
+
+    def find(self, filter_: Mapping[str, Any], projection: Any = None) -> _Found:
+        """Only what the adapters' writes read back: documents by bare `_id` or `_id` `$in`."""
+        key = filter_["_id"]
+        ids = key["$in"] if isinstance(key, Mapping) else [key]
+        return _Found([self.documents[i] for i in ids if i in self.documents])
+
+    async def find_one(self, filter_: Mapping[str, Any], projection: Any = None) -> dict[str, Any] | None:
+        found = self.find(filter_).documents
+        return found[0] if found else None
+
+
+class _Found:
+    def __init__(self, documents: list[dict[str, Any]]):
+        self.documents = documents
+
+    def __aiter__(self):
+        return self._iterate()
+
+    async def _iterate(self):
+        for document in self.documents:
+            yield document
 
 
 class RecordingDatabase:
@@ -92,6 +120,13 @@ class RecordingDatabase:
 
     def get_collection(self, name: str) -> RecordingCollection:
         return self[name]
+
+    async def command(self, command: Mapping[str, Any]) -> dict[str, Any]:
+        """The raw `update` command (ordered statements with upsert), as the metrics store sends it."""
+        collection = self[command["update"]]
+        for statement in command["updates"]:
+            await collection.update_one(statement["q"], statement["u"], upsert=statement.get("upsert", False))
+        return {"ok": 1, "n": len(command["updates"])}
 
     async def flush(self, database: AsyncDatabase) -> int:
         """Insert every recorded document (unordered, in chunks) and forget them; the number written."""

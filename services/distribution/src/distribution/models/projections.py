@@ -5,6 +5,7 @@ Pure: the adapters turn documents into these types, the use cases call these rul
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -176,61 +177,53 @@ class FeedIndex:
     """A tenant's published contents, arranged so that one page of `rank_feed` costs about the page, not
     the number of contents.
 
-    Built once per snapshot of the contents. Each list is newest first, and within a list the score is
-    bounded by the freshness of the entry (monotone in `publish_at`, whatever the scoring time): a page is
-    the threshold algorithm over the lists that can hold my suggestions (one per topic I follow, the
-    contents without topics, and, when I follow none, those with topics), stopping once no entry left can
-    beat the page. Same results, order and scores as `rank_feed` (a unit test compares them).
+    Built once per snapshot of the contents: one list per distinct set of topics, freshest first. For one
+    ambassador, every content of a list has the same topic affinity, so its score is that affinity's share
+    plus its freshness (monotone in `publish_at`, whatever the scoring time): a page is a merge of the lists
+    by score that stops once no entry left can beat the page. Same results, order and scores as
+    `rank_feed` then `after_position` (a unit test compares them). Cost: the number of distinct topic sets
+    plus the entries looked at, not the number of contents.
     """
 
     def __init__(self, contents: list[ContentView]):
-        ordered = sorted(contents, key=_published_key, reverse=True)  # freshest first
-        self.contents = ordered
-        self.by_topic: dict[str, list[ContentView]] = {}
-        self.without_topics: list[ContentView] = []
-        self.with_topics: list[ContentView] = []
-        for content in ordered:
-            topics = folded(content.topics)
-            (self.with_topics if topics else self.without_topics).append(content)
-            for topic in topics:
-                self.by_topic.setdefault(topic, []).append(content)
+        self.by_topics: dict[frozenset[str], list[ContentView]] = {}
+        for content in sorted(contents, key=_published_key, reverse=True):  # freshest first
+            self.by_topics.setdefault(frozenset(folded(content.topics)), []).append(content)
+        self.size = len(contents)
 
     def __len__(self) -> int:
-        return len(self.contents)
+        return self.size
 
     def page(self, ambassador: AmbassadorView, now: datetime, shared_content_ids: set[str],
              scored_at: datetime, position: FeedPosition | None, limit: int) -> list[tuple[float, ContentView]]:
         """The first `limit` entries of `after_position(rank_feed(...), position)`."""
-        mine = folded(ambassador.profile.topics) if ambassador.profile else set()
-        lists = [(MAX_AFFINITY_SCORE, self.by_topic.get(topic, [])) for topic in sorted(mine)]
-        lists.append((TOPIC_WEIGHT * 0.5, self.without_topics))
-        if not mine:
-            lists.append((0.0, self.with_topics))
+        profile = ambassador.profile
+        mine = folded(profile.topics) if profile else set()
+        lists: list[tuple[float, list[ContentView]]] = []
+        for topics, entries in self.by_topics.items():
+            if topics and profile is not None and profile.topics and not topics & mine:
+                continue  # `targeting_misses` says "topics" for every one of them
+            affinity = len(topics & mine) / len(topics) if topics else 0.5  # as in `feed_score`
+            lists.append((TOPIC_WEIGHT * affinity, entries))
+
+        def bound(n: int, at: int) -> float:
+            return lists[n][0] + (1 - TOPIC_WEIGHT) * _freshness(lists[n][1][at], scored_at)
+
+        heap = [(-bound(n, 0), n, 0) for n in range(len(lists))]
+        heapq.heapify(heap)
         last = (-position.score_micros, position.content_id) if position else None
         found: list[tuple[float, ContentView]] = []
-        seen: set[str] = set()
-        cursors = [0] * len(lists)
-        while True:
-            # The list whose next entry has the highest bound (its affinity bound plus its freshness).
-            best, best_bound = -1, -1.0
-            for n, (affinity_bound, entries) in enumerate(lists):
-                if cursors[n] < len(entries):
-                    bound = affinity_bound + (1 - TOPIC_WEIGHT) * _freshness(entries[cursors[n]], scored_at)
-                    if bound > best_bound:
-                        best, best_bound = n, bound
-            if best < 0:
-                break
+        while heap:
+            negative_bound, n, at = heapq.heappop(heap)
             if len(found) >= limit:
                 found.sort(key=lambda pair: (-pair[0], pair[1].content_id))
                 del found[limit:]
                 # Scores are rounded to 6 decimals: an entry left can tie the page's last only within that.
-                if best_bound + 1e-6 < found[-1][0]:
+                if -negative_bound + 1e-6 < found[-1][0]:
                     break
-            content = lists[best][1][cursors[best]]
-            cursors[best] += 1
-            if content.content_id in seen:
-                continue
-            seen.add(content.content_id)
+            if at + 1 < len(lists[n][1]):
+                heapq.heappush(heap, (-bound(n, at + 1), n, at + 1))
+            content = lists[n][1][at]
             if (not content.is_active(now) or content.content_id in shared_content_ids
                     or targeting_misses(content, ambassador)):
                 continue
