@@ -13,7 +13,9 @@ slice per partition and batch (`aggregation.slice_of`), slices become the rolled
 (`handlers.apply_exactly_once`, `add_activity`), as a fold does. The store writes into a
 `RecordingDatabase` (bulk_seed.py) whose documents are then inserted in bulk; only claims (the
 de-duplication of re-sent envelopes, which these synthetic events do not need) are skipped. The workload:
-~10 % shares, the rest engagements of every kind (impressions weighted 4, reactions 2), spread evenly
+~10 % of the envelopes are shares (one event each), the rest engagement reports of every kind (impressions
+weighted 4, reactions 2) counting --report-size events each (`count`, as a connector reports them: 10,000,000
+events are ~111,000 envelopes at the default 100), spread evenly
 over --days days ending yesterday, --ambassadors people in --teams teams on 1-3 networks, every third on
 the leaderboard.
 
@@ -75,7 +77,7 @@ class Workload:
         self.networks = {a: NETWORKS[: 1 + n % 3] for n, a in enumerate(self.ambassadors)}
         self.contents = {f"c{n}": f"camp{n % arguments.campaigns}" for n in range(arguments.contents)}
         self.content_ids = list(self.contents)
-        self.envelope = None
+        self.report_size = arguments.report_size
 
     def setup_events(self) -> list:
         start = datetime.combine(self.last_day - timedelta(days=self.days), datetime.min.time(), UTC)
@@ -104,7 +106,7 @@ class Workload:
                                               potential_reach=300, tracked_link_code=f"l{n}", shared_at=at, **common)
         kind = pick.choice(KINDS)
         return EngagementReceived.model_construct(
-            engagement_id=f"e{n}", kind=kind, count=1, share_id=f"s{n}", occurred_at=at, source="bench",
+            engagement_id=f"e{n}", kind=kind, count=self.report_size, share_id=f"s{n}", occurred_at=at, source="bench",
             source_event_id=str(n), unique_visitor=kind is EngagementKind.CLICK and pick.random() < 0.6,
             conversion_type=pick.choice(list(ConversionType)) if kind is EngagementKind.CONVERSION else None,
             **common)
@@ -124,8 +126,10 @@ async def seed(settings: dict[str, str], arguments: argparse.Namespace) -> int:
         await apply_exactly_once(store, filter(None, (state_fragment(d) for d in deliveries)))
         envelope = deliveries[0].envelope  # the tenant is all the fold reads of an envelope
         pick, offsets, done = random.Random(11), [0] * PARTITIONS, 0
-        while done < arguments.events:
-            size = min(BATCH, arguments.events - done)
+        # Shares count one event each, engagement reports --report-size each.
+        deliveries = round(arguments.events / (SHARE_RATIO + (1 - SHARE_RATIO) * arguments.report_size))
+        while done < deliveries:
+            size = min(BATCH, deliveries - done)
             groups: list[list[Delivery]] = [[] for _ in range(PARTITIONS)]
             for n in range(done, done + size):
                 event = workload.counted(n, pick)
@@ -136,8 +140,8 @@ async def seed(settings: dict[str, str], arguments: argparse.Namespace) -> int:
             await apply_exactly_once(store, folded_fragments(slices, set()))
             await store.add_activity(merge_activity(row for piece in slices for row in piece.activity))
             done += size
-            if done % 1_000_000 == 0 or done == arguments.events:
-                print(f"  folded {done:,} events ({done / (time.perf_counter() - started):,.0f}/s, "
+            if done % 1_000_000 == 0 or done == deliveries:
+                print(f"  folded {done:,} envelopes ({done / (time.perf_counter() - started):,.0f}/s, "
                       f"load {load_average()})", flush=True)
         folded = time.perf_counter()
         sizes = {name: len(c.documents) for name, c in recording.collections.items()}
@@ -224,6 +228,8 @@ def main(arguments: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--report-size", type=int, default=100,
+                        help="events one engagement envelope counts (a connector's report: `count`); shares count 1")
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--ambassadors", type=int, default=2000)
     parser.add_argument("--contents", type=int, default=300)
