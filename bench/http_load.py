@@ -71,6 +71,12 @@ class ApiProcess:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmHWM")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
@@ -88,6 +94,7 @@ class WrkResult:
     requests_per_s: float
     requests: int
     errors: int  # non-2xx answers plus socket errors
+    cpu_ms_per_request: float = 0.0  # of the api process: what a request costs it, whatever the machine's load
 
 
 def wrk_script(paths_and_tokens: list[tuple[str, str]], directory: Path) -> Path:
@@ -148,17 +155,21 @@ def measure(name: str, url: str, script: Path, clients: list[int], runs: int, se
     results: dict[int, list[WrkResult]] = {c: [] for c in clients}
     for run in range(runs):
         for count in clients:
+            cpu_before = api.cpu_seconds()
             result = run_wrk(url, script, count, seconds)
+            result.cpu_ms_per_request = 1000 * (api.cpu_seconds() - cpu_before) / max(1, result.requests)
             results[count].append(result)
             print(f"  {name} run {run + 1} c={count}: p50 {result.p50_ms:.1f} ms p99 {result.p99_ms:.1f} ms "
                   f"{result.requests_per_s:.0f} req/s ({result.requests} requests, {result.errors} errors) "
+                  f"api CPU {result.cpu_ms_per_request:.1f} ms/request "
                   f"load {load_average()} rss {api.peak_rss_mb():.0f} MB", flush=True)
             if result.errors:
                 raise RuntimeError(f"{result.errors} failed requests: see the api log {api.log}")
-    print(f"\n| {name} | clients | p50 ms | p99 ms | requests/s |\n| --- | --- | --- | --- | --- |")
+    print(f"\n| {name} | clients | p50 ms | p99 ms | requests/s | api CPU ms/request |\n"
+          "| --- | --- | --- | --- | --- | --- |")
     for count, rows in results.items():
         print(f"| | {count} | {spread([r.p50_ms for r in rows])} | {spread([r.p99_ms for r in rows])} "
-              f"| {spread([r.requests_per_s for r in rows], 0)} |")
+              f"| {spread([r.requests_per_s for r in rows], 0)} | {spread([r.cpu_ms_per_request for r in rows])} |")
     return results
 
 

@@ -39,6 +39,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from pymongo import AsyncMongoClient
 
 from advocacy_common.consuming import Delivery
@@ -205,6 +206,12 @@ def main(arguments: argparse.Namespace) -> None:
         try:
             with tempfile.TemporaryDirectory() as directory:
                 for name, path in endpoints.items():
+                    # The first request reads everything (nothing kept yet): the cost of a cold report.
+                    started = time.perf_counter()
+                    answer = httpx.get(api.url + path, headers={"Authorization": f"Bearer {tokens[0]}"}, timeout=600)
+                    answer.raise_for_status()
+                    print(f"{name}: first (cold) request {1000 * (time.perf_counter() - started):,.0f} ms "
+                          f"(load {load_average()})", flush=True)
                     script = wrk_script([(path, token) for token in tokens], Path(directory))
                     results = measure(f"{name}, {events:,} events", api.url, script, clients, arguments.runs,
                                       arguments.seconds, api)
