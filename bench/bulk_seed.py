@@ -12,13 +12,16 @@ the ones the adapter's own updates produce: only the way they reach the server d
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, PyMongoError
 
-CHUNK = 1000
+CHUNK = 500
 
 
 @dataclass
@@ -134,7 +137,24 @@ class RecordingDatabase:
         for name, collection in self.collections.items():
             documents = list(collection.documents.values())
             for start in range(0, len(documents), CHUNK):
-                await database[name].insert_many(documents[start:start + CHUNK], ordered=False)
+                await _insert(database[name], documents[start:start + CHUNK])
             written += len(documents)
             collection.documents.clear()
         return written
+
+
+async def _insert(collection: AsyncCollection, documents: list[dict[str, Any]], attempts: int = 5) -> None:
+    """Unordered insert, retried when the connection fails (a loaded server); a document already there from
+    an earlier attempt is fine."""
+    for attempt in range(attempts):
+        try:
+            await collection.insert_many(documents, ordered=False)
+            return
+        except BulkWriteError as error:
+            if all(e.get("code") == 11000 for e in error.details.get("writeErrors", [])):
+                return
+            raise
+        except PyMongoError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(2)
