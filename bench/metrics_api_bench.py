@@ -181,7 +181,9 @@ def main(arguments: argparse.Namespace) -> None:
            "METRICS_MONGODB_URI": os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"),
            "METRICS_DATABASE": arguments.database or f"metricsbench_{run}", "METRICS_TOPIC_PREFIX": f"mbench{run}.",
            "METRICS_AUTH_ISSUER": issuer.issuer, "METRICS_AUTH_AUDIENCE": issuer.audience,
-           "METRICS_AUTH_JWKS_URL": f"{server.url}/.well-known/jwks.json", "METRICS_LOG_LEVEL": "WARNING"}
+           "METRICS_AUTH_JWKS_URL": f"{server.url}/.well-known/jwks.json", "METRICS_LOG_LEVEL": "WARNING",
+           # the per-process report cache (off by default): what the figures in bench/README.md ran with
+           "METRICS_SNAPSHOT_FRESH_SECONDS": str(arguments.snapshot_fresh), "METRICS_SNAPSHOT_STALE_SECONDS": "0.5"}
     clients = [int(c) for c in arguments.clients.split(",")]
     print(f"metrics api bench: database {env['METRICS_DATABASE']}, {arguments.events:,} events over {arguments.days} "
           f"days, clients {clients}, {arguments.runs} runs of {arguments.seconds} s; load {load_average()}", flush=True)
@@ -248,4 +250,5 @@ if __name__ == "__main__":
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--database", help="reuse (or create) this database")
+    parser.add_argument("--snapshot-fresh", type=float, default=0.25, help="METRICS_SNAPSHOT_FRESH_SECONDS (0: off)")
     main(parser.parse_args())
