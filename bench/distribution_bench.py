@@ -21,7 +21,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
@@ -35,6 +34,7 @@ from advocacy_common.mongo import create_client
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_common.topics import ENGAGEMENT, ensure_topics
 
+from distribution.adapters import ambassador_documents
 from distribution.bootstrap import build_worker, create_app
 from distribution.settings import DistributionSettings
 from distribution.models.engagement import sign
@@ -108,10 +108,9 @@ async def main(contents: int, shares: int, clicks: int, reports: int) -> None:
         async with LifespanManager(app, startup_timeout=60), \
                 AsyncClient(transport=ASGITransport(app), base_url="http://bench") as client:
             database = create_client(settings.mongodb_uri, "bench")[settings.database]
-            store = SimpleNamespace(ambassadors=database["ambassadors"], contents=database["contents"])
             started = time.perf_counter()
-            while (await store.ambassadors.count_documents({"tenant": tenant}) < shares
-                   or await store.contents.count_documents({"tenant": tenant}) < contents):
+            while (len(await ambassador_documents(database, {"tenant": tenant})) < shares
+                   or await database["contents"].count_documents({"tenant": tenant}) < contents):
                 await asyncio.sleep(0.1)
             print(f"projection of {len(events)} events: {time.perf_counter() - started:.1f} s (incl. consumer start)")
 

@@ -5,10 +5,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from advocacy_common.events import AmbassadorOptedOut, CharterAccepted, CharterPublished, ContentRetired
 from advocacy_common.mongo import create_client
+from distribution.adapters import ambassador_documents
 from distribution.bootstrap import build_worker
 
 pytestmark = pytest.mark.integration
-PROJECTIONS = ("contents", "ambassadors", "charters")
+PROJECTIONS = ("contents", "charters")
 
 
 async def snapshot(database: AsyncDatabase, tenant: str) -> dict[str, list[dict]]:
@@ -17,6 +18,8 @@ async def snapshot(database: AsyncDatabase, tenant: str) -> dict[str, list[dict]
     for name in PROJECTIONS:
         cursor = database[name].find({"tenant": tenant}, projection={"_wm": 0}).sort("_id", 1)
         result[name] = [document async for document in cursor]
+    result["ambassadors"] = [{k: v for k, v in document.items() if k != "_wm"}
+                             for document in await ambassador_documents(database, {"tenant": tenant})]
     return result
 
 

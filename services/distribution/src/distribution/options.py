@@ -22,6 +22,7 @@ class Options:
     engagement_clock_skew: timedelta = timedelta(minutes=5)
     engagement_backfill: timedelta = timedelta(0)
     link_cache_seconds: float = 2.0
+    feed_snapshot_seconds: float = 0.0  # 0: the feed reads the contents on every request
 
     @classmethod
     def from_settings(cls, settings: DistributionSettings) -> Options:
@@ -32,7 +33,8 @@ class Options:
                    prepare_hold=timedelta(seconds=settings.prepare_hold_seconds),
                    engagement_clock_skew=timedelta(seconds=settings.engagement_clock_skew_seconds),
                    engagement_backfill=timedelta(days=settings.engagement_backfill_days),
-                   link_cache_seconds=settings.link_cache_seconds)
+                   link_cache_seconds=settings.link_cache_seconds,
+                   feed_snapshot_seconds=settings.feed_snapshot_seconds)
 
     def tracked_link(self, code: str) -> str:
         return f"{self.public_base_url}/r/{code}"

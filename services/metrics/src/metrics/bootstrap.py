@@ -12,6 +12,7 @@ from advocacy_common.gdpr_export import COLLECTION as EXPORT_PARTS
 from advocacy_common.http import api_resources, create_service_app
 from advocacy_common.logs import configure_logging
 from advocacy_common.mongo import create_client
+from advocacy_common.refreshing import RefreshingCache
 from advocacy_common.repository import Storage
 from advocacy_common.stream_tickets import MongoTicketLedger, StreamSlots, TicketSigner
 from advocacy_common.worker import ServiceWorker, build_broker
@@ -50,8 +51,9 @@ def create_app(settings: MetricsSettings) -> FastAPI:
         async with api_resources(app, settings) as resources:
             generations = await open_generations(resources.database, settings)
             await generations.prepare(await generations.current())
-            app.state.queries = MetricsQueries(generations, ReportPolicy(settings.min_team_size,
-                                                                         settings.cpm_by_network))
+            app.state.queries = MetricsQueries(
+                generations, ReportPolicy(settings.min_team_size, settings.cpm_by_network),
+                RefreshingCache(settings.snapshot_fresh_seconds, settings.snapshot_stale_seconds))
             app.state.stream_timing = StreamTiming(settings.stream_poll_seconds, settings.stream_heartbeat_seconds)
             app.state.stream_access = StreamAccess(
                 TicketSigner(settings.stream_ticket_key, STREAM_TICKET_PURPOSE, settings.stream_ticket_ttl_seconds),

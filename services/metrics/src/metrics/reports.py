@@ -181,21 +181,23 @@ def members(ambassadors: Iterable[AmbassadorView], dimension: Dimension, value: 
     return {a.ambassador_id for a in people}
 
 
+ACTIVITY_SETS = {Dimension.CAMPAIGN: "campaigns", Dimension.CONTENT: "contents", Dimension.NETWORK: "networks"}
+
+
 def _activity_set(row: ActivityDay, dimension: Dimension) -> frozenset[str] | None:
-    return {Dimension.CAMPAIGN: row.campaigns, Dimension.CONTENT: row.contents,
-            Dimension.NETWORK: row.networks}.get(dimension)
+    name = ACTIVITY_SETS.get(dimension)
+    return getattr(row, name) if name else None
 
 
 def active(activity: Iterable[ActivityDay], among: set[str], dimension: Dimension, value: str,
            period: Period) -> set[str]:
     """Of `among`, who shared in the period (in this campaign, content or network when that is the view)."""
-    found = set()
-    for row in activity:
-        if row.ambassador_id in among and period.contains(row.day):
-            within = _activity_set(row, dimension)
-            if within is None or value in within:
-                found.add(row.ambassador_id)
-    return found
+    # The set's name looked up once, not per row: a daily series runs this once per day over every row.
+    name = ACTIVITY_SETS.get(dimension)
+    first, last = period.first_day, period.last_day
+    return {row.ambassador_id for row in activity
+            if first <= row.day <= last and row.ambassador_id in among
+            and (name is None or value in getattr(row, name))}
 
 
 def kpis_of(snapshot: Snapshot, value: str, period: Period, cpm_by_network: Mapping[str, float]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 
 from advocacy_common.auth import Principal
 from advocacy_common.subjects import ambassador_id_of
+from advocacy_common.refreshing import RefreshingCache
 
 from .models import TENANT_VALUE, Dimension, Granularity, Period, Person, trailing_days
 from .ports import Generations, MetricsStore
@@ -97,15 +98,35 @@ async def load_snapshot(store: MetricsStore, tenant: str, dimension: Dimension, 
                     await store.list_activity(tenant, period), await store.list_ambassadors(tenant))
 
 
-class MetricsQueries:
-    """The KPI views, each scoped to the caller's tenant, with the privacy rules of team and individual figures."""
+SnapshotKey = tuple[int, str, Dimension, str | None, Period]
 
-    def __init__(self, generations: Generations, policy: ReportPolicy):
+
+class MetricsQueries:
+    """The KPI views, each scoped to the caller's tenant, with the privacy rules of team and individual figures.
+
+    `snapshots` (optional) keeps the rows of a report a moment per process (see `RefreshingCache`): on
+    FerretDB 1.x reading them is a scan, and dashboards ask for the same report again and again. The key
+    holds the generation, so a rebuild's switch is seen at once; individual figures are never kept.
+    """
+
+    def __init__(self, generations: Generations, policy: ReportPolicy,
+                 snapshots: RefreshingCache[SnapshotKey, Snapshot] | None = None):
         self.generations = generations
         self.policy = policy
+        self.snapshots = snapshots or RefreshingCache(0)
 
     async def _live(self) -> MetricsStore:
         return self.generations.store(await self.generations.current())
+
+    async def _live_snapshot(self, tenant: str, dimension: Dimension, value: str | None,
+                             period: Period) -> tuple[MetricsStore, Snapshot]:
+        """The live store and `load_snapshot` of it, through the cache (never an individual's figures)."""
+        generation = await self.generations.current()
+        store = self.generations.store(generation)
+        if dimension is Dimension.AMBASSADOR:
+            return store, await load_snapshot(store, tenant, dimension, value, period)
+        return store, await self.snapshots.get((generation, tenant, dimension, value, period),
+                                               lambda: load_snapshot(store, tenant, dimension, value, period))
 
     def _report(self, snapshot: Snapshot, value: str, period: Period) -> KpiReport:
         return KpiReport(snapshot.dimension, value, period,
@@ -115,10 +136,9 @@ class MetricsQueries:
         return Series(snapshot.dimension, value, granularity, period,
                       series_of(snapshot, value, period, granularity, self.policy.cpm_by_network))
 
-    async def _visible_snapshot(self, store: MetricsStore, tenant: str, dimension: Dimension, value: str,
-                                period: Period) -> Snapshot:
+    async def _visible_snapshot(self, tenant: str, dimension: Dimension, value: str, period: Period) -> Snapshot:
         """One dimension value; UnknownSubject when the tenant never saw it; the threshold for teams."""
-        snapshot = await load_snapshot(store, tenant, dimension, value, period)
+        store, snapshot = await self._live_snapshot(tenant, dimension, value, period)
         if dimension is Dimension.TEAM:
             if not snapshot.rows and team_size(snapshot.ambassadors, value) == 0 \
                     and not await store.list_counters(tenant, dimension, value, ALL_TIME):
@@ -138,16 +158,16 @@ class MetricsQueries:
     # --- the views ------------------------------------------------------------------------
 
     async def overview(self, tenant: str, period: Period) -> KpiReport:
-        snapshot = await load_snapshot(await self._live(), tenant, Dimension.TENANT, TENANT_VALUE, period)
+        _, snapshot = await self._live_snapshot(tenant, Dimension.TENANT, TENANT_VALUE, period)
         return self._report(snapshot, TENANT_VALUE, period)
 
     async def report(self, tenant: str, dimension: Dimension, value: str, period: Period) -> KpiReport:
         """One campaign, content item, network or team (teams only at or above the threshold)."""
-        snapshot = await self._visible_snapshot(await self._live(), tenant, dimension, value, period)
+        snapshot = await self._visible_snapshot(tenant, dimension, value, period)
         return self._report(snapshot, value, period)
 
     async def teams(self, tenant: str, period: Period) -> TeamReports:
-        snapshot = await load_snapshot(await self._live(), tenant, Dimension.TEAM, None, period)
+        _, snapshot = await self._live_snapshot(tenant, Dimension.TEAM, None, period)
         minimum = self.policy.min_team_size
         teams = every_team(snapshot)
         shown = sorted(t for t in teams if team_size(snapshot.ambassadors, t) >= minimum)
@@ -157,7 +177,7 @@ class MetricsQueries:
     async def series(self, tenant: str, dimension: Dimension, value: str, period: Period,
                      granularity: Granularity) -> Series:
         """KPIs per bucket of one dimension value (never an individual's: see `my_series`)."""
-        snapshot = await self._visible_snapshot(await self._live(), tenant, dimension, value, period)
+        snapshot = await self._visible_snapshot(tenant, dimension, value, period)
         return self._series(snapshot, value, period, granularity)
 
     async def me(self, principal: Principal) -> Person:

@@ -1,7 +1,7 @@
 """MongoDB / FerretDB storage of one generation of the KPI read model, and the live-generation pointer.
 
 The only module that knows collections, document layout and operators. A
-generation is a set of collections (`counters_g3`, `ambassadors_g3`, ...); the
+generation is a set of collections (`counters_tenant_g3`, `ambassadors_g3`, ...); the
 rebuild fills a fresh one from the topics and then moves the pointer, so
 readers switch in one single-document write. Every query carries the tenant
 (in the filter, or in the `_id`, whose first segment is the tenant).
@@ -61,10 +61,21 @@ INSERT_CHUNK = 1000  # documents per `insert` command (MongoDB takes 100,000; ke
 
 # --- document layout ------------------------------------------------------------------
 
+def _counters(dimension: Dimension) -> str:
+    """Rolled-up counters live in one collection per dimension (`counters_tenant_g3`, ...).
+
+    FerretDB 1.x answers a filter on anything but `_id` by scanning the whole collection: with one
+    collection, the tenant overview (a few dozen rows) scanned every row of every dimension, most of
+    them the individual ones (days x ambassadors). Now a read scans only its dimension's rows. MongoDB
+    serves the same filters from the indexes either way.
+    """
+    return f"{COUNTERS}_{dimension.value}"
+
+
 def _layout(target: Target) -> tuple[str, str, dict[str, Any]]:
     """The collection, `_id` and identity fields of a target's document."""
     if isinstance(target, CounterKey):
-        return COUNTERS, f"{target.tenant}|{target.day}|{target.dimension.value}|{target.value}", {
+        return _counters(target.dimension), f"{target.tenant}|{target.day}|{target.dimension.value}|{target.value}", {
             TENANT_FIELD: target.tenant, "day": target.day, "dimension": target.dimension.value,
             "value": target.value}
     if isinstance(target, AmbassadorKey):
@@ -230,11 +241,12 @@ class MongoMetricsStore(StoredSubjectHolders):
                                                                                       now)
 
     async def ensure_indexes(self) -> None:
-        counters = self.collection(COUNTERS)
-        await counters.create_index([(TENANT_FIELD, ASCENDING), ("dimension", ASCENDING), ("value", ASCENDING),
-                                     ("day", ASCENDING)], name="by_dimension_value_day")
-        await counters.create_index([(TENANT_FIELD, ASCENDING), ("dimension", ASCENDING), ("day", ASCENDING)],
-                                    name="by_dimension_day")
+        for dimension in Dimension:
+            counters = self.collection(_counters(dimension))
+            await counters.create_index([(TENANT_FIELD, ASCENDING), ("dimension", ASCENDING), ("value", ASCENDING),
+                                         ("day", ASCENDING)], name="by_dimension_value_day")
+            await counters.create_index([(TENANT_FIELD, ASCENDING), ("dimension", ASCENDING), ("day", ASCENDING)],
+                                        name="by_dimension_day")
         await self.collection(ACTIVITY).create_index([(TENANT_FIELD, ASCENDING), ("day", ASCENDING)], name="by_day")
         await self.collection(ACTIVITY).create_index([(TENANT_FIELD, ASCENDING), ("ambassador_id", ASCENDING)],
                                                      name="by_ambassador")
@@ -243,7 +255,7 @@ class MongoMetricsStore(StoredSubjectHolders):
         await self.collection(SLICES).create_index([("p", ASCENDING)], name="by_partition")
 
     async def drop(self) -> None:
-        for name in (COUNTERS, AMBASSADORS, CONTENTS, ACTIVITY, CLAIMS, SLICES, PROGRESS):
+        for name in (COUNTERS, *map(_counters, Dimension), AMBASSADORS, CONTENTS, ACTIVITY, CLAIMS, SLICES, PROGRESS):
             await self.collection(name).drop()
 
     # --- writes of the consumer ---------------------------------------------------------
@@ -441,7 +453,7 @@ class MongoMetricsStore(StoredSubjectHolders):
                 if document.get("erased")}
 
     async def erase_individual(self, person: Person) -> None:
-        await self.collection(COUNTERS).delete_many({TENANT_FIELD: person.tenant,
+        await self.collection(_counters(Dimension.AMBASSADOR)).delete_many({TENANT_FIELD: person.tenant,
                                                      "dimension": Dimension.AMBASSADOR.value,
                                                      "value": person.ambassador_id})
         await self.collection(ACTIVITY).delete_many({TENANT_FIELD: person.tenant,
@@ -465,7 +477,7 @@ class MongoMetricsStore(StoredSubjectHolders):
                                  "day": {"$gte": period.first_day, "$lte": period.last_day}}
         if value is not None:
             query["value"] = value
-        cursor = self.collection(COUNTERS).find(query, {"value": 1, "day": 1, PARTS: 1, WATERMARK_FIELD: 1})
+        cursor = self.collection(_counters(dimension)).find(query, {"value": 1, "day": 1, PARTS: 1, WATERMARK_FIELD: 1})
         rolled = [(CounterKey(tenant, d["day"], dimension, d["value"]), d.get(PARTS, {}), d.get(WATERMARK_FIELD) or {})
                   async for d in cursor]
 

@@ -7,8 +7,10 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from advocacy_common.repository import Storage, create_indexes_one_by_one
+from typing import Any
+
 from advocacy_common.gdpr_export import COLLECTION as EXPORT_PARTS, MongoExportParts
+from advocacy_common.repository import ServerCapabilities, Storage, create_indexes_one_by_one
 from advocacy_common.secretbox import SecretBox
 
 from ..options import EVENT_SOURCE
@@ -17,11 +19,12 @@ from ..ports import Repositories
 from .engagement import MongoClicks, MongoConnectors, MongoEngagementTotals, MongoReports, ResealCount
 from .projections import (
     MongoAmbassadorProjection, MongoCharterProjection, MongoCommentTallies, MongoContentProjection,
+    ambassador_buckets,
 )
 from .sharing import MongoLinks, MongoPolicies, MongoShares, MongoSignatureBooks
 
-__all__ = ["MongoConnectors", "ResealCount", "create_indexes", "mongo_repositories", "outbox_collections",
-           "outbox_queues", "processed_events", "upgrade_documents"]
+__all__ = ["MongoConnectors", "ResealCount", "ambassador_documents", "create_indexes", "mongo_repositories",
+           "outbox_collections", "outbox_queues", "processed_events", "upgrade_documents"]
 PROCESSED_EVENTS = "processed_events"
 
 
@@ -34,6 +37,16 @@ def mongo_repositories(storage: Storage, secret_box: SecretBox) -> Repositories:
                         connectors=MongoConnectors(storage, secret_box), reports=MongoReports(storage),
                         totals=MongoEngagementTotals(storage), policies=MongoPolicies(storage),
                         exports=MongoExportParts(storage.database[EXPORT_PARTS], EVENT_SOURCE))
+
+
+async def ambassador_documents(database: AsyncDatabase, query: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ambassador projection's documents matching `query`, from every collection that holds them, by `_id`
+    (checks and tooling; the service itself reads one person by id)."""
+    ferretdb = (await ServerCapabilities.detect(database)).ferretdb
+    existing = set(await database.list_collection_names())
+    found = [document for collection in ambassador_buckets(database, ferretdb) if collection.name in existing
+             async for document in collection.find(query)]
+    return sorted(found, key=lambda document: document["_id"])
 
 
 def processed_events(database: AsyncDatabase) -> AsyncCollection:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from advocacy_common.api_support import fingerprint, idempotent_id
@@ -26,7 +26,7 @@ from ..models.authenticity import (
 )
 from ..models.projections import (
     INELIGIBILITY_REASONS, SCORE_SCALE, AmbassadorView, CharterView, ContentView, FeedPage, FeedPosition,
-    after_position, ineligibility, rank_feed, suggestion, targeting_misses,
+    ineligibility, suggestion, targeting_misses,
 )
 from ..models.sharing import (
     Refusal, Share, ShareStatus, TrackedLink, check_text, check_weekly_limit, in_quiet_hours, link_code,
@@ -35,6 +35,7 @@ from ..models.sharing import (
 from ..options import EVENT_SOURCE, Options
 from ..ports import Repositories
 from ..schemas import PrepareShare
+from .feed_snapshots import FeedSnapshots
 
 WEEK = timedelta(days=7)
 BOOK_ATTEMPTS = 20  # compare-and-set rounds on a content's signature book before answering 503
@@ -53,6 +54,11 @@ class Sharing:
     repositories: Repositories
     options: Options
     cursors: CursorCodec  # feed pages: the ranking is computed here, not by a query
+    feed_snapshots: FeedSnapshots = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "feed_snapshots", FeedSnapshots(self.repositories.contents.list_published,
+                                                                 self.options.feed_snapshot_seconds))
 
     # --- the feed ---------------------------------------------------------------------------
 
@@ -66,10 +72,11 @@ class Sharing:
         if reason is not None:
             return FeedPage(reason=reason)
         assert ambassador is not None
-        contents, shared = await asyncio.gather(repositories.contents.list_published(tenant, now),
-                                                repositories.shares.shared_content_ids(tenant, ambassador.ambassador_id))
+        index, shared = await asyncio.gather(self.feed_snapshots.index(tenant, now),
+                                             repositories.shares.shared_content_ids(tenant, ambassador.ambassador_id))
         scored_at = position.scored_at if position else now
-        ranked = after_position(rank_feed(contents, ambassador, now, shared, scored_at), position)
+        # `rank_feed` then `after_position`, computed for the page only (one more: is there a next page?).
+        ranked = index.page(ambassador, now, shared, scored_at, position, limit + 1)
         page = ranked[:limit]
         next_cursor = None
         if len(ranked) > limit:

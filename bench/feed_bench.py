@@ -1,0 +1,225 @@
+"""The ambassador feed under load: GET /v1/feed of a real distribution api process (uvicorn), loaded by wrk.
+
+    KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 MONGODB_URI=mongodb://127.0.0.1:27017/ \\
+        uv run python bench/feed_bench.py [--items 500,5000] [--ambassadors 100000] [--clients 1,10,50] \\
+        [--runs 3] [--seconds 10] [--tokens 3000] [--profile] [--keep] [--database NAME]
+
+Seeds one tenant through the projections' own code path: `ContentPublished` and `AmbassadorOptedIn`
+events go through distribution's event handlers (`handlers.on_content_snapshot`, `handlers.on_opted_in`)
+into the MongoDB adapters, as the worker applies them, only without Kafka in between and with the
+adapters' updates applied in memory then inserted in bulk (`bulk_seed.py`: one update per event is a
+scan on FerretDB 1.x, hours for 100,000). Contents
+are spread over 30 days of publication, 12 topics, 3 languages, some targeted to teams or personas;
+ambassadors over 40 teams, 8 locations, personas, 1–3 topics and 1–3 networks each.
+
+For each size of --items (cumulative: the second size adds to the first), the api process is started
+afresh and wrk loads it with --clients concurrent connections (closed loop: each sends its next request
+as soon as the last is answered), --runs times each, every request with the token of one of --tokens
+ambassadors drawn at random. Prints p50 / p99 / requests per second per run, the median (min … max) per
+client count, the ratio of p99 at the largest to the smallest size, and the api process's peak RSS.
+--profile adds a py-spy profile of the api at the largest client count. --database reuses a seeded
+database (with --keep, a second invocation skips the seeding: sizes are taken from what is there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pymongo import AsyncMongoClient
+
+from advocacy_common.auth import ambassador_id_for
+from advocacy_common.consuming import Delivery
+from advocacy_common.dev_issuer import DevIssuer, JwksServer
+from advocacy_common.events import (
+    AmbassadorOptedIn, AmbassadorProfile, Audience, ContentPublished, NetworkPresence, Network, Objective, Persona,
+)
+from advocacy_common.publishing import envelope_for
+from advocacy_common.repository import Storage
+
+from distribution import handlers
+from distribution.adapters import mongo_repositories
+from distribution.bootstrap import secret_box
+from distribution.settings import DistributionSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bulk_seed import RecordingDatabase  # noqa: E402
+from http_load import ApiProcess, free_port, load_average, measure, profile, spread, wrk_script  # noqa: E402
+
+TENANT = "feedbench"
+TOPICS = ["energy", "hiring", "culture", "product", "research", "safety", "customers", "sustainability",
+          "events", "engineering", "data", "community"]
+TEAMS = [f"team{n}" for n in range(40)]
+LOCATIONS = ["paris", "lyon", "berlin", "munich", "london", "madrid", "milan", "lisbon"]
+LANGUAGES = ["en", "fr", "de"]
+NETWORKS = [Network.LINKEDIN, Network.X, Network.XING]
+
+
+def ambassador_event(n: int, now: datetime) -> AmbassadorOptedIn:
+    pick = random.Random(n)
+    profile = AmbassadorProfile(
+        persona=pick.choice(list(Persona)), topics=pick.sample(TOPICS, pick.randint(1, 3)),
+        languages=pick.sample(LANGUAGES, pick.randint(1, 2)), team_id=pick.choice(TEAMS),
+        location=pick.choice(LOCATIONS),
+        networks=[NetworkPresence(network=network, audience_size=pick.randint(50, 5000))
+                  for network in pick.sample(NETWORKS, pick.randint(1, 3))])
+    return AmbassadorOptedIn(ambassador_id=ambassador_id_for(TENANT, f"a{n}"), charter_version=0, opted_in_at=now,
+                             profile=profile)
+
+
+def content_event(n: int, now: datetime) -> ContentPublished:
+    pick = random.Random(-1 - n)
+    audience = Audience()
+    if n % 5 == 0:
+        audience = Audience(teams=pick.sample(TEAMS, 5))
+    elif n % 7 == 0:
+        audience = Audience(personas=pick.sample(list(Persona), 2))
+    networks = pick.sample(NETWORKS, pick.randint(1, 3))
+    return ContentPublished(
+        content_id=f"c{n}", version=1, campaign_id=f"camp{n % 50}", objective=Objective.AWARENESS,
+        title=f"Content {n}", link_url=f"https://example.com/c{n}",
+        suggested_texts={network: f"Suggested text {n} for {network.value}: proud of the team." for network in networks},
+        topics=pick.sample(TOPICS, pick.randint(0, 2)), language=pick.choice(LANGUAGES), audience=audience,
+        networks=networks, publish_at=now - timedelta(minutes=pick.randint(1, 30 * 24 * 60)))
+
+
+async def seed(settings: DistributionSettings, contents: range, ambassadors: range) -> None:
+    """The events through distribution's handlers and adapters into a `RecordingDatabase`, then in bulk
+    into the database (see bulk_seed.py)."""
+    client = AsyncMongoClient(settings.mongodb_uri)
+    try:
+        real = await Storage.open(client[settings.database], settings.cursor_key)
+        recording = RecordingDatabase(settings.database)
+        repositories = mongo_repositories(Storage(recording, real.capabilities, real.cursors), secret_box(settings))
+        now = datetime.now(UTC)
+        for name, numbers, make, handler in (("contents", contents, content_event, handlers.on_content_snapshot),
+                                             ("ambassadors", ambassadors, ambassador_event, handlers.on_opted_in)):
+            if not numbers:
+                continue
+            started = time.perf_counter()
+            for n in numbers:
+                event = make(n, now)
+                delivery = Delivery(envelope_for(event, tenant_id=TENANT, source="/bench"), event, event.topic, 0, n)
+                await handler(repositories, delivery)
+            applied = time.perf_counter()
+            written = await recording.flush(client[settings.database])
+            print(f"  {len(numbers)} {name} events applied in {applied - started:.1f} s, {written} documents "
+                  f"inserted in {time.perf_counter() - applied:.1f} s (load {load_average()})", flush=True)
+    finally:
+        await client.close()
+
+
+async def counts(settings: DistributionSettings) -> tuple[int, int]:
+    client = AsyncMongoClient(settings.mongodb_uri)
+    try:
+        seeded = client[settings.database]["bench_seeded"]
+        document = await seeded.find_one({"_id": TENANT}) or {}
+        return int(document.get("contents", 0)), int(document.get("ambassadors", 0))
+    finally:
+        await client.close()
+
+
+async def note_counts(settings: DistributionSettings, contents: int, ambassadors: int) -> None:
+    client = AsyncMongoClient(settings.mongodb_uri)
+    try:
+        await client[settings.database]["bench_seeded"].update_one(
+            {"_id": TENANT}, {"$set": {"contents": contents, "ambassadors": ambassadors}}, upsert=True)
+    finally:
+        await client.close()
+
+
+async def drop(settings: DistributionSettings) -> None:
+    client = AsyncMongoClient(settings.mongodb_uri)
+    try:
+        await client.drop_database(settings.database)
+    finally:
+        await client.close()
+
+
+def main(arguments: argparse.Namespace) -> None:
+    server = JwksServer([]).start()
+    issuer = DevIssuer.generate(issuer=server.url)
+    server.issuers.append(issuer)
+    run = uuid.uuid4().hex[:8]
+    database = arguments.database or f"feedbench_{run}"
+    env = {"DISTRIBUTION_KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+           "DISTRIBUTION_MONGODB_URI": os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"),
+           "DISTRIBUTION_DATABASE": database, "DISTRIBUTION_TOPIC_PREFIX": f"feedbench{run}.",
+           "DISTRIBUTION_AUTH_ISSUER": issuer.issuer, "DISTRIBUTION_AUTH_AUDIENCE": issuer.audience,
+           "DISTRIBUTION_AUTH_JWKS_URL": f"{server.url}/.well-known/jwks.json", "DISTRIBUTION_LOG_LEVEL": "WARNING"}
+    settings = DistributionSettings(kafka_bootstrap_servers=env["DISTRIBUTION_KAFKA_BOOTSTRAP_SERVERS"],
+                                    mongodb_uri=env["DISTRIBUTION_MONGODB_URI"], database=database)
+    sizes = sorted(int(s) for s in arguments.items.split(","))
+    clients = [int(c) for c in arguments.clients.split(",")]
+    print(f"feed bench: database {database}, {arguments.ambassadors} ambassadors, items {sizes}, clients {clients}, "
+          f"{arguments.runs} runs of {arguments.seconds} s; load {load_average()}", flush=True)
+    p99_at_most: dict[int, float] = {}
+    rss: dict[int, float] = {}
+    try:
+        have_contents, have_ambassadors = asyncio.run(counts(settings))
+        if have_ambassadors < arguments.ambassadors:
+            started = time.perf_counter()
+            asyncio.run(seed(settings, range(0), range(have_ambassadors, arguments.ambassadors)))
+            print(f"ambassadors seeded in {time.perf_counter() - started:.0f} s", flush=True)
+            have_ambassadors = arguments.ambassadors
+            asyncio.run(note_counts(settings, have_contents, have_ambassadors))
+        picks = random.Random(3).sample(range(have_ambassadors), min(arguments.tokens, have_ambassadors))
+        tokens = [("/v1/feed?limit=20", issuer.mint(tenant=TENANT, subject=f"a{n}", roles=["ambassador"],
+                                                     ttl_seconds=24 * 3600)) for n in picks]
+        with tempfile.TemporaryDirectory() as directory:
+            script = wrk_script(tokens, Path(directory))
+            for size in sizes:
+                if have_contents < size:
+                    started = time.perf_counter()
+                    asyncio.run(seed(settings, range(have_contents, size), range(0)))
+                    print(f"contents seeded up to {size} in {time.perf_counter() - started:.0f} s", flush=True)
+                    have_contents = size
+                    asyncio.run(note_counts(settings, have_contents, have_ambassadors))
+                port = free_port()
+                api = ApiProcess("distribution.main", {**env, "DISTRIBUTION_HTTP_PORT": str(port)}, port,
+                                 Path(f"/tmp/feedbench_{run}_api.log"))
+                api.start()
+                try:
+                    name = f"feed, {size} items, {have_ambassadors} ambassadors"
+                    results = measure(name, api.url, script, clients, arguments.runs, arguments.seconds, api)
+                    p99_at_most[size] = statistics.median(r.p99_ms for r in results[max(clients)])
+                    if arguments.profile and size == sizes[-1]:
+                        print(profile(api, api.url, script, max(clients), arguments.seconds))
+                    rss[size] = api.peak_rss_mb()
+                    print(f"api peak RSS after the {size}-item runs: {rss[size]:.0f} MB (target < 300)\n", flush=True)
+                finally:
+                    api.stop()
+        if len(sizes) > 1 and p99_at_most[sizes[0]] > 0:
+            print(f"p99 at {max(clients)} clients: {sizes[-1]} items / {sizes[0]} items = "
+                  f"{p99_at_most[sizes[-1]] / p99_at_most[sizes[0]]:.2f} (target <= 2)")
+        print(f"p99 at {max(clients)} clients with {sizes[-1]} items: {p99_at_most[sizes[-1]]:.1f} ms (target < 100); "
+              f"peak RSS {max(rss.values()):.0f} MB; load {load_average()}")
+    finally:
+        server.stop()
+        if not arguments.keep:
+            asyncio.run(drop(settings))
+        else:
+            print(f"kept database {database}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", default="500,5000", help="content counts, comma-separated (cumulative)")
+    parser.add_argument("--ambassadors", type=int, default=100_000)
+    parser.add_argument("--clients", default="1,10,50")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--tokens", type=int, default=3000, help="distinct ambassadors whose tokens wrk cycles over")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the seeded database")
+    parser.add_argument("--database", help="reuse (or create) this database instead of a fresh one")
+    main(parser.parse_args())

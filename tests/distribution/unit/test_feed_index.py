@@ -1,0 +1,62 @@
+"""The feed's index gives exactly the pages of the reference ranking (`rank_feed` then `after_position`)."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from advocacy_common.events import AmbassadorProfile, Audience, NetworkPresence
+from distribution.models.projections import (
+    SCORE_SCALE, AmbassadorStatus, AmbassadorView, ContentView, FeedIndex, FeedPosition, after_position, rank_feed,
+)
+
+pytestmark = pytest.mark.unit
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+TOPICS = ["energy", "Data", "hr", "r&d", "safety"]
+NETWORKS = ["linkedin", "x", "xing"]
+
+
+def random_content(pick: random.Random, n: int) -> ContentView:
+    audience = Audience(teams=pick.sample(["ops", "sales", "it"], pick.randint(0, 2)),
+                        personas=pick.sample(["expert", "talent"], pick.randint(0, 1)),
+                        topics=pick.sample(TOPICS, pick.randint(0, 1)))
+    return ContentView(
+        tenant="t", content_id=f"c{n:03d}", version=1, topics=pick.sample(TOPICS, pick.randint(0, 3)),
+        language=pick.choice(["fr", "en", "de"]), audience=audience, networks=pick.sample(NETWORKS, pick.randint(1, 2)),
+        # whole hours, so that ties of score are frequent; some in the future, some expired, some retired
+        publish_at=NOW - timedelta(hours=pick.randint(-3, 200)) if n % 17 else None,
+        expires_at=NOW - timedelta(hours=1) if n % 13 == 0 else None, retired=n % 19 == 0)
+
+
+def random_ambassador(pick: random.Random) -> AmbassadorView:
+    profile = AmbassadorProfile(persona=pick.choice(["expert", "talent"]), topics=pick.sample(TOPICS, pick.randint(0, 3)),
+                                languages=pick.sample(["fr", "en"], pick.randint(0, 2)),
+                                team_id=pick.choice(["ops", "sales", "it"]),
+                                networks=[NetworkPresence(network=n, audience_size=10)
+                                          for n in pick.sample(NETWORKS, pick.randint(1, 3))])
+    return AmbassadorView(tenant="t", ambassador_id="a", status=AmbassadorStatus.OPTED_IN, profile=profile)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pages_equal_the_reference_ranking(seed):
+    pick = random.Random(seed)
+    contents = [random_content(pick, n) for n in range(pick.randint(0, 120))]
+    ambassador = random_ambassador(pick)
+    shared = {c.content_id for c in pick.sample(contents, min(5, len(contents)))}
+    scored_at = NOW - timedelta(minutes=pick.randint(0, 600))
+    index = FeedIndex(contents)
+    reference = rank_feed(contents, ambassador, NOW, shared, scored_at)
+    limit = pick.randint(1, 12)
+    position = None
+    for _ in range(30):  # every page until the end, through cursors as the feed does
+        expected = after_position(reference, position)[:limit + 1]
+        assert index.page(ambassador, NOW, shared, scored_at, position, limit + 1) == expected
+        if len(expected) <= limit:
+            break
+        score, last = expected[limit - 1]
+        position = FeedPosition(scored_at, round(score * SCORE_SCALE), last.content_id)
+
+
+def test_an_empty_index_has_empty_pages():
+    pick = random.Random(1)
+    assert FeedIndex([]).page(random_ambassador(pick), NOW, set(), NOW, None, 10) == []
