@@ -28,7 +28,7 @@
 #                          (default $HOME/.cache/advocacy); Maven still uses ~/.m2,
 #                          Go its module/build caches
 #   FERRETDB_LOG_LEVEL     debug|info|warn|error (default info)
-#   FERRETDB_BACKEND       sqlite (default) or postgresql: FerretDB's storage. postgresql
+#   FERRETDB_BACKEND       postgresql (default) or sqlite: FerretDB's storage. postgresql
 #                          installs Debian's PostgreSQL if missing (apt-get, as root),
 #                          runs a private cluster under $ADVOCACY_LOCAL/postgresql on
 #                          127.0.0.1:$POSTGRES_PORT and FerretDB on top of it
@@ -68,7 +68,7 @@ ADVOCACY_LOCAL=${ADVOCACY_LOCAL:-$REPO_ROOT/.local}
 ADVOCACY_CACHE=${ADVOCACY_CACHE:-$HOME/.cache/advocacy}
 INFRA_WAIT_SECS=${INFRA_WAIT_SECS:-90}
 INFRA_STOP_SECS=${INFRA_STOP_SECS:-30}
-FERRETDB_BACKEND=${FERRETDB_BACKEND:-sqlite}
+FERRETDB_BACKEND=${FERRETDB_BACKEND:-postgresql}
 POSTGRES_PORT=${POSTGRES_PORT:-5433}
 HOST=127.0.0.1
 case $FERRETDB_BACKEND in
