@@ -446,8 +446,13 @@ class Loader:
 
     @staticmethod
     async def in_turn(*steps) -> None:
-        for step in steps:
-            await step
+        for n, step in enumerate(steps):
+            try:
+                await step
+            except BaseException:
+                for later in steps[n + 1:]:
+                    later.close()  # never started: closed, so no "never awaited" warning
+                raise
 
     async def history(self, shared: Shared, audience: int, rng: random.Random, item: dict) -> None:
         """Weeks of a post's life: impressions decaying from the day it went out, engagement, clicks, conversions."""

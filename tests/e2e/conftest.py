@@ -47,9 +47,10 @@ def own_topics(kafka_topics: TopicNames) -> tuple[str, TopicNames]:
 
 
 async def start_services(exits: AsyncExitStack, infrastructure, topics: TopicNames, stack_id: str, run_id: str,
-                         auth_settings: dict) -> AsyncIterator[tuple[str, object, object]]:
-    """Each service's settings and app, in the order of SERVICES; its worker starts (stopped by `exits`)
-    once the caller has started the app."""
+                         auth_settings: dict, overrides: dict[str, dict] | None = None,
+                         ) -> AsyncIterator[tuple[str, object, object]]:
+    """Each service's settings (with its `overrides`) and app, in the order of SERVICES; its worker starts
+    (stopped by `exits`) once the caller has started the app."""
     for name, (settings_class, bootstrap) in SERVICES.items():
         group = {"consumer_group": f"e2e-{name}-{stack_id}"} if "consumer_group" in settings_class.model_fields \
             else {}
@@ -57,7 +58,7 @@ async def start_services(exits: AsyncExitStack, infrastructure, topics: TopicNam
                                   mongodb_uri=infrastructure.mongodb_uri,
                                   database=f"e2e_{name}_{run_id}_{uuid.uuid4().hex[:4]}",
                                   topic_prefix=topics.prefix, topic_partitions=3,
-                                  **auth_settings)
+                                  **auth_settings, **(overrides or {}).get(name, {}))
         app = bootstrap.create_app(settings)
         yield name, settings, app
         worker = bootstrap.build_worker(settings)
@@ -79,10 +80,14 @@ async def stack(infrastructure, kafka_topics, run_id, auth_settings) -> AsyncIte
 
 @pytest.fixture(scope="module")
 async def served_stack(infrastructure, kafka_topics, run_id, auth_settings) -> AsyncIterator[dict[str, str]]:
-    """The four services on real loopback ports (for clients in other processes): name -> base URL."""
+    """The four services on real loopback ports (for clients in other processes): name -> base URL.
+    Configured as `make up` runs them for the demo tenant, whose weeks of history are reported today for
+    posts shared today (distribution's engagement backfill, see scripts/stack.sh)."""
     urls = {}
     stack_id, topics = own_topics(kafka_topics)
+    overrides = {"distribution": {"engagement_backfill_days": 28}}
     async with AsyncExitStack() as exits:
-        async for name, _, app in start_services(exits, infrastructure, topics, stack_id, run_id, auth_settings):
+        async for name, _, app in start_services(exits, infrastructure, topics, stack_id, run_id, auth_settings,
+                                                 overrides):
             urls[name] = await exits.enter_async_context(serving(app))
         yield urls

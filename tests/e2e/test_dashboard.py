@@ -212,8 +212,8 @@ async def test_the_dashboard_shows_the_apis_figures(metrics_stack, chromium, min
         await page.wait_for_selector("#breakdown-table td.too-small")
         teams = (await api.get("/v1/metrics/teams", headers=analyst, params=period)).json()
         rows = await breakdown_rows()
-        assert [t["value"] for t in teams["teams"]] == ["red"] and teams["hidden_teams"] == 1
-        assert number(rows["red"][1]) == teams["teams"][0]["kpis"]["impressions"]
+        assert [t["value"] for t in teams["items"]] == ["red"] and teams["hidden_teams"] == 1
+        assert number(rows["red"][1]) == teams["items"][0]["kpis"]["impressions"]
         assert rows["1 more team"] == ["group too small"] and "blue" not in rows
         await page.fill("#team-lookup", "blue")
         await page.click("#team-show")

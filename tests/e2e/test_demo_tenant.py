@@ -112,7 +112,7 @@ async def test_the_demo_loader_gives_plausible_consistent_figures_and_a_second_r
         titles = {item["title"] for item in first["top/contents?limit=20"]["items"]}
         assert titles and titles <= {item["title"] for item in demo.CONTENT}
         assert {c["campaign"] for c in demo.CONTENT} and len(demo.CAMPAIGNS) == 3
-        shares_by_team = sum(t["kpis"]["shares"] for t in first["teams"]["teams"])
+        shares_by_team = sum(t["kpis"]["shares"] for t in first["teams"]["items"])
         assert shares_by_team <= kpis["shares"]  # teams below the minimum size are only counted
         mine = {s["share_id"] for s in noted if s["login"] == people[0].login}
         alice = {"Authorization": f"Bearer {mint_token(tenant, people[0].login, 'ambassador')}"}

@@ -115,7 +115,12 @@ def expected_kpis(*, opted_in: int, active: int, shares: int, personalized: int,
             "comment_replies": replies, "comment_response_rate": ratio(replies, comments), "clicks": clicks,
             "unique_clicks": unique, "click_through_rate": ratio(clicks, impressions), "conversions": converted,
             "conversions_by_type": conversions, "conversion_rate": ratio(converted, clicks),
-            "earned_media_value": round(impressions / 1000 * 12, 2)}
+            "earned_media_value": round(impressions / 1000 * 12, 2),
+            # Nothing read from a network's own API in this story (see test_network_connectors), and
+            # nobody typed figures in: organic reach and the self-reported part stay zero.
+            "members_reached": 0,
+            "self_reported": dict.fromkeys(("impressions", "members_reached", "reactions", "comments",
+                                            "comment_replies", "reshares"), 0)}
 
 
 # What the connector and the readers do, per share: (impressions, reactions, comments, comment replies),

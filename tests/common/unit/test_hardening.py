@@ -9,7 +9,7 @@ from httpx import ASGITransport, AsyncClient
 
 from advocacy_common.auth import Principal, authenticate
 from advocacy_common.bounded import BoundedInput, Int64, SaneDate, SaneDatetime
-from advocacy_common.hardening import json_depth_exceeds
+from advocacy_common.hardening import carries_nul, json_depth_exceeds
 from advocacy_common.http import create_service_app
 from advocacy_common.settings import ServiceSettings
 
@@ -141,6 +141,31 @@ async def test_a_csv_body_is_not_scanned_as_json(auth_settings):
         response = await http.post("/raw", content=b"[" * 100, headers={"Content-Type": "text/csv"})
     assert response.status_code == 200
     assert app.state.writes == [b"[" * 100]  # reached the endpoint: CSV is the endpoint's to parse
+
+
+def test_the_nul_scanner_finds_raw_and_escaped_nul_but_not_an_escaped_backslash():
+    assert carries_nul(b"ann,\x00\n") and carries_nul(b'{"a": "x\\u0000"}') and carries_nul(b'"\\\\\\u0000"')
+    assert not carries_nul(b'{"a": "x\\\\u0000"}') and not carries_nul(b'{"a": "\\u0001"}')
+
+
+@pytest.mark.parametrize("body, content_type", [(b"user_name,title\nann,\x00\n", "text/csv"),
+                                                (b'{"text": "a\\u0000b"}', "application/json")])
+async def test_a_body_with_nul_is_a_400_that_reaches_no_endpoint(auth_settings, bearer, body, content_type):
+    app = make_app(auth_settings)
+    async with client(app) as http:
+        raw = await http.post("/raw", content=body, headers={"Content-Type": content_type})
+        fine = await http.post("/raw", content=b'{"text": "a\\\\u0000b"}', headers={"Content-Type": content_type})
+    assert_problem(raw, 400)
+    assert fine.status_code == 200 and app.state.writes == [b'{"text": "a\\\\u0000b"}']
+
+
+async def test_a_nul_in_the_path_or_query_is_a_400(auth_settings, bearer):
+    app = make_app(auth_settings)
+    async with client(app) as http:
+        in_query = await http.get("/items?count=1%00", headers=bearer("t1", "u1", "editor"))
+        in_path = await http.post("/connectors/a%00b/reports", headers=bearer("t1", "u1", "editor"))
+    assert_problem(in_query, 400)
+    assert_problem(in_path, 400)
 
 
 # --- headers, URL and host -------------------------------------------------------------------------------

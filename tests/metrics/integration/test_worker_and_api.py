@@ -95,14 +95,31 @@ async def test_kpis_privacy_erasure_and_freshness(running, bearer):
     assert too_small.status_code == 403 and too_small.json()["title"] == "Group too small"
     assert too_small.headers["content-type"].startswith("application/problem+json")
     listing = (await client.get("/v1/metrics/teams", headers=analyst, params=PERIOD)).json()
-    assert [t["value"] for t in listing["teams"]] == ["red"] and listing["hidden_teams"] == 1
+    assert [t["value"] for t in listing["items"]] == ["red"] and listing["hidden_teams"] == 1
 
     top = (await client.get("/v1/metrics/top/contents", headers=analyst, params=PERIOD)).json()["items"]
     assert [item["key"] for item in top] == ["c2", "c1"]  # 30/100 before 10/200
+    # Every list pages the same way: one item a page through `next_cursor`, the same items in the same order.
+    paged, cursor = [], None
+    while True:
+        page = (await client.get("/v1/metrics/top/contents", headers=analyst,
+                                 params={**PERIOD, "limit": 1, **({"cursor": cursor} if cursor else {})})).json()
+        paged += [item["key"] for item in page["items"]]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert paged == ["c2", "c1"]
+    first_page = (await client.get("/v1/metrics/top/contents", headers=analyst, params={**PERIOD, "limit": 1})).json()
+    for bad_cursor in (first_page["next_cursor"][:-2] + "AA", "nonsense"):
+        tampered = await client.get("/v1/metrics/top/contents", headers=analyst,
+                                    params={**PERIOD, "limit": 1, "cursor": bad_cursor})
+        assert tampered.status_code == 400 and tampered.headers["content-type"].startswith("application/problem+json")
+    other_list = await client.get("/v1/metrics/leaderboard", headers=analyst,
+                                  params={**PERIOD, "cursor": first_page["next_cursor"]})
+    assert other_list.status_code == 400  # a cursor is bound to its list
     topics = (await client.get("/v1/metrics/top/topics", headers=analyst, params=PERIOD)).json()["items"]
     assert [item["key"] for item in topics] == ["hr", "ai"]
     board = (await client.get("/v1/metrics/leaderboard", headers=bearer(tenant, "amb3", "ambassador"),
-                              params=PERIOD)).json()["entries"]
+                              params=PERIOD)).json()["items"]
     assert [entry["ambassador_id"] for entry in board] == ["amb1"]  # only who chose to appear
     csv_text = (await client.get("/v1/metrics/export.csv", headers=analyst,
                                  params={**PERIOD, "dimension": "team"})).text
@@ -188,11 +205,11 @@ def on_day(day: int) -> datetime:
 
 def flat(report: dict, prefix: str = "") -> dict[str, object]:
     """A JSON report's fields as CSV columns: nested objects flattened (`conversions_by_type.lead` as
-    `conversions_lead`, `kpis.shares` as `shares`, `period.first_day` as `first_day`)."""
+    `conversions_lead`, `self_reported.impressions` as `self_reported_impressions`, `kpis.shares` as `shares`, `period.first_day` as `first_day`)."""
     fields: dict[str, object] = {}
     for key, value in report.items():
         if isinstance(value, dict):
-            fields.update(flat(value, "conversions_" if key == "conversions_by_type" else ""))
+            fields.update(flat(value, {"conversions_by_type": "conversions_", "self_reported": "self_reported_"}.get(key, "")))
         elif not isinstance(value, list):
             fields[prefix + key] = value
     return fields
@@ -249,7 +266,7 @@ async def test_each_day_has_its_own_opted_in_count_and_the_csv_has_every_json_fi
     top = (await client.get("/v1/metrics/top/contents", headers=analyst, params=period)).json()["items"]
     assert {item["key"]: item["title"] for item in top} == {"c1": "Spring launch, v2", "c2": "Careers"}
     board = (await client.get("/v1/metrics/leaderboard", headers=bearer(tenant, "a2", "ambassador"),
-                              params=period)).json()["entries"]
+                              params=period)).json()["items"]
     assert [(entry["ambassador_id"], entry["display_name"]) for entry in board] == [("a3", "Cy"), ("a1", "Ada L.")]
     generations = await open_generations(AsyncMongoClient(settings.mongodb_uri)[settings.database], settings)
     stored = {view.ambassador_id: view for view in

@@ -42,7 +42,7 @@ async def test_visibility_unknown_subjects_small_teams_and_other_tenants():
     with pytest.raises(GroupTooSmall):
         await queries.report("t1", Dimension.TEAM, "blue", PERIOD)
     listing = await queries.teams("t1", PERIOD)
-    assert [t.value for t in listing.teams] == ["red"] and listing.hidden_teams == 1
+    assert [t.value for t in listing.items] == ["red"] and listing.hidden_teams == 1
     # A campaign known from the content projection has zero figures; one never seen is unknown.
     assert (await queries.report("t1", Dimension.CAMPAIGN, "quiet-campaign", PERIOD)).kpis["shares"] == 0
     for tenant, value in (("t1", "never-seen"), ("t2", "camp1")):
@@ -124,7 +124,7 @@ async def test_leaderboard_names_and_content_titles_come_from_the_projections():
         opted_out("leaves"), *later)
     queries, generations = await queries_with([d for d in log if d.event not in later])
     board = await queries.leaderboard("t1", PERIOD, 10)
-    assert sorted((e.ambassador_id, e.display_name) for e in board.entries) == [("quiet", None), ("shown", "Sam")]
+    assert sorted((e.ambassador_id, e.display_name) for e in board.items) == [("quiet", None), ("shown", "Sam")]
     top = await queries.top_contents("t1", PERIOD, 10, 1)
     assert [(item.key, item.title) for item in top.items] == [("c1", "Launch, updated")]
 
@@ -132,4 +132,4 @@ async def test_leaderboard_names_and_content_titles_come_from_the_projections():
     await project_batch(generations.store(1), [d for d in log if d.event in later])
     names = {view.ambassador_id: view.leaderboard_name for view in await generations.store(1).list_ambassadors("t1")}
     assert names == dict.fromkeys(("shown", "quiet", "hidden", "leaves"))
-    assert (await queries.leaderboard("t1", PERIOD, 10)).entries == []
+    assert (await queries.leaderboard("t1", PERIOD, 10)).items == []

@@ -89,6 +89,18 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
     return False
 
 
+# U+0000, raw or as a JSON escape preceded by an odd number of backslashes (an even number escapes the
+# backslash itself: the text "\\u0000", which is harmless).
+_NUL = re.compile(rb"\x00|(?<!\\)(?:\\\\)*\\u0000")
+
+
+def carries_nul(body: bytes) -> bool:
+    """True when the body holds the NUL character. No text of ours needs it, and FerretDB on PostgreSQL
+    cannot store it (jsonb refuses U+0000: the insert fails with an internal error), so it is refused
+    before any endpoint sees it, on MongoDB too, to keep the services' answers the same on both."""
+    return _NUL.search(body) is not None
+
+
 def host_allowed(host_header: str, allowed: tuple[str, ...]) -> bool:
     if "*" in allowed:
         return True
@@ -148,6 +160,8 @@ class HardeningMiddleware:
                 > limits.max_url_bytes:
             raise Refused(Problem(414, "URI Too Long", f"Path and query may have at most {limits.max_url_bytes} "
                                                        "bytes."))
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"").lower():
+            raise Refused(bad_request("url", "may not contain the NUL character (U+0000)"))  # see `carries_nul`
         for name, value in scope["headers"]:
             if len(value) > limits.max_header_bytes:
                 raise Refused(Problem(431, "Request Header Fields Too Large",
@@ -176,6 +190,8 @@ class HardeningMiddleware:
         media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if body and media_type not in NOT_JSON_MEDIA_TYPES and json_depth_exceeds(body, self.limits.max_json_depth):
             raise Refused(bad_request("body", f"JSON may nest at most {self.limits.max_json_depth} levels deep"))
+        if carries_nul(body):
+            raise Refused(bad_request("body", "may not contain the NUL character (U+0000)"))
         return body
 
     def _securing(self, send: Send, scope: Scope, request_headers: Headers) -> Send:

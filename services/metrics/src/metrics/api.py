@@ -15,8 +15,9 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from advocacy_common.bounded import PathId, QueryText, SaneDate
+from advocacy_common.bounded import Cursor, PathId, QueryText, SaneDate
 from advocacy_common.auth import BEARER, Principal, Role, authenticate, require_roles
+from advocacy_common.cursors import CursorCodec
 from advocacy_common.errors import Problem, invalid, not_found, problem_response
 from advocacy_common.events import Network
 from advocacy_common.stream_tickets import MongoTicketLedger, StreamSlots, TicketSigner
@@ -118,9 +119,11 @@ async def network(network: Network, use: QueriesDep, period: PeriodDep,
 
 
 @router.get("/teams", response_model=TeamList)
-async def teams(use: QueriesDep, period: PeriodDep, principal: Principal = Depends(team_viewers)) -> TeamList:
-    """KPIs of every team at or above the minimum size; smaller teams are only counted."""
-    return TeamList.model_validate(await use.teams(principal.tenant, period))
+async def teams(request: Request, use: QueriesDep, period: PeriodDep, limit: Limit = 50, cursor: Cursor | None = None,
+                principal: Principal = Depends(team_viewers)) -> TeamList:
+    """KPIs of every team at or above the minimum size, by team id, paged; smaller teams are only counted."""
+    listing = TeamList.model_validate(await use.teams(principal.tenant, period))
+    return _paged(listing, request, "teams", principal, period, cursor, limit)
 
 
 @router.get("/teams/{team_id}", response_model=KpiReport)
@@ -151,17 +154,22 @@ async def timeseries(use: QueriesDep, period: PeriodDep,
 
 
 @router.get("/top/contents", response_model=Ranking)
-async def top_contents(use: QueriesDep, period: PeriodDep, limit: Limit = 10, min_impressions: MinImpressions = 1,
+async def top_contents(request: Request, use: QueriesDep, period: PeriodDep, limit: Limit = 10,
+                       min_impressions: MinImpressions = 1, cursor: Cursor | None = None,
                        principal: Principal = Depends(analysts)) -> Ranking:
-    """Content items by engagement rate, highest first (items with fewer impressions than `min_impressions` left out)."""
-    return Ranking.model_validate(await use.top_contents(principal.tenant, period, limit, min_impressions))
+    """Content items with their titles by engagement rate, highest first, paged (items with fewer impressions
+    than `min_impressions` left out)."""
+    ranking = Ranking.model_validate(await use.top_contents(principal.tenant, period, MAX_RANKED, min_impressions))
+    return _paged(ranking, request, f"top/contents:{min_impressions}", principal, period, cursor, limit)
 
 
 @router.get("/top/topics", response_model=Ranking)
-async def top_topics(use: QueriesDep, period: PeriodDep, limit: Limit = 10, min_impressions: MinImpressions = 1,
+async def top_topics(request: Request, use: QueriesDep, period: PeriodDep, limit: Limit = 10,
+                     min_impressions: MinImpressions = 1, cursor: Cursor | None = None,
                      principal: Principal = Depends(analysts)) -> Ranking:
-    """Topics by engagement rate: each content item's figures count for each of its topics."""
-    return Ranking.model_validate(await use.top_topics(principal.tenant, period, limit, min_impressions))
+    """Topics by engagement rate, paged: each content item's figures count for each of its topics."""
+    ranking = Ranking.model_validate(await use.top_topics(principal.tenant, period, MAX_RANKED, min_impressions))
+    return _paged(ranking, request, f"top/topics:{min_impressions}", principal, period, cursor, limit)
 
 
 @router.get("/me", response_model=TimeSeries)
@@ -172,10 +180,31 @@ async def my_statistics(use: QueriesDep, period: PeriodDep, granularity: Granula
 
 
 @router.get("/leaderboard", response_model=Leaderboard)
-async def leaderboard(use: QueriesDep, period: PeriodDep, limit: Limit = 20,
-                      principal: Principal = Depends(authenticate)) -> Leaderboard:
-    """Ambassadors who chose to appear, by engagements in the period. Nobody else is ever listed."""
-    return Leaderboard.model_validate(await use.leaderboard(principal.tenant, period, limit))
+async def leaderboard(request: Request, use: QueriesDep, period: PeriodDep, limit: Limit = 20,
+                      cursor: Cursor | None = None, principal: Principal = Depends(authenticate)) -> Leaderboard:
+    """Ambassadors who chose to appear, by engagements in the period, paged. Nobody else is ever listed."""
+    board = Leaderboard.model_validate(await use.leaderboard(principal.tenant, period, MAX_RANKED))
+    return _paged(board, request, "leaderboard", principal, period, cursor, limit)
+
+
+# Rankings, the leaderboard and the team list are computed whole from the period's rolled-up rows (a
+# bounded number of documents), so they page by position: the cursor is signed and bound to the list,
+# its parameters, the caller and the period (another list's or period's cursor is a 400).
+MAX_RANKED = 10_000
+
+
+def _paged(listing, request: Request, scope: str, principal: Principal, period: Period, cursor: str | None,
+           limit: int):
+    codec: CursorCodec = request.app.state.cursors
+    bound = "\x1f".join(("metrics", scope, principal.tenant, principal.subject, period.first_day, period.last_day))
+    decoded = codec.decode(bound, cursor, (int,))
+    offset = decoded[0] if decoded else 0
+    if offset < 0:
+        raise invalid("cursor", "is not a cursor this list returned")
+    end = offset + limit
+    more = end < len(listing.items)
+    return listing.model_copy(update={"items": listing.items[offset:end],
+                                      "next_cursor": codec.encode(bound, (end,)) if more else None})
 
 
 @router.get("/export.csv", response_class=Response,

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
 
+from advocacy_common.cursors import CursorCodec
 from advocacy_common.gdpr_export import COLLECTION as EXPORT_PARTS
 from advocacy_common.http import api_resources, create_service_app
 from advocacy_common.logs import configure_logging
@@ -54,6 +55,7 @@ def create_app(settings: MetricsSettings) -> FastAPI:
             app.state.queries = MetricsQueries(
                 generations, ReportPolicy(settings.min_team_size, settings.cpm_by_network),
                 RefreshingCache(settings.snapshot_fresh_seconds, settings.snapshot_stale_seconds))
+            app.state.cursors = CursorCodec(settings.cursor_key.encode())
             app.state.stream_timing = StreamTiming(settings.stream_poll_seconds, settings.stream_heartbeat_seconds)
             app.state.stream_access = StreamAccess(
                 TicketSigner(settings.stream_ticket_key, STREAM_TICKET_PURPOSE, settings.stream_ticket_ttl_seconds),

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from advocacy_common.events import ConversionType
 
+from .models import SELF_REPORTED_KINDS, SELF_REPORTED_PARTS
 from .service import ExportRow
 
 
@@ -89,6 +90,7 @@ class RankedItem(_FromDomain):
 class Ranking(_FromDomain):
     period: PeriodOut
     items: list[RankedItem]
+    next_cursor: str | None = Field(default=None, description="The next page, or null at the end")
 
 
 class LeaderboardEntry(_FromDomain):
@@ -105,14 +107,16 @@ class Leaderboard(_FromDomain):
     """Only ambassadors who chose to appear on it."""
 
     period: PeriodOut
-    entries: list[LeaderboardEntry]
+    items: list[LeaderboardEntry]
+    next_cursor: str | None = Field(default=None, description="The next page, or null at the end")
 
 
 class TeamList(_FromDomain):
     period: PeriodOut
     min_team_size: int
-    teams: list[KpiReport] = Field(description="Teams at or above the minimum size")
+    items: list[KpiReport] = Field(description="Teams at or above the minimum size, by team id")
     hidden_teams: int = Field(description="Teams not shown because they are smaller than the minimum")
+    next_cursor: str | None = Field(default=None, description="The next page, or null at the end")
 
 
 class StreamTicket(BaseModel):
@@ -120,11 +124,11 @@ class StreamTicket(BaseModel):
     expires_in: int = Field(description="Seconds left to use it")
 
 
-# Every KPI of `Kpis`, in its order; `conversions_by_type` as one column per type.
-CSV_KPIS = tuple(name for name in Kpis.model_fields if name != "conversions_by_type")
+# Every KPI of `Kpis`, in its order; `conversions_by_type` and `self_reported` as one column per key.
+CSV_KPIS = tuple(name for name in Kpis.model_fields if name not in ("conversions_by_type", "self_reported"))
 CSV_CONVERSION_TYPES = tuple(kind.value for kind in ConversionType)
 CSV_HEADER = ("period_start", "first_day", "last_day", "granularity", "dimension", "value", "title", *CSV_KPIS,
-              *(f"conversions_{kind}" for kind in CSV_CONVERSION_TYPES))
+              *(f"conversions_{kind}" for kind in CSV_CONVERSION_TYPES), *SELF_REPORTED_PARTS)
 
 
 def csv_export(rows: Iterable[ExportRow]) -> str:
@@ -137,5 +141,6 @@ def csv_export(rows: Iterable[ExportRow]) -> str:
         writer.writerow([point.period_start, point.first_day, point.last_day, row.granularity.value,
                          row.dimension.value, row.value, row.title or "",
                          *("" if figures[k] is None else figures[k] for k in CSV_KPIS),
-                         *(figures["conversions_by_type"].get(kind, 0) for kind in CSV_CONVERSION_TYPES)])
+                         *(figures["conversions_by_type"].get(kind, 0) for kind in CSV_CONVERSION_TYPES),
+                         *(figures["self_reported"].get(kind, 0) for kind in SELF_REPORTED_KINDS)])
     return out.getvalue()

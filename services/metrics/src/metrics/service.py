@@ -66,7 +66,7 @@ class Series:
 class TeamReports:
     period: Period
     min_team_size: int
-    teams: list[KpiReport]  # at or above the threshold
+    items: list[KpiReport]  # the teams at or above the threshold
     hidden_teams: int  # how many were left out
 
 
@@ -79,7 +79,7 @@ class Ranking:
 @dataclass(frozen=True)
 class Leaderboard:
     period: Period
-    entries: list[LeaderboardEntry]
+    items: list[LeaderboardEntry]
 
 
 @dataclass(frozen=True)

@@ -203,8 +203,8 @@ async function loadBreakdown() {
   let reports;
   let hidden = 0;
   if (dimension === "team") {
-    const teams = await api("/v1/metrics/teams", period());
-    reports = teams.teams;
+    const teams = await api("/v1/metrics/teams", { ...period(), limit: "100" });
+    reports = teams.items;
     hidden = teams.hidden_teams;
     $("breakdown-message").textContent =
       `Teams of at least ${teams.min_team_size} opted-in ambassadors are shown.`;
