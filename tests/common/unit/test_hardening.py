@@ -159,6 +159,16 @@ async def test_a_body_with_nul_is_a_400_that_reaches_no_endpoint(auth_settings, 
     assert fine.status_code == 200 and app.state.writes == [b'{"text": "a\\\\u0000b"}']
 
 
+async def test_a_refusal_on_a_scim_path_is_a_scim_error(auth_settings):
+    app = make_app(auth_settings)
+    async with client(app) as http:
+        response = await http.post("/scim/v2/Users", content=b'{"userName": "a\\u0000"}',
+                                   headers={"Content-Type": "application/scim+json"})
+    assert response.status_code == 400 and response.headers["content-type"] == "application/scim+json"
+    assert response.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert response.json()["status"] == "400"
+
+
 async def test_a_nul_in_the_path_or_query_is_a_400(auth_settings, bearer):
     app = make_app(auth_settings)
     async with client(app) as http:

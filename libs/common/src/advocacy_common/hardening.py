@@ -101,6 +101,11 @@ def carries_nul(body: bytes) -> bool:
     return _NUL.search(body) is not None
 
 
+SCIM_PATH_PREFIX = "/scim/"
+SCIM_JSON = "application/scim+json"
+SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
 def host_allowed(host_header: str, allowed: tuple[str, ...]) -> bool:
     if "*" in allowed:
         return True
@@ -221,8 +226,13 @@ class HardeningMiddleware:
 
     async def _answer(self, problem: Problem, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {**(problem.headers or {}), **({"connection": "close"} if problem.status in (400, 413) else {})}
-        response = JSONResponse(problem.body(scope["path"]), status_code=problem.status, media_type=PROBLEM_JSON,
-                                headers=headers)
+        if scope["path"].startswith(SCIM_PATH_PREFIX):
+            # SCIM clients (identity providers) expect SCIM's own error format (RFC 7644, 3.12).
+            body = {"schemas": [SCIM_ERROR_SCHEMA], "status": str(problem.status), "detail": problem.detail or problem.title}
+            response = JSONResponse(body, status_code=problem.status, media_type=SCIM_JSON, headers=headers)
+        else:
+            response = JSONResponse(problem.body(scope["path"]), status_code=problem.status, media_type=PROBLEM_JSON,
+                                    headers=headers)
         await response(scope, receive, self._securing(send, scope, Headers(scope=scope)))
 
 
