@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import sys
@@ -39,7 +38,6 @@ from pymongo import AsyncMongoClient
 
 from advocacy_common.auth import ambassador_id_for
 from advocacy_common.consuming import Delivery
-from advocacy_common.dev_issuer import DevIssuer, JwksServer
 from advocacy_common.events import (
     AmbassadorOptedIn, AmbassadorProfile, Audience, ContentPublished, NetworkPresence, Network, Objective, Persona,
 )
@@ -53,7 +51,10 @@ from distribution.settings import DistributionSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk_seed import RecordingDatabase  # noqa: E402
-from http_load import ApiProcess, free_port, load_average, measure, profile, spread, wrk_script  # noqa: E402
+from http_load import (  # noqa: E402
+    ApiProcess, drop_database, free_port, load_average, measure, profile, service_environment, spread,
+    start_dev_issuer, wrk_script,
+)
 
 TENANT = "feedbench"
 TOPICS = ["energy", "hiring", "culture", "product", "research", "safety", "customers", "sustainability",
@@ -137,25 +138,11 @@ async def note_counts(settings: DistributionSettings, contents: int, ambassadors
         await client.close()
 
 
-async def drop(settings: DistributionSettings) -> None:
-    client = AsyncMongoClient(settings.mongodb_uri)
-    try:
-        await client.drop_database(settings.database)
-    finally:
-        await client.close()
-
-
 def main(arguments: argparse.Namespace) -> None:
-    server = JwksServer([]).start()
-    issuer = DevIssuer.generate(issuer=server.url)
-    server.issuers.append(issuer)
+    server, issuer = start_dev_issuer()
     run = uuid.uuid4().hex[:8]
     database = arguments.database or f"feedbench_{run}"
-    env = {"DISTRIBUTION_KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-           "DISTRIBUTION_MONGODB_URI": os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"),
-           "DISTRIBUTION_DATABASE": database, "DISTRIBUTION_TOPIC_PREFIX": f"feedbench{run}.",
-           "DISTRIBUTION_AUTH_ISSUER": issuer.issuer, "DISTRIBUTION_AUTH_AUDIENCE": issuer.audience,
-           "DISTRIBUTION_AUTH_JWKS_URL": f"{server.url}/.well-known/jwks.json", "DISTRIBUTION_LOG_LEVEL": "WARNING"}
+    env = service_environment("DISTRIBUTION", database, f"feedbench{run}.", server, issuer)
     settings = DistributionSettings(kafka_bootstrap_servers=env["DISTRIBUTION_KAFKA_BOOTSTRAP_SERVERS"],
                                     mongodb_uri=env["DISTRIBUTION_MONGODB_URI"], database=database)
     sizes = sorted(int(s) for s in arguments.items.split(","))
@@ -206,7 +193,7 @@ def main(arguments: argparse.Namespace) -> None:
     finally:
         server.stop()
         if not arguments.keep:
-            asyncio.run(drop(settings))
+            asyncio.run(drop_database(settings.mongodb_uri, settings.database))
         else:
             print(f"kept database {database}")
 

@@ -225,3 +225,35 @@ def short(frame: str) -> str:
     parts = Path(path).parts
     where = "/".join(parts[-2:]) if len(parts) > 1 else path
     return f"{function} ({where}:{line})"
+
+
+# --- what the api benchmarks share around the load itself ------------------------------------------
+
+def start_dev_issuer():
+    """A local JWKS server and a dev issuer registered on it (stop the server when done)."""
+    from advocacy_common.dev_issuer import DevIssuer, JwksServer
+
+    server = JwksServer([]).start()
+    issuer = DevIssuer.generate(issuer=server.url)
+    server.issuers.append(issuer)
+    return server, issuer
+
+
+def service_environment(prefix: str, database: str, topic_prefix: str, server, issuer) -> dict[str, str]:
+    """The environment of a service's api process (`prefix`: DISTRIBUTION, METRICS...) against the local
+    infrastructure named by KAFKA_BOOTSTRAP_SERVERS / MONGODB_URI and the dev issuer."""
+    return {f"{prefix}_KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            f"{prefix}_MONGODB_URI": os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"),
+            f"{prefix}_DATABASE": database, f"{prefix}_TOPIC_PREFIX": topic_prefix,
+            f"{prefix}_AUTH_ISSUER": issuer.issuer, f"{prefix}_AUTH_AUDIENCE": issuer.audience,
+            f"{prefix}_AUTH_JWKS_URL": f"{server.url}/.well-known/jwks.json", f"{prefix}_LOG_LEVEL": "WARNING"}
+
+
+async def drop_database(uri: str, name: str) -> None:
+    from pymongo import AsyncMongoClient
+
+    client = AsyncMongoClient(uri)
+    try:
+        await client.drop_database(name)
+    finally:
+        await client.close()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import sys
@@ -43,7 +42,6 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from advocacy_common.consuming import Delivery
-from advocacy_common.dev_issuer import DevIssuer, JwksServer
 from advocacy_common.events import (
     AmbassadorOptedIn, AmbassadorProfile, ContentPublished, ConversionType, EngagementKind, EngagementReceived,
     Network, NetworkPresence, Objective, Persona, PostShared,
@@ -58,7 +56,10 @@ from metrics.store import MongoMetricsStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk_seed import RecordingDatabase  # noqa: E402
-from http_load import ApiProcess, free_port, load_average, measure, profile, wrk_script  # noqa: E402
+from http_load import (  # noqa: E402
+    ApiProcess, drop_database, free_port, load_average, measure, profile, service_environment, start_dev_issuer,
+    wrk_script,
+)
 
 TENANT = "metricsbench"
 PARTITIONS = 6
@@ -164,24 +165,11 @@ async def seeded(settings: dict[str, str]) -> int:
         await client.close()
 
 
-async def drop(settings: dict[str, str]) -> None:
-    client = AsyncMongoClient(settings["METRICS_MONGODB_URI"])
-    try:
-        await client.drop_database(settings["METRICS_DATABASE"])
-    finally:
-        await client.close()
-
-
 def main(arguments: argparse.Namespace) -> None:
-    server = JwksServer([]).start()
-    issuer = DevIssuer.generate(issuer=server.url)
-    server.issuers.append(issuer)
+    server, issuer = start_dev_issuer()
     run = uuid.uuid4().hex[:8]
-    env = {"METRICS_KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-           "METRICS_MONGODB_URI": os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"),
-           "METRICS_DATABASE": arguments.database or f"metricsbench_{run}", "METRICS_TOPIC_PREFIX": f"mbench{run}.",
-           "METRICS_AUTH_ISSUER": issuer.issuer, "METRICS_AUTH_AUDIENCE": issuer.audience,
-           "METRICS_AUTH_JWKS_URL": f"{server.url}/.well-known/jwks.json", "METRICS_LOG_LEVEL": "WARNING",
+    env = {**service_environment("METRICS", arguments.database or f"metricsbench_{run}", f"mbench{run}.", server,
+                                 issuer),
            # the per-process report cache (off by default): what the figures in bench/README.md ran with
            "METRICS_SNAPSHOT_FRESH_SECONDS": str(arguments.snapshot_fresh), "METRICS_SNAPSHOT_STALE_SECONDS": "0.5"}
     clients = [int(c) for c in arguments.clients.split(",")]
@@ -231,7 +219,7 @@ def main(arguments: argparse.Namespace) -> None:
         if arguments.keep:
             print(f"kept database {env['METRICS_DATABASE']}")
         else:
-            asyncio.run(drop(env))
+            asyncio.run(drop_database(env["METRICS_MONGODB_URI"], env["METRICS_DATABASE"]))
 
 
 if __name__ == "__main__":
