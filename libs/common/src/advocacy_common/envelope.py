@@ -137,24 +137,32 @@ def _split_headers(headers: Any) -> tuple[dict[str, str], dict[str, str]]:
     """(ce_* attributes without the prefix, the other headers), names lower-cased, values as text.
 
     One pass over the headers: this runs for every consumed record, and was a third of the decoding.
+    The common case (names already lower case, values bytes) takes the shortest path.
     """
     items = headers.items() if isinstance(headers, dict) else headers or ()
     attributes: dict[str, str] = {}
     others: dict[str, str] = {}
     for name, raw in items:
-        lowered = name.lower()
-        if raw is None or isinstance(raw, str):
-            text = raw or ""
-        else:
+        if type(raw) is bytes:
             try:
-                text = raw.decode("utf-8") if isinstance(raw, bytes) else bytes(raw).decode("utf-8")
+                text = raw.decode()
             except UnicodeDecodeError as error:
                 raise MalformedEnvelope(f"header {name!r} is not UTF-8 ({error.reason} at byte {error.start})") \
                     from error
-        if lowered.startswith(CE_PREFIX):
-            attributes[lowered[3:]] = text
+        elif raw is None or isinstance(raw, str):
+            text = raw or ""
         else:
-            others[lowered] = text
+            try:
+                text = bytes(raw).decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise MalformedEnvelope(f"header {name!r} is not UTF-8 ({error.reason} at byte {error.start})") \
+                    from error
+        if not name.islower():
+            name = name.lower()
+        if name.startswith(CE_PREFIX):
+            attributes[name[3:]] = text
+        else:
+            others[name] = text
     return attributes, others
 
 

@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
         "Signs pagination cursors; every replica of a service must share it. Set a random value in production."))
     max_event_bytes: int = Field(default=1024 * 1024, description="A consumed record with a larger value "
                                  "goes to the DLQ unread")
+    worker_gc_young_threshold: int = Field(default=50_000, ge=0, description=(
+        "Allocations between two young garbage collections in a worker process (Python's default: 700); "
+        "0 keeps Python's default. See advocacy_common.worker.tune_garbage_collection"))
     # HTTP hardening (advocacy_common.hardening, advocacy_common.ratelimit); see libs/common/README.md.
     public_base_url: str = Field(default="", description=(
         "Where clients reach this service (absolute URLs in responses are built from it, never from the "

@@ -10,6 +10,7 @@ dispatcher does, so that a record nobody can read is dead-lettered, not retried.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -129,6 +130,27 @@ async def run_until_signalled(start: Callable[[], Awaitable[None]], stop: Callab
         await stop()
 
 
+def tune_garbage_collection(young_threshold: int) -> None:
+    """Fewer, cheaper garbage collections for a consumer that handles batches of thousands of records.
+
+    With Python's default (a young collection every 700 allocations), a batch's own objects live
+    through many collections, get promoted, and keep triggering full collections that walk the
+    whole heap: everything imported, and what a worker remembers (the metrics worker's recent
+    claims). Measured on the metrics pipeline (200,000 events, one process): 8,010 events per
+    CPU-second with the default, 13,228 with a threshold of 50,000 and the start-up objects frozen.
+    Objects alive at start-up (modules, settings, clients) are moved out of the collector's sight
+    once (`gc.freeze`): they live as long as the process anyway. Cyclic garbage waits a little
+    longer to be collected, a few megabytes at most.
+    """
+    if young_threshold <= 0:
+        return
+    if not gc.get_freeze_count():  # once per process (tests start many workers in one)
+        gc.collect()
+        gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(young_threshold, older, oldest)
+
+
 class ServiceWorker:
     """A service's `worker` process: FastStream consumers, the outbox relay, periodic jobs.
 
@@ -172,6 +194,7 @@ class ServiceWorker:
         self._tasks = [asyncio.create_task(job(self._stop)) for job in self._background]
         if self.broker.subscribers:
             await self.broker.start()
+        tune_garbage_collection(self.settings.worker_gc_young_threshold)
 
     async def stop(self) -> None:
         self._stop.set()
