@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import statistics
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -46,6 +48,7 @@ from advocacy_common.publishing import envelope_for
 from advocacy_common.topics import EVENT_TOPICS, TopicNames, ensure_topics
 
 TENANT = "bench"
+COMMAND_COUNTING = Path(__file__).parent / "command_counting"  # sitecustomize of the worker processes
 BASE_DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TEAMS = ["red", "blue", "green", "gold"]
 AMBASSADORS = [f"a{n}" for n in range(30)]
@@ -200,6 +203,7 @@ class CatchUp:
     cpu: float = 0.0  # CPU seconds the worker processes used, all together
     samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, consumed)
     finished: bool = True
+    commands: Counter[str] = field(default_factory=Counter)  # MongoDB commands sent, per name
 
     def time_at(self, consumed: float) -> float:
         """When `consumed` records were committed, interpolated between samples."""
@@ -237,6 +241,9 @@ async def catch_up(args: argparse.Namespace, names: TopicNames, ends: dict[Topic
            "METRICS_DATABASE": database, "METRICS_TOPIC_PREFIX": names.prefix,
            "METRICS_TOPIC_PARTITIONS": str(args.partitions), "METRICS_CONSUMER_GROUP": group,
            "METRICS_LOG_LEVEL": "WARNING", **dict(item.split("=", 1) for item in args.env)}
+    counts_prefix = f"/tmp/{group}-commands"
+    env["BENCH_COMMAND_COUNTS"] = counts_prefix
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COMMAND_COUNTING), env.get("PYTHONPATH")]))
     total = sum(ends.values())
     admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
     await admin.start()
@@ -268,7 +275,19 @@ async def catch_up(args: argparse.Namespace, names: TopicNames, ends: dict[Topic
                 except subprocess.TimeoutExpired:
                     worker.kill()
             await admin.close()
+        result.commands = command_counts(counts_prefix, [w.pid for w in workers])
     return result
+
+
+def command_counts(prefix: str, pids: list[int]) -> Counter[str]:
+    """The MongoDB commands the worker processes sent, per command name (see command_counting/)."""
+    counts: Counter[str] = Counter()
+    for pid in pids:
+        path = Path(f"{prefix}.{pid}.json")
+        if path.exists():
+            counts.update(json.loads(path.read_text()))
+            path.unlink()
+    return counts
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -293,6 +312,8 @@ async def main(args: argparse.Namespace) -> None:
     databases: list[str] = []
     raw, decode, decode_only, catch, steady, first, last, ratio = [], [], [], [], [], [], [], []
     per_cpu: list[float] = []
+    round_trips: list[float] = []
+    by_command: Counter[str] = Counter()
     try:
         for run in range(args.runs):
             read_seconds, _ = await read_all(args.bootstrap, tps, total, decode=False)
@@ -311,13 +332,16 @@ async def main(args: argparse.Namespace) -> None:
                 steady.append(result.rate_between(0, total))
             ratio.append(rate / raw[-1] * 100)
             per_cpu.append(result.consumed / result.cpu if result.cpu else float("nan"))
+            round_trips.append(sum(result.commands.values()) * 1000 / max(result.consumed, 1))
+            by_command.update(result.commands)
             state = "lag 0" if result.finished else f"STOPPED at --max-seconds, {total - result.consumed:,} left"
             state += f"; load average {os.getloadavg()[1]:.1f} over the last 5 min"
             print(f"run {run + 1}: raw {raw[-1]:,.0f}/s, read+decode {decode[-1]:,.0f}/s "
                   f"(decoding alone {decode_only[-1]:,.0f}/s), worker {result.consumed:,} in {result.seconds:.1f}s "
                   f"= {rate:,.0f}/s ({state})"
                   + (f", first tenth {first[-1]:,.0f}/s, last tenth {last[-1]:,.0f}/s" if result.finished else "")
-                  + f"; {per_cpu[-1]:,.0f} events per worker CPU-second",
+                  + f"; {per_cpu[-1]:,.0f} events per worker CPU-second"
+                  + f"; {round_trips[-1]:.1f} database round trips per 1,000 events",
                   flush=True)
     finally:
         if not args.keep:
@@ -333,6 +357,10 @@ async def main(args: argparse.Namespace) -> None:
     print(f"| (c) last tenth of the records | {spread(last)} |")
     print(f"| catch-up / raw | {spread(ratio, ' %', 2)} |")
     print(f"| events per CPU-second of the worker process(es), startup included | {spread(per_cpu)} |")
+    print(f"| database round trips (MongoDB commands) per 1,000 events | {spread(round_trips, digits=1)} |")
+    consumed_all = total * len(raw)
+    print("\nDatabase commands per 1,000 events, all runs together: " + ", ".join(
+        f"{name} {count * 1000 / consumed_all:.1f}" for name, count in by_command.most_common()))
 
 
 async def cleanup(args: argparse.Namespace, names: TopicNames, databases: list[str]) -> None:
