@@ -196,6 +196,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident set size (VmHWM) of a running process, in MB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 @dataclass
 class CatchUp:
     seconds: float  # from starting the processes until lag 0 (or the time limit)
@@ -204,6 +212,7 @@ class CatchUp:
     samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, consumed)
     finished: bool = True
     commands: Counter[str] = field(default_factory=Counter)  # MongoDB commands sent, per name
+    peak_rss_mb: float = 0.0  # the largest peak resident set of the worker processes
 
     def time_at(self, consumed: float) -> float:
         """When `consumed` records were committed, interpolated between samples."""
@@ -266,6 +275,7 @@ async def catch_up(args: argparse.Namespace, names: TopicNames, ends: dict[Topic
                     break
             result.seconds, result.consumed = result.samples[-1]
             result.cpu = sum(cpu_seconds(w.pid) for w in workers)
+            result.peak_rss_mb = max(peak_rss_mb(w.pid) for w in workers)
         finally:
             for worker in workers:
                 worker.terminate()
@@ -313,6 +323,7 @@ async def main(args: argparse.Namespace) -> None:
     raw, decode, decode_only, catch, steady, first, last, ratio = [], [], [], [], [], [], [], []
     per_cpu: list[float] = []
     round_trips: list[float] = []
+    rss: list[float] = []
     by_command: Counter[str] = Counter()
     try:
         for run in range(args.runs):
@@ -334,6 +345,7 @@ async def main(args: argparse.Namespace) -> None:
             per_cpu.append(result.consumed / result.cpu if result.cpu else float("nan"))
             round_trips.append(sum(result.commands.values()) * 1000 / max(result.consumed, 1))
             by_command.update(result.commands)
+            rss.append(result.peak_rss_mb)
             state = "lag 0" if result.finished else f"STOPPED at --max-seconds, {total - result.consumed:,} left"
             state += f"; load average {os.getloadavg()[1]:.1f} over the last 5 min"
             print(f"run {run + 1}: raw {raw[-1]:,.0f}/s, read+decode {decode[-1]:,.0f}/s "
@@ -341,7 +353,8 @@ async def main(args: argparse.Namespace) -> None:
                   f"= {rate:,.0f}/s ({state})"
                   + (f", first tenth {first[-1]:,.0f}/s, last tenth {last[-1]:,.0f}/s" if result.finished else "")
                   + f"; {per_cpu[-1]:,.0f} events per worker CPU-second"
-                  + f"; {round_trips[-1]:.1f} database round trips per 1,000 events",
+                  + f"; {round_trips[-1]:.1f} database round trips per 1,000 events"
+                  + f"; peak RSS {rss[-1]:.0f} MB",
                   flush=True)
     finally:
         if not args.keep:
@@ -358,6 +371,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"| catch-up / raw | {spread(ratio, ' %', 2)} |")
     print(f"| events per CPU-second of the worker process(es), startup included | {spread(per_cpu)} |")
     print(f"| database round trips (MongoDB commands) per 1,000 events | {spread(round_trips, digits=1)} |")
+    print(f"| peak RSS of a worker process, MB | {spread(rss)} |")
     consumed_all = total * len(raw)
     print("\nDatabase commands per 1,000 events, all runs together: " + ", ".join(
         f"{name} {count * 1000 / consumed_all:.1f}" for name, count in by_command.most_common()))
