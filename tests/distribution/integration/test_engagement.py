@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from pymongo import AsyncMongoClient
-from pymongo.errors import AutoReconnect
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 from pymongo.monitoring import CommandListener
 
 from advocacy_common.events import EngagementKind
@@ -348,8 +348,8 @@ class Inserts(CommandListener):
         pass
 
 
-async def test_concurrent_clicks_share_two_inserts_per_batch_and_each_reaches_the_topic_once(settings, tenant,
-                                                                                             read_topic):
+async def test_concurrent_clicks_share_two_inserts_per_batch_and_each_reaches_the_topic_once(settings, worker,
+                                                                                             tenant, read_topic):
     """The use case on the real adapters and database (the session's worker relays the queue): 60 clicks of
     20 visitors at once are a few batches of two inserts each, every click is on the topic once, and each
     visitor is unique once."""
@@ -426,3 +426,16 @@ async def test_clicks_written_again_after_a_broken_connection_are_stored_once(re
     assert calls == [3, 3]
     stored = await collection.find({"tenant": tenant, "code": f"{tenant}-retry"}).to_list()
     assert sorted(document["_id"] for document in stored) == [f"{tenant}-retry/{n}" for n in range(3)]
+
+
+async def test_clicks_are_not_written_again_when_no_server_was_reached(repositories, tenant, monkeypatch):
+    calls = []
+
+    async def no_server(documents, **options):
+        calls.append(len(documents))
+        raise ServerSelectionTimeoutError("no server")
+    monkeypatch.setattr(repositories.clicks.collection, "insert_many", no_server)
+    click = Click(id=f"{tenant}-none/1", tenant=tenant, code=f"{tenant}-none", at=datetime.now(UTC))
+    with pytest.raises(ServerSelectionTimeoutError):  # a 503 for the batch's redirects: nothing was sent
+        await repositories.clicks.record_many([(click, UnitOfWork(tenant, "/tests"))])
+    assert calls == [1]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import AutoReconnect, BulkWriteError
+from pymongo.errors import AutoReconnect, BulkWriteError, ServerSelectionTimeoutError
 
 from advocacy_common.envelope import Envelope
 from advocacy_common.outbox import OUTBOX_FIELD, outbox_entries
@@ -49,6 +49,8 @@ class MongoClicks(ModelRepository[Click]):
             return
         try:
             await _insert_all(self.collection, documents)
+        except ServerSelectionTimeoutError:
+            raise  # no server was reached: nothing was written, the callers get the error
         except AutoReconnect:
             # The connection broke (or timed out) under the write: whether the server applied it is unknown.
             # One more try of the same documents settles it, a document already there being a duplicate key
@@ -72,7 +74,7 @@ DUPLICATE_KEY = 11000
 async def _insert_all(collection: AsyncCollection, documents: list[dict[str, Any]]) -> set[Any]:
     """Insert every document not there yet, in one unordered `insert_many`: the `_id`s that were already there.
 
-    Any other error raises (what went in stays: callers write only what may be written twice).
+    Any other error raises; what went in before it stays.
     """
     try:
         await collection.insert_many(documents, ordered=False)
