@@ -4,6 +4,7 @@ import asyncio
 import time
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from pymongo.errors import AutoReconnect
@@ -58,6 +59,21 @@ async def test_two_clicks_of_one_visitor_in_one_batch_make_one_unique(world):
     first, second = await asyncio.gather(*(clicks.follow(code, "203.0.113.7", BROWSER, NOW) for _ in range(2)))
     assert first == second and clicks.clicks.batches == 1
     assert sorted(e.data["unique_visitor"] for e in world.repositories.clicks.all_events) == [False, True]
+
+
+async def test_each_clicks_event_joins_the_trace_of_its_own_request(world):
+    code = (await world.prepare()).tracked_link_code
+    clicks = tracking(world, click_batch_wait_seconds=0.01)
+    tracer = TracerProvider().get_tracer("test")
+
+    async def request(n: int) -> str:
+        with tracer.start_as_current_span(f"request {n}") as span:
+            await clicks.follow(code, f"203.0.113.{n}", BROWSER, NOW)
+            return format(span.get_span_context().trace_id, "032x")
+    traces = await asyncio.gather(*(request(n) for n in range(3)))
+    assert clicks.clicks.batches == 1 and len(set(traces)) == 3
+    events = world.repositories.clicks.all_events
+    assert sorted(e.traceparent.split("-")[1] for e in events) == sorted(traces)
 
 
 async def test_a_failing_batch_fails_all_its_clicks_and_counts_none(world):

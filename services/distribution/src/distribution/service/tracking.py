@@ -7,6 +7,7 @@ its batch is durable.
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +53,9 @@ class ClickToCount:
     link: TrackedLink
     visitor_key: str  # code/salted visitor hash
     at: datetime
+    # The request's context: its event is built in it, so that the event joins that request's trace (the
+    # batch is written by a task of whichever request started it).
+    context: contextvars.Context
 
 
 @lru_cache(maxsize=CACHED_USER_AGENTS)
@@ -129,7 +133,7 @@ class Tracking:
     async def record_click(self, link: TrackedLink, client_ip: str, user_agent: str, now: datetime) -> bool:
         """Count the click (in the next batch of clicks); True when this visitor is new on this link."""
         key = f"{link.code}/{visitor_hash(self.options.visitor_hash_salt, link.code, client_ip, user_agent)}"
-        return await self.clicks.submit(ClickToCount(link, key, now))
+        return await self.clicks.submit(ClickToCount(link, key, now, contextvars.copy_context()))
 
     async def _count(self, batch: list[ClickToCount]) -> list[bool]:
         """Two inserts per batch: the visitors' claims on their links, then the clicks with their events.
@@ -147,7 +151,7 @@ class Tracking:
             for click in batch:
                 uniques.append(click.visitor_key in new)
                 new.discard(click.visitor_key)
-            await self.repositories.clicks.record_many([self._click(click, unique)
+            await self.repositories.clicks.record_many([click.context.run(self._click, click, unique)
                                                         for click, unique in zip(batch, uniques, strict=True)])
         except Exception:
             CLICK_BATCHES.labels("failed").inc()
