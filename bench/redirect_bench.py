@@ -11,13 +11,16 @@ tracked links (through the service's own adapter), then --runs times: `wrk` hits
 at --connections with a random link and a random visitor out of --visitors (X-Forwarded-For, a browser user
 agent: every answer is a counted click, a visitor's first click on a link is a unique one). When wrk ends,
 the engagement topic is polled (end offsets, every 20 ms) until it holds every click answered with a 302:
-that is the drain time. Needs `wrk` on PATH (Debian: `apt-get install wrk`).
+that is the drain time. The API's /metrics before and after the load give what the redirect asked of the
+database: its batches of clicks (two insert commands each, group commit) and its reads past the link cache
+(one find each), per click. Needs `wrk` on PATH (Debian: `apt-get install wrk`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import urllib.request
 import os
 import random
 import re
@@ -51,6 +54,25 @@ function request()
                     {["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) bench", ["X-Forwarded-For"] = ip})
 end
 """
+
+
+REDIRECT_COUNTERS = re.compile(r'^distribution_(click_batches_total\{outcome="written"\}|clicks_written_total|'
+                               r'redirect_reads_total\{what="(?:link|content)"\}) ([\d.e+]+)$', re.MULTILINE)
+
+
+def redirect_counters(url: str) -> dict[str, float]:
+    """The redirect's database work so far, from the API's /metrics (absent until it happened once)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return {name: float(value) for name, value in REDIRECT_COUNTERS.findall(text)}
+
+
+def commands_per_click(before: dict[str, float], after: dict[str, float]) -> tuple[float, float, float]:
+    """(inserts per click, reads per click, clicks per batch) between two scrapes."""
+    def delta(prefix: str) -> float:
+        return sum(value - before.get(name, 0.0) for name, value in after.items() if name.startswith(prefix))
+    clicks, batches = delta("clicks_written"), delta("click_batches")
+    return 2 * batches / max(clicks, 1), delta("redirect_reads") / max(clicks, 1), clicks / max(batches, 1)
 
 
 def milliseconds(text: str) -> float:
@@ -122,6 +144,7 @@ async def main(args: argparse.Namespace) -> None:
         runs: list[dict[str, float]] = []
         for run in range(args.runs):
             before = await topic_count(stack.bootstrap, topic)
+            counters_before = redirect_counters(stack.url)
             cpu_before, db_before = stack.cpu_seconds(), tree_cpu_seconds(args.db_pid)
             profilers = profile(stack, args.profile, args.seconds) if args.profile and run == 0 else []
             output = subprocess.run(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s",
@@ -134,6 +157,8 @@ async def main(args: argparse.Namespace) -> None:
             figures = parse_wrk(output)
             counted = figures["requests"] - figures["non_3xx"]
             cpu_after = stack.cpu_seconds()
+            figures["inserts"], figures["reads"], figures["batch"] = commands_per_click(
+                counters_before, redirect_counters(stack.url))
             figures["drain"], on_topic = await drain(stack, before + counted, args.drain_timeout)
             cpu_drained, db_after = stack.cpu_seconds(), tree_cpu_seconds(args.db_pid)
             figures["api_ms"] = (cpu_after["api"] - cpu_before["api"]) * 1000 / max(counted, 1)
@@ -147,7 +172,9 @@ async def main(args: argparse.Namespace) -> None:
                   f"errors), on the topic {figures['drain']:.2f} s after the load "
                   f"({'all' if figures['drained'] else f'ONLY {on_topic - before:,}'}); load average "
                   f"{figures['load']:.1f}; CPU ms per click: api {figures['api_ms']:.2f}, worker {figures['worker_ms']:.2f}, "
-                  f"database {figures['db_ms']:.2f}", flush=True)
+                  f"database {figures['db_ms']:.2f}; API database commands per click: inserts "
+                  f"{figures['inserts']:.3f} ({figures['batch']:.1f} clicks per batch), reads {figures['reads']:.3f}",
+                  flush=True)
         rss = stack.peak_rss()
     finally:
         await stack.stop()
@@ -156,7 +183,10 @@ async def main(args: argparse.Namespace) -> None:
             ("p99 ms", spread([r["p99"] for r in runs], 1), "< 50"),
             ("clicks on the topic, s after the load", spread([r["drain"] for r in runs], 2), "<= 2"),
             ("CPU ms per click, API process", spread([r["api_ms"] for r in runs], 2), ""),
-            ("CPU ms per click, worker (relay) until drained", spread([r["worker_ms"] for r in runs], 2), "")]
+            ("CPU ms per click, worker (relay) until drained", spread([r["worker_ms"] for r in runs], 2), ""),
+            ("API insert commands per click", spread([r["inserts"] for r in runs], 3), ""),
+            ("clicks per batch", spread([r["batch"] for r in runs], 1), ""),
+            ("API reads (find) per click, past the link cache", spread([r["reads"] for r in runs], 3), "")]
     if args.db_pid:
         rows.append((f"CPU ms per click, database processes {args.db_pid}", spread([r["db_ms"] for r in runs], 2), ""))
     print_table(f"median (min … max) over {len(runs)} run(s), {args.connections} connections:", rows, rss)

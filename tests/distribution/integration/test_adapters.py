@@ -103,12 +103,18 @@ async def test_clicks_connectors_reports_and_policies(repositories, tenant):
                                 kind=EngagementKind.CLICK, count=1, source="redirect", source_event_id=tenant,
                                 occurred_at=NOW)
     uow.record(event, event_id=event.engagement_id)
-    assert await repositories.clicks.claim_visitor(tenant, f"code/{tenant}") is True
-    assert await repositories.clicks.claim_visitor(tenant, f"code/{tenant}") is False  # the insert said it
+    first, second = f"code/{tenant}", f"code/{tenant}-2"
+    assert await repositories.clicks.claim_visitors([(tenant, first)]) == {first}
+    # One insert for both; the duplicate key says the first visitor is not new.
+    assert await repositories.clicks.claim_visitors([(tenant, first), (tenant, second)]) == {second}
+    assert await repositories.clicks.claim_visitors([]) == set()
     click = Click(id=f"code/{tenant}", tenant=tenant, code="code", at=NOW)
-    await repositories.clicks.record(click, uow)  # into the relay's queue, with its event
-    queued = await repositories.clicks.collection.find_one({"_id": click.id})
-    assert queued["tenant"] == tenant and [e["id"] for e in queued["_outbox"]] == [event.engagement_id]
+    await repositories.clicks.record_many([(click, uow)])  # into the relay's queue, with its event
+    await repositories.clicks.record_many([(click, uow)])  # a retry of the same click: stored once
+    queued = await repositories.clicks.collection.find({"_id": click.id}).to_list()
+    assert len(queued) == 1
+    assert queued[0]["tenant"] == tenant and [e["id"] for e in queued[0]["_outbox"]] == [event.engagement_id]
+    assert (await repositories.clicks.unique_visitors_by_code(tenant, ["code"])) == {"code": 2}
 
     connector = Connector(id=f"{tenant}-c", tenant=tenant, name="sync", secret="whsec_x", created_at=NOW)
     assert await repositories.connectors.register(connector, "fp") == connector

@@ -7,9 +7,20 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+from pymongo.monitoring import CommandListener
 
+from advocacy_common.events import EngagementKind
+from advocacy_common.repository import Storage, UnitOfWork
 from advocacy_common.topics import ENGAGEMENT
-from distribution.models.engagement import engagement_id, sign
+from distribution.adapters import mongo_repositories
+from distribution.adapters.engagement import MongoClicks
+from distribution.bootstrap import secret_box
+from distribution.models.engagement import Click, engagement_id, engagement_received, sign
+from distribution.models.sharing import TrackedLink
+from distribution.options import Options
+from distribution.service import Tracking
 
 pytestmark = pytest.mark.integration
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"
@@ -318,3 +329,113 @@ async def test_an_erased_persons_post_is_counted_anonymously(client, bearer, ten
     assert accepted.status_code == 202, accepted.text
     [event] = await read_topic(ENGAGEMENT, lambda e: e.tenantid == tenant and e.data["kind"] == "reaction")
     assert event.data["ambassador_id"] == "erased" and amb(tenant, "amb-1") not in json.dumps(event.data)
+
+
+class Inserts(CommandListener):
+    """The insert commands a client sends, by collection."""
+
+    def __init__(self) -> None:
+        self.collections: list[str] = []
+
+    def started(self, event) -> None:
+        if event.command_name == "insert":
+            self.collections.append(event.command["insert"])
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
+
+
+async def test_concurrent_clicks_share_two_inserts_per_batch_and_each_reaches_the_topic_once(settings, worker,
+                                                                                             tenant, read_topic):
+    """The use case on the real adapters and database (the session's worker relays the queue): 60 clicks of
+    20 visitors at once are a few batches of two inserts each, every click is on the topic once, and each
+    visitor is unique once."""
+    inserts = Inserts()
+    mongo = AsyncMongoClient(settings.mongodb_uri, tz_aware=True, retryWrites=False, event_listeners=[inserts])
+    try:
+        storage = await Storage.open(mongo[settings.database], settings.cursor_key)
+        repositories = mongo_repositories(storage, secret_box(settings))
+        link = TrackedLink(code=f"{tenant}-batch", tenant=tenant, ambassador_id="a1", content_id="c1",
+                           network="linkedin", link_url="https://acme.com/batch", created_at=datetime.now(UTC))
+        await repositories.links.ensure(link)
+        tracking = Tracking(repositories, Options.from_settings(settings))
+        inserts.collections.clear()
+        visits = [f"198.51.100.{visitor}" for _ in range(3) for visitor in range(20)]
+        targets = await asyncio.gather(*(tracking.follow(link.code, ip, BROWSER, datetime.now(UTC)) for ip in visits))
+    finally:
+        await mongo.close()
+    assert all(target.startswith("https://acme.com/batch?utm_source=linkedin") for target in targets)
+    batches = tracking.clicks.batches
+    assert tracking.clicks.items == 60 and 1 <= batches <= 10
+    assert sorted(inserts.collections) == sorted(["click_visitors", "clicks"] * batches)
+
+    clicks = await read_topic(ENGAGEMENT, lambda e: e.tenantid == tenant and e.data["kind"] == "click",
+                              min_count=61, timeout=4)  # one more than expected: waits to see none extra
+    assert len(clicks) == 60 and len({c.id for c in clicks}) == 60
+    assert sum(c.data["unique_visitor"] for c in clicks) == 20
+
+
+async def test_a_failing_click_batch_answers_503_and_counts_nothing(client, tenant, confirmed, read_topic,
+                                                                    monkeypatch):
+    code = confirmed["tracked_link_code"]
+
+    async def unreachable(self, clicks):
+        raise AutoReconnect("connection closed")
+    monkeypatch.setattr(MongoClicks, "record_many", unreachable)
+    failed = await asyncio.gather(*(client.get(f"/r/{code}", headers={"User-Agent": BROWSER,
+                                                                       "X-Forwarded-For": f"203.0.113.{n}"})
+                                    for n in range(5)))
+    assert [response.status_code for response in failed] == [503] * 5
+    assert all(response.headers["retry-after"] and response.headers["content-type"] == "application/problem+json"
+               for response in failed)
+    monkeypatch.undo()
+    assert (await client.get(f"/r/{code}", headers={"User-Agent": BROWSER, "X-Forwarded-For": "203.0.113.1"})
+            ).status_code == 302
+    clicks = await read_topic(ENGAGEMENT, lambda e: e.tenantid == tenant and e.data["kind"] == "click",
+                              min_count=2, timeout=4)
+    assert len(clicks) == 1  # the answered one only
+
+
+async def test_clicks_written_again_after_a_broken_connection_are_stored_once(repositories, tenant, monkeypatch):
+    """The connection breaks after the server stored the clicks: the retry finds them there (duplicate keys)
+    and the callers are answered, each click stored once."""
+    collection = repositories.clicks.collection
+    insert_many = collection.insert_many
+    calls = []
+
+    async def stored_then_broken(documents, **options):
+        calls.append(len(documents))
+        result = await insert_many(documents, **options)
+        if len(calls) == 1:
+            raise AutoReconnect("connection reset after the write")
+        return result
+    monkeypatch.setattr(collection, "insert_many", stored_then_broken)
+    uows = []
+    for n in range(3):
+        uow = UnitOfWork(tenant, "/tests")
+        uow.record(engagement_received(tenant, {"share_id": None, "content_id": "c1", "campaign_id": None,
+                                                "ambassador_id": "a1", "team_id": None, "network": "linkedin"},
+                                       kind=EngagementKind.CLICK, count=1, source="redirect",
+                                       source_event_id=f"{tenant}-{n}", occurred_at=datetime.now(UTC)))
+        uows.append((Click(id=f"{tenant}-retry/{n}", tenant=tenant, code=f"{tenant}-retry", at=datetime.now(UTC)),
+                     uow))
+    await repositories.clicks.record_many(uows)
+    assert calls == [3, 3]
+    stored = await collection.find({"tenant": tenant, "code": f"{tenant}-retry"}).to_list()
+    assert sorted(document["_id"] for document in stored) == [f"{tenant}-retry/{n}" for n in range(3)]
+
+
+async def test_clicks_are_not_written_again_when_no_server_was_reached(repositories, tenant, monkeypatch):
+    calls = []
+
+    async def no_server(documents, **options):
+        calls.append(len(documents))
+        raise ServerSelectionTimeoutError("no server")
+    monkeypatch.setattr(repositories.clicks.collection, "insert_many", no_server)
+    click = Click(id=f"{tenant}-none/1", tenant=tenant, code=f"{tenant}-none", at=datetime.now(UTC))
+    with pytest.raises(ServerSelectionTimeoutError):  # a 503 for the batch's redirects: nothing was sent
+        await repositories.clicks.record_many([(click, UnitOfWork(tenant, "/tests"))])
+    assert calls == [1]

@@ -7,6 +7,8 @@ saved with the state change they belong to.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -285,16 +287,27 @@ class FakeClicks:
     events: dict[str, list[Envelope]] = field(default_factory=dict)
     visitors: set[str] = field(default_factory=set)
 
-    async def claim_visitor(self, tenant: str, visitor_key: str) -> bool:
-        if visitor_key in self.visitors:
-            return False
-        self.visitors.add(visitor_key)
-        return True
+    writes: list[str] = field(default_factory=list)  # "claims" / "clicks", one per insert command
+    failing: Exception | None = None  # raised by the next insert of clicks (nothing of it is stored)
 
-    async def record(self, click: Click, uow: UnitOfWork) -> None:
-        assert click.id not in self.items, "click ids are random: never taken"
-        self.items[click.id] = click
-        self.events[click.id] = [envelope for _, envelope in uow.pending]
+    async def claim_visitors(self, claims: Sequence[tuple[str, str]]) -> set[str]:
+        self.writes.append("claims")
+        keys = [key for _, key in claims]
+        assert len(set(keys)) == len(keys), "the keys of one insert are distinct"
+        new = {key for key in keys if key not in self.visitors}
+        self.visitors.update(new)
+        return new
+
+    async def record_many(self, clicks: Sequence[tuple[Click, UnitOfWork]]) -> None:
+        self.writes.append("clicks")
+        await asyncio.sleep(0)  # a real write lets other requests run meanwhile
+        if self.failing is not None:
+            failing, self.failing = self.failing, None
+            raise failing
+        for click, uow in clicks:
+            assert click.id not in self.items, "click ids are random: never taken"
+            self.items[click.id] = click
+            self.events[click.id] = [envelope for _, envelope in uow.pending]
 
     async def unique_visitors_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -22,6 +22,8 @@ class Options:
     engagement_clock_skew: timedelta = timedelta(minutes=5)
     engagement_backfill: timedelta = timedelta(0)
     link_cache_seconds: float = 2.0
+    click_batch_max: int = 500
+    click_batch_wait_seconds: float = 0.002
     feed_snapshot_seconds: float = 0.0  # 0: the feed reads the contents on every request
 
     @classmethod
@@ -34,6 +36,8 @@ class Options:
                    engagement_clock_skew=timedelta(seconds=settings.engagement_clock_skew_seconds),
                    engagement_backfill=timedelta(days=settings.engagement_backfill_days),
                    link_cache_seconds=settings.link_cache_seconds,
+                   click_batch_max=settings.click_batch_max,
+                   click_batch_wait_seconds=settings.click_batch_wait_ms / 1000,
                    feed_snapshot_seconds=settings.feed_snapshot_seconds)
 
     def tracked_link(self, code: str) -> str:

@@ -9,6 +9,7 @@ document at most once (per-partition watermark written with the effect), so rede
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -185,12 +186,14 @@ class Links(Protocol):
 
 
 class Clicks(Protocol):
-    async def claim_visitor(self, tenant: str, visitor_key: str) -> bool:
-        """True the first time a visitor's key on a link is claimed, False ever after (one insert)."""
+    async def claim_visitors(self, claims: Sequence[tuple[str, str]]) -> set[str]:
+        """Claim (tenant, visitor key) pairs, keys distinct: the keys claimed now for the first time (new
+        visitors on their link), a fresh set; the others were claimed before (one insert for all)."""
         ...
 
-    async def record(self, click: Click, uow: UnitOfWork) -> None:
-        """Store the counted click with its events (one insert; click ids are random, never taken)."""
+    async def record_many(self, clicks: Sequence[tuple[Click, UnitOfWork]]) -> None:
+        """Store counted clicks with their events, all durable when this returns (one insert for all). Click
+        ids are random, never taken: writing the same clicks again (a retry) stores each once."""
         ...
 
     async def unique_visitors_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:

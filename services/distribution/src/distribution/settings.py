@@ -34,6 +34,13 @@ class DistributionSettings(ServiceSettings):
         "tenant reports weeks of engagement for posts it shares today)"))
     link_cache_seconds: float = Field(default=2.0, ge=0, le=60, description=(
         "How long the redirect reuses a tracked link and its destination it read (0: read on every click)"))
+    # Group commit of clicks (service/group_commit.py). FerretDB 1.x: an insert command of more than ~1,000
+    # documents gets slow and large; 500 claims, then 500 clicks with their events, stay modest.
+    click_batch_max: int = Field(default=500, ge=1, le=1000, description=(
+        "Most clicks the redirect writes in one batch (one insert of the visitors' claims, one of the clicks)"))
+    click_batch_wait_ms: float = Field(default=2.0, ge=0, le=100, description=(
+        "How long a click waits for others to join its batch when no write is under way (0: write at once); "
+        "while a batch is being written, the next one gathers by itself"))
     feed_snapshot_seconds: float = Field(default=5.0, ge=0, description=(
         "How long a process answers feeds from one snapshot of a tenant's published contents (0: read them on "
         "every request); a content change shows in feeds at most this long plus one reload later"))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import AutoReconnect, BulkWriteError, ServerSelectionTimeoutError
+
 from advocacy_common.envelope import Envelope
-from advocacy_common.repository import AlreadyExists, ModelRepository, Page, Repository, SortKey, UnitOfWork, insert_once
+from advocacy_common.outbox import OUTBOX_FIELD, outbox_entries
+from advocacy_common.repository import AlreadyExists, ModelRepository, Page, Repository, SortKey, UnitOfWork
 from advocacy_common.secretbox import Sealed, SecretBox, SecretUnreadable
 
 from ..models.engagement import Click, Connector, Report
@@ -21,8 +25,10 @@ class MongoClicks(ModelRepository[Click]):
     `clicks` is the queue of click events: each document is inserted with its event (the outbox) and the
     relay deletes it once Kafka has the event (`outbox_queues`), so it holds only the backlog and needs no
     hint. `click_visitors` holds one `_id` = code/visitor-hash per visitor and link (with its `code`), read
-    back only by a GDPR export: the insert itself says whether the visitor is new. On FerretDB 1.x an insert is checked against the unique
-    `_id` index, whereas every lookup or update scans the collection; MongoDB does both by index.
+    back only by a GDPR export: the insert itself says whether the visitor is new. On FerretDB 1.x an insert
+    is checked against the unique `_id` index, whereas every lookup or update scans the collection; MongoDB
+    does both by index. Both are written a batch of clicks at a time (the redirect's group commit): one
+    unordered `insert_many` per collection, whose duplicate-key errors name the documents already there.
     """
 
     collection_name = "clicks"
@@ -30,13 +36,27 @@ class MongoClicks(ModelRepository[Click]):
     hinted = False
     model = Click
 
-    async def claim_visitor(self, tenant: str, visitor_key: str) -> bool:
-        code = visitor_key.split("/", 1)[0]
-        return await insert_once(self.storage.database[self.visitors_collection],
-                                 {"_id": visitor_key, "tenant": tenant, "code": code})
+    async def claim_visitors(self, claims: Sequence[tuple[str, str]]) -> set[str]:
+        documents = [{"_id": key, "tenant": tenant, "code": key.split("/", 1)[0]} for tenant, key in claims]
+        claimed = {document["_id"] for document in documents}
+        if documents:
+            claimed -= await _insert_all(self.storage.database[self.visitors_collection], documents)
+        return claimed
 
-    async def record(self, click: Click, uow: UnitOfWork) -> None:
-        await self.add(click, uow)
+    async def record_many(self, clicks: Sequence[tuple[Click, UnitOfWork]]) -> None:
+        documents = [{**self.to_document(click), OUTBOX_FIELD: outbox_entries(uow.pending)} for click, uow in clicks]
+        if not documents:
+            return
+        try:
+            await _insert_all(self.collection, documents)
+        except ServerSelectionTimeoutError:
+            raise  # no server was reached: nothing was written, the callers get the error
+        except AutoReconnect:
+            # The connection broke (or timed out) under the write: whether the server applied it is unknown.
+            # One more try of the same documents settles it, a document already there being a duplicate key
+            # (click ids are random: only our own first try can have taken one). Answering an error instead
+            # would leave clicks counted that their callers retry.
+            await _insert_all(self.collection, documents)
 
     async def unique_visitors_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:
         """Distinct visitors per link (clicks themselves leave `clicks` once relayed; their daily counts are
@@ -46,6 +66,24 @@ class MongoClicks(ModelRepository[Click]):
                     {"$group": {"_id": "$code", "visitors": {"$sum": 1}}}]
         visitors = self.storage.database[self.visitors_collection]
         return {row["_id"]: row["visitors"] async for row in await visitors.aggregate(pipeline)}
+
+
+DUPLICATE_KEY = 11000
+
+
+async def _insert_all(collection: AsyncCollection, documents: list[dict[str, Any]]) -> set[Any]:
+    """Insert every document not there yet, in one unordered `insert_many`: the `_id`s that were already there.
+
+    Any other error raises; what went in before it stays.
+    """
+    try:
+        await collection.insert_many(documents, ordered=False)
+        return set()
+    except BulkWriteError as error:
+        problems = error.details.get("writeErrors", [])
+        if error.details.get("writeConcernErrors") or any(p.get("code") != DUPLICATE_KEY for p in problems):
+            raise
+        return {documents[problem["index"]]["_id"] for problem in problems}
 
 
 OLDEST_FIRST = SortKey("created_at", descending=False)

@@ -1,12 +1,20 @@
-"""The public tracked link: where it leads, and counting the click (its event rides with the click)."""
+"""The public tracked link: where it leads, and counting the click (its event rides with the click).
+
+Clicks are counted by group commit (`group_commit.py`): the clicks of concurrent requests are written
+together, two insert commands per batch instead of two per click, and each redirect is answered only once
+its batch is durable.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 from cachetools import TTLCache
+from prometheus_client import Counter
 
 from advocacy_common.events import EngagementKind
 from advocacy_common.repository import UnitOfWork
@@ -17,15 +25,48 @@ from ..models.engagement import (
 from ..models.sharing import TrackedLink
 from ..options import EVENT_SOURCE, Options
 from ..ports import Repositories
+from .group_commit import GroupCommit
 
 REDIRECT_SOURCE = "redirect"
 CACHED_LINKS = 10_000
+CACHED_CONTENTS = 10_000
+# The bot check runs crawlerdetect's large regex; a handful of user agents make most traffic. Longer ones
+# (rare, and a way to fill memory) are checked every time.
+CACHED_USER_AGENTS = 2_048
+CACHEABLE_USER_AGENT = 512
+_NO_CONTENT = ""  # a cached "the content is unknown": the link's own URL is used
+# What the redirect asks of the database, on /metrics: each batch is two insert commands, each read one find.
+CLICK_BATCHES = Counter("distribution_click_batches", "Batches of clicks written (two inserts each)", ["outcome"])
+CLICKS_WRITTEN = Counter("distribution_clicks_written", "Clicks written durably by the redirect's batches")
+REDIRECT_READS = Counter("distribution_redirect_reads", "Reads of the redirect past its caches", ["what"])
 
 
 @dataclass(frozen=True)
 class Destination:
     link: TrackedLink
     url: str  # the content's current link, or the link's own when the content is unknown
+    target: str  # `url` with the link's UTM parameters: what the redirect answers
+
+
+@dataclass(frozen=True)
+class ClickToCount:
+    link: TrackedLink
+    visitor_key: str  # code/salted visitor hash
+    at: datetime
+    # The request's context: its event is built in it, so that the event joins that request's trace (the
+    # batch is written by a task of whichever request started it).
+    context: contextvars.Context
+
+
+@lru_cache(maxsize=CACHED_USER_AGENTS)
+def _is_bot_cached(user_agent: str) -> bool:
+    return is_link_preview_bot(user_agent)
+
+
+def is_bot(user_agent: str | None) -> bool:
+    if user_agent and len(user_agent) <= CACHEABLE_USER_AGENT:
+        return _is_bot_cached(user_agent)
+    return is_link_preview_bot(user_agent)
 
 
 @dataclass(frozen=True)
@@ -35,11 +76,18 @@ class Tracking:
     # Recently followed links and where they lead, for `options.link_cache_seconds`: a popular link is
     # read once per period instead of twice per click. A link changes only when its share is confirmed
     # or its ambassador erased, and the content's URL with its projection: each is seen that much later,
-    # on top of the projections' own lag. Bounded: the oldest entries go first.
+    # on top of the projections' own lag. Bounded: the oldest entries go first. The contents' URLs are
+    # kept apart for as long, so that the links of one content read it once per period, not once each.
     destinations: TTLCache = field(init=False)
+    content_urls: TTLCache = field(init=False)
+    clicks: GroupCommit[ClickToCount, bool] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "destinations", TTLCache(maxsize=CACHED_LINKS, ttl=self.options.link_cache_seconds))
+        ttl = self.options.link_cache_seconds
+        object.__setattr__(self, "destinations", TTLCache(maxsize=CACHED_LINKS, ttl=ttl))
+        object.__setattr__(self, "content_urls", TTLCache(maxsize=CACHED_CONTENTS, ttl=ttl))
+        object.__setattr__(self, "clicks", GroupCommit(self._count, max_items=self.options.click_batch_max,
+                                                       max_wait=self.options.click_batch_wait_seconds))
 
     async def follow(self, code: str, client_ip: str, user_agent: str | None, now: datetime,
                      count: bool = True) -> str | None:
@@ -50,39 +98,75 @@ class Tracking:
         destination = await self.destination(code)
         if destination is None:
             return None
-        if count and not is_link_preview_bot(user_agent):
+        if count and not is_bot(user_agent):
             await self.record_click(destination.link, client_ip, user_agent or "", now)  # durable before we answer
-        link = destination.link
-        return with_utm(destination.url, network=link.network, campaign_id=link.campaign_id or "", code=code)
+        return destination.target
 
     async def destination(self, code: str) -> Destination | None:
-        cached = self.destinations.get(code) if self.options.link_cache_seconds > 0 else None
+        caching = self.options.link_cache_seconds > 0
+        cached = self.destinations.get(code) if caching else None
         if cached is not None:
             return cached
+        REDIRECT_READS.labels("link").inc()
         link = await self.repositories.links.by_code(code)
         if link is None:
             return None  # not cached: a code may be created any moment
-        content = await self.repositories.contents.get(link.tenant, link.content_id)
-        destination = Destination(link, content.link_url if content is not None and content.link_url else link.link_url)
-        if self.options.link_cache_seconds > 0:
+        url = await self._content_url(link.tenant, link.content_id) or link.link_url
+        destination = Destination(link, url, with_utm(url, network=link.network, campaign_id=link.campaign_id or "",
+                                                      code=code))
+        if caching:
             self.destinations[code] = destination
         return destination
 
-    async def record_click(self, link: TrackedLink, client_ip: str, user_agent: str, now: datetime) -> bool:
-        """Two inserts per click: the visitor's claim on the link, then the click with its event; True when
-        this visitor is new on this link.
+    async def _content_url(self, tenant: str, content_id: str) -> str:
+        key = (tenant, content_id)
+        caching = self.options.link_cache_seconds > 0
+        url = self.content_urls.get(key) if caching else None
+        if url is None:
+            REDIRECT_READS.labels("content").inc()
+            content = await self.repositories.contents.get(tenant, content_id)
+            url = content.link_url if content is not None and content.link_url else _NO_CONTENT
+            if caching:
+                self.content_urls[key] = url
+        return url
 
-        The claim comes first because the event says whether the visitor is unique. A crash between the
-        two loses nothing counted (no answer was sent) but makes this visitor's next click a repeat one.
-        """
-        click_id = uuid.uuid4().hex
+    async def record_click(self, link: TrackedLink, client_ip: str, user_agent: str, now: datetime) -> bool:
+        """Count the click (in the next batch of clicks); True when this visitor is new on this link."""
         key = f"{link.code}/{visitor_hash(self.options.visitor_hash_salt, link.code, client_ip, user_agent)}"
-        unique = await self.repositories.clicks.claim_visitor(link.tenant, key)
+        return await self.clicks.submit(ClickToCount(link, key, now, contextvars.copy_context()))
+
+    async def _count(self, batch: list[ClickToCount]) -> list[bool]:
+        """Two inserts per batch: the visitors' claims on their links, then the clicks with their events.
+
+        The claims come first because each event says whether its visitor is unique. A failure between the
+        two loses nothing counted (every request of the batch gets the error) but makes these visitors' next
+        clicks repeat ones. Of two clicks of one visitor on one link in a batch, the first is the unique one.
+        """
+        claims: dict[str, str] = {}
+        for click in batch:
+            claims.setdefault(click.visitor_key, click.link.tenant)
+        try:
+            new = await self.repositories.clicks.claim_visitors([(tenant, key) for key, tenant in claims.items()])
+            uniques: list[bool] = []
+            for click in batch:
+                uniques.append(click.visitor_key in new)
+                new.discard(click.visitor_key)
+            await self.repositories.clicks.record_many([click.context.run(self._click, click, unique)
+                                                        for click, unique in zip(batch, uniques, strict=True)])
+        except Exception:
+            CLICK_BATCHES.labels("failed").inc()
+            raise
+        CLICK_BATCHES.labels("written").inc()
+        CLICKS_WRITTEN.inc(len(batch))
+        return uniques
+
+    @staticmethod
+    def _click(click: ClickToCount, unique: bool) -> tuple[Click, UnitOfWork]:
+        link = click.link
+        click_id = uuid.uuid4().hex
         uow = UnitOfWork(link.tenant, EVENT_SOURCE)
         event = engagement_received(link.tenant, attribution_of_link(link), kind=EngagementKind.CLICK, count=1,
-                                    source=REDIRECT_SOURCE, source_event_id=click_id, occurred_at=now,
+                                    source=REDIRECT_SOURCE, source_event_id=click_id, occurred_at=click.at,
                                     unique_visitor=unique)
         uow.record(event, event_id=event.engagement_id)
-        await self.repositories.clicks.record(Click(id=f"{link.code}/{click_id}", tenant=link.tenant, code=link.code,
-                                                    at=now), uow)
-        return unique
+        return Click(id=f"{link.code}/{click_id}", tenant=link.tenant, code=link.code, at=click.at), uow
