@@ -413,7 +413,11 @@ class MongoMetricsStore(StoredSubjectHolders):
         return clean
 
     async def read_watermarks(self, targets: Sequence[Target]) -> dict[Target, Watermarks]:
-        # A bare `_id` list: the one filter FerretDB 1.x serves without a scan (MongoDB: its _id index).
+        # One `$in` per collection. FerretDB 1.x pushes `$in` down on neither backend: it is one pass over
+        # the collection, decoded in Go (measured: 1.8 s for 50 ids in 10,000 documents on PostgreSQL). One
+        # `find_one` per id would be a scan each on PostgreSQL, which loses from a few dozen ids on, and a
+        # fold reads hundreds; the fold schedule keeps this cost to a share of the worker's time, and reads
+        # add pending slices, so a slower fold delays no KPI. MongoDB serves it from the `_id` index.
         ids: dict[str, dict[str, Target]] = defaultdict(dict)
         for target in targets:
             name, document_id, _ = _layout(target)
