@@ -34,9 +34,10 @@ class DistributionSettings(ServiceSettings):
         "tenant reports weeks of engagement for posts it shares today)"))
     link_cache_seconds: float = Field(default=2.0, ge=0, le=60, description=(
         "How long the redirect reuses a tracked link and its destination it read (0: read on every click)"))
-    feed_snapshot_seconds: float = Field(default=5.0, ge=0, description=(
-        "How long a process answers feeds from one snapshot of a tenant's published contents (0: read them on "
-        "every request); a content change shows in feeds at most this long plus one reload later"))
+    feed_snapshot_seconds: float = Field(default=1.0, ge=0, description=(
+        "How long a process answers feeds from one snapshot of a tenant's contents and charter before checking "
+        "them again (two reads by id; the contents are listed again only when one changed; 0: check on every "
+        "request); a content or charter change shows in feeds at most this long plus one check later"))
     # Seals connector secrets at rest (AES-256-GCM). The default is a DEV-ONLY key known to everyone who
     # reads this file: production sets its own keyring, e.g. DISTRIBUTION_SECRET_KEYS='{"2026-12": "<base64 of
     # 32 random bytes>"}' and DISTRIBUTION_SECRET_KEY_ID=2026-12 (rotation: README, "Connector secrets").
