@@ -17,6 +17,7 @@ from advocacy_common.publishing import envelope_for
 from advocacy_common.repository import StaleWrite
 from distribution.handlers import PROJECTION_HANDLERS
 from distribution.models.sharing import ShareStatus
+from distribution.service.feed_snapshots import LISTING_GAP_SECONDS, FeedSnapshots
 
 from distribution_world import NOW, TENANT, World, principal
 
@@ -156,3 +157,18 @@ async def test_a_new_charter_shows_at_the_next_check_without_listing_the_content
     world.repositories.ambassadors.items[(TENANT, me())] = me_now.model_copy(update={"accepted_charter_version": 2})
     [item] = (await world.sharing.feed(principal("amb-1"), NOW, 20, None)).items
     assert item.disclosure_lines == ["#employee"]
+
+
+async def test_contents_changing_all_the_time_are_listed_at_most_every_gap(world):
+    clock = [100.0]
+    snapshots = FeedSnapshots(world.repositories.contents, world.repositories.charters, 1.0, clock=lambda: clock[0])
+    contents = world.repositories.contents
+    assert len((await snapshots._check(TENANT)).index) == 1 and contents.listings == 1
+    await handle(world, published("c2"))
+    clock[0] += LISTING_GAP_SECONDS - 1
+    assert len((await snapshots._check(TENANT)).index) == 1 and contents.listings == 1  # too soon: kept
+    await handle(world, published("c3"))
+    clock[0] += 1
+    assert len((await snapshots._check(TENANT)).index) == 3 and contents.listings == 2  # both changes listed
+    clock[0] += 60
+    assert len((await snapshots._check(TENANT)).index) == 3 and contents.listings == 2  # nothing changed since
