@@ -12,6 +12,7 @@ from advocacy_common.topics import SHARE
 from advocacy_common.events import ContentPublished, Objective
 from advocacy_common.subjects import COLLECTION as SUBJECTS
 from distribution.adapters.sharing import BOOK_CHUNK_ENTRIES
+from distribution.adapters import subjects
 from distribution.adapters.subjects import BucketedSubjectHolders, move_subject_claims, subject_buckets
 from distribution.models.authenticity import (
     AuthenticityPolicy, BookEntry, minhash, normalized_words, packed, shingles,
@@ -247,7 +248,7 @@ async def test_the_content_change_count_moves_on_every_write_also_a_repeated_one
 
 
 async def test_subject_claims_live_in_buckets_and_move_there_from_the_single_collection(repositories, tenant,
-                                                                                       distribution_db):
+                                                                                       distribution_db, monkeypatch):
     ambassadors = repositories.ambassadors
     await ambassadors.claim_subject(tenant, "key-1", "first", NOW)
     await ambassadors.claim_subject(tenant, "key-1", "older", NOW - timedelta(days=1))  # a replayed older claim
@@ -265,6 +266,7 @@ async def test_subject_claims_live_in_buckets_and_move_there_from_the_single_col
         holders = BucketedSubjectHolders(buckets)
         await holders.claim_subject(tenant, "key-7", "newer", NOW + timedelta(hours=1))
         await holders.claim_subject(tenant, "key-8", "superseded", NOW - timedelta(hours=1))
+        monkeypatch.setattr(subjects, "MOVE_BATCH", 2)  # batches inserted while reading, and the rest after
         assert await move_subject_claims(database, True) == 300
         assert SUBJECTS not in await database.list_collection_names()
         assert await move_subject_claims(database, True) == 0

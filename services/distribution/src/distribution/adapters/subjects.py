@@ -24,6 +24,7 @@ from .buckets import bucket_collections, bucket_of, holding
 
 log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
+MOVE_BATCH = 200  # claims per insert when moving them into their buckets
 
 
 def subject_document_id(tenant: str, subject_key: str) -> str:
@@ -60,19 +61,23 @@ async def move_subject_claims(database: AsyncDatabase, ferretdb: bool) -> int:
         return 0
     buckets = subject_buckets(database, ferretdb)
     by_bucket: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    moved = 0
     async for document in database[COLLECTION].find({}):
-        by_bucket[bucket_of(document["_id"], len(buckets))].append(document)
+        number = bucket_of(document["_id"], len(buckets))
+        by_bucket[number].append(document)
+        if len(by_bucket[number]) == MOVE_BATCH:  # inserted as they come: memory stays bounded
+            moved += await _insert_keeping_latest(buckets[number], by_bucket.pop(number))
     for number, documents in by_bucket.items():
-        await _insert_keeping_latest(buckets[number], documents)
+        moved += await _insert_keeping_latest(buckets[number], documents)
     await database[COLLECTION].drop()
-    moved = sum(len(documents) for documents in by_bucket.values())
     log.info("moved %d subject claims into their buckets", moved)
     return moved
 
 
-async def _insert_keeping_latest(bucket: AsyncCollection, documents: list[dict[str, Any]]) -> None:
+async def _insert_keeping_latest(bucket: AsyncCollection, documents: list[dict[str, Any]]) -> int:
     try:
         await bucket.insert_many(documents, ordered=False)
+        return len(documents)
     except BulkWriteError as error:
         errors = error.details.get("writeErrors", [])
         if any(e.get("code") != DUPLICATE_KEY for e in errors):
@@ -81,3 +86,4 @@ async def _insert_keeping_latest(bucket: AsyncCollection, documents: list[dict[s
             document = documents[failed["index"]]
             await bucket.update_one({"_id": document["_id"], "claimed_at": {"$lte": document["claimed_at"]}},
                                     {"$set": {k: v for k, v in document.items() if k != "_id"}})
+        return len(documents)
