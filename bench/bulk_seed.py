@@ -19,7 +19,7 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 CHUNK = 500
 
@@ -87,6 +87,11 @@ class RecordingCollection:
                     raise NotImplementedError(operator)
         return UpdateResult(0 if inserted else 1, key if inserted else None)
 
+    async def insert_one(self, document: Mapping[str, Any], **_: Any) -> None:
+        """As the server's unique `_id` index does: a second insert of one `_id` is a duplicate key."""
+        if document["_id"] in self.documents:
+            raise DuplicateKeyError(f"E11000 duplicate key: {document['_id']!r}")
+        self.documents[document["_id"]] = dict(document)
 
     def find(self, filter_: Mapping[str, Any], projection: Any = None) -> _Found:
         """Only what the adapters' writes read back: documents by bare `_id` or `_id` `$in`."""

@@ -15,7 +15,8 @@ ambassadors over 40 teams, 8 locations, personas, 1–3 topics and 1–3 network
 For each size of --items (cumulative: the second size adds to the first), the api process is started
 afresh and wrk loads it with --clients concurrent connections (closed loop: each sends its next request
 as soon as the last is answered), --runs times each, every request with the token of one of --tokens
-ambassadors drawn at random. Prints p50 / p99 / requests per second per run, the median (min … max) per
+ambassadors drawn at random, after one first (cold) request whose time is printed apart (the tenant's
+contents are listed then). Prints p50 / p99 / requests per second per run, the median (min … max) per
 client count, the ratio of p99 at the largest to the smallest size, and the api process's peak RSS.
 --profile adds a py-spy profile of the api at the largest client count. --database reuses a seeded
 database (with --keep, a second invocation skips the seeding: sizes are taken from what is there).
@@ -34,6 +35,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from pymongo import AsyncMongoClient
 
 from advocacy_common.auth import ambassador_id_for
@@ -176,6 +178,13 @@ def main(arguments: argparse.Namespace) -> None:
                                  Path(f"/tmp/feedbench_{run}_api.log"))
                 api.start()
                 try:
+                    # The tenant's first feed lists its contents (nothing kept yet): measured apart, so
+                    # that the runs show the steady state.
+                    started = time.perf_counter()
+                    path, token = tokens[0]
+                    httpx.get(api.url + path, headers={"Authorization": f"Bearer {token}"}, timeout=600).raise_for_status()
+                    print(f"  first (cold) request {1000 * (time.perf_counter() - started):,.0f} ms "
+                          f"(load {load_average()})", flush=True)
                     name = f"feed, {size} items, {have_ambassadors} ambassadors"
                     results = measure(name, api.url, script, clients, arguments.runs, arguments.seconds, api)
                     p99_at_most[size] = statistics.median(r.p99_ms for r in results[max(clients)])

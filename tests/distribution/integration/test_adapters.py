@@ -9,12 +9,16 @@ from advocacy_common.envelope import Envelope
 from advocacy_common.events import EngagementKind, EngagementReceived, PostShared
 from advocacy_common.repository import AlreadyExists, KeyReused, StaleWrite, UnitOfWork
 from advocacy_common.topics import SHARE
+from advocacy_common.events import ContentPublished, Objective
+from advocacy_common.subjects import COLLECTION as SUBJECTS
 from distribution.adapters.sharing import BOOK_CHUNK_ENTRIES
+from distribution.adapters import subjects
+from distribution.adapters.subjects import BucketedSubjectHolders, move_subject_claims, subject_buckets
 from distribution.models.authenticity import (
     AuthenticityPolicy, BookEntry, minhash, normalized_words, packed, shingles,
 )
 from distribution.models.engagement import Click, Connector, Report, engagement_received
-from distribution.models.projections import CommentTally
+from distribution.models.projections import CommentTally, ContentView
 from distribution.models.sharing import Share, ShareStatus, TrackedLink
 
 pytestmark = pytest.mark.integration
@@ -161,7 +165,6 @@ async def test_counts_of_confirmed_shares_and_slots(repositories, tenant):
         {NOW + timedelta(hours=1), NOW + timedelta(hours=2)}
     assert await shares.slots_held_from(tenant, "c1", NOW, NOW - 2 * hold) == \
         {NOW + timedelta(hours=1), NOW + timedelta(hours=2), NOW + timedelta(hours=3)}
-    assert await shares.shared_content_ids(tenant, "a1") == {"c1"}
 
 
 async def test_comments_awaiting_reply_page_by_share_skipping_the_answered(repositories, tenant):
@@ -202,3 +205,81 @@ async def test_shares_confirmed_before_the_signature_books_are_found_until_marke
     assert f"{tenant}-old" in outside and f"{tenant}-new" not in outside
     await shares.mark_in_book(tenant, f"{tenant}-old")
     assert f"{tenant}-old" not in {s.id for s in await shares.confirmed_outside_books(1000)}
+
+
+async def test_shared_contents_hold_one_entry_per_share_in_one_document_per_person(repositories, tenant,
+                                                                                   distribution_db):
+    shared = repositories.shared
+    assert await shared.of(tenant, "a1") == set()
+    for _ in range(2):  # a retried confirmation enters nothing twice
+        await shared.add(tenant, "a1", "s-li", "c1")
+    await shared.add(tenant, "a1", "s-x", "c1")  # the same content on another network
+    await shared.add(tenant, "a1", "s-2", "c2")
+    await shared.add(tenant, "a2", "s-3", "c3")
+    assert await shared.of(tenant, "a1") == {"c1", "c2"} and await shared.of(tenant, "a2") == {"c3"}
+    [bucket] = [c for c in shared.buckets if await c.find_one({"_id": f"{tenant}/a1"})]
+    stored = await bucket.find_one({"_id": f"{tenant}/a1"})
+    assert stored["shares"] == [{"share_id": "s-li", "content_id": "c1"}, {"share_id": "s-x", "content_id": "c1"},
+                                {"share_id": "s-2", "content_id": "c2"}]
+    assert len(shared.buckets) == (256 if repositories.shares.storage.capabilities.ferretdb else 1)
+    await shared.remove(tenant, "a1", "s-li", "c1")  # the other share of c1 keeps it
+    assert await shared.of(tenant, "a1") == {"c1", "c2"}
+    await shared.remove(tenant, "a1", "s-x", "c1")
+    await shared.remove(tenant, "a1", "s-x", "c1")  # again: nothing more
+    assert await shared.of(tenant, "a1") == {"c2"}
+    assert await shared.of(f"{tenant}-other", "a1") == set()  # another tenant's person of the same id
+    await shared.forget(tenant, "a1")
+    await shared.forget(tenant, "a1")
+    assert await shared.of(tenant, "a1") == set() and await bucket.find_one({"_id": f"{tenant}/a1"}) is None
+    assert await shared.of(tenant, "a2") == {"c3"}
+
+
+async def test_the_content_change_count_moves_on_every_write_also_a_repeated_one(repositories, tenant):
+    contents = repositories.contents
+    assert await contents.changes(tenant) == 0
+    item = ContentView(tenant=tenant, content_id="c1", version=2, networks=["linkedin"], publish_at=NOW)
+    event = ContentPublished(content_id="c1", version=2, campaign_id="camp", objective=Objective.AWARENESS,
+                             title="t", link_url="https://acme.com", suggested_texts={}, topics=[], language="en",
+                             networks=["linkedin"], publish_at=NOW)
+    delivery = Delivery(Envelope(source="/tests", type=event.type_name, tenantid=tenant), event, "advocacy.content", 0, 1)
+    await contents.put_if_newer(item, delivery)
+    await contents.put_if_newer(item, delivery)  # redelivered: applied once, counted again
+    assert await contents.changes(tenant) == 2
+    await contents.put_if_newer(item.model_copy(update={"content_id": "later", "publish_at": NOW + timedelta(days=1)}),
+                                Delivery(delivery.envelope, event, "advocacy.content", 0, 2))
+    await contents.retire(tenant, "c1", 3, "withdrawn", Delivery(delivery.envelope, event, "advocacy.content", 0, 3))
+    assert await contents.changes(tenant) == 4
+    assert [c.content_id for c in await contents.list_unretired(tenant)] == ["later"]  # scheduled ones too
+    assert await contents.changes(f"{tenant}-other") == 0
+
+
+async def test_subject_claims_live_in_buckets_and_move_there_from_the_single_collection(repositories, tenant,
+                                                                                       distribution_db, monkeypatch):
+    ambassadors = repositories.ambassadors
+    await ambassadors.claim_subject(tenant, "key-1", "first", NOW)
+    await ambassadors.claim_subject(tenant, "key-1", "older", NOW - timedelta(days=1))  # a replayed older claim
+    assert await ambassadors.subject_holder(tenant, "key-1") == "first"
+    assert await ambassadors.subject_holder(f"{tenant}-other", "key-1") is None
+    # An earlier release kept every claim in one collection: moved into the buckets at start, latest claim
+    # winning over one already there, then that collection dropped; a second start finds nothing to do.
+    database = distribution_db.client[f"{distribution_db.name}_subjects"]
+    try:
+        legacy = database[SUBJECTS]
+        await legacy.insert_many([
+            {"_id": f"{tenant}\x1fkey-{n}", "tenant": tenant, "ambassador_id": f"old-{n}", "claimed_at": NOW}
+            for n in range(300)])
+        buckets = subject_buckets(database, True)
+        holders = BucketedSubjectHolders(buckets)
+        await holders.claim_subject(tenant, "key-7", "newer", NOW + timedelta(hours=1))
+        await holders.claim_subject(tenant, "key-8", "superseded", NOW - timedelta(hours=1))
+        monkeypatch.setattr(subjects, "MOVE_BATCH", 2)  # batches inserted while reading, and the rest after
+        assert await move_subject_claims(database, True) == 300
+        assert SUBJECTS not in await database.list_collection_names()
+        assert await move_subject_claims(database, True) == 0
+        assert [await holders.subject_holder(tenant, f"key-{n}") for n in (0, 7, 8, 299)] == \
+            ["old-0", "newer", "old-8", "old-299"]
+        assert sum([await bucket.count_documents({}) for bucket in buckets]) == 300
+        assert max([await bucket.count_documents({}) for bucket in buckets]) < 20  # spread, not in one
+        assert await move_subject_claims(database, False) == 0  # MongoDB: one collection, nothing to move
+    finally:
+        await distribution_db.client.drop_database(database.name)

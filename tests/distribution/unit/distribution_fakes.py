@@ -63,19 +63,28 @@ class FakeContents(AppliedOnce):
     def __init__(self) -> None:
         super().__init__()
         self.items: dict[tuple[str, str], ContentView] = {}
+        self.writes: dict[str, int] = {}  # per tenant, as the adapter's change count
+        self.listings = 0  # how often `list_unretired` was called (the snapshot's reloads)
 
     async def get(self, tenant: str, content_id: str) -> ContentView | None:
         return self.items.get((tenant, content_id))
 
-    async def list_published(self, tenant: str, now: datetime) -> list[ContentView]:
-        return [c for (t, _), c in self.items.items()
-                if t == tenant and not c.retired and c.publish_at is not None and c.publish_at <= now]
+    async def list_unretired(self, tenant: str) -> list[ContentView]:
+        self.listings += 1
+        return [c for (t, _), c in self.items.items() if t == tenant and not c.retired]
+
+    async def changes(self, tenant: str) -> int:
+        return self.writes.get(tenant, 0)
+
+    def _changed(self, tenant: str) -> None:
+        self.writes[tenant] = self.writes.get(tenant, 0) + 1
 
     async def put_if_newer(self, content: ContentView, delivery: Delivery) -> None:
         key = (content.tenant, content.content_id)
         stored = self.items.get(key)
         if (stored is None or stored.version < content.version) and self.first_time(key, delivery):
             self.items[key] = content
+        self._changed(content.tenant)
 
     async def retire(self, tenant: str, content_id: str, version: int, reason: str, delivery: Delivery) -> None:
         key = (tenant, content_id)
@@ -83,6 +92,7 @@ class FakeContents(AppliedOnce):
         if (stored is None or stored.version <= version) and self.first_time(key, delivery):
             base = stored or ContentView(tenant=tenant, content_id=content_id, version=version)
             self.items[key] = base.model_copy(update={"retired": True, "version": version})
+        self._changed(tenant)
 
 
 class FakeAmbassadors(AppliedOnce, FakeSubjectHolders):
@@ -169,6 +179,7 @@ class FakeShares:
     fingerprints: dict[str, str] = field(default_factory=dict)
     events: dict[str, list[Envelope]] = field(default_factory=dict)  # saved with the share they belong to
     in_book: set[str] = field(default_factory=set)  # confirmed by this release: entered in their book
+    in_shared: set[str] = field(default_factory=set)  # confirmed by this release: in the person's shared contents
 
     async def get(self, tenant: str, share_id: str) -> Share | None:
         return of_tenant(self.items.get(share_id), tenant)
@@ -192,6 +203,7 @@ class FakeShares:
         saved = share.model_copy(update={"version": share.version + 1})
         self.items[share.id] = saved
         self.in_book.add(share.id)
+        self.in_shared.add(share.id)
         self.events.setdefault(share.id, []).extend(envelope for _, envelope in uow.pending)
         return saved
 
@@ -204,9 +216,6 @@ class FakeShares:
 
     async def find_by_post_url(self, tenant: str, post_url: str) -> Share | None:
         return next((s for s in self.items.values() if s.tenant == tenant and s.post_url == post_url), None)
-
-    async def shared_content_ids(self, tenant: str, ambassador_id: str) -> set[str]:
-        return {s.content_id for s in self._of(tenant, ambassador_id) if s.status is ShareStatus.CONFIRMED}
 
     async def count_confirmed_since(self, tenant: str, ambassador_id: str, since: datetime) -> int:
         return sum(1 for s in self._of(tenant, ambassador_id)
@@ -225,10 +234,36 @@ class FakeShares:
     async def mark_in_book(self, tenant: str, share_id: str) -> None:
         self.in_book.add(share_id)
 
+    async def confirmed_outside_shared(self, limit: int) -> list[Share]:
+        return [s for s in self.items.values()
+                if s.status is ShareStatus.CONFIRMED and s.id not in self.in_shared][:limit]
+
+    async def mark_in_shared(self, tenant: str, share_id: str) -> None:
+        self.in_shared.add(share_id)
+
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         for share in self._of(tenant, ambassador_id):
             self.items[share.id] = share.model_copy(update={"ambassador_id": erased, "text": None, "post_url": None,
                                                             "version": share.version + 1})
+
+
+@dataclass
+class FakeSharedContents:
+    """Per (tenant, person), their entries {share id: content id}."""
+
+    items: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    async def of(self, tenant: str, ambassador_id: str) -> set[str]:
+        return set(self.items.get((tenant, ambassador_id), {}).values())
+
+    async def add(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
+        self.items.setdefault((tenant, ambassador_id), {})[share_id] = content_id
+
+    async def remove(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
+        self.items.get((tenant, ambassador_id), {}).pop(share_id, None)
+
+    async def forget(self, tenant: str, ambassador_id: str) -> None:
+        self.items.pop((tenant, ambassador_id), None)
 
 
 @dataclass
@@ -418,6 +453,6 @@ class FakePublisher:
 
 def fake_repositories() -> Repositories:
     return Repositories(contents=FakeContents(), ambassadors=FakeAmbassadors(), charters=FakeCharters(),
-                        comments=FakeComments(), shares=FakeShares(), books=FakeBooks(), links=FakeLinks(),
+                        comments=FakeComments(), shares=FakeShares(), shared=FakeSharedContents(), books=FakeBooks(), links=FakeLinks(),
                         clicks=FakeClicks(), connectors=FakeConnectors(), reports=FakeReports(), totals=FakeTotals(),
                         policies=FakePolicies(), exports=FakeExportParts())

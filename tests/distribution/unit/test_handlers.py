@@ -57,7 +57,7 @@ async def test_the_newest_content_version_wins_and_redelivery_changes_nothing():
     await handle(repositories, delivered(content(5, "v5"), offset=retired.offset))  # same offset: a redelivery
     stored = await repositories.contents.get(TENANT, "c1")
     assert (stored.version, stored.retired) == (4, True)
-    assert await repositories.contents.list_published(TENANT, NOW) == []
+    assert await repositories.contents.list_unretired(TENANT) == []
 
 
 async def test_charter_acceptance_and_opt_in_apply_in_any_order():

@@ -83,6 +83,9 @@ def create_app(settings: DistributionSettings) -> FastAPI:
             entered = await app.state.distribution.sharing.fill_books()
             if entered:
                 log.info("entered %d shares confirmed before signature books existed into their books", entered)
+            entered = await app.state.distribution.sharing.fill_shared()
+            if entered:
+                log.info("entered %d shares confirmed before shared contents existed", entered)
             yield
 
     app = create_service_app(settings, title="Distribution", description=DESCRIPTION, lifespan=lifespan)

@@ -71,6 +71,9 @@ async def on_erased(repositories: Repositories, delivery: Delivery) -> None:
     await asyncio.gather(repositories.shares.anonymise(tenant, ambassador_id, ERASED),
                          repositories.links.anonymise(tenant, ambassador_id, ERASED),
                          repositories.comments.anonymise(tenant, ambassador_id, ERASED))
+    # Last: a confirmation entering the person's shared contents meanwhile fails on the anonymised share
+    # and takes its entry out; one that entered before is dropped here.
+    await repositories.shared.forget(tenant, ambassador_id)
 
 
 async def on_export_requested(repositories: Repositories, delivery: Delivery) -> None:

@@ -33,8 +33,13 @@ from .models.sharing import Share, TrackedLink
 class ContentProjection(Protocol):
     async def get(self, tenant: str, content_id: str) -> ContentView | None: ...
 
-    async def list_published(self, tenant: str, now: datetime) -> list[ContentView]:
-        """Not retired and published by `now` (expiry and targeting are the caller's rules)."""
+    async def list_unretired(self, tenant: str) -> list[ContentView]:
+        """Not retired, published or scheduled (publication, expiry and targeting are the caller's rules)."""
+        ...
+
+    async def changes(self, tenant: str) -> int:
+        """How many content writes the tenant had: it moves on after each write of `put_if_newer` or
+        `retire` (also a repeated one), so a listing made after reading it holds every write it counts."""
         ...
 
     async def put_if_newer(self, content: ContentView, delivery: Delivery) -> None:
@@ -122,10 +127,6 @@ class Shares(Protocol):
 
     async def find_by_post_url(self, tenant: str, post_url: str) -> Share | None: ...
 
-    async def shared_content_ids(self, tenant: str, ambassador_id: str) -> set[str]:
-        """Contents I confirmed a share of."""
-        ...
-
     async def count_confirmed_since(self, tenant: str, ambassador_id: str, since: datetime) -> int: ...
 
     async def slots_held_from(self, tenant: str, content_id: str, moment: datetime,
@@ -133,6 +134,13 @@ class Shares(Protocol):
         """Recommended times at or after `moment` of this content's shares that still hold them: confirmed
         shares, and prepared ones created at or after `held_since` (older prepares gave their slot back)."""
         ...
+
+    async def confirmed_outside_shared(self, limit: int) -> list[Share]:
+        """Confirmed shares (of any tenant) not yet entered in their person's `SharedContents`: those
+        confirmed before it existed. Empty once `fill_shared` has run."""
+        ...
+
+    async def mark_in_shared(self, tenant: str, share_id: str) -> None: ...
 
     async def confirmed_outside_books(self, limit: int) -> list[Share]:
         """Confirmed shares (of any tenant) not yet entered in their content's signature book: those
@@ -143,6 +151,29 @@ class Shares(Protocol):
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         """Drop the person's id, text and post URL from their shares (counts stay)."""
+        ...
+
+
+class SharedContents(Protocol):
+    """Per person, the contents they confirmed a share of: what the feed leaves out, one read by id.
+
+    Entered by the confirmation before it saves the share (like the link's claim), so the person's next
+    feed already leaves the content out; taken out again when the confirmation does not go through."""
+
+    async def of(self, tenant: str, ambassador_id: str) -> set[str]:
+        """Content ids of my confirmed shares (empty when none)."""
+        ...
+
+    async def add(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
+        """Enter the share (idempotent: entered once however often called)."""
+        ...
+
+    async def remove(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
+        """Take this share's entry out (another share of the same content stays)."""
+        ...
+
+    async def forget(self, tenant: str, ambassador_id: str) -> None:
+        """Drop the person's entries (erasure)."""
         ...
 
 
@@ -269,6 +300,7 @@ class Repositories:
     charters: CharterProjection
     comments: CommentTallies
     shares: Shares
+    shared: SharedContents
     books: SignatureBooks
     links: Links
     clicks: Clicks

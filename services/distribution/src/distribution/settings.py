@@ -41,9 +41,11 @@ class DistributionSettings(ServiceSettings):
     click_batch_wait_ms: float = Field(default=2.0, ge=0, le=100, description=(
         "How long a click waits for others to join its batch when no write is under way (0: write at once); "
         "while a batch is being written, the next one gathers by itself"))
-    feed_snapshot_seconds: float = Field(default=5.0, ge=0, description=(
-        "How long a process answers feeds from one snapshot of a tenant's published contents (0: read them on "
-        "every request); a content change shows in feeds at most this long plus one reload later"))
+    feed_snapshot_seconds: float = Field(default=1.0, ge=0, description=(
+        "How long a process answers feeds from one snapshot of a tenant's contents and charter before checking "
+        "them again (two reads by id; the contents are listed again only when one changed; 0: check on every "
+        "request); a charter change shows in feeds at most this long plus one check later, a content change also "
+        "after one listing (contents changing all the time are listed at most every 5 s)"))
     # Seals connector secrets at rest (AES-256-GCM). The default is a DEV-ONLY key known to everyone who
     # reads this file: production sets its own keyring, e.g. DISTRIBUTION_SECRET_KEYS='{"2026-12": "<base64 of
     # 32 random bytes>"}' and DISTRIBUTION_SECRET_KEY_ID=2026-12 (rotation: README, "Connector secrets").

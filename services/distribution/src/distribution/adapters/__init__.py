@@ -21,7 +21,9 @@ from .projections import (
     MongoAmbassadorProjection, MongoCharterProjection, MongoCommentTallies, MongoContentProjection,
     ambassador_buckets,
 )
+from .shared_contents import MongoSharedContents
 from .sharing import MongoLinks, MongoPolicies, MongoShares, MongoSignatureBooks
+from .subjects import move_subject_claims
 
 __all__ = ["MongoConnectors", "ResealCount", "ambassador_documents", "create_indexes", "mongo_repositories",
            "outbox_collections", "outbox_queues", "processed_events", "upgrade_documents"]
@@ -32,7 +34,8 @@ def mongo_repositories(storage: Storage, secret_box: SecretBox) -> Repositories:
     """Every repository of distribution on one database; `secret_box` seals the connectors' secrets."""
     return Repositories(contents=MongoContentProjection(storage), ambassadors=MongoAmbassadorProjection(storage),
                         charters=MongoCharterProjection(storage), comments=MongoCommentTallies(storage),
-                        shares=MongoShares(storage), books=MongoSignatureBooks(storage), links=MongoLinks(storage),
+                        shares=MongoShares(storage), shared=MongoSharedContents(storage),
+                        books=MongoSignatureBooks(storage), links=MongoLinks(storage),
                         clicks=MongoClicks(storage),
                         connectors=MongoConnectors(storage, secret_box), reports=MongoReports(storage),
                         totals=MongoEngagementTotals(storage), policies=MongoPolicies(storage),
@@ -88,5 +91,7 @@ async def create_indexes(database: AsyncDatabase) -> None:
 
 async def upgrade_documents(database: AsyncDatabase) -> None:
     """Shares written before shares had a `version` get version 1, so that their confirmation (a
-    compare-and-set on the version) works. Matches nothing once done; a scan on FerretDB 1.x at start."""
+    compare-and-set on the version) works. Matches nothing once done; a scan on FerretDB 1.x at start.
+    On FerretDB, subject claims written before their buckets move into them (`move_subject_claims`)."""
     await database[MongoShares.collection_name].update_many({"version": {"$exists": False}}, {"$set": {"version": 1}})
+    await move_subject_claims(database, (await ServerCapabilities.detect(database)).ferretdb)

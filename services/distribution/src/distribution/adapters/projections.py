@@ -7,7 +7,6 @@ documents. Version guards are filters (`version < new`), so an older event appli
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -18,21 +17,18 @@ from pymongo.asynchronous.database import AsyncDatabase
 from advocacy_common.consuming import Delivery
 from advocacy_common.events import AmbassadorProfile, EngagementKind
 from advocacy_common.repository import Page, Repository, apply_once
-from advocacy_common.subjects import StoredSubjectHolders
 
 from ..models.projections import (
     AmbassadorStatus, AmbassadorView, CharterView, CommentTally, ContentView, scoped_id,
 )
+from .buckets import bucket_collections, holding
 from .erasure import anonymise_until_settled
+from .subjects import BucketedSubjectHolders, subject_buckets
 
 NOT_ERASED = {"status": {"$ne": AmbassadorStatus.ERASED.value}}
 AWAITING_SCOPE = "comments-awaiting-reply"
-AMBASSADORS = "ambassadors"
-# FerretDB 1.x finds even a bare `_id` by scanning the collection (SQLite: ~3 us per stored document,
-# 0.3 s at 100,000 people; PostgreSQL: ~1 us), so on it the people are spread over this many collections by
-# a hash of their id, and each lookup or projection update scans one bucket (~400 documents at 100,000).
-# MongoDB serves `_id` from its index: one collection there.
-FERRETDB_AMBASSADOR_BUCKETS = 256
+AMBASSADORS = "ambassadors"  # in buckets on FerretDB (see buckets.py): every feed reads one person by id
+CONTENT_CHANGES = "content_changes"  # `_id` tenant: `changes`, a count of the tenant's content writes
 COMMENT_COUNTERS = {EngagementKind.COMMENT: "comments", EngagementKind.COMMENT_REPLY: "replies"}
 
 
@@ -45,46 +41,62 @@ class MongoContentProjection(Repository[ContentView]):
     async def get(self, tenant: str, content_id: str) -> ContentView | None:
         return await super().get(tenant, scoped_id(tenant, content_id))
 
-    async def list_published(self, tenant: str, now: datetime) -> list[ContentView]:
-        # Scans on FerretDB 1.x (only `_id` filters reach SQLite); MongoDB uses the (tenant, retired,
-        # publish_at) index. A tenant's live contents are few: the feed ranks them all anyway.
-        return await self.find({"tenant": tenant, "retired": False, "publish_at": {"$lte": now}})
+    async def list_unretired(self, tenant: str) -> list[ContentView]:
+        # Scans on FerretDB 1.x (only `_id` filters reach the backend); MongoDB uses the (tenant, retired,
+        # publish_at) index. Once per change of the tenant's contents (see `changes`), not per feed.
+        return await self.find({"tenant": tenant, "retired": False})
+
+    async def changes(self, tenant: str) -> int:
+        # One small document per tenant, by bare `_id`: what the feed snapshot checks every second or so.
+        document = await self.storage.database[CONTENT_CHANGES].find_one({"_id": tenant})
+        return int(document.get("changes", 0)) if document is not None else 0
 
     async def put_if_newer(self, content: ContentView, delivery: Delivery) -> None:
         fields = content.model_dump(mode="json")
         fields.update(publish_at=content.publish_at, expires_at=content.expires_at)  # dates stay dates (queries)
         await apply_once(self.collection, {"_id": scoped_id(content.tenant, content.content_id),
                                            "version": {"$lt": content.version}}, {"$set": fields}, delivery)
+        await self._changed(content.tenant)
 
     async def retire(self, tenant: str, content_id: str, version: int, reason: str, delivery: Delivery) -> None:
         update = {"$set": {"retired": True, "version": version, "retired_reason": reason, "tenant": tenant,
                            "content_id": content_id}}
         await apply_once(self.collection, {"_id": scoped_id(tenant, content_id), "version": {"$lte": version}},
                          update, delivery)
+        await self._changed(tenant)
+
+    async def _changed(self, tenant: str) -> None:
+        # After the content's write, and also when `apply_once` found it applied (a redelivery after a crash
+        # between the two writes): a snapshot that read the count before a write reloads after it. An extra
+        # count only costs one reload.
+        await self.storage.database[CONTENT_CHANGES].update_one({"_id": tenant}, {"$inc": {"changes": 1}},
+                                                                upsert=True)
 
 
 def ambassador_buckets(database: AsyncDatabase, ferretdb: bool) -> list[AsyncCollection]:
     """The collections holding distribution's ambassador projection (one on MongoDB)."""
-    if not ferretdb:
-        return [database[AMBASSADORS]]
-    return [database[f"{AMBASSADORS}_{n:02x}"] for n in range(FERRETDB_AMBASSADOR_BUCKETS)]
+    return bucket_collections(database, AMBASSADORS, ferretdb)
 
 
-def bucket_of(document_id: str, buckets: int) -> int:
-    return int.from_bytes(hashlib.blake2b(document_id.encode(), digest_size=4).digest(), "big") % buckets
-
-
-class MongoAmbassadorProjection(StoredSubjectHolders, Repository[AmbassadorView]):
+class MongoAmbassadorProjection(Repository[AmbassadorView]):
     collection_name = AMBASSADORS
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.buckets = ambassador_buckets(self.storage.database, self.storage.capabilities.ferretdb)
+        ferretdb = self.storage.capabilities.ferretdb
+        self.buckets = ambassador_buckets(self.storage.database, ferretdb)
+        self.subjects = BucketedSubjectHolders(subject_buckets(self.storage.database, ferretdb))
 
     def _holding(self, tenant: str, ambassador_id: str) -> tuple[AsyncCollection, str]:
         """The collection and `_id` of one person's document."""
         document_id = scoped_id(tenant, ambassador_id)
-        return self.buckets[bucket_of(document_id, len(self.buckets))], document_id
+        return holding(self.buckets, document_id), document_id
+
+    async def claim_subject(self, tenant: str, subject_key: str, ambassador_id: str, claimed_at: datetime) -> None:
+        await self.subjects.claim_subject(tenant, subject_key, ambassador_id, claimed_at)
+
+    async def subject_holder(self, tenant: str, subject_key: str) -> str | None:
+        return await self.subjects.subject_holder(tenant, subject_key)
 
     def from_document(self, document: Mapping[str, Any]) -> AmbassadorView:
         return AmbassadorView.model_validate(document)

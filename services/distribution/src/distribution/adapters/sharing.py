@@ -20,6 +20,7 @@ from .erasure import anonymise_until_settled
 BOOK_CHUNK_ENTRIES = 200  # entries per book document: about 110 kB each, far below the 16 MB limit
 BOOK_ATTEMPTS = 20  # compare-and-set rounds of one removal
 IN_BOOK = "in_book"  # storage's note that a confirmed share is in its content's signature book
+IN_SHARED = "in_shared"  # storage's note that a confirmed share is in its person's shared contents
 
 
 class MongoShares(Repository[Share]):
@@ -30,6 +31,7 @@ class MongoShares(Repository[Share]):
         document.update(_id=share.id, status=share.status.value, network=share.network.value)
         if share.status is ShareStatus.CONFIRMED:
             document[IN_BOOK] = True  # a confirmation enters the book before it saves the share
+            document[IN_SHARED] = True  # and the person's shared contents (`MongoSharedContents`)
         return document
 
     def from_document(self, document: Mapping[str, Any]) -> Share:
@@ -59,11 +61,6 @@ class MongoShares(Repository[Share]):
         found = await self.find({"tenant": tenant, "post_url": post_url}, limit=1)
         return found[0] if found else None
 
-    async def shared_content_ids(self, tenant: str, ambassador_id: str) -> set[str]:
-        cursor = self.collection.find({"tenant": tenant, "ambassador_id": ambassador_id,
-                                       "status": ShareStatus.CONFIRMED.value}, projection={"content_id": 1})
-        return {document["content_id"] async for document in cursor}
-
     async def count_confirmed_since(self, tenant: str, ambassador_id: str, since: datetime) -> int:
         return await self.collection.count_documents({"tenant": tenant, "ambassador_id": ambassador_id,
                                                       "status": ShareStatus.CONFIRMED.value,
@@ -84,6 +81,13 @@ class MongoShares(Repository[Share]):
 
     async def mark_in_book(self, tenant: str, share_id: str) -> None:
         await self.collection.update_one({"_id": share_id, "tenant": tenant}, {"$set": {IN_BOOK: True}})
+
+    async def confirmed_outside_shared(self, limit: int) -> list[Share]:
+        # As `confirmed_outside_books`: a scan at start-up that matches nothing once filled.
+        return await self.find({"status": ShareStatus.CONFIRMED.value, IN_SHARED: {"$exists": False}}, limit=limit)
+
+    async def mark_in_shared(self, tenant: str, share_id: str) -> None:
+        await self.collection.update_one({"_id": share_id, "tenant": tenant}, {"$set": {IN_SHARED: True}})
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         # The version moves on, so a confirmation read before the erasure cannot write the person back.

@@ -121,28 +121,68 @@ def targeting_misses(content: ContentView, ambassador: AmbassadorView) -> list[s
     people: on every audience axis (teams, locations, languages, personas, topics) an empty list means
     'anyone', otherwise the ambassador's value (or one of their values) must be listed; someone who lists
     languages gets only items in one of them; the item allows one of their networks. The content's own
-    `topics` rank the feed (affinity), they do not exclude.
+    `topics` rank the feed (affinity), they do not exclude. (The rule itself is `Targeting.misses`.)
     """
-    profile = ambassador.profile
-    if profile is None:
-        return ["profile"]
-    audience = content.audience
-    misses = []
-    if audience.teams and not folded([profile.team_id]) & folded(audience.teams):
-        misses.append("team")
-    if audience.locations and not folded([profile.location]) & folded(audience.locations):
-        misses.append("location")
-    languages = folded(profile.languages)
-    if (languages and not folded([content.language]) & languages) \
-            or (audience.languages and not languages & folded(audience.languages)):
-        misses.append("language")
-    if audience.personas and profile.persona not in audience.personas:
-        misses.append("persona")
-    if audience.topics and not folded(profile.topics) & folded(audience.topics):
-        misses.append("topics")
-    if not set(content.networks) & ambassador.networks():
-        misses.append("network")
-    return misses
+    recipient = Recipient.of(ambassador)
+    return Targeting.of(content).misses(recipient) if recipient is not None else ["profile"]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """An ambassador's profile as targeting compares it, folded once (per feed request, not per item)."""
+
+    team: frozenset[str]
+    location: frozenset[str]
+    languages: frozenset[str]
+    persona: str
+    topics: frozenset[str]
+    networks: frozenset[str]
+
+    @classmethod
+    def of(cls, ambassador: AmbassadorView) -> Recipient | None:
+        profile = ambassador.profile
+        if profile is None:
+            return None
+        return cls(team=frozenset(folded([profile.team_id])), location=frozenset(folded([profile.location])),
+                   languages=frozenset(folded(profile.languages)), persona=profile.persona,
+                   topics=frozenset(folded(profile.topics)), networks=frozenset(ambassador.networks()))
+
+
+@dataclass(frozen=True, slots=True)
+class Targeting:
+    """One content's audience, folded once (the feed's snapshot keeps one per content): the targeting rule."""
+
+    teams: frozenset[str]
+    locations: frozenset[str]
+    language: frozenset[str]  # the content's own language, folded (empty when it has none)
+    languages: frozenset[str]
+    personas: frozenset[str]
+    topics: frozenset[str]
+    networks: frozenset[str]
+
+    @classmethod
+    def of(cls, content: ContentView) -> Targeting:
+        audience = content.audience
+        return cls(teams=frozenset(folded(audience.teams)), locations=frozenset(folded(audience.locations)),
+                   language=frozenset(folded([content.language])), languages=frozenset(folded(audience.languages)),
+                   personas=frozenset(audience.personas), topics=frozenset(folded(audience.topics)),
+                   networks=frozenset(content.networks))
+
+    def misses(self, me: Recipient) -> list[str]:
+        misses = []
+        if self.teams and not me.team & self.teams:
+            misses.append("team")
+        if self.locations and not me.location & self.locations:
+            misses.append("location")
+        if (me.languages and not self.language & me.languages) or (self.languages and not me.languages & self.languages):
+            misses.append("language")
+        if self.personas and me.persona not in self.personas:
+            misses.append("persona")
+        if self.topics and not me.topics & self.topics:
+            misses.append("topics")
+        if not self.networks & me.networks:
+            misses.append("network")
+        return misses
 
 
 FRESHNESS_HALF_LIFE_HOURS = 72.0
@@ -180,7 +220,8 @@ class FeedIndex:
     """A tenant's published contents, arranged so that one page of `rank_feed` costs about the page, not
     the number of contents.
 
-    Built once per snapshot of the contents: one list per distinct set of topics, freshest first. For one
+    Built once per snapshot of the contents: one list per distinct set of topics, freshest first, each
+    entry with its audience folded (`Targeting`) and its publication time as a number. For one
     ambassador, every content of a list has the same topic affinity, so its score is that affinity's share
     plus its freshness (monotone in `publish_at`, whatever the scoring time): a page is a merge of the lists
     by score that stops once no entry left can beat the page. Same results, order and scores as
@@ -189,9 +230,9 @@ class FeedIndex:
     """
 
     def __init__(self, contents: list[ContentView]):
-        self.by_topics: dict[frozenset[str], list[ContentView]] = {}
+        self.by_topics: dict[frozenset[str], list[_Entry]] = {}
         for content in sorted(contents, key=_published_key, reverse=True):  # freshest first
-            self.by_topics.setdefault(frozenset(folded(content.topics)), []).append(content)
+            self.by_topics.setdefault(frozenset(folded(content.topics)), []).append(_Entry(content))
         self.size = len(contents)
 
     def __len__(self) -> int:
@@ -200,16 +241,21 @@ class FeedIndex:
     def page(self, ambassador: AmbassadorView, now: datetime, shared_content_ids: set[str],
              scored_at: datetime, position: FeedPosition | None, limit: int) -> list[tuple[float, ContentView]]:
         """The first `limit` entries of `after_position(rank_feed(...), position)`."""
-        profile = ambassador.profile
-        mine = folded(profile.topics) if profile else set()
-        lists: list[tuple[float, list[ContentView]]] = []
+        me = Recipient.of(ambassador)
+        if me is None:
+            return []  # no profile: targeted to nobody (`targeting_misses`)
+        lists: list[tuple[float, list[_Entry]]] = []
         for topics, entries in self.by_topics.items():
             # A content's own topics only rank (see `targeting_misses`): no list is skipped for them.
-            affinity = len(topics & mine) / len(topics) if topics else 0.5  # as in `feed_score`
+            affinity = len(topics & me.topics) / len(topics) if topics else 0.5  # as in `feed_score`
             lists.append((TOPIC_WEIGHT * affinity, entries))
+        scored = scored_at.timestamp()
 
         def bound(n: int, at: int) -> float:
-            return lists[n][0] + (1 - TOPIC_WEIGHT) * _freshness(lists[n][1][at], scored_at)
+            # In floating seconds: an upper bound for the heap (within 1e-9 of the score, see the break below).
+            published = lists[n][1][at].published
+            age_hours = max(0.0, (scored - published) / 3600) if published is not None else 0.0
+            return lists[n][0] + (1 - TOPIC_WEIGHT) * 0.5 ** (age_hours / FRESHNESS_HALF_LIFE_HOURS)
 
         heap = [(-bound(n, 0), n, 0) for n in range(len(lists))]
         heapq.heapify(heap)
@@ -223,18 +269,30 @@ class FeedIndex:
                 # Scores are rounded to 6 decimals: an entry left can tie the page's last only within that.
                 if -negative_bound + 1e-6 < found[-1][0]:
                     break
-            if at + 1 < len(lists[n][1]):
+            weight, entries = lists[n]
+            if at + 1 < len(entries):
                 heapq.heappush(heap, (-bound(n, at + 1), n, at + 1))
-            content = lists[n][1][at]
+            entry = entries[at]
+            content = entry.content
             if (not content.is_active(now) or content.content_id in shared_content_ids
-                    or targeting_misses(content, ambassador)):
+                    or entry.targeting.misses(me)):
                 continue
-            score = feed_score(content, ambassador, scored_at)
+            # Exactly `feed_score` (same operations on the same values), without folding again.
+            score = round(weight + (1 - TOPIC_WEIGHT) * _freshness(content, scored_at), 6)
             if last is not None and (-round(score * SCORE_SCALE), content.content_id) <= last:
                 continue
             found.append((score, content))
         found.sort(key=lambda pair: (-pair[0], pair[1].content_id))
         return found[:limit]
+
+
+class _Entry:
+    __slots__ = ("content", "targeting", "published")
+
+    def __init__(self, content: ContentView):
+        self.content = content
+        self.targeting = Targeting.of(content)
+        self.published = content.publish_at.timestamp() if content.publish_at else None
 
 
 def _published_key(content: ContentView) -> float:

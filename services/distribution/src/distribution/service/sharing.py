@@ -25,8 +25,8 @@ from ..models.authenticity import (
     colleague_key, packed, score_authenticity,
 )
 from ..models.projections import (
-    INELIGIBILITY_REASONS, SCORE_SCALE, AmbassadorView, CharterView, ContentView, FeedPage, FeedPosition,
-    ineligibility, suggestion, targeting_misses,
+    ERASED, INELIGIBILITY_REASONS, SCORE_SCALE, AmbassadorStatus, AmbassadorView, CharterView, ContentView,
+    FeedPage, FeedPosition, ineligibility, suggestion, targeting_misses,
 )
 from ..models.sharing import (
     Refusal, Share, ShareStatus, TrackedLink, check_text, check_weekly_limit, in_quiet_hours, link_code,
@@ -57,26 +57,29 @@ class Sharing:
     feed_snapshots: FeedSnapshots = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "feed_snapshots", FeedSnapshots(self.repositories.contents.list_published,
+        object.__setattr__(self, "feed_snapshots", FeedSnapshots(self.repositories.contents,
+                                                                 self.repositories.charters,
                                                                  self.options.feed_snapshot_seconds))
 
     # --- the feed ---------------------------------------------------------------------------
 
     async def feed(self, principal: Principal, now: datetime, limit: int, cursor: str | None) -> FeedPage:
+        """Per request: who I am, my profile and what I shared (three reads by `_id`, each in a small
+        collection), and the tenant's snapshot (contents and charter, see `FeedSnapshots`)."""
         repositories, tenant = self.repositories, principal.tenant
         me = await self.me(principal)
         position = self._position(tenant, me, cursor)
-        ambassador, charter = await asyncio.gather(repositories.ambassadors.get(tenant, me),
-                                                   repositories.charters.current(tenant))
+        ambassador, shared, snapshot = await asyncio.gather(
+            repositories.ambassadors.get(tenant, me), repositories.shared.of(tenant, me),
+            self.feed_snapshots.of(tenant))
+        charter = snapshot.charter
         reason = ineligibility(ambassador, charter)
         if reason is not None:
             return FeedPage(reason=reason)
         assert ambassador is not None
-        index, shared = await asyncio.gather(self.feed_snapshots.index(tenant, now),
-                                             repositories.shares.shared_content_ids(tenant, ambassador.ambassador_id))
         scored_at = position.scored_at if position else now
         # `rank_feed` then `after_position`, computed for the page only (one more: is there a next page?).
-        ranked = index.page(ambassador, now, shared, scored_at, position, limit + 1)
+        ranked = snapshot.index.page(ambassador, now, shared, scored_at, position, limit + 1)
         page = ranked[:limit]
         next_cursor = None
         if len(ranked) > limit:
@@ -179,6 +182,8 @@ class Sharing:
         if not await repositories.links.claim(tenant, share.tracked_link_code, share_id):
             await repositories.books.remove(tenant, share.content_id, share_id)
             raise Refusal("already_shared", f"You already shared this content on {share.network.value}.")
+        # Before the share is saved, as the book and the link: the person's next feed leaves it out.
+        await repositories.shared.add(tenant, share.ambassador_id, share_id, share.content_id)
         uow = UnitOfWork(tenant, EVENT_SOURCE)
         # A deterministic id: a confirmation retried after a lost answer is the same event.
         uow.record(PostShared(share_id=share_id, content_id=share.content_id, campaign_id=share.campaign_id,
@@ -196,6 +201,7 @@ class Sharing:
             current = await repositories.shares.get(tenant, share_id)
             if current is None or current.status is not ShareStatus.CONFIRMED:
                 await repositories.books.remove(tenant, share.content_id, share_id)
+                await repositories.shared.remove(tenant, share.ambassador_id, share_id, share.content_id)
                 raise
             return current
         # The database's copy (times in milliseconds) is what later reads answer with.
@@ -245,6 +251,26 @@ class Sharing:
                 await self.repositories.shares.mark_in_book(share.tenant, share.id)
                 entered += 1
         return entered
+
+    async def fill_shared(self, batch: int = 200) -> int:
+        """Enter the shares confirmed before `SharedContents` existed into their person's (run at start-up,
+        idempotent); how many shares were looked at. An erased person's shares name nobody: left out."""
+        entered = 0
+        while shares := await self.repositories.shares.confirmed_outside_shared(batch):
+            for share in shares:
+                if share.ambassador_id != ERASED:
+                    await self._enter_shared(share)
+                await self.repositories.shares.mark_in_shared(share.tenant, share.id)
+                entered += 1
+        return entered
+
+    async def _enter_shared(self, share: Share) -> None:
+        repositories = self.repositories
+        await repositories.shared.add(share.tenant, share.ambassador_id, share.id, share.content_id)
+        # An erasure that ran meanwhile (it forgets the person's entries last) must not be undone.
+        ambassador = await repositories.ambassadors.get(share.tenant, share.ambassador_id)
+        if ambassador is not None and ambassador.status is AmbassadorStatus.ERASED:
+            await repositories.shared.forget(share.tenant, share.ambassador_id)
 
     # --- the tenant's authenticity policy -----------------------------------------------------
 
