@@ -42,6 +42,9 @@ class WatermarkedDocuments(Protocol):
     async def list_ambassadors(self, tenant: str) -> list[AmbassadorView]:
         """The ambassador projection of a tenant."""
 
+    async def roster_revision(self, tenant: str) -> int:
+        """A number raised after each change of who counts in the tenant (ambassador events, erasures)."""
+
     async def list_contents(self, tenant: str) -> list[ContentView]:
         """The content projection of a tenant."""
 

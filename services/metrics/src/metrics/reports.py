@@ -7,7 +7,7 @@ before the opt-in still makes an active ambassador once the opt-in is known.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,7 +32,11 @@ class GroupTooSmall(Exception):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The rows one report needs, read once."""
+    """The rows one report needs, read once, and indexed once: by value and by day.
+
+    The indexes make a report cost what its period holds: a daily series of 90 days looks at
+    each activity row once (in its own day), not at every row once per day.
+    """
 
     dimension: Dimension
     rows: list[CounterRow]
@@ -42,6 +46,31 @@ class Snapshot:
     @cached_property
     def roster(self) -> Roster:
         return Roster(self.ambassadors)
+
+    @cached_property
+    def _rows_by_value(self) -> dict[str, list[CounterRow]]:
+        grouped: dict[str, list[CounterRow]] = defaultdict(list)
+        for row in self.rows:
+            grouped[row.value].append(row)
+        return grouped
+
+    @cached_property
+    def _activity_by_day(self) -> tuple[list[str], list[list[ActivityDay]]]:
+        grouped: dict[str, list[ActivityDay]] = defaultdict(list)
+        for row in self.activity:
+            grouped[row.day].append(row)
+        days = sorted(grouped)
+        return days, [grouped[day] for day in days]
+
+    def rows_in(self, value: str, period: Period) -> list[CounterRow]:
+        first, last = period.first_day, period.last_day
+        return [row for row in self._rows_by_value.get(value, ()) if first <= row.day <= last]
+
+    def activity_in(self, period: Period) -> list[ActivityDay]:
+        """The activity rows of the period's days (a bisection, then only those days' rows)."""
+        days, rows = self._activity_by_day
+        start, end = bisect_left(days, period.first_day), bisect_right(days, period.last_day)
+        return [row for day_rows in rows[start:end] for row in day_rows]
 
 
 @dataclass(frozen=True)
@@ -202,13 +231,17 @@ def active(activity: Iterable[ActivityDay], among: set[str], dimension: Dimensio
 
 def kpis_of(snapshot: Snapshot, value: str, period: Period, cpm_by_network: Mapping[str, float]) -> dict[str, Any]:
     """The KPIs of one value over a period; the distinct counts are those of the period's last day
-    (opted in at its end, and of those, who shared in the period): each day has its own."""
-    parts = sum_parts(row.parts for row in snapshot.rows if row.value == value and period.contains(row.day))
+    (opted in at its end, and of those, who shared in the period): each day has its own.
+
+    Exact: the distinct people are a union over the period's own activity rows, never a sum of
+    daily counts. Only the period's rows are looked at (`Snapshot.activity_in`)."""
+    parts = sum_parts(row.parts for row in snapshot.rows_in(value, period))
     roster, dimension, last = snapshot.roster, snapshot.dimension, period.last_day
-    sharers = {row.ambassador_id for row in snapshot.activity if period.contains(row.day)}
+    activity = snapshot.activity_in(period)
+    sharers = {row.ambassador_id for row in activity}
     people = {a for a in sharers if roster.counts_on(a, dimension, value, last)}
     return kpis(parts, opted_in=roster.count(dimension, value, last),
-                active=len(active(snapshot.activity, people, dimension, value, period)),
+                active=len(active(activity, people, dimension, value, period)),
                 cpm_by_network=cpm_by_network)
 
 

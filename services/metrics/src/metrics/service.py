@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from advocacy_common.auth import Principal
 from advocacy_common.subjects import ambassador_id_of
@@ -98,35 +99,57 @@ async def load_snapshot(store: MetricsStore, tenant: str, dimension: Dimension, 
                     await store.list_activity(tenant, period), await store.list_ambassadors(tenant))
 
 
-SnapshotKey = tuple[int, str, Dimension, str | None, Period]
+ReportKey = tuple[int, str, int, str, Dimension, str | None, Period, Granularity | None]
+"""(generation, tenant, roster revision, view, dimension, value, period, granularity) of a computed report."""
+
+
+class _Refused:
+    """A refusal (unknown subject, team too small) kept like an answer, so that it is computed once too."""
+
+    def __init__(self, error: UnknownSubject | GroupTooSmall):
+        self.error = error
+
+
+async def _outcome(compute: Callable[[], Awaitable[object]]) -> object:
+    try:
+        return await compute()
+    except (UnknownSubject, GroupTooSmall) as error:
+        return _Refused(error)
 
 
 class MetricsQueries:
     """The KPI views, each scoped to the caller's tenant, with the privacy rules of team and individual figures.
 
-    `snapshots` (optional) keeps the rows of a report a moment per process (see `RefreshingCache`): on
-    FerretDB 1.x reading them is a scan, and dashboards ask for the same report again and again. The key
-    holds the generation, so a rebuild's switch is seen at once; individual figures are never kept.
+    `reports` (optional) keeps each COMPUTED aggregate report a moment per process (see `RefreshingCache`):
+    on FerretDB 1.x reading its rows is a scan and computing it walks the period's activity, and
+    dashboards ask for the same report again and again; one computation per key however many requests
+    wait for it. The key holds the generation and the tenant's roster revision (both read on every
+    request: a rebuild's switch, an opt-in, an opt-out or an erasure is seen at once; new counts show
+    within the window) and the tenant; individual figures (`my_series`, the leaderboard) are never kept.
     """
 
     def __init__(self, generations: Generations, policy: ReportPolicy,
-                 snapshots: RefreshingCache[SnapshotKey, Snapshot] | None = None):
+                 reports: RefreshingCache[ReportKey, object] | None = None):
         self.generations = generations
         self.policy = policy
-        self.snapshots = snapshots or RefreshingCache(0)
+        self.reports = reports or RefreshingCache(0)
 
     async def _live(self) -> MetricsStore:
         return self.generations.store(await self.generations.current())
 
-    async def _live_snapshot(self, tenant: str, dimension: Dimension, value: str | None,
-                             period: Period) -> tuple[MetricsStore, Snapshot]:
-        """The live store and `load_snapshot` of it, through the cache (never an individual's figures)."""
+    async def _kept(self, tenant: str, view: str, dimension: Dimension, value: str | None, period: Period,
+                    granularity: Granularity | None,
+                    compute: Callable[[MetricsStore], Awaitable[object]]) -> Any:
+        """An aggregate report of the live generation, computed at most once per key and freshness window."""
+        if dimension is Dimension.AMBASSADOR:
+            raise ValueError("individual figures are never kept across callers")
         generation = await self.generations.current()
         store = self.generations.store(generation)
-        if dimension is Dimension.AMBASSADOR:
-            return store, await load_snapshot(store, tenant, dimension, value, period)
-        return store, await self.snapshots.get((generation, tenant, dimension, value, period),
-                                               lambda: load_snapshot(store, tenant, dimension, value, period))
+        key = (generation, tenant, await store.roster_revision(tenant), view, dimension, value, period, granularity)
+        outcome = await self.reports.get(key, lambda: _outcome(lambda: compute(store)))
+        if isinstance(outcome, _Refused):
+            raise outcome.error.with_traceback(None)  # shared by every waiter: no traceback piles up on it
+        return outcome
 
     def _report(self, snapshot: Snapshot, value: str, period: Period) -> KpiReport:
         return KpiReport(snapshot.dimension, value, period,
@@ -136,9 +159,11 @@ class MetricsQueries:
         return Series(snapshot.dimension, value, granularity, period,
                       series_of(snapshot, value, period, granularity, self.policy.cpm_by_network))
 
-    async def _visible_snapshot(self, tenant: str, dimension: Dimension, value: str, period: Period) -> Snapshot:
-        """One dimension value; UnknownSubject when the tenant never saw it; the threshold for teams."""
-        store, snapshot = await self._live_snapshot(tenant, dimension, value, period)
+    async def _visible_snapshot(self, store: MetricsStore, tenant: str, dimension: Dimension, value: str,
+                                period: Period) -> Snapshot:
+        """One dimension value; UnknownSubject when the tenant never saw it (a campaign, content item or
+        team); the threshold for teams."""
+        snapshot = await load_snapshot(store, tenant, dimension, value, period)
         if dimension is Dimension.TEAM:
             if not snapshot.rows and team_size(snapshot.ambassadors, value) == 0 \
                     and not await store.list_counters(tenant, dimension, value, ALL_TIME):
@@ -158,27 +183,35 @@ class MetricsQueries:
     # --- the views ------------------------------------------------------------------------
 
     async def overview(self, tenant: str, period: Period) -> KpiReport:
-        _, snapshot = await self._live_snapshot(tenant, Dimension.TENANT, TENANT_VALUE, period)
-        return self._report(snapshot, TENANT_VALUE, period)
+        return await self.report(tenant, Dimension.TENANT, TENANT_VALUE, period)
 
     async def report(self, tenant: str, dimension: Dimension, value: str, period: Period) -> KpiReport:
-        """One campaign, content item, network or team (teams only at or above the threshold)."""
-        snapshot = await self._visible_snapshot(tenant, dimension, value, period)
-        return self._report(snapshot, value, period)
+        """One campaign, content item, network or team (teams only at or above the threshold); the tenant."""
+        async def compute(store: MetricsStore) -> KpiReport:
+            snapshot = await self._visible_snapshot(store, tenant, dimension, value, period)
+            return self._report(snapshot, value, period)
+
+        return await self._kept(tenant, "report", dimension, value, period, None, compute)
 
     async def teams(self, tenant: str, period: Period) -> TeamReports:
-        _, snapshot = await self._live_snapshot(tenant, Dimension.TEAM, None, period)
-        minimum = self.policy.min_team_size
-        teams = every_team(snapshot)
-        shown = sorted(t for t in teams if team_size(snapshot.ambassadors, t) >= minimum)
-        return TeamReports(period, minimum, [self._report(snapshot, team, period) for team in shown],
-                           len(teams) - len(shown))
+        async def compute(store: MetricsStore) -> TeamReports:
+            snapshot = await load_snapshot(store, tenant, Dimension.TEAM, None, period)
+            minimum = self.policy.min_team_size
+            teams = every_team(snapshot)
+            shown = sorted(t for t in teams if team_size(snapshot.ambassadors, t) >= minimum)
+            return TeamReports(period, minimum, [self._report(snapshot, team, period) for team in shown],
+                               len(teams) - len(shown))
+
+        return await self._kept(tenant, "teams", Dimension.TEAM, None, period, None, compute)
 
     async def series(self, tenant: str, dimension: Dimension, value: str, period: Period,
                      granularity: Granularity) -> Series:
         """KPIs per bucket of one dimension value (never an individual's: see `my_series`)."""
-        snapshot = await self._visible_snapshot(tenant, dimension, value, period)
-        return self._series(snapshot, value, period, granularity)
+        async def compute(store: MetricsStore) -> Series:
+            snapshot = await self._visible_snapshot(store, tenant, dimension, value, period)
+            return self._series(snapshot, value, period, granularity)
+
+        return await self._kept(tenant, "series", dimension, value, period, granularity, compute)
 
     async def me(self, principal: Principal) -> Person:
         """The caller as an ambassador: the id holding their login now (never an erased predecessor's)."""

@@ -53,6 +53,7 @@ CLAIMS = "claims"
 SLICES = "slices"
 PROGRESS = "progress"
 GENERATIONS = "generations"
+ROSTERS = "rosters"  # per tenant, a number raised whenever who counts (opted in, erased, team, networks) changes
 PARTS = "c"  # counter documents keep their parts under `c.<part>`
 DUPLICATE_KEY = 11000
 KNOWN_CLAIMS = 200_000  # stored claims remembered per process (a few tens of MB)
@@ -255,7 +256,8 @@ class MongoMetricsStore(StoredSubjectHolders):
         await self.collection(SLICES).create_index([("p", ASCENDING)], name="by_partition")
 
     async def drop(self) -> None:
-        for name in (COUNTERS, *map(_counters, Dimension), AMBASSADORS, CONTENTS, ACTIVITY, CLAIMS, SLICES, PROGRESS):
+        for name in (COUNTERS, *map(_counters, Dimension), AMBASSADORS, CONTENTS, ACTIVITY, CLAIMS, SLICES, PROGRESS,
+                     ROSTERS):
             await self.collection(name).drop()
 
     # --- writes of the consumer ---------------------------------------------------------
@@ -363,8 +365,27 @@ class MongoMetricsStore(StoredSubjectHolders):
 
     async def write_conditionally(self, writes: Sequence[ConditionalWrite]) -> list[ConditionalWrite]:
         if self.storage.capabilities.ferretdb:
-            return await self._write_checked(writes)
-        return await self._write_guarded(writes)
+            refused = await self._write_checked(writes)
+        else:
+            refused = await self._write_guarded(writes)
+        await self._roster_changed({w.target.tenant for w in writes if isinstance(w.target, AmbassadorKey)})
+        return refused
+
+    async def _roster_changed(self, tenants: Iterable[str]) -> None:
+        """Raise the tenants' roster revision, after the change itself is written.
+
+        The API keeps computed reports a moment (service.MetricsQueries) under a key holding this
+        revision, so an opt-in, an opt-out or an erasure shows in every report at once, while the
+        counters (many writes a second) show within the freshness window. Rare: ambassador events
+        only. A redelivery raises it again, which only costs one recomputation.
+        """
+        for tenant in sorted(tenants):
+            await self.collection(ROSTERS).update_one({"_id": tenant}, {"$inc": {"r": 1}}, upsert=True)
+
+    async def roster_revision(self, tenant: str) -> int:
+        # One small document by bare `_id` (FerretDB 1.x: the one filter pushed down; MongoDB: _id index).
+        document = await self.collection(ROSTERS).find_one({"_id": tenant})
+        return int(document["r"]) if document else 0
 
     async def _write_guarded(self, writes: Sequence[ConditionalWrite]) -> list[ConditionalWrite]:
         """MongoDB: the condition in each update's filter, safe even if two consumers wrote one partition at once."""
@@ -466,6 +487,7 @@ class MongoMetricsStore(StoredSubjectHolders):
                 await self.collection(SLICES).update_one(
                     {"_id": document["_id"]}, {"$set": {"counters": document["counters"],
                                                         "activity": document["activity"]}})
+        await self._roster_changed([person.tenant])  # their activity days are gone: the active counts change
 
     # --- reads of the API -----------------------------------------------------------------
 
