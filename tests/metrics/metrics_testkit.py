@@ -29,7 +29,7 @@ from metrics.aggregation import (
     Slice, SliceSpan, Target, Watermarks, activity_rows, counter_rows,
 )
 from metrics.models import (
-    FIRST_GENERATION, ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person,
+    FIRST_GENERATION, ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person, in_view,
 )
 
 BASE_DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -280,9 +280,10 @@ class InMemoryStore(FakeSubjectHolders, FakeExportParts):
         return counter_rows([(key, parts, self.watermarks.get(key, {})) for key, parts in self.counters.items()
                              if wanted(key)], slices, wanted)
 
-    async def list_activity(self, tenant: str, period: Period) -> list[ActivityDay]:
+    async def list_activity(self, tenant: str, period: Period, dimension: Dimension | None = None,
+                            value: str | None = None) -> list[ActivityDay]:
         def wanted(row: ActivityDay) -> bool:
-            return row.tenant == tenant and period.contains(row.day)
+            return row.tenant == tenant and period.contains(row.day) and in_view(row, dimension, value)
 
         return activity_rows([row for row in self.activity.values() if wanted(row)], list(self.slices.values()), wanted)
 

@@ -33,23 +33,28 @@ class Clock:
 
 
 class CountingGenerations(InMemoryGenerations):
-    """Counts the reads of ambassadors (one per computed report) of every generation's store."""
+    """Counts, over every generation's store, the reads of activity (one per computed report) and of
+    the ambassador projection."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.computed = 0
+        self.computed = self.rosters_read = 0
 
     def store(self, generation: int):
         store = super().store(generation)
         if not getattr(store, "counting", False):
-            read = store.list_ambassadors
+            activity, ambassadors = store.list_activity, store.list_ambassadors
 
-            async def counted(tenant: str):
+            async def counted_activity(*arguments):
                 self.computed += 1
                 await asyncio.sleep(0)  # a real read yields: concurrent requests meet here
-                return await read(tenant)
+                return await activity(*arguments)
 
-            store.list_ambassadors, store.counting = counted, True
+            async def counted_ambassadors(tenant: str):
+                self.rosters_read += 1
+                return await ambassadors(tenant)
+
+            store.list_activity, store.list_ambassadors, store.counting = counted_activity, counted_ambassadors, True
         return store
 
 
@@ -113,6 +118,21 @@ async def test_a_change_of_who_counts_is_seen_at_once():
     with pytest.raises(GroupTooSmall):  # two left in red now, below the threshold of 3: refused at once
         await queries.report("t1", Dimension.TEAM, "red", PERIOD)
     assert (await queries.overview("t1", PERIOD)).kpis["ambassadors_opted_in"] == 3  # of 4, one left
+
+
+async def test_the_roster_is_read_once_per_revision_for_every_report():
+    later = [opted_out("a2")]
+    first, second = split(programme("t1", *later), later)
+    queries, generations, clock = await kept_queries(first)
+    await queries.overview("t1", PERIOD)
+    await queries.report("t1", Dimension.TEAM, "red", PERIOD)
+    await queries.series("t1", Dimension.TENANT, TENANT_VALUE, PERIOD, Granularity.DAY)
+    clock.now = 5.0  # the reports' window has passed, the roster's has not
+    await queries.overview("t1", PERIOD)
+    assert (generations.computed, generations.rosters_read) == (4, 1)
+    await project_batch(generations.store(1), second)
+    assert (await queries.overview("t1", PERIOD)).kpis["ambassadors_opted_in"] == 3
+    assert generations.rosters_read == 2
 
 
 async def test_a_refusal_is_kept_like_an_answer_and_raised_to_every_caller():

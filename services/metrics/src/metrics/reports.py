@@ -16,8 +16,8 @@ from itertools import accumulate
 from typing import Any
 
 from .models import (
-    TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension, Granularity,
-    Period, buckets, engagement_rate_of, kpis, sum_parts,
+    ACTIVITY_SETS, TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension,
+    Granularity, Period, buckets, engagement_rate_of, kpis, sum_parts,
 )
 
 
@@ -208,9 +208,6 @@ def members(ambassadors: Iterable[AmbassadorView], dimension: Dimension, value: 
     elif dimension is Dimension.AMBASSADOR:
         people = [a for a in people if a.ambassador_id == value]
     return {a.ambassador_id for a in people}
-
-
-ACTIVITY_SETS = {Dimension.CAMPAIGN: "campaigns", Dimension.CONTENT: "contents", Dimension.NETWORK: "networks"}
 
 
 def _activity_set(row: ActivityDay, dimension: Dimension) -> frozenset[str] | None:

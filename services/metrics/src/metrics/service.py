@@ -18,7 +18,7 @@ from advocacy_common.auth import Principal
 from advocacy_common.subjects import ambassador_id_of
 from advocacy_common.refreshing import RefreshingCache
 
-from .models import TENANT_VALUE, Dimension, Granularity, Period, Person, trailing_days
+from .models import TENANT_VALUE, AmbassadorView, Dimension, Granularity, Period, Person, trailing_days
 from .ports import Generations, MetricsStore
 from .reports import (
     GroupTooSmall, LeaderboardEntry, RankedItem, SeriesPoint, Snapshot, every_team, kpis_of, leaderboard,
@@ -27,6 +27,8 @@ from .reports import (
 )
 
 ALL_TIME = Period(date.min, date.max)
+ROSTER_SECONDS = 30.0  # how long a tenant's ambassador projection is kept under one roster revision
+ROSTERS_KEPT = 64  # tenants whose projection is kept, the least recently used dropped first
 
 __all__ = ["GroupTooSmall", "MetricsQueries", "ReportPolicy", "UnknownSubject", "load_snapshot",
            "rebuild_generation"]
@@ -92,11 +94,17 @@ class ExportRow:
     title: str | None = None  # a content item's
 
 
+Roster = Callable[[], Awaitable[list[AmbassadorView]]]
+
+
 async def load_snapshot(store: MetricsStore, tenant: str, dimension: Dimension, value: str | None,
-                        period: Period) -> Snapshot:
-    """Everything one report needs, read once."""
-    return Snapshot(dimension, await store.list_counters(tenant, dimension, value, period),
-                    await store.list_activity(tenant, period), await store.list_ambassadors(tenant))
+                        period: Period, roster: Roster | None = None) -> Snapshot:
+    """Everything one report needs, read once and at once: its counters, the activity its view needs
+    (one document per day on the store), and the ambassadors (from `roster` when given: a kept copy)."""
+    rows, activity, ambassadors = await asyncio.gather(
+        store.list_counters(tenant, dimension, value, period), store.list_activity(tenant, period, dimension, value),
+        roster() if roster else store.list_ambassadors(tenant))
+    return Snapshot(dimension, rows, activity, ambassadors)
 
 
 ReportKey = tuple[int, str, int, str, Dimension, str | None, Period, Granularity | None]
@@ -129,24 +137,34 @@ class MetricsQueries:
     """
 
     def __init__(self, generations: Generations, policy: ReportPolicy,
-                 reports: RefreshingCache[ReportKey, object] | None = None):
+                 reports: RefreshingCache[ReportKey, object] | None = None, roster_seconds: float = ROSTER_SECONDS):
         self.generations = generations
         self.policy = policy
         self.reports = reports or RefreshingCache(0)
+        # The ambassador projection of a tenant, kept under its roster revision: exact whatever the window
+        # (each change raises the revision), which only bounds how long a raise the worker did not get to
+        # (killed between the write and the raise; its redelivery raises it) could go unseen.
+        self.rosters: RefreshingCache[tuple[int, str, int], list[AmbassadorView]] = RefreshingCache(
+            roster_seconds if self.reports.fresh_seconds > 0 else 0, capacity=ROSTERS_KEPT)
 
     async def _live(self) -> MetricsStore:
         return self.generations.store(await self.generations.current())
 
     async def _kept(self, tenant: str, view: str, dimension: Dimension, value: str | None, period: Period,
                     granularity: Granularity | None,
-                    compute: Callable[[MetricsStore], Awaitable[object]]) -> Any:
+                    compute: Callable[[MetricsStore, Roster], Awaitable[object]]) -> Any:
         """An aggregate report of the live generation, computed at most once per key and freshness window."""
         if dimension is Dimension.AMBASSADOR:
             raise ValueError("individual figures are never kept across callers")
         generation = await self.generations.current()
         store = self.generations.store(generation)
-        key = (generation, tenant, await store.roster_revision(tenant), view, dimension, value, period, granularity)
-        outcome = await self.reports.get(key, lambda: _outcome(lambda: compute(store)))
+        revision = await store.roster_revision(tenant)
+
+        async def roster() -> list[AmbassadorView]:
+            return await self.rosters.get((generation, tenant, revision), lambda: store.list_ambassadors(tenant))
+
+        key = (generation, tenant, revision, view, dimension, value, period, granularity)
+        outcome = await self.reports.get(key, lambda: _outcome(lambda: compute(store, roster)))
         if isinstance(outcome, _Refused):
             raise outcome.error.with_traceback(None)  # shared by every waiter: no traceback piles up on it
         return outcome
@@ -159,11 +177,11 @@ class MetricsQueries:
         return Series(snapshot.dimension, value, granularity, period,
                       series_of(snapshot, value, period, granularity, self.policy.cpm_by_network))
 
-    async def _visible_snapshot(self, store: MetricsStore, tenant: str, dimension: Dimension, value: str,
-                                period: Period) -> Snapshot:
+    async def _visible_snapshot(self, store: MetricsStore, roster: Roster, tenant: str, dimension: Dimension,
+                                value: str, period: Period) -> Snapshot:
         """One dimension value; UnknownSubject when the tenant never saw it (a campaign, content item or
         team); the threshold for teams."""
-        snapshot = await load_snapshot(store, tenant, dimension, value, period)
+        snapshot = await load_snapshot(store, tenant, dimension, value, period, roster)
         if dimension is Dimension.TEAM:
             if not snapshot.rows and team_size(snapshot.ambassadors, value) == 0 \
                     and not await store.list_counters(tenant, dimension, value, ALL_TIME):
@@ -187,15 +205,15 @@ class MetricsQueries:
 
     async def report(self, tenant: str, dimension: Dimension, value: str, period: Period) -> KpiReport:
         """One campaign, content item, network or team (teams only at or above the threshold); the tenant."""
-        async def compute(store: MetricsStore) -> KpiReport:
-            snapshot = await self._visible_snapshot(store, tenant, dimension, value, period)
+        async def compute(store: MetricsStore, roster: Roster) -> KpiReport:
+            snapshot = await self._visible_snapshot(store, roster, tenant, dimension, value, period)
             return self._report(snapshot, value, period)
 
         return await self._kept(tenant, "report", dimension, value, period, None, compute)
 
     async def teams(self, tenant: str, period: Period) -> TeamReports:
-        async def compute(store: MetricsStore) -> TeamReports:
-            snapshot = await load_snapshot(store, tenant, Dimension.TEAM, None, period)
+        async def compute(store: MetricsStore, roster: Roster) -> TeamReports:
+            snapshot = await load_snapshot(store, tenant, Dimension.TEAM, None, period, roster)
             minimum = self.policy.min_team_size
             teams = every_team(snapshot)
             shown = sorted(t for t in teams if team_size(snapshot.ambassadors, t) >= minimum)
@@ -207,8 +225,8 @@ class MetricsQueries:
     async def series(self, tenant: str, dimension: Dimension, value: str, period: Period,
                      granularity: Granularity) -> Series:
         """KPIs per bucket of one dimension value (never an individual's: see `my_series`)."""
-        async def compute(store: MetricsStore) -> Series:
-            snapshot = await self._visible_snapshot(store, tenant, dimension, value, period)
+        async def compute(store: MetricsStore, roster: Roster) -> Series:
+            snapshot = await self._visible_snapshot(store, roster, tenant, dimension, value, period)
             return self._series(snapshot, value, period, granularity)
 
         return await self._kept(tenant, "series", dimension, value, period, granularity, compute)
