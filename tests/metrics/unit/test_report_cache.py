@@ -1,20 +1,25 @@
 """The computed reports kept per process (`MetricsQueries.reports`): the freshness window, one computation
-per key, a rebuild's switch and a change of who counts seen at once, tenants apart, individuals never kept;
-and the snapshot's day index, which must give what a plain filter of every row gives."""
+per key, a rebuild's switch and a change of who counts seen at once, tenants apart, individuals never kept,
+the roster read once per revision, a kept report rendered once; and the snapshot's day index, which must
+give what a plain filter of every row gives."""
 
 import asyncio
+import gc
+import json
 import random
 from datetime import date, timedelta
 
 import pytest
 
 from advocacy_common.refreshing import RefreshingCache
+from metrics.api import _RENDERED, rendered
 from metrics.handlers import project_batch
 from metrics.models import (
     TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, CounterRow, Dimension, Granularity, Period, Person,
     kpis, sum_parts,
 )
 from metrics.reports import Snapshot, active, kpis_of, series_of
+from metrics.schemas import KpiReport
 from metrics.service import GroupTooSmall, MetricsQueries, ReportPolicy, rebuild_generation
 from metrics_testkit import (
     BASE_DAY, CPM, InMemoryGenerations, build_log, envelope, opted_in, opted_out, programme, published, shared, split,
@@ -38,7 +43,12 @@ class CountingGenerations(InMemoryGenerations):
 
     def __init__(self) -> None:
         super().__init__()
-        self.computed = self.rosters_read = 0
+        self.computed = self.rosters_read = self.pointer_reads = 0
+
+    async def current(self) -> int:
+        self.pointer_reads += 1
+        await asyncio.sleep(0)
+        return await super().current()
 
     def store(self, generation: int):
         store = super().store(generation)
@@ -62,6 +72,7 @@ async def kept_queries(*batches, fresh=1.0) -> tuple[MetricsQueries, CountingGen
     generations, clock = CountingGenerations(), Clock()
     for batch in batches:
         await project_batch(generations.store(await generations.current()), batch)
+    generations.pointer_reads = 0
     return MetricsQueries(generations, ReportPolicy(3, CPM), RefreshingCache(fresh, 0.0, clock=clock)), \
         generations, clock
 
@@ -72,6 +83,7 @@ async def test_a_report_is_computed_once_per_window_however_many_wait():
     queries, generations, clock = await kept_queries(first)
     answers = await asyncio.gather(*(queries.overview("t1", PERIOD) for _ in range(20)))
     assert generations.computed == 1 and all(a == answers[0] for a in answers)
+    assert generations.pointer_reads == 1  # the requests arriving together joined one read of the live pointer
     assert answers[0].kpis["shares"] == 1
     # A new share inside the window is not seen yet; once the window has passed, it is.
     await project_batch(generations.store(1), second)
@@ -205,3 +217,17 @@ def test_the_day_index_gives_what_filtering_every_row_gives(seed):
                 assert kpis_of(snapshot, value, period, CPM) == plain_kpis(plain, value, period)
             series = series_of(snapshot, value, Period(first, first + timedelta(days=19)), Granularity.DAY, CPM)
             assert [p.kpis for p in series] == [plain_kpis(plain, value, p.period) for p in series]
+
+
+async def test_a_kept_report_is_rendered_once_and_forgotten_with_it():
+    queries, _, _ = await kept_queries(programme())
+    report = await queries.overview("t1", PERIOD)
+    first, again = rendered(KpiReport, report), rendered(KpiReport, await queries.overview("t1", PERIOD))
+    assert first.body == again.body == KpiReport.model_validate(report).model_dump_json().encode()
+    assert json.loads(first.body)["kpis"]["shares"] == 1 and first.media_type == "application/json"
+    assert (KpiReport, id(report)) in _RENDERED
+    key = (KpiReport, id(report))
+    del report, first, again
+    queries.reports._entries.clear()
+    gc.collect()
+    assert key not in _RENDERED

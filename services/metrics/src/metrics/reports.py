@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import accumulate
 from typing import Any
@@ -42,10 +42,11 @@ class Snapshot:
     rows: list[CounterRow]
     activity: list[ActivityDay]
     ambassadors: list[AmbassadorView]
+    built_roster: Roster | None = field(default=None, compare=False, repr=False)  # one kept with `ambassadors`
 
     @cached_property
     def roster(self) -> Roster:
-        return Roster(self.ambassadors)
+        return self.built_roster or Roster(self.ambassadors)
 
     @cached_property
     def _rows_by_value(self) -> dict[str, list[CounterRow]]:

@@ -9,7 +9,7 @@ pointer write; readers follow on their next call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -21,7 +21,7 @@ from advocacy_common.refreshing import RefreshingCache
 from .models import TENANT_VALUE, AmbassadorView, Dimension, Granularity, Period, Person, trailing_days
 from .ports import Generations, MetricsStore
 from .reports import (
-    GroupTooSmall, LeaderboardEntry, RankedItem, SeriesPoint, Snapshot, every_team, kpis_of, leaderboard,
+    GroupTooSmall, LeaderboardEntry, RankedItem, Roster, SeriesPoint, Snapshot, every_team, kpis_of, leaderboard,
     parts_by_topic, parts_by_value, ranked_by_engagement_rate, require_visible_team, series_of, team_size,
     visible_values,
 )
@@ -94,17 +94,26 @@ class ExportRow:
     title: str | None = None  # a content item's
 
 
-Roster = Callable[[], Awaitable[list[AmbassadorView]]]
+KeptRoster = Callable[[], Awaitable[tuple[list[AmbassadorView], Roster]]]
 
 
 async def load_snapshot(store: MetricsStore, tenant: str, dimension: Dimension, value: str | None,
-                        period: Period, roster: Roster | None = None) -> Snapshot:
+                        period: Period, kept: KeptRoster | None = None) -> Snapshot:
     """Everything one report needs, read once and at once: its counters, the activity its view needs
-    (one document per day on the store), and the ambassadors (from `roster` when given: a kept copy)."""
-    rows, activity, ambassadors = await asyncio.gather(
+    (one document per day on the store), and the ambassadors (from `kept` when given: a kept copy, with
+    its `Roster` built once)."""
+    async def ambassadors() -> tuple[list[AmbassadorView], Roster | None]:
+        return await kept() if kept else (await store.list_ambassadors(tenant), None)
+
+    rows, activity, (people, roster) = await asyncio.gather(
         store.list_counters(tenant, dimension, value, period), store.list_activity(tenant, period, dimension, value),
-        roster() if roster else store.list_ambassadors(tenant))
-    return Snapshot(dimension, rows, activity, ambassadors)
+        ambassadors())
+    return Snapshot(dimension, rows, activity, people, roster)
+
+
+async def _with_roster(load: Callable[[], Awaitable[list[AmbassadorView]]]) -> tuple[list[AmbassadorView], Roster]:
+    people = await load()
+    return people, Roster(people)
 
 
 ReportKey = tuple[int, str, int, str, Dimension, str | None, Period, Granularity | None]
@@ -123,6 +132,23 @@ async def _outcome(compute: Callable[[], Awaitable[object]]) -> object:
         return await compute()
     except (UnknownSubject, GroupTooSmall) as error:
         return _Refused(error)
+
+
+class _InFlight:
+    """Concurrent callers of one key share the call under way, so that 50 requests arriving together make one
+    read, not 50 (each read of the live pointer is a round trip FerretDB pays CPU for). A caller never gets
+    an answer older than the call it joined, which started at most one round trip before it."""
+
+    def __init__(self) -> None:
+        self._calls: dict[Hashable, asyncio.Task[Any]] = {}
+
+    async def run(self, key: Hashable, call: Callable[[], Awaitable[Any]]) -> Any:
+        task = self._calls.get(key)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(call())
+            self._calls[key] = task
+            task.add_done_callback(lambda done: self._calls.pop(key, None) if self._calls.get(key) is done else None)
+        return await asyncio.shield(task)
 
 
 class MetricsQueries:
@@ -144,24 +170,31 @@ class MetricsQueries:
         # The ambassador projection of a tenant, kept under its roster revision: exact whatever the window
         # (each change raises the revision), which only bounds how long a raise the worker did not get to
         # (killed between the write and the raise; its redelivery raises it) could go unseen.
-        self.rosters: RefreshingCache[tuple[int, str, int], list[AmbassadorView]] = RefreshingCache(
+        self.rosters: RefreshingCache[tuple[int, str, int], tuple[list[AmbassadorView], Roster]] = RefreshingCache(
             roster_seconds if self.reports.fresh_seconds > 0 else 0, capacity=ROSTERS_KEPT)
+        self._pointers = _InFlight()
 
     async def _live(self) -> MetricsStore:
         return self.generations.store(await self.generations.current())
 
+    async def _live_revision(self, tenant: str) -> tuple[int, int]:
+        """The live generation and the tenant's roster revision in it: read on every request (joined by
+        the requests arriving while it runs), so that a switch or a roster change is seen at once."""
+        generation = await self.generations.current()
+        return generation, await self.generations.store(generation).roster_revision(tenant)
+
     async def _kept(self, tenant: str, view: str, dimension: Dimension, value: str | None, period: Period,
                     granularity: Granularity | None,
-                    compute: Callable[[MetricsStore, Roster], Awaitable[object]]) -> Any:
+                    compute: Callable[[MetricsStore, KeptRoster], Awaitable[object]]) -> Any:
         """An aggregate report of the live generation, computed at most once per key and freshness window."""
         if dimension is Dimension.AMBASSADOR:
             raise ValueError("individual figures are never kept across callers")
-        generation = await self.generations.current()
+        generation, revision = await self._pointers.run(tenant, lambda: self._live_revision(tenant))
         store = self.generations.store(generation)
-        revision = await store.roster_revision(tenant)
 
-        async def roster() -> list[AmbassadorView]:
-            return await self.rosters.get((generation, tenant, revision), lambda: store.list_ambassadors(tenant))
+        async def roster() -> tuple[list[AmbassadorView], Roster]:
+            return await self.rosters.get((generation, tenant, revision),
+                                          lambda: _with_roster(lambda: store.list_ambassadors(tenant)))
 
         key = (generation, tenant, revision, view, dimension, value, period, granularity)
         outcome = await self.reports.get(key, lambda: _outcome(lambda: compute(store, roster)))
@@ -177,7 +210,7 @@ class MetricsQueries:
         return Series(snapshot.dimension, value, granularity, period,
                       series_of(snapshot, value, period, granularity, self.policy.cpm_by_network))
 
-    async def _visible_snapshot(self, store: MetricsStore, roster: Roster, tenant: str, dimension: Dimension,
+    async def _visible_snapshot(self, store: MetricsStore, roster: KeptRoster, tenant: str, dimension: Dimension,
                                 value: str, period: Period) -> Snapshot:
         """One dimension value; UnknownSubject when the tenant never saw it (a campaign, content item or
         team); the threshold for teams."""
@@ -205,14 +238,14 @@ class MetricsQueries:
 
     async def report(self, tenant: str, dimension: Dimension, value: str, period: Period) -> KpiReport:
         """One campaign, content item, network or team (teams only at or above the threshold); the tenant."""
-        async def compute(store: MetricsStore, roster: Roster) -> KpiReport:
+        async def compute(store: MetricsStore, roster: KeptRoster) -> KpiReport:
             snapshot = await self._visible_snapshot(store, roster, tenant, dimension, value, period)
             return self._report(snapshot, value, period)
 
         return await self._kept(tenant, "report", dimension, value, period, None, compute)
 
     async def teams(self, tenant: str, period: Period) -> TeamReports:
-        async def compute(store: MetricsStore, roster: Roster) -> TeamReports:
+        async def compute(store: MetricsStore, roster: KeptRoster) -> TeamReports:
             snapshot = await load_snapshot(store, tenant, Dimension.TEAM, None, period, roster)
             minimum = self.policy.min_team_size
             teams = every_team(snapshot)
@@ -225,7 +258,7 @@ class MetricsQueries:
     async def series(self, tenant: str, dimension: Dimension, value: str, period: Period,
                      granularity: Granularity) -> Series:
         """KPIs per bucket of one dimension value (never an individual's: see `my_series`)."""
-        async def compute(store: MetricsStore, roster: Roster) -> Series:
+        async def compute(store: MetricsStore, roster: KeptRoster) -> Series:
             snapshot = await self._visible_snapshot(store, roster, tenant, dimension, value, period)
             return self._series(snapshot, value, period, granularity)
 
