@@ -145,6 +145,8 @@ async def test_the_roster_is_read_once_per_revision_for_every_report():
     await project_batch(generations.store(1), second)
     assert (await queries.overview("t1", PERIOD)).kpis["ambassadors_opted_in"] == 3
     assert generations.rosters_read == 2
+    # Only the current revision's projection is kept (an older one may hold an erased person's name).
+    assert [key[2] for key in queries.rosters._entries] == [await generations.store(1).roster_revision("t1")]
 
 
 async def test_a_refusal_is_kept_like_an_answer_and_raised_to_every_caller():

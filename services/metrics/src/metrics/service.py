@@ -173,6 +173,7 @@ class MetricsQueries:
         self.rosters: RefreshingCache[tuple[int, str, int], tuple[list[AmbassadorView], Roster]] = RefreshingCache(
             roster_seconds if self.reports.fresh_seconds > 0 else 0, capacity=ROSTERS_KEPT)
         self._pointers = _InFlight()
+        self._roster_revisions: dict[tuple[int, str], int] = {}  # the revision whose projection is kept
 
     async def _live(self) -> MetricsStore:
         return self.generations.store(await self.generations.current())
@@ -193,6 +194,12 @@ class MetricsQueries:
         store = self.generations.store(generation)
 
         async def roster() -> tuple[list[AmbassadorView], Roster]:
+            previous = self._roster_revisions.get((generation, tenant))
+            if previous != revision:
+                # The projection under an older revision may hold an erased person's chosen name: not kept.
+                if previous is not None:
+                    self.rosters.discard((generation, tenant, previous))
+                self._roster_revisions[(generation, tenant)] = revision
             return await self.rosters.get((generation, tenant, revision),
                                           lambda: _with_roster(lambda: store.list_ambassadors(tenant)))
 
