@@ -83,6 +83,9 @@ class RecordingCollection:
                     values = _get(document, path) or []
                     added = value["$each"] if isinstance(value, Mapping) and "$each" in value else [value]
                     _put(document, path, values + [v for v in added if v not in values])
+                elif operator == "$push":
+                    added = value["$each"] if isinstance(value, Mapping) and "$each" in value else [value]
+                    _put(document, path, (_get(document, path) or []) + list(added))
                 else:
                     raise NotImplementedError(operator)
         return UpdateResult(0 if inserted else 1, key if inserted else None)

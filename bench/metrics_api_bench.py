@@ -168,10 +168,9 @@ async def seeded(settings: dict[str, str]) -> int:
 def main(arguments: argparse.Namespace) -> None:
     server, issuer = start_dev_issuer()
     run = uuid.uuid4().hex[:8]
-    env = {**service_environment("METRICS", arguments.database or f"metricsbench_{run}", f"mbench{run}.", server,
-                                 issuer),
-           # the per-process report cache (off by default): what the figures in bench/README.md ran with
-           "METRICS_SNAPSHOT_FRESH_SECONDS": str(arguments.snapshot_fresh), "METRICS_SNAPSHOT_STALE_SECONDS": "0.5"}
+    env = service_environment("METRICS", arguments.database or f"metricsbench_{run}", f"mbench{run}.", server, issuer)
+    if arguments.report_fresh is not None:  # else the service's defaults (the per-process report cache)
+        env["METRICS_REPORT_FRESH_SECONDS"] = str(arguments.report_fresh)
     clients = [int(c) for c in arguments.clients.split(",")]
     print(f"metrics api bench: database {env['METRICS_DATABASE']}, {arguments.events:,} events over {arguments.days} "
           f"days, clients {clients}, {arguments.runs} runs of {arguments.seconds} s; load {load_average()}", flush=True)
@@ -238,5 +237,5 @@ if __name__ == "__main__":
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--database", help="reuse (or create) this database")
-    parser.add_argument("--snapshot-fresh", type=float, default=0.25, help="METRICS_SNAPSHOT_FRESH_SECONDS (0: off)")
+    parser.add_argument("--report-fresh", type=float, help="METRICS_REPORT_FRESH_SECONDS (0: off; default: the service's)")
     main(parser.parse_args())

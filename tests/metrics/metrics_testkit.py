@@ -29,7 +29,7 @@ from metrics.aggregation import (
     Slice, SliceSpan, Target, Watermarks, activity_rows, counter_rows,
 )
 from metrics.models import (
-    FIRST_GENERATION, ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person,
+    FIRST_GENERATION, ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person, in_view,
 )
 
 BASE_DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -127,6 +127,25 @@ def build_log(envelopes: Iterable[tuple[Envelope, Event]], partitions: int = 2) 
     return log
 
 
+def deliveries(tenant: str, *events: Event) -> list[Delivery]:
+    """The events as a tenant's deliveries over two partitions."""
+    return [d for records in build_log([(envelope(e, tenant), e) for e in events], 2).values() for d in records]
+
+
+def programme(tenant: str = "t1", *later: Event) -> list[Delivery]:
+    """A small tenant: three people in red, one in blue, two campaigns, one share with 50 impressions;
+    then `later`, in the same log (a later batch: see `split`)."""
+    return deliveries(tenant, *[opted_in(f"a{n}", "red") for n in range(3)], opted_in("b1", "blue"),
+                      published("c1", "camp1"), published("c9", "quiet-campaign"),
+                      shared("s1", "a0", "c1", "camp1", "red"),
+                      engaged("e1", "s1", "a0", "c1", "camp1", "red", EngagementKind.IMPRESSION, 50), *later)
+
+
+def split(log: Sequence[Delivery], later: Sequence[Event]) -> tuple[list[Delivery], list[Delivery]]:
+    """A log as two batches: what came before `later`, and `later`."""
+    return [d for d in log if d.event not in later], [d for d in log if d.event in later]
+
+
 class SimulatedCrash(Exception):
     """The worker was killed: nothing after this point of the batch happened."""
 
@@ -146,6 +165,7 @@ class InMemoryStore(FakeSubjectHolders, FakeExportParts):
         self.activity: dict[tuple[Person, str], ActivityDay] = {}
         self.slices: dict[tuple[str, int], Slice] = {}
         self.progress: dict[str, int] = {}
+        self.rosters: dict[str, int] = {}
         self.crash_after: int | None = None
         self.writes = 0
 
@@ -173,7 +193,15 @@ class InMemoryStore(FakeSubjectHolders, FakeExportParts):
             self._write()
             self._apply(write.target, write.change)
             self.watermarks.setdefault(write.target, {}).update(write.marks)
+        self._roster_changed({w.target.tenant for w in writes if isinstance(w.target, AmbassadorKey)})
         return refused
+
+    def _roster_changed(self, tenants: set[str]) -> None:
+        for tenant in tenants:  # not a counted write: no crash point of its own (it only drops kept reports)
+            self.rosters[tenant] = self.rosters.get(tenant, 0) + 1
+
+    async def roster_revision(self, tenant: str) -> int:
+        return self.rosters.get(tenant, 0)
 
     def _apply(self, target: Target, change: Change) -> None:
         if isinstance(target, CounterKey):
@@ -213,6 +241,7 @@ class InMemoryStore(FakeSubjectHolders, FakeExportParts):
             if person in piece.people:
                 self._write()
                 self.slices[key] = piece.without(person)
+        self._roster_changed({person.tenant})
 
     async def append_slices(self, slices: Sequence[Slice]) -> list[SliceSpan]:
         taken = []
@@ -251,9 +280,10 @@ class InMemoryStore(FakeSubjectHolders, FakeExportParts):
         return counter_rows([(key, parts, self.watermarks.get(key, {})) for key, parts in self.counters.items()
                              if wanted(key)], slices, wanted)
 
-    async def list_activity(self, tenant: str, period: Period) -> list[ActivityDay]:
+    async def list_activity(self, tenant: str, period: Period, dimension: Dimension | None = None,
+                            value: str | None = None) -> list[ActivityDay]:
         def wanted(row: ActivityDay) -> bool:
-            return row.tenant == tenant and period.contains(row.day)
+            return row.tenant == tenant and period.contains(row.day) and in_view(row, dimension, value)
 
         return activity_rows([row for row in self.activity.values() if wanted(row)], list(self.slices.values()), wanted)
 

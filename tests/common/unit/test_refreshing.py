@@ -88,3 +88,13 @@ async def test_zero_fresh_seconds_loads_every_time_and_capacity_bounds_the_keys(
         await small.get(key, source.load)
     await small.get("a", source.load)
     assert source.loads == 2 + 4  # "a" was dropped as the least recently used
+
+
+async def test_a_discarded_key_is_loaded_afresh():
+    cache, source = RefreshingCache(fresh_seconds=100), Source()
+    assert await cache.get("k", source.load) == 0
+    source.version = 1
+    assert await cache.get("k", source.load) == 0  # fresh: kept
+    cache.discard("k")
+    cache.discard("never-kept")
+    assert await cache.get("k", source.load) == 1 and source.loads == 2

@@ -2,17 +2,18 @@
 
 import asyncio
 import dataclasses
+from datetime import timedelta
 
 import pytest
 
 from advocacy_common.mongo import create_client
-from advocacy_common.repository import ServerCapabilities, Storage
+from advocacy_common.repository import TENANT_FIELD, ServerCapabilities, Storage
 from metrics.aggregation import (
     CounterKey, FactId, Fragment, Increments, Position, Slice, above_watermarks, plan_writes,
 )
 from metrics.handlers import apply_exactly_once, fold_slices
-from metrics.models import Dimension, Period
-from metrics.store import MongoGenerations, MongoMetricsStore
+from metrics.models import ActivityDay, Dimension, Period, Person
+from metrics.store import ACTIVITY, ACTIVITY_DAYS, MongoGenerations, MongoMetricsStore
 from metrics_testkit import BASE_DAY
 
 pytestmark = pytest.mark.integration
@@ -145,5 +146,46 @@ async def test_slices_are_stored_once_per_key_read_before_folding_and_folded_onc
         assert await store.append_slices([Slice(partition, 10, 19, {TOTAL: {"shares": 10}})]) == []
         assert await shares_of(store) == 11  # a folded slice stored again is below the watermark: not counted
         assert await fold_slices(store, None) == 1 and await shares_of(store) == 11
+    finally:
+        await client.close()
+
+
+async def test_activity_is_kept_per_day_and_view_read_per_view_erased_per_person(infrastructure, unique_db_name):
+    """One document per tenant, day and view; a view reads only its own; rows joined back are the rows added;
+    the former per-person layout is still read; an erasure leaves no trace of the person in either."""
+    client = create_client(infrastructure.mongodb_uri, "metrics-store-test")
+    generations = MongoGenerations(await Storage.open(client[unique_db_name("metrics")], "test-cursor-key"))
+    store = await generations.prepare(await generations.current())
+    first, second = DAY.isoformat(), (DAY + timedelta(days=1)).isoformat()
+    rows = [ActivityDay("t", "a1", first, frozenset({"camp1"}), frozenset({"c1"}), frozenset({"x"})),
+            ActivityDay("t", "a2", first, frozenset({"camp1", "camp2"}), frozenset({"c2"}), frozenset({"linkedin"})),
+            ActivityDay("t", "a1", second, frozenset({"camp2"}), frozenset({"c3"}), frozenset({"x"})),
+            ActivityDay("other", "a1", first, frozenset({"camp1"}), frozenset({"c1"}), frozenset({"x"}))]
+    both = Period(DAY, DAY + timedelta(days=1))
+    try:
+        await store.add_activity(rows)
+        await store.add_activity(rows[:1])  # a fold done twice changes nothing
+        days = store.collection(ACTIVITY_DAYS)
+        assert await days.count_documents({TENANT_FIELD: "t", "day": first}) == 1 + 2 + 2 + 2  # tenant, 2 of each
+        assert set(await store.list_activity("t", both)) == set(rows[:3])  # every view joined: whole rows
+        camp1 = await store.list_activity("t", both, Dimension.CAMPAIGN, "camp1")
+        assert sorted((r.ambassador_id, r.day) for r in camp1) == [("a1", first), ("a2", first)]
+        assert all("camp1" in r.campaigns for r in camp1)
+        team = await store.list_activity("t", both, Dimension.TEAM, "red")  # who shared at all
+        assert sorted((r.ambassador_id, r.day) for r in team) == [("a1", first), ("a1", second), ("a2", first)]
+        assert {r.ambassador_id for r in await store.list_activity("t", Period(DAY, DAY), Dimension.NETWORK,
+                                                                   "x")} == {"a1"}
+        # A generation written before the per-day layout: its rows still count.
+        await store.collection(ACTIVITY).insert_one({"_id": "t|a3|" + second, TENANT_FIELD: "t", "ambassador_id": "a3",
+                                                     "day": second, "campaigns": ["camp1"], "contents": [],
+                                                     "networks": []})
+        camp1 = await store.list_activity("t", both, Dimension.CAMPAIGN, "camp1")
+        assert sorted((r.ambassador_id, r.day) for r in camp1) == [("a1", first), ("a2", first), ("a3", second)]
+
+        await store.erase_individual(Person("t", "a1"))
+        await store.erase_individual(Person("t", "a3"))
+        assert {r.ambassador_id for r in await store.list_activity("t", both)} == {"a2"}
+        assert await days.count_documents({"people": "a1", TENANT_FIELD: "t"}) == 0
+        assert {r.ambassador_id for r in await store.list_activity("other", both)} == {"a1"}  # another tenant's
     finally:
         await client.close()

@@ -10,22 +10,12 @@ from metrics.handlers import project_batch
 from metrics.models import Dimension, Period
 from metrics.service import GroupTooSmall, MetricsQueries, ReportPolicy, UnknownSubject, rebuild_generation
 from metrics_testkit import (
-    BASE_DAY, CPM, InMemoryGenerations, build_log, engaged, envelope, erased, moved, opted_in, opted_out, published, shared,
+    BASE_DAY, CPM, InMemoryGenerations, deliveries, engaged, erased, moved, opted_in, opted_out, programme, published,
+    shared,
 )
 
 pytestmark = pytest.mark.unit
 PERIOD = Period(BASE_DAY.date(), BASE_DAY.date())
-
-
-def deliveries(tenant, *events):
-    return [d for records in build_log([(envelope(e, tenant), e) for e in events], 2).values() for d in records]
-
-
-def programme(tenant="t1"):
-    return deliveries(tenant, *[opted_in(f"a{n}", "red") for n in range(3)], opted_in("b1", "blue"),
-                      published("c1", "camp1"), published("c9", "quiet-campaign"),
-                      shared("s1", "a0", "c1", "camp1", "red"),
-                      engaged("e1", "s1", "a0", "c1", "camp1", "red", EngagementKind.IMPRESSION, 50))
 
 
 async def queries_with(*batches, minimum=3) -> tuple[MetricsQueries, InMemoryGenerations]:

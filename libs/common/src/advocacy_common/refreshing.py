@@ -53,6 +53,10 @@ class RefreshingCache(Generic[K, V]):
         task = self._loading.get(key) or self._start(key, load)
         return (await asyncio.shield(task)).value
 
+    def discard(self, key: K) -> None:
+        """Forget a key's value now (e.g. one that holds what an erasure must remove); a load under way stays."""
+        self._entries.pop(key, None)
+
     def _start(self, key: K, load: Callable[[], Awaitable[V]]) -> asyncio.Task[_Entry[V]]:
         async def fetch() -> _Entry[V]:
             started = self._clock()

@@ -54,7 +54,7 @@ def create_app(settings: MetricsSettings) -> FastAPI:
             await generations.prepare(await generations.current())
             app.state.queries = MetricsQueries(
                 generations, ReportPolicy(settings.min_team_size, settings.cpm_by_network),
-                RefreshingCache(settings.snapshot_fresh_seconds, settings.snapshot_stale_seconds))
+                RefreshingCache(settings.report_fresh_seconds, settings.report_stale_seconds))
             app.state.cursors = CursorCodec(settings.cursor_key.encode())
             app.state.stream_timing = StreamTiming(settings.stream_poll_seconds, settings.stream_heartbeat_seconds)
             app.state.stream_access = StreamAccess(

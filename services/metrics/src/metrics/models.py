@@ -81,6 +81,28 @@ class ActivityDay:
                            self.contents | other.contents, self.networks | other.networks)
 
 
+# Which set of an activity day a view of a dimension looks in; the other views (the tenant, a team, a
+# person) count who shared at all.
+ACTIVITY_SETS = {Dimension.CAMPAIGN: "campaigns", Dimension.CONTENT: "contents", Dimension.NETWORK: "networks"}
+
+
+def activity_view(dimension: Dimension) -> Dimension:
+    """The activity a view of `dimension` reads: its own (campaign, content, network), else the tenant's."""
+    return dimension if dimension in ACTIVITY_SETS else Dimension.TENANT
+
+
+def activity_views(row: ActivityDay) -> list[tuple[Dimension, str]]:
+    """Where a person's day of activity counts: the tenant, and each of its campaigns, contents and networks."""
+    return [(Dimension.TENANT, TENANT_VALUE), *((dimension, value) for dimension, name in ACTIVITY_SETS.items()
+                                                for value in sorted(getattr(row, name)))]
+
+
+def in_view(row: ActivityDay, dimension: Dimension | None, value: str | None) -> bool:
+    """Whether a view of `dimension` (`value`; None: every value) needs this activity day."""
+    name = ACTIVITY_SETS.get(dimension) if dimension is not None else None
+    return name is None or value is None or value in getattr(row, name)
+
+
 @dataclass(frozen=True)
 class MembershipChange:
     """What one ambassador event changed in who counts as opted in, from `day` (the UTC day of the

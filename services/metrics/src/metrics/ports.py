@@ -42,6 +42,9 @@ class WatermarkedDocuments(Protocol):
     async def list_ambassadors(self, tenant: str) -> list[AmbassadorView]:
         """The ambassador projection of a tenant."""
 
+    async def roster_revision(self, tenant: str) -> int:
+        """A number raised after each change of who counts in the tenant (ambassador events, erasures)."""
+
     async def list_contents(self, tenant: str) -> list[ContentView]:
         """The content projection of a tenant."""
 
@@ -52,8 +55,11 @@ class ActivityDays(Protocol):
     async def add_activity(self, rows: Sequence[ActivityDay]) -> None:
         """Create activity days or add to their sets (idempotent)."""
 
-    async def list_activity(self, tenant: str, period: Period) -> list[ActivityDay]:
-        """The activity days of a tenant in a period, pending slices included."""
+    async def list_activity(self, tenant: str, period: Period, dimension: Dimension | None = None,
+                            value: str | None = None) -> list[ActivityDay]:
+        """The activity days of a tenant in a period, pending slices included: every set of each (None), or
+        what a view of `dimension` needs (`models.in_view`: the days holding `value` in the dimension's set;
+        for the tenant, team and individual views, who shared at all), with at least that set filled."""
 
 
 class SliceLog(Protocol):

@@ -7,17 +7,17 @@ before the opt-in still makes an active ambassador once the opt-in is known.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import accumulate
 from typing import Any
 
 from .models import (
-    TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension, Granularity,
-    Period, buckets, engagement_rate_of, kpis, sum_parts,
+    ACTIVITY_SETS, TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension,
+    Granularity, Period, buckets, engagement_rate_of, kpis, sum_parts,
 )
 
 
@@ -32,16 +32,46 @@ class GroupTooSmall(Exception):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The rows one report needs, read once."""
+    """The rows one report needs, read once, and indexed once: by value and by day.
+
+    The indexes make a report cost what its period holds: a daily series of 90 days looks at
+    each activity row once (in its own day), not at every row once per day.
+    """
 
     dimension: Dimension
     rows: list[CounterRow]
     activity: list[ActivityDay]
     ambassadors: list[AmbassadorView]
+    built_roster: Roster | None = field(default=None, compare=False, repr=False)  # one kept with `ambassadors`
 
     @cached_property
     def roster(self) -> Roster:
-        return Roster(self.ambassadors)
+        return self.built_roster or Roster(self.ambassadors)
+
+    @cached_property
+    def _rows_by_value(self) -> dict[str, list[CounterRow]]:
+        grouped: dict[str, list[CounterRow]] = defaultdict(list)
+        for row in self.rows:
+            grouped[row.value].append(row)
+        return grouped
+
+    @cached_property
+    def _activity_by_day(self) -> tuple[list[str], list[list[ActivityDay]]]:
+        grouped: dict[str, list[ActivityDay]] = defaultdict(list)
+        for row in self.activity:
+            grouped[row.day].append(row)
+        days = sorted(grouped)
+        return days, [grouped[day] for day in days]
+
+    def rows_in(self, value: str, period: Period) -> list[CounterRow]:
+        first, last = period.first_day, period.last_day
+        return [row for row in self._rows_by_value.get(value, ()) if first <= row.day <= last]
+
+    def activity_in(self, period: Period) -> list[ActivityDay]:
+        """The activity rows of the period's days (a bisection, then only those days' rows)."""
+        days, rows = self._activity_by_day
+        start, end = bisect_left(days, period.first_day), bisect_right(days, period.last_day)
+        return [row for day_rows in rows[start:end] for row in day_rows]
 
 
 @dataclass(frozen=True)
@@ -181,9 +211,6 @@ def members(ambassadors: Iterable[AmbassadorView], dimension: Dimension, value: 
     return {a.ambassador_id for a in people}
 
 
-ACTIVITY_SETS = {Dimension.CAMPAIGN: "campaigns", Dimension.CONTENT: "contents", Dimension.NETWORK: "networks"}
-
-
 def _activity_set(row: ActivityDay, dimension: Dimension) -> frozenset[str] | None:
     name = ACTIVITY_SETS.get(dimension)
     return getattr(row, name) if name else None
@@ -202,13 +229,17 @@ def active(activity: Iterable[ActivityDay], among: set[str], dimension: Dimensio
 
 def kpis_of(snapshot: Snapshot, value: str, period: Period, cpm_by_network: Mapping[str, float]) -> dict[str, Any]:
     """The KPIs of one value over a period; the distinct counts are those of the period's last day
-    (opted in at its end, and of those, who shared in the period): each day has its own."""
-    parts = sum_parts(row.parts for row in snapshot.rows if row.value == value and period.contains(row.day))
+    (opted in at its end, and of those, who shared in the period): each day has its own.
+
+    Exact: the distinct people are a union over the period's own activity rows, never a sum of
+    daily counts. Only the period's rows are looked at (`Snapshot.activity_in`)."""
+    parts = sum_parts(row.parts for row in snapshot.rows_in(value, period))
     roster, dimension, last = snapshot.roster, snapshot.dimension, period.last_day
-    sharers = {row.ambassador_id for row in snapshot.activity if period.contains(row.day)}
+    activity = snapshot.activity_in(period)
+    sharers = {row.ambassador_id for row in activity}
     people = {a for a in sharers if roster.counts_on(a, dimension, value, last)}
     return kpis(parts, opted_in=roster.count(dimension, value, last),
-                active=len(active(snapshot.activity, people, dimension, value, period)),
+                active=len(active(activity, people, dimension, value, period)),
                 cpm_by_network=cpm_by_network)
 
 

@@ -9,23 +9,26 @@ pointer write; readers follow on their next call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from advocacy_common.auth import Principal
 from advocacy_common.subjects import ambassador_id_of
 from advocacy_common.refreshing import RefreshingCache
 
-from .models import TENANT_VALUE, Dimension, Granularity, Period, Person, trailing_days
+from .models import TENANT_VALUE, AmbassadorView, Dimension, Granularity, Period, Person, trailing_days
 from .ports import Generations, MetricsStore
 from .reports import (
-    GroupTooSmall, LeaderboardEntry, RankedItem, SeriesPoint, Snapshot, every_team, kpis_of, leaderboard,
+    GroupTooSmall, LeaderboardEntry, RankedItem, Roster, SeriesPoint, Snapshot, every_team, kpis_of, leaderboard,
     parts_by_topic, parts_by_value, ranked_by_engagement_rate, require_visible_team, series_of, team_size,
     visible_values,
 )
 
 ALL_TIME = Period(date.min, date.max)
+ROSTER_SECONDS = 30.0  # how long a tenant's ambassador projection is kept under one roster revision
+ROSTERS_KEPT = 64  # tenants whose projection is kept, the least recently used dropped first
 
 __all__ = ["GroupTooSmall", "MetricsQueries", "ReportPolicy", "UnknownSubject", "load_snapshot",
            "rebuild_generation"]
@@ -91,42 +94,120 @@ class ExportRow:
     title: str | None = None  # a content item's
 
 
+KeptRoster = Callable[[], Awaitable[tuple[list[AmbassadorView], Roster]]]
+
+
 async def load_snapshot(store: MetricsStore, tenant: str, dimension: Dimension, value: str | None,
-                        period: Period) -> Snapshot:
-    """Everything one report needs, read once."""
-    return Snapshot(dimension, await store.list_counters(tenant, dimension, value, period),
-                    await store.list_activity(tenant, period), await store.list_ambassadors(tenant))
+                        period: Period, kept: KeptRoster | None = None) -> Snapshot:
+    """Everything one report needs, read once and at once: its counters, the activity its view needs
+    (one document per day on the store), and the ambassadors (from `kept` when given: a kept copy, with
+    its `Roster` built once)."""
+    async def ambassadors() -> tuple[list[AmbassadorView], Roster | None]:
+        return await kept() if kept else (await store.list_ambassadors(tenant), None)
+
+    rows, activity, (people, roster) = await asyncio.gather(
+        store.list_counters(tenant, dimension, value, period), store.list_activity(tenant, period, dimension, value),
+        ambassadors())
+    return Snapshot(dimension, rows, activity, people, roster)
 
 
-SnapshotKey = tuple[int, str, Dimension, str | None, Period]
+async def _with_roster(load: Callable[[], Awaitable[list[AmbassadorView]]]) -> tuple[list[AmbassadorView], Roster]:
+    people = await load()
+    return people, Roster(people)
+
+
+ReportKey = tuple[int, str, int, str, Dimension, str | None, Period, Granularity | None]
+"""(generation, tenant, roster revision, view, dimension, value, period, granularity) of a computed report."""
+
+
+class _Refused:
+    """A refusal (unknown subject, team too small) kept like an answer, so that it is computed once too."""
+
+    def __init__(self, error: UnknownSubject | GroupTooSmall):
+        self.error = error
+
+
+async def _outcome(compute: Callable[[], Awaitable[object]]) -> object:
+    try:
+        return await compute()
+    except (UnknownSubject, GroupTooSmall) as error:
+        return _Refused(error)
+
+
+class _InFlight:
+    """Concurrent callers of one key share the call under way, so that 50 requests arriving together make one
+    read, not 50 (each read of the live pointer is a round trip FerretDB pays CPU for). A caller never gets
+    an answer older than the call it joined, which started at most one round trip before it."""
+
+    def __init__(self) -> None:
+        self._calls: dict[Hashable, asyncio.Task[Any]] = {}
+
+    async def run(self, key: Hashable, call: Callable[[], Awaitable[Any]]) -> Any:
+        task = self._calls.get(key)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(call())
+            self._calls[key] = task
+            task.add_done_callback(lambda done: self._calls.pop(key, None) if self._calls.get(key) is done else None)
+        return await asyncio.shield(task)
 
 
 class MetricsQueries:
     """The KPI views, each scoped to the caller's tenant, with the privacy rules of team and individual figures.
 
-    `snapshots` (optional) keeps the rows of a report a moment per process (see `RefreshingCache`): on
-    FerretDB 1.x reading them is a scan, and dashboards ask for the same report again and again. The key
-    holds the generation, so a rebuild's switch is seen at once; individual figures are never kept.
+    `reports` (optional) keeps each COMPUTED aggregate report a moment per process (see `RefreshingCache`):
+    on FerretDB 1.x reading its rows is a scan and computing it walks the period's activity, and
+    dashboards ask for the same report again and again; one computation per key however many requests
+    wait for it. The key holds the generation and the tenant's roster revision (both read on every
+    request: a rebuild's switch, an opt-in, an opt-out or an erasure is seen at once; new counts show
+    within the window) and the tenant; individual figures (`my_series`, the leaderboard) are never kept.
     """
 
     def __init__(self, generations: Generations, policy: ReportPolicy,
-                 snapshots: RefreshingCache[SnapshotKey, Snapshot] | None = None):
+                 reports: RefreshingCache[ReportKey, object] | None = None, roster_seconds: float = ROSTER_SECONDS):
         self.generations = generations
         self.policy = policy
-        self.snapshots = snapshots or RefreshingCache(0)
+        self.reports = reports or RefreshingCache(0)
+        # The ambassador projection of a tenant, kept under its roster revision: exact whatever the window
+        # (each change raises the revision), which only bounds how long a raise the worker did not get to
+        # (killed between the write and the raise; its redelivery raises it) could go unseen.
+        self.rosters: RefreshingCache[tuple[int, str, int], tuple[list[AmbassadorView], Roster]] = RefreshingCache(
+            roster_seconds if self.reports.fresh_seconds > 0 else 0, capacity=ROSTERS_KEPT)
+        self._pointers = _InFlight()
+        self._roster_revisions: dict[tuple[int, str], int] = {}  # the revision whose projection is kept
 
     async def _live(self) -> MetricsStore:
         return self.generations.store(await self.generations.current())
 
-    async def _live_snapshot(self, tenant: str, dimension: Dimension, value: str | None,
-                             period: Period) -> tuple[MetricsStore, Snapshot]:
-        """The live store and `load_snapshot` of it, through the cache (never an individual's figures)."""
+    async def _live_revision(self, tenant: str) -> tuple[int, int]:
+        """The live generation and the tenant's roster revision in it: read on every request (joined by
+        the requests arriving while it runs), so that a switch or a roster change is seen at once."""
         generation = await self.generations.current()
-        store = self.generations.store(generation)
+        return generation, await self.generations.store(generation).roster_revision(tenant)
+
+    async def _kept(self, tenant: str, view: str, dimension: Dimension, value: str | None, period: Period,
+                    granularity: Granularity | None,
+                    compute: Callable[[MetricsStore, KeptRoster], Awaitable[object]]) -> Any:
+        """An aggregate report of the live generation, computed at most once per key and freshness window."""
         if dimension is Dimension.AMBASSADOR:
-            return store, await load_snapshot(store, tenant, dimension, value, period)
-        return store, await self.snapshots.get((generation, tenant, dimension, value, period),
-                                               lambda: load_snapshot(store, tenant, dimension, value, period))
+            raise ValueError("individual figures are never kept across callers")
+        generation, revision = await self._pointers.run(tenant, lambda: self._live_revision(tenant))
+        store = self.generations.store(generation)
+
+        async def roster() -> tuple[list[AmbassadorView], Roster]:
+            previous = self._roster_revisions.get((generation, tenant))
+            if previous != revision:
+                # The projection under an older revision may hold an erased person's chosen name: not kept.
+                if previous is not None:
+                    self.rosters.discard((generation, tenant, previous))
+                self._roster_revisions[(generation, tenant)] = revision
+            return await self.rosters.get((generation, tenant, revision),
+                                          lambda: _with_roster(lambda: store.list_ambassadors(tenant)))
+
+        key = (generation, tenant, revision, view, dimension, value, period, granularity)
+        outcome = await self.reports.get(key, lambda: _outcome(lambda: compute(store, roster)))
+        if isinstance(outcome, _Refused):
+            raise outcome.error.with_traceback(None)  # shared by every waiter: no traceback piles up on it
+        return outcome
 
     def _report(self, snapshot: Snapshot, value: str, period: Period) -> KpiReport:
         return KpiReport(snapshot.dimension, value, period,
@@ -136,9 +217,11 @@ class MetricsQueries:
         return Series(snapshot.dimension, value, granularity, period,
                       series_of(snapshot, value, period, granularity, self.policy.cpm_by_network))
 
-    async def _visible_snapshot(self, tenant: str, dimension: Dimension, value: str, period: Period) -> Snapshot:
-        """One dimension value; UnknownSubject when the tenant never saw it; the threshold for teams."""
-        store, snapshot = await self._live_snapshot(tenant, dimension, value, period)
+    async def _visible_snapshot(self, store: MetricsStore, roster: KeptRoster, tenant: str, dimension: Dimension,
+                                value: str, period: Period) -> Snapshot:
+        """One dimension value; UnknownSubject when the tenant never saw it (a campaign, content item or
+        team); the threshold for teams."""
+        snapshot = await load_snapshot(store, tenant, dimension, value, period, roster)
         if dimension is Dimension.TEAM:
             if not snapshot.rows and team_size(snapshot.ambassadors, value) == 0 \
                     and not await store.list_counters(tenant, dimension, value, ALL_TIME):
@@ -158,27 +241,35 @@ class MetricsQueries:
     # --- the views ------------------------------------------------------------------------
 
     async def overview(self, tenant: str, period: Period) -> KpiReport:
-        _, snapshot = await self._live_snapshot(tenant, Dimension.TENANT, TENANT_VALUE, period)
-        return self._report(snapshot, TENANT_VALUE, period)
+        return await self.report(tenant, Dimension.TENANT, TENANT_VALUE, period)
 
     async def report(self, tenant: str, dimension: Dimension, value: str, period: Period) -> KpiReport:
-        """One campaign, content item, network or team (teams only at or above the threshold)."""
-        snapshot = await self._visible_snapshot(tenant, dimension, value, period)
-        return self._report(snapshot, value, period)
+        """One campaign, content item, network or team (teams only at or above the threshold); the tenant."""
+        async def compute(store: MetricsStore, roster: KeptRoster) -> KpiReport:
+            snapshot = await self._visible_snapshot(store, roster, tenant, dimension, value, period)
+            return self._report(snapshot, value, period)
+
+        return await self._kept(tenant, "report", dimension, value, period, None, compute)
 
     async def teams(self, tenant: str, period: Period) -> TeamReports:
-        _, snapshot = await self._live_snapshot(tenant, Dimension.TEAM, None, period)
-        minimum = self.policy.min_team_size
-        teams = every_team(snapshot)
-        shown = sorted(t for t in teams if team_size(snapshot.ambassadors, t) >= minimum)
-        return TeamReports(period, minimum, [self._report(snapshot, team, period) for team in shown],
-                           len(teams) - len(shown))
+        async def compute(store: MetricsStore, roster: KeptRoster) -> TeamReports:
+            snapshot = await load_snapshot(store, tenant, Dimension.TEAM, None, period, roster)
+            minimum = self.policy.min_team_size
+            teams = every_team(snapshot)
+            shown = sorted(t for t in teams if team_size(snapshot.ambassadors, t) >= minimum)
+            return TeamReports(period, minimum, [self._report(snapshot, team, period) for team in shown],
+                               len(teams) - len(shown))
+
+        return await self._kept(tenant, "teams", Dimension.TEAM, None, period, None, compute)
 
     async def series(self, tenant: str, dimension: Dimension, value: str, period: Period,
                      granularity: Granularity) -> Series:
         """KPIs per bucket of one dimension value (never an individual's: see `my_series`)."""
-        snapshot = await self._visible_snapshot(tenant, dimension, value, period)
-        return self._series(snapshot, value, period, granularity)
+        async def compute(store: MetricsStore, roster: KeptRoster) -> Series:
+            snapshot = await self._visible_snapshot(store, roster, tenant, dimension, value, period)
+            return self._series(snapshot, value, period, granularity)
+
+        return await self._kept(tenant, "series", dimension, value, period, granularity, compute)
 
     async def me(self, principal: Principal) -> Person:
         """The caller as an ambassador: the id holding their login now (never an erased predecessor's)."""

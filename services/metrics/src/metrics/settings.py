@@ -26,13 +26,15 @@ class MetricsSettings(ServiceSettings):
     batch_max_records: int = Field(default=5000, description="Records per consumed batch (one slice per partition each)")
     fold_every_seconds: float = Field(default=2.0, description="Least time between two folds of pending slices")
     generation_poll_seconds: float = 1.0
-    snapshot_fresh_seconds: float = Field(default=0.0, ge=0, description=(
-        "How long the API answers a report (tenant, campaign, content, network, team; never an individual's) "
-        "from the rows it read, per process; 0 (the default) reads them on every request. Off by default: a report "
-        "read right after an event (an erasure) would show the previous figures for up to fresh + stale seconds"))
-    snapshot_stale_seconds: float = Field(default=0.5, ge=0, description=(
-        "For this long after that, a request still gets the previous rows at once while one reload runs; "
-        "older rows are never served"))
+    report_fresh_seconds: float = Field(default=0.5, ge=0, description=(
+        "How long the API answers an aggregate report (tenant, campaign, content, network, team; never an "
+        "individual's) from the report it computed, per process, one computation per report however many wait; "
+        "0 computes it on every request. Asked for steadily, a report is at most this old plus one computation; "
+        "a change of who counts (opt-in, opt-out, erasure) and a rebuild's switch show at once"))
+    report_stale_seconds: float = Field(default=1.5, ge=0, description=(
+        "For this long after that, a request still gets the previous report at once while one recomputation "
+        "runs (longer than a cold computation, so that steady readers never wait for one); older reports are "
+        "never served"))
     stream_poll_seconds: float = 1.0
     stream_heartbeat_seconds: float = 15.0
     stream_ticket_key: str = Field(default="dev-only-stream-ticket-key-set-a-random-one", min_length=32,
