@@ -35,7 +35,7 @@ from advocacy_common.mongo import create_client
 from advocacy_common.repository import Storage
 from advocacy_common.topics import ENGAGEMENT
 
-from distribution.adapters.sharing import MongoLinks
+from distribution.adapters.links import MongoLinks
 from distribution.models.sharing import _CODE_ALPHABET, CODE_LENGTH, TrackedLink
 
 from distribution_stack import TENANT, Stack, print_table, topic_count, tree_cpu_seconds

@@ -12,7 +12,8 @@ from advocacy_common.topics import SHARE
 from advocacy_common.events import ContentPublished, Objective
 from advocacy_common.subjects import COLLECTION as SUBJECTS
 from distribution.adapters.sharing import BOOK_CHUNK_ENTRIES
-from distribution.adapters import subjects
+from distribution.adapters import links as links_module, subjects
+from distribution.adapters.buckets import holding
 from distribution.adapters.subjects import BucketedSubjectHolders, move_subject_claims, subject_buckets
 from distribution.models.authenticity import (
     AuthenticityPolicy, BookEntry, minhash, normalized_words, packed, shingles,
@@ -281,5 +282,42 @@ async def test_subject_claims_live_in_buckets_and_move_there_from_the_single_col
         assert sum([await bucket.count_documents({}) for bucket in buckets]) == 300
         assert max([await bucket.count_documents({}) for bucket in buckets]) < 20  # spread, not in one
         assert await move_subject_claims(database, False) == 0  # MongoDB: one collection, nothing to move
+    finally:
+        await distribution_db.client.drop_database(database.name)
+
+
+async def test_links_live_in_buckets_are_erased_in_each_and_move_there_from_the_single_collection(
+        repositories, tenant, distribution_db, monkeypatch):
+    def link(number: int, ambassador: str = "a1") -> TrackedLink:
+        return TrackedLink(code=f"{tenant}-c{number}", tenant=tenant, ambassador_id=ambassador, content_id="c1",
+                           network="linkedin", link_url=f"https://acme.com/{number}", created_at=NOW)
+
+    links = repositories.links
+    for number in range(12):
+        await links.ensure(link(number, "a1" if number % 2 else "a2"))
+    assert [found.code for found in await links.of_ambassador(tenant, "a1")] == \
+        sorted(f"{tenant}-c{number}" for number in range(1, 12, 2))
+    assert await links.of_ambassador(f"{tenant}-other", "a1") == []
+    await links.anonymise(tenant, "a1", "erased")  # in every bucket that holds one of theirs
+    assert await links.of_ambassador(tenant, "a1") == []
+    assert (await links.by_code(f"{tenant}-c1")).ambassador_id == "erased"
+    assert (await links.by_code(f"{tenant}-c2")).ambassador_id == "a2"
+
+    # An earlier release kept every link in one collection: moved into the buckets at start (a link already
+    # there stays as it is), that collection dropped; a second start finds nothing to do.
+    database = distribution_db.client[f"{distribution_db.name}_links"]
+    try:
+        legacy = [{"_id": f"old-{n}", **link(n).model_dump(exclude={"code"})} for n in range(300)]
+        await database[links_module.LINKS].insert_many(legacy)
+        buckets = links_module.link_buckets(database, True)
+        await holding(buckets, "old-7").insert_one({**legacy[7], "confirmed_share_id": "s-moved-already"})
+        monkeypatch.setattr(links_module, "MOVE_BATCH", 2)
+        assert await links_module.move_links(database, True) == 299
+        assert links_module.LINKS not in await database.list_collection_names()
+        assert await links_module.move_links(database, True) == 0
+        assert sum([await bucket.count_documents({}) for bucket in buckets]) == 300
+        assert max([await bucket.count_documents({}) for bucket in buckets]) < 20  # spread, not in one
+        assert (await holding(buckets, "old-7").find_one({"_id": "old-7"}))["confirmed_share_id"] == "s-moved-already"
+        assert await links_module.move_links(database, False) == 0  # MongoDB: one collection, nothing to move
     finally:
         await distribution_db.client.drop_database(database.name)

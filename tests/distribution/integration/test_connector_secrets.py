@@ -18,7 +18,10 @@ from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
 from advocacy_common.mongo import create_client
+from advocacy_common.repository import ServerCapabilities
 from advocacy_common.secretbox import DEV_ONLY_KEY, DEV_ONLY_KEY_ID, new_encoded_key
+from distribution.adapters.buckets import holding
+from distribution.adapters.links import link_buckets
 from distribution.bootstrap import create_app, reseal_connector_secrets
 from distribution.models.engagement import new_connector_secret, sign
 
@@ -52,9 +55,10 @@ async def a_tracked_link(database, tenant: str) -> str:
     """A tracked link and its confirmed share, as a confirmation leaves them (conversions need a posted share)."""
     code, share_id = f"code{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
     confirmed_at = datetime.now(UTC) - timedelta(minutes=1)
-    await database["links"].insert_one({"_id": code, "tenant": tenant, "ambassador_id": "a1", "content_id": "c1",
-                                        "network": "linkedin", "link_url": "https://www.example.com/",
-                                        "confirmed_share_id": share_id})
+    ferretdb = (await ServerCapabilities.detect(database)).ferretdb
+    await holding(link_buckets(database, ferretdb), code).insert_one({
+        "_id": code, "tenant": tenant, "ambassador_id": "a1", "content_id": "c1", "network": "linkedin",
+        "link_url": "https://www.example.com/", "confirmed_share_id": share_id})
     await database["shares"].insert_one({
         "_id": share_id, "tenant": tenant, "version": 2, "status": "confirmed", "ambassador_id": "a1",
         "content_id": "c1", "campaign_id": "camp-1", "network": "linkedin", "text": "My own words",

@@ -22,7 +22,8 @@ from .projections import (
     ambassador_buckets,
 )
 from .shared_contents import MongoSharedContents
-from .sharing import MongoLinks, MongoPolicies, MongoShares, MongoSignatureBooks
+from .links import LINKS, MongoLinks, move_links
+from .sharing import MongoPolicies, MongoShares, MongoSignatureBooks
 from .subjects import move_subject_claims
 
 __all__ = ["MongoConnectors", "ResealCount", "ambassador_documents", "create_indexes", "mongo_repositories",
@@ -76,7 +77,6 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("tenant", ASCENDING), ("post_url", ASCENDING)]),
         IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING), ("created_at", DESCENDING)]),
     ],
-    "links": [IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])],
     "comments": [IndexModel([("tenant", ASCENDING), ("ambassador_id", ASCENDING)])],
     PROCESSED_EVENTS: [IndexModel([("seen_at", ASCENDING)])],
     "connectors": [IndexModel([("tenant", ASCENDING), ("name", ASCENDING)], unique=True)],
@@ -87,11 +87,17 @@ async def create_indexes(database: AsyncDatabase) -> None:
     """MongoDB uses these; FerretDB 1.x keeps them but pushes only `_id` filters down to SQLite."""
     for collection, indexes in INDEXES.items():
         await create_indexes_one_by_one(database[collection], indexes)  # FerretDB 1.24: see the base
+    if not (await ServerCapabilities.detect(database)).ferretdb:  # one `links` collection there (adapters/links.py)
+        await create_indexes_one_by_one(database[LINKS], [IndexModel([("tenant", ASCENDING),
+                                                                      ("ambassador_id", ASCENDING)])])
 
 
 async def upgrade_documents(database: AsyncDatabase) -> None:
     """Shares written before shares had a `version` get version 1, so that their confirmation (a
     compare-and-set on the version) works. Matches nothing once done; a scan on FerretDB 1.x at start.
-    On FerretDB, subject claims written before their buckets move into them (`move_subject_claims`)."""
+    On FerretDB, subject claims and tracked links written before their buckets move into them
+    (`move_subject_claims`, `move_links`)."""
     await database[MongoShares.collection_name].update_many({"version": {"$exists": False}}, {"$set": {"version": 1}})
-    await move_subject_claims(database, (await ServerCapabilities.detect(database)).ferretdb)
+    ferretdb = (await ServerCapabilities.detect(database)).ferretdb
+    await move_subject_claims(database, ferretdb)
+    await move_links(database, ferretdb)

@@ -10,9 +10,13 @@ documents at 100,000 people). MongoDB serves `_id` from its index: one collectio
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 FERRETDB_BUCKETS = 256
 
@@ -31,3 +35,37 @@ def bucket_of(document_id: str, buckets: int) -> int:
 def holding(buckets: list[AsyncCollection], document_id: str) -> AsyncCollection:
     """The collection that holds (or will hold) the document `document_id`."""
     return buckets[bucket_of(document_id, len(buckets))]
+
+
+async def move_into_buckets(database: AsyncDatabase, name: str, buckets: list[AsyncCollection], batch: int,
+                            insert: Callable[[AsyncCollection, list[dict[str, Any]]], Awaitable[int]]) -> int:
+    """The documents of the single collection `name` (written before its buckets) into their buckets, then
+    that collection dropped; how many `insert` says went in. Inserted `batch` at a time as they are read, so
+    memory stays bounded; a start interrupted before the drop moves them again (`insert` decides what a
+    document already in its bucket means)."""
+    by_bucket: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    moved = 0
+    async for document in database[name].find({}):
+        number = bucket_of(document["_id"], len(buckets))
+        by_bucket[number].append(document)
+        if len(by_bucket[number]) == batch:
+            moved += await insert(buckets[number], by_bucket.pop(number))
+    for number, documents in by_bucket.items():
+        moved += await insert(buckets[number], documents)
+    await database[name].drop()
+    return moved
+
+
+DUPLICATE_KEY = 11000
+
+
+async def insert_new(bucket: AsyncCollection, documents: list[dict[str, Any]]) -> list[int]:
+    """Insert `documents` unordered; the positions of those whose `_id` the bucket holds already."""
+    try:
+        await bucket.insert_many(documents, ordered=False)
+        return []
+    except BulkWriteError as error:
+        errors = error.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return [e["index"] for e in errors]

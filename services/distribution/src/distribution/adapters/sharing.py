@@ -1,4 +1,4 @@
-"""Shares, tracked links and the tenants' authenticity policies in MongoDB."""
+"""Shares, signature books and the tenants' authenticity policies in MongoDB (tracked links: links.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from advocacy_common.repository import (
 )
 
 from ..models.authenticity import SIGNATURE_BYTES, AuthenticityPolicy, BookEntry, SignatureBook, TenantPolicy
-from ..models.sharing import Share, ShareStatus, TrackedLink
+from ..models.sharing import Share, ShareStatus
 from .erasure import anonymise_until_settled
 
 BOOK_CHUNK_ENTRIES = 200  # entries per book document: about 110 kB each, far below the 16 MB limit
@@ -169,39 +169,6 @@ class MongoSignatureBooks(Repository[SignatureBook]):
                         continue  # an addition got in between: read this chunk again
                     raise
             chunk += 1
-
-
-class MongoLinks(Repository[TrackedLink]):
-    collection_name = "links"  # `_id` is the code
-
-    def to_document(self, link: TrackedLink) -> dict[str, Any]:
-        return {"_id": link.code, **link.model_dump(exclude={"code"})}
-
-    def from_document(self, document: Mapping[str, Any]) -> TrackedLink:
-        return TrackedLink.model_validate({**document, "code": document["_id"]})
-
-    async def by_code(self, code: str) -> TrackedLink | None:
-        return self._entity(await self.collection.find_one({"_id": code}))
-
-    async def ensure(self, link: TrackedLink) -> None:
-        try:
-            await self.add(link)
-        except AlreadyExists:
-            pass  # prepared before: the link stays as it was
-
-    async def claim(self, tenant: str, code: str, share_id: str) -> bool:
-        # A conditional single-document update: atomic on MongoDB, and on FerretDB 1.x behind the
-        # write-serialising proxy (FerretDB alone applies updates of one document without isolation).
-        result = await self.collection.update_one(
-            {"_id": code, "tenant": tenant, "confirmed_share_id": {"$in": [None, share_id]}},
-            {"$set": {"confirmed_share_id": share_id}})
-        return result.matched_count == 1
-
-    async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
-        await anonymise_until_settled(self.collection, tenant, ambassador_id, {"$set": {"ambassador_id": erased}})
-
-    async def of_ambassador(self, tenant: str, ambassador_id: str) -> list[TrackedLink]:
-        return await self.find({"tenant": tenant, "ambassador_id": ambassador_id})  # a scan on FerretDB 1.x
 
 
 class MongoPolicies(Repository[TenantPolicy]):

@@ -10,17 +10,15 @@ MongoDB keeps the one `ambassador_subjects` collection.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from advocacy_common.subjects import COLLECTION, MongoSubjectHolders
 
-from .buckets import bucket_collections, bucket_of, holding
+from .buckets import bucket_collections, holding, insert_new, move_into_buckets
 
 log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
@@ -59,31 +57,15 @@ async def move_subject_claims(database: AsyncDatabase, ferretdb: bool) -> int:
     them again. Nothing to do on MongoDB (one collection) or once moved."""
     if not ferretdb or COLLECTION not in await database.list_collection_names():
         return 0
-    buckets = subject_buckets(database, ferretdb)
-    by_bucket: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    moved = 0
-    async for document in database[COLLECTION].find({}):
-        number = bucket_of(document["_id"], len(buckets))
-        by_bucket[number].append(document)
-        if len(by_bucket[number]) == MOVE_BATCH:  # inserted as they come: memory stays bounded
-            moved += await _insert_keeping_latest(buckets[number], by_bucket.pop(number))
-    for number, documents in by_bucket.items():
-        moved += await _insert_keeping_latest(buckets[number], documents)
-    await database[COLLECTION].drop()
+    moved = await move_into_buckets(database, COLLECTION, subject_buckets(database, ferretdb), MOVE_BATCH,
+                                    _insert_keeping_latest)
     log.info("moved %d subject claims into their buckets", moved)
     return moved
 
 
 async def _insert_keeping_latest(bucket: AsyncCollection, documents: list[dict[str, Any]]) -> int:
-    try:
-        await bucket.insert_many(documents, ordered=False)
-        return len(documents)
-    except BulkWriteError as error:
-        errors = error.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
-        for failed in errors:  # claimed in the bucket already (a moved claim, or a newer one): latest wins
-            document = documents[failed["index"]]
-            await bucket.update_one({"_id": document["_id"], "claimed_at": {"$lte": document["claimed_at"]}},
-                                    {"$set": {k: v for k, v in document.items() if k != "_id"}})
-        return len(documents)
+    for number in await insert_new(bucket, documents):  # claimed in the bucket already (a moved claim, or a
+        document = documents[number]                      # newer one): the latest claim wins
+        await bucket.update_one({"_id": document["_id"], "claimed_at": {"$lte": document["claimed_at"]}},
+                                {"$set": {k: v for k, v in document.items() if k != "_id"}})
+    return len(documents)

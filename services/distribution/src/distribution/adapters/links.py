@@ -1,0 +1,119 @@
+"""Tracked links in MongoDB: `_id` is the code; on FerretDB 1.x spread over bucket collections.
+
+Every click whose link is not in the redirect's short cache reads its link by code. FerretDB 1.x
+answers even that bare `_id` lookup with a scan of the collection (on PostgreSQL a sequential scan,
+~0.8 us per stored document: 8 ms at 10,000 links on a quiet machine, and `links` grows with every
+prepared share), so on FerretDB the links live in `links_00` ... `links_ff` by a hash of the code
+(adapters/buckets.py) and a click scans 1/256 of them. MongoDB keeps one `links` collection, served
+by its `_id` index. The few reads by person (erasure, GDPR export) visit every bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from advocacy_common.repository import Storage
+
+from ..models.sharing import TrackedLink
+from .buckets import bucket_collections, holding, insert_new, move_into_buckets
+from .erasure import ERASURE_ATTEMPTS, ERASURE_RECHECK_SECONDS, anonymise_until_settled
+
+log = logging.getLogger(__name__)
+LINKS = "links"
+MOVE_BATCH = 200
+
+
+def link_buckets(database: AsyncDatabase, ferretdb: bool) -> list[AsyncCollection]:
+    """The collections holding the tracked links (one on MongoDB)."""
+    return bucket_collections(database, LINKS, ferretdb)
+
+
+def _document(link: TrackedLink) -> dict[str, Any]:
+    return {"_id": link.code, **link.model_dump(exclude={"code"})}
+
+
+def _link(document: Mapping[str, Any] | None) -> TrackedLink | None:
+    if document is None:
+        return None
+    return TrackedLink.model_validate({**document, "code": document["_id"]})
+
+
+class MongoLinks:
+    """The `Links` port."""
+
+    def __init__(self, storage: Storage):
+        self.buckets = link_buckets(storage.database, storage.capabilities.ferretdb)
+
+    def _holding(self, code: str) -> AsyncCollection:
+        return holding(self.buckets, code)
+
+    async def get(self, tenant: str, code: str) -> TrackedLink | None:
+        link = await self.by_code(code)
+        return link if link is not None and link.tenant == tenant else None
+
+    async def by_code(self, code: str) -> TrackedLink | None:
+        return _link(await self._holding(code).find_one({"_id": code}))
+
+    async def ensure(self, link: TrackedLink) -> None:
+        try:
+            await self._holding(link.code).insert_one(_document(link))
+        except DuplicateKeyError:
+            pass  # prepared before: the link stays as it was
+
+    async def claim(self, tenant: str, code: str, share_id: str) -> bool:
+        # A conditional single-document update: atomic on MongoDB, and on FerretDB 1.x behind the
+        # write-serialising proxy (FerretDB alone applies updates of one document without isolation).
+        result = await self._holding(code).update_one(
+            {"_id": code, "tenant": tenant, "confirmed_share_id": {"$in": [None, share_id]}},
+            {"$set": {"confirmed_share_id": share_id}})
+        return result.matched_count == 1
+
+    async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
+        """Like `anonymise_until_settled` (see there why it checks until two passes a moment apart find
+        nothing), over the buckets: each pass looks for the person in every bucket side by side (reads, not
+        serialised by the proxy) and writes only to the few that hold one of their links."""
+        if len(self.buckets) == 1:
+            await anonymise_until_settled(self.buckets[0], tenant, ambassador_id, {"$set": {"ambassador_id": erased}})
+            return
+        who = {"tenant": tenant, "ambassador_id": ambassador_id}
+        clean_checks = 0
+        for _ in range(ERASURE_ATTEMPTS):
+            found = await asyncio.gather(*(bucket.find_one(who, {"_id": 1}) for bucket in self.buckets))
+            theirs = [bucket for bucket, document in zip(self.buckets, found) if document is not None]
+            clean_checks = 0 if theirs else clean_checks + 1
+            if clean_checks == 2:
+                return
+            for bucket in theirs:
+                await bucket.update_many(who, {"$set": {"ambassador_id": erased}})
+            await asyncio.sleep(ERASURE_RECHECK_SECONDS)
+        raise RuntimeError("erasure of tracked links did not settle; the event will be retried")
+
+    async def of_ambassador(self, tenant: str, ambassador_id: str) -> list[TrackedLink]:
+        # A scan of every bucket on FerretDB 1.x (rare: a GDPR export); MongoDB uses (tenant, ambassador_id).
+        found = await asyncio.gather(*(bucket.find({"tenant": tenant, "ambassador_id": ambassador_id}).to_list()
+                                       for bucket in self.buckets))
+        return sorted((_link(document) for documents in found for document in documents),  # type: ignore[misc]
+                      key=lambda link: link.code)
+
+
+async def move_links(database: AsyncDatabase, ferretdb: bool) -> int:
+    """On FerretDB, the links of the single `links` collection (written before the buckets) into their
+    buckets, then that collection dropped; how many were moved. Idempotent: a link already in its bucket
+    stays as it is there (a link changes only by its claim, written to the bucket once moved), and a start
+    interrupted before the drop moves the rest again. Nothing to do on MongoDB or once moved."""
+    if not ferretdb or LINKS not in await database.list_collection_names():
+        return 0
+    moved = await move_into_buckets(database, LINKS, link_buckets(database, ferretdb), MOVE_BATCH, _insert_new)
+    log.info("moved %d tracked links into their buckets", moved)
+    return moved
+
+
+async def _insert_new(bucket: AsyncCollection, documents: list[dict[str, Any]]) -> int:
+    return len(documents) - len(await insert_new(bucket, documents))
