@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import asyncio
 
-import uvicorn
+from fastapi import FastAPI
 
 from advocacy_common.logs import configure_logging
+from advocacy_common.serving import serve_api
 
 from .bootstrap import build_worker, create_app, settings_from_environment
 from .settings import AmbassadorSettings
 
 
+def api_app() -> FastAPI:
+    """The app of one api process, from the environment (uvicorn calls it in each worker process)."""
+    settings = settings_from_environment()
+    _observe(settings)
+    return create_app(settings)
+
+
 def run_api() -> None:
     settings = settings_from_environment()
     _observe(settings)
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_config=None, server_header=False)  # our redacting log handler; no Server banner
+    serve_api(settings, "ambassador.main:api_app")  # AMBASSADOR_HTTP_WORKERS processes
 
 
 def run_worker() -> None:

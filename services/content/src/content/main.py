@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import uvicorn
+from fastapi import FastAPI
 
 from advocacy_common.logs import configure_logging
+from advocacy_common.serving import serve_api
 
 from .bootstrap import build_worker, create_app, settings_from_environment
 from .settings import ContentSettings
@@ -18,10 +19,13 @@ def _settings() -> ContentSettings:
     return settings
 
 
+def api_app() -> FastAPI:
+    """The app of one api process, from the environment (uvicorn calls it in each worker process)."""
+    return create_app(_settings())
+
+
 def run_api() -> None:
-    settings = _settings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None,
-                server_header=False)  # no Server banner
+    serve_api(_settings(), "content.main:api_app")  # CONTENT_HTTP_WORKERS processes
 
 
 def run_worker() -> None:

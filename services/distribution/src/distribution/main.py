@@ -7,20 +7,28 @@ import asyncio
 import sys
 from collections.abc import Callable
 
-import uvicorn
+from fastapi import FastAPI
 
 from advocacy_common.logs import configure_logging
+from advocacy_common.serving import serve_api
 from advocacy_common.worker import ServiceWorker
 
 from .bootstrap import build_poller, build_worker, create_app, reseal_connector_secrets, settings_from_environment
 from .settings import DistributionSettings
 
 
+def api_app() -> FastAPI:
+    """The app of one api process, from the environment (uvicorn calls it in each worker process)."""
+    settings = settings_from_environment()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)
+
+
 def run_api() -> None:
     settings = settings_from_environment()
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, proxy_headers=True,
-                log_config=None, server_header=False)  # our redacting log handler; no Server banner
+    # proxy_headers: the redirect's visitor address comes from X-Forwarded-For of the trusted proxy.
+    serve_api(settings, "distribution.main:api_app", proxy_headers=True)  # DISTRIBUTION_HTTP_WORKERS processes
 
 
 def run_worker() -> None:

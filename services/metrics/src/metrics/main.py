@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
-import uvicorn
+from fastapi import FastAPI
+
+from advocacy_common.serving import serve_api
 
 from .bootstrap import build_worker, create_app, load_settings
 from .settings import MetricsSettings
 
 
+def api_app() -> FastAPI:
+    """The app of one api process, from the environment (uvicorn calls it in each worker process)."""
+    return create_app(load_settings())
+
+
 def run_api() -> None:
-    settings = load_settings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_config=None, server_header=False)  # our redacting log handler; no Server banner
+    serve_api(load_settings(), "metrics.main:api_app")  # METRICS_HTTP_WORKERS processes
 
 
 def run_worker() -> None:
