@@ -79,3 +79,30 @@ def test_two_workers_answer_on_one_port(tmp_path):
         server.terminate()
         _, errors = server.communicate(timeout=30)
     assert server.returncode == 0, errors.decode()[-2000:]
+
+
+async def test_the_collector_is_frozen_once_the_app_has_started():
+    import gc
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    from advocacy_common.serving import frozen_after_startup
+
+    events = []
+
+    @asynccontextmanager
+    async def lifespan(app):
+        events.append("started")
+        yield {"answer": 42}
+        events.append("stopped")
+
+    app = frozen_after_startup(FastAPI(lifespan=lifespan))
+    gc.unfreeze()
+    try:
+        async with app.router.lifespan_context(app) as state:
+            assert events == ["started"] and state == {"answer": 42}
+            assert gc.get_freeze_count() > 0  # what startup left alive is out of the collector's way
+        assert events == ["started", "stopped"]
+    finally:
+        gc.unfreeze()

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
 from advocacy_common.logs import configure_logging
-from advocacy_common.serving import serve_api
+from advocacy_common.serving import frozen_after_startup, serve_api
 
-from .bootstrap import build_worker, create_app, settings_from_environment
 from .settings import ContentSettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+# The bootstrap (every module of the service) is imported where it is used: with http_workers > 1 the
+# process that calls run_api is uvicorn's supervisor, which only needs the settings (~80 MB less).
 
 
 def _settings() -> ContentSettings:
-    settings = settings_from_environment()
+    settings = ContentSettings()  # as bootstrap.settings_from_environment, without importing the service
     configure_logging(settings.log_level, settings.log_json)
     return settings
 
 
 def api_app() -> FastAPI:
     """The app of one api process, from the environment (uvicorn calls it in each worker process)."""
-    return create_app(_settings())
+    from .bootstrap import create_app
+
+    return frozen_after_startup(create_app(_settings()))
 
 
 def run_api() -> None:
@@ -29,6 +36,8 @@ def run_api() -> None:
 
 
 def run_worker() -> None:
+    from .bootstrap import build_worker
+
     settings = _settings()
 
     async def work() -> None:
