@@ -14,7 +14,7 @@ from advocacy_common.http import create_service_app
 from advocacy_common.http_metrics import RouteTemplates
 from advocacy_common.publishing import envelope_for
 from advocacy_common.settings import ServiceSettings
-from advocacy_common.telemetry import TraceContextMiddleware
+from advocacy_common.telemetry import TraceContextMiddleware, configure_tracing
 
 pytestmark = pytest.mark.unit
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -116,3 +116,31 @@ def test_remembered_templates_stay_bounded_and_follow_the_route_table(auth_setti
         return {}
 
     assert templates.of({**scope, "path": "/later"}) == "/later"  # a new route is seen at once
+
+
+async def test_with_an_exporter_each_request_is_one_server_span_without_per_message_spans(auth_settings):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    configure_tracing("stack-test")  # the process's provider, without an exporter that would send anywhere
+    settings = ServiceSettings(service_name="stack-test", **auth_settings)
+    app = create_service_app(settings.model_copy(update={"otlp_endpoint": "http://127.0.0.1:9/"}), title="t",
+                             description="t")
+
+    @app.get("/spanned/{thing}")
+    async def spanned(thing: str):
+        return {}
+
+    assert not any(m.cls is TraceContextMiddleware for m in app.user_middleware)
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)  # set once per process by configure_tracing
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    async with client(app) as http:
+        await http.get("/spanned/1", headers={"traceparent": CALLER})
+        await http.get("/livez")
+    spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == int(CALLER_TRACE, 16)]
+    assert [(s.name, s.kind) for s in spans] == [("GET /spanned/{thing}", trace.SpanKind.SERVER)]
+    assert not [s for s in exporter.get_finished_spans() if "livez" in s.name]
+    exporter.clear()
