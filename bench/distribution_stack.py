@@ -26,7 +26,7 @@ from advocacy_common.events import (
 )
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_common.topics import TopicNames, ensure_topics
-from http_load import peak_rss_mb, process_tree, tree_cpu_seconds  # noqa: F401 (tree_cpu_seconds: re-exported)
+from http_load import peak_rss_mb, process_tree, tree_cpu_seconds, workers_settled  # noqa: F401 (re-exported)
 
 TENANT = "bench"
 PARTITIONS = 3
@@ -82,6 +82,8 @@ class Stack:
             while True:
                 try:
                     if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                        if self.api_processes > 1:  # one answered; the others' start-up is not the load's CPU
+                            await asyncio.to_thread(workers_settled, self.processes["api"].pid, self.api_processes)
                         return
                 except httpx.TransportError:
                     pass

@@ -74,6 +74,17 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def workers_settled(root: int, workers: int, timeout: float = 300) -> bool:
+    """True once `root` has at least `workers` descendants and the whole tree used under 0.1 core over 1 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = tree_cpu_seconds([root])
+        time.sleep(1.0)
+        if len(process_tree(root)) > workers and tree_cpu_seconds([root]) - before < 0.1:
+            return True
+    return False
+
+
 def add_api_processes_argument(parser) -> None:
     parser.add_argument("--api-processes", type=int, default=1, metavar="N",
                         help="uvicorn worker processes of the api (<SERVICE>_HTTP_WORKERS); CPU and RSS summed")
@@ -119,11 +130,10 @@ class ApiProcess:
         raise TimeoutError(f"api not ready after {timeout} s; see {self.log}")
 
     def _all_workers_up(self) -> bool:
-        """One answer proves one worker; give the others the time to import and start too."""
-        if self.processes == 1:
-            return True
-        time.sleep(max(3.0, 1.5 * self.processes))
-        return len(self.pids()) > self.processes
+        """One answer proves one worker; the others may still be importing: wait until they are all there
+        and the tree is idle, so their start-up is not counted as the first run's CPU."""
+        assert self.process is not None
+        return self.processes == 1 or workers_settled(self.process.pid, self.processes)
 
     def pids(self) -> list[int]:
         assert self.process is not None
