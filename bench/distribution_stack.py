@@ -26,6 +26,7 @@ from advocacy_common.events import (
 )
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_common.topics import TopicNames, ensure_topics
+from http_load import peak_rss_mb, process_tree, tree_cpu_seconds, workers_settled  # noqa: F401 (re-exported)
 
 TENANT = "bench"
 PARTITIONS = 3
@@ -37,39 +38,6 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The process's high-water mark of resident memory (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def tree_cpu_seconds(roots: list[int]) -> float:
-    """CPU seconds (user + system, with reaped children's) of the processes `roots` and all their descendants:
-    e.g. a FerretDB and its PostgreSQL postmaster with the backends it forks."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    used: dict[int, float] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])
-        used[pid] = sum(int(n) for n in fields[11:15]) / ticks  # utime stime cutime cstime
-    total, todo, seen = 0.0, list(roots), set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen or pid not in used:
-            continue
-        seen.add(pid)
-        total += used[pid]
-        todo += [child for child, parent in parents.items() if parent == pid]
-    return total
-
-
 @dataclass
 class Stack:
     bootstrap: str
@@ -78,6 +46,7 @@ class Stack:
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     port: int = field(default_factory=free_port)
     start_timeout: float = 600  # imports alone (scipy, via datasketch) take minutes on a loaded machine
+    api_processes: int = 1  # DISTRIBUTION_HTTP_WORKERS: uvicorn worker processes of the api
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,6 +62,7 @@ class Stack:
                 "DISTRIBUTION_MONGODB_URI": self.uri, "DISTRIBUTION_DATABASE": self.database,
                 "DISTRIBUTION_TOPIC_PREFIX": self.names.prefix, "DISTRIBUTION_TOPIC_PARTITIONS": str(PARTITIONS),
                 "DISTRIBUTION_CONSUMER_GROUP": f"bench-{self.run}", "DISTRIBUTION_HTTP_PORT": str(self.port),
+                "DISTRIBUTION_HTTP_WORKERS": str(self.api_processes),
                 "DISTRIBUTION_LOG_LEVEL": "WARNING", "DISTRIBUTION_AUTH_ISSUER": self.issuer.issuer,
                 "DISTRIBUTION_AUTH_AUDIENCE": self.issuer.audience,
                 "DISTRIBUTION_AUTH_JWKS_URL": f"{self.jwks.url}/.well-known/jwks.json"}
@@ -112,6 +82,8 @@ class Stack:
             while True:
                 try:
                     if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                        if self.api_processes > 1:  # one answered; the others' start-up is not the load's CPU
+                            await asyncio.to_thread(workers_settled, self.processes["api"].pid, self.api_processes)
                         return
                 except httpx.TransportError:
                     pass
@@ -158,7 +130,9 @@ class Stack:
         return {name: tree_cpu_seconds([process.pid]) for name, process in self.processes.items()}
 
     def peak_rss(self) -> dict[str, float]:
-        return {name: peak_rss_mb(process.pid) for name, process in self.processes.items()}
+        """Per process (the api's summed over its uvicorn workers, if several)."""
+        return {name: sum(peak_rss_mb(pid) for pid in process_tree(process.pid))
+                for name, process in self.processes.items()}
 
     async def stop(self) -> None:
         for process in self.processes.values():

@@ -2,7 +2,8 @@
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 MONGODB_URI=mongodb://127.0.0.1:27017/ \\
         uv run python bench/feed_bench.py [--items 500,5000] [--ambassadors 100000] [--clients 1,10,50] \\
-        [--runs 3] [--seconds 10] [--tokens 3000] [--profile] [--keep] [--database NAME]
+        [--runs 3] [--seconds 10] [--tokens 3000] [--profile] [--keep] [--database NAME] \\
+        [--api-processes 1]
 
 Seeds one tenant through the projections' own code path: `ContentPublished` and `AmbassadorOptedIn`
 events go through distribution's event handlers (`handlers.on_content_snapshot`, `handlers.on_opted_in`)
@@ -54,8 +55,8 @@ from distribution.settings import DistributionSettings
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk_seed import RecordingDatabase  # noqa: E402
 from http_load import (  # noqa: E402
-    ApiProcess, drop_database, free_port, load_average, measure, profile, service_environment, spread,
-    start_dev_issuer, wrk_script,
+    ApiProcess, add_api_processes_argument, drop_database, free_port, load_average, measure, profile,
+    service_environment, spread, start_dev_issuer, wrk_script,
 )
 
 TENANT = "feedbench"
@@ -175,7 +176,7 @@ def main(arguments: argparse.Namespace) -> None:
                     asyncio.run(note_counts(settings, have_contents, have_ambassadors))
                 port = free_port()
                 api = ApiProcess("distribution.main", {**env, "DISTRIBUTION_HTTP_PORT": str(port)}, port,
-                                 Path(f"/tmp/feedbench_{run}_api.log"))
+                                 Path(f"/tmp/feedbench_{run}_api.log"), processes=arguments.api_processes)
                 api.start()
                 try:
                     # The tenant's first feed lists its contents (nothing kept yet): measured apart, so
@@ -216,6 +217,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--tokens", type=int, default=3000, help="distinct ambassadors whose tokens wrk cycles over")
     parser.add_argument("--profile", action="store_true")
+    add_api_processes_argument(parser)
     parser.add_argument("--keep", action="store_true", help="keep the seeded database")
     parser.add_argument("--database", help="reuse (or create) this database instead of a fresh one")
     main(parser.parse_args())

@@ -32,15 +32,81 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def process_tree(root: int) -> list[int]:
+    """`root` and all its live descendants."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return tree
+
+
+def tree_cpu_seconds(roots: list[int]) -> float:
+    """CPU seconds (user + system, with reaped children's) of the processes `roots` and all their descendants:
+    an api and its uvicorn workers, a FerretDB and its PostgreSQL postmaster with the backends it forks."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in {pid for root in roots for pid in process_tree(root)}:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        total += sum(int(n) for n in fields[11:15]) / ticks  # utime stime cutime cstime
+    return total
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's high-water mark of resident memory (VmHWM), in MB; 0 once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def workers_settled(root: int, workers: int, timeout: float = 300) -> bool:
+    """True once `root` has at least `workers` descendants and the whole tree used under 0.1 core over 1 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = tree_cpu_seconds([root])
+        time.sleep(1.0)
+        if len(process_tree(root)) > workers and tree_cpu_seconds([root]) - before < 0.1:
+            return True
+    return False
+
+
+def add_api_processes_argument(parser) -> None:
+    parser.add_argument("--api-processes", type=int, default=1, metavar="N",
+                        help="uvicorn worker processes of the api (<SERVICE>_HTTP_WORKERS); CPU and RSS summed")
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 class ApiProcess:
-    """`python -c 'from <module> import run_api; run_api()'`: the service's own entry point (uvicorn)."""
+    """`python -c 'from <module> import run_api; run_api()'`: the service's own entry point (uvicorn), with
+    `processes` worker processes (`<PREFIX>_HTTP_WORKERS`, prefix from the module's package unless given).
 
-    def __init__(self, module: str, env: dict[str, str], port: int, log: Path):
-        self.module, self.env, self.port, self.log = module, env, port, log
+    With several, uvicorn's supervisor is the process started here and the workers are its children: CPU
+    is summed over the whole tree, peak RSS summed over its processes (each one's high-water mark: an upper
+    bound of the tree's peak, the workers share no memory since they are spawned, not forked)."""
+
+    def __init__(self, module: str, env: dict[str, str], port: int, log: Path, processes: int = 1,
+                 prefix: str | None = None):
+        prefix = prefix or module.split(".")[0].upper()
+        self.module, self.port, self.log, self.processes = module, port, log, processes
+        self.env = {**env, f"{prefix}_HTTP_WORKERS": str(processes)}
         self.process: subprocess.Popen | None = None
 
     @property
@@ -56,26 +122,34 @@ class ApiProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"api exited with {self.process.returncode}; see {self.log}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200 and self._all_workers_up():
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
         raise TimeoutError(f"api not ready after {timeout} s; see {self.log}")
 
-    def peak_rss_mb(self) -> float:
-        """VmHWM: the process's peak resident set since it started."""
+    def _all_workers_up(self) -> bool:
+        """One answer proves one worker; the others may still be importing: wait until they are all there
+        and the tree is idle, so their start-up is not counted as the first run's CPU."""
         assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM")
+        return self.processes == 1 or workers_settled(self.process.pid, self.processes)
+
+    def pids(self) -> list[int]:
+        assert self.process is not None
+        return process_tree(self.process.pid)
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM (peak resident set since start), summed over the process and its workers."""
+        return sum(peak_rss_mb(pid) for pid in self.pids())
+
+    def largest_rss_mb(self) -> float:
+        return max(peak_rss_mb(pid) for pid in self.pids())
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the process has used so far."""
+        """User + system CPU time the process and its workers have used so far."""
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return tree_cpu_seconds([self.process.pid])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -98,7 +172,8 @@ class WrkResult:
 
 
 def wrk_script(paths_and_tokens: list[tuple[str, str]], directory: Path) -> Path:
-    """A wrk Lua script cycling over (path, bearer token) pairs, each thread from its own offset."""
+    """A wrk Lua script cycling over (path, bearer token) pairs, each thread from its own offset; an empty
+    token sends no Authorization header."""
     script = directory / "requests.lua"
     entries = ",\n".join(f"{{{json.dumps(p)}, {json.dumps(t)}}}" for p, t in paths_and_tokens)
     script.write_text(f"""
@@ -113,6 +188,7 @@ end
 function request()
   i = i % #entries + 1
   local e = entries[i]
+  if e[2] == "" then return wrk.format("GET", e[1]) end
   return wrk.format("GET", e[1], {{["Authorization"] = "Bearer " .. e[2]}})
 end
 """)
@@ -161,7 +237,7 @@ def measure(name: str, url: str, script: Path, clients: list[int], runs: int, se
             results[count].append(result)
             print(f"  {name} run {run + 1} c={count}: p50 {result.p50_ms:.1f} ms p99 {result.p99_ms:.1f} ms "
                   f"{result.requests_per_s:.0f} req/s ({result.requests} requests, {result.errors} errors) "
-                  f"api CPU {result.cpu_ms_per_request:.1f} ms/request "
+                  f"api CPU {result.cpu_ms_per_request:.2f} ms/request "
                   f"load {load_average()} rss {api.peak_rss_mb():.0f} MB", flush=True)
             if result.errors:
                 raise RuntimeError(f"{result.errors} failed requests: see the api log {api.log}")
@@ -169,7 +245,7 @@ def measure(name: str, url: str, script: Path, clients: list[int], runs: int, se
           "| --- | --- | --- | --- | --- | --- |")
     for count, rows in results.items():
         print(f"| | {count} | {spread([r.p50_ms for r in rows])} | {spread([r.p99_ms for r in rows])} "
-              f"| {spread([r.requests_per_s for r in rows], 0)} | {spread([r.cpu_ms_per_request for r in rows])} |")
+              f"| {spread([r.requests_per_s for r in rows], 0)} | {spread([r.cpu_ms_per_request for r in rows], 2)} |")
     return results
 
 
@@ -191,7 +267,8 @@ def profile(api: ApiProcess, url: str, script: Path, connections: int, seconds: 
     with tempfile.TemporaryDirectory() as directory:
         raw = Path(directory) / "stacks.txt"
         spy = subprocess.Popen([*command, "record", "--pid", str(api.process.pid), "--duration", f"{seconds + 2:.0f}",
-                                "--rate", "200", "--function", "--format", "raw", "--output", str(raw), "--nonblocking"],
+                                "--rate", "200", "--function", "--format", "raw", "--output", str(raw), "--nonblocking",
+                                *(["--subprocesses"] if api.processes > 1 else [])],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(2)
         run_wrk(url, script, connections, seconds)

@@ -4,7 +4,7 @@
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 MONGODB_URI=mongodb://127.0.0.1:27017/ \\
         uv run python bench/metrics_api_bench.py [--events 10000000] [--days 90] [--ambassadors 2000] \\
         [--contents 300] [--campaigns 30] [--teams 20] [--clients 1,10,50] [--runs 3] [--seconds 10] \\
-        [--profile] [--keep] [--database NAME]
+        [--profile] [--keep] [--database NAME] [--api-processes 1]
 
 Seeding goes through the worker's own aggregation and store code, in bulk: opt-ins and publications
 become state fragments (`aggregation.state_fragment`), every share and engagement is summed into one
@@ -57,8 +57,8 @@ from metrics.store import MongoMetricsStore
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk_seed import RecordingDatabase  # noqa: E402
 from http_load import (  # noqa: E402
-    ApiProcess, drop_database, free_port, load_average, measure, profile, service_environment, start_dev_issuer,
-    wrk_script,
+    ApiProcess, add_api_processes_argument, drop_database, free_port, load_average, measure, profile,
+    service_environment, start_dev_issuer, wrk_script,
 )
 
 TENANT = "metricsbench"
@@ -189,7 +189,7 @@ def main(arguments: argparse.Namespace) -> None:
                          f"/v1/metrics/timeseries?from={first}&to={last}&granularity=day"}
         port = free_port()
         api = ApiProcess("metrics.main", {**env, "METRICS_HTTP_PORT": str(port)}, port,
-                         Path(f"/tmp/metricsbench_{run}_api.log"))
+                         Path(f"/tmp/metricsbench_{run}_api.log"), processes=arguments.api_processes)
         api.start()
         p99: dict[str, float] = {}
         try:
@@ -235,6 +235,7 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--profile", action="store_true")
+    add_api_processes_argument(parser)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--database", help="reuse (or create) this database")
     parser.add_argument("--report-fresh", type=float, help="METRICS_REPORT_FRESH_SECONDS (0: off; default: the service's)")

@@ -3,7 +3,7 @@ counted click is on the Kafka topic, and the peak RSS of the API and worker proc
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 MONGODB_URI=mongodb://127.0.0.1:27017/ \\
         uv run python bench/redirect_bench.py [--runs 3] [--seconds 20] [--connections 50] [--threads 2] \\
-        [--links 500] [--visitors 5000] [--drain-timeout 300]
+        [--links 500] [--visitors 5000] [--drain-timeout 300] [--api-processes 1]
 
 Runs the real processes (`distribution.main:run_api` under uvicorn, `run_worker` with the outbox relay) on
 fresh topics and a fresh database. Seeds --contents contents (as events, projected by the worker) and --links
@@ -38,6 +38,7 @@ from advocacy_common.topics import ENGAGEMENT
 from distribution.adapters.links import MongoLinks
 from distribution.models.sharing import _CODE_ALPHABET, CODE_LENGTH, TrackedLink
 
+from http_load import add_api_processes_argument
 from distribution_stack import TENANT, Stack, print_table, topic_count, tree_cpu_seconds
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -122,7 +123,8 @@ async def drain(stack: Stack, target: int, timeout: float) -> tuple[float, int]:
 def profile(stack: Stack, prefix: str, seconds: int) -> list[subprocess.Popen]:
     """py-spy on the API and the worker during the load (raw collapsed stacks in <prefix>api.txt, ...)."""
     return [subprocess.Popen(["py-spy", "record", "--nonblocking", "-p", str(process.pid), "-d", str(seconds - 1),
-                              "-f", "raw", "-o", f"{prefix}{name}.txt"], stdout=subprocess.DEVNULL,
+                              "-f", "raw", "-o", f"{prefix}{name}.txt",
+                              *(["--subprocesses"] if stack.api_processes > 1 else [])], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL) for name, process in stack.processes.items()]
 
 
@@ -131,7 +133,8 @@ def spread(values: list[float], digits: int = 0) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    stack = Stack(args.bootstrap, args.uri, Path(tempfile.gettempdir()) / f"redirect_bench_{os.getpid()}.log")
+    stack = Stack(args.bootstrap, args.uri, Path(tempfile.gettempdir()) / f"redirect_bench_{os.getpid()}.log",
+                  api_processes=args.api_processes)
     await stack.start()
     try:
         await stack.publish_people_and_contents(ambassadors=0, contents=args.contents)
@@ -206,6 +209,7 @@ if __name__ == "__main__":
                         help="a database server process (FerretDB, PostgreSQL's postmaster) whose CPU, with its "
                              "children's, is counted per click; repeatable (useful on a private instance)")
     parser.add_argument("--profile", metavar="PREFIX", help="py-spy the processes during the first run's load")
+    add_api_processes_argument(parser)
     parser.add_argument("--verbose", action="store_true", help="print wrk's own report too")
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     parser.add_argument("--uri", default=os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"))

@@ -9,15 +9,6 @@ from advocacy_common.errors import Problem, install_problem_handlers
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture
-def issuer_and_server():
-    server = JwksServer([]).start()
-    issuer = DevIssuer.generate(server.url)
-    server.issuers.append(issuer)
-    yield issuer, server
-    server.stop()
-
-
 def make_app(issuer: DevIssuer, server: JwksServer) -> FastAPI:
     app = FastAPI()
     app.state.verifier = JwtVerifier(issuer.issuer, "advocacy", JwksCache(server.url + "/.well-known/jwks.json",

@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 
 from .errors import PROBLEM_JSON, Problem, bad_request
 from .ratelimit import RateLimiter
@@ -115,8 +115,7 @@ def host_allowed(host_header: str, allowed: tuple[str, ...]) -> bool:
     return any(host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])) for pattern in allowed)
 
 
-def _content_length(headers: Headers) -> int | None:
-    values = headers.getlist("content-length")
+def _content_length(values: list[bytes]) -> int | None:
     if not values:
         return None
     if len(set(values)) > 1 or not all(v.isdigit() and len(v) <= 18 for v in values):
@@ -128,38 +127,63 @@ def too_large(limit: int) -> Problem:
     return Problem(413, "Content Too Large", f"The request body may have at most {limit} bytes.")
 
 
+@dataclass
+class _Head:
+    """What the middleware reads from the request's headers, found in one pass over them."""
+    host: str = ""
+    authorization: str = ""
+    content_type: str = ""
+    content_lengths: list[bytes] | None = None
+
+
 class HardeningMiddleware:
     def __init__(self, app: Callable[..., Awaitable[None]], limits: HttpLimits, limiter: RateLimiter | None = None):
         self.app = app
         self.limits = limits
         self.limiter = limiter
+        # The response headers, encoded once: (name, value) as ASGI carries them.
+        self._api_headers = _encoded(self._security_headers(docs=False))
+        self._docs_headers = _encoded(self._security_headers(docs=True))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
         try:
-            self._check_head(scope, headers)
+            head = self._check_head(scope)
             if self.limiter is not None:  # a write over quota costs no body read and no signature check
-                refusal = await self.limiter.refuse_early(scope["method"], headers.get("authorization", ""))
+                refusal = await self.limiter.refuse_early(scope["method"], head.authorization)
                 if refusal is not None:
                     raise Refused(refusal)
-            body = await self._read_body(receive, headers)
+            body = await self._read_body(receive, head)
         except Refused as refused:
             await self._answer(refused.problem, scope, receive, send)
             return
         except ClientGone:
             return  # nobody to answer, and nothing was done
         try:
-            await self.app(scope, _replaying(body, receive), self._securing(send, scope, headers))
+            await self.app(scope, _replaying(body, receive), self._securing(send, scope, bool(head.authorization)))
         finally:
             if self.limiter is not None:
                 self.limiter.release(scope)  # the tenant's in-progress write slot, if the request took one
 
-    def _check_head(self, scope: Scope, headers: Headers) -> None:
+    def _check_head(self, scope: Scope) -> _Head:
         limits = self.limits
-        if scope["path"] not in HOST_EXEMPT_PATHS and not host_allowed(headers.get("host", ""), limits.allowed_hosts):
+        head = _Head()
+        too_long: bytes | None = None
+        for name, value in scope["headers"]:  # one pass: sizes measured, what is needed below kept
+            if len(value) > limits.max_header_bytes:
+                too_long = too_long or name
+            elif name == b"host":
+                head.host = head.host or value.decode("latin-1")
+            elif name == b"authorization":
+                # Present even when empty: an empty header is still a credentialed request (no-store).
+                head.authorization = head.authorization or value.decode("latin-1") or " "
+            elif name == b"content-type":
+                head.content_type = head.content_type or value.decode("latin-1")
+            elif name == b"content-length":
+                head.content_lengths = [*(head.content_lengths or []), value]
+        if scope["path"] not in HOST_EXEMPT_PATHS and not host_allowed(head.host, limits.allowed_hosts):
             raise Refused(bad_request("Host", "is not a host this service answers for"))
         if len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string", b"")) \
                 > limits.max_url_bytes:
@@ -167,15 +191,14 @@ class HardeningMiddleware:
                                                        "bytes."))
         if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"").lower():
             raise Refused(bad_request("url", "may not contain the NUL character (U+0000)"))  # see `carries_nul`
-        for name, value in scope["headers"]:
-            if len(value) > limits.max_header_bytes:
-                raise Refused(Problem(431, "Request Header Fields Too Large",
-                                      f"The {name.decode('latin-1')} header is longer than "
-                                      f"{limits.max_header_bytes} bytes."))
+        if too_long is not None:
+            raise Refused(Problem(431, "Request Header Fields Too Large", f"The {too_long.decode('latin-1')} header "
+                                  f"is longer than {limits.max_header_bytes} bytes."))
+        return head
 
-    async def _read_body(self, receive: Receive, headers: Headers) -> bytes:
+    async def _read_body(self, receive: Receive, head: _Head) -> bytes:
         limit = self.limits.max_body_bytes
-        declared = _content_length(headers)
+        declared = _content_length(head.content_lengths or [])
         if declared is not None and declared > limit:
             raise Refused(too_large(limit))
         chunks: list[bytes] = []
@@ -191,28 +214,29 @@ class HardeningMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if body and media_type not in NOT_JSON_MEDIA_TYPES and json_depth_exceeds(body, self.limits.max_json_depth):
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not body:
+            return body  # nothing to scan (every GET)
+        media_type = head.content_type.split(";", 1)[0].strip().lower()
+        if media_type not in NOT_JSON_MEDIA_TYPES and json_depth_exceeds(body, self.limits.max_json_depth):
             raise Refused(bad_request("body", f"JSON may nest at most {self.limits.max_json_depth} levels deep"))
         if carries_nul(body):
             raise Refused(bad_request("body", "may not contain the NUL character (U+0000)"))
         return body
 
-    def _securing(self, send: Send, scope: Scope, request_headers: Headers) -> Send:
-        credentials = "authorization" in request_headers
-        docs = scope["path"] in DOCS_PATHS
+    def _securing(self, send: Send, scope: Scope, credentials: bool) -> Send:
+        security = self._docs_headers if scope["path"] in DOCS_PATHS else self._api_headers
 
         async def secured(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self._security_headers(docs).items():
-                    headers.setdefault(name, value)
-                if credentials:
-                    # Every authenticated answer carries a tenant's or a person's data.
-                    headers.setdefault("cache-control", "no-store")
-                if "server" in headers:
-                    del headers["server"]
+                # Our security headers unless the app set its own, no-store on every authenticated answer
+                # (each carries a tenant's or a person's data), no Server banner.
+                given = [(name, value) for name, value in message.get("headers", ()) if name.lower() != b"server"]
+                present = {name.lower() for name, _ in given}
+                given += [header for header in security if header[0] not in present]
+                if credentials and b"cache-control" not in present:
+                    given.append((b"cache-control", b"no-store"))
+                message["headers"] = given
             await send(message)
 
         return secured
@@ -233,7 +257,12 @@ class HardeningMiddleware:
         else:
             response = JSONResponse(problem.body(scope["path"]), status_code=problem.status, media_type=PROBLEM_JSON,
                                     headers=headers)
-        await response(scope, receive, self._securing(send, scope, Headers(scope=scope)))
+        credentials = "authorization" in Headers(scope=scope)
+        await response(scope, receive, self._securing(send, scope, credentials))
+
+
+def _encoded(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

@@ -26,10 +26,18 @@ class ServiceSettings(BaseSettings):
     auth_jwks_url: str = "http://127.0.0.1:8400/.well-known/jwks.json"
     auth_algorithms: list[str] = ["RS256", "ES256"]
     auth_leeway_seconds: int = 30
+    auth_token_cache_size: int = Field(default=10_000, ge=0, description=(
+        "Verified bearer tokens remembered per process, by their exact text, for their remaining life and "
+        "while the JWKS they were checked with is current (advocacy_common.auth.VerifiedTokens); 0: verify "
+        "every request"))
     log_level: str = "INFO"
     log_json: bool = True
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    http_workers: int = Field(default=1, ge=1, le=64, description=(
+        "uvicorn worker processes of the api, sharing http_port (see advocacy_common.serving); in "
+        "Kubernetes keep 1 and scale replicas. Rate-limit counts (memory://), in-progress write slots and "
+        "in-process caches are then per worker process"))
     outbox_poll_seconds: float = Field(default=0.1, description="How often the relay reads outbox hints")
     outbox_sweep_seconds: float = Field(default=10.0, description="How often the relay scans for un-hinted events")
     cursor_key: str = Field(default="dev-only-cursor-key", description=(
