@@ -87,10 +87,13 @@ class Bed:
         return {g: (d or {}).get("times") for g, d in found.items()}
 
     async def dead_letters_of(self, meta) -> list[dlq.DeadLetter]:
+        """This bed's groups' dead letters of one record (other tests' consumers of the session's topics,
+        e.g. a service worker still running, dead-letter the same poison under their own groups)."""
         letters = await dlq.read_dead_letters(self.bootstrap, self.names.dlq(topics.AMBASSADOR))
         return [x for x in letters if (x.header(dlq.ORIGINAL_TOPIC), x.header(dlq.ORIGINAL_PARTITION),
                                        x.header(dlq.ORIGINAL_OFFSET)) == (meta.topic, str(meta.partition),
-                                                                         str(meta.offset))]
+                                                                         str(meta.offset))
+                and x.header(dlq.GROUP) in self.applied]
 
     async def poison_then_valid(self, kind: str, value: bytes | None, headers: list[tuple[str, bytes]]):
         """Send the poison record and a valid event after it on its partition; wait for the valid one."""
