@@ -58,9 +58,10 @@ ROSTERS = "rosters"  # per tenant, a number raised whenever who counts (opted in
 PARTS = "c"  # counter documents keep their parts under `c.<part>`
 DUPLICATE_KEY = 11000
 # Stored claims remembered per process. Enough for the copies a relay re-publishes minutes after the
-# original; 200,000 took the worker's RSS past 300 MB (each remembered claim pins memory among a
-# batch's freed objects: ~2-3 KB of resident memory each, measured, for ~300 B of objects).
-KNOWN_CLAIMS = 50_000
+# original; more took the worker's RSS past 300 MB (each remembered claim pins memory among a batch's
+# freed objects: ~2-3 KB of resident memory each, measured, for ~300 B of objects): 200,000 gave
+# 354-378 MB at 200,000 events, 50,000 gave 317 MB at 1,000,000 events (bench/pipeline.py).
+KNOWN_CLAIMS = 30_000
 INSERT_CHUNK = 1000  # documents per `insert` command (MongoDB takes 100,000; kept modest for FerretDB's memory)
 
 
