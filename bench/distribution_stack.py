@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -36,6 +37,14 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def projected_ambassadors(database) -> int:
+    """The bench tenant's people in distribution's ambassador projection: one `ambassadors` collection on
+    MongoDB, `ambassadors_00` ... `ambassadors_ff` on FerretDB (distribution/adapters/buckets.py)."""
+    names = [name for name in database.list_collection_names()
+             if name == "ambassadors" or re.fullmatch(r"ambassadors_[0-9a-f]{2}", name)]
+    return sum(database[name].count_documents({"tenant": TENANT}) for name in names)
 
 
 @dataclass
@@ -118,7 +127,7 @@ class Stack:
         try:
             database = client[self.database]
             deadline = time.monotonic() + 300
-            while (database["ambassadors"].count_documents({"tenant": TENANT}) < ambassadors
+            while (projected_ambassadors(database) < ambassadors
                    or database["contents"].count_documents({"tenant": TENANT}) < contents):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the worker did not project the seed events in 300 s")
