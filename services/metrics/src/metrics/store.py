@@ -57,11 +57,14 @@ GENERATIONS = "generations"
 ROSTERS = "rosters"  # per tenant, a number raised whenever who counts (opted in, erased, team, networks) changes
 PARTS = "c"  # counter documents keep their parts under `c.<part>`
 DUPLICATE_KEY = 11000
-# Stored claims remembered per process. Enough for the copies a relay re-publishes minutes after the
-# original; more took the worker's RSS past 300 MB (each remembered claim pins memory among a batch's
-# freed objects: ~2-3 KB of resident memory each, measured, for ~300 B of objects): 200,000 gave
-# 354-378 MB at 200,000 events, 50,000 gave 317 MB at 1,000,000 events (bench/pipeline.py).
-KNOWN_CLAIMS = 30_000
+# Stored claims remembered per process: the copies a relay re-publishes close to the original are then
+# recognised without a write (an insert meeting duplicate keys costs ~10x a clean one on FerretDB 1.x).
+# Each remembered claim also pins memory among a batch's freed objects (~2-3 KB resident each, measured,
+# for ~300 B of objects). bench/pipeline.py, 1,000,000 events, one worker process: 50,000 gave 5,391
+# events/s, last tenth 133 % of the first, peak RSS 317 MB; 40,000 gave 294 MB but 4,538 events/s and a
+# last tenth at 47 % of the first; 30,000: 266 MB, 7.4 round trips per 1,000 events instead of 5.0. With
+# two processes (each remembers its own partitions' claims) 50,000 gave 283-292 MB each.
+KNOWN_CLAIMS = 50_000
 INSERT_CHUNK = 1000  # documents per `insert` command (MongoDB takes 100,000; kept modest for FerretDB's memory)
 
 
