@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pymongo import MongoClient
+from pymongo import AsyncMongoClient, MongoClient
 
 from advocacy_common.auth import ambassador_id_for
 from advocacy_common.dev_issuer import DevIssuer, JwksServer
@@ -27,6 +26,7 @@ from advocacy_common.events import (
 )
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_common.topics import TopicNames, ensure_topics
+from distribution.adapters import ambassador_documents
 from http_load import peak_rss_mb, process_tree, tree_cpu_seconds, workers_settled  # noqa: F401 (re-exported)
 
 TENANT = "bench"
@@ -37,14 +37,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def projected_ambassadors(database) -> int:
-    """The bench tenant's people in distribution's ambassador projection: one `ambassadors` collection on
-    MongoDB, `ambassadors_00` ... `ambassadors_ff` on FerretDB (distribution/adapters/buckets.py)."""
-    names = [name for name in database.list_collection_names()
-             if name == "ambassadors" or re.fullmatch(r"ambassadors_[0-9a-f]{2}", name)]
-    return sum(database[name].count_documents({"tenant": TENANT}) for name in names)
 
 
 @dataclass
@@ -123,17 +115,18 @@ class Stack:
                                           for e in events])
         finally:
             await publisher.stop()
-        client = MongoClient(self.uri)
+        client = AsyncMongoClient(self.uri)
         try:
             database = client[self.database]
             deadline = time.monotonic() + 300
-            while (projected_ambassadors(database) < ambassadors
-                   or database["contents"].count_documents({"tenant": TENANT}) < contents):
+            # The service's own reader of its ambassador projection, wherever it keeps it (buckets on FerretDB).
+            while (len(await ambassador_documents(database, {"tenant": TENANT})) < ambassadors
+                   or await database["contents"].count_documents({"tenant": TENANT}) < contents):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the worker did not project the seed events in 300 s")
                 await asyncio.sleep(0.3)
         finally:
-            client.close()
+            await client.close()
 
     def cpu_seconds(self) -> dict[str, float]:
         return {name: tree_cpu_seconds([process.pid]) for name, process in self.processes.items()}

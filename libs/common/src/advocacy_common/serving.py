@@ -11,7 +11,6 @@ the same per-replica caveats, and the scheduler sees each process.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import sys
@@ -20,6 +19,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+
+from .collector import freeze_startup_objects
 
 if TYPE_CHECKING:  # the supervisor of several workers imports this module: it stays small
     from starlette.applications import Starlette
@@ -57,7 +58,7 @@ def supervise() -> None:
 
 
 def frozen_after_startup(app: Starlette) -> Starlette:
-    """`app`, whose lifespan ends its startup with `gc.collect(); gc.freeze()`.
+    """`app`, whose lifespan ends its startup with `freeze_startup_objects()` (advocacy_common.collector).
 
     Everything alive once the app has started (modules, FastAPI's and pydantic's models, clients) is
     moved out of the collector's generations: a full collection then walks only what requests
@@ -70,8 +71,7 @@ def frozen_after_startup(app: Starlette) -> Starlette:
     @asynccontextmanager
     async def lifespan(application: Any) -> AsyncIterator[Any]:
         async with started(application) as state:
-            gc.collect()
-            gc.freeze()
+            freeze_startup_objects()
             yield state
 
     app.router.lifespan_context = lifespan

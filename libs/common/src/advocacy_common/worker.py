@@ -25,6 +25,7 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 
 from pymongo.asynchronous.collection import AsyncCollection
 
+from .collector import freeze_startup_objects
 from .consuming import BatchHandler, Dispatcher, Handler, ProcessedEvents, RawRecord
 from .events import Event
 from .outbox import OutboxRelay
@@ -144,9 +145,7 @@ def tune_garbage_collection(young_threshold: int) -> None:
     """
     if young_threshold <= 0:
         return
-    if not gc.get_freeze_count():  # once per process (tests start many workers in one)
-        gc.collect()
-        gc.freeze()
+    freeze_startup_objects()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(young_threshold, older, oldest)
 

@@ -23,7 +23,7 @@ from advocacy_common.repository import Storage
 
 from ..models.sharing import TrackedLink
 from .buckets import bucket_collections, holding, insert_new, move_into_buckets
-from .erasure import ERASURE_ATTEMPTS, ERASURE_RECHECK_SECONDS, anonymise_until_settled
+from .erasure import anonymise_until_settled
 
 log = logging.getLogger(__name__)
 LINKS = "links"
@@ -76,24 +76,7 @@ class MongoLinks:
         return result.matched_count == 1
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
-        """Like `anonymise_until_settled` (see there why it checks until two passes a moment apart find
-        nothing), over the buckets: each pass looks for the person in every bucket side by side (reads, not
-        serialised by the proxy) and writes only to the few that hold one of their links."""
-        if len(self.buckets) == 1:
-            await anonymise_until_settled(self.buckets[0], tenant, ambassador_id, {"$set": {"ambassador_id": erased}})
-            return
-        who = {"tenant": tenant, "ambassador_id": ambassador_id}
-        clean_checks = 0
-        for _ in range(ERASURE_ATTEMPTS):
-            found = await asyncio.gather(*(bucket.find_one(who, {"_id": 1}) for bucket in self.buckets))
-            theirs = [bucket for bucket, document in zip(self.buckets, found) if document is not None]
-            clean_checks = 0 if theirs else clean_checks + 1
-            if clean_checks == 2:
-                return
-            for bucket in theirs:
-                await bucket.update_many(who, {"$set": {"ambassador_id": erased}})
-            await asyncio.sleep(ERASURE_RECHECK_SECONDS)
-        raise RuntimeError("erasure of tracked links did not settle; the event will be retried")
+        await anonymise_until_settled(self.buckets, tenant, ambassador_id, {"$set": {"ambassador_id": erased}})
 
     async def of_ambassador(self, tenant: str, ambassador_id: str) -> list[TrackedLink]:
         # A scan of every bucket on FerretDB 1.x (rare: a GDPR export); MongoDB uses (tenant, ambassador_id).
