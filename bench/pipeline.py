@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -46,6 +47,8 @@ from advocacy_common import events as ev
 from advocacy_common.envelope import from_kafka, to_kafka
 from advocacy_common.publishing import envelope_for
 from advocacy_common.topics import EVENT_TOPICS, TopicNames, ensure_topics
+
+from http_load import tree_cpu_seconds
 
 TENANT = "bench"
 COMMAND_COUNTING = Path(__file__).parent / "command_counting"  # sitecustomize of the worker processes
@@ -196,6 +199,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def matching_cpu(patterns: list[str]) -> dict[int, float]:
+    """CPU seconds per live process whose command line matches one of `patterns` (regular expressions):
+    e.g. the PostgreSQL backends of one database, `postgres: postgres fdbpriv`, which are the
+    postmaster's children, not the FerretDB's that uses them."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if any(re.search(pattern, line) for pattern in patterns):
+                fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+                found[int(cmdline.parent.name)] = sum(int(n) for n in fields[11:15]) / ticks
+        except OSError:
+            continue  # exited meanwhile
+    return found
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of every core since boot, from /proc/stat's first line (Linux): their
+    difference over an interval says how much of the machine was in use, whoever used it."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    values = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / ticks, sum(values[:8]) / ticks
+
+
 def peak_rss_mb(pid: int) -> float:
     """Peak resident set size (VmHWM) of a running process, in MB (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -212,7 +241,10 @@ class CatchUp:
     samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, consumed)
     finished: bool = True
     commands: Counter[str] = field(default_factory=Counter)  # MongoDB commands sent, per name
+    micros: Counter[str] = field(default_factory=Counter)  # their answers' time, per command and collection
     peak_rss_mb: float = 0.0  # the largest peak resident set of the worker processes
+    database_cpu: float = 0.0  # CPU seconds of the --db-pid process trees (FerretDB, PostgreSQL) meanwhile
+    machine_busy: float = 0.0  # share of all the machine's cores in use meanwhile (anyone's), 0..1
 
     def time_at(self, consumed: float) -> float:
         """When `consumed` records were committed, interpolated between samples."""
@@ -258,6 +290,8 @@ async def catch_up(args: argparse.Namespace, names: TopicNames, ends: dict[Topic
     await admin.start()
     with log.open("ab") as errors:
         started = time.monotonic()
+        database_before, (busy_before, total_before) = tree_cpu_seconds(args.db_pid), machine_busy_seconds()
+        matched_before = matching_cpu(args.db_match)
         workers = [subprocess.Popen([sys.executable, "-m", "metrics.main"], env=env, stdout=subprocess.DEVNULL,
                                     stderr=errors) for _ in range(args.workers)]
         result = CatchUp(0.0, 0)
@@ -274,6 +308,10 @@ async def catch_up(args: argparse.Namespace, names: TopicNames, ends: dict[Topic
                     result.finished = False
                     break
             result.seconds, result.consumed = result.samples[-1]
+            result.database_cpu = tree_cpu_seconds(args.db_pid) - database_before + sum(
+                spent - matched_before.get(pid, 0.0) for pid, spent in matching_cpu(args.db_match).items())
+            busy_after, total_after = machine_busy_seconds()
+            result.machine_busy = (busy_after - busy_before) / max(total_after - total_before, 1e-9)
             result.cpu = sum(cpu_seconds(w.pid) for w in workers)
             result.peak_rss_mb = max(peak_rss_mb(w.pid) for w in workers)
         finally:
@@ -286,14 +324,16 @@ async def catch_up(args: argparse.Namespace, names: TopicNames, ends: dict[Topic
                     worker.kill()
             await admin.close()
         result.commands = command_counts(counts_prefix, [w.pid for w in workers])
+        result.micros = command_counts(counts_prefix, [w.pid for w in workers], suffix=".micros.json")
     return result
 
 
-def command_counts(prefix: str, pids: list[int]) -> Counter[str]:
-    """The MongoDB commands the worker processes sent, per command name (see command_counting/)."""
+def command_counts(prefix: str, pids: list[int], suffix: str = ".json") -> Counter[str]:
+    """The MongoDB commands the worker processes sent, per command name, or (suffix ".micros.json") the
+    microseconds their answers took per command and collection (see command_counting/)."""
     counts: Counter[str] = Counter()
     for pid in pids:
-        path = Path(f"{prefix}.{pid}.json")
+        path = Path(f"{prefix}.{pid}{suffix}")
         if path.exists():
             counts.update(json.loads(path.read_text()))
             path.unlink()
@@ -324,7 +364,10 @@ async def main(args: argparse.Namespace) -> None:
     per_cpu: list[float] = []
     round_trips: list[float] = []
     rss: list[float] = []
+    database_ms: list[float] = []
+    busy: list[float] = []
     by_command: Counter[str] = Counter()
+    waited: Counter[str] = Counter()
     try:
         for run in range(args.runs):
             read_seconds, _ = await read_all(args.bootstrap, tps, total, decode=False)
@@ -345,7 +388,10 @@ async def main(args: argparse.Namespace) -> None:
             per_cpu.append(result.consumed / result.cpu if result.cpu else float("nan"))
             round_trips.append(sum(result.commands.values()) * 1000 / max(result.consumed, 1))
             by_command.update(result.commands)
+            waited.update({re.sub(r"_g\d+$", "", target): spent for target, spent in result.micros.items()})
             rss.append(result.peak_rss_mb)
+            database_ms.append(result.database_cpu * 1000 * 1000 / max(result.consumed, 1))
+            busy.append(result.machine_busy * 100)
             state = "lag 0" if result.finished else f"STOPPED at --max-seconds, {total - result.consumed:,} left"
             state += f"; load average {os.getloadavg()[1]:.1f} over the last 5 min"
             print(f"run {run + 1}: raw {raw[-1]:,.0f}/s, read+decode {decode[-1]:,.0f}/s "
@@ -354,7 +400,9 @@ async def main(args: argparse.Namespace) -> None:
                   + (f", first tenth {first[-1]:,.0f}/s, last tenth {last[-1]:,.0f}/s" if result.finished else "")
                   + f"; {per_cpu[-1]:,.0f} events per worker CPU-second"
                   + f"; {round_trips[-1]:.1f} database round trips per 1,000 events"
-                  + f"; peak RSS {rss[-1]:.0f} MB",
+                  + f"; peak RSS {rss[-1]:.0f} MB"
+                  + (f"; database CPU {database_ms[-1]:.0f} ms per 1,000 events" if args.db_pid or args.db_match else "")
+                  + f"; machine {busy[-1]:.0f} % busy",
                   flush=True)
     finally:
         if not args.keep:
@@ -372,9 +420,17 @@ async def main(args: argparse.Namespace) -> None:
     print(f"| events per CPU-second of the worker process(es), startup included | {spread(per_cpu)} |")
     print(f"| database round trips (MongoDB commands) per 1,000 events | {spread(round_trips, digits=1)} |")
     print(f"| peak RSS of a worker process, MB | {spread(rss)} |")
+    worker_ms = [1000 * 1000 / rate for rate in per_cpu]
+    print(f"| worker CPU ms per 1,000 events | {spread(worker_ms)} |")
+    if args.db_pid or args.db_match:
+        print(f"| database CPU ms per 1,000 events (process trees {args.db_pid}, processes matching "
+              f"{args.db_match}) | {spread(database_ms)} |")
+    print(f"| the machine's {os.cpu_count()} cores busy during the catch-up (anyone's work) | {spread(busy, ' %')} |")
     consumed_all = total * len(raw)
     print("\nDatabase commands per 1,000 events, all runs together: " + ", ".join(
         f"{name} {count * 1000 / consumed_all:.1f}" for name, count in by_command.most_common()))
+    print("Time the database took to answer, ms per 1,000 events, per command and collection: " + ", ".join(
+        f"{target.strip()} {spent / 1000 * 1000 / consumed_all:.1f}" for target, spent in waited.most_common(12)))
 
 
 async def cleanup(args: argparse.Namespace, names: TopicNames, databases: list[str]) -> None:
@@ -403,6 +459,11 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra worker setting")
     parser.add_argument("--keep", action="store_true", help="keep the topics and databases")
+    parser.add_argument("--db-pid", type=int, action="append", default=[],
+                        help="a database process whose tree's CPU is counted (repeatable: FerretDB, PostgreSQL)")
+    parser.add_argument("--db-match", action="append", default=[], metavar="REGEX",
+                        help="also count processes whose command line matches (repeatable), e.g. the PostgreSQL "
+                             "backends of a FerretDB of the benchmark's own: 'postgres: postgres fdbpriv'")
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     parser.add_argument("--uri", default=os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"))
     asyncio.run(main(parser.parse_args()))
