@@ -13,6 +13,9 @@ import threading
 from collections import Counter
 
 PREFIX = os.environ.get("BENCH_COMMAND_COUNTS")
+# With BENCH_COMMAND_COUNTS_BY_COLLECTION set, counted per "command collection" (bucket collections
+# `name_00` ... `name_ff` as `name_xx`): which collection a process's commands go to.
+BY_COLLECTION = bool(os.environ.get("BENCH_COMMAND_COUNTS_BY_COLLECTION"))
 
 if PREFIX:
     from pymongo import monitoring
@@ -21,7 +24,14 @@ if PREFIX:
 
     class _Counting(monitoring.CommandListener):
         def started(self, event: monitoring.CommandStartedEvent) -> None:
-            counts[event.command_name] += 1
+            name = event.command_name
+            if BY_COLLECTION:
+                target = event.command.get(name)
+                if isinstance(target, str):
+                    stem, _, suffix = target.rpartition("_")
+                    bucket = stem and len(suffix) == 2 and all(c in "0123456789abcdef" for c in suffix)
+                    name = f"{name} {stem + '_xx' if bucket else target}"
+            counts[name] += 1
 
         def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
             pass
