@@ -91,23 +91,26 @@ def per_click_commands(before: dict[str, dict[str, int]], after: dict[str, dict[
     return figures
 
 
-def database_cpu_seconds(args: argparse.Namespace) -> float:
-    """CPU seconds of the --db-pid process trees; with --pg-database, of a PostgreSQL postmaster's tree only
+def database_cpu_seconds(args: argparse.Namespace) -> list[float]:
+    """CPU seconds of each --db-pid process tree; with --pg-database, of a PostgreSQL postmaster's tree only
     its backends serving that database (another FerretDB on the same PostgreSQL is someone else's load)."""
-    if not args.pg_database:
-        return tree_cpu_seconds(args.db_pid)
+    return [root_cpu_seconds(root, args.pg_database) for root in args.db_pid]
+
+
+def root_cpu_seconds(root: int, pg_database: str | None) -> float:
+    """A process tree's CPU seconds; a postmaster's (with `pg_database`) only its backends serving it."""
+    if not pg_database:
+        return tree_cpu_seconds([root])
     total = 0.0
-    for root in args.db_pid:
-        for pid in process_tree(root):
-            try:
-                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if pid == root and not title.startswith("postgres:") and "bin/postgres" not in title:
-                total += tree_cpu_seconds([pid])  # not a postmaster (FerretDB): all of it
-                break
-            if title.startswith("postgres:") and f" {args.pg_database} " in f"{title} ":
-                total += tree_cpu_seconds([pid])
+    for pid in process_tree(root):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # exited meanwhile
+        if pid == root and not title.startswith("postgres:") and "bin/postgres" not in title:
+            return tree_cpu_seconds([root])  # not a postmaster (FerretDB): all of it
+        if title.startswith("postgres:") and f" {pg_database} " in f"{title} ":
+            total += tree_cpu_seconds([pid])
     return total
 
 
@@ -204,7 +207,9 @@ async def main(args: argparse.Namespace) -> None:
             figures.update(per_click_commands(commands_before, stack.command_counts(), counted))
             figures["api_ms"] = (cpu_after["api"] - cpu_before["api"]) * 1000 / max(counted, 1)
             figures["worker_ms"] = (cpu_drained["worker"] - cpu_before["worker"]) * 1000 / max(counted, 1)
-            figures["db_ms"] = (db_after - db_before) * 1000 / max(counted, 1)
+            by_pid = [(after - before) * 1000 / max(counted, 1) for before, after in zip(db_before, db_after)]
+            figures["db_ms"] = sum(by_pid)
+            figures["db_by_pid"] = " + ".join(f"{pid} {ms:.2f}" for pid, ms in zip(args.db_pid, by_pid))
             figures["drained"] = on_topic - before >= counted
             figures["load"] = os.getloadavg()[0]
             runs.append(figures)
@@ -213,7 +218,7 @@ async def main(args: argparse.Namespace) -> None:
                   f"errors), on the topic {figures['drain']:.2f} s after the load "
                   f"({'all' if figures['drained'] else f'ONLY {on_topic - before:,}'}); load average "
                   f"{figures['load']:.1f}; CPU ms per click: api {figures['api_ms']:.2f}, worker {figures['worker_ms']:.2f}, "
-                  f"database {figures['db_ms']:.2f}; API database commands per click: inserts "
+                  f"database {figures['db_ms']:.2f} ({figures['db_by_pid']}); API database commands per click: inserts "
                   f"{figures['inserts']:.3f} ({figures['batch']:.1f} clicks per batch), reads {figures['reads']:.3f}",
                   flush=True)
             for process in ("api", "worker"):

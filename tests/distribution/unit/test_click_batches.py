@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from pymongo.errors import AutoReconnect
 
 from advocacy_common.events import EngagementKind
-from advocacy_common.outbox import OUTBOX_FIELD
+from advocacy_common.outbox import OUTBOX_FIELD, PACKED_ENVELOPE, entry_envelope
 from advocacy_common.repository import UnitOfWork
 from distribution.adapters.engagement import CLICKS_PER_DOCUMENT, batch_documents
 from distribution.models.engagement import Click, engagement_received
@@ -171,5 +171,6 @@ def test_a_batch_of_clicks_is_one_queue_document_per_tenant_and_hundred_clicks()
         start = [c.id for c, _ in mine].index(document["_id"])
         assert [e["id"] for e in document[OUTBOX_FIELD]] == [uow.pending[0][1].id for _, uow in
                                                               mine[start:start + document["clicks"]]]
-        assert {e["envelope"]["tenantid"] for e in document[OUTBOX_FIELD]} == {document["tenant"]}
+        assert {entry_envelope(e).tenantid for e in document[OUTBOX_FIELD]} == {document["tenant"]}
+        assert all(isinstance(e[PACKED_ENVELOPE], str) and "envelope" not in e for e in document[OUTBOX_FIELD])
     assert sum(d["clicks"] for d in documents) == len(clicks) and batch_documents([]) == []
