@@ -5,6 +5,7 @@ the service's own adapters, and what the processes cost (peak RSS). Not a benchm
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -29,6 +30,8 @@ from advocacy_common.topics import TopicNames, ensure_topics
 from distribution.adapters import ambassador_documents
 from http_load import peak_rss_mb, process_tree, tree_cpu_seconds, workers_settled  # noqa: F401 (re-exported)
 
+COMMAND_COUNTING = Path(__file__).parent / "command_counting"  # sitecustomize counting a process's commands
+
 TENANT = "bench"
 PARTITIONS = 3
 
@@ -48,18 +51,24 @@ class Stack:
     port: int = field(default_factory=free_port)
     start_timeout: float = 600  # imports alone (scipy, via datasketch) take minutes on a loaded machine
     api_processes: int = 1  # DISTRIBUTION_HTTP_WORKERS: uvicorn worker processes of the api
+    database_prefix: str = "distribution_bench_"
+    count_commands: bool = False  # each process's MongoDB commands, per name (`command_counts`)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.names = TopicNames(f"bench{self.run}.")
-        self.database = f"distribution_bench_{self.run}"
+        self.database = f"{self.database_prefix}{self.run}"
+        self.counts_prefix = f"/tmp/{self.database}-commands"
         self.jwks = JwksServer([]).start()
         self.issuer = DevIssuer.generate(issuer=self.jwks.url)
         self.jwks.issuers.append(self.issuer)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DISTRIBUTION_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+        counting = {"BENCH_COMMAND_COUNTS": self.counts_prefix, "BENCH_COMMAND_COUNTS_BY_COLLECTION": "1",
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(COMMAND_COUNTING), os.environ.get("PYTHONPATH")]))
+                    } if self.count_commands else {}
+        return {**os.environ, **counting, "DISTRIBUTION_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 "DISTRIBUTION_MONGODB_URI": self.uri, "DISTRIBUTION_DATABASE": self.database,
                 "DISTRIBUTION_TOPIC_PREFIX": self.names.prefix, "DISTRIBUTION_TOPIC_PARTITIONS": str(PARTITIONS),
                 "DISTRIBUTION_CONSUMER_GROUP": f"bench-{self.run}", "DISTRIBUTION_HTTP_PORT": str(self.port),
@@ -131,6 +140,20 @@ class Stack:
     def cpu_seconds(self) -> dict[str, float]:
         return {name: tree_cpu_seconds([process.pid]) for name, process in self.processes.items()}
 
+    def command_counts(self) -> dict[str, dict[str, int]]:
+        """Per process (summed over its process tree), the MongoDB commands sent so far, per command name
+        (written every half second by command_counting/sitecustomize.py; empty unless `count_commands`)."""
+        counts: dict[str, dict[str, int]] = {}
+        for name, process in self.processes.items():
+            total: dict[str, int] = {}
+            for pid in process_tree(process.pid):
+                path = Path(f"{self.counts_prefix}.{pid}.json")
+                if path.exists():
+                    for command, n in json.loads(path.read_text()).items():
+                        total[command] = total.get(command, 0) + n
+            counts[name] = total
+        return counts
+
     def peak_rss(self) -> dict[str, float]:
         """Per process (the api's summed over its uvicorn workers, if several)."""
         return {name: sum(peak_rss_mb(pid) for pid in process_tree(process.pid))
@@ -145,6 +168,8 @@ class Stack:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.jwks.stop()
+        for path in Path(self.counts_prefix).parent.glob(f"{Path(self.counts_prefix).name}.*.json"):
+            path.unlink(missing_ok=True)
         from aiokafka.admin import AIOKafkaAdminClient
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()

@@ -39,7 +39,7 @@ from distribution.adapters.links import MongoLinks
 from distribution.models.sharing import _CODE_ALPHABET, CODE_LENGTH, TrackedLink
 
 from http_load import add_api_processes_argument
-from distribution_stack import TENANT, Stack, print_table, topic_count, tree_cpu_seconds
+from distribution_stack import TENANT, Stack, print_table, process_tree, topic_count, tree_cpu_seconds
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 LUA = """
@@ -58,7 +58,7 @@ end
 
 
 REDIRECT_COUNTERS = re.compile(r'^distribution_(click_batches_total\{outcome="written"\}|clicks_written_total|'
-                               r'redirect_reads_total\{what="(?:link|content)"\}) ([\d.e+]+)$', re.MULTILINE)
+                               r'redirect_reads_total\{what="(?:link|content|changes)"\}) ([\d.e+]+)$', re.MULTILINE)
 
 
 def redirect_counters(url: str) -> dict[str, float]:
@@ -74,6 +74,44 @@ def commands_per_click(before: dict[str, float], after: dict[str, float]) -> tup
         return sum(value - before.get(name, 0.0) for name, value in after.items() if name.startswith(prefix))
     clicks, batches = delta("clicks_written"), delta("click_batches")
     return 2 * batches / max(clicks, 1), delta("redirect_reads") / max(clicks, 1), clicks / max(batches, 1)
+
+
+COUNTS_WRITTEN_EVERY = 0.6  # command_counting/sitecustomize.py writes a process's counts every half second
+
+
+def per_click_commands(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]],
+                       clicks: int) -> dict[str, object]:
+    """Per process, its MongoDB commands per click between two readings (all, and by command name)."""
+    figures: dict[str, object] = {}
+    for process, counts in after.items():
+        delta = {name: n - before.get(process, {}).get(name, 0) for name, n in counts.items()}
+        delta = {name: n for name, n in sorted(delta.items()) if n}
+        figures[f"{process}_commands"] = sum(delta.values()) / max(clicks, 1)
+        figures[f"{process}_by_name"] = ", ".join(f"{name} {n / max(clicks, 1):.3f}" for name, n in delta.items())
+    return figures
+
+
+def database_cpu_seconds(args: argparse.Namespace) -> list[float]:
+    """CPU seconds of each --db-pid process tree; with --pg-database, of a PostgreSQL postmaster's tree only
+    its backends serving that database (another FerretDB on the same PostgreSQL is someone else's load)."""
+    return [root_cpu_seconds(root, args.pg_database) for root in args.db_pid]
+
+
+def root_cpu_seconds(root: int, pg_database: str | None) -> float:
+    """A process tree's CPU seconds; a postmaster's (with `pg_database`) only its backends serving it."""
+    if not pg_database:
+        return tree_cpu_seconds([root])
+    total = 0.0
+    for pid in process_tree(root):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # exited meanwhile
+        if pid == root and not title.startswith("postgres:") and "bin/postgres" not in title:
+            return tree_cpu_seconds([root])  # not a postmaster (FerretDB): all of it
+        if title.startswith("postgres:") and f" {pg_database} " in f"{title} ":
+            total += tree_cpu_seconds([pid])
+    return total
 
 
 def milliseconds(text: str) -> float:
@@ -134,7 +172,7 @@ def spread(values: list[float], digits: int = 0) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     stack = Stack(args.bootstrap, args.uri, Path(tempfile.gettempdir()) / f"redirect_bench_{os.getpid()}.log",
-                  api_processes=args.api_processes)
+                  api_processes=args.api_processes, database_prefix=args.database_prefix, count_commands=True)
     await stack.start()
     try:
         await stack.publish_people_and_contents(ambassadors=0, contents=args.contents)
@@ -148,7 +186,8 @@ async def main(args: argparse.Namespace) -> None:
         for run in range(args.runs):
             before = await topic_count(stack.bootstrap, topic)
             counters_before = redirect_counters(stack.url)
-            cpu_before, db_before = stack.cpu_seconds(), tree_cpu_seconds(args.db_pid)
+            commands_before = stack.command_counts()
+            cpu_before, db_before = stack.cpu_seconds(), database_cpu_seconds(args)
             profilers = profile(stack, args.profile, args.seconds) if args.profile and run == 0 else []
             output = subprocess.run(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s",
                                      "--latency", "--timeout", "10s", "-s", str(script), stack.url], capture_output=True, text=True,
@@ -163,10 +202,14 @@ async def main(args: argparse.Namespace) -> None:
             figures["inserts"], figures["reads"], figures["batch"] = commands_per_click(
                 counters_before, redirect_counters(stack.url))
             figures["drain"], on_topic = await drain(stack, before + counted, args.drain_timeout)
-            cpu_drained, db_after = stack.cpu_seconds(), tree_cpu_seconds(args.db_pid)
+            cpu_drained, db_after = stack.cpu_seconds(), database_cpu_seconds(args)
+            await asyncio.sleep(COUNTS_WRITTEN_EVERY)
+            figures.update(per_click_commands(commands_before, stack.command_counts(), counted))
             figures["api_ms"] = (cpu_after["api"] - cpu_before["api"]) * 1000 / max(counted, 1)
             figures["worker_ms"] = (cpu_drained["worker"] - cpu_before["worker"]) * 1000 / max(counted, 1)
-            figures["db_ms"] = (db_after - db_before) * 1000 / max(counted, 1)
+            by_pid = [(after - before) * 1000 / max(counted, 1) for before, after in zip(db_before, db_after)]
+            figures["db_ms"] = sum(by_pid)
+            figures["db_by_pid"] = " + ".join(f"{pid} {ms:.2f}" for pid, ms in zip(args.db_pid, by_pid))
             figures["drained"] = on_topic - before >= counted
             figures["load"] = os.getloadavg()[0]
             runs.append(figures)
@@ -175,9 +218,12 @@ async def main(args: argparse.Namespace) -> None:
                   f"errors), on the topic {figures['drain']:.2f} s after the load "
                   f"({'all' if figures['drained'] else f'ONLY {on_topic - before:,}'}); load average "
                   f"{figures['load']:.1f}; CPU ms per click: api {figures['api_ms']:.2f}, worker {figures['worker_ms']:.2f}, "
-                  f"database {figures['db_ms']:.2f}; API database commands per click: inserts "
+                  f"database {figures['db_ms']:.2f} ({figures['db_by_pid']}); API database commands per click: inserts "
                   f"{figures['inserts']:.3f} ({figures['batch']:.1f} clicks per batch), reads {figures['reads']:.3f}",
                   flush=True)
+            for process in ("api", "worker"):
+                print(f"  {process} MongoDB commands per click: {figures[f'{process}_commands']:.3f} "
+                      f"({figures[f'{process}_by_name']})", flush=True)
         rss = stack.peak_rss()
     finally:
         await stack.stop()
@@ -187,6 +233,9 @@ async def main(args: argparse.Namespace) -> None:
             ("clicks on the topic, s after the load", spread([r["drain"] for r in runs], 2), "<= 2"),
             ("CPU ms per click, API process", spread([r["api_ms"] for r in runs], 2), ""),
             ("CPU ms per click, worker (relay) until drained", spread([r["worker_ms"] for r in runs], 2), ""),
+            ("API MongoDB commands per click (all)", spread([r["api_commands"] for r in runs], 3), ""),
+            ("worker MongoDB commands per click (all, until drained)", spread([r["worker_commands"] for r in runs], 3),
+             ""),
             ("API insert commands per click", spread([r["inserts"] for r in runs], 3), ""),
             ("clicks per batch", spread([r["batch"] for r in runs], 1), ""),
             ("API reads (find) per click, past the link cache", spread([r["reads"] for r in runs], 3), "")]
@@ -204,10 +253,14 @@ if __name__ == "__main__":
     parser.add_argument("--links", type=int, default=500)
     parser.add_argument("--contents", type=int, default=20)
     parser.add_argument("--visitors", type=int, default=5000)
+    parser.add_argument("--database-prefix", default="distribution_bench_",
+                        help="the fresh database is named this plus a random run id (dropped at the end)")
     parser.add_argument("--drain-timeout", type=float, default=300)
     parser.add_argument("--db-pid", type=int, action="append", default=[],
                         help="a database server process (FerretDB, PostgreSQL's postmaster) whose CPU, with its "
                              "children's, is counted per click; repeatable (useful on a private instance)")
+    parser.add_argument("--pg-database", help="of a --db-pid that is a PostgreSQL postmaster, count only the "
+                        "backends serving this database (FerretDB's, e.g. `ferretdb`), not the whole instance's")
     parser.add_argument("--profile", metavar="PREFIX", help="py-spy the processes during the first run's load")
     add_api_processes_argument(parser)
     parser.add_argument("--verbose", action="store_true", help="print wrk's own report too")

@@ -15,6 +15,19 @@ import threading
 from collections import Counter
 
 PREFIX = os.environ.get("BENCH_COMMAND_COUNTS")
+# With BENCH_COMMAND_COUNTS_BY_COLLECTION set, counted per "command collection" (bucket collections
+# `name_00` ... `name_ff` as `name_xx`): which collection a process's commands go to.
+BY_COLLECTION = bool(os.environ.get("BENCH_COMMAND_COUNTS_BY_COLLECTION"))
+
+
+def _target(command_name: str, collection: object) -> str:
+    """`command collection`, bucket collections `name_00` ... `name_ff` as `name_xx`."""
+    if not isinstance(collection, str):
+        return command_name
+    stem, _, suffix = collection.rpartition("_")
+    bucket = stem and len(suffix) == 2 and all(c in "0123456789abcdef" for c in suffix)
+    return f"{command_name} {stem + '_xx' if bucket else collection}"
+
 
 if PREFIX:
     from pymongo import monitoring
@@ -25,9 +38,9 @@ if PREFIX:
 
     class _Counting(monitoring.CommandListener):
         def started(self, event: monitoring.CommandStartedEvent) -> None:
-            counts[event.command_name] += 1
-            collection = event.command.get(event.command_name)
-            targets[event.request_id] = f"{event.command_name} {collection if isinstance(collection, str) else ''}"
+            target = _target(event.command_name, event.command.get(event.command_name))
+            counts[target if BY_COLLECTION else event.command_name] += 1
+            targets[event.request_id] = target
 
         def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
             micros[targets.pop(event.request_id, event.command_name)] += event.duration_micros

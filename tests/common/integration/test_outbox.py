@@ -8,7 +8,9 @@ import pytest
 
 from advocacy_common import topics
 from advocacy_common.events import AmbassadorOptedOut
-from advocacy_common.outbox import HINTS_COLLECTION, OUTBOX_FIELD, OutboxRelay, notify_outbox, outbox_entries
+from advocacy_common.outbox import (
+    HINTS_COLLECTION, OUTBOX_FIELD, OutboxRelay, notify_outbox, outbox_entries, packed_outbox_entries,
+)
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_testkit import document_with_pending, read_envelopes
 
@@ -141,17 +143,22 @@ async def test_hinted_documents_are_relayed_in_batches(database, infrastructure,
 async def test_queue_documents_are_published_then_deleted(database, infrastructure, kafka_topics):
     queue, kept = database["queue"], database["kept"]
     await queue.insert_many([document_with_pending({"_id": f"q{i}", "tenant": "acme"}, [opted_out(f"amb-q-{i}")])
-                             for i in range(5)])
+                             for i in range(4)])
+    # A queue document of several events packed as JSON strings (distribution's batches of clicks), beside the
+    # documents of earlier releases: the relay reads both.
+    packed = packed_outbox_entries([opted_out("amb-q-4"), opted_out("amb-q-5")])
+    await queue.insert_one({"_id": "q4", "tenant": "acme", OUTBOX_FIELD: packed})
     publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
     await publisher.start()
     try:
         relay = OutboxRelay([kept], publisher, batch_size=2, queues=[queue])
         assert await relay.run_queues() == 2  # no hint needed: every queued document is pending
         assert await queue.count_documents({}) == 3
-        assert await relay.run_once() == 3  # the sweep drains the queues too
+        assert await relay.run_once() == 4  # the sweep drains the queues too (three documents, four events)
         assert await queue.count_documents({}) == 0
     finally:
         await publisher.stop()
     found = await read_envelopes(infrastructure.kafka_bootstrap_servers, kafka_topics.physical(topics.AMBASSADOR),
-                                 min_count=5, predicate=lambda e: str(e.data.get("ambassador_id", "")).startswith("amb-q-"))
-    assert {e.data["ambassador_id"] for e in found} == {f"amb-q-{i}" for i in range(5)}
+                                 min_count=6, predicate=lambda e: str(e.data.get("ambassador_id", "")).startswith("amb-q-"))
+    assert {e.data["ambassador_id"] for e in found} == {f"amb-q-{i}" for i in range(6)}
+    assert {e.id for e in found} >= {entry["id"] for entry in packed}

@@ -125,6 +125,32 @@ async def test_tombstone_empty_and_oversized_values_are_dead_lettered_unread(val
     assert letter.value == value and publisher.partitions == [0]
 
 
+async def test_events_the_handlers_ignore_are_skipped_before_the_ledger():
+    """A comment tally's consumer reads every click of the engagement topic: those neither look the ledger
+    up nor enter it (one lookup per click, and a ledger growing by one document per click)."""
+    looked_up, recorded, applied = [], [], []
+
+    class Ledger:
+        async def already_processed(self, ids):
+            looked_up.extend(ids)
+            return set()
+
+        async def record(self, ids):
+            recorded.extend(ids)
+
+    async def batch(deliveries):
+        applied.extend(d.offset for d in deliveries)
+
+    erased = AmbassadorErased(ambassador_id="a2", erased_at=datetime(2026, 1, 1, tzinfo=UTC))
+    dispatcher = Dispatcher(NAMES, FakePublisher(), {AmbassadorOptedOut: None, AmbassadorErased: None},
+                            ledger=Ledger(), relevant=lambda event: isinstance(event, AmbassadorErased))
+    records = [raw(OPTED_OUT, 1), raw(erased, 2), raw(OPTED_OUT, 3)]
+    await dispatcher.dispatch_batch(records, batch)
+    assert applied == [2] and len(looked_up) == len(recorded) == 1
+    await dispatcher.dispatch(records[0])
+    assert applied == [2] and len(looked_up) == len(recorded) == 1
+
+
 async def test_dead_lettered_event_is_not_recorded_as_processed():
     recorded = []
 

@@ -97,8 +97,14 @@ async def test_links_are_created_once_and_claimed_by_one_share(repositories, ten
     await links.ensure(link.model_copy(update={"link_url": "https://acme.com/second"}))
     assert (await links.by_code(link.code)).link_url == "https://acme.com/first"
     assert await links.get("another", link.code) is None
+    assert await links.changes(tenant) == 0
     assert await links.claim(tenant, link.code, "s1") and await links.claim(tenant, link.code, "s1")
     assert not await links.claim(tenant, link.code, "s2")
+    # What the redirect's cache checks: every claim (a retried one too) and every erasure move it on, a
+    # refused claim does not; another tenant's count stays.
+    assert await links.changes(tenant) == 2 and await links.changes(f"{tenant}-other") == 0
+    await links.anonymise(tenant, "a1", "erased")
+    assert await links.changes(tenant) == 3 and (await links.by_code(link.code)).ambassador_id == "erased"
 
 
 async def test_clicks_connectors_reports_and_policies(repositories, tenant):

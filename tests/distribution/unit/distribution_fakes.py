@@ -292,12 +292,21 @@ class FakeBooks:
 @dataclass
 class FakeLinks:
     items: dict[str, TrackedLink] = field(default_factory=dict)
+    change_counts: dict[str, int] = field(default_factory=dict)
+    reads: int = 0  # by_code calls: what the redirect's cache saves
 
     async def get(self, tenant: str, code: str) -> TrackedLink | None:
         return of_tenant(self.items.get(code), tenant)
 
     async def by_code(self, code: str) -> TrackedLink | None:
+        self.reads += 1
         return self.items.get(code)
+
+    async def changes(self, tenant: str) -> int:
+        return self.change_counts.get(tenant, 0)
+
+    def _changed(self, tenant: str) -> None:
+        self.change_counts[tenant] = self.change_counts.get(tenant, 0) + 1
 
     async def of_ambassador(self, tenant: str, ambassador_id: str) -> list[TrackedLink]:
         return [link for link in self.items.values() if link.tenant == tenant and link.ambassador_id == ambassador_id]
@@ -310,10 +319,12 @@ class FakeLinks:
         if link is None or link.confirmed_share_id not in (None, share_id):
             return False
         self.items[code] = link.model_copy(update={"confirmed_share_id": share_id})
+        self._changed(tenant)
         return True
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         replace_person(self.items, tenant, ambassador_id, erased)
+        self._changed(tenant)
 
 
 @dataclass

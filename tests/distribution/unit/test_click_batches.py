@@ -9,6 +9,11 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from pymongo.errors import AutoReconnect
 
+from advocacy_common.events import EngagementKind
+from advocacy_common.outbox import OUTBOX_FIELD, PACKED_ENVELOPE, entry_envelope
+from advocacy_common.repository import UnitOfWork
+from distribution.adapters.engagement import CLICKS_PER_DOCUMENT, batch_documents
+from distribution.models.engagement import Click, engagement_received
 from distribution.options import Options
 from distribution.service import Tracking
 from distribution.service.group_commit import GroupCommit
@@ -145,3 +150,27 @@ def test_batch_settings_are_bounded_and_reach_the_use_case():
     assert (options.click_batch_max, options.click_batch_wait_seconds) == (200, 0.005)
     defaults = Options.from_settings(DistributionSettings())
     assert (defaults.click_batch_max, defaults.click_batch_wait_seconds) == (500, 0.002)
+
+
+def test_a_batch_of_clicks_is_one_queue_document_per_tenant_and_hundred_clicks():
+    """What the relay reads and deletes: documents of many clicks (FerretDB 1.x decodes and deletes per
+    document), each of one tenant, in order, keyed by its first click's (random) id."""
+    def click(tenant: str, n: int) -> tuple[Click, UnitOfWork]:
+        uow = UnitOfWork(tenant, "/tests")
+        uow.record(engagement_received(tenant, {"share_id": None, "content_id": "c1", "campaign_id": None,
+                                                "ambassador_id": "a1", "team_id": None, "network": "linkedin"},
+                                       kind=EngagementKind.CLICK, count=1, source="redirect",
+                                       source_event_id=f"{tenant}-{n}", occurred_at=NOW))
+        return Click(id=f"code/{tenant}-{n}", tenant=tenant, code="code", at=NOW), uow
+
+    clicks = [click("acme" if n % 3 else "globex", n) for n in range(CLICKS_PER_DOCUMENT * 2 + 30)]
+    documents = batch_documents(clicks)
+    assert [(d["tenant"], d["clicks"]) for d in documents] == [("globex", 77), ("acme", 100), ("acme", 53)]
+    for document in documents:
+        mine = [(c, uow) for c, uow in clicks if c.tenant == document["tenant"]]
+        start = [c.id for c, _ in mine].index(document["_id"])
+        assert [e["id"] for e in document[OUTBOX_FIELD]] == [uow.pending[0][1].id for _, uow in
+                                                              mine[start:start + document["clicks"]]]
+        assert {entry_envelope(e).tenantid for e in document[OUTBOX_FIELD]} == {document["tenant"]}
+        assert all(isinstance(e[PACKED_ENVELOPE], str) and "envelope" not in e for e in document[OUTBOX_FIELD])
+    assert sum(d["clicks"] for d in documents) == len(clicks) and batch_documents([]) == []

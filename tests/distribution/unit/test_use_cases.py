@@ -13,7 +13,7 @@ from advocacy_common.events import (
 )
 from advocacy_common.repository import KeyReused, StaleWrite
 from distribution.models.authenticity import AuthenticityPolicy, TenantPolicy
-from distribution.models.projections import AmbassadorStatus, AmbassadorView, CharterView
+from distribution.models.projections import ERASED, AmbassadorStatus, AmbassadorView, CharterView
 from distribution.models.sharing import Refusal, ShareStatus
 from distribution.models.engagement import sign
 from distribution.models.plausibility import Implausible
@@ -307,32 +307,85 @@ async def test_a_link_resolved_without_counting_records_no_click(world):
     assert len(world.repositories.clicks.items) == 1 and len(world.repositories.clicks.all_events) == 1
 
 
-async def test_redirect_reuses_what_it_read_of_a_link_for_the_cache_period_only(world):
-    share = await world.prepare()
-    code = share.tracked_link_code
-    reads = []
-    by_code = world.repositories.links.by_code
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
 
-    async def counted(code_: str):
-        reads.append(code_)
-        return await by_code(code_)
-    world.repositories.links.by_code = counted
-    for _ in range(3):
+    def __call__(self) -> float:
+        self.now += 1e-6  # every reading later than the one before, as a process clock's
+        return self.now
+
+
+async def test_redirect_keeps_a_link_while_its_tenant_version_stays(world):
+    share = await world.prepare()
+    code, links = share.tracked_link_code, world.repositories.links
+    clock = world.tracking.versions.clock = Clock()
+    period = OPTIONS.link_cache_seconds
+    for _ in range(5):
         await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
-    assert reads == [code]  # one read for three clicks
-    world.repositories.links.items[code] = world.repositories.links.items[code].model_copy(
-        update={"confirmed_share_id": share.id})
-    world.tracking.destinations.clear()  # what the period's end does
+    # The tenant's first link is read again once its version is checked (no tag older than the read yet).
+    assert links.reads == 2
+    clock.now += period * 10  # checked again and again: the version stays, so does the link
+    for _ in range(3):
+        clock.now += period
+        await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
+    assert links.reads == 2
+    assert world.repositories.clicks.all_events[-1].data["share_id"] is None
+
+    assert await links.claim(share.tenant, code, share.id)  # moves the tenant's link count on
     await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
-    assert reads == [code, code]
-    assert world.repositories.clicks.all_events[-1].data["share_id"] == share.id
+    assert links.reads == 2  # within the check period: the confirmation is not seen yet
+    clock.now += period
+    await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
+    assert links.reads == 3 and world.repositories.clicks.all_events[-1].data["share_id"] == share.id
+
+    await links.anonymise(share.tenant, share.ambassador_id, ERASED)  # an erasure: its id leaves the events
+    clock.now += period
+    await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
+    assert world.repositories.clicks.all_events[-1].data["ambassador_id"] == ERASED
 
     uncached = Tracking(world.repositories, Options(**{**vars(OPTIONS), "link_cache_seconds": 0}))
     await uncached.follow(code, "203.0.113.7", BROWSER, NOW)
     await uncached.follow(code, "203.0.113.7", BROWSER, NOW)
-    assert reads == [code] * 4
+    assert links.reads == 6
     assert await world.tracking.follow("unknown", "203.0.113.7", BROWSER, NOW) is None
     assert "unknown" not in world.tracking.destinations  # an unknown code may be created any moment
+
+
+async def test_redirect_reads_a_content_url_again_once_the_tenants_contents_changed(world):
+    share = await world.prepare()
+    code, contents = share.tracked_link_code, world.repositories.contents
+    clock = world.tracking.versions.clock = Clock()
+    before = await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
+    await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)  # tagged now
+    content = await contents.get(share.tenant, share.content_id)
+    contents.items[(share.tenant, share.content_id)] = content.model_copy(update={
+        "version": content.version + 1, "link_url": "https://example.com/moved"})
+    contents._changed(share.tenant)  # what the projection's write does
+    assert await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW) == before
+    clock.now += OPTIONS.link_cache_seconds
+    after = await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
+    assert after != before and after.startswith("https://example.com/moved")
+
+
+async def test_a_link_read_while_its_tenant_is_checked_is_not_tagged_with_that_check(world):
+    """A check that ends after a link's read began may have read a count moved after that read: the link
+    is read again at its next use, not kept under a version newer than itself."""
+    share = await world.prepare()
+    code, links = share.tracked_link_code, world.repositories.links
+    world.tracking.versions.clock = Clock()
+    by_code = links.by_code
+
+    async def read_during_a_check(code_: str):
+        link = await by_code(code_)
+        await world.tracking.versions.current(share.tenant)  # a check of another request, meanwhile
+        return link
+    links.by_code = read_during_a_check
+    await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
+    assert world.tracking.destinations[code].version is None
+    links.by_code = by_code
+    await world.tracking.follow(code, "203.0.113.7", BROWSER, NOW)
+    assert world.tracking.destinations[code].version == (0, await world.repositories.contents.changes(share.tenant))
 
 
 # --- connectors and their reports ------------------------------------------------------------------------

@@ -174,8 +174,12 @@ class Dispatcher:
     def __init__(self, names: TopicNames, publisher: EventPublisher,
                  handlers: Mapping[type[Event], Handler] | None = None,
                  max_attempts: int = 3, retry_backoff: float = 0.2, ledger: ProcessedEvents | None = None,
-                 group_id: str = "", max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES):
+                 group_id: str = "", max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+                 relevant: Callable[[Event], bool] | None = None):
         self.names = names
+        # Events of a handled type that the handlers would ignore anyway (e.g. clicks for a comment tally):
+        # skipped like unhandled types, before the ledger, which would otherwise look up and remember each.
+        self.relevant = relevant
         self.ledger = ledger
         self.publisher = publisher
         self.handlers = dict(handlers or {})
@@ -208,6 +212,8 @@ class Dispatcher:
             await self.dead_letter(record, error, attempts=0)
             return None
         if type(delivery.event) not in self.handlers:
+            return None
+        if self.relevant is not None and not self.relevant(delivery.event):
             return None
         return delivery
 

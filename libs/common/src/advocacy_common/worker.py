@@ -175,11 +175,13 @@ class ServiceWorker:
 
     def consume(self, topics: Sequence[str], group_id: str, handlers: Mapping[type[Event], Handler],
                 batch_handler: BatchHandler | None = None, max_records: int = 1000,
-                max_attempts: int = 3, ledger: ProcessedEvents | None = None) -> Dispatcher:
+                max_attempts: int = 3, ledger: ProcessedEvents | None = None,
+                relevant: Callable[[Event], bool] | None = None) -> Dispatcher:
         """Subscribe `handlers` to `topics`. Pass a `ledger` (a collection of the service's own
-        database) so that events re-published by a producer's relay after a crash apply once."""
+        database) so that events re-published by a producer's relay after a crash apply once, and
+        `relevant` to skip (before the ledger) events of a handled type that the handlers ignore."""
         dispatcher = Dispatcher(self.names, self.publisher, handlers, max_attempts=max_attempts, ledger=ledger,
-                                group_id=group_id, max_value_bytes=self.settings.max_event_bytes)
+                                group_id=group_id, max_value_bytes=self.settings.max_event_bytes, relevant=relevant)
         subscribe_events(self.broker, dispatcher, topics, group_id, batch_handler=batch_handler,
                          max_records=max_records)
         return dispatcher

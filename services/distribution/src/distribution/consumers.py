@@ -10,7 +10,7 @@ from advocacy_common.worker import ServiceWorker
 
 from .connectors.handlers import connection_handlers
 from .connectors.ports import ConnectorStores
-from .handlers import ENGAGEMENT_HANDLERS, PROJECTION_HANDLERS, Handler, bind
+from .handlers import ENGAGEMENT_HANDLERS, PROJECTION_HANDLERS, Handler, bind, is_comment_on_share
 from .ports import Repositories
 
 
@@ -29,7 +29,7 @@ def subscribe(worker: ServiceWorker, repositories: Callable[[], Awaitable[Reposi
     # In batches: the engagement topic carries every report and click, and one record at a time (a ledger
     # lookup, an insert and an offset commit each) fell minutes behind it under load.
     worker.consume([ENGAGEMENT], f"{consumer_group}-comments", comments, batch_handler=one_at_a_time(comments),
-                   max_records=500, ledger=ledger)
+                   max_records=500, ledger=ledger, relevant=is_comment_on_share)
 
 
 def then(first: Handler, second: Handler) -> Handler:

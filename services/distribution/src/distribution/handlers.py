@@ -97,11 +97,17 @@ async def on_charter_accepted(repositories: Repositories, delivery: Delivery) ->
                                                   delivery)
 
 
+def is_comment_on_share(event: Event) -> bool:
+    """What `on_engagement` tallies. The comment consumer skips the rest (clicks: most of the engagement
+    topic) before its ledger, which would otherwise look up and remember every click's event id."""
+    return isinstance(event, EngagementReceived) and event.kind in COMMENT_KINDS and event.share_id is not None
+
+
 async def on_engagement(repositories: Repositories, delivery: Delivery) -> None:
     """Comments and replies per share, so an ambassador sees which posts still await an answer."""
     event = delivery.event
     assert isinstance(event, EngagementReceived)
-    if event.kind not in COMMENT_KINDS or event.share_id is None:
+    if not is_comment_on_share(event):
         return
     ambassador = await repositories.ambassadors.get(delivery.tenant_id, event.ambassador_id)
     # A replay after an erasure must not bring the person's id back.

@@ -211,6 +211,11 @@ class Links(Protocol):
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None: ...
 
+    async def changes(self, tenant: str) -> int:
+        """A count of the tenant's link changes (claims, erasures), moved on after each change's write:
+        what a reader of links checks to know whether what it read may be stale."""
+        ...
+
     async def of_ambassador(self, tenant: str, ambassador_id: str) -> list[TrackedLink]:
         """Every tracked link of one person (their GDPR export)."""
         ...
@@ -223,8 +228,9 @@ class Clicks(Protocol):
         ...
 
     async def record_many(self, clicks: Sequence[tuple[Click, UnitOfWork]]) -> None:
-        """Store counted clicks with their events, all durable when this returns (one insert for all). Click
-        ids are random, never taken: writing the same clicks again (a retry) stores each once."""
+        """Store counted clicks with their events, all durable when this returns (one insert for all, a
+        document per tenant and up to 100 clicks). Click ids are random, never taken: writing the same clicks
+        again (a retry) stores each once."""
         ...
 
     async def unique_visitors_by_code(self, tenant: str, codes: list[str]) -> dict[str, int]:

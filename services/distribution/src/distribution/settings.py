@@ -33,7 +33,8 @@ class DistributionSettings(ServiceSettings):
         "0 in production: nothing happens to a post before it exists. Only for loading history (the demo "
         "tenant reports weeks of engagement for posts it shares today)"))
     link_cache_seconds: float = Field(default=2.0, ge=0, le=60, description=(
-        "How long the redirect reuses a tracked link and its destination it read (0: read on every click)"))
+        "How often the redirect checks a tenant's link and content change counts; a tracked link and its "
+        "destination it read are reused while they stay, up to 5 minutes (0: read on every click)"))
     # Group commit of clicks (service/group_commit.py). FerretDB 1.x: an insert command of more than ~1,000
     # documents gets slow and large; 500 claims, then 500 clicks with their events, stay modest.
     click_batch_max: int = Field(default=500, ge=1, le=1000, description=(

@@ -10,7 +10,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import AutoReconnect, BulkWriteError, ServerSelectionTimeoutError
 
 from advocacy_common.envelope import Envelope
-from advocacy_common.outbox import OUTBOX_FIELD, outbox_entries
+from advocacy_common.outbox import OUTBOX_FIELD, packed_outbox_entries
 from advocacy_common.repository import AlreadyExists, ModelRepository, Page, Repository, SortKey, UnitOfWork
 from advocacy_common.secretbox import Sealed, SecretBox, SecretUnreadable
 
@@ -22,9 +22,14 @@ from ..models.projections import scoped_id
 class MongoClicks(ModelRepository[Click]):
     """Clicks as two insert-only collections, so that no write on the redirect path grows with the data.
 
-    `clicks` is the queue of click events: each document is inserted with its event (the outbox) and the
-    relay deletes it once Kafka has the event (`outbox_queues`), so it holds only the backlog and needs no
-    hint. `click_visitors` holds one `_id` = code/visitor-hash per visitor and link (with its `code`), read
+    `clicks` is the queue of click events: one document per tenant per batch of clicks (at most
+    `CLICKS_PER_DOCUMENT`) carries the batch's events (the outbox), and the relay deletes it once Kafka has
+    them (`outbox_queues`), so it holds only the backlog and needs no hint. One document per batch, not one
+    per click: FerretDB 1.x ships every document a relay's read or `$in` delete matches to FerretDB and
+    decodes it there, and deletes the matches one at a time, so its cost per click is that per document
+    divided by the clicks each carries (on MongoDB both are by index, and the fewer documents cost less
+    too). Nothing reads a click back: the document is its events and the tenant, nothing else, each event
+    one JSON string (`packed_outbox_entries`: FerretDB converts each field it stores and returns). `click_visitors` holds one `_id` = code/visitor-hash per visitor and link (with its `code`), read
     back only by a GDPR export: the insert itself says whether the visitor is new. On FerretDB 1.x an insert
     is checked against the unique `_id` index, whereas every lookup or update scans the collection; MongoDB
     does both by index. Both are written a batch of clicks at a time (the redirect's group commit): one
@@ -44,7 +49,7 @@ class MongoClicks(ModelRepository[Click]):
         return claimed
 
     async def record_many(self, clicks: Sequence[tuple[Click, UnitOfWork]]) -> None:
-        documents = [{**self.to_document(click), OUTBOX_FIELD: outbox_entries(uow.pending)} for click, uow in clicks]
+        documents = batch_documents(clicks)
         if not documents:
             return
         try:
@@ -69,6 +74,25 @@ class MongoClicks(ModelRepository[Click]):
 
 
 DUPLICATE_KEY = 11000
+# Most click events one queue document carries: a relay pass (up to its batch size of documents) then
+# publishes a bounded number of events, and a document stays far below MongoDB's 16 MB.
+CLICKS_PER_DOCUMENT = 100
+
+
+def batch_documents(clicks: Sequence[tuple[Click, UnitOfWork]]) -> list[dict[str, Any]]:
+    """The queue documents of a batch of clicks: per tenant, in order, up to `CLICKS_PER_DOCUMENT` clicks'
+    events each, keyed by the first click's id (random, never taken: a retry of the same batch inserts
+    the same documents, which are then duplicates)."""
+    by_tenant: dict[str, list[tuple[Click, UnitOfWork]]] = {}
+    for click, uow in clicks:
+        by_tenant.setdefault(click.tenant, []).append((click, uow))
+    documents = []
+    for tenant, of_tenant in by_tenant.items():
+        for start in range(0, len(of_tenant), CLICKS_PER_DOCUMENT):
+            chunk = of_tenant[start:start + CLICKS_PER_DOCUMENT]
+            documents.append({"_id": chunk[0][0].id, "tenant": tenant, "at": chunk[0][0].at, "clicks": len(chunk),
+                              OUTBOX_FIELD: packed_outbox_entries(entry for _, uow in chunk for entry in uow.pending)})
+    return documents
 
 
 async def _insert_all(collection: AsyncCollection, documents: list[dict[str, Any]]) -> set[Any]:

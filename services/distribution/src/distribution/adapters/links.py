@@ -6,6 +6,11 @@ answers even that bare `_id` lookup with a scan of the collection (on PostgreSQL
 prepared share), so on FerretDB the links live in `links_00` ... `links_ff` by a hash of the code
 (adapters/buckets.py) and a click scans 1/256 of them. MongoDB keeps one `links` collection, served
 by its `_id` index. The few reads by person (erasure, GDPR export) visit every bucket.
+
+Every change of a tenant's links (a claim, an erasure) counts one in `link_changes` (one small document
+per tenant, `_id` the tenant), after the write: the redirect keeps the links it read for minutes and only
+checks that count every few seconds (service/link_versions.py), one read by `_id` per tenant instead of
+one read per link.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .erasure import anonymise_until_settled
 
 log = logging.getLogger(__name__)
 LINKS = "links"
+LINK_CHANGES = "link_changes"  # `_id` tenant: `changes`, a count of the tenant's link changes
 MOVE_BATCH = 200
 
 
@@ -50,6 +56,7 @@ class MongoLinks:
 
     def __init__(self, storage: Storage):
         self.buckets = link_buckets(storage.database, storage.capabilities.ferretdb)
+        self.change_counts = storage.database[LINK_CHANGES]
 
     def _holding(self, code: str) -> AsyncCollection:
         return holding(self.buckets, code)
@@ -73,10 +80,25 @@ class MongoLinks:
         result = await self._holding(code).update_one(
             {"_id": code, "tenant": tenant, "confirmed_share_id": {"$in": [None, share_id]}},
             {"$set": {"confirmed_share_id": share_id}})
-        return result.matched_count == 1
+        if result.matched_count != 1:
+            return False
+        await self._changed(tenant)  # a retried claim counts again: one more re-read of the tenant's links
+        return True
 
     async def anonymise(self, tenant: str, ambassador_id: str, erased: str) -> None:
         await anonymise_until_settled(self.buckets, tenant, ambassador_id, {"$set": {"ambassador_id": erased}})
+        # Every time, even with nothing left to anonymise: a handler retried after a crash between the
+        # two writes still moves the count on, and the redirect drops the person's cached links.
+        await self._changed(tenant)
+
+    async def changes(self, tenant: str) -> int:
+        document = await self.change_counts.find_one({"_id": tenant})
+        return int(document.get("changes", 0)) if document is not None else 0
+
+    async def _changed(self, tenant: str) -> None:
+        # After the link's write: a reader that read the count before the write re-reads after it. If this
+        # fails the caller fails too (a confirmation is retried by its client, an erasure by the consumer).
+        await self.change_counts.update_one({"_id": tenant}, {"$inc": {"changes": 1}}, upsert=True)
 
     async def of_ambassador(self, tenant: str, ambassador_id: str) -> list[TrackedLink]:
         # A scan of every bucket on FerretDB 1.x (rare: a GDPR export); MongoDB uses (tenant, ambassador_id).
