@@ -77,6 +77,16 @@ class AmbassadorView(Projection):
         return {p.network.value for p in self.profile.networks} if self.profile else set()
 
 
+@dataclass(frozen=True)
+class Person:
+    """Who holds a login now and what the feed needs of them: their projection (None when distribution knows
+    nothing of them) and the contents they confirmed a share of."""
+
+    ambassador_id: str
+    ambassador: AmbassadorView | None
+    shared_content_ids: frozenset[str] = frozenset()
+
+
 class CharterView(Projection):
     current_version: int = 0
     disclosure_required: bool = False
