@@ -264,14 +264,12 @@ class FeedIndex:
         if me is None:
             return []  # no profile: targeted to nobody (`targeting_misses`)
         targeted = self._audiences.targeting(me)
-        lists: list[tuple[float, list[_Entry], int]] = []  # (affinity's share, entries, which target me)
+        # Per list: its affinity's share, its entries, and (once its ceiling came up) those that target me.
+        lists: list[list] = []
         for topics, entries, start, full in self._lists:
-            mine = (targeted >> start) & full
-            if not mine:
-                continue
             # A content's own topics only rank (see `targeting_misses`): no list is skipped for them.
             affinity = len(topics & me.topics) / len(topics) if topics else 0.5  # as in `feed_score`
-            lists.append((TOPIC_WEIGHT * affinity, entries, mine))
+            lists.append([TOPIC_WEIGHT * affinity, entries, 0])
         scored = scored_at.timestamp()
 
         def bound(n: int, at: int) -> float:
@@ -280,10 +278,9 @@ class FeedIndex:
             age_hours = max(0.0, (scored - published) / 3600) if published is not None else 0.0
             return lists[n][0] + (1 - TOPIC_WEIGHT) * 0.5 ** (age_hours / FRESHNESS_HALF_LIFE_HOURS)
 
-        heap = []
-        for n, (_, _, mine) in enumerate(lists):
-            at = _lowest_bit(mine)
-            heap.append((-bound(n, at), n, at))
+        # Each list enters the heap with its ceiling (its affinity's share plus the highest freshness, 1), and
+        # its first entry's bound is computed only when that ceiling comes up: most lists never get there.
+        heap = [(-(weight + (1 - TOPIC_WEIGHT)), n, -1) for n, (weight, _, _) in enumerate(lists)]
         heapq.heapify(heap)
         last = (-position.score_micros, position.content_id) if position else None
         found: list[tuple[float, ContentView]] = []
@@ -295,6 +292,13 @@ class FeedIndex:
                 # Scores are rounded to 6 decimals: an entry left can tie the page's last only within that.
                 if -negative_bound + 1e-6 < found[-1][0]:
                     break
+            if at < 0:  # the list's ceiling: now its first entry that targets me, by its own bound
+                _, _, start, full = self._lists[n]
+                mine = lists[n][2] = (targeted >> start) & full
+                if mine:
+                    first = _lowest_bit(mine)
+                    heapq.heappush(heap, (-bound(n, first), n, first))
+                continue
             weight, entries, mine = lists[n]
             after = mine >> (at + 1)
             if after:
