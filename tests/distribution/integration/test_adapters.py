@@ -211,6 +211,21 @@ async def test_shares_confirmed_before_the_signature_books_are_found_until_marke
     assert f"{tenant}-old" not in {s.id for s in await shares.confirmed_outside_books(1000)}
 
 
+async def test_shares_marked_in_the_earlier_shared_contents_are_found_again_until_marked(repositories, tenant,
+                                                                                         distribution_db):
+    # An earlier release marked its confirmed shares `in_shared` (entered in `shared_contents`, dropped since):
+    # they are outside the person's document until entered there again (`Sharing.fill_shared`).
+    shares = repositories.shares
+    earlier = shares.to_document(share(tenant, f"{tenant}-earlier", "a1", POST))
+    earlier["in_shared"] = earlier.pop("in_person")
+    await distribution_db["shares"].insert_one(earlier)
+    await shares.add_prepared(share(tenant, f"{tenant}-new", "a2", POST), "fp")  # stored by this release
+    outside = {s.id for s in await shares.confirmed_outside_shared(1000)}
+    assert f"{tenant}-earlier" in outside and f"{tenant}-new" not in outside
+    await shares.mark_in_shared(tenant, f"{tenant}-earlier")
+    assert f"{tenant}-earlier" not in {s.id for s in await shares.confirmed_outside_shared(1000)}
+
+
 async def test_shared_contents_hold_one_entry_per_share_in_the_persons_own_document(repositories, tenant):
     shared, ambassadors = repositories.shared, repositories.ambassadors
     assert await shared.of(tenant, "a1") == set()
@@ -315,9 +330,9 @@ async def test_subject_claims_ride_on_the_first_holders_document_and_a_feed_read
 
 
 def counting(read, reads: list[str]):
-    async def counted(tenant: str, ambassador_id: str):
+    async def counted(tenant: str, ambassador_id: str, fields=None):
         reads.append(ambassador_id)
-        return await read(tenant, ambassador_id)
+        return await read(tenant, ambassador_id, fields)
     return counted
 
 

@@ -99,17 +99,17 @@ class MongoAmbassadorProjection(Repository[AmbassadorView]):
         document_id = scoped_id(tenant, ambassador_id)
         return holding(self.buckets, document_id), document_id
 
-    async def _document(self, tenant: str, ambassador_id: str) -> dict[str, Any] | None:
+    async def _document(self, tenant: str, ambassador_id: str,
+                        fields: dict[str, int] | None = None) -> dict[str, Any] | None:
         collection, document_id = self._holding(tenant, ambassador_id)
-        document = await collection.find_one({"_id": document_id})  # bare `_id`: see the buckets
+        document = await collection.find_one({"_id": document_id}, projection=fields)  # bare `_id`: see the buckets
         return document if document is not None and document.get("tenant") == tenant else None
 
     async def claim_subject(self, tenant: str, subject_key: str, ambassador_id: str, claimed_at: datetime) -> None:
         await claim_login(self.buckets, tenant, subject_key, ambassador_id, claimed_at)
 
     async def subject_holder(self, tenant: str, subject_key: str) -> str | None:
-        document = await self._document(tenant, subject_key)
-        return _holder(document)
+        return _holder(await self._document(tenant, subject_key, {"tenant": 1, LOGIN: 1}))
 
     async def person(self, tenant: str, subject_key: str) -> Person:
         document = await self._document(tenant, subject_key)
