@@ -17,10 +17,13 @@ For each size of --items (cumulative: the second size adds to the first), the ap
 afresh and wrk loads it with --clients concurrent connections (closed loop: each sends its next request
 as soon as the last is answered), --runs times each, every request with the token of one of --tokens
 ambassadors drawn at random, after one first (cold) request whose time is printed apart (the tenant's
-contents are listed then). Prints p50 / p99 / requests per second per run, the median (min … max) per
-client count, the ratio of p99 at the largest to the smallest size, and the api process's peak RSS.
---profile adds a py-spy profile of the api at the largest client count. --database reuses a seeded
-database (with --keep, a second invocation skips the seeding: sizes are taken from what is there).
+contents are listed then) and 3 s of unmeasured load (every api process lists them on its own first
+request). Prints p50 / p99 / requests per second per run, the median (min … max) per client count, the
+ratio of p99 at the largest to the smallest size, the api's MongoDB commands per request (counted in
+the api processes by `command_counting/`) and the api process's peak RSS.
+--profile adds a py-spy profile of the api at the largest client count (raw stacks kept in /tmp).
+--database reuses a seeded database (with --keep, a second invocation skips the seeding: sizes are taken
+from what is there).
 """
 
 from __future__ import annotations
@@ -55,11 +58,12 @@ from distribution.settings import DistributionSettings
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk_seed import RecordingDatabase  # noqa: E402
 from http_load import (  # noqa: E402
-    ApiProcess, add_api_processes_argument, drop_database, free_port, load_average, measure, profile,
-    service_environment, spread, start_dev_issuer, wrk_script,
+    ApiProcess, add_api_processes_argument, commands_so_far, counting_commands, drop_database, free_port,
+    load_average, measure, profile, run_wrk, service_environment, spread, start_dev_issuer, wrk_script,
 )
 
 TENANT = "feedbench"
+WARM_UP_SECONDS = 3
 TOPICS = ["energy", "hiring", "culture", "product", "research", "safety", "customers", "sustainability",
           "events", "engineering", "data", "community"]
 TEAMS = [f"team{n}" for n in range(40)]
@@ -141,6 +145,12 @@ async def note_counts(settings: DistributionSettings, contents: int, ambassadors
         await client.close()
 
 
+def commands_per_request(commands, requests: int) -> str:
+    """MongoDB commands the api sent during the runs (per-request reads and the snapshots' checks) per answer."""
+    by_name = ", ".join(f"{name} {n / max(1, requests):.2f}" for name, n in commands.most_common())
+    return f"  MongoDB commands per request: {sum(commands.values()) / max(1, requests):.2f} ({by_name})"
+
+
 def main(arguments: argparse.Namespace) -> None:
     server, issuer = start_dev_issuer()
     run = uuid.uuid4().hex[:8]
@@ -175,7 +185,9 @@ def main(arguments: argparse.Namespace) -> None:
                     have_contents = size
                     asyncio.run(note_counts(settings, have_contents, have_ambassadors))
                 port = free_port()
-                api = ApiProcess("distribution.main", {**env, "DISTRIBUTION_HTTP_PORT": str(port)}, port,
+                counted = f"/tmp/feedbench_{run}_{size}_commands"
+                api = ApiProcess("distribution.main",
+                                 counting_commands({**env, "DISTRIBUTION_HTTP_PORT": str(port)}, counted), port,
                                  Path(f"/tmp/feedbench_{run}_api.log"), processes=arguments.api_processes)
                 api.start()
                 try:
@@ -187,10 +199,20 @@ def main(arguments: argparse.Namespace) -> None:
                     print(f"  first (cold) request {1000 * (time.perf_counter() - started):,.0f} ms "
                           f"(load {load_average()})", flush=True)
                     name = f"feed, {size} items, {have_ambassadors} ambassadors"
+                    # Each api process lists the contents on its own first request: a short unmeasured load
+                    # gets every process there, so that the runs show the steady state.
+                    run_wrk(api.url, script, max(clients), WARM_UP_SECONDS)
+                    time.sleep(0.6)  # the counts so far written (every half second)
+                    before = commands_so_far(counted)
                     results = measure(name, api.url, script, clients, arguments.runs, arguments.seconds, api)
+                    time.sleep(0.6)
+                    print(commands_per_request(commands_so_far(counted) - before,
+                                               sum(r.requests for rows in results.values() for r in rows)))
                     p99_at_most[size] = statistics.median(r.p99_ms for r in results[max(clients)])
                     if arguments.profile and size == sizes[-1]:
-                        print(profile(api, api.url, script, max(clients), arguments.seconds))
+                        stacks = Path(f"/tmp/feedbench_{run}_stacks.txt")
+                        print(profile(api, api.url, script, max(clients), arguments.seconds, keep=stacks))
+                        print(f"raw stacks: {stacks}")
                     rss[size] = api.peak_rss_mb()
                     print(f"api peak RSS after the {size}-item runs: {rss[size]:.0f} MB (target < 300)\n", flush=True)
                 finally:

@@ -24,6 +24,25 @@ from pathlib import Path
 import httpx
 
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+COMMAND_COUNTING = Path(__file__).parent / "command_counting"  # a sitecustomize counting MongoDB commands
+
+
+def counting_commands(env: dict[str, str], prefix: str) -> dict[str, str]:
+    """`env` for a process whose MongoDB commands `command_counting/` counts into `<prefix>.<pid>.json`."""
+    return {**env, "BENCH_COMMAND_COUNTS": prefix,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(COMMAND_COUNTING),
+                                                        env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))]))}
+
+
+def commands_so_far(prefix: str) -> Counter[str]:
+    """The commands counted so far by every process counting into `prefix` (written every half second)."""
+    counts: Counter[str] = Counter()
+    for path in Path(prefix).parent.glob(f"{Path(prefix).name}.*.json"):
+        try:
+            counts.update(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # being replaced
+    return counts
 
 
 def free_port() -> int:
@@ -257,9 +276,10 @@ def py_spy_command() -> list[str] | None:
     return [uv, "tool", "run", "py-spy"] if uv else None
 
 
-def profile(api: ApiProcess, url: str, script: Path, connections: int, seconds: float, top: int = 15) -> str:
+def profile(api: ApiProcess, url: str, script: Path, connections: int, seconds: float, top: int = 15,
+            keep: Path | None = None) -> str:
     """py-spy samples the api process while wrk loads it; the frames where most samples were, by own time
-    and by total time (the whole stack counts once per sample)."""
+    and by total time (the whole stack counts once per sample). `keep`: where to copy the raw stacks."""
     command = py_spy_command()
     if command is None:
         return "py-spy not available"
@@ -275,6 +295,8 @@ def profile(api: ApiProcess, url: str, script: Path, connections: int, seconds: 
         _, err = spy.communicate(timeout=120)
         if not raw.exists():
             return f"py-spy failed: {err.decode()[-500:]}"
+        if keep is not None:
+            shutil.copy(raw, keep)
         own, total, samples = Counter(), Counter(), 0
         for line in raw.read_text().splitlines():
             stack, _, count = line.rpartition(" ")

@@ -9,12 +9,15 @@ from advocacy_common.envelope import Envelope
 from advocacy_common.events import EngagementKind, EngagementReceived, PostShared
 from advocacy_common.repository import AlreadyExists, KeyReused, StaleWrite, UnitOfWork
 from advocacy_common.topics import SHARE
-from advocacy_common.events import ContentPublished, Objective
+from advocacy_common.events import AmbassadorOptedIn, AmbassadorProfile, ContentPublished, Objective
+from advocacy_common.repository import Storage
 from advocacy_common.subjects import COLLECTION as SUBJECTS
 from distribution.adapters.sharing import BOOK_CHUNK_ENTRIES
-from distribution.adapters import links as links_module, subjects
+from distribution.adapters import links as links_module
 from distribution.adapters.buckets import holding
-from distribution.adapters.subjects import BucketedSubjectHolders, move_subject_claims, subject_buckets
+from distribution.adapters.projections import MongoAmbassadorProjection
+from distribution.adapters.shared_contents import EARLIER_COLLECTION as EARLIER_SHARED, drop_earlier_shared_contents
+from distribution.adapters.subjects import move_subject_claims
 from distribution.models.authenticity import (
     AuthenticityPolicy, BookEntry, minhash, normalized_words, packed, shingles,
 )
@@ -214,20 +217,40 @@ async def test_shares_confirmed_before_the_signature_books_are_found_until_marke
     assert f"{tenant}-old" not in {s.id for s in await shares.confirmed_outside_books(1000)}
 
 
-async def test_shared_contents_hold_one_entry_per_share_in_one_document_per_person(repositories, tenant,
-                                                                                   distribution_db):
-    shared = repositories.shared
+async def test_shares_marked_in_the_earlier_shared_contents_are_found_again_until_marked(repositories, tenant,
+                                                                                         distribution_db):
+    # An earlier release marked its confirmed shares `in_shared` (entered in `shared_contents`, dropped since):
+    # they are outside the person's document until entered there again (`Sharing.fill_shared`).
+    shares = repositories.shares
+    earlier = shares.to_document(share(tenant, f"{tenant}-earlier", "a1", POST))
+    earlier["in_shared"] = earlier.pop("in_person")
+    await distribution_db["shares"].insert_one(earlier)
+    await shares.add_prepared(share(tenant, f"{tenant}-new", "a2", POST), "fp")  # stored by this release
+    outside = {s.id for s in await shares.confirmed_outside_shared(1000)}
+    assert f"{tenant}-earlier" in outside and f"{tenant}-new" not in outside
+    await shares.mark_in_shared(tenant, f"{tenant}-earlier")
+    assert f"{tenant}-earlier" not in {s.id for s in await shares.confirmed_outside_shared(1000)}
+
+
+async def test_shared_contents_hold_one_entry_per_share_in_the_persons_own_document(repositories, tenant):
+    shared, ambassadors = repositories.shared, repositories.ambassadors
     assert await shared.of(tenant, "a1") == set()
+    await ambassadors.opt_in(tenant, "a1", AmbassadorProfile(persona="expert"), 0, opted_in(tenant, 1))
     for _ in range(2):  # a retried confirmation enters nothing twice
         await shared.add(tenant, "a1", "s-li", "c1")
     await shared.add(tenant, "a1", "s-x", "c1")  # the same content on another network
     await shared.add(tenant, "a1", "s-2", "c2")
     await shared.add(tenant, "a2", "s-3", "c3")
     assert await shared.of(tenant, "a1") == {"c1", "c2"} and await shared.of(tenant, "a2") == {"c3"}
+    # In the ambassador projection's document, which the projection's own writes leave them in.
+    assert shared.buckets == ambassadors.buckets
+    await ambassadors.opt_out(tenant, "a1", opted_in(tenant, 2))
     [bucket] = [c for c in shared.buckets if await c.find_one({"_id": f"{tenant}/a1"})]
     stored = await bucket.find_one({"_id": f"{tenant}/a1"})
+    assert stored["status"] == "opted_out"
     assert stored["shares"] == [{"share_id": "s-li", "content_id": "c1"}, {"share_id": "s-x", "content_id": "c1"},
                                 {"share_id": "s-2", "content_id": "c2"}]
+    assert (await ambassadors.person(tenant, "a1")).shared_content_ids == {"c1", "c2"}
     assert len(shared.buckets) == (256 if repositories.shares.storage.capabilities.ferretdb else 1)
     await shared.remove(tenant, "a1", "s-li", "c1")  # the other share of c1 keeps it
     assert await shared.of(tenant, "a1") == {"c1", "c2"}
@@ -237,8 +260,22 @@ async def test_shared_contents_hold_one_entry_per_share_in_one_document_per_pers
     assert await shared.of(f"{tenant}-other", "a1") == set()  # another tenant's person of the same id
     await shared.forget(tenant, "a1")
     await shared.forget(tenant, "a1")
-    assert await shared.of(tenant, "a1") == set() and await bucket.find_one({"_id": f"{tenant}/a1"}) is None
+    assert await shared.of(tenant, "a1") == set() and "shares" not in await bucket.find_one({"_id": f"{tenant}/a1"})
+    assert (await ambassadors.get(tenant, "a1")).status.value == "opted_out"  # the projection stays
     assert await shared.of(tenant, "a2") == {"c3"}
+
+
+async def test_earlier_shared_contents_collections_are_dropped_at_start(distribution_db):
+    database = distribution_db.client[f"{distribution_db.name}_shared"]
+    try:
+        for name in (EARLIER_SHARED, f"{EARLIER_SHARED}_00", f"{EARLIER_SHARED}_ff"):
+            await database[name].insert_one({"_id": "t/a1", "tenant": "t", "shares": []})
+        await database["ambassadors"].insert_one({"_id": "t/a1", "tenant": "t", "ambassador_id": "a1"})
+        assert await drop_earlier_shared_contents(database) == 3
+        assert await database.list_collection_names() == ["ambassadors"]
+        assert await drop_earlier_shared_contents(database) == 0
+    finally:
+        await distribution_db.client.drop_database(database.name)
 
 
 async def test_the_content_change_count_moves_on_every_write_also_a_repeated_one(repositories, tenant):
@@ -260,34 +297,81 @@ async def test_the_content_change_count_moves_on_every_write_also_a_repeated_one
     assert await contents.changes(f"{tenant}-other") == 0
 
 
-async def test_subject_claims_live_in_buckets_and_move_there_from_the_single_collection(repositories, tenant,
-                                                                                       distribution_db, monkeypatch):
+async def test_subject_claims_ride_on_the_first_holders_document_and_a_feed_reads_one_document(repositories,
+                                                                                                tenant, monkeypatch):
     ambassadors = repositories.ambassadors
-    await ambassadors.claim_subject(tenant, "key-1", "first", NOW)
-    await ambassadors.claim_subject(tenant, "key-1", "older", NOW - timedelta(days=1))  # a replayed older claim
-    assert await ambassadors.subject_holder(tenant, "key-1") == "first"
+    profile = AmbassadorProfile(persona="expert")
+    await ambassadors.opt_in(tenant, "key-1", profile, 0, opted_in(tenant, 1))
+    await ambassadors.claim_subject(tenant, "key-1", "key-1", NOW - timedelta(days=2))  # the first holder's own
+    await repositories.shared.add(tenant, "key-1", "s1", "c1")
+    reads = []
+    monkeypatch.setattr(ambassadors, "_document", counting(ambassadors._document, reads))
+    first = await ambassadors.person(tenant, "key-1")
+    assert (first.ambassador_id, first.ambassador.status.value, first.shared_content_ids) == \
+        ("key-1", "opted_in", {"c1"})
+    assert reads == ["key-1"]  # one read by `_id`: login, projection and shared contents in one document
+    assert await ambassadors.subject_holder(tenant, "unclaimed") is None
+    nobody = await ambassadors.person(tenant, "unclaimed")  # a login nobody claimed names its first holder
+    assert (nobody.ambassador_id, nobody.ambassador, nobody.shared_content_ids) == ("unclaimed", None, frozenset())
+    # Provisioned again after an erasure: the successor's claim on the first holder's document; a replayed
+    # older claim changes nothing; the erased predecessor's document keeps no profile and says who holds it.
+    await ambassadors.erase(tenant, "key-1", opted_in(tenant, 2))
+    await ambassadors.opt_in(tenant, "second", profile, 0, opted_in(tenant, 3))
+    await ambassadors.claim_subject(tenant, "key-1", "second", NOW)
+    await ambassadors.claim_subject(tenant, "key-1", "older", NOW - timedelta(days=1))
+    await ambassadors.claim_subject(tenant, "key-1", "key-1", NOW - timedelta(days=2))  # the first opt-in replayed
+    assert await ambassadors.subject_holder(tenant, "key-1") == "second"
+    reads.clear()
+    successor = await ambassadors.person(tenant, "key-1")
+    assert (successor.ambassador_id, successor.ambassador.status.value, successor.shared_content_ids) == \
+        ("second", "opted_in", frozenset())  # never the predecessor's
+    assert reads == ["key-1", "second"]
+    assert (await ambassadors.get(tenant, "key-1")).status.value == "erased"
     assert await ambassadors.subject_holder(f"{tenant}-other", "key-1") is None
-    # An earlier release kept every claim in one collection: moved into the buckets at start, latest claim
-    # winning over one already there, then that collection dropped; a second start finds nothing to do.
+    assert (await ambassadors.person(f"{tenant}-other", "key-1")).ambassador is None  # tenant-scoped
+    # A claim arriving before anything else of its first holder makes a document of the key.
+    await ambassadors.claim_subject(tenant, "key-2", "third", NOW)
+    assert await ambassadors.subject_holder(tenant, "key-2") == "third"
+    assert (await ambassadors.person(tenant, "key-2")).ambassador_id == "third"
+
+
+def counting(read, reads: list[str]):
+    async def counted(tenant: str, ambassador_id: str, fields=None):
+        reads.append(ambassador_id)
+        return await read(tenant, ambassador_id, fields)
+    return counted
+
+
+def opted_in(tenant: str, offset: int) -> Delivery:
+    event = AmbassadorOptedIn(ambassador_id="x", charter_version=0, opted_in_at=NOW, profile=AmbassadorProfile(persona="expert"))
+    return Delivery(Envelope(source="/tests", type=event.type_name, tenantid=tenant), event, "advocacy.ambassador", 0,
+                    offset)
+
+
+async def test_earlier_subject_claims_move_into_the_ambassador_documents(repositories, distribution_db):
+    # Earlier releases kept claims in one collection, then in its buckets: the claims of someone other than
+    # the login's first holder move at start (latest claim winning over one there), the collections go.
     database = distribution_db.client[f"{distribution_db.name}_subjects"]
     try:
-        legacy = database[SUBJECTS]
-        await legacy.insert_many([
-            {"_id": f"{tenant}\x1fkey-{n}", "tenant": tenant, "ambassador_id": f"old-{n}", "claimed_at": NOW}
-            for n in range(300)])
-        buckets = subject_buckets(database, True)
-        holders = BucketedSubjectHolders(buckets)
-        await holders.claim_subject(tenant, "key-7", "newer", NOW + timedelta(hours=1))
-        await holders.claim_subject(tenant, "key-8", "superseded", NOW - timedelta(hours=1))
-        monkeypatch.setattr(subjects, "MOVE_BATCH", 2)  # batches inserted while reading, and the rest after
-        assert await move_subject_claims(database, True) == 300
-        assert SUBJECTS not in await database.list_collection_names()
-        assert await move_subject_claims(database, True) == 0
-        assert [await holders.subject_holder(tenant, f"key-{n}") for n in (0, 7, 8, 299)] == \
-            ["old-0", "newer", "old-8", "old-299"]
-        assert sum([await bucket.count_documents({}) for bucket in buckets]) == 300
-        assert max([await bucket.count_documents({}) for bucket in buckets]) < 20  # spread, not in one
-        assert await move_subject_claims(database, False) == 0  # MongoDB: one collection, nothing to move
+        tenant = "t1"
+        await database[SUBJECTS].insert_many([
+            {"_id": f"{tenant}\x1fkey-{n}", "tenant": tenant, "ambassador_id": f"new-{n}" if n % 3 == 0 else f"key-{n}",
+             "claimed_at": NOW} for n in range(30)])
+        await database[f"{SUBJECTS}_00"].insert_many([
+            {"_id": f"{tenant}\x1fkey-3", "tenant": tenant, "ambassador_id": "newer", "claimed_at": NOW + timedelta(hours=1)},
+            {"_id": f"{tenant}\x1fkey-6", "tenant": tenant, "ambassador_id": "superseded",
+             "claimed_at": NOW - timedelta(hours=1)}])
+        await database[f"{SUBJECTS}_ff"].insert_one(
+            {"_id": f"other\x1fkey-9", "tenant": tenant, "ambassador_id": "wrong-tenant", "claimed_at": NOW})
+        ferretdb = repositories.shares.storage.capabilities.ferretdb
+        assert await move_subject_claims(database, ferretdb) == 12  # 10 in the collection, 2 in a bucket
+        assert not [n for n in await database.list_collection_names() if n.startswith(SUBJECTS)]
+        assert await move_subject_claims(database, ferretdb) == 0
+        ambassadors = MongoAmbassadorProjection(Storage(database, repositories.shares.storage.capabilities,
+                                                        repositories.shares.storage.cursors))
+        assert [await ambassadors.subject_holder(tenant, f"key-{n}") for n in (0, 1, 3, 6, 9)] == \
+            ["new-0", None, "newer", "new-6", "new-9"]
+        assert await ambassadors.subject_holder("other", "key-9") is None
     finally:
         await distribution_db.client.drop_database(database.name)
 

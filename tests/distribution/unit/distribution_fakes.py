@@ -21,7 +21,7 @@ from distribution.models.authenticity import AuthenticityPolicy, BookEntry, Sign
 from distribution.models.engagement import Click, Connector, Report
 from distribution.models.plausibility import ShareTotals
 from distribution.models.projections import (
-    AmbassadorStatus, AmbassadorView, CharterView, CommentTally, ContentView,
+    AmbassadorStatus, AmbassadorView, CharterView, CommentTally, ContentView, Person,
 )
 from distribution.models.sharing import Share, ShareStatus, TrackedLink
 from distribution.ports import Repositories
@@ -100,9 +100,17 @@ class FakeAmbassadors(AppliedOnce, FakeSubjectHolders):
         FakeSubjectHolders.__init__(self)
         super().__init__()
         self.items: dict[tuple[str, str], AmbassadorView] = {}
+        self.shared: FakeSharedContents | None = None  # what `person` reads beside the projection
+        self.person_reads = 0
 
     async def get(self, tenant: str, ambassador_id: str) -> AmbassadorView | None:
         return self.items.get((tenant, ambassador_id))
+
+    async def person(self, tenant: str, subject_key: str) -> Person:
+        self.person_reads += 1
+        holder = await self.subject_holder(tenant, subject_key) or subject_key
+        shared = await self.shared.of(tenant, holder) if self.shared is not None else set()
+        return Person(holder, self.items.get((tenant, holder)), frozenset(shared))
 
     def _change(self, tenant: str, ambassador_id: str, delivery: Delivery, unless_erased: bool, **changes) -> None:
         key = (tenant, ambassador_id)
@@ -463,7 +471,9 @@ class FakePublisher:
 
 
 def fake_repositories() -> Repositories:
-    return Repositories(contents=FakeContents(), ambassadors=FakeAmbassadors(), charters=FakeCharters(),
-                        comments=FakeComments(), shares=FakeShares(), shared=FakeSharedContents(), books=FakeBooks(), links=FakeLinks(),
+    ambassadors, shared = FakeAmbassadors(), FakeSharedContents()
+    ambassadors.shared = shared  # one document per person in the adapters: `person` reads both
+    return Repositories(contents=FakeContents(), ambassadors=ambassadors, charters=FakeCharters(),
+                        comments=FakeComments(), shares=FakeShares(), shared=shared, books=FakeBooks(), links=FakeLinks(),
                         clicks=FakeClicks(), connectors=FakeConnectors(), reports=FakeReports(), totals=FakeTotals(),
                         policies=FakePolicies(), exports=FakeExportParts())

@@ -7,7 +7,8 @@ import pytest
 
 from advocacy_common.events import AmbassadorProfile, Audience, NetworkPresence
 from distribution.models.projections import (
-    SCORE_SCALE, AmbassadorStatus, AmbassadorView, ContentView, FeedIndex, FeedPosition, after_position, rank_feed,
+    SCORE_SCALE, AmbassadorStatus, AmbassadorView, Audiences, ContentView, FeedIndex, FeedPosition, Recipient,
+    Targeting, after_position, rank_feed, targeting_misses,
 )
 
 pytestmark = pytest.mark.unit
@@ -17,12 +18,14 @@ NETWORKS = ["linkedin", "x", "xing"]
 
 
 def random_content(pick: random.Random, n: int) -> ContentView:
-    audience = Audience(teams=pick.sample(["ops", "sales", "it"], pick.randint(0, 2)),
+    audience = Audience(teams=pick.sample(["ops", "sales", "IT "], pick.randint(0, 2)),
+                        locations=pick.sample(["lyon", "Paris"], pick.randint(0, 1)),
+                        languages=pick.sample(["fr", "en", "de"], pick.randint(0, 1) if n % 4 == 0 else 0),
                         personas=pick.sample(["expert", "talent"], pick.randint(0, 1)),
                         topics=pick.sample(TOPICS, pick.randint(0, 1)))
     return ContentView(
         tenant="t", content_id=f"c{n:03d}", version=1, topics=pick.sample(TOPICS, pick.randint(0, 3)),
-        language=pick.choice(["fr", "en", "de"]), audience=audience, networks=pick.sample(NETWORKS, pick.randint(1, 2)),
+        language=pick.choice(["fr", "en", "de", ""]), audience=audience, networks=pick.sample(NETWORKS, pick.randint(1, 2)),
         # whole hours, so that ties of score are frequent; some in the future, some expired, some retired
         publish_at=NOW - timedelta(hours=pick.randint(-3, 200)) if n % 17 else None,
         expires_at=NOW - timedelta(hours=1) if n % 13 == 0 else None, retired=n % 19 == 0)
@@ -31,7 +34,7 @@ def random_content(pick: random.Random, n: int) -> ContentView:
 def random_ambassador(pick: random.Random) -> AmbassadorView:
     profile = AmbassadorProfile(persona=pick.choice(["expert", "talent"]), topics=pick.sample(TOPICS, pick.randint(0, 3)),
                                 languages=pick.sample(["fr", "en"], pick.randint(0, 2)),
-                                team_id=pick.choice(["ops", "sales", "it"]),
+                                team_id=pick.choice(["ops", "sales", "it"]), location=pick.choice(["paris", "lyon", None]),
                                 networks=[NetworkPresence(network=n, audience_size=10)
                                           for n in pick.sample(NETWORKS, pick.randint(1, 3))])
     return AmbassadorView(tenant="t", ambassador_id="a", status=AmbassadorStatus.OPTED_IN, profile=profile)
@@ -55,6 +58,18 @@ def test_pages_equal_the_reference_ranking(seed):
             break
         score, last = expected[limit - 1]
         position = FeedPosition(scored_at, round(score * SCORE_SCALE), last.content_id)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_bit_sets_of_audiences_say_what_the_targeting_rule_says(seed):
+    pick = random.Random(1000 + seed)
+    contents = [random_content(pick, n) for n in range(200)]
+    audiences = Audiences([Targeting.of(c) for c in contents])
+    for _ in range(20):
+        ambassador = random_ambassador(pick)
+        targeted = audiences.targeting(Recipient.of(ambassador))
+        assert [bool(targeted >> i & 1) for i in range(len(contents))] == \
+            [not targeting_misses(c, ambassador) for c in contents]
 
 
 def test_an_empty_index_has_empty_pages():

@@ -11,6 +11,7 @@ from advocacy_common.auth import Principal, Role, require_roles
 from advocacy_common.envelope import utcnow
 from advocacy_common.errors import Problem, problem_response, problem_responses
 
+from .feed_rendering import feed_json
 from .models.authenticity import AuthenticityPolicy
 from .models.engagement import Connector as ConnectorModel
 from .models.plausibility import Implausible
@@ -18,7 +19,7 @@ from .models.sharing import Refusal, Share as ShareModel, composer_url, post_tex
 from .options import Options
 from .schemas import (
     CommentsAwaitingReply, CommentsAwaitingReplyPage, ConfirmShare, Connector, ConnectorPage, ConversionReport,
-    EngagementReport, Feed, FeedItem, NewConnector, PrepareShare, ReportAccepted, Share, SharePage,
+    EngagementReport, Feed, NewConnector, PrepareShare, ReportAccepted, Share, SharePage,
 )
 from .service import Distribution
 from .service.engagement import ReportType
@@ -48,16 +49,10 @@ async def get_feed(request: Request, limit: int | None = None, cursor: Cursor | 
     topics, on networks I use, not yet shared by me; ranked by topic affinity and freshness. When I may not
     receive suggestions (opted out, charter to accept), the feed is empty and `reason` says why."""
     page = await _distribution(request).sharing.feed(principal, utcnow(), page_size(limit), cursor)
-    # Serialised once, by pydantic: returning the model would make FastAPI dump it, validate the dump against
-    # `Feed` and encode that again (0.9 ms against 0.15 ms for a page of 20, measured).
-    items = [FeedItem(
-        content_id=s.content.content_id, campaign_id=s.content.campaign_id, title=s.content.title,
-        link_url=s.content.link_url, topics=s.content.topics, language=s.content.language, networks=s.networks,
-        suggested_texts=s.suggested_texts, disclosure_line=s.content.disclosure_line,
-        disclosure_lines=s.disclosure_lines, publish_at=s.content.publish_at, expires_at=s.content.expires_at,
-        score=s.score) for s in page.items]
-    feed = Feed(items=items, next_cursor=page.next_cursor, reason=page.reason, message=page.message)
-    return Response(feed.model_dump_json(), media_type="application/json")
+    # Serialised by us: returning the model would make FastAPI dump it, validate the dump against `Feed` and
+    # encode that again (0.9 ms against 0.15 ms for a page of 20, measured); the items' bodies are rendered
+    # once per content (see feed_rendering.py).
+    return Response(feed_json(page), media_type="application/json")
 
 
 def share_body(share: ShareModel) -> Share:

@@ -24,7 +24,7 @@ from advocacy_common.gdpr_export import ExportParts
 from .models.authenticity import AuthenticityPolicy, BookEntry, SignatureBook, TenantPolicy
 from .models.engagement import Click, Connector, Report
 from .models.plausibility import ShareTotals
-from .models.projections import AmbassadorView, CharterView, CommentTally, ContentView
+from .models.projections import AmbassadorView, CharterView, CommentTally, ContentView, Person
 from .models.sharing import Share, TrackedLink
 
 
@@ -53,6 +53,11 @@ class ContentProjection(Protocol):
 
 class AmbassadorProjection(SubjectHolders, Protocol):
     """Opted-in people as their events describe them, and which ambassador id holds each login now."""
+
+    async def person(self, tenant: str, subject_key: str) -> Person:
+        """The current holder of the login `subject_key` (its first holder's id, the key, when nobody else
+        claimed it), their projection and their `SharedContents`, as one read: what a feed request needs."""
+        ...
 
     async def get(self, tenant: str, ambassador_id: str) -> AmbassadorView | None: ...
 

@@ -21,7 +21,7 @@ from .projections import (
     MongoAmbassadorProjection, MongoCharterProjection, MongoCommentTallies, MongoContentProjection,
     ambassador_buckets,
 )
-from .shared_contents import MongoSharedContents
+from .shared_contents import MongoSharedContents, drop_earlier_shared_contents
 from .links import LINKS, MongoLinks, move_links
 from .sharing import MongoPolicies, MongoShares, MongoSignatureBooks
 from .subjects import move_subject_claims
@@ -95,9 +95,11 @@ async def create_indexes(database: AsyncDatabase) -> None:
 async def upgrade_documents(database: AsyncDatabase) -> None:
     """Shares written before shares had a `version` get version 1, so that their confirmation (a
     compare-and-set on the version) works. Matches nothing once done; a scan on FerretDB 1.x at start.
-    On FerretDB, subject claims and tracked links written before their buckets move into them
-    (`move_subject_claims`, `move_links`)."""
+    On FerretDB, tracked links written before their buckets move into them (`move_links`); subject claims
+    of earlier releases move into the ambassador documents (`move_subject_claims`) and their shared
+    contents' collections are dropped (`fill_shared` enters those shares again)."""
     await database[MongoShares.collection_name].update_many({"version": {"$exists": False}}, {"$set": {"version": 1}})
     ferretdb = (await ServerCapabilities.detect(database)).ferretdb
     await move_subject_claims(database, ferretdb)
+    await drop_earlier_shared_contents(database)
     await move_links(database, ferretdb)

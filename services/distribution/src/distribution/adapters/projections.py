@@ -13,21 +13,23 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from advocacy_common.consuming import Delivery
 from advocacy_common.events import AmbassadorProfile, EngagementKind
 from advocacy_common.repository import Page, Repository, apply_once
 
 from ..models.projections import (
-    AmbassadorStatus, AmbassadorView, CharterView, CommentTally, ContentView, scoped_id,
+    AmbassadorStatus, AmbassadorView, CharterView, CommentTally, ContentView, Person, scoped_id,
 )
 from .buckets import bucket_collections, holding
 from .erasure import anonymise_until_settled
-from .subjects import BucketedSubjectHolders, subject_buckets
 
 NOT_ERASED = {"status": {"$ne": AmbassadorStatus.ERASED.value}}
 AWAITING_SCOPE = "comments-awaiting-reply"
 AMBASSADORS = "ambassadors"  # in buckets on FerretDB (see buckets.py): every feed reads one person by id
+LOGIN = "login"  # on a login's first holder's document: {ambassador_id, claimed_at} of its latest claim
+SHARES = "shares"  # the person's `SharedContents` entries, written by the API (see shared_contents.py)
 CONTENT_CHANGES = "content_changes"  # `_id` tenant: `changes`, a count of the tenant's content writes
 COMMENT_COUNTERS = {EngagementKind.COMMENT: "comments", EngagementKind.COMMENT_REPLY: "replies"}
 
@@ -79,34 +81,52 @@ def ambassador_buckets(database: AsyncDatabase, ferretdb: bool) -> list[AsyncCol
 
 
 class MongoAmbassadorProjection(Repository[AmbassadorView]):
+    """One document per person (`tenant/ambassador_id`, in buckets on FerretDB) holds what every request of
+    theirs needs, so that a feed is one read by bare `_id` (FerretDB 1.x: each read scans its bucket and costs
+    a command; three reads per feed took most of a core at 150 feeds/s): the projection of their events,
+    their `SharedContents` entries (`shares`), and on the document of a login's first holder, whose id is the
+    login's subject key, that login's latest claim (`login`: `advocacy_common.subjects`' rule, kept here
+    instead of a collection of its own). MongoDB holds the same documents in one collection."""
+
     collection_name = AMBASSADORS
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        ferretdb = self.storage.capabilities.ferretdb
-        self.buckets = ambassador_buckets(self.storage.database, ferretdb)
-        self.subjects = BucketedSubjectHolders(subject_buckets(self.storage.database, ferretdb))
+        self.buckets = ambassador_buckets(self.storage.database, self.storage.capabilities.ferretdb)
 
     def _holding(self, tenant: str, ambassador_id: str) -> tuple[AsyncCollection, str]:
         """The collection and `_id` of one person's document."""
         document_id = scoped_id(tenant, ambassador_id)
         return holding(self.buckets, document_id), document_id
 
+    async def _document(self, tenant: str, ambassador_id: str,
+                        fields: dict[str, int] | None = None) -> dict[str, Any] | None:
+        collection, document_id = self._holding(tenant, ambassador_id)
+        document = await collection.find_one({"_id": document_id}, projection=fields)  # bare `_id`: see the buckets
+        return document if document is not None and document.get("tenant") == tenant else None
+
     async def claim_subject(self, tenant: str, subject_key: str, ambassador_id: str, claimed_at: datetime) -> None:
-        await self.subjects.claim_subject(tenant, subject_key, ambassador_id, claimed_at)
+        await claim_login(self.buckets, tenant, subject_key, ambassador_id, claimed_at)
 
     async def subject_holder(self, tenant: str, subject_key: str) -> str | None:
-        return await self.subjects.subject_holder(tenant, subject_key)
+        return _holder(await self._document(tenant, subject_key, {"tenant": 1, LOGIN: 1}))
+
+    async def person(self, tenant: str, subject_key: str) -> Person:
+        document = await self._document(tenant, subject_key)
+        holder = _holder(document) or subject_key
+        if holder != subject_key:  # the login was provisioned again after its first holder's erasure
+            document = await self._document(tenant, holder)
+        if document is None:
+            return Person(holder, None)
+        return Person(holder, self._entity(document),
+                      frozenset(entry["content_id"] for entry in document.get(SHARES, ())))
 
     def from_document(self, document: Mapping[str, Any]) -> AmbassadorView:
         return AmbassadorView.model_validate(document)
 
     async def get(self, tenant: str, ambassador_id: str) -> AmbassadorView | None:
-        collection, document_id = self._holding(tenant, ambassador_id)
-        document = await collection.find_one({"_id": document_id})  # bare `_id`: see the buckets
-        if document is None or document.get("tenant") != tenant:
-            return None
-        return self._entity(document)
+        document = await self._document(tenant, ambassador_id)
+        return self._entity(document) if document is not None else None
 
     async def opt_in(self, tenant: str, ambassador_id: str, profile: AmbassadorProfile, charter_version: int,
                      delivery: Delivery) -> None:
@@ -143,6 +163,28 @@ class MongoAmbassadorProjection(Repository[AmbassadorView]):
         update = {**update, "$set": {**update.get("$set", {}), "tenant": tenant, "ambassador_id": ambassador_id}}
         collection, document_id = self._holding(tenant, ambassador_id)
         await apply_once(collection, {"_id": document_id, **NOT_ERASED}, update, delivery)
+
+
+async def claim_login(buckets: list[AsyncCollection], tenant: str, subject_key: str, ambassador_id: str,
+                      claimed_at: datetime) -> None:
+    """`ambassador_id` holds the login from `claimed_at` unless a later claim is stored (idempotent), on the
+    document of the login's first holder (whose id is the subject key)."""
+    document_id = scoped_id(tenant, subject_key)
+    claim = {"ambassador_id": ambassador_id, "claimed_at": claimed_at}
+    try:
+        # Matches unless a later claim is stored (a missing one is not later); on no match the upsert inserts
+        # the same `_id`, whose duplicate key means exactly that: this claim changes nothing. FerretDB 1.x
+        # finds the document by `_id` and checks the condition on it.
+        await holding(buckets, document_id).update_one(
+            {"_id": document_id, f"{LOGIN}.claimed_at": {"$not": {"$gt": claimed_at}}},
+            {"$set": {"tenant": tenant, "ambassador_id": subject_key, LOGIN: claim}}, upsert=True)
+    except DuplicateKeyError:
+        pass
+
+
+def _holder(document: Mapping[str, Any] | None) -> str | None:
+    claim = document.get(LOGIN) if document is not None else None
+    return claim["ambassador_id"] if claim else None
 
 
 class MongoCharterProjection(Repository[CharterView]):

@@ -1,32 +1,38 @@
-"""What each person shared, as the feed reads it: one small document per person, by `_id`.
+"""What each person shared, as the feed reads it: entries in the person's own document, by `_id`.
 
 The feed leaves out what I already shared. Asking `shares` for it is a filter on (tenant, ambassador,
 status), a scan of every share of every tenant on FerretDB 1.x, growing for good. So a confirmation also
-enters `{share_id, content_id}` in the person's document `tenant/ambassador_id` (`$addToSet`: a retried
-confirmation enters nothing twice), in buckets on FerretDB (see buckets.py): a feed reads one document
-in a bucket of a few hundred. Its size is the person's confirmed shares (a weekly limit bounds them).
+enters `{share_id, content_id}` in the person's document (`$addToSet`: a retried confirmation enters
+nothing twice): the ambassador projection's `tenant/ambassador_id`, which the feed reads anyway
+(`MongoAmbassadorProjection.person`), so that what I shared costs no read of its own: on FerretDB 1.x
+each read by `_id` is a command and a scan of its bucket (see buckets.py). Its size is the person's
+confirmed shares (a weekly limit bounds them). The projection's event writes `$set` their own fields
+only, and an erasure drops the entries (`forget`, last in `handlers.on_erased`). The price: a replay of
+the events into an empty projection does not bring the entries back; `Sharing.fill_shared` does, from
+the shares, at the next start of the API (it enters every confirmed share not marked `in_person`).
 
 Entries are per share, not per content: a person may share one content on two networks, and a
 confirmation that fails after entering takes out its own entry only. On FerretDB 1.24 `$pull` removes
 an array element only when it equals the given value (a condition such as `{share_id: x}` matches
 nothing, silently), so entries are always written and pulled as the same two-field document, in this
 field order.
+
+An earlier release kept the entries in collections of their own (`shared_contents`, in buckets on
+FerretDB): `drop_earlier_shared_contents` drops them at start, `fill_shared` enters their shares again.
 """
 
 from __future__ import annotations
 
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 
 from advocacy_common.repository import Storage
 
 from ..models.projections import scoped_id
 from .buckets import bucket_collections, holding
+from .projections import SHARES, ambassador_buckets
 
-COLLECTION = "shared_contents"
-
-
-def shared_content_buckets(storage: Storage) -> list[AsyncCollection]:
-    return bucket_collections(storage.database, COLLECTION, storage.capabilities.ferretdb)
+EARLIER_COLLECTION = "shared_contents"
 
 
 def _entry(share_id: str, content_id: str) -> dict[str, str]:
@@ -35,7 +41,7 @@ def _entry(share_id: str, content_id: str) -> dict[str, str]:
 
 class MongoSharedContents:
     def __init__(self, storage: Storage):
-        self.buckets = shared_content_buckets(storage)
+        self.buckets = ambassador_buckets(storage.database, storage.capabilities.ferretdb)
 
     def _holding(self, tenant: str, ambassador_id: str) -> tuple[AsyncCollection, str]:
         document_id = scoped_id(tenant, ambassador_id)
@@ -43,22 +49,32 @@ class MongoSharedContents:
 
     async def of(self, tenant: str, ambassador_id: str) -> set[str]:
         collection, document_id = self._holding(tenant, ambassador_id)
-        document = await collection.find_one({"_id": document_id}, projection={"tenant": 1, "shares": 1})
+        document = await collection.find_one({"_id": document_id}, projection={"tenant": 1, SHARES: 1})
         if document is None or document.get("tenant") != tenant:
             return set()
-        return {entry["content_id"] for entry in document.get("shares", [])}
+        return {entry["content_id"] for entry in document.get(SHARES, [])}
 
     async def add(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
         collection, document_id = self._holding(tenant, ambassador_id)
         await collection.update_one({"_id": document_id},
                                     {"$set": {"tenant": tenant, "ambassador_id": ambassador_id},
-                                     "$addToSet": {"shares": _entry(share_id, content_id)}}, upsert=True)
+                                     "$addToSet": {SHARES: _entry(share_id, content_id)}}, upsert=True)
 
     async def remove(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
         collection, document_id = self._holding(tenant, ambassador_id)
         await collection.update_one({"_id": document_id, "tenant": tenant},
-                                    {"$pull": {"shares": _entry(share_id, content_id)}})
+                                    {"$pull": {SHARES: _entry(share_id, content_id)}})
 
     async def forget(self, tenant: str, ambassador_id: str) -> None:
         collection, document_id = self._holding(tenant, ambassador_id)
-        await collection.delete_one({"_id": document_id, "tenant": tenant})
+        await collection.update_one({"_id": document_id, "tenant": tenant}, {"$unset": {SHARES: ""}})
+
+
+async def drop_earlier_shared_contents(database: AsyncDatabase) -> int:
+    """Drop the earlier release's `shared_contents` collections (their shares are entered again from
+    `shares` by `fill_shared`); how many there were."""
+    names = {c.name for c in bucket_collections(database, EARLIER_COLLECTION, ferretdb=True)} | {EARLIER_COLLECTION}
+    earlier = names & set(await database.list_collection_names())
+    for name in earlier:
+        await database[name].drop()
+    return len(earlier)

@@ -20,7 +20,10 @@ from .erasure import anonymise_until_settled
 BOOK_CHUNK_ENTRIES = 200  # entries per book document: about 110 kB each, far below the 16 MB limit
 BOOK_ATTEMPTS = 20  # compare-and-set rounds of one removal
 IN_BOOK = "in_book"  # storage's note that a confirmed share is in its content's signature book
-IN_SHARED = "in_shared"  # storage's note that a confirmed share is in its person's shared contents
+# Storage's note that a confirmed share is in its person's shared contents. Named anew when the entries moved
+# into the person's document (an earlier release's `in_shared` marked them in collections dropped since):
+# `Sharing.fill_shared` enters every confirmed share again, once.
+IN_SHARED = "in_person"
 
 
 class MongoShares(Repository[Share]):

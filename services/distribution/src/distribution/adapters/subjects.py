@@ -1,71 +1,49 @@
-"""Which ambassador id holds each login (`advocacy_common.subjects`), kept in buckets on FerretDB.
+"""Which ambassador id holds each login (`advocacy_common.subjects`): earlier releases' collections, moved.
 
-Every request of a person starts with this lookup (`ambassador_id_of`), so on FerretDB 1.x one
-`ambassador_subjects` collection of 100,000 claims made each request scan 100,000 documents (66 ms on
-PostgreSQL under load): the claims are spread over the buckets of `buckets.py` instead, each claim in
-the bucket of its own `_id`, with the documents and compare-on-`claimed_at` of `MongoSubjectHolders`.
-MongoDB keeps the one `ambassador_subjects` collection.
+The claims now ride in the ambassador projection's documents (`MongoAmbassadorProjection.claim_subject`:
+a login's latest claim on the document of its first holder, whose id is the login's subject key), so
+that a feed request reads one document instead of two (on FerretDB 1.x each read by `_id` is a command
+and a scan of its bucket). Earlier releases kept them in `ambassador_subjects` (one collection), then in
+its buckets `ambassador_subjects_00`...`ff` on FerretDB: `move_subject_claims` moves them at start.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from typing import Any
 
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
-from advocacy_common.subjects import COLLECTION, MongoSubjectHolders
+from advocacy_common.subjects import COLLECTION
 
-from .buckets import bucket_collections, holding, insert_new, move_into_buckets
+from .buckets import bucket_collections
+from .projections import ambassador_buckets, claim_login
 
 log = logging.getLogger(__name__)
-DUPLICATE_KEY = 11000
-MOVE_BATCH = 200  # claims per insert when moving them into their buckets
-
-
-def subject_document_id(tenant: str, subject_key: str) -> str:
-    """The `_id` `MongoSubjectHolders` gives a claim (its bucket is chosen by it)."""
-    return f"{tenant}\x1f{subject_key}"
-
-
-def subject_buckets(database: AsyncDatabase, ferretdb: bool) -> list[AsyncCollection]:
-    return bucket_collections(database, COLLECTION, ferretdb)
-
-
-class BucketedSubjectHolders:
-    """`SubjectHolders` over the buckets: one claim document in the bucket of its `_id`."""
-
-    def __init__(self, buckets: list[AsyncCollection]):
-        self.buckets = buckets
-
-    def _holders(self, tenant: str, subject_key: str) -> MongoSubjectHolders:
-        return MongoSubjectHolders(holding(self.buckets, subject_document_id(tenant, subject_key)))
-
-    async def claim_subject(self, tenant: str, subject_key: str, ambassador_id: str, claimed_at: datetime) -> None:
-        await self._holders(tenant, subject_key).claim_subject(tenant, subject_key, ambassador_id, claimed_at)
-
-    async def subject_holder(self, tenant: str, subject_key: str) -> str | None:
-        return await self._holders(tenant, subject_key).subject_holder(tenant, subject_key)
+KEY_SEPARATOR = "\x1f"  # the earlier documents' `_id`: tenant, separator, subject key
 
 
 async def move_subject_claims(database: AsyncDatabase, ferretdb: bool) -> int:
-    """On FerretDB, the claims of the single `ambassador_subjects` collection (written before the buckets)
-    into their buckets, then that collection dropped; how many were moved. Idempotent: a claim already in
-    its bucket keeps the later `claimed_at` of the two, and a start interrupted before the drop moves
-    them again. Nothing to do on MongoDB (one collection) or once moved."""
-    if not ferretdb or COLLECTION not in await database.list_collection_names():
-        return 0
-    moved = await move_into_buckets(database, COLLECTION, subject_buckets(database, ferretdb), MOVE_BATCH,
-                                    _insert_keeping_latest)
-    log.info("moved %d subject claims into their buckets", moved)
+    """The earlier collections' claims into the ambassador documents, then those collections dropped; how
+    many claims were moved. Only a claim by someone other than the login's first holder is moved: the first
+    holder's own claim says what no claim says (a login nobody else claimed names its first holder), and a
+    first holder never claims again after a successor (that successor exists only once the first holder was
+    erased). Idempotent (`claim_subject` keeps the later claim); a start interrupted before the drops moves
+    them again."""
+    names = {c.name for c in bucket_collections(database, COLLECTION, ferretdb=True)} | {COLLECTION}
+    earlier = sorted(names & set(await database.list_collection_names()))
+    buckets, moved = ambassador_buckets(database, ferretdb), 0
+    for name in earlier:
+        try:
+            async for claim in database[name].find({}):
+                tenant, _, subject_key = str(claim["_id"]).partition(KEY_SEPARATOR)
+                if claim.get("tenant") == tenant and claim["ambassador_id"] != subject_key:
+                    await claim_login(buckets, tenant, subject_key, claim["ambassador_id"], claim["claimed_at"])
+                    moved += 1
+        except OperationFailure:
+            # Another process starting meanwhile dropped it, after moving every claim it held.
+            log.info("%s was dropped meanwhile", name)
+        await database[name].drop()
+    if earlier:
+        log.info("moved %d subject claims into the ambassador documents", moved)
     return moved
-
-
-async def _insert_keeping_latest(bucket: AsyncCollection, documents: list[dict[str, Any]]) -> int:
-    for number in await insert_new(bucket, documents):  # claimed in the bucket already (a moved claim, or a
-        document = documents[number]                      # newer one): the latest claim wins
-        await bucket.update_one({"_id": document["_id"], "claimed_at": {"$lte": document["claimed_at"]}},
-                                {"$set": {k: v for k, v in document.items() if k != "_id"}})
-    return len(documents)

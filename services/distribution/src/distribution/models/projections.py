@@ -77,6 +77,16 @@ class AmbassadorView(Projection):
         return {p.network.value for p in self.profile.networks} if self.profile else set()
 
 
+@dataclass(frozen=True)
+class Person:
+    """Who holds a login now and what the feed needs of them: their projection (None when distribution knows
+    nothing of them) and the contents they confirmed a share of."""
+
+    ambassador_id: str
+    ambassador: AmbassadorView | None
+    shared_content_ids: frozenset[str] = frozenset()
+
+
 class CharterView(Projection):
     current_version: int = 0
     disclosure_required: bool = False
@@ -224,9 +234,11 @@ class FeedIndex:
     entry with its audience folded (`Targeting`) and its publication time as a number. For one
     ambassador, every content of a list has the same topic affinity, so its score is that affinity's share
     plus its freshness (monotone in `publish_at`, whatever the scoring time): a page is a merge of the lists
-    by score that stops once no entry left can beat the page. Same results, order and scores as
+    by score that stops once no entry left can beat the page. Which entries target the ambassador is one
+    bit set (`Audiences`), so the merge visits only those (most of a tenant's contents target someone
+    else: ~70 % of the entries a page looked at were misses). Same results, order and scores as
     `rank_feed` then `after_position` (a unit test compares them). Cost: the number of distinct topic sets
-    plus the entries looked at, not the number of contents.
+    plus the entries of the page, not the number of contents.
     """
 
     def __init__(self, contents: list[ContentView]):
@@ -234,21 +246,30 @@ class FeedIndex:
         for content in sorted(contents, key=_published_key, reverse=True):  # freshest first
             self.by_topics.setdefault(frozenset(folded(content.topics)), []).append(_Entry(content))
         self.size = len(contents)
+        # Bit `start + i` of a set is the list's entry i: each list's entries are consecutive bits.
+        self._lists: list[tuple[frozenset[str], list[_Entry], int, int]] = []
+        start = 0
+        for topics, entries in self.by_topics.items():
+            self._lists.append((topics, entries, start, (1 << len(entries)) - 1))
+            start += len(entries)
+        self._audiences = Audiences([entry.targeting for _, entries, _, _ in self._lists for entry in entries])
 
     def __len__(self) -> int:
         return self.size
 
-    def page(self, ambassador: AmbassadorView, now: datetime, shared_content_ids: set[str],
+    def page(self, ambassador: AmbassadorView, now: datetime, shared_content_ids: set[str] | frozenset[str],
              scored_at: datetime, position: FeedPosition | None, limit: int) -> list[tuple[float, ContentView]]:
         """The first `limit` entries of `after_position(rank_feed(...), position)`."""
         me = Recipient.of(ambassador)
         if me is None:
             return []  # no profile: targeted to nobody (`targeting_misses`)
-        lists: list[tuple[float, list[_Entry]]] = []
-        for topics, entries in self.by_topics.items():
+        targeted = self._audiences.targeting(me)
+        # Per list: its affinity's share, its entries, and (once its ceiling came up) those that target me.
+        lists: list[list] = []
+        for topics, entries, start, full in self._lists:
             # A content's own topics only rank (see `targeting_misses`): no list is skipped for them.
             affinity = len(topics & me.topics) / len(topics) if topics else 0.5  # as in `feed_score`
-            lists.append((TOPIC_WEIGHT * affinity, entries))
+            lists.append([TOPIC_WEIGHT * affinity, entries, 0])
         scored = scored_at.timestamp()
 
         def bound(n: int, at: int) -> float:
@@ -257,7 +278,9 @@ class FeedIndex:
             age_hours = max(0.0, (scored - published) / 3600) if published is not None else 0.0
             return lists[n][0] + (1 - TOPIC_WEIGHT) * 0.5 ** (age_hours / FRESHNESS_HALF_LIFE_HOURS)
 
-        heap = [(-bound(n, 0), n, 0) for n in range(len(lists))]
+        # Each list enters the heap with its ceiling (its affinity's share plus the highest freshness, 1), and
+        # its first entry's bound is computed only when that ceiling comes up: most lists never get there.
+        heap = [(-(weight + (1 - TOPIC_WEIGHT)), n, -1) for n, (weight, _, _) in enumerate(lists)]
         heapq.heapify(heap)
         last = (-position.score_micros, position.content_id) if position else None
         found: list[tuple[float, ContentView]] = []
@@ -269,13 +292,20 @@ class FeedIndex:
                 # Scores are rounded to 6 decimals: an entry left can tie the page's last only within that.
                 if -negative_bound + 1e-6 < found[-1][0]:
                     break
-            weight, entries = lists[n]
-            if at + 1 < len(entries):
-                heapq.heappush(heap, (-bound(n, at + 1), n, at + 1))
-            entry = entries[at]
-            content = entry.content
-            if (not content.is_active(now) or content.content_id in shared_content_ids
-                    or entry.targeting.misses(me)):
+            if at < 0:  # the list's ceiling: now its first entry that targets me, by its own bound
+                _, _, start, full = self._lists[n]
+                mine = lists[n][2] = (targeted >> start) & full
+                if mine:
+                    first = _lowest_bit(mine)
+                    heapq.heappush(heap, (-bound(n, first), n, first))
+                continue
+            weight, entries, mine = lists[n]
+            after = mine >> (at + 1)
+            if after:
+                following = at + 1 + _lowest_bit(after)
+                heapq.heappush(heap, (-bound(n, following), n, following))
+            content = entries[at].content
+            if not content.is_active(now) or content.content_id in shared_content_ids:
                 continue
             # Exactly `feed_score` (same operations on the same values), without folding again.
             score = round(weight + (1 - TOPIC_WEIGHT) * _freshness(content, scored_at), 6)
@@ -284,6 +314,64 @@ class FeedIndex:
             found.append((score, content))
         found.sort(key=lambda pair: (-pair[0], pair[1].content_id))
         return found[:limit]
+
+
+def _lowest_bit(bits: int) -> int:
+    return (bits & -bits).bit_length() - 1
+
+
+class Audiences:
+    """Which of a list of audiences (`Targeting`) target one ambassador, as one integer whose bit i says
+    whether the i-th does: `Targeting.misses`, axis by axis, as bit sets built once per snapshot. A bit
+    operation on a few thousand bits costs about what one `misses` call does, and a recipient needs ~15."""
+
+    def __init__(self, audiences: list[Targeting]):
+        self.all = (1 << len(audiences)) - 1
+        self.teams, self.locations = _BitsByValue(), _BitsByValue()
+        self.languages, self.own_language = _BitsByValue(), _BitsByValue()  # audience's, and content's own
+        self.personas, self.topics, self.networks = _BitsByValue(), _BitsByValue(), _BitsByValue()
+        for i, audience in enumerate(audiences):
+            bit = 1 << i
+            self.teams.add(bit, audience.teams)
+            self.locations.add(bit, audience.locations)
+            self.languages.add(bit, audience.languages)
+            self.own_language.add(bit, audience.language, empty_is_anyone=False)
+            self.personas.add(bit, audience.personas)
+            self.topics.add(bit, audience.topics)
+            self.networks.add(bit, audience.networks, empty_is_anyone=False)
+
+    def targeting(self, me: Recipient) -> int:
+        """Bit i set when audience i misses on no axis (`not audiences[i].misses(me)`)."""
+        bits = self.teams.allowing(me.team) & self.locations.allowing(me.location)
+        bits &= self.personas.allowing((me.persona,)) & self.topics.allowing(me.topics)
+        bits &= self.networks.allowing(me.networks)
+        # Someone who lists languages gets only items in one of them; an item listing languages needs one.
+        if me.languages:
+            bits &= self.own_language.allowing(me.languages)
+        return bits & self.languages.allowing(me.languages)
+
+
+class _BitsByValue:
+    """One targeting axis: per value, the audiences listing it; and those listing none (open to anyone)."""
+
+    __slots__ = ("by_value", "anyone")
+
+    def __init__(self) -> None:
+        self.by_value: dict[str, int] = {}
+        self.anyone = 0
+
+    def add(self, bit: int, values: frozenset[str], empty_is_anyone: bool = True) -> None:
+        if not values and empty_is_anyone:
+            self.anyone |= bit
+        for value in values:
+            self.by_value[value] = self.by_value.get(value, 0) | bit
+
+    def allowing(self, mine) -> int:
+        """The audiences open to anyone on this axis or listing one of `mine`."""
+        bits = self.anyone
+        for value in mine:
+            bits |= self.by_value.get(value, 0)
+        return bits
 
 
 class _Entry:

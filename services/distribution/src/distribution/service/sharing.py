@@ -64,14 +64,14 @@ class Sharing:
     # --- the feed ---------------------------------------------------------------------------
 
     async def feed(self, principal: Principal, now: datetime, limit: int, cursor: str | None) -> FeedPage:
-        """Per request: who I am, my profile and what I shared (three reads by `_id`, each in a small
-        collection), and the tenant's snapshot (contents and charter, see `FeedSnapshots`)."""
-        repositories, tenant = self.repositories, principal.tenant
-        me = await self.me(principal)
+        """Per request: who I am, my profile and what I shared (one read by `_id`, two when my login was
+        provisioned again after an erasure: `AmbassadorProjection.person`), and the tenant's snapshot
+        (contents and charter, see `FeedSnapshots`)."""
+        tenant = principal.tenant
+        person, snapshot = await asyncio.gather(self.repositories.ambassadors.person(tenant, principal.subject_key),
+                                                self.feed_snapshots.of(tenant))
+        me, ambassador, shared = person.ambassador_id, person.ambassador, person.shared_content_ids
         position = self._position(tenant, me, cursor)
-        ambassador, shared, snapshot = await asyncio.gather(
-            repositories.ambassadors.get(tenant, me), repositories.shared.of(tenant, me),
-            self.feed_snapshots.of(tenant))
         charter = snapshot.charter
         reason = ineligibility(ambassador, charter)
         if reason is not None:
