@@ -1,3 +1,4 @@
+import random
 from datetime import date
 
 import pytest
@@ -106,3 +107,31 @@ def test_each_day_counts_who_was_opted_in_at_its_end():
     assert roster.counts_on("moved", Dimension.TEAM, "blue", "2026-03-03")
     assert not roster.counts_on("moved", Dimension.TEAM, "blue", "2026-03-04")
     assert not roster.counts_on("late", Dimension.TENANT, TENANT_VALUE, "2026-03-05")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_who_counted_among_many_is_each_ones_standing_that_day(seed):
+    """`Roster.counted_among` (one comparison for who entered once for good) gives what `counts_on` gives
+    for each person, whatever the histories: opt-ins, opt-outs, moves between teams and networks, erasures."""
+    pick = random.Random(seed)
+    days = [f"2026-03-{n:02d}" for n in range(1, 15)]
+    statuses = [AmbassadorStatus.OPTED_IN, AmbassadorStatus.OPTED_OUT, AmbassadorStatus.ERASED, None]
+
+    def history() -> tuple[MembershipChange, ...]:
+        changes = []
+        for _ in range(pick.randint(0, 4)):
+            moved = pick.random() < 0.5
+            changes.append(MembershipChange(pick.choice(days), pick.choices(statuses, [5, 2, 1, 2])[0],
+                                            pick.choice(["red", "blue"]) if moved else None,
+                                            tuple(pick.sample(["x", "linkedin"], pick.randint(1, 2))) if moved else None))
+        return tuple(changes)
+
+    people = [AmbassadorView(f"a{n}", pick.choice(statuses[:3]), pick.choice(["red", "blue"]), ("x",),
+                             history=history()) for n in range(40)]
+    roster = Roster(people)
+    everyone = [p.ambassador_id for p in people] + ["stranger"]
+    for dimension, value in ((Dimension.TENANT, TENANT_VALUE), (Dimension.TEAM, "red"), (Dimension.TEAM, "blue"),
+                             (Dimension.NETWORK, "linkedin"), (Dimension.AMBASSADOR, "a3")):
+        for day in ["2026-02-28", *days]:
+            assert roster.counted_among(everyone, dimension, value, day) == {
+                a for a in everyone if roster.counts_on(a, dimension, value, day)}

@@ -233,3 +233,25 @@ async def test_a_kept_report_is_rendered_once_and_forgotten_with_it():
     queries.reports._entries.clear()
     gc.collect()
     assert key not in _RENDERED
+
+
+async def test_a_long_computation_hands_the_loop_back_once_its_turn_is_over():
+    from metrics.turns import Turns
+
+    ran = []
+
+    async def other_request():
+        ran.append("other")
+
+    async def computation(turns: Turns) -> None:
+        asyncio.get_running_loop().create_task(other_request())
+        for step in range(3):
+            ran.append(step)
+            await turns.take()
+
+    await computation(Turns(seconds=3600))  # a turn that never ends: nothing else runs in between
+    assert ran == [0, 1, 2]
+    await asyncio.sleep(0)
+    ran.clear()
+    await computation(Turns(seconds=0))  # every turn over at once: the other request runs after the first step
+    assert ran == [0, "other", 1, 2]

@@ -271,10 +271,12 @@ def activity_of(delivery: Delivery) -> ActivityDay:
 
 
 def merge_activity(rows: Iterable[ActivityDay]) -> list[ActivityDay]:
-    merged: dict[tuple[Person, str], ActivityDay] = {}
+    # Keyed by a plain tuple, not `row.person`: a `Person` per row was most of a 90-day report's merge.
+    merged: dict[tuple[str, str, str], ActivityDay] = {}
     for row in rows:
-        seen = merged.get((row.person, row.day))
-        merged[(row.person, row.day)] = row if seen is None else seen.joined(row)
+        key = (row.tenant, row.ambassador_id, row.day)
+        seen = merged.get(key)
+        merged[key] = row if seen is None else seen.joined(row)
     return list(merged.values())
 
 

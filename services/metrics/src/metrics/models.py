@@ -60,9 +60,12 @@ class CounterRow:
     parts: Mapping[str, int]
 
 
-@dataclass(frozen=True)
-class ActivityDay:
-    """An ambassador shared on a day; the sets say in which campaigns, contents and networks."""
+class ActivityDay(NamedTuple):
+    """An ambassador shared on a day; the sets say in which campaigns, contents and networks.
+
+    A NamedTuple, not a frozen dataclass: a 90-day report reads ~11,000 of them (benchmark 4) and a
+    frozen dataclass costs ~3 us to build (one `object.__setattr__` per field), a tuple ~0.8 us. Built,
+    rebuilt and dropped on every recomputation, with the event loop held all along."""
 
     tenant: str
     ambassador_id: str

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import accumulate
@@ -166,10 +166,14 @@ class Roster:
     series costs one lookup per bucket, not one pass over the people per bucket.
     """
 
-    def __init__(self, ambassadors: Iterable[AmbassadorView]):
-        self._standings = {view.ambassador_id: standings(view) for view in ambassadors}
+    def __init__(self, ambassadors: Iterable[AmbassadorView],
+                 found: Mapping[str, list[tuple[str, Standing]]] | None = None):
+        """`found`: the people's `standings`, when the caller computed them already (a step at a time)."""
+        self._standings = dict(found) if found is not None else {view.ambassador_id: standings(view)
+                                                                 for view in ambassadors}
         self._days = {person: [day for day, _ in found] for person, found in self._standings.items()}
         self._counts: dict[tuple[Dimension, str], tuple[list[str], list[int]]] = {}
+        self._entries: dict[tuple[Dimension, str], tuple[dict[str, str], frozenset[str]]] = {}
 
     def counts_on(self, ambassador_id: str, dimension: Dimension, value: str, day: str) -> bool:
         days = self._days.get(ambassador_id)
@@ -177,6 +181,33 @@ class Roster:
             return False
         index = bisect_right(days, day)
         return bool(index) and self._standings[ambassador_id][index - 1][1].counts_in(dimension, value, ambassador_id)
+
+    def counted_among(self, people: Iterable[str], dimension: Dimension, value: str, day: str) -> set[str]:
+        """Those of `people` who counted in the dimension value at the end of `day` (`counts_on` for each).
+
+        Most people enter a value once and stay (an opt-in, a team): for them it is one comparison
+        with the day they entered (kept per value), not a bisection of their standings per person and
+        bucket (10,736 of those made a third of a 90-day series' CPU)."""
+        entered, others = self._entered(dimension, value)
+        return {person for person in people
+                if ((since := entered.get(person)) is not None and since <= day)
+                or (person in others and self.counts_on(person, dimension, value, day))}
+
+    def _entered(self, dimension: Dimension, value: str) -> tuple[dict[str, str], frozenset[str]]:
+        """Per person who entered the value once for good: that day; and who went in and out again."""
+        if (dimension, value) not in self._entries:
+            entered: dict[str, str] = {}
+            others: set[str] = set()
+            for person, found in self._standings.items():
+                inside = [standing.counts_in(dimension, value, person) for _, standing in found]
+                if any(inside):
+                    first = inside.index(True)
+                    if all(inside[first:]):
+                        entered[person] = found[first][0]
+                    else:
+                        others.add(person)
+            self._entries[(dimension, value)] = (entered, frozenset(others))
+        return self._entries[(dimension, value)]
 
     def count(self, dimension: Dimension, value: str, day: str) -> int:
         if (dimension, value) not in self._counts:
@@ -236,17 +267,24 @@ def kpis_of(snapshot: Snapshot, value: str, period: Period, cpm_by_network: Mapp
     parts = sum_parts(row.parts for row in snapshot.rows_in(value, period))
     roster, dimension, last = snapshot.roster, snapshot.dimension, period.last_day
     activity = snapshot.activity_in(period)
-    sharers = {row.ambassador_id for row in activity}
-    people = {a for a in sharers if roster.counts_on(a, dimension, value, last)}
-    return kpis(parts, opted_in=roster.count(dimension, value, last),
-                active=len(active(activity, people, dimension, value, period)),
+    people = roster.counted_among({row.ambassador_id for row in activity}, dimension, value, last)
+    # A view without an activity set (the tenant, a team) counts who shared at all: every one of `people`
+    # shared in the period, so the pass of `active` would give `people` back.
+    shared = people if ACTIVITY_SETS.get(dimension) is None else active(activity, people, dimension, value, period)
+    return kpis(parts, opted_in=roster.count(dimension, value, last), active=len(shared),
                 cpm_by_network=cpm_by_network)
+
+
+def series_points(snapshot: Snapshot, value: str, period: Period, granularity: Granularity,
+                  cpm_by_network: Mapping[str, float]) -> Iterator[SeriesPoint]:
+    """One point per bucket, computed as it is asked for (the api yields to its event loop between them)."""
+    for label, part in buckets(period, granularity).items():
+        yield SeriesPoint(label, part, kpis_of(snapshot, value, part, cpm_by_network))
 
 
 def series_of(snapshot: Snapshot, value: str, period: Period, granularity: Granularity,
               cpm_by_network: Mapping[str, float]) -> list[SeriesPoint]:
-    return [SeriesPoint(label, part, kpis_of(snapshot, value, part, cpm_by_network))
-            for label, part in buckets(period, granularity).items()]
+    return list(series_points(snapshot, value, period, granularity, cpm_by_network))
 
 
 def team_size(ambassadors: Iterable[AmbassadorView], team_id: str) -> int:

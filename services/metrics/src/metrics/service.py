@@ -22,9 +22,10 @@ from .models import TENANT_VALUE, AmbassadorView, Dimension, Granularity, Period
 from .ports import Generations, MetricsStore
 from .reports import (
     GroupTooSmall, LeaderboardEntry, RankedItem, Roster, SeriesPoint, Snapshot, every_team, kpis_of, leaderboard,
-    parts_by_topic, parts_by_value, ranked_by_engagement_rate, require_visible_team, series_of, team_size,
-    visible_values,
+    parts_by_topic, parts_by_value, ranked_by_engagement_rate, require_visible_team, series_of, series_points, standings,
+    team_size, visible_values,
 )
+from .turns import Turns
 
 ALL_TIME = Period(date.min, date.max)
 ROSTER_SECONDS = 30.0  # how long a tenant's ambassador projection is kept under one roster revision
@@ -113,7 +114,11 @@ async def load_snapshot(store: MetricsStore, tenant: str, dimension: Dimension, 
 
 async def _with_roster(load: Callable[[], Awaitable[list[AmbassadorView]]]) -> tuple[list[AmbassadorView], Roster]:
     people = await load()
-    return people, Roster(people)
+    found, turns = {}, Turns()
+    for view in people:  # ~5 us a person: thousands of them, with the other requests going on meanwhile
+        found[view.ambassador_id] = standings(view)
+        await turns.take()
+    return people, Roster(people, found)
 
 
 ReportKey = tuple[int, str, int, str, Dimension, str | None, Period, Granularity | None]
@@ -213,9 +218,12 @@ class MetricsQueries:
         return KpiReport(snapshot.dimension, value, period,
                          kpis_of(snapshot, value, period, self.policy.cpm_by_network))
 
-    def _series(self, snapshot: Snapshot, value: str, period: Period, granularity: Granularity) -> Series:
-        return Series(snapshot.dimension, value, granularity, period,
-                      series_of(snapshot, value, period, granularity, self.policy.cpm_by_network))
+    async def _series(self, snapshot: Snapshot, value: str, period: Period, granularity: Granularity) -> Series:
+        points, turns = [], Turns()
+        for point in series_points(snapshot, value, period, granularity, self.policy.cpm_by_network):
+            points.append(point)
+            await turns.take()  # a 90-day series is 90 reports: the other requests go on between them
+        return Series(snapshot.dimension, value, granularity, period, points)
 
     async def _visible_snapshot(self, store: MetricsStore, roster: KeptRoster, tenant: str, dimension: Dimension,
                                 value: str, period: Period) -> Snapshot:
@@ -267,7 +275,7 @@ class MetricsQueries:
         """KPIs per bucket of one dimension value (never an individual's: see `my_series`)."""
         async def compute(store: MetricsStore, roster: KeptRoster) -> Series:
             snapshot = await self._visible_snapshot(store, roster, tenant, dimension, value, period)
-            return self._series(snapshot, value, period, granularity)
+            return await self._series(snapshot, value, period, granularity)
 
         return await self._kept(tenant, "series", dimension, value, period, granularity, compute)
 
@@ -278,7 +286,7 @@ class MetricsQueries:
     async def my_series(self, me: Person, period: Period, granularity: Granularity) -> Series:
         """The caller's own figures; nobody else's can be asked for."""
         snapshot = await load_snapshot(await self._live(), me.tenant, Dimension.AMBASSADOR, me.ambassador_id, period)
-        return self._series(snapshot, me.ambassador_id, period, granularity)
+        return await self._series(snapshot, me.ambassador_id, period, granularity)
 
     async def top_contents(self, tenant: str, period: Period, limit: int, min_impressions: int) -> Ranking:
         """Ranked content items with their titles, from the content projection (never a call to content)."""

@@ -46,6 +46,7 @@ from .models import (
     ACTIVITY_SETS, FIRST_GENERATION, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension,
     MembershipChange, Period, Person, activity_view, activity_views, in_view,
 )
+from .turns import Turns
 
 COUNTERS = "counters"
 AMBASSADORS = "ambassadors"
@@ -69,6 +70,7 @@ DUPLICATE_KEY = 11000
 # last tenth at 47 % of the first; 30,000: 266 MB, 7.4 round trips per 1,000 events instead of 5.0. With
 # two processes (each remembers its own partitions' claims) 50,000 gave 283-292 MB each.
 KNOWN_CLAIMS = 50_000
+AMBASSADOR_BATCH = 500  # documents per reply when the api lists a tenant's projection (see `list_ambassadors`)
 INSERT_CHUNK = 1000  # documents per `insert` command (MongoDB takes 100,000; kept modest for FerretDB's memory)
 
 
@@ -579,17 +581,37 @@ class MongoMetricsStore(StoredSubjectHolders):
                 query["value"] = value
         cursor = self.collection(ACTIVITY_DAYS).find(query, {"_id": 0, TENANT_FIELD: 1, "day": 1, "dimension": 1,
                                                              "value": 1, "people": 1})
-        rolled = [row async for document in cursor for row in _activity_days(document)]
+        rolled: list[ActivityDay] = []
+        turns = Turns()  # ~11,000 rows for a 90-day report: the api's other requests go on meanwhile
+        async for document in cursor:
+            rolled += _activity_days(document)
+            await turns.take()
         # A generation written before the per-day layout (empty in any generation filled since: a rebuild
         # moves one to the new layout and makes this read free).
         legacy = self.collection(ACTIVITY).find({TENANT_FIELD: tenant, "day": query["day"]}, {"_id": 0})
-        rolled += [row async for document in legacy if in_view(row := _activity(document), dimension, value)]
-        return activity_rows(rolled, slices, lambda row: row.tenant == tenant and period.contains(row.day)
-                             and in_view(row, dimension, value))
+        older = [row async for document in legacy if in_view(row := _activity(document), dimension, value)]
+
+        def wanted(row: ActivityDay) -> bool:
+            return row.tenant == tenant and period.contains(row.day) and in_view(row, dimension, value)
+
+        one_value = dimension is not None and (value is not None or activity_view(dimension) is Dimension.TENANT)
+        if one_value and not older and not any(wanted(row) for piece in slices for row in piece.activity):
+            # One view value's documents hold each person once per day (one `_id` per day, `$addToSet`):
+            # nothing to join. Joining them anyway was the api's longest stretch of a 90-day report.
+            return rolled
+        return activity_rows([*rolled, *older], slices, wanted)
 
     async def list_ambassadors(self, tenant: str) -> list[AmbassadorView]:
-        cursor = self.collection(AMBASSADORS).find({TENANT_FIELD: tenant}, {"_id": 0, WATERMARK_FIELD: 0})
-        return [_ambassador(document) async for document in cursor]
+        # Batches of 500: a reply is decoded in one go, with the event loop held (2,000 people and their
+        # histories took ~10 ms in one reply); a few more round trips, once per roster revision and 30 s.
+        cursor = self.collection(AMBASSADORS).find({TENANT_FIELD: tenant}, {"_id": 0, WATERMARK_FIELD: 0},
+                                                   batch_size=AMBASSADOR_BATCH)
+        found: list[AmbassadorView] = []
+        turns = Turns()
+        async for document in cursor:
+            found.append(_ambassador(document))
+            await turns.take()
+        return found
 
     async def list_contents(self, tenant: str) -> list[ContentView]:
         cursor = self.collection(CONTENTS).find({TENANT_FIELD: tenant}, {"_id": 0, WATERMARK_FIELD: 0})
