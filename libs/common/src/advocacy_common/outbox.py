@@ -67,13 +67,18 @@ class OutboxRelay:
 
     def __init__(self, collections: list[AsyncCollection], publisher: EventPublisher,
                  poll_interval: float = 0.1, batch_size: int = 200, sweep_interval: float = 10.0,
-                 queues: Iterable[AsyncCollection] = ()):
+                 queues: Iterable[AsyncCollection] = (), sweep_slice: int | None = None):
         self.collections = collections
         self.publisher = publisher
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.sweep_interval = sweep_interval
         self.queues = list(queues)
+        # How many collections a periodic sweep visits (the next ones in turn); None: all of them. A service
+        # that spreads an outbox collection over many buckets sweeps a few per interval, so that no pass of
+        # the relay waits for a scan of everything it ever stored (the start-up sweep still visits all).
+        self.sweep_slice = sweep_slice
+        self._next_swept = 0
 
     async def run_hinted(self) -> int:
         """Flush the documents named by hints (a batch per hints collection), dropping the hints first.
@@ -115,10 +120,11 @@ class OutboxRelay:
             published += len(entries)
         return published
 
-    async def run_once(self) -> int:
-        """Sweep every collection for pending events (the safety net behind hints), and the queues."""
+    async def run_once(self, collections: list[AsyncCollection] | None = None) -> int:
+        """Sweep `collections` (default: every collection) for pending events (the safety net behind hints),
+        and the queues."""
         published = 0
-        for collection in self.collections:
+        for collection in self.collections if collections is None else collections:
             while True:  # pages of `batch_size` until no pending document is left
                 cursor = collection.find({f"{OUTBOX_FIELD}.0": {"$exists": True}},
                                          projection={OUTBOX_FIELD: 1}).limit(self.batch_size)
@@ -129,6 +135,13 @@ class OutboxRelay:
         while queued := await self.run_queues():
             published += queued
         return published
+
+    def _sweep_turn(self) -> list[AsyncCollection]:
+        """The collections the next periodic sweep visits: all, or the next `sweep_slice` of them in turn."""
+        if self.sweep_slice is None or self.sweep_slice >= len(self.collections):
+            return self.collections
+        start, self._next_swept = self._next_swept, (self._next_swept + self.sweep_slice) % len(self.collections)
+        return [self.collections[(start + i) % len(self.collections)] for i in range(self.sweep_slice)]
 
     async def _relay_documents(self, documents: list[tuple[AsyncCollection, dict[str, Any]]]) -> int:
         """Publish the events of all `documents` at once, then clear each document's published entries."""
@@ -162,13 +175,13 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll hints, sweep now and then, until `stop` is set; errors are logged and retried."""
         loop = asyncio.get_running_loop()
-        next_sweep = loop.time()
+        next_sweep, swept_all = loop.time(), False
         while not stop.is_set():
             try:
                 published = await self.run_hinted() + await self.run_queues()
                 if loop.time() >= next_sweep:
-                    published += await self.run_once()
-                    next_sweep = loop.time() + self.sweep_interval
+                    published += await self.run_once(self._sweep_turn() if swept_all else None)
+                    next_sweep, swept_all = loop.time() + self.sweep_interval, True
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -11,9 +11,15 @@ confirmation that fails after entering takes out its own entry only. On FerretDB
 an array element only when it equals the given value (a condition such as `{share_id: x}` matches
 nothing, silently), so entries are always written and pulled as the same two-field document, in this
 field order.
+
+The document also keeps when each share was confirmed (`confirmed_at.<share id>`), so that the weekly
+limit counts the person's recent confirmations from this one document (`recent_share_ids`) instead of
+filtering `shares` (a decode of every stored share on FerretDB 1.x).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -33,6 +39,12 @@ def _entry(share_id: str, content_id: str) -> dict[str, str]:
     return {"share_id": share_id, "content_id": content_id}  # this order, always (see the module docstring)
 
 
+def _confirmed_key(share_id: str) -> str | None:
+    """The field of the share's confirmation time; None for an id that cannot be a field name (never made by
+    `idempotent_id`): such a share is counted as one of unknown time (`recent_share_ids`)."""
+    return None if "." in share_id or share_id.startswith("$") else f"confirmed_at.{share_id}"
+
+
 class MongoSharedContents:
     def __init__(self, storage: Storage):
         self.buckets = shared_content_buckets(storage)
@@ -48,16 +60,36 @@ class MongoSharedContents:
             return set()
         return {entry["content_id"] for entry in document.get("shares", [])}
 
-    async def add(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
+    async def add(self, tenant: str, ambassador_id: str, share_id: str, content_id: str,
+                  confirmed_at: datetime | None = None) -> None:
         collection, document_id = self._holding(tenant, ambassador_id)
+        fields: dict[str, object] = {"tenant": tenant, "ambassador_id": ambassador_id}
+        if confirmed_at is not None and (key := _confirmed_key(share_id)) is not None:
+            fields[key] = confirmed_at
         await collection.update_one({"_id": document_id},
-                                    {"$set": {"tenant": tenant, "ambassador_id": ambassador_id},
-                                     "$addToSet": {"shares": _entry(share_id, content_id)}}, upsert=True)
+                                    {"$set": fields, "$addToSet": {"shares": _entry(share_id, content_id)}},
+                                    upsert=True)
 
     async def remove(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
         collection, document_id = self._holding(tenant, ambassador_id)
-        await collection.update_one({"_id": document_id, "tenant": tenant},
-                                    {"$pull": {"shares": _entry(share_id, content_id)}})
+        update: dict[str, object] = {"$pull": {"shares": _entry(share_id, content_id)}}
+        if (key := _confirmed_key(share_id)) is not None:
+            update["$unset"] = {key: ""}
+        await collection.update_one({"_id": document_id, "tenant": tenant}, update)
+
+    async def recent_share_ids(self, tenant: str, ambassador_id: str, since: datetime) -> list[str]:
+        """Ids of the person's shares entered here as confirmed at or after `since`, and of those entered
+        without a time (before times were kept): a superset of their confirmations since then, which the
+        caller checks share by share. Entered before the share is saved, an entry may name a share whose
+        confirmation did not go through (or went through a moment later: a concurrent retry's time)."""
+        collection, document_id = self._holding(tenant, ambassador_id)
+        document = await collection.find_one({"_id": document_id}, projection={"tenant": 1, "shares": 1,
+                                                                                "confirmed_at": 1})
+        if document is None or document.get("tenant") != tenant:
+            return []
+        times = document.get("confirmed_at", {})
+        return [entry["share_id"] for entry in document.get("shares", [])
+                if entry["share_id"] not in times or times[entry["share_id"]] >= since]
 
     async def forget(self, tenant: str, ambassador_id: str) -> None:
         collection, document_id = self._holding(tenant, ambassador_id)
