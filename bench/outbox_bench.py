@@ -9,6 +9,7 @@ times: --shares ambassadors each prepare a share and confirm it, started at a st
 in its own task, so a slow answer does not slow the rate). The confirmation writes the share and its
 PostShared event in one document write; the relay publishes it. A consumer tailing the share topic stamps
 each PostShared when it arrives: lag = arrival − the moment the confirm's 201/200 reached the client.
+A 429 (the tenant's write queue full) is retried after its Retry-After, counted and printed.
 Prints p50/p99 of the lag and of the prepare and confirm latencies, per run the CPU milliseconds per share of
 the api and the worker (and of `--db-pid` processes: FerretDB, PostgreSQL) and their MongoDB commands per
 share (prepare + confirm for the api, relay and projections for the worker; counted by a PyMongo listener,
@@ -81,17 +82,28 @@ class Tail:
         await self.consumer.stop()
 
 
+REFUSED: list[int] = [0]  # 429s answered (the tenant's write queue was full), each retried after Retry-After
+
+
+async def post(client: httpx.AsyncClient, url: str, **kwargs) -> httpx.Response:
+    """POST, again after `Retry-After` while the answer is a 429 (nothing was written), as a client must."""
+    while (response := await client.post(url, **kwargs)).status_code == 429:
+        REFUSED[0] += 1
+        await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+    return response
+
+
 async def one_share(client: httpx.AsyncClient, stack: Stack, n: int, contents: int,
                     confirmed: dict[str, float], prepare: list[float], confirm: list[float]) -> None:
     headers = stack.bearer(f"a{n}", "ambassador")
     started = time.perf_counter()
-    response = await client.post("/v1/shares", headers=headers, json={
+    response = await post(client, "/v1/shares", headers=headers, json={
         "content_id": f"c{n % contents}", "network": "linkedin", "text": personal_text(n)})
     assert response.status_code == 201, response.text
     prepare.append(time.perf_counter() - started)
     share_id = response.json()["share_id"]
     started = time.perf_counter()
-    response = await client.post(f"/v1/shares/{share_id}/confirm", headers=headers)
+    response = await post(client, f"/v1/shares/{share_id}/confirm", headers=headers)
     assert response.status_code in (200, 201), response.text
     confirmed[share_id] = (started, time.perf_counter())
     confirm.append(confirmed[share_id][1] - started)
@@ -138,6 +150,7 @@ async def main(args: argparse.Namespace) -> None:
                 prepare: list[float] = []
                 confirm: list[float] = []
                 tasks = []
+                REFUSED[0] = 0
                 await asyncio.sleep(0.6)  # the processes write their counts every half second
                 pids = {name: process.pid for name, process in stack.processes.items()}
                 counts_before = {name: command_counts(counts_prefix, pid) for name, pid in pids.items()}
@@ -172,7 +185,8 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"run {run + 1}: 2xx → PostShared on the topic {ms(lags)}, max {max(lags) * 1000:,.0f} ms "
                       f"({early} of {len(lags)} there before the 2xx); confirm sent → on the topic {ms(from_request)}"
                       f"{f', {missing} MISSING' if missing else ''}; prepare {ms(prepare)}; confirm {ms(confirm)}; "
-                      f"{offered:.1f} shares/s achieved; load average {os.getloadavg()[0]:.1f}", flush=True)
+                      f"{offered:.1f} shares/s achieved; {REFUSED[0]} 429s retried (latencies include them); "
+                      f"load average {os.getloadavg()[0]:.1f}", flush=True)
                 print(f"  CPU ms per share: " + ", ".join(f"{name} {results[-1][f'{name}_cpu']:.1f}"
                                                            for name in pids)
                       + (f", database processes {results[-1]['db_cpu']:.1f}" if args.db_pid else "")

@@ -165,12 +165,12 @@ async def test_a_sliced_sweep_visits_every_collection_in_turn_after_the_first_fu
     await publisher.start()
     try:
         relay = OutboxRelay(buckets, publisher, poll_interval=0.01, sweep_interval=0.05, sweep_slice=2)
-        assert [c.name for c in relay._sweep_turn()] == ["things_0", "things_1"]
-        assert [c.name for c in relay._sweep_turn()] == ["things_2", "things_3"]
-        assert [c.name for c in relay._sweep_turn()] == ["things_4", "things_0"]  # round and round
+        assert [c.name for c in relay._sweep_turn(2)] == ["things_0", "things_1"]
+        assert [c.name for c in relay._sweep_turn(2)] == ["things_2", "things_3"]
+        assert [c.name for c in relay._sweep_turn(2)] == ["things_4", "things_0"]  # round and round
         stop = asyncio.Event()
         running = asyncio.create_task(relay.run(stop))
-        await asyncio.sleep(0.3)  # past the start-up sweep of them all: from now on two per sweep
+        await asyncio.sleep(0.3)  # past the start-up sweep of them all: from now on one at a time, two per interval
         for n, bucket in enumerate(buckets):  # written without hints: only a sweep finds them
             await bucket.insert_one(document_with_pending({"_id": f"s{n}", "tenant": "acme"}, [events[n]]))
         deadline = asyncio.get_running_loop().time() + 20

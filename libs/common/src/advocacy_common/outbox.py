@@ -74,9 +74,10 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.sweep_interval = sweep_interval
         self.queues = list(queues)
-        # How many collections a periodic sweep visits (the next ones in turn); None: all of them. A service
-        # that spreads an outbox collection over many buckets sweeps a few per interval, so that no pass of
-        # the relay waits for a scan of everything it ever stored (the start-up sweep still visits all).
+        # How many collections the periodic sweep visits per `sweep_interval` (the next ones in turn, one at a
+        # time spread over the interval); None: all of them at once. A service that spreads an outbox
+        # collection over many buckets sweeps a few per interval, so that no pass of the relay waits for a
+        # scan of everything it ever stored (the start-up sweep still visits all).
         self.sweep_slice = sweep_slice
         self._next_swept = 0
 
@@ -136,12 +137,10 @@ class OutboxRelay:
             published += queued
         return published
 
-    def _sweep_turn(self) -> list[AsyncCollection]:
-        """The collections the next periodic sweep visits: all, or the next `sweep_slice` of them in turn."""
-        if self.sweep_slice is None or self.sweep_slice >= len(self.collections):
-            return self.collections
-        start, self._next_swept = self._next_swept, (self._next_swept + self.sweep_slice) % len(self.collections)
-        return [self.collections[(start + i) % len(self.collections)] for i in range(self.sweep_slice)]
+    def _sweep_turn(self, count: int) -> list[AsyncCollection]:
+        """The next `count` collections in turn, round and round."""
+        start, self._next_swept = self._next_swept, (self._next_swept + count) % len(self.collections)
+        return [self.collections[(start + i) % len(self.collections)] for i in range(count)]
 
     async def _relay_documents(self, documents: list[tuple[AsyncCollection, dict[str, Any]]]) -> int:
         """Publish the events of all `documents` at once, then clear each document's published entries."""
@@ -179,9 +178,13 @@ class OutboxRelay:
         while not stop.is_set():
             try:
                 published = await self.run_hinted() + await self.run_queues()
-                if loop.time() >= next_sweep:
-                    published += await self.run_once(self._sweep_turn() if swept_all else None)
+                if loop.time() >= next_sweep and (not swept_all or self.sweep_slice is None
+                                                  or self.sweep_slice >= len(self.collections)):
+                    published += await self.run_once()
                     next_sweep, swept_all = loop.time() + self.sweep_interval, True
+                elif loop.time() >= next_sweep:  # one collection, `sweep_slice` per interval
+                    published += await self.run_once(self._sweep_turn(1))
+                    next_sweep = loop.time() + self.sweep_interval / self.sweep_slice
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -67,10 +67,11 @@ def outbox_collections(database: AsyncDatabase) -> list[AsyncCollection]:
     return [database[EXPORT_PARTS], database[SHARES], *share_buckets(database, ferretdb=True)]
 
 
-# The relay's periodic sweep (every `outbox_sweep_seconds`) visits this many of those 258 collections in
-# turn, a full round in ~17 sweeps: on FerretDB 1.x a sweep decodes every document of what it visits, and
-# one of all the shares ever stored held the relay's hinted passes up (435 ms at 600 shares, 3.75 s at
-# 3,000). The sweep only catches a writer that died between its write and its hint.
+# The relay's periodic sweep visits this many of those 258 collections per `outbox_sweep_seconds` (10 s),
+# one at a time, a full round in ~170 s: on FerretDB 1.x a sweep decodes every document of what it visits,
+# and one of all the shares ever stored held the relay's hinted passes up (435 ms at 600 shares, 3.75 s at
+# 3,000); one bucket holds them up for a few ms. The sweep only catches a writer that died between its
+# write and its hint.
 OUTBOX_SWEEP_SLICE = 16
 
 
