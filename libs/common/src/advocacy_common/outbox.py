@@ -13,8 +13,9 @@ Finding pending events by a query on `_outbox` means scanning a collection
 leave a *hint* (`notify_outbox`: a tiny document in `_outbox_hints` naming the
 changed document) right after their write. The relay polls the hints every
 `poll_interval` and flushes the documents they name; it sweeps the collections
-for pending events only at start and every `sweep_interval`, which catches a
-writer that died between its write and its hint.
+for pending events only at start and every `sweep_interval` (or, with
+`sweep_slice`, a few of them per interval in turn), which catches a writer that
+died between its write and its hint.
 """
 
 from __future__ import annotations
