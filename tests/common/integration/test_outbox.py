@@ -162,3 +162,32 @@ async def test_queue_documents_are_published_then_deleted(database, infrastructu
                                  min_count=6, predicate=lambda e: str(e.data.get("ambassador_id", "")).startswith("amb-q-"))
     assert {e.data["ambassador_id"] for e in found} == {f"amb-q-{i}" for i in range(6)}
     assert {e.id for e in found} >= {entry["id"] for entry in packed}
+
+
+async def test_a_sliced_sweep_visits_every_collection_in_turn_after_the_first_full_one(database, infrastructure,
+                                                                                       kafka_topics):
+    buckets = [database[f"things_{n}"] for n in range(5)]
+    events = {n: opted_out(f"amb-slice-{n}") for n in range(5)}
+    publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
+    await publisher.start()
+    try:
+        relay = OutboxRelay(buckets, publisher, poll_interval=0.01, sweep_interval=0.05, sweep_slice=2)
+        assert [c.name for c in relay._sweep_turn(2)] == ["things_0", "things_1"]
+        assert [c.name for c in relay._sweep_turn(2)] == ["things_2", "things_3"]
+        assert [c.name for c in relay._sweep_turn(2)] == ["things_4", "things_0"]  # round and round
+        stop = asyncio.Event()
+        running = asyncio.create_task(relay.run(stop))
+        await asyncio.sleep(0.3)  # past the start-up sweep of them all: from now on one at a time, two per interval
+        for n, bucket in enumerate(buckets):  # written without hints: only a sweep finds them
+            await bucket.insert_one(document_with_pending({"_id": f"s{n}", "tenant": "acme"}, [events[n]]))
+        deadline = asyncio.get_running_loop().time() + 20
+        while any([await bucket.find_one({f"{OUTBOX_FIELD}.0": {"$exists": True}}) for bucket in buckets]):
+            assert asyncio.get_running_loop().time() < deadline, "a sliced sweep left a bucket's events pending"
+            await asyncio.sleep(0.05)
+        stop.set()
+        await running
+    finally:
+        await publisher.stop()
+    found = await read_envelopes(infrastructure.kafka_bootstrap_servers, kafka_topics.physical(topics.AMBASSADOR),
+                                 min_count=5, predicate=lambda e: e.id in {event.id for _, event in events.values()})
+    assert len(found) == 5

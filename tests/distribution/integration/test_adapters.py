@@ -12,6 +12,7 @@ from advocacy_common.topics import SHARE
 from advocacy_common.events import AmbassadorOptedIn, AmbassadorProfile, ContentPublished, Objective
 from advocacy_common.repository import Storage
 from advocacy_common.subjects import COLLECTION as SUBJECTS
+from distribution.adapters import sharing as sharing_module
 from distribution.adapters.sharing import BOOK_CHUNK_ENTRIES
 from distribution.adapters import links as links_module
 from distribution.adapters.buckets import holding
@@ -85,7 +86,7 @@ async def test_share_confirmation_is_a_compare_and_set_with_its_event(repositori
     assert (saved.version, saved.status) == (2, ShareStatus.CONFIRMED)
     with pytest.raises(StaleWrite):  # the same read again: nothing is written, no second event
         await shares.confirm(prepared.confirmed("https://li/other", NOW), UnitOfWork(tenant, "/tests"))
-    assert (await distribution_db["shares"].find_one({"_id": prepared.id}))["post_url"] == "https://li/p"
+    assert (await shares._holding(prepared.id).find_one({"_id": prepared.id}))["post_url"] == "https://li/p"
     events = await read_topic(SHARE, lambda e: e.tenantid == tenant, min_count=2, timeout=4)
     assert [e.id for e in events] == [f"{tenant}-event"]  # saved with the share, relayed once
     page = await shares.page_of(tenant, "a1", None, 10)
@@ -170,11 +171,34 @@ async def test_counts_of_confirmed_shares_and_slots(repositories, tenant):
         item = item.model_copy(update={"recommended_at": NOW + timedelta(hours=hours), "created_at": NOW - age,
                                        "confirmed_at": NOW if status is ShareStatus.CONFIRMED else None})
         await shares.add_prepared(item, f"fp{i}")
+        # A confirmation enters its share in the person's shared contents before saving it (even one that
+        # then fails: the prepared n1 is entered but not counted).
+        await repositories.shared.add(tenant, "a1", item.id, "c1", NOW if i != 1 else NOW - timedelta(days=1))
+    assert await shares.count_confirmed_since(tenant, "a1", NOW - timedelta(days=7)) == 2
+    assert await shares.count_confirmed_since(tenant, "a1", NOW + timedelta(seconds=1)) == 0
+    assert await shares.count_confirmed_since(tenant, "a2", NOW - timedelta(days=7)) == 0
+    assert await shares.count_confirmed_since(f"{tenant}-other", "a1", NOW - timedelta(days=7)) == 0
+    # Confirmed 8 days ago: out of the week. Entered before times were kept (no time): checked by its share.
+    old = share(tenant, f"{tenant}-old", "a1", POST + "old").model_copy(
+        update={"content_id": "c2", "confirmed_at": NOW - timedelta(days=8)})
+    await shares.add_prepared(old, "fp-old")
+    await repositories.shared.add(tenant, "a1", old.id, "c2")
+    legacy = share(tenant, f"{tenant}-legacy", "a1", POST + "legacy").model_copy(
+        update={"content_id": "c2", "confirmed_at": NOW})
+    await shares.add_prepared(legacy, "fp-legacy")
+    await repositories.shared.add(tenant, "a1", legacy.id, "c2")
+    assert await shares.count_confirmed_since(tenant, "a1", NOW - timedelta(days=7)) == 3
+    await repositories.shared.remove(tenant, "a1", legacy.id, "c2")  # its time goes with its entry
     assert await shares.count_confirmed_since(tenant, "a1", NOW - timedelta(days=7)) == 2
     assert await shares.slots_held_from(tenant, "c1", NOW, NOW - hold) == \
         {NOW + timedelta(hours=1), NOW + timedelta(hours=2)}
     assert await shares.slots_held_from(tenant, "c1", NOW, NOW - 2 * hold) == \
         {NOW + timedelta(hours=1), NOW + timedelta(hours=2), NOW + timedelta(hours=3)}
+    assert await shares.slots_held_from(f"{tenant}-other", "c1", NOW, NOW - 2 * hold) == set()
+    # Confirming the prepared n1 makes its slot held for good.
+    prepared = await shares.get(tenant, f"{tenant}-n1")
+    await shares.confirm(prepared.confirmed(None, NOW), UnitOfWork(tenant, "/tests"))
+    assert NOW + timedelta(hours=2) in await shares.slots_held_from(tenant, "c1", NOW, NOW)
 
 
 async def test_comments_awaiting_reply_page_by_share_skipping_the_answered(repositories, tenant):
@@ -209,7 +233,7 @@ async def test_shares_confirmed_before_the_signature_books_are_found_until_marke
     shares = repositories.shares
     old = repositories.shares.to_document(share(tenant, f"{tenant}-old", "a1", POST))
     old.pop("in_book")
-    await distribution_db["shares"].insert_one(old)  # as an earlier release stored it
+    await shares._holding(old["_id"]).insert_one(old)  # as an earlier release stored it
     await shares.add_prepared(share(tenant, f"{tenant}-new", "a2", POST), "fp")  # stored by this release
     outside = {s.id for s in await shares.confirmed_outside_books(1000)}
     assert f"{tenant}-old" in outside and f"{tenant}-new" not in outside
@@ -409,5 +433,58 @@ async def test_links_live_in_buckets_are_erased_in_each_and_move_there_from_the_
         assert max([await bucket.count_documents({}) for bucket in buckets]) < 20  # spread, not in one
         assert (await holding(buckets, "old-7").find_one({"_id": "old-7"}))["confirmed_share_id"] == "s-moved-already"
         assert await links_module.move_links(database, False) == 0  # MongoDB: one collection, nothing to move
+    finally:
+        await distribution_db.client.drop_database(database.name)
+
+
+async def test_shares_live_in_buckets_are_paged_found_and_erased_across_them_and_move_there(
+        repositories, tenant, distribution_db, monkeypatch):
+    """On FerretDB a share is read and written by id in one bucket of 256 (its reads by `_id` no longer scan
+    every share ever stored); the reads by other fields visit them all."""
+    shares = repositories.shares
+    ferretdb = shares.storage.capabilities.ferretdb
+    assert len(shares.buckets) == (256 if ferretdb else 1)
+    for n in range(12):
+        item = share(tenant, f"{tenant}-b{n:02d}", "a1" if n % 2 else "a2", POST + str(n)).model_copy(update={
+            "created_at": NOW + timedelta(minutes=n), "post_url": f"https://li/{tenant}/{n}"})
+        await shares.add_prepared(item, f"fp{n}")
+    holding_buckets = {bucket.name for bucket in shares.buckets
+                       if await bucket.find_one({"tenant": tenant}, {"_id": 1})}
+    assert len(holding_buckets) > (5 if ferretdb else 0)  # spread, not in one
+    pages, cursor = [], None
+    while True:  # newest first across the buckets, 2 a page
+        page = await shares.page_of(tenant, "a1", cursor, 2)
+        pages.append([s.id for s in page.items])
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert pages == [[f"{tenant}-b11", f"{tenant}-b09"], [f"{tenant}-b07", f"{tenant}-b05"],
+                     [f"{tenant}-b03", f"{tenant}-b01"]]
+    assert (await shares.find_by_post_url(tenant, f"https://li/{tenant}/4")).id == f"{tenant}-b04"
+    assert await shares.find_by_post_url(f"{tenant}-other", f"https://li/{tenant}/4") is None
+    await shares.anonymise(tenant, "a1", "erased")
+    assert (await shares.page_of(tenant, "a1", None, 10)).items == []
+    erased = await shares.get(tenant, f"{tenant}-b03")
+    assert (erased.ambassador_id, erased.text, erased.post_url) == ("erased", None, None)
+    assert (await shares.get(tenant, f"{tenant}-b04")).ambassador_id == "a2"
+
+    # An earlier release kept every share in one collection: moved into the buckets at start, pending events
+    # with them (a share already there stays as it is), that collection dropped; a second start: nothing to do.
+    database = distribution_db.client[f"{distribution_db.name}_shares"]
+    try:
+        legacy = [{**shares.to_document(share(tenant, f"old-{n}", "a1", POST)), "_outbox": [{"id": f"e{n}"}]}
+                  for n in range(300)]
+        await database[sharing_module.SHARES].insert_many(legacy)
+        buckets = sharing_module.share_buckets(database, True)
+        await holding(buckets, "old-7").insert_one({**legacy[7], "version": 5})
+        monkeypatch.setattr(sharing_module, "MOVE_BATCH", 2)
+        assert await sharing_module.move_shares(database, True) == 299
+        assert sharing_module.SHARES not in await database.list_collection_names()
+        assert await sharing_module.move_shares(database, True) == 0
+        assert sum([await bucket.count_documents({}) for bucket in buckets]) == 300
+        assert max([await bucket.count_documents({}) for bucket in buckets]) < 20
+        assert (await holding(buckets, "old-7").find_one({"_id": "old-7"}))["version"] == 5
+        assert (await holding(buckets, "old-8").find_one({"_id": "old-8"}))["_outbox"] == [{"id": "e8"}]
+        assert await sharing_module.move_shares(database, False) == 0  # MongoDB: one collection, nothing to move
     finally:
         await distribution_db.client.drop_database(database.name)

@@ -22,6 +22,7 @@ from advocacy_common.repository import ServerCapabilities
 from advocacy_common.secretbox import DEV_ONLY_KEY, DEV_ONLY_KEY_ID, new_encoded_key
 from distribution.adapters.buckets import holding
 from distribution.adapters.links import link_buckets
+from distribution.adapters.sharing import share_buckets
 from distribution.bootstrap import create_app, reseal_connector_secrets
 from distribution.models.engagement import new_connector_secret, sign
 
@@ -59,7 +60,7 @@ async def a_tracked_link(database, tenant: str) -> str:
     await holding(link_buckets(database, ferretdb), code).insert_one({
         "_id": code, "tenant": tenant, "ambassador_id": "a1", "content_id": "c1", "network": "linkedin",
         "link_url": "https://www.example.com/", "confirmed_share_id": share_id})
-    await database["shares"].insert_one({
+    await holding(share_buckets(database, ferretdb), share_id).insert_one({
         "_id": share_id, "tenant": tenant, "version": 2, "status": "confirmed", "ambassador_id": "a1",
         "content_id": "c1", "campaign_id": "camp-1", "network": "linkedin", "text": "My own words",
         "tracked_link_code": code, "tracked_link": f"https://go.example.com/r/{code}", "share_intent_url": None,

@@ -264,7 +264,8 @@ class FakeSharedContents:
     async def of(self, tenant: str, ambassador_id: str) -> set[str]:
         return set(self.items.get((tenant, ambassador_id), {}).values())
 
-    async def add(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
+    async def add(self, tenant: str, ambassador_id: str, share_id: str, content_id: str,
+                  confirmed_at: datetime | None = None) -> None:
         self.items.setdefault((tenant, ambassador_id), {})[share_id] = content_id
 
     async def remove(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:

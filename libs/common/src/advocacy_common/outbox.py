@@ -13,8 +13,9 @@ Finding pending events by a query on `_outbox` means scanning a collection
 leave a *hint* (`notify_outbox`: a tiny document in `_outbox_hints` naming the
 changed document) right after their write. The relay polls the hints every
 `poll_interval` and flushes the documents they name; it sweeps the collections
-for pending events only at start and every `sweep_interval`, which catches a
-writer that died between its write and its hint.
+for pending events only at start and every `sweep_interval` (or, with
+`sweep_slice`, a few of them per interval in turn), which catches a writer that
+died between its write and its hint.
 """
 
 from __future__ import annotations
@@ -86,13 +87,19 @@ class OutboxRelay:
 
     def __init__(self, collections: list[AsyncCollection], publisher: EventPublisher,
                  poll_interval: float = 0.1, batch_size: int = 200, sweep_interval: float = 10.0,
-                 queues: Iterable[AsyncCollection] = ()):
+                 queues: Iterable[AsyncCollection] = (), sweep_slice: int | None = None):
         self.collections = collections
         self.publisher = publisher
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.sweep_interval = sweep_interval
         self.queues = list(queues)
+        # How many collections the periodic sweep visits per `sweep_interval` (the next ones in turn, one at a
+        # time spread over the interval); None: all of them at once. A service that spreads an outbox
+        # collection over many buckets sweeps a few per interval, so that no pass of the relay waits for a
+        # scan of everything it ever stored (the start-up sweep still visits all).
+        self.sweep_slice = sweep_slice
+        self._next_swept = 0
 
     async def run_hinted(self) -> int:
         """Flush the documents named by hints (a batch per hints collection), dropping the hints first.
@@ -134,10 +141,11 @@ class OutboxRelay:
             published += len(entries)
         return published
 
-    async def run_once(self) -> int:
-        """Sweep every collection for pending events (the safety net behind hints), and the queues."""
+    async def run_once(self, collections: list[AsyncCollection] | None = None) -> int:
+        """Sweep `collections` (default: every collection) for pending events (the safety net behind hints),
+        and the queues."""
         published = 0
-        for collection in self.collections:
+        for collection in self.collections if collections is None else collections:
             while True:  # pages of `batch_size` until no pending document is left
                 cursor = collection.find({f"{OUTBOX_FIELD}.0": {"$exists": True}},
                                          projection={OUTBOX_FIELD: 1}).limit(self.batch_size)
@@ -148,6 +156,11 @@ class OutboxRelay:
         while queued := await self.run_queues():
             published += queued
         return published
+
+    def _sweep_turn(self, count: int) -> list[AsyncCollection]:
+        """The next `count` collections in turn, round and round."""
+        start, self._next_swept = self._next_swept, (self._next_swept + count) % len(self.collections)
+        return [self.collections[(start + i) % len(self.collections)] for i in range(count)]
 
     async def _relay_documents(self, documents: list[tuple[AsyncCollection, dict[str, Any]]]) -> int:
         """Publish the events of all `documents` at once, then clear each document's published entries."""
@@ -181,13 +194,17 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll hints, sweep now and then, until `stop` is set; errors are logged and retried."""
         loop = asyncio.get_running_loop()
-        next_sweep = loop.time()
+        next_sweep, swept_all = loop.time(), False
         while not stop.is_set():
             try:
                 published = await self.run_hinted() + await self.run_queues()
-                if loop.time() >= next_sweep:
+                if loop.time() >= next_sweep and (not swept_all or self.sweep_slice is None
+                                                  or self.sweep_slice >= len(self.collections)):
                     published += await self.run_once()
-                    next_sweep = loop.time() + self.sweep_interval
+                    next_sweep, swept_all = loop.time() + self.sweep_interval, True
+                elif loop.time() >= next_sweep:  # one collection, `sweep_slice` per interval
+                    published += await self.run_once(self._sweep_turn(1))
+                    next_sweep = loop.time() + self.sweep_interval / self.sweep_slice
             except asyncio.CancelledError:
                 raise
             except Exception:

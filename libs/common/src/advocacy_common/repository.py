@@ -29,6 +29,7 @@ FerretDB 1.x notes, each handled here so that use cases never know the server:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -190,6 +191,11 @@ class Repository(Generic[T]):
     def from_document(self, document: Mapping[str, Any]) -> T:
         raise NotImplementedError
 
+    def _holding(self, document_id: Any) -> AsyncCollection:
+        """The collection that holds (or will hold) the document `document_id`: `collection`, unless a
+        subclass spreads its documents over bucket collections (reads and writes by id then go there)."""
+        return self.collection
+
     def _entity(self, document: Mapping[str, Any] | None) -> T | None:
         if document is None:
             return None
@@ -203,7 +209,7 @@ class Repository(Generic[T]):
 
     async def get_document(self, tenant: str, document_id: Any) -> dict[str, Any] | None:
         # Bare `_id` filter (the only one FerretDB 1.x pushes down); the tenant is checked here.
-        document = await self.collection.find_one({"_id": document_id}, projection={OUTBOX_FIELD: 0})
+        document = await self._holding(document_id).find_one({"_id": document_id}, projection={OUTBOX_FIELD: 0})
         if document is None or document.get(TENANT_FIELD) != tenant:
             return None
         return document
@@ -219,10 +225,13 @@ class Repository(Generic[T]):
         return [self._entity(document) async for document in cursor]  # type: ignore[misc]
 
     async def page(self, query: Mapping[str, Any], *, cursor: str | None, limit: int,
-                   order: SortKey = NEWEST_FIRST, scope: str = "") -> Page[T]:
+                   order: SortKey = NEWEST_FIRST, scope: str = "",
+                   collections: Sequence[AsyncCollection] | None = None) -> Page[T]:
         """One keyset page of `query` in `order`, and the cursor of the next page (None on the last).
 
-        `scope` names the list (e.g. its filters) so that a cursor of another list is refused.
+        `scope` names the list (e.g. its filters) so that a cursor of another list is refused. `collections`
+        (default: `collection`) are the buckets a subclass spreads its documents over: each answers its own
+        first `limit + 1` and the page is the first of them all in `order`.
         """
         cursor_scope = f"{self.collection_name}\x1f{order.field}\x1f{scope}"
         after = self.storage.cursors.decode(cursor_scope, cursor, (order.kind, str))
@@ -233,8 +242,13 @@ class Repository(Generic[T]):
             filter_ = {"$and": [filter_, {"$or": [{order.field: {beyond: value}},
                                                  {order.field: value, "_id": {beyond: last_id}}]}]}
         direction = DESCENDING if order.descending else ASCENDING
-        documents = await self.collection.find(filter_, projection={OUTBOX_FIELD: 0}) \
+        found = await asyncio.gather(*(
+            collection.find(filter_, projection={OUTBOX_FIELD: 0})
             .sort([(order.field, direction), ("_id", direction)]).limit(limit + 1).to_list()
+            for collection in collections or [self.collection]))
+        documents = [document for part in found for document in part]
+        if len(found) > 1:
+            documents.sort(key=lambda d: (d[order.field], d["_id"]), reverse=order.descending)
         next_cursor = None
         if len(documents) > limit:
             documents = documents[:limit]
@@ -248,7 +262,7 @@ class Repository(Generic[T]):
         """Insert a new entity with its events; AlreadyExists when its id (or a unique key) is taken."""
         document = self.to_document(entity)
         try:
-            await self.collection.insert_one(_with_pending(document, uow))
+            await self._holding(document["_id"]).insert_one(_with_pending(document, uow))
         except DuplicateKeyError:
             raise AlreadyExists(document["_id"]) from None
         await self._hint(document["_id"], uow)
@@ -262,7 +276,7 @@ class Repository(Generic[T]):
         """
         document = {**self.to_document(entity), FINGERPRINT_FIELD: fingerprint}
         try:
-            await self.collection.insert_one(_with_pending(document, uow))
+            await self._holding(document["_id"]).insert_one(_with_pending(document, uow))
         except DuplicateKeyError:
             existing = await self.get_document(document[TENANT_FIELD], document["_id"])
             if existing is None:
@@ -296,7 +310,7 @@ class Repository(Generic[T]):
         if entries:
             update = {**update, "$push": {**update.get("$push", {}), OUTBOX_FIELD: {"$each": entries}}}
         filter_ = {"_id": document_id, TENANT_FIELD: tenant, VERSION_FIELD: expected_version, **(guard or {})}
-        result = await self.collection.update_one(filter_, update)
+        result = await self._holding(document_id).update_one(filter_, update)
         if result.matched_count != 1:
             raise StaleWrite(document_id)
         await self._hint(document_id, uow)
@@ -304,10 +318,10 @@ class Repository(Generic[T]):
     async def _hint(self, document_id: Any, uow: UnitOfWork | None) -> None:
         # The relay follows hints instead of scanning for pending events (a scan on FerretDB 1.x).
         if uow and self.hinted:
-            await notify_outbox(self.collection, document_id)
+            await notify_outbox(self._holding(document_id), document_id)
 
     async def delete(self, tenant: str, entity_id: str) -> bool:
-        result = await self.collection.delete_one({"_id": entity_id, TENANT_FIELD: tenant})
+        result = await self._holding(entity_id).delete_one({"_id": entity_id, TENANT_FIELD: tenant})
         return result.deleted_count == 1
 
 

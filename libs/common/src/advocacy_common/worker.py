@@ -160,14 +160,16 @@ class ServiceWorker:
     def __init__(self, settings: ServiceSettings, client_id: str,
                  outbox_collections: Sequence[AsyncCollection] = (),
                  outbox_queues: Sequence[AsyncCollection] = (),
-                 background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = ()):
+                 background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
+                 outbox_sweep_slice: int | None = None):
         self.settings = settings
         configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)
         self.names = settings.topics
         self.publisher = EventPublisher(settings.kafka_bootstrap_servers, self.names, client_id=client_id)
         self.broker = build_broker(settings.kafka_bootstrap_servers, client_id)
         self.relay = OutboxRelay(list(outbox_collections), self.publisher, settings.outbox_poll_seconds,
-                                 sweep_interval=settings.outbox_sweep_seconds, queues=outbox_queues)
+                                 sweep_interval=settings.outbox_sweep_seconds, queues=outbox_queues,
+                                 sweep_slice=outbox_sweep_slice)
         relayed = outbox_collections or outbox_queues
         self._background = [self.relay.run, *background] if relayed else list(background)
         self._stop = asyncio.Event()

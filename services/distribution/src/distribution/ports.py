@@ -132,7 +132,10 @@ class Shares(Protocol):
 
     async def find_by_post_url(self, tenant: str, post_url: str) -> Share | None: ...
 
-    async def count_confirmed_since(self, tenant: str, ambassador_id: str, since: datetime) -> int: ...
+    async def count_confirmed_since(self, tenant: str, ambassador_id: str, since: datetime) -> int:
+        """The person's shares confirmed at or after `since`, of those entered in their `SharedContents`
+        (every confirmation enters its share there before saving it, `fill_shared` the older ones)."""
+        ...
 
     async def slots_held_from(self, tenant: str, content_id: str, moment: datetime,
                               held_since: datetime) -> set[datetime]:
@@ -169,8 +172,10 @@ class SharedContents(Protocol):
         """Content ids of my confirmed shares (empty when none)."""
         ...
 
-    async def add(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
-        """Enter the share (idempotent: entered once however often called)."""
+    async def add(self, tenant: str, ambassador_id: str, share_id: str, content_id: str,
+                  confirmed_at: datetime | None = None) -> None:
+        """Enter the share, confirmed at `confirmed_at` (idempotent: entered once however often called; the
+        time of the last call is kept)."""
         ...
 
     async def remove(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:

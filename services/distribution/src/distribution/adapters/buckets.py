@@ -69,3 +69,19 @@ async def insert_new(bucket: AsyncCollection, documents: list[dict[str, Any]]) -
         if any(e.get("code") != DUPLICATE_KEY for e in errors):
             raise
         return [e["index"] for e in errors]
+
+
+async def inserted_new(bucket: AsyncCollection, documents: list[dict[str, Any]]) -> int:
+    """Insert `documents` unordered; how many went in (those whose `_id` the bucket held already stay as
+    they are there)."""
+    return len(documents) - len(await insert_new(bucket, documents))
+
+
+async def move_once_into_buckets(database: AsyncDatabase, name: str, buckets: list[AsyncCollection],
+                                 batch: int) -> int:
+    """`move_into_buckets` with `inserted_new`, if the single collection `name` still exists (it never does
+    on MongoDB, where the buckets are that one collection, nor once moved): a document already in its bucket
+    stays as it is there (it may have changed since it moved)."""
+    if len(buckets) == 1 or name not in await database.list_collection_names():
+        return 0
+    return await move_into_buckets(database, name, buckets, batch, inserted_new)

@@ -27,7 +27,7 @@ from pymongo.errors import DuplicateKeyError
 from advocacy_common.repository import Storage
 
 from ..models.sharing import TrackedLink
-from .buckets import bucket_collections, holding, insert_new, move_into_buckets
+from .buckets import bucket_collections, holding, move_once_into_buckets
 from .erasure import anonymise_until_settled
 
 log = logging.getLogger(__name__)
@@ -113,12 +113,7 @@ async def move_links(database: AsyncDatabase, ferretdb: bool) -> int:
     buckets, then that collection dropped; how many were moved. Idempotent: a link already in its bucket
     stays as it is there (a link changes only by its claim, written to the bucket once moved), and a start
     interrupted before the drop moves the rest again. Nothing to do on MongoDB or once moved."""
-    if not ferretdb or LINKS not in await database.list_collection_names():
-        return 0
-    moved = await move_into_buckets(database, LINKS, link_buckets(database, ferretdb), MOVE_BATCH, _insert_new)
-    log.info("moved %d tracked links into their buckets", moved)
+    moved = await move_once_into_buckets(database, LINKS, link_buckets(database, ferretdb), MOVE_BATCH)
+    if moved:
+        log.info("moved %d tracked links into their buckets", moved)
     return moved
-
-
-async def _insert_new(bucket: AsyncCollection, documents: list[dict[str, Any]]) -> int:
-    return len(documents) - len(await insert_new(bucket, documents))

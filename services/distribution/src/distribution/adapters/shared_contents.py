@@ -17,11 +17,17 @@ an array element only when it equals the given value (a condition such as `{shar
 nothing, silently), so entries are always written and pulled as the same two-field document, in this
 field order.
 
+The document also keeps when each share was confirmed (`shares_confirmed_at.<share id>`), so that the
+weekly limit counts the person's recent confirmations from this same read (`recent_share_ids`) instead
+of filtering `shares` (a decode of every stored share on FerretDB 1.x).
+
 An earlier release kept the entries in collections of their own (`shared_contents`, in buckets on
 FerretDB): `drop_earlier_shared_contents` drops them at start, `fill_shared` enters their shares again.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -33,10 +39,17 @@ from .buckets import bucket_collections, holding
 from .projections import SHARES, ambassador_buckets
 
 EARLIER_COLLECTION = "shared_contents"
+CONFIRMED_AT = "shares_confirmed_at"  # share id -> when it was confirmed, beside the entries
 
 
 def _entry(share_id: str, content_id: str) -> dict[str, str]:
     return {"share_id": share_id, "content_id": content_id}  # this order, always (see the module docstring)
+
+
+def _confirmed_key(share_id: str) -> str | None:
+    """The field of the share's confirmation time; None for an id that cannot be a field name (never made by
+    `idempotent_id`): such a share is counted as one of unknown time (`recent_share_ids`)."""
+    return None if "." in share_id or share_id.startswith("$") else f"{CONFIRMED_AT}.{share_id}"
 
 
 class MongoSharedContents:
@@ -54,20 +67,41 @@ class MongoSharedContents:
             return set()
         return {entry["content_id"] for entry in document.get(SHARES, [])}
 
-    async def add(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
+    async def add(self, tenant: str, ambassador_id: str, share_id: str, content_id: str,
+                  confirmed_at: datetime | None = None) -> None:
         collection, document_id = self._holding(tenant, ambassador_id)
+        fields: dict[str, object] = {"tenant": tenant, "ambassador_id": ambassador_id}
+        if confirmed_at is not None and (key := _confirmed_key(share_id)) is not None:
+            fields[key] = confirmed_at
         await collection.update_one({"_id": document_id},
-                                    {"$set": {"tenant": tenant, "ambassador_id": ambassador_id},
-                                     "$addToSet": {SHARES: _entry(share_id, content_id)}}, upsert=True)
+                                    {"$set": fields, "$addToSet": {SHARES: _entry(share_id, content_id)}},
+                                    upsert=True)
 
     async def remove(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
         collection, document_id = self._holding(tenant, ambassador_id)
-        await collection.update_one({"_id": document_id, "tenant": tenant},
-                                    {"$pull": {SHARES: _entry(share_id, content_id)}})
+        update: dict[str, object] = {"$pull": {SHARES: _entry(share_id, content_id)}}
+        if (key := _confirmed_key(share_id)) is not None:
+            update["$unset"] = {key: ""}
+        await collection.update_one({"_id": document_id, "tenant": tenant}, update)
+
+    async def recent_share_ids(self, tenant: str, ambassador_id: str, since: datetime) -> list[str]:
+        """Ids of the person's shares entered here as confirmed at or after `since`, and of those entered
+        without a time (before times were kept): a superset of their confirmations since then, which the
+        caller checks share by share. Entered before the share is saved, an entry may name a share whose
+        confirmation did not go through (or went through a moment later: a concurrent retry's time)."""
+        collection, document_id = self._holding(tenant, ambassador_id)
+        document = await collection.find_one({"_id": document_id}, projection={"tenant": 1, SHARES: 1,
+                                                                                CONFIRMED_AT: 1})
+        if document is None or document.get("tenant") != tenant:
+            return []
+        times = document.get(CONFIRMED_AT, {})
+        return [entry["share_id"] for entry in document.get(SHARES, [])
+                if entry["share_id"] not in times or times[entry["share_id"]] >= since]
 
     async def forget(self, tenant: str, ambassador_id: str) -> None:
         collection, document_id = self._holding(tenant, ambassador_id)
-        await collection.update_one({"_id": document_id, "tenant": tenant}, {"$unset": {SHARES: ""}})
+        await collection.update_one({"_id": document_id, "tenant": tenant},
+                                    {"$unset": {SHARES: "", CONFIRMED_AT: ""}})
 
 
 async def drop_earlier_shared_contents(database: AsyncDatabase) -> int:

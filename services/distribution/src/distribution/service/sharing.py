@@ -183,7 +183,7 @@ class Sharing:
             await repositories.books.remove(tenant, share.content_id, share_id)
             raise Refusal("already_shared", f"You already shared this content on {share.network.value}.")
         # Before the share is saved, as the book and the link: the person's next feed leaves it out.
-        await repositories.shared.add(tenant, share.ambassador_id, share_id, share.content_id)
+        await repositories.shared.add(tenant, share.ambassador_id, share_id, share.content_id, now)
         uow = UnitOfWork(tenant, EVENT_SOURCE)
         # A deterministic id: a confirmation retried after a lost answer is the same event.
         uow.record(PostShared(share_id=share_id, content_id=share.content_id, campaign_id=share.campaign_id,
@@ -266,7 +266,8 @@ class Sharing:
 
     async def _enter_shared(self, share: Share) -> None:
         repositories = self.repositories
-        await repositories.shared.add(share.tenant, share.ambassador_id, share.id, share.content_id)
+        await repositories.shared.add(share.tenant, share.ambassador_id, share.id, share.content_id,
+                                      share.confirmed_at)
         # An erasure that ran meanwhile (it forgets the person's entries last) must not be undone.
         ambassador = await repositories.ambassadors.get(share.tenant, share.ambassador_id)
         if ambassador is not None and ambassador.status is AmbassadorStatus.ERASED:
