@@ -248,7 +248,7 @@ async def test_shares_marked_in_the_earlier_shared_contents_are_found_again_unti
     shares = repositories.shares
     earlier = shares.to_document(share(tenant, f"{tenant}-earlier", "a1", POST))
     earlier["in_shared"] = earlier.pop("in_person")
-    await distribution_db["shares"].insert_one(earlier)
+    await shares._holding(earlier["_id"]).insert_one(earlier)  # its bucket on FerretDB, as moved at start
     await shares.add_prepared(share(tenant, f"{tenant}-new", "a2", POST), "fp")  # stored by this release
     outside = {s.id for s in await shares.confirmed_outside_shared(1000)}
     assert f"{tenant}-earlier" in outside and f"{tenant}-new" not in outside
