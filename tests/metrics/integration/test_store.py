@@ -189,3 +189,32 @@ async def test_activity_is_kept_per_day_and_view_read_per_view_erased_per_person
         assert {r.ambassador_id for r in await store.list_activity("other", both)} == {"a1"}  # another tenant's
     finally:
         await client.close()
+
+
+async def test_an_erasure_leaves_no_trace_of_the_person_in_pending_slices_of_either_stored_form(
+        infrastructure, unique_db_name):
+    client = create_client(infrastructure.mongodb_uri, "metrics-store-test")
+    store = MongoMetricsStore(await Storage.open(client[unique_db_name("metrics")], "test-cursor-key"), 1)
+    day = DAY.isoformat()
+    mine = CounterKey("t", day, Dimension.AMBASSADOR, "a1")
+    theirs = CounterKey("t", day, Dimension.AMBASSADOR, "a2")
+    try:
+        await store.append_slices([Slice("advocacy_share_0", 0, 9, {TOTAL: {"shares": 2}, mine: {"shares": 1},
+                                                                     theirs: {"shares": 1}},
+                                         (ActivityDay("t", "a1", day), ActivityDay("t", "a2", day)))])
+        # A slice as an earlier release stored it: rows of subdocuments.
+        await store.collection("slices").insert_one({
+            "_id": "advocacy_share_1|0", "p": "advocacy_share_1", "first": 0, "last": 4,
+            "counters": [{"t": "t", "d": day, "k": "ambassador", "v": "a1", "c": {"shares": 3}},
+                         {"t": "t", "d": day, "k": "tenant", "v": "all", "c": {"shares": 3}}],
+            "activity": [{"t": "t", "a": "a1", "d": day, "campaigns": [], "contents": [], "networks": []}]})
+
+        await store.erase_individual(Person("t", "a1"))
+
+        pending = {piece.partition: piece for piece in await store.pending_slices(None)}
+        assert all(Person("t", "a1") not in piece.people for piece in pending.values())
+        assert pending["advocacy_share_0"].counters == {TOTAL: {"shares": 2}, theirs: {"shares": 1}}
+        assert pending["advocacy_share_1"].counters == {TOTAL: {"shares": 3}}  # rewritten in the current form
+        assert "counters" not in await store.collection("slices").find_one({"_id": "advocacy_share_1|0"})
+    finally:
+        await client.close()

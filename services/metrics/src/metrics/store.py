@@ -546,8 +546,9 @@ class MongoMetricsStore(StoredSubjectHolders):
             if person in piece.people:
                 document = _slice_document(piece.without(person))
                 await self.collection(SLICES).update_one(
-                    {"_id": document["_id"]}, {"$set": {"counters": document["counters"],
-                                                        "activity": document["activity"]}})
+                    {"_id": document["_id"]}, {"$set": {SLICE_ROWS: document[SLICE_ROWS]},
+                                               # an earlier release's rows go with the person in them
+                                               "$unset": {"counters": "", "activity": ""}})
         await self._roster_changed([person.tenant])  # their activity days are gone: the active counts change
 
     # --- reads of the API -----------------------------------------------------------------
