@@ -126,6 +126,34 @@ async def test_no_wait_writes_at_once_and_later_clicks_gather_behind_the_running
     assert batches == [[1], [2, 3, 4], [5, 6]]  # never more than max_items in a batch
 
 
+async def test_with_two_writes_in_flight_the_next_batch_goes_while_the_first_waits_and_each_answers_on_its_own():
+    batches: list[list[int]] = []
+    releases: list[asyncio.Event] = []
+
+    async def write(items: list[int]) -> list[int]:
+        batches.append(items)
+        releases.append(done := asyncio.Event())
+        await done.wait()
+        return [item * 10 for item in items]
+
+    group = GroupCommit(write, max_items=3, max_wait=0, max_in_flight=2)
+    first = asyncio.create_task(group.submit(1))
+    await asyncio.sleep(0.01)
+    second = [asyncio.create_task(group.submit(n)) for n in (2, 3)]
+    await asyncio.sleep(0.01)
+    assert batches == [[1], [2]]  # the second write started while the first is at the database
+    third = asyncio.create_task(group.submit(4))
+    await asyncio.sleep(0.01)
+    assert batches == [[1], [2]]  # never more than two: 3 and 4 wait for one of them
+    releases[1].set()  # the second finishes first: its caller is answered, the first's is not
+    assert await second[0] == 20 and not first.done()
+    await asyncio.sleep(0.01)
+    assert batches == [[1], [2], [3, 4]]
+    releases[0].set()
+    releases[2].set()
+    assert await first == 10 and await second[1] == 30 and await third == 40
+
+
 async def test_a_cancelled_caller_leaves_its_batch_before_the_write():
     written: list[list[str]] = []
 
@@ -144,12 +172,16 @@ async def test_a_cancelled_caller_leaves_its_batch_before_the_write():
 def test_batch_settings_are_bounded_and_reach_the_use_case():
     with pytest.raises(ValueError):
         GroupCommit(lambda items: items, max_items=0, max_wait=0.001)
+    with pytest.raises(ValueError):
+        GroupCommit(lambda items: items, max_items=1, max_wait=0.001, max_in_flight=0)
     with pytest.raises(ValidationError):  # FerretDB: insert commands stay modest
         DistributionSettings(click_batch_max=1001)
     options = Options.from_settings(DistributionSettings(click_batch_max=200, click_batch_wait_ms=5))
     assert (options.click_batch_max, options.click_batch_wait_seconds) == (200, 0.005)
     defaults = Options.from_settings(DistributionSettings())
-    assert (defaults.click_batch_max, defaults.click_batch_wait_seconds) == (500, 0.002)
+    assert (defaults.click_batch_max, defaults.click_batch_wait_seconds, defaults.click_writes_in_flight) == (
+        500, 0.002, 2)
+    assert Options.from_settings(DistributionSettings(click_writes_in_flight=1)).click_writes_in_flight == 1
 
 
 def test_a_batch_of_clicks_is_one_queue_document_per_tenant_and_hundred_clicks():

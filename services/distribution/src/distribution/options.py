@@ -24,6 +24,7 @@ class Options:
     link_cache_seconds: float = 2.0
     click_batch_max: int = 500
     click_batch_wait_seconds: float = 0.002
+    click_writes_in_flight: int = 2
     feed_snapshot_seconds: float = 0.0  # 0: the feed reads the contents on every request
 
     @classmethod
@@ -38,6 +39,7 @@ class Options:
                    link_cache_seconds=settings.link_cache_seconds,
                    click_batch_max=settings.click_batch_max,
                    click_batch_wait_seconds=settings.click_batch_wait_ms / 1000,
+                   click_writes_in_flight=settings.click_writes_in_flight,
                    feed_snapshot_seconds=settings.feed_snapshot_seconds)
 
     def tracked_link(self, code: str) -> str:

@@ -42,6 +42,9 @@ class DistributionSettings(ServiceSettings):
     click_batch_wait_ms: float = Field(default=2.0, ge=0, le=100, description=(
         "How long a click waits for others to join its batch when no write is under way (0: write at once); "
         "while a batch is being written, the next one gathers by itself"))
+    click_writes_in_flight: int = Field(default=2, ge=1, le=8, description=(
+        "Batches of clicks written at the same time (each caller is answered once its own batch is durable); "
+        "with 2, one batch gathers and is sent while the other waits for the database's commit"))
     feed_snapshot_seconds: float = Field(default=1.0, ge=0, description=(
         "How long a process answers feeds from one snapshot of a tenant's contents and charter before checking "
         "them again (two reads by id; the contents are listed again only when one changed; 0: check on every "

@@ -97,7 +97,8 @@ class Tracking:
         object.__setattr__(self, "content_urls", TTLCache(maxsize=CACHED_CONTENTS, ttl=LONGEST_CACHED_SECONDS))
         object.__setattr__(self, "versions", TenantVersions(self._version, self.options.link_cache_seconds))
         object.__setattr__(self, "clicks", GroupCommit(self._count, max_items=self.options.click_batch_max,
-                                                       max_wait=self.options.click_batch_wait_seconds))
+                                                       max_wait=self.options.click_batch_wait_seconds,
+                                                       max_in_flight=self.options.click_writes_in_flight))
 
     async def follow(self, code: str, client_ip: str, user_agent: str | None, now: datetime,
                      count: bool = True) -> str | None:
