@@ -9,9 +9,10 @@ documents at 100,000 people). MongoDB serves `_id` from its index: one collectio
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -85,3 +86,18 @@ async def move_once_into_buckets(database: AsyncDatabase, name: str, buckets: li
     if len(buckets) == 1 or name not in await database.list_collection_names():
         return 0
     return await move_into_buckets(database, name, buckets, batch, inserted_new)
+
+
+async def find_in_buckets(buckets: list[AsyncCollection], query: Mapping[str, Any],
+                          projection: Mapping[str, Any] | None = None, limit: int = 0) -> list[dict[str, Any]]:
+    """The documents matching `query` in every bucket, read side by side (reads are not serialised by our
+    proxy); at most `limit` (0: all). For the rare reads by another field than `_id`: a scan of each bucket."""
+    found = await asyncio.gather(*(bucket.find(dict(query), projection).limit(limit).to_list() for bucket in buckets))
+    documents = [document for part in found for document in part]
+    return documents[:limit] if limit else documents
+
+
+def field_under(prefix: str, key: str) -> str | None:
+    """The field path `prefix.key` for a document keyed by `key` inside one field (e.g. per share id);
+    None for a key that cannot be a field name (a dot or a leading `$`; never made by `idempotent_id`)."""
+    return None if "." in key or key.startswith("$") else f"{prefix}.{key}"

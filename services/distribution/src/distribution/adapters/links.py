@@ -15,7 +15,6 @@ one read per link.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -27,7 +26,7 @@ from pymongo.errors import DuplicateKeyError
 from advocacy_common.repository import Storage
 
 from ..models.sharing import TrackedLink
-from .buckets import bucket_collections, holding, move_once_into_buckets
+from .buckets import bucket_collections, find_in_buckets, holding, move_once_into_buckets
 from .erasure import anonymise_until_settled
 
 log = logging.getLogger(__name__)
@@ -102,10 +101,8 @@ class MongoLinks:
 
     async def of_ambassador(self, tenant: str, ambassador_id: str) -> list[TrackedLink]:
         # A scan of every bucket on FerretDB 1.x (rare: a GDPR export); MongoDB uses (tenant, ambassador_id).
-        found = await asyncio.gather(*(bucket.find({"tenant": tenant, "ambassador_id": ambassador_id}).to_list()
-                                       for bucket in self.buckets))
-        return sorted((_link(document) for documents in found for document in documents),  # type: ignore[misc]
-                      key=lambda link: link.code)
+        documents = await find_in_buckets(self.buckets, {"tenant": tenant, "ambassador_id": ambassador_id})
+        return sorted((_link(document) for document in documents), key=lambda link: link.code)  # type: ignore[misc]
 
 
 async def move_links(database: AsyncDatabase, ferretdb: bool) -> int:

@@ -20,15 +20,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from advocacy_common.repository import Storage
 
 from ..models.projections import scoped_id
-from .buckets import bucket_collections, holding
+from .buckets import bucket_collections, field_under, holding
 
 COLLECTION = "share_slots"
-
-
-def _key(share_id: str) -> str | None:
-    """The field a share's slot is kept under; None for an id that cannot be a field name (never made by
-    `idempotent_id`, which gives UUIDs): such a share holds no slot."""
-    return None if "." in share_id or share_id.startswith("$") else f"held.{share_id}"
 
 
 class ShareSlots:
@@ -41,8 +35,8 @@ class ShareSlots:
 
     async def hold(self, tenant: str, content_id: str, share_id: str, slot: datetime, created_at: datetime,
                    confirmed: bool) -> None:
-        key = _key(share_id)
-        if key is None:
+        key = field_under("held", share_id)
+        if key is None:  # an id that cannot be a field name holds no slot
             return
         collection, document_id = self._holding(tenant, content_id)
         await collection.update_one({"_id": document_id}, {"$set": {

@@ -35,7 +35,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from advocacy_common.repository import Storage
 
 from ..models.projections import scoped_id
-from .buckets import bucket_collections, holding
+from .buckets import bucket_collections, field_under, holding
 from .projections import SHARES, ambassador_buckets
 
 EARLIER_COLLECTION = "shared_contents"
@@ -44,12 +44,6 @@ CONFIRMED_AT = "shares_confirmed_at"  # share id -> when it was confirmed, besid
 
 def _entry(share_id: str, content_id: str) -> dict[str, str]:
     return {"share_id": share_id, "content_id": content_id}  # this order, always (see the module docstring)
-
-
-def _confirmed_key(share_id: str) -> str | None:
-    """The field of the share's confirmation time; None for an id that cannot be a field name (never made by
-    `idempotent_id`): such a share is counted as one of unknown time (`recent_share_ids`)."""
-    return None if "." in share_id or share_id.startswith("$") else f"{CONFIRMED_AT}.{share_id}"
 
 
 class MongoSharedContents:
@@ -71,7 +65,8 @@ class MongoSharedContents:
                   confirmed_at: datetime | None = None) -> None:
         collection, document_id = self._holding(tenant, ambassador_id)
         fields: dict[str, object] = {"tenant": tenant, "ambassador_id": ambassador_id}
-        if confirmed_at is not None and (key := _confirmed_key(share_id)) is not None:
+        # An id that cannot be a field name keeps no time: counted as one of unknown time (`recent_share_ids`).
+        if confirmed_at is not None and (key := field_under(CONFIRMED_AT, share_id)) is not None:
             fields[key] = confirmed_at
         await collection.update_one({"_id": document_id},
                                     {"$set": fields, "$addToSet": {SHARES: _entry(share_id, content_id)}},
@@ -80,7 +75,7 @@ class MongoSharedContents:
     async def remove(self, tenant: str, ambassador_id: str, share_id: str, content_id: str) -> None:
         collection, document_id = self._holding(tenant, ambassador_id)
         update: dict[str, object] = {"$pull": {SHARES: _entry(share_id, content_id)}}
-        if (key := _confirmed_key(share_id)) is not None:
+        if (key := field_under(CONFIRMED_AT, share_id)) is not None:
             update["$unset"] = {key: ""}
         await collection.update_one({"_id": document_id, "tenant": tenant}, update)
 

@@ -21,7 +21,7 @@ from advocacy_common.repository import (
 
 from ..models.authenticity import SIGNATURE_BYTES, AuthenticityPolicy, BookEntry, SignatureBook, TenantPolicy
 from ..models.sharing import Share, ShareStatus
-from .buckets import bucket_collections, holding, move_once_into_buckets
+from .buckets import bucket_collections, find_in_buckets, holding, move_once_into_buckets
 from .erasure import anonymise_until_settled
 from .share_slots import ShareSlots
 from .shared_contents import MongoSharedContents
@@ -87,10 +87,8 @@ class MongoShares(Repository[Share]):
 
     async def _find_all(self, query: Mapping[str, Any], limit: int = 0) -> list[Share]:
         """Shares matching `query` from every bucket side by side (reads are not serialised by the proxy)."""
-        found = await asyncio.gather(*(
-            bucket.find(dict(query), projection={OUTBOX_FIELD: 0}).limit(limit).to_list() for bucket in self.buckets))
-        shares = [self._entity(document) for documents in found for document in documents]
-        return shares[:limit] if limit else shares  # type: ignore[return-value]
+        documents = await find_in_buckets(self.buckets, query, {OUTBOX_FIELD: 0}, limit)
+        return [self._entity(document) for document in documents]  # type: ignore[misc]
 
     async def get_retry(self, tenant: str, share_id: str, fingerprint: str) -> Share | None:
         document = await self.get_document(tenant, share_id)
