@@ -36,7 +36,7 @@
 #                          to a system cluster)
 #   POSTGRES_BINDIR        directory of initdb/pg_ctl/postgres (default: the newest
 #                          /usr/lib/postgresql/*/bin, else from PATH)
-#   INFRA_WAIT_SECS        how long `up` waits for each service to be ready (default 90)
+#   INFRA_WAIT_SECS        how long `up` waits for each service to be ready (default 240: a Kafka data directory holding thousands of partitions takes minutes to load)
 #   INFRA_STOP_SECS        how long `down` waits after SIGTERM before SIGKILL (default 30)
 #
 # Layout:
@@ -66,7 +66,7 @@ FERRETDB_PORT=${FERRETDB_PORT:-27017}
 FERRETDB_LOG_LEVEL=${FERRETDB_LOG_LEVEL:-info}
 ADVOCACY_LOCAL=${ADVOCACY_LOCAL:-$REPO_ROOT/.local}
 ADVOCACY_CACHE=${ADVOCACY_CACHE:-$HOME/.cache/advocacy}
-INFRA_WAIT_SECS=${INFRA_WAIT_SECS:-90}
+INFRA_WAIT_SECS=${INFRA_WAIT_SECS:-240}
 INFRA_STOP_SECS=${INFRA_STOP_SECS:-30}
 FERRETDB_BACKEND=${FERRETDB_BACKEND:-postgresql}
 POSTGRES_PORT=${POSTGRES_PORT:-5433}

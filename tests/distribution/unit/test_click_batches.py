@@ -40,7 +40,7 @@ def tracking(world, **options) -> Tracking:
 async def test_concurrent_clicks_count_each_visitor_once_per_link_and_every_click_once(world):
     codes = [(await world.prepare(login)).tracked_link_code for login in ("amb-1", "amb-2")]
     assert codes[0] != codes[1]
-    clicks = tracking(world, click_batch_max=40, click_batch_wait_seconds=0.005)
+    clicks = tracking(world, click_batch_max=40, click_batch_wait_seconds=0.05)
     written_before = batches("written")
     visits = [(code, f"203.0.113.{visitor}") for _ in range(3) for code in codes for visitor in range(25)]
     targets = await asyncio.gather(*(clicks.follow(code, ip, BROWSER, NOW) for code, ip in visits))
@@ -60,7 +60,7 @@ async def test_concurrent_clicks_count_each_visitor_once_per_link_and_every_clic
 
 async def test_two_clicks_of_one_visitor_in_one_batch_make_one_unique(world):
     code = (await world.prepare()).tracked_link_code
-    clicks = tracking(world, click_batch_wait_seconds=0.01)
+    clicks = tracking(world, click_batch_max=2, click_batch_wait_seconds=5)  # sent when full: one batch, however slow
     first, second = await asyncio.gather(*(clicks.follow(code, "203.0.113.7", BROWSER, NOW) for _ in range(2)))
     assert first == second and clicks.clicks.batches == 1
     assert sorted(e.data["unique_visitor"] for e in world.repositories.clicks.all_events) == [False, True]
@@ -68,7 +68,7 @@ async def test_two_clicks_of_one_visitor_in_one_batch_make_one_unique(world):
 
 async def test_each_clicks_event_joins_the_trace_of_its_own_request(world):
     code = (await world.prepare()).tracked_link_code
-    clicks = tracking(world, click_batch_wait_seconds=0.01)
+    clicks = tracking(world, click_batch_max=3, click_batch_wait_seconds=5)  # sent when full: one batch, however slow
     tracer = TracerProvider().get_tracer("test")
 
     async def request(n: int) -> str:
@@ -83,7 +83,8 @@ async def test_each_clicks_event_joins_the_trace_of_its_own_request(world):
 
 async def test_a_failing_batch_fails_all_its_clicks_and_counts_none(world):
     code = (await world.prepare()).tracked_link_code
-    clicks = tracking(world, click_batch_wait_seconds=0.005)
+    # Sent when full, so the ten share one batch however slow the machine; the lone click below waits 0.5 s.
+    clicks = tracking(world, click_batch_max=10, click_batch_wait_seconds=0.5)
     world.repositories.clicks.failing = AutoReconnect("connection closed")
     failed_before = batches("failed")
     answers = await asyncio.gather(*(clicks.follow(code, f"203.0.113.{n}", BROWSER, NOW) for n in range(10)),
