@@ -38,6 +38,12 @@ async def storage_with_tactic(database, ferretdb_tactic: bool) -> Storage:
     return dataclasses.replace(storage, capabilities=capabilities)
 
 
+async def plain_store(infrastructure, unique_db_name) -> tuple:
+    """A client and a store of generation 1 in a fresh database, the server's own tactics."""
+    client = create_client(infrastructure.mongodb_uri, "metrics-store-test")
+    return client, MongoMetricsStore(await Storage.open(client[unique_db_name("metrics")], "test-cursor-key"), 1)
+
+
 async def shares_of(store: MongoMetricsStore, target: CounterKey = TOTAL) -> int:
     rows = await store.list_counters(target.tenant, target.dimension, target.value, Period(DAY, DAY))
     return rows[0].parts["shares"] if rows else 0
@@ -111,8 +117,7 @@ async def test_a_taken_claim_is_told_apart_from_this_deliverys_own_after_a_resta
 
 async def test_tombstones_are_read_from_their_own_collection_and_earlier_ones_from_the_projection(
         infrastructure, unique_db_name):
-    client = create_client(infrastructure.mongodb_uri, "metrics-store-test")
-    store = MongoMetricsStore(await Storage.open(client[unique_db_name("metrics")], "test-cursor-key"), 1)
+    client, store = await plain_store(infrastructure, unique_db_name)
     a1, a2, a3 = (Person("t", f"a{n}") for n in range(1, 4))
     try:
         # Erased by an earlier release: the tombstone only in the projection.
@@ -255,8 +260,7 @@ async def test_activity_is_kept_per_day_and_view_read_per_view_erased_per_person
 
 async def test_an_erasure_leaves_no_trace_of_the_person_in_pending_slices_of_either_stored_form(
         infrastructure, unique_db_name):
-    client = create_client(infrastructure.mongodb_uri, "metrics-store-test")
-    store = MongoMetricsStore(await Storage.open(client[unique_db_name("metrics")], "test-cursor-key"), 1)
+    client, store = await plain_store(infrastructure, unique_db_name)
     day = DAY.isoformat()
     mine = CounterKey("t", day, Dimension.AMBASSADOR, "a1")
     theirs = CounterKey("t", day, Dimension.AMBASSADOR, "a2")

@@ -69,10 +69,10 @@ SLICE_ROWS = "rows"  # a slice's counters and activity rows, JSON in a binary va
 DUPLICATE_KEY = 11000
 # Stored claims remembered per process (`RecentClaims`, 24 bytes each in flat arrays): the copies a relay
 # re-publishes are then recognised without a write (an insert meeting duplicate keys costs ~10x a clean
-# one on FerretDB 1.x). Between this many and twice this many of the latest are kept, in ~25 MB. The
+# one on FerretDB 1.x). Between this many and twice this many of the latest are kept, in ~12.6 MB. The
 # former dict of tuples kept 50,000 (each claim's objects pinned ~2-3 KB among a batch's freed ones:
 # 313 MB peak for one worker at 1,000,000 events); see bench/README.md for what this one costs.
-KNOWN_CLAIMS = 250_000
+KNOWN_CLAIMS = 100_000
 AMBASSADOR_BATCH = 500  # documents per reply when the api lists a tenant's projection (see `list_ambassadors`)
 INSERT_CHUNK = 1000  # documents per `insert` command (MongoDB takes 100,000; kept modest for FerretDB's memory)
 
