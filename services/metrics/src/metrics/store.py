@@ -13,7 +13,9 @@ per fold, or per rare ambassador/content event, so their cost follows the
 number of documents touched, not the number of events.
 
 FerretDB 1.x tactics, each explained where it is used: inserts where MongoDB
-would take upserts as well (`claim`, `append_slices`), watermark checks read
+would take upserts as well (`claim`, `append_slices`), claims announced before
+they are inserted so that a taken one is rarely read back (`_announce_claims`),
+tombstones in a collection of their own (`erased_among`), watermark checks read
 before an update by `_id` (`_write_checked`), chunked raw `update` commands
 (`_update_all`), and reads by bare `_id` (`_by_ids`).
 Which server runs is detected once by the base (`Storage.capabilities`).
