@@ -9,11 +9,15 @@ import pytest
 from advocacy_common.mongo import create_client
 from advocacy_common.repository import TENANT_FIELD, ServerCapabilities, Storage
 from metrics.aggregation import (
-    CounterKey, FactId, Fragment, Increments, Position, Slice, above_watermarks, plan_writes,
+    AmbassadorChange, AmbassadorKey, CounterKey, FactId, Fragment, Increments, Position, Slice, above_watermarks,
+    plan_writes,
 )
 from metrics.handlers import apply_exactly_once, fold_slices
 from metrics.models import ActivityDay, Dimension, Period, Person
-from metrics.store import ACTIVITY, ACTIVITY_DAYS, MongoGenerations, MongoMetricsStore
+from metrics.recent_claims import RecentClaims
+from metrics.store import (
+    ACTIVITY, ACTIVITY_DAYS, AMBASSADORS, ANNOUNCED, CLAIMING, TOMBSTONES, MongoGenerations, MongoMetricsStore,
+)
 from metrics_testkit import BASE_DAY
 
 pytestmark = pytest.mark.integration
@@ -32,6 +36,12 @@ async def storage_with_tactic(database, ferretdb_tactic: bool) -> Storage:
     storage = await Storage.open(database, "test-cursor-key")
     capabilities = ServerCapabilities(ferretdb=ferretdb_tactic, version=storage.capabilities.version)
     return dataclasses.replace(storage, capabilities=capabilities)
+
+
+async def plain_store(infrastructure, unique_db_name) -> tuple:
+    """A client and a store of generation 1 in a fresh database, the server's own tactics."""
+    client = create_client(infrastructure.mongodb_uri, "metrics-store-test")
+    return client, MongoMetricsStore(await Storage.open(client[unique_db_name("metrics")], "test-cursor-key"), 1)
 
 
 async def shares_of(store: MongoMetricsStore, target: CounterKey = TOTAL) -> int:
@@ -66,6 +76,63 @@ async def test_claims_keep_the_first_position_of_a_fact(infrastructure, unique_d
         assert first == {s1: Position("p0", 4), s2: Position("p0", 5)}
         assert again == {s1: Position("p0", 4), s3: Position("p0", 10)}
         assert await generations.allocate() == 2 and await generations.allocate() == 3
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("ferretdb_tactic", TACTICS.values(), ids=TACTICS.keys())
+async def test_a_taken_claim_is_told_apart_from_this_deliverys_own_after_a_restart(infrastructure, unique_db_name,
+                                                                                 ferretdb_tactic):
+    """A second process (nothing remembered) meets claims the first one stored: the same position again (the
+    first crashed before its slice) passes, a copy at another offset does not, however it is decided; on
+    FerretDB a copy beyond every other process's announced claims is decided without reading the claim."""
+    name = unique_db_name("metrics")
+    client = create_client(infrastructure.mongodb_uri, "metrics-store-test")
+    storage = await storage_with_tactic(client[name], ferretdb_tactic)
+    first, second = MongoMetricsStore(storage, 1), MongoMetricsStore(storage, 1)
+    s1, s2, s3, s4 = (FactId("t", f"share:s{n}") for n in range(1, 5))
+    try:
+        assert await first.claim({s1: Position("p0", 4), s2: Position("p0", 5)}) == {
+            s1: Position("p0", 4), s2: Position("p0", 5)}
+        again = await second.claim({s1: Position("p0", 4), s2: Position("p0", 9), s3: Position("p0", 10)})
+        assert again[s1] == Position("p0", 4) and again[s3] == Position("p0", 10)
+        assert again[s2] != Position("p0", 9)  # a copy
+        assert again[s2] == (RecentClaims.ELSEWHERE if ferretdb_tactic else Position("p0", 5))
+        assert await second.claim({s2: Position("p0", 5)}) == {s2: again[s2]}  # remembered as it was decided
+        # The same process again, its memory lost (a batch that failed after its insert): its own earlier
+        # attempt is read back, not taken for a copy.
+        second._known_claims = RecentClaims(10)
+        assert await second.claim({s3: Position("p0", 10), s4: Position("p0", 11)}) == {
+            s3: Position("p0", 10), s4: Position("p0", 11)}
+        if ferretdb_tactic:  # an announcement below the slices' progress decides nothing any more: it goes
+            await second.raise_progress("p0", 20)
+            await second.slice_progress(["p0"])
+            assert await second.claim({s1: Position("p0", 25)}) == {s1: RecentClaims.ELSEWHERE}
+            claiming = await second.collection(CLAIMING).find_one({"_id": "p0"})
+            assert set(claiming[ANNOUNCED]) == {second._token}  # the first's (5) is gone, the second's is 25
+            assert claiming[ANNOUNCED][second._token] == 25
+    finally:
+        await client.close()
+
+
+async def test_tombstones_are_read_from_their_own_collection_and_earlier_ones_from_the_projection(
+        infrastructure, unique_db_name):
+    client, store = await plain_store(infrastructure, unique_db_name)
+    a1, a2, a3 = (Person("t", f"a{n}") for n in range(1, 4))
+    try:
+        # Erased by an earlier release: the tombstone only in the projection.
+        await store.collection(AMBASSADORS).insert_one({"_id": "t|a3", TENANT_FIELD: "t", "ambassador_id": "a3",
+                                                        "erased": True})
+        await apply_exactly_once(store, [Fragment(AmbassadorKey("t", "a1"), Position("advocacy_ambassador_0", 0),
+                                                  AmbassadorChange(erased=True))])
+        assert await store.erased_among({a1, a2, a3}) == {a1, a3}
+        assert await store.collection(TOMBSTONES).count_documents({}) == 2
+        assert await store.erased_among({a2}) == set()
+        # Erased meanwhile by another process: seen on the next look.
+        other = MongoMetricsStore(store.storage, 1)
+        await apply_exactly_once(other, [Fragment(AmbassadorKey("t", "a2"), Position("advocacy_ambassador_1", 0),
+                                                  AmbassadorChange(erased=True))])
+        assert await store.erased_among({a2}) == {a2}
     finally:
         await client.close()
 
@@ -193,8 +260,7 @@ async def test_activity_is_kept_per_day_and_view_read_per_view_erased_per_person
 
 async def test_an_erasure_leaves_no_trace_of_the_person_in_pending_slices_of_either_stored_form(
         infrastructure, unique_db_name):
-    client = create_client(infrastructure.mongodb_uri, "metrics-store-test")
-    store = MongoMetricsStore(await Storage.open(client[unique_db_name("metrics")], "test-cursor-key"), 1)
+    client, store = await plain_store(infrastructure, unique_db_name)
     day = DAY.isoformat()
     mine = CounterKey("t", day, Dimension.AMBASSADOR, "a1")
     theirs = CounterKey("t", day, Dimension.AMBASSADOR, "a2")

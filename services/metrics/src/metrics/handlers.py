@@ -71,11 +71,12 @@ async def apply_exactly_once(store: MetricsStore, fragments: Iterable[Fragment])
 
 async def canonical_deliveries(store: MetricsStore, deliveries: Sequence[Delivery]) -> list[Delivery]:
     """The deliveries that are the first occurrence of their fact (a redelivery at the same offset still is)."""
+    facts = [claim_id(delivery) for delivery in deliveries]  # once per delivery: its key is built from strings
     first: dict[FactId, Position] = {}
-    for delivery in deliveries:
-        first.setdefault(claim_id(delivery), position_of(delivery))
+    for fact, delivery in zip(facts, deliveries):
+        first.setdefault(fact, Position(delivery.watermark_key, delivery.offset))
     stored = await store.claim(first) if first else {}
-    return [d for d in deliveries if stored.get(claim_id(d)) == position_of(d)]
+    return [d for fact, d in zip(facts, deliveries) if stored.get(fact) == (d.watermark_key, d.offset)]
 
 
 def by_partition(deliveries: Iterable[Delivery]) -> dict[str, list[Delivery]]:

@@ -20,7 +20,9 @@ class FactClaims(Protocol):
     """The first position of each fact, so that a copy published at another offset counts once."""
 
     async def claim(self, claims: Mapping[FactId, Position]) -> dict[FactId, Position]:
-        """Record the first position of each fact (if none yet); return the stored position of each."""
+        """Record the first position of each fact (if none yet); return the stored position of each, or for a
+        fact stored before at a position that is certainly none of `claims`' a position of no delivery
+        (`RecentClaims.ELSEWHERE`): either way a copy is told from the first occurrence."""
 
 
 class WatermarkedDocuments(Protocol):

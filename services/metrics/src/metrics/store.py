@@ -13,7 +13,9 @@ per fold, or per rare ambassador/content event, so their cost follows the
 number of documents touched, not the number of events.
 
 FerretDB 1.x tactics, each explained where it is used: inserts where MongoDB
-would take upserts as well (`claim`, `append_slices`), watermark checks read
+would take upserts as well (`claim`, `append_slices`), claims announced before
+they are inserted so that a taken one is rarely read back (`_announce_claims`),
+tombstones in a collection of their own (`erased_among`), watermark checks read
 before an update by `_id` (`_write_checked`), chunked raw `update` commands
 (`_update_all`), and reads by bare `_id` (`_by_ids`).
 Which server runs is detected once by the base (`Storage.capabilities`).
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict, defaultdict
+import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -46,6 +49,7 @@ from .models import (
     ACTIVITY_SETS, FIRST_GENERATION, ActivityDay, AmbassadorStatus, AmbassadorView, ContentView, CounterRow, Dimension,
     MembershipChange, Period, Person, activity_view, activity_views, in_view,
 )
+from .recent_claims import RecentClaims, digest
 from .turns import Turns
 
 COUNTERS = "counters"
@@ -54,6 +58,9 @@ CONTENTS = "contents"
 ACTIVITY = "activity"  # the former layout, one document per person and day: read and erased, no longer written
 ACTIVITY_DAYS = "activity_days"  # who shared, per tenant, day and view (the tenant, a campaign, content, network)
 CLAIMS = "claims"
+CLAIMING = "claiming"  # per partition: how far each worker process may have inserted claims (FerretDB 1.x)
+TOMBSTONES = "tombstones"  # one bare `_id` per erased person (`erased_among`)
+ANNOUNCED = "by"  # its field: `by.<process token>` = furthest offset announced
 SLICES = "slices"
 PROGRESS = "progress"
 GENERATIONS = "generations"
@@ -62,14 +69,12 @@ PARTS = "c"  # counter documents keep their parts under `c.<part>`
 CLAIMED_AT = "at"  # a claim's stored first position, "<partition>|<offset>" (`_claimed_at`)
 SLICE_ROWS = "rows"  # a slice's counters and activity rows, JSON in a binary value (`_slice_document`)
 DUPLICATE_KEY = 11000
-# Stored claims remembered per process: the copies a relay re-publishes close to the original are then
-# recognised without a write (an insert meeting duplicate keys costs ~10x a clean one on FerretDB 1.x).
-# Each remembered claim also pins memory among a batch's freed objects (~2-3 KB resident each, measured,
-# for ~300 B of objects). bench/pipeline.py, 1,000,000 events, one worker process: 50,000 gave 5,391
-# events/s, last tenth 133 % of the first, peak RSS 317 MB; 40,000 gave 294 MB but 4,538 events/s and a
-# last tenth at 47 % of the first; 30,000: 266 MB, 7.4 round trips per 1,000 events instead of 5.0. With
-# two processes (each remembers its own partitions' claims) 50,000 gave 283-292 MB each.
-KNOWN_CLAIMS = 50_000
+# Stored claims remembered per process (`RecentClaims`, 24 bytes each in flat arrays): the copies a relay
+# re-publishes are then recognised without a write (an insert meeting duplicate keys costs ~10x a clean
+# one on FerretDB 1.x). Between this many and twice this many of the latest are kept, in ~12.6 MB. The
+# former dict of tuples kept 50,000 (each claim's objects pinned ~2-3 KB among a batch's freed ones:
+# 313 MB peak for one worker at 1,000,000 events); see bench/README.md for what this one costs.
+KNOWN_CLAIMS = 100_000
 AMBASSADOR_BATCH = 500  # documents per reply when the api lists a tenant's projection (see `list_ambassadors`)
 INSERT_CHUNK = 1000  # documents per `insert` command (MongoDB takes 100,000; kept modest for FerretDB's memory)
 
@@ -256,20 +261,6 @@ def _by_collection(writes: Iterable[ConditionalWrite]) -> dict[str, list[Conditi
     return grouped
 
 
-class RecentClaims(OrderedDict[FactId, Position]):
-    """Stored claims (immutable once written), the `capacity` most recently seen."""
-
-    def __init__(self, capacity: int):
-        super().__init__()
-        self.capacity = capacity
-
-    def __setitem__(self, fact: FactId, position: Position) -> None:
-        super().__setitem__(fact, position)
-        self.move_to_end(fact)
-        if len(self) > self.capacity:
-            self.popitem(last=False)
-
-
 # --- one generation -------------------------------------------------------------------
 
 class MongoMetricsStore(StoredSubjectHolders):
@@ -283,6 +274,13 @@ class MongoMetricsStore(StoredSubjectHolders):
         self.database = storage.database
         self.generation = generation
         self._known_claims = RecentClaims(KNOWN_CLAIMS)
+        # This process's claim announcements (FerretDB 1.x, `_announce_claims`): its own key, and per
+        # partition the furthest offset announced; and the slices' progress last read per partition.
+        self._token = uuid.uuid4().hex
+        self._announced: dict[str, int] = {}
+        self._progress_seen: dict[str, int] = {}
+        self._erased: set[Person] = set()  # tombstones seen (never lifted)
+        self._tombstones_complete = False  # `_copy_tombstones` done
 
     def collection(self, name: str) -> AsyncCollection:
         return self.database[f"{name}_g{self.generation}"]
@@ -310,14 +308,14 @@ class MongoMetricsStore(StoredSubjectHolders):
 
     async def drop(self) -> None:
         for name in (COUNTERS, *map(_counters, Dimension), AMBASSADORS, CONTENTS, ACTIVITY, ACTIVITY_DAYS, CLAIMS,
-                     SLICES, PROGRESS, ROSTERS):
+                     CLAIMING, SLICES, PROGRESS, ROSTERS, TOMBSTONES):
             await self.collection(name).drop()
 
     # --- writes of the consumer ---------------------------------------------------------
 
     async def claim(self, claims: Mapping[FactId, Position]) -> dict[FactId, Position]:
         """One small document per fact, `_id` = tenant and fact, inserted unordered: a taken `_id` is
-        a fact claimed before, whose stored position is then read back by `_id`.
+        a fact claimed before.
 
         FerretDB 1.x: an insert by `_id` costs the same at any collection size, while an
         update (even by bare `_id`) grows with the collection and the document; so no
@@ -328,20 +326,100 @@ class MongoMetricsStore(StoredSubjectHolders):
         (`_known_claims`, the most recent ones): a copy published close to its original is
         recognised without a write, which on FerretDB 1.x matters twice, as an insert
         command meeting duplicate keys costs several times one without (measured here).
+
+        What a taken claim holds is read back by `_id` on MongoDB (its `_id` index), and on
+        FerretDB 1.x only where it may be this very delivery's (`_announce_claims`).
         """
-        result = {fact: self._known_claims.get(fact) or position for fact, position in claims.items()}
-        facts = [fact for fact in claims if fact not in self._known_claims]
-        documents = [{"_id": f"{fact.tenant}|{fact.key}", CLAIMED_AT: _claimed_at(claims[fact])} for fact in facts]
+        result: dict[FactId, Position] = {}
+        facts: list[FactId] = []
+        keys: list[tuple[int, int]] = []
+        documents: list[dict[str, Any]] = []
+        for fact, position in claims.items():
+            claim_id = f"{fact.tenant}|{fact.key}"
+            key = digest(claim_id)
+            known = self._known_claims.get(key)
+            if known is not None:
+                result[fact] = known
+            else:
+                facts.append(fact)
+                keys.append(key)
+                documents.append({"_id": claim_id, CLAIMED_AT: _claimed_at(position)})
+        if not facts:
+            return result
+        positions = [claims[fact] for fact in facts]
+        announced = await self._announce_claims(positions) if self.storage.capabilities.ferretdb else None
         taken = await self._insert_new(CLAIMS, documents)
-        stored = await self._by_ids(CLAIMS, [documents[number]["_id"] for number in taken])
+        doubtful = taken if announced is None else await self._possibly_own(taken, positions, announced)
+        stored = await self._by_ids(CLAIMS, [documents[number]["_id"] for number in doubtful])
+        for number, fact in enumerate(facts):
+            result[fact] = positions[number]
         for number in taken:
+            result[facts[number]] = RecentClaims.ELSEWHERE
+        for number in doubtful:
             document = stored.get(documents[number]["_id"])
             if document is None:  # claims are never deleted: an inconsistent reply, retry the batch
                 raise OperationFailure(f"claim {documents[number]['_id']} was taken but cannot be read")
             result[facts[number]] = _claim_position(document)
-        for fact in facts:
-            self._known_claims[fact] = result[fact]
+        for number, fact in enumerate(facts):
+            self._known_claims.put(keys[number], result[fact])
         return result
+
+    async def _announce_claims(self, positions: Sequence[Position]) -> dict[str, int]:
+        """FerretDB 1.x: before inserting claims, record how far this process may have claimed in each
+        partition; returns how far it had before. `claiming_gN` holds, per partition, each process's
+        furthest announced offset (`by.<token>`).
+
+        Why: a claim whose `_id` is taken must be told apart: stored by this very delivery (an
+        attempt that crashed, or a consumer that had the partition before, inserted it and
+        did not get to its slice) or a copy of a fact seen earlier. Reading the stored claim by
+        `_id` is a sequential scan of every claim on FerretDB 1.x's PostgreSQL backend (~0.7 us per
+        stored claim: ~16 ms of database time per 1,000 events at 1,000,000 events, and growing).
+        A claim is only ever inserted after its offset was announced, so a taken claim at an
+        offset beyond every announcement but this one cannot be this delivery's: it is a copy,
+        decided without a read. Only offsets some earlier attempt reached (after a crash or a
+        rebalance: a batch or two) are read back. One small update per batch (one statement per
+        partition of a small collection) instead. MongoDB reads taken claims by its `_id` index.
+        """
+        furthest: dict[str, int] = {}
+        for partition, offset in positions:
+            if offset > furthest.get(partition, -1):
+                furthest[partition] = offset
+        before = dict(self._announced)
+        raise_to = {p: o for p, o in furthest.items() if o > before.get(p, -1)}
+        if raise_to:
+            updates = [{"q": {"_id": partition}, "u": {"$max": {f"{ANNOUNCED}.{self._token}": offset}}, "upsert": True}
+                       for partition, offset in sorted(raise_to.items())]
+            if not await self._update_all(CLAIMING, updates):
+                # Another process created a partition's document at the same moment: redo each (idempotent).
+                for update in updates:
+                    await self.collection(CLAIMING).update_one(update["q"], update["u"], upsert=True)
+            self._announced.update(raise_to)
+        return before
+
+    async def _possibly_own(self, taken: Sequence[int], positions: Sequence[Position],
+                            announced_before: Mapping[str, int]) -> list[int]:
+        """Of the taken claims (numbers in `positions`), those an earlier attempt may have stored at this
+        very position: at an offset up to what another process announced (read after the insert, so an
+        attempt running at the same moment is seen) or this one did before this batch."""
+        if not taken:
+            return []
+        partitions = sorted({positions[number].partition for number in taken})
+        reached = dict(announced_before)
+        stale: dict[str, list[str]] = {}
+        async for document in self.collection(CLAIMING).find({"_id": {"$in": partitions}}):
+            for token, offset in (document.get(ANNOUNCED) or {}).items():
+                if token == self._token:
+                    continue
+                if offset <= self._progress_seen.get(document["_id"], -1):
+                    # Below the slices' progress: those offsets are never claimed again, so this entry
+                    # decides nothing any more (a process that has stopped, or restarted under a new token).
+                    stale.setdefault(document["_id"], []).append(token)
+                reached[document["_id"]] = max(reached.get(document["_id"], -1), int(offset))
+        for partition, tokens in stale.items():
+            await self.collection(CLAIMING).update_one(
+                {"_id": partition}, {"$unset": {f"{ANNOUNCED}.{token}": "" for token in tokens}})
+        return [number for number in taken
+                if positions[number].offset <= reached.get(positions[number].partition, -1)]
 
     async def _insert_new(self, name: str, documents: Sequence[dict[str, Any]]) -> list[int]:
         """Unordered raw `insert` commands; the positions (in `documents`) of those whose `_id` is taken.
@@ -399,7 +477,9 @@ class MongoMetricsStore(StoredSubjectHolders):
     async def slice_progress(self, partitions: Sequence[str]) -> dict[str, int]:
         # One document per partition: a small collection, a scan is fine on FerretDB 1.x (MongoDB: _id index).
         cursor = self.collection(PROGRESS).find({"_id": {"$in": list(partitions)}})
-        return {document["_id"]: int(document["last"]) async for document in cursor}
+        progress = {document["_id"]: int(document["last"]) async for document in cursor}
+        self._progress_seen.update(progress)
+        return progress
 
     async def raise_progress(self, partition: str, last: int) -> None:
         # Only after a redelivery and once per partition and fold: an update is affordable here.
@@ -416,6 +496,12 @@ class MongoMetricsStore(StoredSubjectHolders):
             await self.collection(SLICES).delete_many({"_id": {"$in": ids[start:start + INSERT_CHUNK]}})
 
     async def write_conditionally(self, writes: Sequence[ConditionalWrite]) -> list[ConditionalWrite]:
+        erasures = [write.target for write in writes if isinstance(write.change, AmbassadorChange)
+                    and write.change.erased]
+        if erasures:
+            # Before the projection's tombstone: whoever reads `tombstones_gN` (`erased_among`) then sees every
+            # erasure the projection shows. Inserts by `_id`, a repeated one fails alone.
+            await self._insert_new(TOMBSTONES, [{"_id": _layout(target)[1]} for target in erasures])
         if self.storage.capabilities.ferretdb:
             refused = await self._write_checked(writes)
         else:
@@ -523,14 +609,27 @@ class MongoMetricsStore(StoredSubjectHolders):
                 await self.collection(ACTIVITY_DAYS).update_one(change["q"], change["u"], upsert=True)
 
     async def erased_among(self, people: set[Person]) -> set[Person]:
-        if not people:
-            return set()
-        # A bare `_id` list, the tombstone checked here: FerretDB 1.x pushes down only `_id` filters
-        # (MongoDB would serve `erased` in the filter from the same _id lookup).
-        cursor = self.collection(AMBASSADORS).find({"_id": {"$in": [_person_id(p) for p in people]}},
-                                                   {TENANT_FIELD: 1, "ambassador_id": 1, "erased": 1})
-        return {Person(document[TENANT_FIELD], document["ambassador_id"]) async for document in cursor
-                if document.get("erased")}
+        """Tombstones are never lifted, so each one seen is kept (`_erased`); the others are looked up in
+        `tombstones_gN`, one bare `_id` per erased person: FerretDB 1.x pushes `$in` down on neither
+        backend and ships every document it looks at, which for the projection (`ambassadors_gN`, with each
+        person's history) was ~9 ms of database time per 1,000 events with 30 people, and would grow with
+        the roster; the tombstones are few (erasures). MongoDB serves the same `$in` from the `_id` index."""
+        unknown = people - self._erased
+        if unknown:
+            if not self._tombstones_complete:
+                await self._copy_tombstones()
+            ids = {_person_id(person): person for person in unknown}
+            cursor = self.collection(TOMBSTONES).find({"_id": {"$in": list(ids)}})
+            self._erased.update([ids[document["_id"]] async for document in cursor])
+        return people & self._erased
+
+    async def _copy_tombstones(self) -> None:
+        """Once per process: the erasures of a generation written before `tombstones_gN` existed (only in
+        the projection then) are copied there. A release writing tombstones only in the projection must not
+        run at the same time (a rolling upgrade of the workers: stop the old ones first)."""
+        cursor = self.collection(AMBASSADORS).find({"erased": True}, {"_id": 1})
+        await self._insert_new(TOMBSTONES, [{"_id": document["_id"]} async for document in cursor])
+        self._tombstones_complete = True
 
     async def erase_individual(self, person: Person) -> None:
         await self.collection(_counters(Dimension.AMBASSADOR)).delete_many({TENANT_FIELD: person.tenant,
