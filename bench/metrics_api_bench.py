@@ -21,8 +21,9 @@ the leaderboard.
 
 Then wrk loads GET /v1/metrics/overview (default period: the last 30 days) and GET
 /v1/metrics/timeseries?from=<90 days ago>&to=<yesterday>&granularity=day, each with analyst tokens,
-at --clients connections, --runs times; p50 / p99 / requests per second, median (min … max), and the
-api's peak RSS. --profile adds a py-spy profile of each endpoint at the largest client count.
+at --clients connections, --runs times; p50 / p99 / requests per second, median (min … max), the api's
+MongoDB round trips per request by collection (bench/command_counting), and the api's peak RSS. --profile
+adds a py-spy profile of each endpoint at the largest client count (raw stacks kept in /tmp).
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ from metrics.store import MongoMetricsStore
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk_seed import RecordingDatabase  # noqa: E402
 from http_load import (  # noqa: E402
-    ApiProcess, add_api_processes_argument, drop_database, free_port, load_average, measure, profile,
-    service_environment, start_dev_issuer, wrk_script,
+    ApiProcess, add_api_processes_argument, commands_so_far, counting_commands, drop_database, free_port,
+    load_average, measure, profile, service_environment, start_dev_issuer, wrk_script,
 )
 
 TENANT = "metricsbench"
@@ -165,6 +166,13 @@ async def seeded(settings: dict[str, str]) -> int:
         await client.close()
 
 
+def round_trips(commands, requests: int) -> str:
+    """The api's MongoDB commands during the runs, per answer and by collection: the per-request pointer
+    reads and the kept reports' recomputations (each command is one round trip the database pays CPU for)."""
+    by_target = ", ".join(f"{target} {n / max(1, requests):.3f}" for target, n in commands.most_common(8))
+    return f"  round trips per request: {sum(commands.values()) / max(1, requests):.3f} ({by_target})"
+
+
 def main(arguments: argparse.Namespace) -> None:
     server, issuer = start_dev_issuer()
     run = uuid.uuid4().hex[:8]
@@ -188,8 +196,10 @@ def main(arguments: argparse.Namespace) -> None:
                      f"daily series ({arguments.days} days)":
                          f"/v1/metrics/timeseries?from={first}&to={last}&granularity=day"}
         port = free_port()
-        api = ApiProcess("metrics.main", {**env, "METRICS_HTTP_PORT": str(port)}, port,
-                         Path(f"/tmp/metricsbench_{run}_api.log"), processes=arguments.api_processes)
+        counted = f"/tmp/metricsbench_{run}_commands"
+        api = ApiProcess("metrics.main", counting_commands(
+            {**env, "METRICS_HTTP_PORT": str(port), "BENCH_COMMAND_COUNTS_BY_COLLECTION": "1"}, counted), port,
+            Path(f"/tmp/metricsbench_{run}_api.log"), processes=arguments.api_processes)
         api.start()
         p99: dict[str, float] = {}
         try:
@@ -202,11 +212,18 @@ def main(arguments: argparse.Namespace) -> None:
                     print(f"{name}: first (cold) request {1000 * (time.perf_counter() - started):,.0f} ms "
                           f"(load {load_average()})", flush=True)
                     script = wrk_script([(path, token) for token in tokens], Path(directory))
+                    time.sleep(0.6)  # the counts so far written (every half second)
+                    before = commands_so_far(counted)
                     results = measure(f"{name}, {events:,} events", api.url, script, clients, arguments.runs,
                                       arguments.seconds, api)
+                    time.sleep(0.6)
+                    print(round_trips(commands_so_far(counted) - before,
+                                      sum(r.requests for rows in results.values() for r in rows)), flush=True)
                     p99[name] = statistics.median(r.p99_ms for r in results[max(clients)])
                     if arguments.profile:
-                        print(profile(api, api.url, script, max(clients), arguments.seconds))
+                        stacks = Path(f"/tmp/metricsbench_{run}_{path.split('?')[0].rsplit('/', 1)[-1]}_stacks.txt")
+                        print(profile(api, api.url, script, max(clients), arguments.seconds, keep=stacks))
+                        print(f"raw stacks: {stacks}")
             rss = api.peak_rss_mb()
         finally:
             api.stop()

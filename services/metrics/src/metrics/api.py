@@ -86,11 +86,15 @@ def install_problems(app: FastAPI) -> None:
 
 
 def queries(request: Request) -> MetricsQueries:
+    # Read from the request, not declared as a dependency: each dependency FastAPI solves costs every
+    # request ~10-30 us of CPU, and this one, a plain `def`, ran in its thread pool (bench/README.md).
     return request.app.state.queries
 
 
-def requested_period(first: Annotated[SaneDate | None, Query(alias="from", description="First UTC day (default: 29 days before `to`)")] = None,
-                     last: Annotated[SaneDate | None, Query(alias="to", description="Last UTC day, included (default: today)")] = None) -> Period:
+# `async`, though it never awaits: FastAPI runs a plain `def` dependency in its thread pool, a hop that
+# cost every request ~0.15 ms of CPU (bench/README.md, "The metrics API's dependencies").
+async def requested_period(first: Annotated[SaneDate | None, Query(alias="from", description="First UTC day (default: 29 days before `to`)")] = None,
+                           last: Annotated[SaneDate | None, Query(alias="to", description="Last UTC day, included (default: today)")] = None) -> Period:
     last = last or datetime.now(UTC).date()
     period = Period(first, last) if first else trailing_days(last)
     if period.first > period.last:
@@ -100,56 +104,56 @@ def requested_period(first: Annotated[SaneDate | None, Query(alias="from", descr
     return period
 
 
-QueriesDep = Annotated[MetricsQueries, Depends(queries)]
 PeriodDep = Annotated[Period, Depends(requested_period)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 MinImpressions = Annotated[int, Query(ge=1, le=2**63 - 1)]
 
 
 @router.get("/overview", response_model=KpiReport)
-async def overview(use: QueriesDep, period: PeriodDep, principal: Principal = Depends(analysts)) -> Response:
+async def overview(request: Request, period: PeriodDep, principal: Principal = Depends(analysts)) -> Response:
     """Every KPI of the whole programme for a period (default: the last 30 days)."""
-    return rendered(KpiReport, await use.overview(principal.tenant, period))
+    return rendered(KpiReport, await queries(request).overview(principal.tenant, period))
 
 
 @router.get("/campaigns/{campaign_id}", response_model=KpiReport)
-async def campaign(campaign_id: PathId, use: QueriesDep, period: PeriodDep,
+async def campaign(campaign_id: PathId, request: Request, period: PeriodDep,
                    principal: Principal = Depends(analysts)) -> Response:
     """Every KPI of one campaign for a period."""
-    return rendered(KpiReport, await use.report(principal.tenant, Dimension.CAMPAIGN, campaign_id, period))
+    return rendered(KpiReport, await queries(request).report(principal.tenant, Dimension.CAMPAIGN, campaign_id, period))
 
 
 @router.get("/contents/{content_id}", response_model=KpiReport)
-async def content(content_id: PathId, use: QueriesDep, period: PeriodDep,
+async def content(content_id: PathId, request: Request, period: PeriodDep,
                   principal: Principal = Depends(analysts)) -> Response:
     """Every KPI of one content item for a period."""
-    return rendered(KpiReport, await use.report(principal.tenant, Dimension.CONTENT, content_id, period))
+    return rendered(KpiReport, await queries(request).report(principal.tenant, Dimension.CONTENT, content_id, period))
 
 
 @router.get("/networks/{network}", response_model=KpiReport)
-async def network(network: Network, use: QueriesDep, period: PeriodDep,
+async def network(network: Network, request: Request, period: PeriodDep,
                   principal: Principal = Depends(analysts)) -> Response:
     """Every KPI of one social network for a period (opted-in = ambassadors present on it)."""
-    return rendered(KpiReport, await use.report(principal.tenant, Dimension.NETWORK, network.value, period))
+    report = await queries(request).report(principal.tenant, Dimension.NETWORK, network.value, period)
+    return rendered(KpiReport, report)
 
 
 @router.get("/teams", response_model=TeamList)
-async def teams(request: Request, use: QueriesDep, period: PeriodDep, limit: Limit = 50, cursor: Cursor | None = None,
+async def teams(request: Request, period: PeriodDep, limit: Limit = 50, cursor: Cursor | None = None,
                 principal: Principal = Depends(team_viewers)) -> TeamList:
     """KPIs of every team at or above the minimum size, by team id, paged; smaller teams are only counted."""
-    listing = TeamList.model_validate(await use.teams(principal.tenant, period))
+    listing = TeamList.model_validate(await queries(request).teams(principal.tenant, period))
     return _paged(listing, request, "teams", principal, period, cursor, limit)
 
 
 @router.get("/teams/{team_id}", response_model=KpiReport)
-async def team(team_id: PathId, use: QueriesDep, period: PeriodDep,
+async def team(team_id: PathId, request: Request, period: PeriodDep,
                principal: Principal = Depends(team_viewers)) -> Response:
     """Every KPI of one team, if it has at least the minimum number of opted-in ambassadors (else 403 "group too small")."""
-    return rendered(KpiReport, await use.report(principal.tenant, Dimension.TEAM, team_id, period))
+    return rendered(KpiReport, await queries(request).report(principal.tenant, Dimension.TEAM, team_id, period))
 
 
 @router.get("/timeseries", response_model=TimeSeries)
-async def timeseries(use: QueriesDep, period: PeriodDep,
+async def timeseries(request: Request, period: PeriodDep,
                      dimension: Dimension = Dimension.TENANT, value: QueryText | None = None,
                      granularity: Granularity = Granularity.DAY,
                      principal: Principal = Depends(team_viewers)) -> Response:
@@ -165,40 +169,43 @@ async def timeseries(use: QueriesDep, period: PeriodDep,
         value = TENANT_VALUE
     elif not value:
         raise invalid("value", f"is required for the {dimension.value} dimension")
-    return rendered(TimeSeries, await use.series(principal.tenant, dimension, value, period, granularity))
+    return rendered(TimeSeries, await queries(request).series(principal.tenant, dimension, value, period, granularity))
 
 
 @router.get("/top/contents", response_model=Ranking)
-async def top_contents(request: Request, use: QueriesDep, period: PeriodDep, limit: Limit = 10,
+async def top_contents(request: Request, period: PeriodDep, limit: Limit = 10,
                        min_impressions: MinImpressions = 1, cursor: Cursor | None = None,
                        principal: Principal = Depends(analysts)) -> Ranking:
     """Content items with their titles by engagement rate, highest first, paged (items with fewer impressions
     than `min_impressions` left out)."""
-    ranking = Ranking.model_validate(await use.top_contents(principal.tenant, period, MAX_RANKED, min_impressions))
+    ranking = Ranking.model_validate(
+        await queries(request).top_contents(principal.tenant, period, MAX_RANKED, min_impressions))
     return _paged(ranking, request, f"top/contents:{min_impressions}", principal, period, cursor, limit)
 
 
 @router.get("/top/topics", response_model=Ranking)
-async def top_topics(request: Request, use: QueriesDep, period: PeriodDep, limit: Limit = 10,
+async def top_topics(request: Request, period: PeriodDep, limit: Limit = 10,
                      min_impressions: MinImpressions = 1, cursor: Cursor | None = None,
                      principal: Principal = Depends(analysts)) -> Ranking:
     """Topics by engagement rate, paged: each content item's figures count for each of its topics."""
-    ranking = Ranking.model_validate(await use.top_topics(principal.tenant, period, MAX_RANKED, min_impressions))
+    ranking = Ranking.model_validate(
+        await queries(request).top_topics(principal.tenant, period, MAX_RANKED, min_impressions))
     return _paged(ranking, request, f"top/topics:{min_impressions}", principal, period, cursor, limit)
 
 
 @router.get("/me", response_model=TimeSeries)
-async def my_statistics(use: QueriesDep, period: PeriodDep, granularity: Granularity = Granularity.MONTH,
+async def my_statistics(request: Request, period: PeriodDep, granularity: Granularity = Granularity.MONTH,
                         principal: Principal = Depends(ambassadors_only)) -> TimeSeries:
     """Your own statistics (reach, engagement, clicks...), by day, week or month. Nobody else can read them."""
+    use = queries(request)
     return TimeSeries.model_validate(await use.my_series(await use.me(principal), period, granularity))
 
 
 @router.get("/leaderboard", response_model=Leaderboard)
-async def leaderboard(request: Request, use: QueriesDep, period: PeriodDep, limit: Limit = 20,
+async def leaderboard(request: Request, period: PeriodDep, limit: Limit = 20,
                       cursor: Cursor | None = None, principal: Principal = Depends(authenticate)) -> Leaderboard:
     """Ambassadors who chose to appear, by engagements in the period, paged. Nobody else is ever listed."""
-    board = Leaderboard.model_validate(await use.leaderboard(principal.tenant, period, MAX_RANKED))
+    board = Leaderboard.model_validate(await queries(request).leaderboard(principal.tenant, period, MAX_RANKED))
     return _paged(board, request, "leaderboard", principal, period, cursor, limit)
 
 
@@ -224,13 +231,13 @@ def _paged(listing, request: Request, scope: str, principal: Principal, period: 
 
 @router.get("/export.csv", response_class=Response,
             responses={200: {"content": {"text/csv": {}}, "description": "One row per bucket and value"}})
-async def export_csv(use: QueriesDep, period: PeriodDep,
+async def export_csv(request: Request, period: PeriodDep,
                      dimension: Dimension = Dimension.TENANT, granularity: Granularity = Granularity.DAY,
                      principal: Principal = Depends(analysts)) -> Response:
     """KPIs as CSV, one row per bucket and dimension value (teams below the minimum size left out)."""
     if dimension is Dimension.AMBASSADOR:
         raise invalid("dimension", "individual figures are not exported")
-    rows = await use.export(principal.tenant, dimension, period, granularity)
+    rows = await queries(request).export(principal.tenant, dimension, period, granularity)
     filename = f"kpis-{dimension.value}-{period.first_day}-{period.last_day}.csv"
     return Response(csv_export(rows), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
@@ -266,7 +273,7 @@ async def stream_caller(request: Request, ticket: Annotated[str | None, Query(
 @router.get("/stream", response_class=EventSourceResponse,
             responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
                        429: {"description": "Too many open streams for this caller"}})
-async def stream(request: Request, use: QueriesDep, principal: Principal = Depends(stream_caller),
+async def stream(request: Request, principal: Principal = Depends(stream_caller),
                  max_events: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Close after this many updates")] = None
                  ) -> EventSourceResponse:
     """Server-Sent Events: `event: kpis` with the programme's last-30-day KPIs each time they change,
@@ -282,7 +289,7 @@ async def stream(request: Request, use: QueriesDep, principal: Principal = Depen
         sent = 0
         with slots.held(principal):
             yield None  # the slot is taken: see below
-            async with aclosing(use.overview_changes(principal.tenant, timing.poll_seconds)) as changes:
+            async with aclosing(queries(request).overview_changes(principal.tenant, timing.poll_seconds)) as changes:
                 while (remaining := token_expiry - time.time()) > 0:
                     try:
                         report = await asyncio.wait_for(anext(changes), remaining)
