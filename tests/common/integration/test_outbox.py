@@ -9,7 +9,8 @@ import pytest
 from advocacy_common import topics
 from advocacy_common.events import AmbassadorOptedOut
 from advocacy_common.outbox import (
-    HINTS_COLLECTION, OUTBOX_FIELD, OutboxRelay, notify_outbox, outbox_entries, packed_outbox_entries,
+    COMPRESSED_OUTBOX_FIELD, HINTS_COLLECTION, OUTBOX_FIELD, OutboxRelay, compressed_outbox, notify_outbox,
+    outbox_entries, packed_outbox_entries,
 )
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_testkit import document_with_pending, read_envelopes
@@ -148,20 +149,23 @@ async def test_queue_documents_are_published_then_deleted(database, infrastructu
     # documents of earlier releases: the relay reads both.
     packed = packed_outbox_entries([opted_out("amb-q-4"), opted_out("amb-q-5")])
     await queue.insert_one({"_id": "q4", "tenant": "acme", OUTBOX_FIELD: packed})
+    # And one of compressed events (today's batches of clicks): stored and read back as binary on either server.
+    compressed = [opted_out("amb-q-6"), opted_out("amb-q-7")]
+    await queue.insert_one({"_id": "q5", "tenant": "acme", COMPRESSED_OUTBOX_FIELD: compressed_outbox(compressed)})
     publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
     await publisher.start()
     try:
         relay = OutboxRelay([kept], publisher, batch_size=2, queues=[queue])
         assert await relay.run_queues() == 2  # no hint needed: every queued document is pending
-        assert await queue.count_documents({}) == 3
-        assert await relay.run_once() == 4  # the sweep drains the queues too (three documents, four events)
+        assert await queue.count_documents({}) == 4
+        assert await relay.run_once() == 6  # the sweep drains the queues too (four documents, six events)
         assert await queue.count_documents({}) == 0
     finally:
         await publisher.stop()
     found = await read_envelopes(infrastructure.kafka_bootstrap_servers, kafka_topics.physical(topics.AMBASSADOR),
-                                 min_count=6, predicate=lambda e: str(e.data.get("ambassador_id", "")).startswith("amb-q-"))
-    assert {e.data["ambassador_id"] for e in found} == {f"amb-q-{i}" for i in range(6)}
-    assert {e.id for e in found} >= {entry["id"] for entry in packed}
+                                 min_count=8, predicate=lambda e: str(e.data.get("ambassador_id", "")).startswith("amb-q-"))
+    assert {e.data["ambassador_id"] for e in found} == {f"amb-q-{i}" for i in range(8)}
+    assert {e.id for e in found} >= {entry["id"] for entry in packed} | {envelope.id for _, envelope in compressed}
 
 
 async def test_a_sliced_sweep_visits_every_collection_in_turn_after_the_first_full_one(database, infrastructure,
