@@ -76,7 +76,7 @@ class Publisher:
         self.sent: list[tuple[str, str]] = []
         self.calls = 0
 
-    async def publish_many(self, items):
+    async def publish_batched(self, items):
         self.calls += 1
         self.sent += [(topic, envelope.data["ambassador_id"]) for topic, envelope in items]
 
@@ -127,7 +127,7 @@ async def test_a_failed_send_deletes_nothing():
     queue.documents = [{"_id": "q1", COMPRESSED_OUTBOX_FIELD: compressed_outbox([opted_out("amb-1")])}]
 
     class Failing(Publisher):
-        async def publish_many(self, items):
+        async def publish_batched(self, items):
             raise TimeoutError("no acknowledgement")
 
     with pytest.raises(TimeoutError):

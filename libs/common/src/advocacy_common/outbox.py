@@ -169,7 +169,8 @@ class OutboxRelay:
                 .limit(self.batch_size).to_list()
             events = [event for document in documents for event in queued_events(document)]
             if events:
-                await self.publisher.publish_many(events)
+                # Batched, without a send span per event (`publish_batched`): a queue carries many.
+                await self.publisher.publish_batched(events)
             if documents:
                 # The documents were inserted with their events and never change: once Kafka has the
                 # events nothing is left to keep. `$in` scans on FerretDB 1.x, over the backlog only.
