@@ -144,3 +144,22 @@ async def test_the_hints_collections_are_found_once_not_on_every_pass():
         assert await relay.run_hinted() == 0
     assert database.built == built  # no collection object built per pass
     assert database.collections[HINTS_COLLECTION].commands == ["find"] * 5  # one read of the hints per pass
+
+
+async def test_a_queue_of_an_earlier_release_is_read_by_the_sweeps_only():
+    database = Database()
+    queue, earlier = database["click_queue"], database["clicks"]
+    queue.documents = [{"_id": "new", COMPRESSED_OUTBOX_FIELD: compressed_outbox([opted_out("amb-new")])}]
+    earlier.documents = [{"_id": "old", OUTBOX_FIELD: packed_outbox_entries([opted_out("amb-old")])}]
+    publisher = Publisher()
+    relay = OutboxRelay([], publisher, queues=[queue], swept_queues=[earlier])
+
+    assert await relay.run_queues() == 1 and earlier.commands == []  # a pass: today's queue only
+    assert await relay.run_once() == 1  # a sweep (at start, then every turn): the earlier one too
+    assert earlier.documents == [] and [a for _, a in publisher.sent] == ["amb-new", "amb-old"]
+    queue.documents = [{"_id": f"n{n}", COMPRESSED_OUTBOX_FIELD: compressed_outbox([opted_out(f"amb-{n}")])}
+                       for n in range(3)]
+    relay.batch_size = 1
+    earlier.commands.clear()
+    assert await relay.run_once() == 3 and queue.documents == []
+    assert earlier.commands == ["find"]  # however long today's queue takes to drain, one read of the earlier

@@ -371,7 +371,7 @@ async def test_concurrent_clicks_share_two_inserts_per_batch_and_each_reaches_th
     assert all(target.startswith("https://acme.com/batch?utm_source=linkedin") for target in targets)
     batches = tracking.clicks.batches
     assert tracking.clicks.items == 60 and 1 <= batches <= 10
-    assert sorted(inserts.collections) == sorted(["click_visitors", "clicks"] * batches)
+    assert sorted(inserts.collections) == sorted(["click_visitors", "click_queue"] * batches)
 
     clicks = await read_topic(ENGAGEMENT, lambda e: e.tenantid == tenant and e.data["kind"] == "click",
                               min_count=61, timeout=4)  # one more than expected: waits to see none extra

@@ -208,3 +208,17 @@ def test_a_batch_of_clicks_is_one_queue_document_per_tenant_and_hundred_clicks()
         # One compressed field, no list of entries: what FerretDB converts and the relay's reads decode.
         assert set(document) == {"_id", "tenant", "at", "clicks", COMPRESSED_OUTBOX_FIELD}  # no OUTBOX_FIELD
     assert sum(d["clicks"] for d in documents) == len(clicks) and batch_documents([]) == []
+
+
+def test_clicks_queue_in_a_collection_of_their_own_and_the_earlier_queue_is_swept():
+    """An earlier release's relay reads `clicks` and deletes what it finds there: today's compressed documents
+    go to `click_queue`, which it never reads (they wait for an upgraded relay), and an upgraded relay still
+    drains what an earlier API wrote to `clicks`, in its sweeps."""
+    from pymongo import AsyncMongoClient
+
+    from distribution.adapters import outbox_queues, outbox_swept_queues
+    from distribution.adapters.engagement import MongoClicks
+
+    database = AsyncMongoClient("mongodb://127.0.0.1:1/", connect=False)["distribution"]
+    assert [c.name for c in outbox_queues(database)] == [MongoClicks.collection_name] == ["click_queue"]
+    assert [c.name for c in outbox_swept_queues(database)] == ["clicks"]

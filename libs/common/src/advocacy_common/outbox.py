@@ -119,13 +119,17 @@ class OutboxRelay:
 
     def __init__(self, collections: list[AsyncCollection], publisher: EventPublisher,
                  poll_interval: float = 0.1, batch_size: int = 200, sweep_interval: float = 10.0,
-                 queues: Iterable[AsyncCollection] = (), sweep_slice: int | None = None):
+                 queues: Iterable[AsyncCollection] = (), sweep_slice: int | None = None,
+                 swept_queues: Iterable[AsyncCollection] = ()):
         self.collections = collections
         self.publisher = publisher
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.sweep_interval = sweep_interval
         self.queues = list(queues)
+        # Queues read only by the sweeps (at start and every sweep turn), not on every pass: those of earlier
+        # releases, which only an API still running the earlier release fills (e.g. during an upgrade).
+        self.swept_queues = list(swept_queues)
         # How many collections the periodic sweep visits per `sweep_interval` (the next ones in turn, one at a
         # time spread over the interval); None: all of them at once. A service that spreads an outbox
         # collection over many buckets sweeps a few per interval, so that no pass of the relay waits for a
@@ -161,10 +165,10 @@ class OutboxRelay:
                 [(collection, document) for (collection, _), document in zip(targets, documents) if document])
         return published
 
-    async def run_queues(self) -> int:
-        """Publish a batch of each queue's documents, then delete them."""
+    async def run_queues(self, queues: list[AsyncCollection] | None = None) -> int:
+        """Publish a batch of each queue's documents (default: the queues read on every pass), then delete them."""
         published = 0
-        for queue in self.queues:
+        for queue in self.queues if queues is None else queues:
             documents = await queue.find({}, projection={OUTBOX_FIELD: 1, COMPRESSED_OUTBOX_FIELD: 1}) \
                 .limit(self.batch_size).to_list()
             events = [event for document in documents for event in queued_events(document)]
@@ -191,6 +195,8 @@ class OutboxRelay:
                 if len(documents) < self.batch_size:
                     break
         while queued := await self.run_queues():
+            published += queued
+        while queued := await self.run_queues(self.swept_queues):  # apart: one read each while they are empty
             published += queued
         return published
 

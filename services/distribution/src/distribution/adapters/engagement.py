@@ -38,7 +38,12 @@ class MongoClicks(ModelRepository[Click]):
     unordered `insert_many` per collection, whose duplicate-key errors name the documents already there.
     """
 
-    collection_name = "clicks"
+    collection_name = "click_queue"
+    # The queue of releases before the events were compressed: a relay of an earlier release would read
+    # today's documents there, find no `_outbox` entries, and delete them unpublished. In a collection of
+    # their own they wait for an upgraded relay instead, whichever process is upgraded first; the relay
+    # still drains this one in its sweeps (`outbox_swept_queues`).
+    earlier_collection_name = "clicks"
     visitors_collection = "click_visitors"
     hinted = False
     model = Click
