@@ -188,7 +188,7 @@ async def main(args: argparse.Namespace) -> None:
             counters_before = redirect_counters(stack.url)
             commands_before = stack.command_counts()
             cpu_before, db_before = stack.cpu_seconds(), database_cpu_seconds(args)
-            profilers = profile(stack, args.profile, args.seconds) if args.profile and run == 0 else []
+            profilers = profile(stack, args.profile, args.seconds) if args.profile and run == args.runs - 1 else []
             output = subprocess.run(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s",
                                      "--latency", "--timeout", "10s", "-s", str(script), stack.url], capture_output=True, text=True,
                                     check=True).stdout
@@ -261,7 +261,8 @@ if __name__ == "__main__":
                              "children's, is counted per click; repeatable (useful on a private instance)")
     parser.add_argument("--pg-database", help="of a --db-pid that is a PostgreSQL postmaster, count only the "
                         "backends serving this database (FerretDB's, e.g. `ferretdb`), not the whole instance's")
-    parser.add_argument("--profile", metavar="PREFIX", help="py-spy the processes during the first run's load")
+    parser.add_argument("--profile", metavar="PREFIX", help="py-spy the processes during the last run's load (with "
+                        "--runs 2 or more, past the first run's reads of every link)")
     add_api_processes_argument(parser)
     parser.add_argument("--verbose", action="store_true", help="print wrk's own report too")
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
+from advocacy_common.outbox import COMPRESSED_OUTBOX_FIELD
 from advocacy_common.dlq import GROUP, ORIGINAL_OFFSET, ORIGINAL_PARTITION, ORIGINAL_TOPIC, read_dead_letters
 from advocacy_common.topics import EVENT_TOPICS, TopicNames
 
@@ -147,14 +148,16 @@ async def dead_letter_problems(bootstrap: str, names: TopicNames, poison: Poison
 
 
 async def pending_outboxes(mongodb_uri: str, databases: dict[str, str]) -> dict[str, int]:
-    """Documents whose `_outbox` still holds events, per service database and collection."""
+    """Documents whose `_outbox` still holds events (or that hold compressed ones: queue documents, deleted
+    once relayed), per service database and collection."""
     client = AsyncMongoClient(mongodb_uri, serverSelectionTimeoutMS=20000)
     try:
         pending = {}
         for service, name in databases.items():
             database = client[name]
             for collection in await database.list_collection_names():
-                count = await database[collection].count_documents({"_outbox": {"$exists": True, "$ne": []}})
+                count = await database[collection].count_documents(
+                    {"$or": [{"_outbox": {"$exists": True, "$ne": []}}, {COMPRESSED_OUTBOX_FIELD: {"$exists": True}}]})
                 if count:
                     pending[f"{service}.{collection}"] = count
         return pending

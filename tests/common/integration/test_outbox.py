@@ -1,6 +1,7 @@
 import asyncio
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 from advocacy_common import topics
 from advocacy_common.events import AmbassadorOptedOut
 from advocacy_common.outbox import (
-    HINTS_COLLECTION, OUTBOX_FIELD, OutboxRelay, notify_outbox, outbox_entries, packed_outbox_entries,
+    COMPRESSED_OUTBOX_FIELD, HINTS_COLLECTION, OUTBOX_FIELD, OutboxRelay, compressed_outbox, notify_outbox,
+    outbox_entries, packed_outbox_entries,
 )
 from advocacy_common.publishing import EventPublisher, envelope_for
 from advocacy_testkit import document_with_pending, read_envelopes
@@ -148,20 +150,23 @@ async def test_queue_documents_are_published_then_deleted(database, infrastructu
     # documents of earlier releases: the relay reads both.
     packed = packed_outbox_entries([opted_out("amb-q-4"), opted_out("amb-q-5")])
     await queue.insert_one({"_id": "q4", "tenant": "acme", OUTBOX_FIELD: packed})
+    # And one of compressed events (today's batches of clicks): stored and read back as binary on either server.
+    compressed = [opted_out("amb-q-6"), opted_out("amb-q-7")]
+    await queue.insert_one({"_id": "q5", "tenant": "acme", COMPRESSED_OUTBOX_FIELD: compressed_outbox(compressed)})
     publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
     await publisher.start()
     try:
         relay = OutboxRelay([kept], publisher, batch_size=2, queues=[queue])
         assert await relay.run_queues() == 2  # no hint needed: every queued document is pending
-        assert await queue.count_documents({}) == 3
-        assert await relay.run_once() == 4  # the sweep drains the queues too (three documents, four events)
+        assert await queue.count_documents({}) == 4
+        assert await relay.run_once() == 6  # the sweep drains the queues too (four documents, six events)
         assert await queue.count_documents({}) == 0
     finally:
         await publisher.stop()
     found = await read_envelopes(infrastructure.kafka_bootstrap_servers, kafka_topics.physical(topics.AMBASSADOR),
-                                 min_count=6, predicate=lambda e: str(e.data.get("ambassador_id", "")).startswith("amb-q-"))
-    assert {e.data["ambassador_id"] for e in found} == {f"amb-q-{i}" for i in range(6)}
-    assert {e.id for e in found} >= {entry["id"] for entry in packed}
+                                 min_count=8, predicate=lambda e: str(e.data.get("ambassador_id", "")).startswith("amb-q-"))
+    assert {e.data["ambassador_id"] for e in found} == {f"amb-q-{i}" for i in range(8)}
+    assert {e.id for e in found} >= {entry["id"] for entry in packed} | {envelope.id for _, envelope in compressed}
 
 
 async def test_a_sliced_sweep_visits_every_collection_in_turn_after_the_first_full_one(database, infrastructure,
@@ -191,3 +196,51 @@ async def test_a_sliced_sweep_visits_every_collection_in_turn_after_the_first_fu
     found = await read_envelopes(infrastructure.kafka_bootstrap_servers, kafka_topics.physical(topics.AMBASSADOR),
                                  min_count=5, predicate=lambda e: e.id in {event.id for _, event in events.values()})
     assert len(found) == 5
+
+
+async def test_batched_publication_keeps_each_keys_order_partition_and_trace(infrastructure, kafka_topics):
+    """What the relay's queues use (`publish_batched`): one record batch per partition, no send per event; each
+    record lands where `send` puts its key, in the given order, with its envelope's own `traceparent`."""
+    from aiokafka import AIOKafkaConsumer
+
+    physical = kafka_topics.physical(topics.AMBASSADOR)
+    traceparents = [f"00-{n:032x}-{n:016x}-01" for n in range(1, 7)]
+    prefix = f"amb-pb-{uuid.uuid4().hex[:8]}-"
+    events = [opted_out(f"{prefix}{n % 3}") for n in range(300)]  # three keys, 100 events each: several batches
+    events = [(topic, envelope.model_copy(update={"traceparent": traceparents[n % 6]}))
+              for n, (topic, envelope) in enumerate(events)]
+    probe = opted_out(f"{prefix}0")
+    publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
+    await publisher.start()
+    try:
+        await publisher.publish(*probe)  # through `send`: where that key goes
+        await publisher.publish_batched(events)
+        await publisher.publish_batched([])
+    finally:
+        await publisher.stop()
+    consumer = AIOKafkaConsumer(physical, bootstrap_servers=infrastructure.kafka_bootstrap_servers, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    records = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(records) < 301 and asyncio.get_running_loop().time() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=300)).values():
+                records += [r for r in batch if r.key and r.key.decode().startswith(prefix)]
+    finally:
+        await consumer.stop()
+    assert len(records) == 301
+    ids = {envelope.id: n for n, (_, envelope) in enumerate(events)}
+    by_key: dict[bytes, list] = {}
+    for record in records:
+        by_key.setdefault(record.key, []).append(record)
+    for key, of_key in by_key.items():
+        assert len({r.partition for r in of_key}) == 1  # one key, one partition: send's and the batches' alike
+        batched = [r for r in of_key if dict(r.headers)["ce_id"].decode() in ids]
+        positions = [ids[dict(r.headers)["ce_id"].decode()] for r in batched]
+        assert positions == sorted(positions) and len(positions) == 100  # in the order given
+        for record in batched:
+            headers = dict(record.headers)
+            sent = events[ids[headers["ce_id"].decode()]][1]
+            assert headers["traceparent"].decode() == sent.traceparent  # the envelope's trace, no send span's
+            assert [name for name, _ in record.headers].count("traceparent") == 1

@@ -6,6 +6,7 @@ import pytest
 
 from advocacy_common.consuming import Delivery
 from advocacy_common.envelope import Envelope
+from advocacy_common.outbox import queued_events
 from advocacy_common.events import EngagementKind, EngagementReceived, PostShared
 from advocacy_common.repository import AlreadyExists, KeyReused, StaleWrite, UnitOfWork
 from advocacy_common.topics import SHARE
@@ -128,7 +129,8 @@ async def test_clicks_connectors_reports_and_policies(repositories, tenant):
     await repositories.clicks.record_many([(click, uow)])  # a retry of the same click: stored once
     queued = await repositories.clicks.collection.find({"_id": click.id}).to_list()
     assert len(queued) == 1
-    assert queued[0]["tenant"] == tenant and [e["id"] for e in queued[0]["_outbox"]] == [event.engagement_id]
+    # Its event compressed (one binary field), stored and read back whole by the server.
+    assert queued[0]["tenant"] == tenant and [e.id for _, e in queued_events(queued[0])] == [event.engagement_id]
     assert (await repositories.clicks.unique_visitors_by_code(tenant, ["code"])) == {"code": 2}
 
     connector = Connector(id=f"{tenant}-c", tenant=tenant, name="sync", secret="whsec_x", created_at=NOW)

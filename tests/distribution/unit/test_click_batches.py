@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from pymongo.errors import AutoReconnect
 
 from advocacy_common.events import EngagementKind
-from advocacy_common.outbox import OUTBOX_FIELD, PACKED_ENVELOPE, entry_envelope
+from advocacy_common.outbox import COMPRESSED_OUTBOX_FIELD, queued_events
 from advocacy_common.repository import UnitOfWork
 from distribution.adapters.engagement import CLICKS_PER_DOCUMENT, batch_documents
 from distribution.models.engagement import Click, engagement_received
@@ -187,7 +187,7 @@ def test_batch_settings_are_bounded_and_reach_the_use_case():
 
 def test_a_batch_of_clicks_is_one_queue_document_per_tenant_and_hundred_clicks():
     """What the relay reads and deletes: documents of many clicks (FerretDB 1.x decodes and deletes per
-    document), each of one tenant, in order, keyed by its first click's (random) id."""
+    document), each of one tenant, in order, keyed by its first click's (random) id, the events compressed."""
     def click(tenant: str, n: int) -> tuple[Click, UnitOfWork]:
         uow = UnitOfWork(tenant, "/tests")
         uow.record(engagement_received(tenant, {"share_id": None, "content_id": "c1", "campaign_id": None,
@@ -202,8 +202,23 @@ def test_a_batch_of_clicks_is_one_queue_document_per_tenant_and_hundred_clicks()
     for document in documents:
         mine = [(c, uow) for c, uow in clicks if c.tenant == document["tenant"]]
         start = [c.id for c, _ in mine].index(document["_id"])
-        assert [e["id"] for e in document[OUTBOX_FIELD]] == [uow.pending[0][1].id for _, uow in
-                                                              mine[start:start + document["clicks"]]]
-        assert {entry_envelope(e).tenantid for e in document[OUTBOX_FIELD]} == {document["tenant"]}
-        assert all(isinstance(e[PACKED_ENVELOPE], str) and "envelope" not in e for e in document[OUTBOX_FIELD])
+        events = queued_events(document)
+        assert events == [entry for _, uow in mine[start:start + document["clicks"]] for entry in uow.pending]
+        assert {envelope.tenantid for _, envelope in events} == {document["tenant"]}
+        # One compressed field, no list of entries: what FerretDB converts and the relay's reads decode.
+        assert set(document) == {"_id", "tenant", "at", "clicks", COMPRESSED_OUTBOX_FIELD}  # no OUTBOX_FIELD
     assert sum(d["clicks"] for d in documents) == len(clicks) and batch_documents([]) == []
+
+
+def test_clicks_queue_in_a_collection_of_their_own_and_the_earlier_queue_is_swept():
+    """An earlier release's relay reads `clicks` and deletes what it finds there: today's compressed documents
+    go to `click_queue`, which it never reads (they wait for an upgraded relay), and an upgraded relay still
+    drains what an earlier API wrote to `clicks`, in its sweeps."""
+    from pymongo import AsyncMongoClient
+
+    from distribution.adapters import outbox_queues, outbox_swept_queues
+    from distribution.adapters.engagement import MongoClicks
+
+    database = AsyncMongoClient("mongodb://127.0.0.1:1/", connect=False)["distribution"]
+    assert [c.name for c in outbox_queues(database)] == [MongoClicks.collection_name] == ["click_queue"]
+    assert [c.name for c in outbox_swept_queues(database)] == ["clicks"]

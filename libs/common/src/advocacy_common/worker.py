@@ -161,7 +161,8 @@ class ServiceWorker:
                  outbox_collections: Sequence[AsyncCollection] = (),
                  outbox_queues: Sequence[AsyncCollection] = (),
                  background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
-                 outbox_sweep_slice: int | None = None):
+                 outbox_sweep_slice: int | None = None,
+                 outbox_swept_queues: Sequence[AsyncCollection] = ()):
         self.settings = settings
         configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)
         self.names = settings.topics
@@ -169,7 +170,7 @@ class ServiceWorker:
         self.broker = build_broker(settings.kafka_bootstrap_servers, client_id)
         self.relay = OutboxRelay(list(outbox_collections), self.publisher, settings.outbox_poll_seconds,
                                  sweep_interval=settings.outbox_sweep_seconds, queues=outbox_queues,
-                                 sweep_slice=outbox_sweep_slice)
+                                 sweep_slice=outbox_sweep_slice, swept_queues=outbox_swept_queues)
         relayed = outbox_collections or outbox_queues
         self._background = [self.relay.run, *background] if relayed else list(background)
         self._stop = asyncio.Event()

@@ -29,6 +29,7 @@ from .connectors.store import connector_stores, create_connector_indexes, reseal
 from .connectors.x import XApi
 from .adapters import (
     MongoConnectors, ResealCount, create_indexes, mongo_repositories, outbox_collections, outbox_queues,
+    outbox_swept_queues,
     OUTBOX_SWEEP_SLICE, processed_events, upgrade_documents,
 )
 from .consumers import subscribe
@@ -100,7 +101,8 @@ def build_worker(settings: DistributionSettings) -> ServiceWorker:
     ledger = ProcessedEvents(processed_events(database))
     worker = ServiceWorker(settings, f"{settings.service_name}-worker",
                            outbox_collections=outbox_collections(database), outbox_queues=outbox_queues(database),
-                           background=[ledger.prune], outbox_sweep_slice=OUTBOX_SWEEP_SLICE)
+                           background=[ledger.prune], outbox_sweep_slice=OUTBOX_SWEEP_SLICE,
+                           outbox_swept_queues=outbox_swept_queues(database))
     subscribe(worker, OnFirstUse(lambda: _open_repositories(database, settings)), settings.consumer_group, ledger,
               OnFirstUse(lambda: _open_connector_stores(database, settings)))
     return worker

@@ -27,8 +27,8 @@ from .sharing import SHARES, MongoPolicies, MongoShares, MongoSignatureBooks, mo
 from .subjects import move_subject_claims
 
 __all__ = ["MongoConnectors", "ResealCount", "ambassador_documents", "create_indexes", "mongo_repositories",
-           "outbox_collections", "outbox_queues", "processed_events", "share_documents", "upgrade_documents",
-           "OUTBOX_SWEEP_SLICE"]
+           "outbox_collections", "outbox_queues", "outbox_swept_queues", "processed_events", "share_documents",
+           "upgrade_documents", "OUTBOX_SWEEP_SLICE"]
 PROCESSED_EVENTS = "processed_events"
 
 
@@ -86,6 +86,11 @@ async def share_documents(database: AsyncDatabase, query: dict[str, Any]) -> lis
 def outbox_queues(database: AsyncDatabase) -> list[AsyncCollection]:
     """Collections whose documents only carry events: the relay deletes each once its events are on Kafka."""
     return [database[MongoClicks.collection_name]]
+
+
+def outbox_swept_queues(database: AsyncDatabase) -> list[AsyncCollection]:
+    """Queues of earlier releases, drained by the relay's sweeps (at start, then every sweep turn)."""
+    return [database[MongoClicks.earlier_collection_name]]
 
 
 INDEXES: dict[str, list[IndexModel]] = {

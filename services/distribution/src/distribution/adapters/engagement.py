@@ -10,7 +10,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import AutoReconnect, BulkWriteError, ServerSelectionTimeoutError
 
 from advocacy_common.envelope import Envelope
-from advocacy_common.outbox import OUTBOX_FIELD, packed_outbox_entries
+from advocacy_common.outbox import COMPRESSED_OUTBOX_FIELD, compressed_outbox
 from advocacy_common.repository import AlreadyExists, ModelRepository, Page, Repository, SortKey, UnitOfWork
 from advocacy_common.secretbox import Sealed, SecretBox, SecretUnreadable
 
@@ -28,15 +28,22 @@ class MongoClicks(ModelRepository[Click]):
     per click: FerretDB 1.x ships every document a relay's read or `$in` delete matches to FerretDB and
     decodes it there, and deletes the matches one at a time, so its cost per click is that per document
     divided by the clicks each carries (on MongoDB both are by index, and the fewer documents cost less
-    too). Nothing reads a click back: the document is its events and the tenant, nothing else, each event
-    one JSON string (`packed_outbox_entries`: FerretDB converts each field it stores and returns). `click_visitors` holds one `_id` = code/visitor-hash per visitor and link (with its `code`), read
+    too). Nothing reads a click back: the document is its events and the tenant, nothing else, the events
+    one compressed binary field (`compressed_outbox`: FerretDB converts each field and string it stores and
+    returns, and the relay's read and delete each decode the document; 16 KB of JSON for 18 clicks become
+    1.7 KB). `click_visitors` holds one `_id` = code/visitor-hash per visitor and link (with its `code`), read
     back only by a GDPR export: the insert itself says whether the visitor is new. On FerretDB 1.x an insert
     is checked against the unique `_id` index, whereas every lookup or update scans the collection; MongoDB
     does both by index. Both are written a batch of clicks at a time (the redirect's group commit): one
     unordered `insert_many` per collection, whose duplicate-key errors name the documents already there.
     """
 
-    collection_name = "clicks"
+    collection_name = "click_queue"
+    # The queue of releases before the events were compressed: a relay of an earlier release would read
+    # today's documents there, find no `_outbox` entries, and delete them unpublished. In a collection of
+    # their own they wait for an upgraded relay instead, whichever process is upgraded first; the relay
+    # still drains this one in its sweeps (`outbox_swept_queues`).
+    earlier_collection_name = "clicks"
     visitors_collection = "click_visitors"
     hinted = False
     model = Click
@@ -91,7 +98,8 @@ def batch_documents(clicks: Sequence[tuple[Click, UnitOfWork]]) -> list[dict[str
         for start in range(0, len(of_tenant), CLICKS_PER_DOCUMENT):
             chunk = of_tenant[start:start + CLICKS_PER_DOCUMENT]
             documents.append({"_id": chunk[0][0].id, "tenant": tenant, "at": chunk[0][0].at, "clicks": len(chunk),
-                              OUTBOX_FIELD: packed_outbox_entries(entry for _, uow in chunk for entry in uow.pending)})
+                              COMPRESSED_OUTBOX_FIELD: compressed_outbox(entry for _, uow in chunk
+                                                                         for entry in uow.pending)})
     return documents
 
 
