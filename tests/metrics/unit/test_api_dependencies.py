@@ -1,34 +1,18 @@
-"""The metrics API's routes solve only coroutine dependencies: FastAPI runs a plain `def` dependency in its
-thread pool, a hop that cost every request ~0.15 ms of CPU (bench/README.md), and the hot routes (the
-overview, the series) are answered from kept bytes in well under a millisecond otherwise."""
-
-import inspect
+"""The metrics API's routes solve only coroutine dependencies: the hot routes (the overview, the series)
+are answered from kept bytes in well under a millisecond, so a thread-pool hop per request would show."""
 
 import pytest
-from fastapi.routing import APIRoute
+from route_checks import route_id, routes_of, runs_on_the_loop, thread_pool_hops
 
 from metrics.api import router, tickets_router
 
 pytestmark = pytest.mark.unit
 
 
-def _calls(dependant):
-    for dependency in dependant.dependencies:
-        yield dependency.call
-        yield from _calls(dependency)
-
-
-def _runs_on_the_loop(call) -> bool:
-    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(getattr(call, "__call__", None))
-
-
-@pytest.mark.parametrize("route", [r for r in (*router.routes, *tickets_router.routes) if isinstance(r, APIRoute)],
-                         ids=lambda route: f"{sorted(route.methods)[0]} {route.path}")
+@pytest.mark.parametrize("route", routes_of(router, tickets_router), ids=route_id)
 def test_every_dependency_of_a_route_runs_on_the_event_loop(route):
-    calls = list(_calls(route.dependant))
-    assert calls, "every route authenticates"
-    assert [call for call in calls if not _runs_on_the_loop(call)] == []
-    assert inspect.iscoroutinefunction(route.endpoint)
+    assert route.dependant.dependencies, "every route authenticates"
+    assert thread_pool_hops(route) == []
 
 
 def test_the_check_tells_a_thread_pool_dependency_apart():
@@ -38,4 +22,4 @@ def test_the_check_tells_a_thread_pool_dependency_apart():
     async def awaited() -> int:
         return 1
 
-    assert not _runs_on_the_loop(plain) and _runs_on_the_loop(awaited)
+    assert not runs_on_the_loop(plain) and runs_on_the_loop(awaited)

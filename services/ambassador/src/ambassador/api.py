@@ -30,7 +30,7 @@ INTERNAL_FIELDS = {"_id", "id", "request_fingerprint", "version", "tenant"}
 router = APIRouter(prefix="/me", tags=["me"])
 
 
-def service(request: Request) -> AmbassadorService:
+async def service(request: Request) -> AmbassadorService:  # a coroutine: no thread-pool hop per request
     return request.app.state.service
 
 
