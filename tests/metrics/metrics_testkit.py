@@ -29,7 +29,8 @@ from metrics.aggregation import (
     Slice, SliceSpan, Target, Watermarks, activity_rows, counter_rows,
 )
 from metrics.models import (
-    FIRST_GENERATION, ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person, in_view,
+    FIRST_GENERATION, ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person, Revisions,
+    in_view,
 )
 
 BASE_DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -166,6 +167,7 @@ class InMemoryStore(FakeSubjectHolders, FakeExportParts):
         self.slices: dict[tuple[str, int], Slice] = {}
         self.progress: dict[str, int] = {}
         self.rosters: dict[str, int] = {}
+        self.data_revisions: dict[str, int] = {}
         self.crash_after: int | None = None
         self.writes = 0
 
@@ -202,6 +204,13 @@ class InMemoryStore(FakeSubjectHolders, FakeExportParts):
 
     async def roster_revision(self, tenant: str) -> int:
         return self.rosters.get(tenant, 0)
+
+    async def revisions(self, tenant: str) -> Revisions:
+        return Revisions(self.rosters.get(tenant, 0), self.data_revisions.get(tenant, 0))
+
+    async def data_changed(self, tenants) -> None:
+        for tenant in set(tenants):  # not a counted write either: it only tells the API to recompute
+            self.data_revisions[tenant] = self.data_revisions.get(tenant, 0) + 1
 
     def _apply(self, target: Target, change: Change) -> None:
         if isinstance(target, CounterKey):

@@ -80,6 +80,20 @@ async def test_claims_keep_the_first_position_of_a_fact(infrastructure, unique_d
         await client.close()
 
 
+async def test_the_data_revision_moves_with_writes_of_figures_and_leaves_the_roster_revision_alone(
+        infrastructure, unique_db_name):
+    client, store = await plain_store(infrastructure, unique_db_name)
+    try:
+        assert await store.revisions("t1") == (0, 0)
+        await store.data_changed(["t1", "t2", "t1"])  # each tenant once per call
+        await store.data_changed(["t1"])
+        assert await store.revisions("t1") == (0, 2) and await store.revisions("t2") == (0, 1)
+        await store.write_conditionally([])  # no ambassador written: the roster revision stays
+        assert await store.roster_revision("t1") == 0 and (await store.revisions("t3")).data == 0
+    finally:
+        await client.close()
+
+
 @pytest.mark.parametrize("ferretdb_tactic", TACTICS.values(), ids=TACTICS.keys())
 async def test_a_taken_claim_is_told_apart_from_this_deliverys_own_after_a_restart(infrastructure, unique_db_name,
                                                                                  ferretdb_tactic):

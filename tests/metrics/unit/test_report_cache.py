@@ -13,7 +13,7 @@ import pytest
 
 from advocacy_common.refreshing import RefreshingCache
 from metrics.api import _RENDERED, rendered
-from metrics.handlers import project_batch
+from metrics.handlers import fold_slices, project_batch
 from metrics.models import (
     TENANT_VALUE, ActivityDay, AmbassadorStatus, AmbassadorView, CounterRow, Dimension, Granularity, Period, Person,
     kpis, sum_parts,
@@ -93,6 +93,31 @@ async def test_a_report_is_computed_once_per_window_however_many_wait():
     assert (await queries.overview("t1", PERIOD)).kpis["shares"] == 2 and generations.computed == 2
 
 
+async def test_past_its_window_a_report_is_computed_again_only_if_figures_were_written():
+    queries, generations, clock = await kept_queries(programme(), fresh=1.0)
+    queries.recompute_seconds = 30.0
+    assert (await queries.overview("t1", PERIOD)).kpis["shares"] == 1 and generations.computed == 1
+    clock.now = 5.0  # past the window, nothing written: the kept report is served again, no read of activity
+    assert (await queries.overview("t1", PERIOD)).kpis["shares"] == 1 and generations.computed == 1
+    await project_batch(generations.store(1), programme("t1", shared("s2", "a1", "c1", "camp1", "red"))[-1:])
+    clock.now = 5.5  # inside the window it has restarted: not seen yet
+    assert (await queries.overview("t1", PERIOD)).kpis["shares"] == 1 and generations.computed == 1
+    clock.now = 7.0  # past it, and the batch raised the data revision: computed again, the share is seen
+    assert (await queries.overview("t1", PERIOD)).kpis["shares"] == 2 and generations.computed == 2
+    clock.now = 40.0  # nothing written, but past `recompute_seconds`: computed again all the same
+    assert (await queries.overview("t1", PERIOD)).kpis["shares"] == 2 and generations.computed == 3
+
+
+async def test_a_fold_raises_the_data_revision_of_the_tenants_it_folded():
+    queries, generations, _ = await kept_queries(programme())
+    store = generations.store(1)
+    before = await store.revisions("t1")
+    assert before.data > 0  # the batch raised it
+    assert await fold_slices(store, None) > 0
+    after = await store.revisions("t1")
+    assert after.data > before.data and after.roster == before.roster
+
+
 async def test_each_view_value_period_and_granularity_has_its_own_report():
     queries, generations, _ = await kept_queries(programme())
     await queries.overview("t1", PERIOD)
@@ -140,6 +165,7 @@ async def test_the_roster_is_read_once_per_revision_for_every_report():
     await queries.report("t1", Dimension.TEAM, "red", PERIOD)
     await queries.series("t1", Dimension.TENANT, TENANT_VALUE, PERIOD, Granularity.DAY)
     clock.now = 5.0  # the reports' window has passed, the roster's has not
+    await generations.store(1).data_changed(["t1"])  # and figures were written: the overview is computed again
     await queries.overview("t1", PERIOD)
     assert (generations.computed, generations.rosters_read) == (4, 1)
     await project_batch(generations.store(1), second)

@@ -53,6 +53,15 @@ class RefreshingCache(Generic[K, V]):
         task = self._loading.get(key) or self._start(key, load)
         return (await asyncio.shield(task)).value
 
+    def now(self) -> float:
+        """The cache's clock (what its windows are measured with)."""
+        return self._clock()
+
+    def peek(self, key: K) -> V | None:
+        """The value kept for `key` whatever its age (None if none): what a load may start from."""
+        entry = self._entries.get(key)
+        return entry.value if entry is not None else None
+
     def discard(self, key: K) -> None:
         """Forget a key's value now (e.g. one that holds what an erasure must remove); a load under way stays."""
         self._entries.pop(key, None)

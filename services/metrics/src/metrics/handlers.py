@@ -29,7 +29,7 @@ from advocacy_common.gdpr_export import answer_export_request
 
 from .aggregation import (
     FactId, Fragment, Position, above_watermarks, claim_id, folded_fragments, merge_activity, person_of, plan_writes,
-    position_of, slice_of, state_fragment,
+    slice_of, state_fragment,
 )
 from .models import Dimension, Period, Person
 from .ports import MetricsStore
@@ -141,6 +141,10 @@ async def project_batch(store: MetricsStore, deliveries: Sequence[Delivery],
                                         lambda tenant, person: individual_records(store, Person(tenant, person)),
                                         utcnow())
 
+    # After every write of the batch, and again on its redelivery: a report kept by the API is recomputed
+    # once this moved (a crash before it leaves the revision to the redelivery, as for the roster's).
+    await store.data_changed({d.tenant_id for d in deliveries if d.tenant_id})
+
     if schedule is not None and schedule.due():
         started = time.monotonic()
         await fold_slices(store, list(partitions))
@@ -203,6 +207,9 @@ async def fold_slices(store: MetricsStore, partitions: Sequence[str] | None) -> 
     for partition, last in ends.items():
         await store.raise_progress(partition, last)
     await store.delete_slices([piece.span for piece in slices])
+    # The totals are the same, but a report computed while the fold ran is computed again.
+    await store.data_changed({key.tenant for piece in slices for key in piece.counters}
+                             | {row.tenant for piece in slices for row in piece.activity})
     return len(slices)
 
 

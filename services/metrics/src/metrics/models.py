@@ -42,6 +42,15 @@ class AmbassadorStatus(StrEnum):
     ERASED = "erased"
 
 
+class Revisions(NamedTuple):
+    """Per tenant, two numbers the worker raises: `roster` when who counts changes (ambassador events,
+    erasures), `data` after each write of the tenant's figures. The API keys its kept reports on the
+    first and recomputes them only when the second moved."""
+
+    roster: int
+    data: int
+
+
 class Person(NamedTuple):
     """An ambassador of a tenant: whose individual figures, activity and erasure."""
 

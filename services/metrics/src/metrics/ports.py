@@ -6,14 +6,14 @@ in-memory fake (tests/metrics/metrics_testkit.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from advocacy_common.gdpr_export import ExportParts
 from advocacy_common.subjects import SubjectHolders
 
 from .aggregation import ConditionalWrite, FactId, Position, Slice, SliceSpan, Target, Watermarks
-from .models import ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person
+from .models import ActivityDay, AmbassadorView, ContentView, CounterRow, Dimension, Period, Person, Revisions
 
 
 class FactClaims(Protocol):
@@ -46,6 +46,12 @@ class WatermarkedDocuments(Protocol):
 
     async def roster_revision(self, tenant: str) -> int:
         """A number raised after each change of who counts in the tenant (ambassador events, erasures)."""
+
+    async def revisions(self, tenant: str) -> Revisions:
+        """The roster revision and the data revision of a tenant, read together."""
+
+    async def data_changed(self, tenants: Iterable[str]) -> None:
+        """Raise the data revision of each tenant, after a write of its figures (slices, folds, projections)."""
 
     async def list_contents(self, tenant: str) -> list[ContentView]:
         """The content projection of a tenant."""

@@ -18,7 +18,7 @@ from advocacy_common.auth import Principal
 from advocacy_common.subjects import ambassador_id_of
 from advocacy_common.refreshing import RefreshingCache
 
-from .models import TENANT_VALUE, AmbassadorView, Dimension, Granularity, Period, Person, trailing_days
+from .models import TENANT_VALUE, AmbassadorView, Dimension, Granularity, Period, Person, Revisions, trailing_days
 from .ports import Generations, MetricsStore
 from .reports import (
     GroupTooSmall, LeaderboardEntry, RankedItem, Roster, SeriesPoint, Snapshot, every_team, kpis_of, leaderboard,
@@ -30,6 +30,9 @@ from .turns import Turns
 ALL_TIME = Period(date.min, date.max)
 ROSTER_SECONDS = 30.0  # how long a tenant's ambassador projection is kept under one roster revision
 ROSTERS_KEPT = 64  # tenants whose projection is kept, the least recently used dropped first
+# A kept report whose tenant's data revision did not move is reused past its window, but computed again
+# after this long all the same: a bound on what a lost raise of the revision could hide.
+RECOMPUTE_SECONDS = 30.0
 
 __all__ = ["GroupTooSmall", "MetricsQueries", "ReportPolicy", "UnknownSubject", "load_snapshot",
            "rebuild_generation"]
@@ -139,6 +142,15 @@ async def _outcome(compute: Callable[[], Awaitable[object]]) -> object:
         return _Refused(error)
 
 
+@dataclass(frozen=True)
+class _Computed:
+    """A kept report's outcome, the tenant's data revision its computation read under, and when it started."""
+
+    outcome: object
+    data_revision: int
+    computed_at: float
+
+
 class _InFlight:
     """Concurrent callers of one key share the call under way, so that 50 requests arriving together make one
     read, not 50 (each read of the live pointer is a round trip FerretDB pays CPU for). A caller never gets
@@ -168,8 +180,10 @@ class MetricsQueries:
     """
 
     def __init__(self, generations: Generations, policy: ReportPolicy,
-                 reports: RefreshingCache[ReportKey, object] | None = None, roster_seconds: float = ROSTER_SECONDS):
+                 reports: RefreshingCache[ReportKey, _Computed] | None = None, roster_seconds: float = ROSTER_SECONDS,
+                 recompute_seconds: float = RECOMPUTE_SECONDS):
         self.generations = generations
+        self.recompute_seconds = recompute_seconds
         self.policy = policy
         self.reports = reports or RefreshingCache(0)
         # The ambassador projection of a tenant, kept under its roster revision: exact whatever the window
@@ -183,11 +197,11 @@ class MetricsQueries:
     async def _live(self) -> MetricsStore:
         return self.generations.store(await self.generations.current())
 
-    async def _live_revision(self, tenant: str) -> tuple[int, int]:
-        """The live generation and the tenant's roster revision in it: read on every request (joined by
-        the requests arriving while it runs), so that a switch or a roster change is seen at once."""
+    async def _live_revision(self, tenant: str) -> tuple[int, Revisions]:
+        """The live generation and the tenant's revisions in it: read on every request (joined by the
+        requests arriving while it runs), so that a switch or a roster change is seen at once."""
         generation = await self.generations.current()
-        return generation, await self.generations.store(generation).roster_revision(tenant)
+        return generation, await self.generations.store(generation).revisions(tenant)
 
     async def _kept(self, tenant: str, view: str, dimension: Dimension, value: str | None, period: Period,
                     granularity: Granularity | None,
@@ -195,7 +209,7 @@ class MetricsQueries:
         """An aggregate report of the live generation, computed at most once per key and freshness window."""
         if dimension is Dimension.AMBASSADOR:
             raise ValueError("individual figures are never kept across callers")
-        generation, revision = await self._pointers.run(tenant, lambda: self._live_revision(tenant))
+        generation, (revision, data_revision) = await self._pointers.run(tenant, lambda: self._live_revision(tenant))
         store = self.generations.store(generation)
 
         async def roster() -> tuple[list[AmbassadorView], Roster]:
@@ -209,7 +223,18 @@ class MetricsQueries:
                                           lambda: _with_roster(lambda: store.list_ambassadors(tenant)))
 
         key = (generation, tenant, revision, view, dimension, value, period, granularity)
-        outcome = await self.reports.get(key, lambda: _outcome(lambda: compute(store, roster)))
+
+        async def computed() -> _Computed:
+            # Past its window, a report is computed again only if the tenant's figures were written since
+            # (the worker raises the data revision after each write): a dashboard over figures nobody adds
+            # to costs the database nothing per window. Reused at most `recompute_seconds` all the same.
+            kept, now = self.reports.peek(key), self.reports.now()
+            if isinstance(kept, _Computed) and kept.data_revision == data_revision \
+                    and now - kept.computed_at < self.recompute_seconds:
+                return kept
+            return _Computed(await _outcome(lambda: compute(store, roster)), data_revision, now)
+
+        outcome = (await self.reports.get(key, computed)).outcome
         if isinstance(outcome, _Refused):
             raise outcome.error.with_traceback(None)  # shared by every waiter: no traceback piles up on it
         return outcome
