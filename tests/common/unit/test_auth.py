@@ -145,3 +145,27 @@ async def test_a_failed_key_fetch_is_not_retried_before_the_cooldown(issuer_and_
             await cache.key_for(issuer.kid)
         assert failed.value.status == 503
     assert server.issuers.reads == 1
+
+
+@pytest.mark.parametrize("case", ["junk_in_signature", "junk_in_payload", "header_not_an_object", "one_segment",
+                                  "header_not_base64", "tampered_header_alg"])
+async def test_tokens_malformed_anywhere_are_401_problems_although_the_header_is_read_alone(issuer_and_server, case):
+    # Only the header is decoded to pick the key; the whole token is then checked strictly by PyJWT.
+    import base64
+    import json
+
+    issuer, server = issuer_and_server
+    header, payload, signature = issuer.mint(tenant="acme", subject="a", roles=["editor"]).split(".")
+    hs256 = base64.urlsafe_b64encode(json.dumps({**json.loads(base64.urlsafe_b64decode(header + "==")),
+                                                 "alg": "HS256"}).encode()).rstrip(b"=").decode()
+    tokens = {
+        "junk_in_signature": f"{header}.{payload}.{signature[:-4]}!!!!",
+        "junk_in_payload": f"{header}.{payload[:10]}$${payload[12:]}.{signature}",
+        "header_not_an_object": f"{base64.urlsafe_b64encode(b'[1]').decode().rstrip('=')}.{payload}.{signature}",
+        "one_segment": header,
+        "header_not_base64": f"%%%.{payload}.{signature}",
+        "tampered_header_alg": f"{hs256}.{payload}.{signature}",
+    }
+    response = await call(make_app(issuer, server), {"Authorization": f"Bearer {tokens[case]}"})
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")

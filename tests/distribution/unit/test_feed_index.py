@@ -75,3 +75,21 @@ def test_the_bit_sets_of_audiences_say_what_the_targeting_rule_says(seed):
 def test_an_empty_index_has_empty_pages():
     pick = random.Random(1)
     assert FeedIndex([]).page(random_ambassador(pick), NOW, set(), NOW, None, 10) == []
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_one_index_serves_many_ambassadors_from_its_kept_ranking_starts(seed, monkeypatch):
+    # The per-topics starts are kept per index: ambassadors with the same topics share one, and a full store is
+    # emptied then refilled, without changing any page.
+    from distribution.models import projections
+
+    monkeypatch.setattr(projections, "RANKING_STARTS_KEPT", 3)
+    pick = random.Random(1000 + seed)
+    contents = [random_content(pick, n) for n in range(pick.randint(30, 150))]
+    index = FeedIndex(contents)
+    for _ in range(25):
+        ambassador = random_ambassador(pick)
+        shared = {c.content_id for c in pick.sample(contents, 3)}
+        expected = rank_feed(contents, ambassador, NOW, shared, NOW)[:8]
+        assert index.page(ambassador, NOW, shared, NOW, None, 8) == expected
+        assert len(index._starts) <= 3

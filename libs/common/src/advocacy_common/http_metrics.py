@@ -28,6 +28,7 @@ DURATION = Histogram("http_request_duration_seconds", "Duration of HTTP requests
                      labelnames=("handler", "method"))
 
 Message = MutableMapping[str, Any]
+MAX_SERIES_KEPT = 4096  # children kept per middleware; a client's odd methods cannot grow it without bound
 
 
 class RouteTemplates:
@@ -63,6 +64,19 @@ class HttpMetricsMiddleware:
         self.app = app
         self.excluded_handlers = excluded_handlers
         self.templates = RouteTemplates()
+        # The series' children by (handler, method, status): `labels()` takes the metric's lock and checks its
+        # labels on every call. Bounded: handlers are route templates or "none", methods and statuses few.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def _children(self, handler: str, method: str, status: int) -> tuple[Any, Any]:
+        key = (handler, method, status)
+        children = self._series.get(key)
+        if children is None:
+            if len(self._series) >= MAX_SERIES_KEPT:
+                self._series.clear()
+            children = self._series[key] = (REQUESTS.labels(handler, method, str(int(status))),
+                                            DURATION.labels(handler, method))
+        return children
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -85,6 +99,6 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, counting)
         finally:
-            handler = handler or "none"
-            REQUESTS.labels(handler, scope["method"], str(int(status))).inc()
-            DURATION.labels(handler, scope["method"]).observe(max(default_timer() - start, 0.0))
+            requests, duration = self._children(handler or "none", scope["method"], status)
+            requests.inc()
+            duration.observe(max(default_timer() - start, 0.0))

@@ -1,6 +1,6 @@
 """OpenTelemetry set-up, once per process (called by `create_service_app` and `ServiceWorker`).
 
-Traces cover FastAPI requests, PyMongo commands and Kafka hops: the envelope's
+Traces cover FastAPI requests, PyMongo commands (when spans are exported) and Kafka hops: the envelope's
 `traceparent` (the CloudEvents tracing extension, written as the W3C header of
 the same name) carries the trace. The aiokafka instrumentation opens the
 producer's send span and writes that header (its consumer side is switched
@@ -15,6 +15,11 @@ it: a span context continuing the caller's `traceparent` (or a new trace), curre
 request runs, so log lines carry its trace id and the events it publishes carry a
 `traceparent` a downstream exporter joins. A recording span nobody exports cost half of a
 cheap request's middleware CPU (bench/http_floor.py).
+
+PyMongo commands get client spans only when spans are exported: the instrumentation is a command
+listener, so without it PyMongo builds no started/succeeded event per command either, and a span of
+a database command carries nothing downstream (no header travels with it). Per feed request (one
+read) the listener and its unexported span were ~4 % of the api's samples (bench/feed_bench.py).
 """
 
 from __future__ import annotations
@@ -39,24 +44,31 @@ _configured = False
 
 
 def configure_tracing(service_name: str, export: bool = False) -> None:
+    """Once per process: the first call decides (a process's api app or worker, from its settings)."""
     global _configured
     if _configured:
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if export:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        PymongoInstrumentor().instrument()  # see the module's docstring: spans nobody would see otherwise
     trace.set_tracer_provider(provider)
-    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
-
-    PymongoInstrumentor().instrument()
     AIOKafkaInstrumentor().instrument()
     # Keep its send spans, drop its receive spans: FastStream's process span already covers
     # each record, and a receive span per record of a 1000-record batch costs ~80 ms.
     unwrap(AIOKafkaConsumer, "getone")
     unwrap(AIOKafkaConsumer, "getmany")
     _configured = True
+
+
+def pymongo_instrumented() -> bool:
+    """Whether PyMongo commands make client spans (only in a process that exports spans)."""
+    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+
+    return PymongoInstrumentor().is_instrumented_by_opentelemetry
 
 
 def kafka_instrumented() -> bool:

@@ -224,6 +224,7 @@ def rank_feed(contents: list[ContentView], ambassador: AmbassadorView, now: date
 
 SCORE_SCALE = 1_000_000  # scores have 6 decimals: as integers they travel exactly in a cursor
 MAX_AFFINITY_SCORE = TOPIC_WEIGHT  # affinity is at most 1
+RANKING_STARTS_KEPT = 4096  # per snapshot: distinct topic sets of the tenant's ambassadors (~80 lists each)
 
 
 class FeedIndex:
@@ -253,6 +254,26 @@ class FeedIndex:
             self._lists.append((topics, entries, start, (1 << len(entries)) - 1))
             start += len(entries)
         self._audiences = Audiences([entry.targeting for _, entries, _, _ in self._lists for entry in entries])
+        self._starts: dict[frozenset[str], tuple[list[float], list[tuple[float, int, int]]]] = {}
+
+    def _ranking_start(self, topics: frozenset[str]) -> tuple[list[float], list[tuple[float, int, int]]]:
+        """For someone following `topics`: each list's affinity share, and the heap of the lists' ceilings.
+
+        The same for everyone with the same topics (a few hundred sets), so kept per snapshot: building
+        them for every list on every request was most of a page's cost (~80 lists at 5,000 contents)."""
+        start = self._starts.get(topics)
+        if start is None:
+            # A content's own topics only rank (see `targeting_misses`): no list is skipped for them.
+            weights = [TOPIC_WEIGHT * (len(listed & topics) / len(listed) if listed else 0.5)  # as in `feed_score`
+                       for listed, _, _, _ in self._lists]
+            # Each list enters the heap with its ceiling (its affinity's share plus the highest freshness, 1), and
+            # its first entry's bound is computed only when that ceiling comes up: most lists never get there.
+            ceilings = [(-(weight + (1 - TOPIC_WEIGHT)), n, -1) for n, weight in enumerate(weights)]
+            heapq.heapify(ceilings)
+            if len(self._starts) >= RANKING_STARTS_KEPT:
+                self._starts.clear()
+            start = self._starts[topics] = (weights, ceilings)
+        return start
 
     def __len__(self) -> int:
         return self.size
@@ -264,24 +285,18 @@ class FeedIndex:
         if me is None:
             return []  # no profile: targeted to nobody (`targeting_misses`)
         targeted = self._audiences.targeting(me)
-        # Per list: its affinity's share, its entries, and (once its ceiling came up) those that target me.
-        lists: list[list] = []
-        for topics, entries, start, full in self._lists:
-            # A content's own topics only rank (see `targeting_misses`): no list is skipped for them.
-            affinity = len(topics & me.topics) / len(topics) if topics else 0.5  # as in `feed_score`
-            lists.append([TOPIC_WEIGHT * affinity, entries, 0])
+        weights, ceilings = self._ranking_start(me.topics)
+        # Per list, once its ceiling came up: its entries that target me.
+        mine_of = [0] * len(weights)
         scored = scored_at.timestamp()
 
         def bound(n: int, at: int) -> float:
             # In floating seconds: an upper bound for the heap (within 1e-9 of the score, see the break below).
-            published = lists[n][1][at].published
+            published = self._lists[n][1][at].published
             age_hours = max(0.0, (scored - published) / 3600) if published is not None else 0.0
-            return lists[n][0] + (1 - TOPIC_WEIGHT) * 0.5 ** (age_hours / FRESHNESS_HALF_LIFE_HOURS)
+            return weights[n] + (1 - TOPIC_WEIGHT) * 0.5 ** (age_hours / FRESHNESS_HALF_LIFE_HOURS)
 
-        # Each list enters the heap with its ceiling (its affinity's share plus the highest freshness, 1), and
-        # its first entry's bound is computed only when that ceiling comes up: most lists never get there.
-        heap = [(-(weight + (1 - TOPIC_WEIGHT)), n, -1) for n, (weight, _, _) in enumerate(lists)]
-        heapq.heapify(heap)
+        heap = ceilings.copy()  # a heap already: a copy is one too
         last = (-position.score_micros, position.content_id) if position else None
         found: list[tuple[float, ContentView]] = []
         while heap:
@@ -294,12 +309,12 @@ class FeedIndex:
                     break
             if at < 0:  # the list's ceiling: now its first entry that targets me, by its own bound
                 _, _, start, full = self._lists[n]
-                mine = lists[n][2] = (targeted >> start) & full
+                mine = mine_of[n] = (targeted >> start) & full
                 if mine:
                     first = _lowest_bit(mine)
                     heapq.heappush(heap, (-bound(n, first), n, first))
                 continue
-            weight, entries, mine = lists[n]
+            weight, entries, mine = weights[n], self._lists[n][1], mine_of[n]
             after = mine >> (at + 1)
             if after:
                 following = at + 1 + _lowest_bit(after)
@@ -421,8 +436,9 @@ class Suggestion:
 
 
 def suggestion(score: float, content: ContentView, ambassador: AmbassadorView,
-               disclosure_lines: list[str]) -> Suggestion:
-    mine = ambassador.networks()
+               disclosure_lines: list[str], mine: set[str] | frozenset[str] | None = None) -> Suggestion:
+    """`mine`: the ambassador's networks when the caller has them already (a page computes them once)."""
+    mine = ambassador.networks() if mine is None else mine
     return Suggestion(content=content, networks=[n for n in content.networks if n in mine],
                       suggested_texts={n: t for n, t in content.suggested_texts.items() if n in mine}, score=score,
                       disclosure_lines=disclosure_lines)

@@ -87,7 +87,8 @@ class Sharing:
             next_cursor = self.cursors.encode(self._scope(tenant, me),
                                               (scored_at, round(score * SCORE_SCALE), content.content_id))
         # The lines prepare will require (campaign and charter), so nobody is refused for one never shown.
-        return FeedPage(items=[suggestion(score, content, ambassador, required_disclosures(content, charter))
+        mine = ambassador.networks()  # once per page, not per item
+        return FeedPage(items=[suggestion(score, content, ambassador, required_disclosures(content, charter), mine)
                                for score, content in page],
                         next_cursor=next_cursor)
 
