@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk_seed import RecordingDatabase  # noqa: E402
 from http_load import (  # noqa: E402
     ApiProcess, add_api_processes_argument, commands_so_far, counting_commands, drop_database, free_port,
-    load_average, measure, profile, service_environment, start_dev_issuer, wrk_script,
+    load_average, measure, profile, run_wrk, service_environment, start_dev_issuer, wrk_script,
 )
 
 TENANT = "metricsbench"
@@ -212,6 +212,10 @@ def main(arguments: argparse.Namespace) -> None:
                     print(f"{name}: first (cold) request {1000 * (time.perf_counter() - started):,.0f} ms "
                           f"(load {load_average()})", flush=True)
                     script = wrk_script([(path, token) for token in tokens], Path(directory))
+                    # Every api process keeps its own reports: 2 s of load, not measured, so that each has
+                    # computed its copy once (its cold request is the one printed above); then the steady state.
+                    warm = run_wrk(api.url, script, 10, 2.0)
+                    print(f"  warm-up: {warm.requests} requests at 10 clients, p99 {warm.p99_ms:.1f} ms", flush=True)
                     time.sleep(0.6)  # the counts so far written (every half second)
                     before = commands_so_far(counted)
                     results = measure(f"{name}, {events:,} events", api.url, script, clients, arguments.runs,
