@@ -148,7 +148,7 @@ async def test_a_failed_key_fetch_is_not_retried_before_the_cooldown(issuer_and_
 
 
 @pytest.mark.parametrize("case", ["junk_in_signature", "junk_in_payload", "header_not_an_object", "one_segment",
-                                  "header_not_base64", "tampered_header_alg"])
+                                  "header_not_base64", "tampered_header_alg", "header_nested_deeply"])
 async def test_tokens_malformed_anywhere_are_401_problems_although_the_header_is_read_alone(issuer_and_server, case):
     # Only the header is decoded to pick the key; the whole token is then checked strictly by PyJWT.
     import base64
@@ -165,6 +165,8 @@ async def test_tokens_malformed_anywhere_are_401_problems_although_the_header_is
         "one_segment": header,
         "header_not_base64": f"%%%.{payload}.{signature}",
         "tampered_header_alg": f"{hs256}.{payload}.{signature}",
+        # JSON nested deeper than Python's recursion limit: a RecursionError, not a ValueError, when decoded.
+        "header_nested_deeply": f"{base64.urlsafe_b64encode(b'[' * 3000).decode().rstrip('=')}.{payload}.{signature}",
     }
     response = await call(make_app(issuer, server), {"Authorization": f"Bearer {tokens[case]}"})
     assert response.status_code == 401

@@ -178,7 +178,7 @@ def unverified_header(token: str) -> dict[str, Any]:
         raise unauthorized("The bearer token is malformed.")
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # RecursionError: JSON nested a thousand deep
         raise unauthorized("The bearer token is malformed.") from None
     if not isinstance(header, dict):
         raise unauthorized("The bearer token is malformed.")
