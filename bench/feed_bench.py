@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk_seed import RecordingDatabase  # noqa: E402
 from http_load import (  # noqa: E402
     ApiProcess, add_api_processes_argument, commands_so_far, counting_commands, drop_database, free_port,
-    load_average, measure, profile, run_wrk, service_environment, spread, start_dev_issuer, wrk_script,
+    load_average, measure, profile, run_wrk, service_environment, start_dev_issuer, wrk_script,
 )
 
 TENANT = "feedbench"

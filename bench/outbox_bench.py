@@ -187,7 +187,7 @@ async def main(args: argparse.Namespace) -> None:
                       f"{f', {missing} MISSING' if missing else ''}; prepare {ms(prepare)}; confirm {ms(confirm)}; "
                       f"{offered:.1f} shares/s achieved; {REFUSED[0]} 429s retried (latencies include them); "
                       f"load average {os.getloadavg()[0]:.1f}", flush=True)
-                print(f"  CPU ms per share: " + ", ".join(f"{name} {results[-1][f'{name}_cpu']:.1f}"
+                print("  CPU ms per share: " + ", ".join(f"{name} {results[-1][f'{name}_cpu']:.1f}"
                                                            for name in pids)
                       + (f", database processes {results[-1]['db_cpu']:.1f}" if args.db_pid else "")
                       + "; MongoDB commands per share: "

@@ -5,10 +5,9 @@ import pytest
 from advocacy_common import topics
 from advocacy_common.consuming import Delivery, ProcessedEvents
 from advocacy_common.repository import apply_once
-from advocacy_common.envelope import KafkaRecord, to_kafka
+from advocacy_common.envelope import KafkaRecord
 from advocacy_common.events import AmbassadorOptedOut
 from advocacy_common.publishing import EventPublisher, envelope_for
-from advocacy_common.settings import ServiceSettings
 from advocacy_testkit import read_envelopes
 from advocacy_common.worker import ServiceWorker
 

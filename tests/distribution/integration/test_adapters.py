@@ -388,7 +388,7 @@ async def test_earlier_subject_claims_move_into_the_ambassador_documents(reposit
             {"_id": f"{tenant}\x1fkey-6", "tenant": tenant, "ambassador_id": "superseded",
              "claimed_at": NOW - timedelta(hours=1)}])
         await database[f"{SUBJECTS}_ff"].insert_one(
-            {"_id": f"other\x1fkey-9", "tenant": tenant, "ambassador_id": "wrong-tenant", "claimed_at": NOW})
+            {"_id": "other\x1fkey-9", "tenant": tenant, "ambassador_id": "wrong-tenant", "claimed_at": NOW})
         ferretdb = repositories.shares.storage.capabilities.ferretdb
         assert await move_subject_claims(database, ferretdb) == 12  # 10 in the collection, 2 in a bucket
         assert not [n for n in await database.list_collection_names() if n.startswith(SUBJECTS)]

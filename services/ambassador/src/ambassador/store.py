@@ -13,7 +13,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -24,7 +24,7 @@ from pymongo.errors import DuplicateKeyError
 from advocacy_common.cursors import CursorCodec
 from advocacy_common.outbox import OUTBOX_FIELD, OutboxRelay
 from advocacy_common.repository import (
-    AlreadyExists, ModelRepository, Page, Repository, ServerCapabilities, SortKey, Storage, UnitOfWork,
+    AlreadyExists, ModelRepository, Page, ServerCapabilities, SortKey, Storage, UnitOfWork,
     create_indexes_one_by_one, insert_once,
 )
 

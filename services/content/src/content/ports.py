@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from advocacy_common.consuming import Delivery
-from advocacy_common.repository import Page, StaleWrite, UnitOfWork  # StaleWrite: the refusal the API renders
+from advocacy_common.repository import Page, StaleWrite, UnitOfWork  # noqa: F401  StaleWrite: re-exported, the refusal the API renders
 from advocacy_common.subjects import SubjectHolders
 
 from .models import AmbassadorProjection, Campaign, ContentItem, ItemFilter, TargetingProfile, TenantSettings
