@@ -83,13 +83,10 @@ class RecentClaims:
             return None
         high, low = key
         for table in (self._newer, self._older):
-            keys, mask = table.keys, table.mask
-            index = (high ^ low) & mask
-            while stored := keys[2 * index + 1]:
-                if stored == low and keys[2 * index] == high:
-                    packed = table.values[index]
-                    return Position(self._partitions[packed >> _OFFSET_BITS], (packed & _OFFSET_MASK) - 1)
-                index = (index + 1) & mask
+            index = table.find(high, low)
+            if table.keys[2 * index + 1]:  # found (an empty slot otherwise)
+                packed = table.values[index]
+                return Position(self._partitions[packed >> _OFFSET_BITS], (packed & _OFFSET_MASK) - 1)
         return None
 
     def put(self, key: tuple[int, int], position: Position) -> None:

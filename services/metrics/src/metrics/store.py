@@ -390,10 +390,7 @@ class MongoMetricsStore(StoredSubjectHolders):
         if raise_to:
             updates = [{"q": {"_id": partition}, "u": {"$max": {f"{ANNOUNCED}.{self._token}": offset}}, "upsert": True}
                        for partition, offset in sorted(raise_to.items())]
-            if not await self._update_all(CLAIMING, updates):
-                # Another process created a partition's document at the same moment: redo each (idempotent).
-                for update in updates:
-                    await self.collection(CLAIMING).update_one(update["q"], update["u"], upsert=True)
+            await self._upsert_all(CLAIMING, updates)  # `$max`: idempotent
             self._announced.update(raise_to)
         return before
 
@@ -539,10 +536,8 @@ class MongoMetricsStore(StoredSubjectHolders):
         """
         updates = [{"q": {"_id": tenant}, "u": {"$inc": {DATA_REVISION: 1}}, "upsert": True}
                    for tenant in sorted(set(tenants))]
-        if updates and not await self._update_all(ROSTERS, updates):
-            # Another process created a tenant's document at the same moment: redo each (an extra raise is harmless).
-            for update in updates:
-                await self.collection(ROSTERS).update_one(update["q"], update["u"], upsert=True)
+        if updates:
+            await self._upsert_all(ROSTERS, updates)  # a raise applied twice only costs one recomputation
 
     async def _write_guarded(self, writes: Sequence[ConditionalWrite]) -> list[ConditionalWrite]:
         """MongoDB: the condition in each update's filter, safe even if two consumers wrote one partition at once."""
@@ -572,6 +567,13 @@ class MongoMetricsStore(StoredSubjectHolders):
             await self._update_all(name, [{"q": {"_id": _layout(w.target)[1]}, "u": _update(w), "upsert": True}
                                           for w in group])
         return [w for w in writes if not admits(w, watermarks.get(w.target, {}))]
+
+    async def _upsert_all(self, name: str, updates: list[dict[str, Any]]) -> None:
+        """`_update_all` of upserts that may be applied twice: when one met a duplicate key (another writer
+        created its document at the same moment), each is redone on its own, once the document exists."""
+        if not await self._update_all(name, updates):
+            for update in updates:
+                await self.collection(name).update_one(update["q"], update["u"], upsert=True)
 
     async def _update_all(self, name: str, updates: list[dict[str, Any]]) -> bool:
         """Ordered `update` commands; False when some update met a duplicate key.
@@ -622,10 +624,7 @@ class MongoMetricsStore(StoredSubjectHolders):
                     "u": {"$set": {TENANT_FIELD: tenant, "day": day, "dimension": dimension.value, "value": value},
                           "$addToSet": {"people": {"$each": sorted(who)}}}, "upsert": True}
                    for (tenant, day, dimension, value), who in sorted(people.items())]
-        if not await self._update_all(ACTIVITY_DAYS, changes):
-            # Another writer created one of these days at the same moment: redo each (idempotent).
-            for change in changes:
-                await self.collection(ACTIVITY_DAYS).update_one(change["q"], change["u"], upsert=True)
+        await self._upsert_all(ACTIVITY_DAYS, changes)  # `$set` and `$addToSet`: idempotent
 
     async def erased_among(self, people: set[Person]) -> set[Person]:
         """Tombstones are never lifted, so each one seen is kept (`_erased`); the others are looked up in
