@@ -84,3 +84,87 @@ async def test_consumer_applies_dead_letters_poison_and_keeps_flowing(database, 
 
 async def _exists(collection, _id) -> bool:
     return await collection.find_one({"_id": _id}) is not None
+
+
+async def test_a_rebalance_takes_the_partitions_only_after_the_batch_in_hand_is_committed(
+        infrastructure, kafka_topics, run_id, wait_until, worker_settings):
+    """A second worker joins while the first has a batch in hand: the batch's offsets are committed before the
+    partitions move, so none of its records is delivered again (to either worker)."""
+    seen: dict[str, list[str]] = {"first": [], "second": []}
+    first_batch: list[str] = []
+
+    def recorder(name: str, holder: list[ServiceWorker]):
+        async def batch(deliveries) -> None:
+            ours = [d.event.ambassador_id for d in deliveries
+                    if d.event.ambassador_id.startswith("handover-") and d.event.ambassador_id.endswith(run_id)]
+            if name == "first" and not first_batch and ours:
+                first_batch.extend(ours)
+                # Hold the batch until the rebalance asks for the partitions back, and then some more: were
+                # the partitions handed over now, the second worker would get them (the wait ends early).
+                assert await wait_until(_is_set(holder[0].handovers[0].revoking), timeout=60)
+                await wait_until(_assigned(workers[1]), timeout=5)
+            seen[name].extend(ours)
+
+        return batch
+
+    group = f"common-handover-{run_id}"
+    workers: list[ServiceWorker] = []
+    for name in ("first", "second"):
+        worker = ServiceWorker(worker_settings(), f"common-handover-{name}")
+        worker.consume([topics.AMBASSADOR], group, {AmbassadorOptedOut: _ignore},
+                       batch_handler=recorder(name, [worker]), max_records=1000)
+        workers.append(worker)
+    publisher = EventPublisher(infrastructure.kafka_bootstrap_servers, kafka_topics)
+    await publisher.start()
+    sent = [f"handover-{n}-{run_id}" for n in range(30)]
+    later = [f"handover-later-{n}-{run_id}" for n in range(30)]
+
+    async def publish(ambassador_ids):
+        for ambassador_id in ambassador_ids:  # keyed by the ambassador: spread over the 3 partitions
+            await publisher.publish(topics.AMBASSADOR, envelope_for(
+                AmbassadorOptedOut(ambassador_id=ambassador_id, opted_out_at=datetime.now(UTC)),
+                tenant_id="acme", source="/t"))
+
+    try:
+        await publish(sent)
+        await workers[0].start()
+
+        async def first_batch_in_hand():
+            return bool(first_batch)
+
+        assert await wait_until(first_batch_in_hand)
+        await workers[1].start()
+
+        # Published after the held batch: on each partition, a redelivery of that batch would come before them.
+        await publish(later)
+
+        async def all_seen():
+            return set(seen["first"]) | set(seen["second"]) == set(sent + later)
+
+        assert await wait_until(all_seen, timeout=60), (first_batch, seen)
+        delivered = seen["first"] + seen["second"]
+        assert sorted(delivered) == sorted(sent + later)  # each once: the held batch was not handed over uncommitted
+        assert not set(first_batch) & set(seen["second"])
+    finally:
+        await publisher.stop()
+        for worker in workers:
+            await worker.stop()
+
+
+async def _ignore(delivery: Delivery) -> None:
+    return None
+
+
+def _assigned(worker: ServiceWorker):
+    async def check() -> bool:
+        consumer = next(iter(worker.broker.subscribers)).consumer
+        return consumer is not None and bool(consumer.assignment())
+
+    return check
+
+
+def _is_set(event):
+    async def check() -> bool:
+        return event.is_set()
+
+    return check

@@ -1,6 +1,7 @@
 """The relay's queues: documents that only carry events, compressed or as pending entries, published in order
 then deleted; over in-memory collections (the relay against a real server: tests/common/integration)."""
 
+import asyncio
 import zlib
 from datetime import UTC, datetime
 
@@ -163,3 +164,77 @@ async def test_a_queue_of_an_earlier_release_is_read_by_the_sweeps_only():
     earlier.commands.clear()
     assert await relay.run_once() == 3 and queue.documents == []
     assert earlier.commands == ["find"]  # however long today's queue takes to drain, one read of the earlier
+
+
+class HintedDatabase(Database):
+    def __getitem__(self, name):
+        self.built += 1
+        return self.collections.setdefault(name, HintedCollection(self, name))
+
+
+class HintedCollection(Collection):
+    """A collection of hints or of documents with pending events: every read and write the relay makes."""
+
+    def find(self, query=None, projection=None):
+        self.commands.append("find")
+        if query:  # the sweep: documents with pending events
+            return Cursor([d for d in self.documents if d.get(OUTBOX_FIELD)])
+        return Cursor(list(self.documents))
+
+    async def find_one(self, query, projection=None):
+        self.commands.append("find_one")
+        return next((dict(d) for d in self.documents if d["_id"] == query["_id"]), None)
+
+    async def update_one(self, query, update, upsert=False):
+        self.commands.append("update")
+        document = next((d for d in self.documents if d["_id"] == query["_id"]), None)
+        if document is None:
+            document = {"_id": query["_id"]}
+            self.documents.append(document)
+        document.update(update.get("$set", {}))
+        for field, entries in update.get("$pullAll", {}).items():
+            document[field] = [e for e in document.get(field, []) if e not in entries]
+
+
+class SentMany(Publisher):
+    async def publish_many(self, items):
+        self.calls += 1
+        self.sent += [(topic, envelope.get("data", {}).get("ambassador_id")) for topic, envelope in items]
+
+
+async def test_a_relay_of_hints_written_in_its_own_process_reads_them_when_woken_not_every_poll(monkeypatch):
+    from advocacy_common import outbox
+
+    database = HintedDatabase("woken")
+    parts, hints = database["parts"], database[HINTS_COLLECTION]
+    publisher = SentMany()
+    # poll_interval 0: a polling relay would read the hints on every turn of the loop.
+    relay = OutboxRelay([parts], publisher, poll_interval=0, sweep_interval=3600, hints_from_this_process=True)
+    stop = asyncio.Event()
+    entry = {"topic": topics.AMBASSADOR, "envelope": {"data": {"ambassador_id": "amb-1"}}}
+    monkeypatch.setattr(outbox, "entry_envelope", lambda pending: pending["envelope"])  # plain dicts here
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        await _turns(lambda: hints.commands.count("find") == 1)
+        for _ in range(200):
+            await asyncio.sleep(0)
+        assert hints.commands.count("find") == 1  # asleep: no poll of an empty hints collection
+
+        parts.documents.append({"_id": "p1", OUTBOX_FIELD: [entry]})
+        await outbox.notify_outbox(parts, "p1")  # the writer's hint wakes the relay at once
+        await _turns(lambda: publisher.sent)
+        assert publisher.sent == [(topics.AMBASSADOR, "amb-1")]
+        await _turns(lambda: parts.documents[0][OUTBOX_FIELD] == [])
+        assert hints.documents == []
+    finally:
+        stop.set()
+        await running
+    assert not outbox._LOCAL_RELAYS.get("woken")  # a stopped relay is no longer woken
+
+
+async def _turns(condition) -> None:
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")

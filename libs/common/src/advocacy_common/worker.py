@@ -5,6 +5,8 @@ when the effect is durable or the record is in the DLQ. On a transient error (or
 a DLQ that cannot be written) it nacks: FastStream seeks back and the record is
 delivered again after a pause. FastStream never decodes a record itself: the
 dispatcher does, so that a record nobody can read is dead-lettered, not retried.
+Partitions are given up in a rebalance only between batches, with the batch in
+hand committed (`HandOver`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from aiokafka import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
+from faststream.message import AckStatus
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -45,26 +50,82 @@ def build_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
 
 
 def subscribe_events(broker: KafkaBroker, dispatcher: Dispatcher, topics: Sequence[str], group_id: str, *,
-                     batch_handler: BatchHandler | None = None, max_records: int = 1000) -> None:
+                     batch_handler: BatchHandler | None = None, max_records: int = 1000) -> HandOver:
     """Consume the logical `topics` as `group_id`, one record at a time or in batches."""
     physical = [dispatcher.names.physical(topic) for topic in topics]
     # Our parser and decoder hand the dispatcher the records untouched: FastStream's own would
     # decode headers and JSON first, and a record they cannot read would be redelivered forever.
     # `no_reply`: a `reply_to` header sent by a producer must not make a consumer publish.
+    handover = HandOver()
     common = dict(group_id=group_id, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
-                  parser=parse_keeping_raw_records, decoder=raw_records, no_reply=True)
+                  parser=parse_keeping_raw_records, decoder=raw_records, no_reply=True, listener=handover)
     redelivery = Redelivery()
 
     if batch_handler is None:
         @broker.subscriber(*physical, **common)
         async def on_record(message: KafkaMessage) -> None:
             record = RawRecord.from_consumer_record(message.raw_message)
-            await redelivery.guard(record, dispatcher.dispatch(record))
+            async with handover.in_hand():
+                await redelivery.guard(record, dispatcher.dispatch(record))
+                await commit(message)
     else:
         @broker.subscriber(*physical, batch=True, max_records=max_records, batch_timeout_ms=100, **common)
         async def on_batch(message: KafkaMessage) -> None:
             records = [RawRecord.from_consumer_record(r) for r in message.raw_message]
-            await redelivery.guard(records[0], dispatcher.dispatch_batch(records, batch_handler))
+            async with handover.in_hand():
+                await redelivery.guard(records[0], dispatcher.dispatch_batch(records, batch_handler))
+                await commit(message)
+    return handover
+
+
+class HandOver(ConsumerRebalanceListener):
+    """A consumer gives its partitions up only between batches, the batch in hand done and committed.
+
+    Without it, a rebalance (a second worker process joining the group, one leaving) took the
+    partitions away while a batch was in hand: its effects were durable but its offsets not
+    committed, so the next owner applied the batch again. Harmless (every handler is idempotent)
+    but costly: the metrics worker then reads that batch's claims back one by one, each a scan
+    of every stored claim on FerretDB 1.x (48.5 ms of database time per 1,000 events with two
+    processes, bench/README.md). aiokafka awaits `on_partitions_revoked` before rejoining, keeps
+    heartbeating meanwhile, and accepts the commit of the generation still current; while the
+    reassignment is in progress `getmany` hands out no records, so no new batch starts. A batch
+    that ends in a transient error leaves (nacked, not committed) as before: its next owner
+    applies it again, idempotently. A crash is the same as before: nothing here is needed for
+    correctness, only to avoid redoing the work.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.revoking = asyncio.Event()  # set while a rebalance waits for the batch in hand (tests watch it)
+
+    def in_hand(self) -> asyncio.Lock:
+        """Held from handing a batch to the dispatcher until its offsets are committed."""
+        return self._lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.revoking.set()
+        try:
+            async with self._lock:
+                pass
+        finally:
+            self.revoking.clear()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
+async def commit(message: KafkaMessage) -> None:
+    """Commit the offsets of what was handled, now (inside `HandOver.in_hand`), not after the handler.
+
+    If the group moved on meanwhile (this member was dropped: a long stall), the commit fails:
+    the records go to their next owner, which applies them again idempotently. FastStream then
+    skips its own acknowledgement (which would fail the same way)."""
+    try:
+        await message.ack()
+    except KafkaError as error:
+        log.warning("offsets not committed (%s): the next owner of the partitions applies the records again",
+                    type(error).__name__)
+        message.committed = AckStatus.ACKED
 
 
 async def parse_keeping_raw_records(raw: Any, default_parser: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -162,7 +223,8 @@ class ServiceWorker:
                  outbox_queues: Sequence[AsyncCollection] = (),
                  background: Sequence[Callable[[asyncio.Event], Awaitable[None]]] = (),
                  outbox_sweep_slice: int | None = None,
-                 outbox_swept_queues: Sequence[AsyncCollection] = ()):
+                 outbox_swept_queues: Sequence[AsyncCollection] = (),
+                 outbox_written_here: bool = False):
         self.settings = settings
         configure_tracing(settings.service_name, export=settings.otlp_endpoint is not None)
         self.names = settings.topics
@@ -170,11 +232,13 @@ class ServiceWorker:
         self.broker = build_broker(settings.kafka_bootstrap_servers, client_id)
         self.relay = OutboxRelay(list(outbox_collections), self.publisher, settings.outbox_poll_seconds,
                                  sweep_interval=settings.outbox_sweep_seconds, queues=outbox_queues,
-                                 sweep_slice=outbox_sweep_slice, swept_queues=outbox_swept_queues)
+                                 sweep_slice=outbox_sweep_slice, swept_queues=outbox_swept_queues,
+                                 hints_from_this_process=outbox_written_here)
         relayed = outbox_collections or outbox_queues
         self._background = [self.relay.run, *background] if relayed else list(background)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self.handovers: list[HandOver] = []  # one per subscription (`consume`)
 
     def consume(self, topics: Sequence[str], group_id: str, handlers: Mapping[type[Event], Handler],
                 batch_handler: BatchHandler | None = None, max_records: int = 1000,
@@ -185,8 +249,8 @@ class ServiceWorker:
         `relevant` to skip (before the ledger) events of a handled type that the handlers ignore."""
         dispatcher = Dispatcher(self.names, self.publisher, handlers, max_attempts=max_attempts, ledger=ledger,
                                 group_id=group_id, max_value_bytes=self.settings.max_event_bytes, relevant=relevant)
-        subscribe_events(self.broker, dispatcher, topics, group_id, batch_handler=batch_handler,
-                         max_records=max_records)
+        self.handovers.append(subscribe_events(self.broker, dispatcher, topics, group_id, batch_handler=batch_handler,
+                                               max_records=max_records))
         return dispatcher
 
     async def start(self) -> None:

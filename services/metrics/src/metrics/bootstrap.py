@@ -75,9 +75,10 @@ class MetricsWorker(ServiceWorker):
 
     def __init__(self, settings: MetricsSettings):
         client = create_client(settings.mongodb_uri, f"{settings.service_name}-worker")
-        # The relay publishes only the GDPR export parts: metrics emits no other event.
+        # The relay publishes only the GDPR export parts: metrics emits no other event. Only the worker
+        # writes them, so its relay waits to be woken by their hints instead of polling (`OutboxRelay`).
         super().__init__(settings, client_id=f"{settings.service_name}-worker", background=[self._follow_generation],
-                         outbox_collections=[client[settings.database][EXPORT_PARTS]])
+                         outbox_collections=[client[settings.database][EXPORT_PARTS]], outbox_written_here=True)
         self.metrics_settings = settings
         self.client = client
         self.generations: MongoGenerations | None = None
@@ -87,6 +88,7 @@ class MetricsWorker(ServiceWorker):
         store = await generations.prepare(generation)
         self.generation = generation
         self.broker = build_broker(self.metrics_settings.kafka_bootstrap_servers, f"{self.settings.service_name}-worker")
+        self.handovers = []  # the former broker's subscriptions are gone
         subscribe_generation(self, self.metrics_settings.consumer_group, generation, store,
                              self.metrics_settings.batch_max_records, self.metrics_settings.fold_every_seconds)
 
