@@ -101,7 +101,7 @@ async def test_a_rebalance_takes_the_partitions_only_after_the_batch_in_hand_is_
                 first_batch.extend(ours)
                 # Hold the batch until the rebalance asks for the partitions back, and then some more: were
                 # the partitions handed over now, the second worker would get them (the wait ends early).
-                assert await wait_until(_is_set(holder[0].handovers[0].revoking), timeout=60)
+                assert await wait_until(_is_set(holder[0].subscriptions[0].handover.revoking), timeout=60)
                 await wait_until(_assigned(workers[1]), timeout=5)
             seen[name].extend(ours)
 

@@ -158,6 +158,8 @@ class UnacceptableRecord(ValueError):
 
 
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
+DECODE_TURN = 250  # records decoded between two turns of the event loop (`Dispatcher.decode_batch`)
+PreparedBatch = dict[str, tuple[RawRecord, "Delivery"]]
 _REMEMBERED_DEAD_LETTERS = 10_000
 
 
@@ -231,11 +233,26 @@ class Dispatcher:
 
     async def dispatch_batch(self, records: Sequence[RawRecord], batch_handler: BatchHandler) -> None:
         """Hand many events to one handler (coalesced writes); isolate a poison one if it fails."""
-        pairs: dict[str, tuple[RawRecord, Delivery]] = {}
-        for record in records:
+        await self.apply_batch(await self.decode_batch(records), batch_handler)
+
+    async def decode_batch(self, records: Sequence[RawRecord]) -> PreparedBatch:
+        """The batch's deliveries by event id (poison records dead-lettered), ready for `apply_batch`.
+
+        Gives the event loop a turn every `DECODE_TURN` records: a subscriber that decodes the next
+        batch while the previous one's writes are in flight (`worker.WritePipeline`) lets those
+        writes move on meanwhile, instead of one long stretch of decoding."""
+        pairs: PreparedBatch = {}
+        for number, record in enumerate(records, start=1):
             delivery = await self._decode_or_dead_letter(record)
             if delivery is not None:
                 pairs.setdefault(delivery.envelope.id, (record, delivery))  # a re-published copy in the same batch
+            if number % DECODE_TURN == 0:
+                await asyncio.sleep(0)
+        return pairs
+
+    async def apply_batch(self, pairs: PreparedBatch, batch_handler: BatchHandler) -> None:
+        """Apply a decoded batch (`decode_batch`): the ledger's check, the handler, the ledger's record."""
+        pairs = dict(pairs)
         if self.ledger is not None:
             for event_id in await self.ledger.already_processed(list(pairs)):
                 del pairs[event_id]

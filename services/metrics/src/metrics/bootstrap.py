@@ -88,7 +88,7 @@ class MetricsWorker(ServiceWorker):
         store = await generations.prepare(generation)
         self.generation = generation
         self.broker = build_broker(self.metrics_settings.kafka_bootstrap_servers, f"{self.settings.service_name}-worker")
-        self.handovers = []  # the former broker's subscriptions are gone
+        self.subscriptions = []  # the former broker's are gone
         subscribe_generation(self, self.metrics_settings.consumer_group, generation, store,
                              self.metrics_settings.batch_max_records, self.metrics_settings.fold_every_seconds)
 
@@ -111,7 +111,7 @@ class MetricsWorker(ServiceWorker):
                 pass
             live = await self.generations.current()
             if live != self.generation:
-                await self.broker.stop()
+                await self.stop_consuming()
                 await self._consume_generation(self.generations, live)
                 await self.broker.start()
 
