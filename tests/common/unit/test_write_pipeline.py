@@ -148,3 +148,21 @@ async def test_a_drained_pipeline_starts_no_batch_and_rewinds_the_one_handed_to_
 def test_offsets_of_a_batch_per_partition():
     spans = worker.batch_offsets([record(0, 9), record(0, 3), record(1, 4)])
     assert spans == {TopicPartition(TOPIC, 0): (3, 9), TopicPartition(TOPIC, 1): (4, 4)}
+
+
+async def test_a_stop_cancels_the_handler_waiting_for_the_writes_not_the_writes():
+    consumer = Consumer()
+    writes = Writes(consumer)
+    pipeline, _ = pipeline_over(consumer, writes)
+    writes.gates["a0-10"] = asyncio.Event()
+    await pipeline.handle(Message(consumer, record(0, 10)))
+    waiting = asyncio.create_task(pipeline.handle(Message(consumer, record(0, 11))))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    waiting.cancel()  # FastStream's consume loop, stopped
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    drained = asyncio.create_task(pipeline.drain())
+    writes.gates["a0-10"].set()
+    await drained
+    assert consumer.log == [("applied", ["a0-10"]), ("commit", [(0, 11)])]  # the batch in flight, committed

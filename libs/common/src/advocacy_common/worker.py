@@ -122,9 +122,10 @@ class WritePipeline:
         records = [RawRecord.from_consumer_record(r) for r in raw]
         with self.handover.holding():
             prepared = await self.dispatcher.decode_batch(records)
-            previous, self._writing = self._writing, None
-            rewound = await previous if previous is not None else set()
+            # Shielded: a stop cancels this handler, not the writes in flight (`drain` waits for them).
+            rewound = await asyncio.shield(self._writing) if self._writing is not None else set()
             if rewound or self._closed:
+                self._writing = None
                 rewind(message.consumer, raw, keep=rewound)  # fetched again after what failed, in order
                 return
             self.handover.take()  # until this batch is committed: a rebalance waits for it
@@ -146,7 +147,7 @@ class WritePipeline:
         """Before the consumer stops: no new batch is started, the one being written finishes and commits."""
         self._closed = True
         if self._writing is not None:
-            await self._writing
+            await asyncio.shield(self._writing)
 
 
 def batch_offsets(raw: Sequence[Any]) -> dict[TopicPartition, tuple[int, int]]:
