@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 from pymongo.errors import AutoReconnect
 
 from advocacy_common import worker
@@ -166,3 +167,33 @@ async def test_a_stop_cancels_the_handler_waiting_for_the_writes_not_the_writes(
     writes.gates["a0-10"].set()
     await drained
     assert consumer.log == [("applied", ["a0-10"]), ("commit", [(0, 11)])]  # the batch in flight, committed
+
+
+async def test_a_batch_whose_poison_record_cannot_be_dead_lettered_is_rewound_not_skipped(monkeypatch):
+    monkeypatch.setattr(worker, "TRANSIENT_PAUSE_SECONDS", 0)
+
+    class KafkaAway:
+        async def send_record(self, topic, record, partition=None):
+            raise KafkaTimeoutError()
+
+    consumer = Consumer()
+    writes = Writes(consumer)
+    dispatcher = Dispatcher(NAMES, KafkaAway(), {AmbassadorOptedOut: writes})
+    pipeline = WritePipeline(dispatcher, writes, HandOver(), Redelivery())
+    poison = Record(TOPIC, 1, 8, b"k", b"not a cloudevent", [])
+    await pipeline.handle(Message(consumer, record(0, 10), poison))
+    assert sorted(consumer.log) == [("seek", 0, 10), ("seek", 1, 8)]  # delivered again, nothing applied
+    await pipeline.handle(Message(consumer, record(0, 10)))
+    await pipeline.drain()
+    assert consumer.log[2:] == [("applied", ["a0-10"]), ("commit", [(0, 11)])]
+
+
+async def test_a_pipeline_stopped_and_started_again_writes_again():
+    consumer = Consumer()
+    writes = Writes(consumer)
+    pipeline, _ = pipeline_over(consumer, writes)
+    await pipeline.drain()
+    pipeline.reopen()
+    await pipeline.handle(Message(consumer, record(0, 1)))
+    await pipeline.drain()
+    assert consumer.log == [("applied", ["a0-1"]), ("commit", [(0, 2)])]

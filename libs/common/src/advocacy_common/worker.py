@@ -121,15 +121,23 @@ class WritePipeline:
         raw = message.raw_message
         records = [RawRecord.from_consumer_record(r) for r in raw]
         with self.handover.holding():
-            prepared = await self.dispatcher.decode_batch(records)
+            decoded: list[PreparedBatch] = []
+
+            async def decode() -> None:
+                decoded.append(await self.dispatcher.decode_batch(records))
+
+            try:  # transient only (a DLQ that cannot be written): decoding touches nothing else
+                await self.redelivery.guard(records[0], decode())
+            except NackMessage:
+                pass
             # Shielded: a stop cancels this handler, not the writes in flight (`drain` waits for them).
             rewound = await asyncio.shield(self._writing) if self._writing is not None else set()
-            if rewound or self._closed:
+            if rewound or self._closed or not decoded:
                 self._writing = None
                 rewind(message.consumer, raw, keep=rewound)  # fetched again after what failed, in order
                 return
             self.handover.take()  # until this batch is committed: a rebalance waits for it
-            self._writing = asyncio.create_task(self._write(message.consumer, raw, records, prepared))
+            self._writing = asyncio.create_task(self._write(message.consumer, raw, records, decoded[0]))
 
     async def _write(self, consumer: Any, raw: Sequence[Any], records: Sequence[RawRecord],
                      prepared: PreparedBatch) -> set[TopicPartition]:
@@ -148,6 +156,10 @@ class WritePipeline:
         self._closed = True
         if self._writing is not None:
             await asyncio.shield(self._writing)
+
+    def reopen(self) -> None:
+        """When the consumer starts (again): batches are written again."""
+        self._closed = False
 
 
 def batch_offsets(raw: Sequence[Any]) -> dict[TopicPartition, tuple[int, int]]:
@@ -179,7 +191,7 @@ async def commit_offsets(consumer: Any, raw: Sequence[Any]) -> None:
     """Commit exactly this batch's offsets (the consumer's position may be past the next batch already)."""
     try:
         await consumer.commit({partition: last + 1 for partition, (_, last) in batch_offsets(raw).items()})
-    except KafkaError as error:
+    except Exception as error:  # the effects are durable: the next commit covers these offsets, or the next owner
         log.warning("offsets not committed (%s): the next owner of the partitions applies the records again",
                     type(error).__name__)
 
@@ -389,6 +401,9 @@ class ServiceWorker:
         # for a killed predecessor's session to expire, and they need not wait for that.
         self._tasks = [asyncio.create_task(job(self._stop)) for job in self._background]
         if self.broker.subscribers:
+            for subscription in self.subscriptions:
+                if subscription.pipeline is not None:
+                    subscription.pipeline.reopen()
             await self.broker.start()
         tune_garbage_collection(self.settings.worker_gc_young_threshold)
 
