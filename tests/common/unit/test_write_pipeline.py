@@ -113,11 +113,30 @@ async def test_a_failed_batch_rewinds_itself_and_the_batch_decoded_meanwhile_is_
     await pipeline.handle(Message(consumer, record(0, 10), record(0, 11), record(1, 4)))
     await pipeline.handle(Message(consumer, record(0, 12), record(2, 7)))  # sees the failure: not applied
     assert sorted(consumer.log[:2]) == [("seek", 0, 10), ("seek", 1, 4)]  # the failed batch, from its start
-    assert consumer.log[2:] == [("seek", 2, 7)]  # partition 0 stays at 10, not at the dropped batch's 12
+    assert sorted(consumer.log[2:]) == [("seek", 0, 10), ("seek", 2, 7)]  # partition 0 at 10, not the dropped 12
+    # A record fetched before the seek, after the failed batch, is dropped as well.
+    await pipeline.handle(Message(consumer, record(0, 13)))
+    assert consumer.log[4:] == [("seek", 0, 10)]
     # Delivered again from there, it goes through.
     await pipeline.handle(Message(consumer, record(0, 10), record(0, 11), record(1, 4)))
     await pipeline.drain()
-    assert consumer.log[3:] == [("applied", ["a0-10", "a0-11", "a1-4"]), ("commit", [(0, 12), (1, 5)])]
+    assert consumer.log[5:] == [("applied", ["a0-10", "a0-11", "a1-4"]), ("commit", [(0, 12), (1, 5)])]
+
+
+async def test_a_failed_batch_alone_is_delivered_again_and_goes_through(monkeypatch):
+    monkeypatch.setattr(worker, "TRANSIENT_PAUSE_SECONDS", 0)
+    consumer = Consumer()
+    writes = Writes(consumer)
+    pipeline, _ = pipeline_over(consumer, writes)
+    writes.fail.add("a0-10")
+    await pipeline.handle(Message(consumer, record(0, 10)))
+    await _turns(lambda: consumer.log)
+    assert consumer.log == [("seek", 0, 10)]  # nothing else in flight: the failed batch rewinds itself
+    await pipeline.handle(Message(consumer, record(0, 10), record(0, 11)))  # fetched again from there
+    await pipeline.handle(Message(consumer, record(0, 12)))
+    await pipeline.drain()
+    assert consumer.log[1:] == [("applied", ["a0-10", "a0-11"]), ("commit", [(0, 12)]),
+                                ("applied", ["a0-12"]), ("commit", [(0, 13)])]
 
 
 async def test_a_rebalance_waits_for_the_batch_written_and_the_one_decoded_meanwhile():

@@ -104,8 +104,9 @@ class WritePipeline:
     what it was (the uncommitted batches are delivered again and applied idempotently).
 
     A batch whose writes fail (a transient error) rewinds its partitions to its first records
-    after a pause; the batch decoded meanwhile is dropped and its other partitions rewound too,
-    so everything from the failed batch on is fetched and delivered again, in order.
+    after a pause; a batch decoded meanwhile, or fetched before that seek, is dropped and its
+    other partitions rewound too, until each rewound partition is delivered from where it was
+    rewound to: everything from the failed batch on is delivered again, in order.
     """
 
     def __init__(self, dispatcher: Dispatcher, batch_handler: BatchHandler, handover: HandOver,
@@ -114,8 +115,10 @@ class WritePipeline:
         self.batch_handler = batch_handler
         self.handover = handover
         self.redelivery = redelivery
-        self._writing: asyncio.Task[set[TopicPartition]] | None = None  # returns the partitions it rewound
+        self._writing: asyncio.Task[dict[TopicPartition, int]] | None = None  # returns where it rewound to
+        self._rewound: dict[TopicPartition, int] = {}  # partitions sought back, and to where, until delivered
         self._closed = False
+        handover.pipeline = self
 
     async def handle(self, message: KafkaMessage) -> None:
         raw = message.raw_message
@@ -130,24 +133,37 @@ class WritePipeline:
                 await self.redelivery.guard(records[0], decode())
             except NackMessage:
                 pass
-            # Shielded: a stop cancels this handler, not the writes in flight (`drain` waits for them).
-            rewound = await asyncio.shield(self._writing) if self._writing is not None else set()
-            if rewound or self._closed or not decoded:
+            if self._writing is not None:
+                # Shielded: a stop cancels this handler, not the writes in flight (`drain` waits for them).
+                self._rewound.update(await asyncio.shield(self._writing))
                 self._writing = None
-                rewind(message.consumer, raw, keep=rewound)  # fetched again after what failed, in order
+            spans = batch_offsets(raw)
+            # After a rewind, a partition's records count only from where it was rewound to: records
+            # fetched before the seek (this batch was decoded while the failed one was written) are dropped.
+            stale = any(self._rewound.get(partition, first) != first for partition, (first, _) in spans.items())
+            if stale or self._closed or not decoded:
+                for partition, (first, _) in spans.items():
+                    self._rewound[partition] = self._rewound.get(partition, first)
+                    seek(message.consumer, partition, self._rewound[partition])
                 return
+            for partition in spans:
+                self._rewound.pop(partition, None)
             self.handover.take()  # until this batch is committed: a rebalance waits for it
             self._writing = asyncio.create_task(self._write(message.consumer, raw, records, decoded[0]))
 
     async def _write(self, consumer: Any, raw: Sequence[Any], records: Sequence[RawRecord],
-                     prepared: PreparedBatch) -> set[TopicPartition]:
+                     prepared: PreparedBatch) -> dict[TopicPartition, int]:
+        """Apply and commit the batch; if it fails, rewind its partitions and return where to."""
         try:
             try:
                 await self.redelivery.guard(records[0], self.dispatcher.apply_batch(prepared, self.batch_handler))
             except NackMessage:
-                return rewind(consumer, raw)
+                starts = {partition: first for partition, (first, _) in batch_offsets(raw).items()}
+                for partition, first in starts.items():
+                    seek(consumer, partition, first)
+                return starts
             await commit_offsets(consumer, raw)
-            return set()
+            return {}
         finally:
             self.handover.release()
 
@@ -158,8 +174,13 @@ class WritePipeline:
             await asyncio.shield(self._writing)
 
     def reopen(self) -> None:
-        """When the consumer starts (again): batches are written again."""
+        """When the consumer starts (again): batches are written again, from the committed offsets."""
         self._closed = False
+        self.forget_rewinds()
+
+    def forget_rewinds(self) -> None:
+        """Partitions (re)assigned start at their committed offsets: earlier rewinds say nothing any more."""
+        self._rewound.clear()
 
 
 def batch_offsets(raw: Sequence[Any]) -> dict[TopicPartition, tuple[int, int]]:
@@ -172,19 +193,11 @@ def batch_offsets(raw: Sequence[Any]) -> dict[TopicPartition, tuple[int, int]]:
     return spans
 
 
-def rewind(consumer: Any, raw: Sequence[Any], keep: set[TopicPartition] = frozenset()) -> set[TopicPartition]:
-    """Seek each partition of the batch (but those in `keep`, rewound further back already) to its first
-    record; the partitions rewound, `keep` included."""
-    rewound = set(keep)
-    for partition, (first, _) in batch_offsets(raw).items():
-        if partition in keep:
-            continue
-        try:
-            consumer.seek(partition, first)
-        except KafkaError as error:  # no longer assigned: its next owner starts at the committed offset
-            log.info("not rewinding %s: %s", partition, type(error).__name__)
-        rewound.add(partition)
-    return rewound
+def seek(consumer: Any, partition: TopicPartition, offset: int) -> None:
+    try:
+        consumer.seek(partition, offset)
+    except KafkaError as error:  # no longer assigned: its next owner starts at the committed offset
+        log.info("not rewinding %s: %s", partition, type(error).__name__)
 
 
 async def commit_offsets(consumer: Any, raw: Sequence[Any]) -> None:
@@ -219,6 +232,7 @@ class HandOver(ConsumerRebalanceListener):
         self._idle = asyncio.Event()
         self._idle.set()
         self.revoking = asyncio.Event()  # set while a rebalance waits for the batches in hand (tests watch it)
+        self.pipeline: WritePipeline | None = None
 
     def take(self) -> None:
         self._in_hand += 1
@@ -251,7 +265,8 @@ class HandOver(ConsumerRebalanceListener):
             self.revoking.clear()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        return None
+        if self.pipeline is not None:
+            self.pipeline.forget_rewinds()
 
 
 async def commit(message: KafkaMessage) -> None:
