@@ -216,3 +216,16 @@ async def test_a_pipeline_stopped_and_started_again_writes_again():
     await pipeline.handle(Message(consumer, record(0, 1)))
     await pipeline.drain()
     assert consumer.log == [("applied", ["a0-1"]), ("commit", [(0, 2)])]
+
+
+async def test_a_stop_waits_for_a_write_that_never_ends_only_so_long():
+    consumer = Consumer()
+    writes = Writes(consumer)
+    pipeline, _ = pipeline_over(consumer, writes)
+    writes.gates["a0-1"] = asyncio.Event()  # never set: a database that does not answer
+    await pipeline.handle(Message(consumer, record(0, 1)))
+    await pipeline.drain(timeout=0)
+    assert consumer.log == []  # stopped without applying or committing: delivered again to the next owner
+    writes.gates["a0-1"].set()
+    await pipeline.drain()
+    assert consumer.log == [("applied", ["a0-1"]), ("commit", [(0, 2)])]

@@ -42,6 +42,7 @@ from .topics import ensure_topics
 
 log = logging.getLogger(__name__)
 TRANSIENT_PAUSE_SECONDS = 1.0
+DRAIN_SECONDS = 10.0  # how long a stop waits for the batch being written (`WritePipeline.drain`)
 
 
 def build_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
@@ -167,11 +168,17 @@ class WritePipeline:
         finally:
             self.handover.release()
 
-    async def drain(self) -> None:
-        """Before the consumer stops: no new batch is started, the one being written finishes and commits."""
+    async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
+        """Before the consumer stops: no new batch is started, the one being written finishes and commits.
+
+        At most `timeout` seconds (a database that does not answer must not hold a stop forever): a batch
+        still being written then is left uncommitted, and delivered again to the next owner."""
         self._closed = True
         if self._writing is not None:
-            await asyncio.shield(self._writing)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writing), timeout)
+            except TimeoutError:
+                log.warning("a batch was still being written after %.0f s; stopping without its commit", timeout)
 
     def reopen(self) -> None:
         """When the consumer starts (again): batches are written again, from the committed offsets."""
