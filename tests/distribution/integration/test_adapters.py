@@ -18,7 +18,9 @@ from distribution.adapters.sharing import BOOK_CHUNK_ENTRIES
 from distribution.adapters import links as links_module
 from distribution.adapters.buckets import holding
 from distribution.adapters import ambassador_documents
-from distribution.adapters.projections import EARLIER_PROFILE, PROFILE, MongoAmbassadorProjection
+from distribution.adapters.projections import (
+    EARLIER_PROFILE, PROFILE, MongoAmbassadorProjection, flatten_earlier_profiles,
+)
 from distribution.adapters.shared_contents import EARLIER_COLLECTION as EARLIER_SHARED, drop_earlier_shared_contents
 from distribution.adapters.subjects import move_subject_claims
 from distribution.models.authenticity import (
@@ -385,8 +387,18 @@ async def test_the_profile_is_one_string_in_the_persons_document_and_an_earlier_
     await ambassadors.update_profile(tenant, "old", moved, opted_in(tenant, 2))
     rewritten = await earlier.find_one({"_id": earlier_id})
     assert EARLIER_PROFILE not in rewritten and (await ambassadors.get(tenant, "old")).profile == moved
-    assert [d[EARLIER_PROFILE]["location"] for d in await ambassador_documents(repositories.ambassadors.storage.database,
-                                                                               {"tenant": tenant})] == ["lyon", "paris"]
+    documents = await ambassador_documents(repositories.ambassadors.storage.database, {"tenant": tenant})
+    assert [d[EARLIER_PROFILE]["location"] for d in documents] == ["lyon", "paris"]
+    # The conversion at start: an earlier document rewritten, once.
+    converted, converted_id = ambassadors._holding(tenant, "older")
+    await converted.insert_one({"_id": converted_id, "tenant": tenant, "ambassador_id": "older",
+                                "status": "opted_in", EARLIER_PROFILE: profile.model_dump(mode="json")})
+    database = repositories.ambassadors.storage.database
+    ferretdb = repositories.ambassadors.storage.capabilities.ferretdb
+    assert await flatten_earlier_profiles(database, ferretdb) >= 1
+    stored = await converted.find_one({"_id": converted_id})
+    assert EARLIER_PROFILE not in stored and (await ambassadors.get(tenant, "older")).profile == profile
+    assert await flatten_earlier_profiles(database, ferretdb) == 0
     await ambassadors.erase(tenant, "new", opted_in(tenant, 3))
     erased = await collection.find_one({"_id": document_id})
     assert PROFILE not in erased and EARLIER_PROFILE not in erased

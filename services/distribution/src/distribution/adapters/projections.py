@@ -210,6 +210,30 @@ def readable(document: Mapping[str, Any]) -> Mapping[str, Any]:
             EARLIER_PROFILE: json.loads(text)}
 
 
+async def flatten_earlier_profiles(database: AsyncDatabase, ferretdb: bool) -> int:
+    """Every document of an earlier release with its profile nested rewritten with the profile as one string
+    (`profile_fields`); how many were. Each rewrite is a compare-and-set on the nested profile as read: a
+    profile event applied meanwhile (which drops the nested one, or an earlier release's worker writing a
+    new nested one) makes it match nothing, and that document stays as it is, readable (`readable`).
+    Idempotent. One update at a time: on FerretDB 1.x each is a scan of its bucket (~6-13 ms measured),
+    and a 50-statement update of these stayed stuck holding the write lock for minutes, so this is an
+    operator's command (`distribution-flatten-profiles`, minutes per 100,000 people), not part of the start."""
+    existing = set(await database.list_collection_names())
+    converted = 0
+    for collection in ambassador_buckets(database, ferretdb):
+        if collection.name not in existing:
+            continue
+        async for document in collection.find({EARLIER_PROFILE: {"$exists": True}}, {EARLIER_PROFILE: 1}):
+            nested = document[EARLIER_PROFILE]
+            if not isinstance(nested, Mapping):
+                continue  # not a profile of ours: left as it is
+            result = await collection.update_one({"_id": document["_id"], EARLIER_PROFILE: nested},
+                                                 {"$set": profile_fields(AmbassadorProfile.model_validate(nested)),
+                                                  "$unset": {EARLIER_PROFILE: ""}})
+            converted += result.modified_count
+    return converted
+
+
 def _holder(document: Mapping[str, Any] | None) -> str | None:
     claim = document.get(LOGIN) if document is not None else None
     return claim["ambassador_id"] if claim else None
