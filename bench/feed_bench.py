@@ -17,10 +17,13 @@ For each size of --items (cumulative: the second size adds to the first), the ap
 afresh and wrk loads it with --clients concurrent connections (closed loop: each sends its next request
 as soon as the last is answered), --runs times each, every request with the token of one of --tokens
 ambassadors drawn at random, after one first (cold) request whose time is printed apart (the tenant's
-contents are listed then) and 3 s of unmeasured load (every api process lists them on its own first
-request). Prints p50 / p99 / requests per second per run, the median (min … max) per client count, the
-ratio of p99 at the largest to the smallest size, the api's MongoDB commands per request (counted in
-the api processes by `command_counting/`) and the api process's peak RSS.
+contents are listed then) and 3 s of unmeasured load, repeated while the contents' listing is still
+under way (every api process lists them on its own first request). Prints p50 / p99 / requests per
+second per run, the median (min … max) per client count, the ratio of p99 at the largest to the
+smallest size, the api's MongoDB commands per request (counted in the api processes by
+`command_counting/`), the api process's peak RSS and, with --db-pid, the database processes' CPU per
+request (FerretDB, and PostgreSQL's backends of --pg-database: give a FerretDB of its own for a figure
+that is the feed's alone).
 --profile adds a py-spy profile of the api at the largest client count (raw stacks kept in /tmp).
 --database reuses a seeded database (with --keep, a second invocation skips the seeding: sizes are taken
 from what is there).
@@ -57,6 +60,7 @@ from distribution.settings import DistributionSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk_seed import RecordingDatabase  # noqa: E402
+from redirect_bench import root_cpu_seconds  # noqa: E402
 from http_load import (  # noqa: E402
     ApiProcess, add_api_processes_argument, commands_so_far, counting_commands, drop_database, free_port,
     load_average, measure, profile, run_wrk, service_environment, start_dev_issuer, wrk_script,
@@ -151,6 +155,22 @@ def commands_per_request(commands, requests: int) -> str:
     return f"  MongoDB commands per request: {sum(commands.values()) / max(1, requests):.2f} ({by_name})"
 
 
+def warm_up(url: str, script: Path, connections: int, counted: str, at_most: int = 6) -> None:
+    for _ in range(at_most):
+        before = commands_so_far(counted)["getMore"]
+        run_wrk(url, script, connections, WARM_UP_SECONDS)
+        time.sleep(0.6)  # the counts so far written (every half second)
+        if commands_so_far(counted)["getMore"] == before:
+            return
+
+
+def database_cpu(arguments: argparse.Namespace):
+    """CPU seconds so far of the --db-pid trees (a postmaster's: only its backends of --pg-database), or None."""
+    if not arguments.db_pid:
+        return None
+    return lambda: sum(root_cpu_seconds(root, arguments.pg_database) for root in arguments.db_pid)
+
+
 def main(arguments: argparse.Namespace) -> None:
     server, issuer = start_dev_issuer()
     run = uuid.uuid4().hex[:8]
@@ -199,12 +219,13 @@ def main(arguments: argparse.Namespace) -> None:
                     print(f"  first (cold) request {1000 * (time.perf_counter() - started):,.0f} ms "
                           f"(load {load_average()})", flush=True)
                     name = f"feed, {size} items, {have_ambassadors} ambassadors"
-                    # Each api process lists the contents on its own first request: a short unmeasured load
-                    # gets every process there, so that the runs show the steady state.
-                    run_wrk(api.url, script, max(clients), WARM_UP_SECONDS)
-                    time.sleep(0.6)  # the counts so far written (every half second)
+                    # Each api process lists the contents on its own first request: unmeasured load gets every
+                    # process there, so that the runs show the steady state. On a loaded machine one listing
+                    # outlasts one warm-up: warm up again while one issued a getMore (only listings do).
+                    warm_up(api.url, script, max(clients), counted)
                     before = commands_so_far(counted)
-                    results = measure(name, api.url, script, clients, arguments.runs, arguments.seconds, api)
+                    results = measure(name, api.url, script, clients, arguments.runs, arguments.seconds, api,
+                                      database_cpu(arguments))
                     time.sleep(0.6)
                     print(commands_per_request(commands_so_far(counted) - before,
                                                sum(r.requests for rows in results.values() for r in rows)))
@@ -241,5 +262,10 @@ if __name__ == "__main__":
     parser.add_argument("--profile", action="store_true")
     add_api_processes_argument(parser)
     parser.add_argument("--keep", action="store_true", help="keep the seeded database")
+    parser.add_argument("--db-pid", type=int, action="append", default=[],
+                        help="a database process (FerretDB, PostgreSQL's postmaster) whose tree's CPU per request "
+                             "is printed; repeat for several")
+    parser.add_argument("--pg-database", help="of a --db-pid that is a PostgreSQL postmaster, count only the "
+                                              "backends serving this database (a FerretDB of its own)")
     parser.add_argument("--database", help="reuse (or create) this database instead of a fresh one")
     main(parser.parse_args())

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,6 +191,7 @@ class WrkResult:
     requests: int
     errors: int  # non-2xx answers plus socket errors
     cpu_ms_per_request: float = 0.0  # of the api process: what a request costs it, whatever the machine's load
+    db_cpu_ms_per_request: float | None = None  # of the database processes given to `measure`, if any
 
 
 def wrk_script(paths_and_tokens: list[tuple[str, str]], directory: Path) -> Path:
@@ -247,18 +249,23 @@ def spread(values: list[float], digits: int = 1) -> str:
 
 
 def measure(name: str, url: str, script: Path, clients: list[int], runs: int, seconds: float,
-            api: ApiProcess) -> dict[int, list[WrkResult]]:
-    """`runs` wrk runs per client count, printed as they finish, then one Markdown row per count."""
+            api: ApiProcess, database_cpu: Callable[[], float] | None = None) -> dict[int, list[WrkResult]]:
+    """`runs` wrk runs per client count, printed as they finish, then one Markdown row per count.
+    `database_cpu`: CPU seconds so far of the database processes (FerretDB, PostgreSQL), read around each run."""
     results: dict[int, list[WrkResult]] = {c: [] for c in clients}
     for run in range(runs):
         for count in clients:
             cpu_before = api.cpu_seconds()
+            db_before = database_cpu() if database_cpu else 0.0
             result = run_wrk(url, script, count, seconds)
             result.cpu_ms_per_request = 1000 * (api.cpu_seconds() - cpu_before) / max(1, result.requests)
+            if database_cpu:
+                result.db_cpu_ms_per_request = 1000 * (database_cpu() - db_before) / max(1, result.requests)
             results[count].append(result)
+            db = f"database CPU {result.db_cpu_ms_per_request:.2f} ms/request " if database_cpu else ""
             print(f"  {name} run {run + 1} c={count}: p50 {result.p50_ms:.1f} ms p99 {result.p99_ms:.1f} ms "
                   f"{result.requests_per_s:.0f} req/s ({result.requests} requests, {result.errors} errors) "
-                  f"api CPU {result.cpu_ms_per_request:.2f} ms/request "
+                  f"api CPU {result.cpu_ms_per_request:.2f} ms/request {db}"
                   f"load {load_average()} rss {api.peak_rss_mb():.0f} MB", flush=True)
             if result.errors:
                 raise RuntimeError(f"{result.errors} failed requests: see the api log {api.log}")

@@ -17,7 +17,10 @@ from distribution.adapters import sharing as sharing_module
 from distribution.adapters.sharing import BOOK_CHUNK_ENTRIES
 from distribution.adapters import links as links_module
 from distribution.adapters.buckets import holding
-from distribution.adapters.projections import MongoAmbassadorProjection
+from distribution.adapters import ambassador_documents
+from distribution.adapters.projections import (
+    EARLIER_PROFILE, PROFILE, MongoAmbassadorProjection, flatten_earlier_profiles,
+)
 from distribution.adapters.shared_contents import EARLIER_COLLECTION as EARLIER_SHARED, drop_earlier_shared_contents
 from distribution.adapters.subjects import move_subject_claims
 from distribution.models.authenticity import (
@@ -359,6 +362,47 @@ async def test_subject_claims_ride_on_the_first_holders_document_and_a_feed_read
     await ambassadors.claim_subject(tenant, "key-2", "third", NOW)
     assert await ambassadors.subject_holder(tenant, "key-2") == "third"
     assert (await ambassadors.person(tenant, "key-2")).ambassador_id == "third"
+
+
+async def test_the_profile_is_one_string_in_the_persons_document_and_an_earlier_nested_one_reads_the_same(
+        repositories, tenant):
+    # FerretDB 1.x on PostgreSQL scans the bucket for every read by `_id`: a nested profile made each document
+    # big enough to be stored compressed (see `projections.profile_fields`). Earlier documents stay readable.
+    ambassadors = repositories.ambassadors
+    profile = AmbassadorProfile(persona="expert", topics=["energy", "hiring"], languages=["fr"], team_id="t1",
+                                location="lyon", networks=[{"network": "linkedin", "audience_size": 120}])
+    await ambassadors.opt_in(tenant, "new", profile, 0, opted_in(tenant, 1))
+    collection, document_id = ambassadors._holding(tenant, "new")
+    stored = await collection.find_one({"_id": document_id})
+    assert isinstance(stored[PROFILE], str) and EARLIER_PROFILE not in stored
+    assert (await ambassadors.get(tenant, "new")).profile == profile
+    # An earlier release's document: the same fields, the profile nested.
+    earlier, earlier_id = ambassadors._holding(tenant, "old")
+    await earlier.insert_one({"_id": earlier_id, "tenant": tenant, "ambassador_id": "old", "status": "opted_in",
+                              "accepted_charter_version": 0, EARLIER_PROFILE: profile.model_dump(mode="json")})
+    person = await ambassadors.person(tenant, "old")
+    assert (person.ambassador_id, person.ambassador.status.value, person.ambassador.profile) == \
+        ("old", "opted_in", profile)
+    moved = profile.model_copy(update={"location": "paris"})
+    await ambassadors.update_profile(tenant, "old", moved, opted_in(tenant, 2))
+    rewritten = await earlier.find_one({"_id": earlier_id})
+    assert EARLIER_PROFILE not in rewritten and (await ambassadors.get(tenant, "old")).profile == moved
+    documents = await ambassador_documents(repositories.ambassadors.storage.database, {"tenant": tenant})
+    assert [d[EARLIER_PROFILE]["location"] for d in documents] == ["lyon", "paris"]
+    # The conversion at start: an earlier document rewritten, once.
+    converted, converted_id = ambassadors._holding(tenant, "older")
+    await converted.insert_one({"_id": converted_id, "tenant": tenant, "ambassador_id": "older",
+                                "status": "opted_in", EARLIER_PROFILE: profile.model_dump(mode="json")})
+    database = repositories.ambassadors.storage.database
+    ferretdb = repositories.ambassadors.storage.capabilities.ferretdb
+    assert await flatten_earlier_profiles(database, ferretdb) >= 1
+    stored = await converted.find_one({"_id": converted_id})
+    assert EARLIER_PROFILE not in stored and (await ambassadors.get(tenant, "older")).profile == profile
+    assert await flatten_earlier_profiles(database, ferretdb) == 0
+    await ambassadors.erase(tenant, "new", opted_in(tenant, 3))
+    erased = await collection.find_one({"_id": document_id})
+    assert PROFILE not in erased and EARLIER_PROFILE not in erased
+    assert (await ambassadors.get(tenant, "new")).profile is None
 
 
 def counting(read, reads: list[str]):

@@ -15,7 +15,7 @@ from advocacy_common.consuming import ProcessedEvents
 from advocacy_common.http import api_resources, create_service_app
 from advocacy_common.mongo import create_client
 from advocacy_common.publishing import EventPublisher
-from advocacy_common.repository import Storage
+from advocacy_common.repository import ServerCapabilities, Storage
 from advocacy_common.secretbox import DEV_ONLY_KEY_ID, Keyring, SecretBox
 from advocacy_common.worker import ServiceWorker
 
@@ -32,6 +32,7 @@ from .adapters import (
     outbox_swept_queues,
     OUTBOX_SWEEP_SLICE, processed_events, upgrade_documents,
 )
+from .adapters.projections import flatten_earlier_profiles
 from .consumers import subscribe
 from .options import Options
 from .ports import Repositories
@@ -157,6 +158,17 @@ async def reseal_connector_secrets(settings: DistributionSettings) -> ResealCoun
         connectors = await MongoConnectors(storage, box).reseal_all()
         tokens, unreadable_tokens = await reseal_tokens(client[settings.database], box)
         return ResealCount(connectors.resealed + tokens, connectors.unreadable + unreadable_tokens)
+    finally:
+        await client.close()
+
+
+async def flatten_profiles(settings: DistributionSettings) -> int:
+    """The ambassador documents of earlier releases with their profile as one string (see
+    `projections.flatten_earlier_profiles`); how many were rewritten."""
+    client = create_client(settings.mongodb_uri, f"{settings.service_name}-flatten-profiles")
+    try:
+        database = client[settings.database]
+        return await flatten_earlier_profiles(database, (await ServerCapabilities.detect(database)).ferretdb)
     finally:
         await client.close()
 

@@ -1,5 +1,5 @@
-"""Process entry points: `distribution-api`, `distribution-worker`, `distribution-poller` and
-`distribution-reseal-secrets`."""
+"""Process entry points: `distribution-api`, `distribution-worker`, `distribution-poller`,
+`distribution-reseal-secrets` and `distribution-flatten-profiles`."""
 
 from __future__ import annotations
 
@@ -78,3 +78,14 @@ def run_reseal_secrets() -> None:
     count = asyncio.run(reseal_connector_secrets(settings))
     print(f"resealed={count.resealed} unreadable={count.unreadable} current_key={settings.secret_key_id}")
     sys.exit(1 if count.unreadable else 0)
+
+
+def run_flatten_profiles() -> None:
+    """Once after upgrading from a release that nested the profile in the ambassador documents: store it as
+    one string in each (the feed reads both; a nested one costs the database more per read on FerretDB).
+    Idempotent; the services keep running meanwhile."""
+    from .bootstrap import flatten_profiles, settings_from_environment
+
+    settings = settings_from_environment()
+    configure_logging(settings.log_level, settings.log_json)
+    print(f"flattened={asyncio.run(flatten_profiles(settings))}")

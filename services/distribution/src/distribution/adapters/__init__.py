@@ -19,7 +19,7 @@ from ..ports import Repositories
 from .engagement import MongoClicks, MongoConnectors, MongoEngagementTotals, MongoReports, ResealCount
 from .projections import (
     MongoAmbassadorProjection, MongoCharterProjection, MongoCommentTallies, MongoContentProjection,
-    ambassador_buckets,
+    ambassador_buckets, readable,
 )
 from .shared_contents import MongoSharedContents, drop_earlier_shared_contents
 from .links import LINKS, MongoLinks, move_links
@@ -46,11 +46,12 @@ def mongo_repositories(storage: Storage, secret_box: SecretBox) -> Repositories:
 
 async def ambassador_documents(database: AsyncDatabase, query: dict[str, Any]) -> list[dict[str, Any]]:
     """The ambassador projection's documents matching `query`, from every collection that holds them, by `_id`
-    (checks and tooling; the service itself reads one person by id)."""
+    (checks and tooling; the service itself reads one person by id), each with its profile as a nested document
+    (`projections.readable`: stored as one string, which `query` cannot look into)."""
     ferretdb = (await ServerCapabilities.detect(database)).ferretdb
     existing = set(await database.list_collection_names())
-    found = [document for collection in ambassador_buckets(database, ferretdb) if collection.name in existing
-             async for document in collection.find(query)]
+    found = [dict(readable(document)) for collection in ambassador_buckets(database, ferretdb)
+             if collection.name in existing async for document in collection.find(query)]
     return sorted(found, key=lambda document: document["_id"])
 
 

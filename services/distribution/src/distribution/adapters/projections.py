@@ -7,6 +7,7 @@ documents. Version guards are filters (`version < new`), so an older event appli
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,8 @@ AWAITING_SCOPE = "comments-awaiting-reply"
 AMBASSADORS = "ambassadors"  # in buckets on FerretDB (see buckets.py): every feed reads one person by id
 LOGIN = "login"  # on a login's first holder's document: {ambassador_id, claimed_at} of its latest claim
 SHARES = "shares"  # the person's `SharedContents` entries, written by the API (see shared_contents.py)
+PROFILE = "profile_json"  # the person's `AmbassadorProfile` as one JSON string (see `profile_fields`)
+EARLIER_PROFILE = "profile"  # the same profile as a nested document, as earlier releases wrote it
 CONTENT_CHANGES = "content_changes"  # `_id` tenant: `changes`, a count of the tenant's content writes
 COMMENT_COUNTERS = {EngagementKind.COMMENT: "comments", EngagementKind.COMMENT_REPLY: "replies"}
 
@@ -122,7 +125,7 @@ class MongoAmbassadorProjection(Repository[AmbassadorView]):
                       frozenset(entry["content_id"] for entry in document.get(SHARES, ())))
 
     def from_document(self, document: Mapping[str, Any]) -> AmbassadorView:
-        return AmbassadorView.model_validate(document)
+        return AmbassadorView.model_validate(readable(document))
 
     async def get(self, tenant: str, ambassador_id: str) -> AmbassadorView | None:
         document = await self._document(tenant, ambassador_id)
@@ -130,8 +133,9 @@ class MongoAmbassadorProjection(Repository[AmbassadorView]):
 
     async def opt_in(self, tenant: str, ambassador_id: str, profile: AmbassadorProfile, charter_version: int,
                      delivery: Delivery) -> None:
-        update = {"$set": {"status": AmbassadorStatus.OPTED_IN.value, "profile": profile.model_dump(mode="json"),
+        update = {"$set": {"status": AmbassadorStatus.OPTED_IN.value, **profile_fields(profile),
                            "tenant": tenant, "ambassador_id": ambassador_id},
+                  "$unset": {EARLIER_PROFILE: ""},
                   # charter.accepted travels on the tenant's partition and may arrive before or after this.
                   "$max": {"accepted_charter_version": charter_version}}
         collection, document_id = self._holding(tenant, ambassador_id)
@@ -139,8 +143,8 @@ class MongoAmbassadorProjection(Repository[AmbassadorView]):
 
     async def update_profile(self, tenant: str, ambassador_id: str, profile: AmbassadorProfile,
                              delivery: Delivery) -> None:
-        await self._unless_erased(tenant, ambassador_id, {"$set": {"profile": profile.model_dump(mode="json")}},
-                                  delivery)
+        await self._unless_erased(tenant, ambassador_id, {"$set": profile_fields(profile),
+                                                          "$unset": {EARLIER_PROFILE: ""}}, delivery)
 
     async def opt_out(self, tenant: str, ambassador_id: str, delivery: Delivery) -> None:
         await self._unless_erased(tenant, ambassador_id, {"$set": {"status": AmbassadorStatus.OPTED_OUT.value}},
@@ -155,7 +159,8 @@ class MongoAmbassadorProjection(Repository[AmbassadorView]):
         collection, document_id = self._holding(tenant, ambassador_id)
         await apply_once(collection, {"_id": document_id},
                          {"$set": {"status": AmbassadorStatus.ERASED.value, "tenant": tenant,
-                                   "ambassador_id": ambassador_id}, "$unset": {"profile": ""}}, delivery)
+                                   "ambassador_id": ambassador_id}, "$unset": {PROFILE: "", EARLIER_PROFILE: ""}},
+                         delivery)
 
     async def _unless_erased(self, tenant: str, ambassador_id: str, update: dict[str, Any],
                              delivery: Delivery) -> None:
@@ -180,6 +185,53 @@ async def claim_login(buckets: list[AsyncCollection], tenant: str, subject_key: 
             {"$set": {"tenant": tenant, "ambassador_id": subject_key, LOGIN: claim}}, upsert=True)
     except DuplicateKeyError:
         pass
+
+
+def profile_fields(profile: AmbassadorProfile) -> dict[str, str]:
+    """The profile as the person's document stores it: one JSON string, not a nested document.
+
+    Every feed reads the person's document by `_id`, and FerretDB 1.x on PostgreSQL finds it by scanning its
+    bucket (~400 documents), each stored as jsonb carrying a type schema (`$s`) for every field. With the
+    profile nested (lists of topics, languages and networks, preferences), a document was ~2.2 KB of jsonb:
+    above PostgreSQL's 2 KB threshold, so stored compressed, and every row of every scan was decompressed;
+    FerretDB then decoded the found one field by field. As one string the document is ~1.3 KB and stored as
+    it is: measured on 381 such documents, 0.9-1.1 ms of database CPU per read instead of 2.4-2.5 ms
+    (bench/README.md). MongoDB stores and reads the same document; nothing queries a profile field."""
+    return {PROFILE: profile.model_dump_json()}
+
+
+def readable(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`document` with its profile as a nested document again (`profile`), whichever way it was stored: an
+    earlier release's document keeps its nested profile until the person's next profile event rewrites it."""
+    text = document.get(PROFILE)
+    if text is None:
+        return document
+    return {**{k: v for k, v in document.items() if k != PROFILE},
+            EARLIER_PROFILE: json.loads(text)}
+
+
+async def flatten_earlier_profiles(database: AsyncDatabase, ferretdb: bool) -> int:
+    """Every document of an earlier release with its profile nested rewritten with the profile as one string
+    (`profile_fields`); how many were. Each rewrite is a compare-and-set on the nested profile as read: a
+    profile event applied meanwhile (which drops the nested one, or an earlier release's worker writing a
+    new nested one) makes it match nothing, and that document stays as it is, readable (`readable`).
+    Idempotent. One update at a time: on FerretDB 1.x each is a scan of its bucket (~6-13 ms measured),
+    and a 50-statement update of these stayed stuck holding the write lock for minutes, so this is an
+    operator's command (`distribution-flatten-profiles`, minutes per 100,000 people), not part of the start."""
+    existing = set(await database.list_collection_names())
+    converted = 0
+    for collection in ambassador_buckets(database, ferretdb):
+        if collection.name not in existing:
+            continue
+        async for document in collection.find({EARLIER_PROFILE: {"$exists": True}}, {EARLIER_PROFILE: 1}):
+            nested = document[EARLIER_PROFILE]
+            if not isinstance(nested, Mapping):
+                continue  # not a profile of ours: left as it is
+            result = await collection.update_one({"_id": document["_id"], EARLIER_PROFILE: nested},
+                                                 {"$set": profile_fields(AmbassadorProfile.model_validate(nested)),
+                                                  "$unset": {EARLIER_PROFILE: ""}})
+            converted += result.modified_count
+    return converted
 
 
 def _holder(document: Mapping[str, Any] | None) -> str | None:
