@@ -3,7 +3,7 @@ batch is applied only after the previous one is committed, offsets are committed
 failed batch rewinds everything from itself on. A fake consumer stands for aiokafka's."""
 
 import asyncio
-from collections import namedtuple
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -22,7 +22,16 @@ from advocacy_common.worker import HandOver, Redelivery, WritePipeline
 pytestmark = pytest.mark.unit
 NAMES = TopicNames("p.")
 TOPIC = "p.advocacy.ambassador"
-Record = namedtuple("Record", "topic partition offset key value headers")
+
+
+@dataclass(frozen=True)
+class Record:  # the fields of aiokafka's ConsumerRecord that the pipeline reads
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list
 
 
 def record(partition: int, offset: int) -> Record:
@@ -45,6 +54,9 @@ class Consumer:
 class Message:
     def __init__(self, consumer, *records):
         self.consumer, self.raw_message = consumer, tuple(records)
+
+    def clear_cache(self):
+        pass
 
 
 class Writes:
@@ -102,6 +114,18 @@ async def test_the_next_batch_is_decoded_while_one_is_written_and_each_is_commit
     await pipeline.drain()
     assert consumer.log == [("applied", ["a0-10", "a1-4"]), ("commit", [(0, 11), (1, 5)]),
                             ("applied", ["a0-11", "a2-7"]), ("commit", [(0, 12), (2, 8)])]
+
+
+async def test_a_committed_batch_keeps_only_its_first_position():
+    """The write task's context holds the message after the commit (aiokafka's cancelled request timer): its
+    records' keys, values and headers must be let go then, not 40 s later (`release_records`)."""
+    consumer = Consumer()
+    pipeline, _ = pipeline_over(consumer, Writes(consumer))
+    message = Message(consumer, record(0, 10), record(0, 11))
+    await pipeline.handle(message)
+    await pipeline.drain()
+    assert consumer.log[-1] == ("commit", [(0, 12)])
+    assert message.raw_message == (Record(TOPIC, 0, 10, None, None, []),)
 
 
 async def test_a_failed_batch_rewinds_itself_and_the_batch_decoded_meanwhile_is_dropped_and_rewound(monkeypatch):
