@@ -22,9 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
-
 from advocacy_common.envelope import Envelope, MalformedEnvelope, from_kafka
+from aiokafka import AIOKafkaConsumer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,6 +110,16 @@ async def eventually(probe, timeout: float = 45.0, interval: float = 0.5):
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"not reached within {timeout} s; last value: {last!r}")
+
+
+async def until_turns(condition, turns: int = 2000) -> None:
+    """Give the event loop up to `turns` turns for `condition()` to hold: unit tests wait on the code's own
+    steps, never on wall-clock time (CI is a loaded machine)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
 
 
 def webhook_signature(secret: str, body: bytes) -> str:

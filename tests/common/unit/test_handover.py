@@ -8,16 +8,10 @@ from aiokafka.errors import CommitFailedError
 from faststream.message import AckStatus
 
 from advocacy_common.worker import HandOver, commit
+from advocacy_testkit import until_turns
 
 pytestmark = pytest.mark.unit
 
-
-async def _until(condition) -> None:
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")
 
 
 async def test_a_rebalance_waits_for_the_batch_in_hand_and_its_commit():
@@ -32,9 +26,9 @@ async def test_a_rebalance_waits_for_the_batch_in_hand_and_its_commit():
             steps.append("committed")
 
     in_hand = asyncio.create_task(batch())
-    await _until(lambda: steps)
+    await until_turns(lambda: steps)
     revoke = asyncio.create_task(handover.on_partitions_revoked(set()))
-    await _until(handover.revoking.is_set)
+    await until_turns(handover.revoking.is_set)
     for _ in range(50):
         await asyncio.sleep(0)
     assert not revoke.done()  # the partitions stay while the batch is in hand

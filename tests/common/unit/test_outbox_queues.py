@@ -15,6 +15,7 @@ from advocacy_common.outbox import (
     queued_events,
 )
 from advocacy_common.publishing import envelope_for
+from advocacy_testkit import until_turns
 
 pytestmark = pytest.mark.unit
 
@@ -215,26 +216,19 @@ async def test_a_relay_of_hints_written_in_its_own_process_reads_them_when_woken
     monkeypatch.setattr(outbox, "entry_envelope", lambda pending: pending["envelope"])  # plain dicts here
     running = asyncio.create_task(relay.run(stop))
     try:
-        await _turns(lambda: hints.commands.count("find") == 1)
+        await until_turns(lambda: hints.commands.count("find") == 1)
         for _ in range(200):
             await asyncio.sleep(0)
         assert hints.commands.count("find") == 1  # asleep: no poll of an empty hints collection
 
         parts.documents.append({"_id": "p1", OUTBOX_FIELD: [entry]})
         await outbox.notify_outbox(parts, "p1")  # the writer's hint wakes the relay at once
-        await _turns(lambda: publisher.sent)
+        await until_turns(lambda: publisher.sent)
         assert publisher.sent == [(topics.AMBASSADOR, "amb-1")]
-        await _turns(lambda: parts.documents[0][OUTBOX_FIELD] == [])
+        await until_turns(lambda: parts.documents[0][OUTBOX_FIELD] == [])
         assert hints.documents == []
     finally:
         stop.set()
         await running
     assert not outbox._LOCAL_RELAYS.get("woken")  # a stopped relay is no longer woken
 
-
-async def _turns(condition) -> None:
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")

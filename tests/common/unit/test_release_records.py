@@ -48,18 +48,24 @@ async def test_a_handled_batch_keeps_only_its_first_position():
     assert await message.decode() == (kept,)  # the cached body went too
 
 
-async def test_a_cancelled_timer_of_the_handling_context_no_longer_keeps_the_records():
+async def _handled_under_a_cancelled_timer():
+    """A batch of 100 records handled in a context that a cancelled 40 s timer holds, as the commit leaves it
+    (cancelled at once, in the loop's heap until its deadline): weak references to the records, the context,
+    and the message (the only other holder of the records)."""
     records = tuple(record(0, offset) for offset in range(100))
     alive = [weakref.ref(r) for r in records]
     message = await batch_message(records)
     handling = contextvars.copy_context()
     handling.run(HANDLING.set, message)
-    # What the commit leaves behind: cancelled at once, in the loop's heap until its deadline.
-    timer = handling.run(asyncio.get_running_loop().call_later, 40, lambda: None)
-    timer.cancel()
+    handling.run(asyncio.get_running_loop().call_later, 40, lambda: None).cancel()
+    return alive, handling, message
+
+
+async def test_a_cancelled_timer_of_the_handling_context_no_longer_keeps_the_records():
+    alive, handling, message = await _handled_under_a_cancelled_timer()
 
     release_records(message)
-    del records, message
+    del message
 
     assert handling[HANDLING].raw_message[0].offset == 0  # the message itself is still held
     assert [r for r in alive if r() is not None] == []
@@ -67,15 +73,9 @@ async def test_a_cancelled_timer_of_the_handling_context_no_longer_keeps_the_rec
 
 async def test_without_release_the_timer_keeps_every_record():
     """The condition the fix is for, shown: otherwise the test above would prove nothing."""
-    records = tuple(record(0, offset) for offset in range(100))
-    alive = [weakref.ref(r) for r in records]
-    message = await batch_message(records)
-    handling = contextvars.copy_context()
-    handling.run(HANDLING.set, message)
-    timer = handling.run(asyncio.get_running_loop().call_later, 40, lambda: None)
-    timer.cancel()
+    alive, handling, message = await _handled_under_a_cancelled_timer()
 
-    del records, message
+    del message
 
     assert len([r for r in alive if r() is not None]) == 100
 

@@ -18,6 +18,7 @@ from advocacy_common.events import AmbassadorOptedOut
 from advocacy_common.publishing import envelope_for
 from advocacy_common.topics import TopicNames
 from advocacy_common.worker import HandOver, Redelivery, WritePipeline
+from advocacy_testkit import until_turns
 
 pytestmark = pytest.mark.unit
 NAMES = TopicNames("p.")
@@ -82,13 +83,6 @@ def pipeline_over(consumer: Consumer, writes: Writes) -> tuple[WritePipeline, Di
     return WritePipeline(dispatcher, writes, HandOver(), Redelivery()), dispatcher
 
 
-async def _turns(condition) -> None:
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")
-
 
 async def test_the_next_batch_is_decoded_while_one_is_written_and_each_is_committed_after_its_effects_in_order():
     consumer = Consumer()
@@ -105,7 +99,7 @@ async def test_the_next_batch_is_decoded_while_one_is_written_and_each_is_commit
     writes.gates["a0-10"] = asyncio.Event()
     await pipeline.handle(Message(consumer, record(0, 10), record(1, 4)))  # returns while its writes wait
     second = asyncio.create_task(pipeline.handle(Message(consumer, record(0, 11), record(2, 7))))
-    await _turns(lambda: decoded == [10, 11])  # the second batch decoded before the first is written
+    await until_turns(lambda: decoded == [10, 11])  # the second batch decoded before the first is written
     for _ in range(50):
         await asyncio.sleep(0)
     assert consumer.log == [] and not second.done()  # nothing applied or committed out of order
@@ -154,7 +148,7 @@ async def test_a_failed_batch_alone_is_delivered_again_and_goes_through(monkeypa
     pipeline, _ = pipeline_over(consumer, writes)
     writes.fail.add("a0-10")
     await pipeline.handle(Message(consumer, record(0, 10)))
-    await _turns(lambda: consumer.log)
+    await until_turns(lambda: consumer.log)
     assert consumer.log == [("seek", 0, 10)]  # nothing else in flight: the failed batch rewinds itself
     await pipeline.handle(Message(consumer, record(0, 10), record(0, 11)))  # fetched again from there
     await pipeline.handle(Message(consumer, record(0, 12)))
@@ -171,9 +165,9 @@ async def test_a_rebalance_waits_for_the_batch_written_and_the_one_decoded_meanw
     await pipeline.handle(Message(consumer, record(0, 10)))
     second = asyncio.create_task(pipeline.handle(Message(consumer, record(0, 11))))
     revoke = asyncio.create_task(pipeline.handover.on_partitions_revoked(set()))
-    await _turns(pipeline.handover.revoking.is_set)
+    await until_turns(pipeline.handover.revoking.is_set)
     writes.gates["a0-10"].set()
-    await _turns(lambda: len([entry for entry in consumer.log if entry[0] == "applied"]) == 1)
+    await until_turns(lambda: len([entry for entry in consumer.log if entry[0] == "applied"]) == 1)
     assert not revoke.done()  # the second batch, decoded meanwhile, is still to be written and committed
     await revoke
     assert consumer.log[-1] == ("commit", [(0, 12)])
